@@ -1,0 +1,7 @@
+//! livechat: a self-hosted live chat appliance in one binary.
+//!
+//! The spine: `config` (the bundle, pure) → `chat` (pure domain) → `engine` → `store`/`hub`
+//! → `http`. See `docs/` for how each part is used.
+
+pub mod cli;
+pub mod config;

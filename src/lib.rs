@@ -3,5 +3,8 @@
 //! The spine: `config` (the bundle, pure) → `chat` (pure domain) → `engine` → `store`/`hub`
 //! → `http`. See `docs/` for how each part is used.
 
+pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod settings;
+pub mod store;

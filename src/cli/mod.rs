@@ -1,20 +1,86 @@
 //! The command line: one file per subcommand; `main.rs` only dispatches here.
+//!
+//! Exit codes: 0 success, 1 the input is invalid (a bundle with errors, a refused apply),
+//! 2 the command could not run (unreadable directory, database error, bad flags).
+
+mod apply;
+mod history;
+mod init;
+mod rollback;
+mod serve;
+mod validate;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::settings::ServerArgs;
 
 #[derive(Debug, Parser)]
 #[command(name = "livechat", version, about = "A self-hosted live chat appliance")]
 pub struct Cli {
+    #[command(flatten)]
+    pub server: ServerArgs,
     #[command(subcommand)]
     pub command: Command,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Run the server on the live bundle, reloading it when it changes.
+    Serve,
+    /// Check a bundle and report every error as file:line:col.
+    Validate {
+        /// The bundle directory [default: the live bundle directory].
+        dir: Option<std::path::PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show the plan for a bundle and install it as a new revision.
+    Apply(apply::ApplyArgs),
+    /// List the installed revisions.
+    History {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Install an earlier revision again (as a new revision).
+    Rollback {
+        /// The revision number to bring back.
+        revision: i64,
+        /// Show the plan without installing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write a commented starter bundle into DIR.
+    Init {
+        dir: std::path::PathBuf,
+        /// Overwrite files that already exist.
+        #[arg(long)]
+        force: bool,
+    },
+}
 
 pub fn main() -> ExitCode {
-    let _cli = Cli::parse();
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve => serve::run(&cli.server),
+        Command::Validate { dir, format } => validate::run(&cli.server, dir, format),
+        Command::Apply(args) => apply::run(&cli.server, args),
+        Command::History { format } => history::run(&cli.server, format),
+        Command::Rollback { revision, dry_run } => rollback::run(&cli.server, revision, dry_run),
+        Command::Init { dir, force } => init::run(&dir, force),
+    }
+}
+
+/// Prints an error the way every subcommand does and gives exit code 2.
+pub(crate) fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
 }

@@ -163,7 +163,8 @@ impl EnvString {
             let after = &rest[start + 2..];
             match after.find('}') {
                 Some(end) => {
-                    out.push(&after[..end]);
+                    let inner = &after[..end];
+                    out.push(inner.split_once(":-").map_or(inner, |(name, _)| name));
                     rest = &after[end + 1..];
                 }
                 None => break,
@@ -172,7 +173,8 @@ impl EnvString {
         out
     }
 
-    /// Replaces every `${NAME}` with the variable's value; names the first unset one.
+    /// Replaces every `${NAME}` with the variable's value, and `${NAME:-default}` with the
+    /// value or, when it is unset or empty, the default. Names the first unset variable.
     pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
         let mut out = String::new();
         let mut rest = self.raw();
@@ -182,10 +184,15 @@ impl EnvString {
             let Some(end) = after.find('}') else {
                 return Err("unclosed `${` (write `${NAME}`)".to_string());
             };
-            let name = &after[..end];
-            match env(name) {
-                Some(v) => out.push_str(&v),
-                None => return Err(format!("environment variable `{name}` is not set")),
+            let inner = &after[..end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (inner, None),
+            };
+            match (env(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => return Err(format!("environment variable `{name}` is not set")),
             }
             rest = &after[end + 1..];
         }
@@ -212,6 +219,9 @@ mod tests {
         );
         let ok = EnvString(Spanned::new(0..0, "x${HOOK}y".into()));
         assert_eq!(ok.resolve(&env).unwrap(), "xhttps://hooks.example/xy");
+        let defaulted = EnvString(Spanned::new(0..0, "${NOPE:-}|${HOOK:-d}".into()));
+        assert_eq!(defaulted.references(), vec!["NOPE", "HOOK"]);
+        assert_eq!(defaulted.resolve(&env).unwrap(), "|https://hooks.example/x");
     }
 
     #[test]

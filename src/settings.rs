@@ -1,0 +1,125 @@
+//! Server settings: `livechat.toml` (given with `--config`) overlaid by command-line flags.
+//! Every subcommand that reads the live bundle or the database takes the same flags.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::config::values::EnvString;
+
+/// The flags shared by `serve`, `apply`, `history`, `rollback`, … .
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServerArgs {
+    /// Server settings file (livechat.toml); its relative paths are relative to it.
+    #[arg(long, env = "LIVECHAT_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "LIVECHAT_LISTEN", global = true)]
+    pub listen: Option<String>,
+    /// Where the database and outgoing mail files live [default: ./data].
+    #[arg(long, env = "LIVECHAT_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// The live bundle directory that the server watches [default: ./bots].
+    #[arg(long, env = "LIVECHAT_BOTS_DIR", global = true)]
+    pub bots_dir: Option<PathBuf>,
+}
+
+/// `livechat.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsFile {
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub bots_dir: Option<PathBuf>,
+    /// Bearer token for the admin API (remote `livechat apply`); usually `${ENV}`.
+    pub admin_token: Option<EnvString>,
+}
+
+/// The resolved settings a command runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// The address people reach the server at, for links in mail and notifications.
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    pub bots_dir: PathBuf,
+    pub admin_token: Option<String>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("invalid listen address `{0}` (write it like 127.0.0.1:8080)")]
+    Listen(String),
+}
+
+impl ServerArgs {
+    /// Reads the settings file, if any, then applies the flags over it.
+    pub fn resolve(&self) -> Result<Settings, SettingsError> {
+        let (file, base) = match &self.config {
+            Some(path) => {
+                let text = fs::read_to_string(path).map_err(|source| SettingsError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                let file: SettingsFile =
+                    toml::from_str(&text).map_err(|e| SettingsError::Invalid {
+                        path: path.display().to_string(),
+                        message: e.message().to_string(),
+                    })?;
+                let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                (file, base)
+            }
+            None => (SettingsFile::default(), PathBuf::new()),
+        };
+        let from_file = |p: &Option<PathBuf>| p.as_ref().map(|p| base.join(p));
+        let listen_text = self
+            .listen
+            .clone()
+            .or(file.listen.clone())
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| SettingsError::Listen(listen_text.clone()))?;
+        let admin_token = match &file.admin_token {
+            Some(t) => Some(t.resolve(&crate::config::process_env).map_err(|message| {
+                SettingsError::Invalid {
+                    path: "admin_token".into(),
+                    message,
+                }
+            })?),
+            None => std::env::var("LIVECHAT_ADMIN_TOKEN").ok(),
+        }
+        .filter(|t| !t.is_empty());
+        Ok(Settings {
+            public_url: file
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{listen}")),
+            listen,
+            data_dir: self
+                .data_dir
+                .clone()
+                .or_else(|| from_file(&file.data_dir))
+                .unwrap_or_else(|| PathBuf::from("data")),
+            bots_dir: self
+                .bots_dir
+                .clone()
+                .or_else(|| from_file(&file.bots_dir))
+                .unwrap_or_else(|| PathBuf::from("bots")),
+            admin_token,
+        })
+    }
+}

@@ -1,0 +1,1 @@
+//! SQLite storage: one database file in the data directory, WAL mode, embedded migrations.

@@ -6,5 +6,8 @@
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod deploy;
+pub mod http;
+pub mod server;
 pub mod settings;
 pub mod store;

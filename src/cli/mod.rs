@@ -17,7 +17,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::settings::ServerArgs;
 
 #[derive(Debug, Parser)]
-#[command(name = "livechat", version, about = "A self-hosted live chat appliance")]
+#[command(
+    name = "livechat",
+    version,
+    about = "A self-hosted live chat appliance"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub server: ServerArgs,

@@ -1,11 +1,98 @@
 //! `livechat validate [DIR]`: every error at once, as file:line:col with the line and a caret.
 
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use serde::Serialize;
+
 use super::Format;
+use crate::config::{self, Bundle, Diagnostic};
 use crate::settings::ServerArgs;
 
-pub fn run(_server: &ServerArgs, _dir: Option<PathBuf>, _format: Format) -> ExitCode {
-    super::fail("validate is not built yet")
+pub fn run(server: &ServerArgs, dir: Option<PathBuf>, format: Format) -> ExitCode {
+    let dir = match dir {
+        Some(dir) => dir,
+        None => match server.resolve() {
+            Ok(settings) => settings.bots_dir,
+            Err(e) => return super::fail(e),
+        },
+    };
+    let result = match config::load_dir(&dir, &config::process_env) {
+        Ok(result) => result,
+        Err(e) => return super::fail(e),
+    };
+    let dir = dir.display().to_string();
+    let report = match format {
+        Format::Text => text_report(&dir, &result),
+        Format::Json => json_report(&result) + "\n",
+    };
+    // A closed pipe (`livechat validate | head`) is not worth a panic.
+    let _ = io::stdout().lock().write_all(report.as_bytes());
+    if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn text_report(dir: &str, result: &Result<Bundle, Vec<Diagnostic>>) -> String {
+    match result {
+        Ok(bundle) => format!("{dir}: valid — {}\n", summary(bundle)),
+        Err(diags) => {
+            let mut out = String::new();
+            for d in diags {
+                out.push_str(&d.render(dir));
+                out.push('\n');
+            }
+            out.push_str(&format!(
+                "{} in {dir}\n",
+                count(diags.len(), "error", "errors")
+            ));
+            out
+        }
+    }
+}
+
+/// `3 bots, 2 teams, 4 agents, 5 canned responses`.
+fn summary(bundle: &Bundle) -> String {
+    [
+        count(bundle.bots.len(), "bot", "bots"),
+        count(bundle.roster.teams.len(), "team", "teams"),
+        count(bundle.roster.agents.len(), "agent", "agents"),
+        count(
+            bundle.responses.responses.len(),
+            "canned response",
+            "canned responses",
+        ),
+    ]
+    .join(", ")
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    valid: bool,
+    errors: &'a [Diagnostic],
+    /// The ids of the bots of a valid bundle.
+    bots: Vec<&'a str>,
+}
+
+fn json_report(result: &Result<Bundle, Vec<Diagnostic>>) -> String {
+    let report = match result {
+        Ok(bundle) => JsonReport {
+            valid: true,
+            errors: &[],
+            bots: bundle.bots.keys().map(String::as_str).collect(),
+        },
+        Err(diags) => JsonReport {
+            valid: false,
+            errors: diags,
+            bots: Vec::new(),
+        },
+    };
+    serde_json::to_string_pretty(&report).expect("a report always serializes")
 }

@@ -33,7 +33,9 @@ impl Diagnostic {
             .map_or(source.len(), |i| start + i);
         let line = source[..start].matches('\n').count() + 1;
         let column = source[line_start..start].chars().count() + 1;
-        let source_line = source[line_start..line_end].trim_end_matches('\r').to_string();
+        let source_line = source[line_start..line_end]
+            .trim_end_matches('\r')
+            .to_string();
         let width = source[start..end.min(line_end)].chars().count().max(1);
         Diagnostic {
             file: file.to_string(),
@@ -114,7 +116,10 @@ mod tests {
         let d = Diagnostic::at("bot.toml", src, start..start + "colör".len(), "unknown key");
         assert_eq!((d.line, d.column, d.width), (2, 12, 5));
         let text = d.render("bots");
-        assert!(text.starts_with("bots/bot.toml:2:12: unknown key\n"), "{text}");
+        assert!(
+            text.starts_with("bots/bot.toml:2:12: unknown key\n"),
+            "{text}"
+        );
         assert!(text.contains("2 | widget = { colör = 1 }\n"), "{text}");
         assert!(text.ends_with("  |            ^^^^^\n"), "{text}");
     }

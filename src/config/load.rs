@@ -13,8 +13,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::diagnostic::Diagnostic;
 use super::schema::{
-    BOT_COLLECTION_KEYS, Bot, BotHeader, LiveChat, OfflineForm, Response, Responses, Roster,
-    Step, Webhook,
+    BOT_COLLECTION_KEYS, Bot, BotHeader, LiveChat, OfflineForm, Response, Responses, Roster, Step,
+    Webhook,
 };
 
 /// One file being loaded: its name, its text and the errors found so far.
@@ -67,7 +67,9 @@ fn friendly_message(message: &str, extra_keys: &[&str]) -> String {
         expected.extend_from_slice(extra_keys);
         return match did_you_mean(name, &expected) {
             Some(best) => format!("unknown key `{name}`; did you mean `{best}`?"),
-            None if expected.is_empty() => format!("unknown key `{name}`; no keys are allowed here"),
+            None if expected.is_empty() => {
+                format!("unknown key `{name}`; no keys are allowed here")
+            }
             None => format!(
                 "unknown key `{name}`; expected one of {}",
                 expected
@@ -212,8 +214,12 @@ pub fn parse_bot(ctx: &mut FileCtx<'_>) -> Option<Bot> {
         Spanned::new(span, DeValue::Table(rest)),
         &BOT_COLLECTION_KEYS,
     );
-    let (mut steps, mut live_chat, mut offline_form, mut webhook) =
-        (Vec::new(), BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    let (mut steps, mut live_chat, mut offline_form, mut webhook) = (
+        Vec::new(),
+        BTreeMap::new(),
+        BTreeMap::new(),
+        BTreeMap::new(),
+    );
     for (key, value) in collections {
         match key.get_ref().as_ref() {
             "step" => steps = array_items::<Step>(ctx, "step", value),
@@ -316,7 +322,10 @@ mod tests {
     fn unknown_top_level_key_suggests_a_collection() {
         let (_, diags) = bot("name = \"S\"\n[[stpe]]\nid = \"a\"\n");
         assert_eq!(diags.len(), 1);
-        assert!(diags[0].message.contains("did you mean `step`"), "{diags:?}");
+        assert!(
+            diags[0].message.contains("did you mean `step`"),
+            "{diags:?}"
+        );
     }
 
     #[test]

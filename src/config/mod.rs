@@ -4,10 +4,14 @@
 //! Reading a directory, installing a bundle and watching for edits are thin wrappers.
 
 pub mod diagnostic;
+pub mod hours;
+pub mod install;
 pub mod load;
+pub mod plan;
 pub mod schema;
 pub mod validate;
 pub mod values;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::fs;

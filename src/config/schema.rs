@@ -195,7 +195,9 @@ pub struct Ask {
 }
 
 fn default_retry_message() -> Text {
-    Text::Plain(Template::literal("Sorry, that doesn't look right. Please try again."))
+    Text::Plain(Template::literal(
+        "Sorry, that doesn't look right. Please try again.",
+    ))
 }
 fn default_ask_max() -> u32 {
     500
@@ -289,7 +291,9 @@ fn default_name_prompt() -> Text {
     Text::Plain(Template::literal("May I have your name?"))
 }
 fn default_email_prompt() -> Text {
-    Text::Plain(Template::literal("And your email address, in case we get cut off?"))
+    Text::Plain(Template::literal(
+        "And your email address, in case we get cut off?",
+    ))
 }
 fn default_welcome() -> Text {
     Text::Plain(Template::literal("Let me find someone for you."))
@@ -301,7 +305,9 @@ fn default_assigned() -> Text {
     Text::Plain(Template::literal("{{ agent.name }} has joined the chat."))
 }
 fn default_takeover() -> Text {
-    Text::Plain(Template::literal("{{ agent.name }} has taken over the conversation."))
+    Text::Plain(Template::literal(
+        "{{ agent.name }} has taken over the conversation.",
+    ))
 }
 fn default_video() -> Text {
     Text::Plain(Template::literal(
@@ -434,7 +440,9 @@ fn default_subject() -> Template {
     Template::literal("New offline message")
 }
 fn default_thank_you() -> Text {
-    Text::Plain(Template::literal("Thanks — we'll get back to you by email."))
+    Text::Plain(Template::literal(
+        "Thanks — we'll get back to you by email.",
+    ))
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
 use super::schema::Text;
@@ -60,7 +60,9 @@ impl<'de> Deserialize<'de> for Text {
                     out.insert(lang, text);
                 }
                 if out.is_empty() {
-                    return Err(de::Error::custom("a text by language needs at least one language"));
+                    return Err(de::Error::custom(
+                        "a text by language needs at least one language",
+                    ));
                 }
                 Ok(Text::PerLanguage(out))
             }
@@ -189,7 +191,10 @@ impl EnvString {
                 Some((name, default)) => (name, Some(default)),
                 None => (inner, None),
             };
-            match (env(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+            match (
+                env(name).filter(|v| !v.is_empty() || default.is_none()),
+                default,
+            ) {
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(d)) => out.push_str(d),
                 (None, None) => return Err(format!("environment variable `{name}` is not set")),

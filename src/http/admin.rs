@@ -1,0 +1,133 @@
+//! The admin API for config: remote `livechat apply` and the revision history.
+//! Authorised by the `admin_token` of livechat.toml (or `LIVECHAT_ADMIN_TOKEN`); without
+//! one configured the API is off.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::{ApiJson, AppError};
+use crate::config::{self, Bundle, Sources};
+use crate::deploy;
+use crate::server::AppState;
+use crate::store::revisions;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRequest {
+    files: Sources,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+    let Some(expected) = state.settings.admin_token.as_deref() else {
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "admin_api_disabled",
+            "the admin API is off: set admin_token in livechat.toml or LIVECHAT_ADMIN_TOKEN",
+        ));
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid admin token is required (Authorization: Bearer …)",
+        ))
+    }
+}
+
+/// Compares digests, so the time taken says nothing about how much of the token matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
+}
+
+pub async fn apply_config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<ApplyRequest>,
+) -> Result<Json<Value>, AppError> {
+    authorize(&state, &headers)?;
+    if let Some(bad) = request
+        .files
+        .keys()
+        .find(|name| !is_plain_bundle_name(name))
+    {
+        return Err(AppError::bad_request(
+            "invalid_file_name",
+            format!("`{bad}` is not a bundle file name (write `name.toml`, no folders)"),
+        ));
+    }
+    let bundle = Bundle::from_sources(request.files, &config::process_env).map_err(|diags| {
+        AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_bundle",
+            format!("the bundle has {} error(s)", diags.len()),
+        )
+        .with_details(json!({ "diagnostics": diags }))
+    })?;
+    let dry_run = request.dry_run;
+    let worker = state.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let result = {
+            let conn = worker.db.lock().unwrap_or_else(|p| p.into_inner());
+            deploy::apply(&conn, &worker.settings.bots_dir, &bundle, "api", dry_run)
+        };
+        // Make it live now rather than when the watcher notices.
+        if !dry_run {
+            worker.reload("api");
+        }
+        result
+    })
+    .await
+    .map_err(AppError::internal)?
+    .map_err(AppError::internal)?;
+    Ok(Json(json!({
+        "plan": outcome.plan.to_string().lines().collect::<Vec<_>>(),
+        "summary": outcome.plan.summary(),
+        "unchanged": outcome.unchanged,
+        "revision": outcome.revision.map(|r| json!({
+            "number": r.number,
+            "hash": r.hash,
+            "created_at": r.created_at,
+            "source": r.source,
+            "summary": r.summary,
+        })),
+    })))
+}
+
+fn is_plain_bundle_name(name: &str) -> bool {
+    config::is_bundle_file(name)
+        && !name.contains(['/', '\\'])
+        && name != ".."
+        && !name.contains('\0')
+}
+
+pub async fn revisions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, AppError> {
+    authorize(&state, &headers)?;
+    let list = tokio::task::spawn_blocking(move || {
+        let conn = state.db.lock().unwrap_or_else(|p| p.into_inner());
+        revisions::list(&conn)
+    })
+    .await
+    .map_err(AppError::internal)?
+    .map_err(AppError::internal)?;
+    Ok(Json(json!({ "revisions": list })))
+}

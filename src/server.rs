@@ -1,0 +1,215 @@
+//! The running appliance: `serve(listener, settings, shutdown)` wires the live config, the
+//! store and the HTTP routes together, and keeps the bundle live while admins edit it.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+
+use crate::config::{self, Bundle, BundleLock, Diagnostic};
+use crate::settings::Settings;
+use crate::store::revisions::Revision;
+use crate::{deploy, store};
+
+/// The config the server runs on: a validated bundle, swapped in whole.
+#[derive(Debug)]
+pub struct Live {
+    pub bundle: Arc<Bundle>,
+    /// The revision this bundle was recorded as (None only before any valid bundle).
+    pub revision: Option<Revision>,
+    /// Why the last edit was refused; the bundle above stays live meanwhile.
+    pub error: Option<Vec<Diagnostic>>,
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub live: Arc<ArcSwap<Live>>,
+    /// The database. Config work is rare and short; the engine brings its own writer.
+    pub db: Arc<Mutex<rusqlite::Connection>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the bundle directory {0} does not exist; create one with `livechat init {0}`")]
+    NoBundleDir(String),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("cannot watch the bundle directory: {0}")]
+    Watch(#[from] notify::Error),
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl AppState {
+    /// Opens the store and loads the bundle (or the last good revision when it is invalid).
+    pub fn open(settings: Settings) -> Result<AppState, StartError> {
+        if !settings.bots_dir.is_dir() {
+            return Err(StartError::NoBundleDir(
+                settings.bots_dir.display().to_string(),
+            ));
+        }
+        let conn = store::open(&settings.data_dir)?;
+        let state = AppState {
+            settings: Arc::new(settings),
+            live: Arc::new(ArcSwap::from_pointee(Live {
+                bundle: Arc::new(Bundle::empty()),
+                revision: None,
+                error: None,
+            })),
+            db: Arc::new(Mutex::new(conn)),
+        };
+        state.reload("startup");
+        if state.live.load().revision.is_none() {
+            state.fall_back_to_last_good();
+        }
+        Ok(state)
+    }
+
+    /// Reads the bundle directory and, if it is valid and new, makes it live. Blocking: call
+    /// from a blocking thread. An invalid bundle keeps the current one and records why.
+    pub fn reload(&self, source: &str) {
+        let dir = &self.settings.bots_dir;
+        // The database first, then the bundle lock: the order `deploy::apply` takes them in
+        // (it holds the connection and takes the lock exclusively). Both are held across
+        // reading and recording, so an `apply` running at the same moment is either wholly
+        // before (its revision is found by hash) or wholly after (we are notified again).
+        let conn = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        let _lock = BundleLock::shared(dir);
+        let loaded = match config::load_dir(dir, &config::process_env) {
+            Ok(result) => result,
+            Err(e) => Err(vec![Diagnostic::file("", e.to_string())]),
+        };
+        let current = self.live.load_full();
+        match loaded {
+            Err(diags) => {
+                for d in &diags {
+                    tracing::warn!(
+                        "config error, keeping revision {}: {}",
+                        revision_label(&current.revision),
+                        d.render(&dir.display().to_string()).trim_end()
+                    );
+                }
+                self.live.store(Arc::new(Live {
+                    bundle: current.bundle.clone(),
+                    revision: current.revision.clone(),
+                    error: Some(diags),
+                }));
+            }
+            Ok(bundle) => {
+                if current.revision.is_some() && bundle.hash == current.bundle.hash {
+                    if current.error.is_some() {
+                        tracing::info!("config error cleared; the bundle is back to the live one");
+                        self.live.store(Arc::new(Live {
+                            bundle: current.bundle.clone(),
+                            revision: current.revision.clone(),
+                            error: None,
+                        }));
+                    }
+                    return;
+                }
+                let recorded = deploy::record_loaded(&conn, &bundle, source);
+                match recorded {
+                    Ok(revision) => {
+                        tracing::info!(
+                            "config live: revision {} ({} bots) from {source}",
+                            revision.number,
+                            bundle.bots.len()
+                        );
+                        self.live.store(Arc::new(Live {
+                            bundle: Arc::new(bundle),
+                            revision: Some(revision),
+                            error: None,
+                        }));
+                    }
+                    Err(e) => tracing::error!("cannot record the new revision: {e}"),
+                }
+            }
+        }
+    }
+
+    /// At startup with an invalid bundle: run the last recorded revision if there is one.
+    fn fall_back_to_last_good(&self) {
+        let conn = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        let Ok(Some(revision)) = store::revisions::latest(&conn) else {
+            return;
+        };
+        match Bundle::from_sources(revision.bundle.clone(), &config::process_env) {
+            Ok(bundle) => {
+                tracing::warn!(
+                    "the bundle directory is invalid; running the last good revision {}",
+                    revision.number
+                );
+                let error = self.live.load().error.clone();
+                self.live.store(Arc::new(Live {
+                    bundle: Arc::new(bundle),
+                    revision: Some(revision),
+                    error,
+                }));
+            }
+            Err(_) => tracing::warn!(
+                "the last revision {} does not validate any more either",
+                revision.number
+            ),
+        }
+    }
+}
+
+fn revision_label(revision: &Option<Revision>) -> String {
+    revision
+        .as_ref()
+        .map_or("none".to_string(), |r| r.number.to_string())
+}
+
+/// Serves until `shutdown` completes, then finishes in-flight requests and returns.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let (_watcher, mut changes) = config::watch::watch(&state.settings.bots_dir)?;
+    let reloader = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            while config::watch::next_change(&mut changes, Duration::from_millis(50))
+                .await
+                .is_some()
+            {
+                let state = state.clone();
+                let _ = tokio::task::spawn_blocking(move || state.reload("watch")).await;
+            }
+        })
+    };
+    let app = crate::http::router(state);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    reloader.abort();
+    result.map_err(StartError::from)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

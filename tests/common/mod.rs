@@ -1,0 +1,209 @@
+//! Shared by the integration tests: the real `livechat` binary on 127.0.0.1:0 with its own
+//! temporary data and bundle directories, waited on by readiness, never by a fixed time.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_livechat")
+}
+
+/// A `livechat` command with no stray settings from the environment.
+pub fn livechat() -> Command {
+    let mut cmd = Command::new(bin());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("LIVECHAT_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Writes `text` the way editors save: to a temporary file, then renamed over the old one.
+pub fn save_atomically(path: &Path, text: &str) {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp{}",
+        path.file_name().unwrap().to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A small valid bundle: one team, one agent, the given bots.
+pub fn write_bundle(dir: &Path, bots: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let team_bots: Vec<String> = bots.iter().map(|(id, _)| format!("\"{id}\"")).collect();
+    std::fs::write(
+        dir.join("agents.toml"),
+        format!(
+            "[[team]]\nid = \"support\"\nbots = [{}]\n\n[[agent]]\nname = \"Ana Lima\"\nemail = \"ana@acme.example\"\nteams = [\"support\"]\n",
+            team_bots.join(", ")
+        ),
+    )
+    .unwrap();
+    for (id, text) in bots {
+        std::fs::write(dir.join(format!("{id}.toml")), text).unwrap();
+    }
+}
+
+/// A valid bot whose greeting is `greeting`.
+pub fn bot(name: &str, greeting: &str) -> String {
+    format!(
+        "name = \"{name}\"\n\n[[step]]\nid = \"start\"\nsay = \"{greeting}\"\nlive_chat = \"desk\"\n\n[[step]]\nid = \"bye\"\nsay = \"Bye\"\nend = true\n\n[live_chat.desk]\naccept_timeout = \"90s\"\n"
+    )
+}
+
+pub struct TestServer {
+    pub child: Child,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub bots_dir: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+impl TestServer {
+    /// Starts the server on the bundle that `setup` writes into its bots directory.
+    pub fn start(setup: impl FnOnce(&Path), env: &[(&str, &str)]) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let bots_dir = dir.path().join("bots");
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&bots_dir).unwrap();
+        setup(&bots_dir);
+        Self::start_in(dir, bots_dir, data_dir, env)
+    }
+
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        bots_dir: PathBuf,
+        data_dir: PathBuf,
+        env: &[(&str, &str)],
+    ) -> TestServer {
+        let mut cmd = livechat();
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--bots-dir")
+            .arg(&bots_dir)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env("LIVECHAT_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start livechat serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(rest) = line.strip_prefix("livechat listening on ") {
+                        break rest.split_whitespace().next().unwrap().to_string();
+                    }
+                }
+                _ => {
+                    let out = child.wait_with_output().unwrap();
+                    panic!(
+                        "server exited before listening: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("LIVECHAT_TEST_LOG").is_some() {
+                    eprintln!("[server] {line}");
+                }
+            }
+        });
+        let server = TestServer {
+            child,
+            url,
+            dir,
+            bots_dir,
+            data_dir,
+        };
+        server.wait_for(Duration::from_secs(10), "healthz answers", |h| {
+            h["status"] == "ok"
+        });
+        server
+    }
+
+    /// `GET /healthz` as JSON (`null` while the server does not answer).
+    pub fn health(&self) -> serde_json::Value {
+        get_json(&format!("{}/healthz", self.url)).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Polls `/healthz` until `done` holds; panics with `what` and the last answer after `limit`.
+    pub fn wait_for(
+        &self,
+        limit: Duration,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> (serde_json::Value, Duration) {
+        let start = Instant::now();
+        loop {
+            let h = self.health();
+            if done(&h) {
+                return (h, start.elapsed());
+            }
+            if start.elapsed() > limit {
+                panic!("timed out after {limit:?} waiting for {what}; last /healthz: {h}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.health()["config_revision"].as_i64().unwrap_or(0)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking GET that parses JSON, over a fresh connection (tests stay simple and sync).
+pub fn get_json(url: &str) -> Option<serde_json::Value> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let resp = reqwest::get(url).await.ok()?;
+        resp.json().await.ok()
+    })
+}
+
+/// A blocking POST of JSON; answers (status, body).
+pub fn post_json(url: &str, headers: &[(&str, &str)], body: &str) -> (u16, serde_json::Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut req = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    })
+}

@@ -1,0 +1,286 @@
+//! `livechat serve` as an operator meets it: the real binary, a real bundle directory edited
+//! the way editors do, `/healthz` as the window on what is live.
+
+mod common;
+
+use std::fs;
+use std::time::Duration;
+
+use common::{TestServer, bot, livechat, post_json, save_atomically, write_bundle};
+
+fn two_bots(dir: &std::path::Path) {
+    write_bundle(
+        dir,
+        &[
+            ("support", &bot("Support", "Hi there")),
+            ("sales", &bot("Sales", "Hello")),
+        ],
+    );
+}
+
+#[test]
+fn an_edit_is_live_within_a_second_and_a_broken_edit_keeps_the_last_good_one() {
+    let server = TestServer::start(two_bots, &[]);
+    let h = server.health();
+    assert_eq!(h["config_revision"], 1, "{h}");
+    assert!(h["config_error"].is_null(), "{h}");
+    assert_eq!(h["bots"], serde_json::json!(["sales", "support"]));
+
+    // A saved edit goes live.
+    let support = server.bots_dir.join("support.toml");
+    save_atomically(&support, &bot("Support desk", "Hi, how can we help?"));
+    let (h, took) = server.wait_for(Duration::from_secs(5), "revision 2", |h| {
+        h["config_revision"] == 2
+    });
+    println!("edit → live in {took:?}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert!(h["config_error"].is_null(), "{h}");
+
+    // A broken edit is refused: revision 2 stays live and the error points at the line.
+    let broken =
+        bot("Support desk", "Hi").replace("accept_timeout = \"90s\"", "accept_timeout = \"soon\"");
+    save_atomically(&support, &broken);
+    let (h, _) = server.wait_for(Duration::from_secs(5), "a config error", |h| {
+        !h["config_error"].is_null()
+    });
+    assert_eq!(h["config_revision"], 2, "{h}");
+    let error = h["config_error"].as_str().unwrap();
+    let line = broken
+        .lines()
+        .position(|l| l.starts_with("accept_timeout"))
+        .unwrap()
+        + 1;
+    assert!(
+        error.starts_with(&format!("support.toml:{line}:18: invalid duration `soon`")),
+        "{error}"
+    );
+
+    // Fixing it clears the error and makes the fix live.
+    save_atomically(&support, &bot("Support desk", "Fixed"));
+    let (h, _) = server.wait_for(Duration::from_secs(5), "revision 3", |h| {
+        h["config_revision"] == 3
+    });
+    assert!(h["config_error"].is_null(), "{h}");
+}
+
+#[test]
+fn a_burst_of_saves_reloads_once() {
+    let server = TestServer::start(two_bots, &[]);
+    assert_eq!(server.revision(), 1);
+    let support = server.bots_dir.join("support.toml");
+    let sales = server.bots_dir.join("sales.toml");
+    for i in 0..10 {
+        save_atomically(&support, &bot("Support", &format!("Greeting {i}")));
+        save_atomically(&sales, &bot("Sales", &format!("Hello {i}")));
+    }
+    server.wait_for(Duration::from_secs(5), "revision 2", |h| {
+        h["config_revision"] == 2
+    });
+    // Give a second reload every chance to happen; it must not.
+    std::thread::sleep(Duration::from_millis(800));
+    let h = server.health();
+    assert_eq!(h["config_revision"], 2, "{h}");
+
+    let history = livechat()
+        .args(["history", "--format", "json", "--data-dir"])
+        .arg(&server.data_dir)
+        .arg("--bots-dir")
+        .arg(&server.bots_dir)
+        .output()
+        .unwrap();
+    assert!(history.status.success());
+    let text = String::from_utf8_lossy(&history.stdout);
+    let list: serde_json::Value = serde_json::from_str(&text).expect("history json");
+    let list = list
+        .as_array()
+        .or(list["revisions"].as_array())
+        .cloned()
+        .unwrap();
+    assert_eq!(list.len(), 2, "{text}");
+}
+
+#[test]
+fn a_deleted_and_recreated_file_reloads_both_times() {
+    let server = TestServer::start(two_bots, &[]);
+    let sales = server.bots_dir.join("sales.toml");
+    let text = fs::read_to_string(&sales).unwrap();
+    // The team serves `sales`; without the bot the roster would be invalid, so the
+    // roster changes with it, in one burst.
+    fs::remove_file(&sales).unwrap();
+    save_atomically(
+        &server.bots_dir.join("agents.toml"),
+        "[[team]]\nid = \"support\"\nbots = [\"support\"]\n\n[[agent]]\nname = \"Ana Lima\"\nemail = \"ana@acme.example\"\nteams = [\"support\"]\n",
+    );
+    let (h, _) = server.wait_for(Duration::from_secs(5), "sales removed", |h| {
+        h["config_revision"] == 2
+    });
+    assert_eq!(h["bots"], serde_json::json!(["support"]), "{h}");
+    fs::write(&sales, text).unwrap();
+    let (h, _) = server.wait_for(Duration::from_secs(5), "sales back", |h| {
+        h["config_revision"] == 3
+    });
+    assert_eq!(h["bots"], serde_json::json!(["sales", "support"]), "{h}");
+}
+
+#[test]
+fn an_invalid_bundle_at_startup_runs_the_last_good_revision() {
+    let mut server = TestServer::start(two_bots, &[]);
+    assert_eq!(server.revision(), 1);
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let (bots_dir, data_dir) = (server.bots_dir.clone(), server.data_dir.clone());
+    drop(server);
+    fs::write(
+        bots_dir.join("support.toml"),
+        "name = \"Support\"\n[[step]]\nid = 5\n",
+    )
+    .unwrap();
+    let server = TestServer::start_in(dir, bots_dir, data_dir, &[]);
+    let h = server.health();
+    assert_eq!(h["config_revision"], 1, "{h}");
+    assert_eq!(h["bots"], serde_json::json!(["sales", "support"]), "{h}");
+    assert!(
+        h["config_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("support.toml:3:6: wrong type"),
+        "{h}"
+    );
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let mut server = TestServer::start(two_bots, &[]);
+    let pid = server.child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = std::time::Instant::now();
+    let code = loop {
+        if let Some(code) = server.child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(code.success(), "exit status {code:?}");
+}
+
+#[test]
+fn serve_without_a_bundle_directory_says_how_to_make_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = livechat()
+        .args(["serve", "--listen", "127.0.0.1:0", "--bots-dir"])
+        .arg(dir.path().join("missing"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not exist") && err.contains("livechat init"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_admin_api_applies_a_bundle_remotely_and_refuses_bad_callers() {
+    let server = TestServer::start(two_bots, &[("LIVECHAT_ADMIN_TOKEN", "s3cret-token")]);
+    let endpoint = format!("{}/api/v1/admin/config", server.url);
+
+    // Remote apply through the CLI.
+    let local = tempfile::tempdir().unwrap();
+    two_bots(local.path());
+    fs::write(
+        local.path().join("support.toml"),
+        bot("Support", "Remote hello"),
+    )
+    .unwrap();
+    let out = livechat()
+        .arg("apply")
+        .arg(local.path())
+        .args(["--server", &server.url, "--token", "s3cret-token"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("~ bot support"), "{stdout}");
+    // Live at once, without waiting for the watcher.
+    assert_eq!(server.revision(), 2);
+    let installed = fs::read_to_string(server.bots_dir.join("support.toml")).unwrap();
+    assert!(installed.contains("Remote hello"));
+
+    // A wrong token, malformed JSON, a path in a file name, an invalid bundle.
+    let (status, body) = post_json(
+        &endpoint,
+        &[("authorization", "Bearer nope")],
+        "{\"files\":{}}",
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let auth = [("authorization", "Bearer s3cret-token")];
+    let (status, body) = post_json(&endpoint, &auth, "{\"files\": {,}}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_json"))
+    );
+    let (status, body) = post_json(&endpoint, &auth, "{\"files\": {\"a\": 1}}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_body"))
+    );
+    let (status, body) = post_json(
+        &endpoint,
+        &auth,
+        "{\"files\": {\"../evil.toml\": \"name = 'x'\"}}",
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_file_name"))
+    );
+    let (status, body) = post_json(
+        &endpoint,
+        &auth,
+        "{\"files\": {\"x.toml\": \"name = 'x'\\n[[step]]\\nid = 'a'\\ngoto = 'nowhere'\\n\"}}",
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("invalid_bundle")),
+        "{body}"
+    );
+    let first = &body["error"]["diagnostics"][0];
+    assert_eq!(
+        (first["file"].as_str(), first["line"].as_i64()),
+        (Some("x.toml"), Some(4)),
+        "{body}"
+    );
+    assert_eq!(server.revision(), 2, "nothing bad was installed");
+    assert!(!server.bots_dir.join("x.toml").exists());
+}
+
+#[test]
+fn the_admin_api_is_off_without_a_token() {
+    let server = TestServer::start(two_bots, &[]);
+    let (status, body) = post_json(
+        &format!("{}/api/v1/admin/config", server.url),
+        &[("authorization", "Bearer anything")],
+        "{\"files\":{}}",
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("admin_api_disabled"))
+    );
+}

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod http;
+pub mod hub;
 pub mod server;
 pub mod settings;
 pub mod store;

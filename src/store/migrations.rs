@@ -19,6 +19,90 @@ const STEPS: &[M<'static>] = &[
         );
         CREATE INDEX revisions_hash ON revisions (hash);",
     ),
+    // 2: live chat. The event log is the truth of what happened; `conversations` keeps each
+    // conversation's current state (as the engine's JSON) beside the columns lists filter on.
+    M::up(
+        "CREATE TABLE visitors (
+            id           TEXT PRIMARY KEY,
+            token_hash   TEXT NOT NULL UNIQUE,
+            bot          TEXT NOT NULL,
+            name         TEXT,
+            email        TEXT,
+            language     TEXT,
+            country      TEXT,
+            ip           TEXT,
+            created_at   TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL
+        );
+        CREATE TABLE conversations (
+            id           TEXT PRIMARY KEY,
+            visitor_id   TEXT NOT NULL REFERENCES visitors (id),
+            bot          TEXT NOT NULL,
+            status       TEXT NOT NULL,
+            assignee     TEXT,
+            team         TEXT,
+            created_at   TEXT NOT NULL,
+            updated_at   TEXT NOT NULL,
+            requested_at TEXT,
+            state        TEXT NOT NULL
+        );
+        CREATE INDEX conversations_status ON conversations (status, requested_at);
+        CREATE INDEX conversations_visitor ON conversations (visitor_id, created_at);
+        CREATE INDEX conversations_assignee ON conversations (assignee, status);
+        CREATE TABLE events (
+            seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id TEXT,
+            bot             TEXT,
+            type            TEXT NOT NULL,
+            at              TEXT NOT NULL,
+            visitor_visible INTEGER NOT NULL,
+            data            TEXT NOT NULL
+        );
+        CREATE INDEX events_conversation ON events (conversation_id, seq);
+        CREATE TABLE messages (
+            id              TEXT PRIMARY KEY,
+            conversation_id TEXT NOT NULL REFERENCES conversations (id),
+            seq             INTEGER NOT NULL,
+            kind            TEXT NOT NULL,
+            author          TEXT,
+            text            TEXT NOT NULL,
+            client_id       TEXT,
+            at              TEXT NOT NULL,
+            UNIQUE (conversation_id, client_id)
+        );
+        CREATE INDEX messages_conversation ON messages (conversation_id, seq);
+        CREATE VIRTUAL TABLE messages_fts USING fts5 (
+            text, content = 'messages', content_rowid = 'rowid'
+        );
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts (rowid, text) VALUES (new.rowid, new.text);
+        END;
+        CREATE TABLE agents (
+            email         TEXT PRIMARY KEY,
+            password_hash TEXT,
+            accepting     INTEGER NOT NULL DEFAULT 0,
+            updated_at    TEXT NOT NULL
+        );
+        CREATE TABLE sessions (
+            token_hash  TEXT PRIMARY KEY,
+            agent_email TEXT NOT NULL,
+            csrf_token  TEXT NOT NULL,
+            created_at  TEXT NOT NULL,
+            expires_at  TEXT NOT NULL
+        );
+        CREATE INDEX sessions_agent ON sessions (agent_email);
+        CREATE TABLE form_submissions (
+            id              TEXT PRIMARY KEY,
+            bot             TEXT NOT NULL,
+            form            TEXT NOT NULL,
+            conversation_id TEXT,
+            visitor_id      TEXT,
+            fields          TEXT NOT NULL,
+            page_url        TEXT,
+            ip              TEXT,
+            created_at      TEXT NOT NULL
+        );",
+    ),
 ];
 
 #[cfg(test)]

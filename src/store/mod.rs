@@ -1,7 +1,9 @@
 //! SQLite storage: one database file in the data directory, WAL mode, embedded migrations.
 
 pub mod migrations;
+pub mod reader;
 pub mod revisions;
+pub mod writer;
 
 use std::fs;
 use std::io;
@@ -42,6 +44,10 @@ pub enum StoreError {
     },
     #[error("unknown revision source `{0}`")]
     UnknownSource(String),
+    #[error("the write was not committed: {0}")]
+    Commit(String),
+    #[error("stored data cannot be read: {0}")]
+    Corrupt(String),
 }
 
 /// Opens (creating it if need be) `DATA_DIR/livechat.db` and brings its schema up to date.

@@ -105,7 +105,9 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let begun = conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| e.to_string());
+        let begun = conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| e.to_string());
         let finishers: Vec<Finisher> = match &begun {
             Ok(()) => group.into_iter().map(|job| job(&conn)).collect(),
             Err(_) => Vec::new(),
@@ -172,6 +174,9 @@ mod tests {
         let count: i64 = conn
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(count, 3, "the duplicate's insert was undone, the others kept");
+        assert_eq!(
+            count, 3,
+            "the duplicate's insert was undone, the others kept"
+        );
     }
 }

@@ -9,6 +9,8 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
 use crate::config::{self, Bundle, BundleLock, Diagnostic};
+use crate::engine::Engine;
+use crate::hub::Hub;
 use crate::settings::Settings;
 use crate::store::revisions::Revision;
 use crate::{deploy, store};
@@ -28,8 +30,9 @@ pub struct Live {
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub live: Arc<ArcSwap<Live>>,
-    /// The database. Config work is rare and short; the engine brings its own writer.
+    /// The database, for config work (rare and short); the engine has its own writer.
     pub db: Arc<Mutex<rusqlite::Connection>>,
+    pub engine: Engine,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,33 +48,71 @@ pub enum StartError {
 }
 
 impl AppState {
-    /// Opens the store and loads the bundle (or the last good revision when it is invalid).
-    pub fn open(settings: Settings) -> Result<AppState, StartError> {
+    /// Opens the store, loads the bundle (or the last good revision when it is invalid),
+    /// then starts the engine on it.
+    pub async fn open(settings: Settings) -> Result<AppState, StartError> {
         if !settings.bots_dir.is_dir() {
             return Err(StartError::NoBundleDir(
                 settings.bots_dir.display().to_string(),
             ));
         }
-        let conn = store::open(&settings.data_dir)?;
-        let state = AppState {
-            settings: Arc::new(settings),
-            live: Arc::new(ArcSwap::from_pointee(Live {
-                bundle: Arc::new(Bundle::empty()),
-                revision: None,
-                error: None,
-            })),
-            db: Arc::new(Mutex::new(conn)),
-        };
-        state.reload("startup");
-        if state.live.load().revision.is_none() {
-            state.fall_back_to_last_good();
-        }
-        Ok(state)
+        let config = tokio::task::spawn_blocking(move || -> Result<ConfigState, StartError> {
+            let conn = store::open(&settings.data_dir)?;
+            let config = ConfigState {
+                settings: Arc::new(settings),
+                live: Arc::new(ArcSwap::from_pointee(Live {
+                    bundle: Arc::new(Bundle::empty()),
+                    revision: None,
+                    error: None,
+                })),
+                db: Arc::new(Mutex::new(conn)),
+            };
+            config.reload("startup");
+            if config.live.load().revision.is_none() {
+                config.fall_back_to_last_good();
+            }
+            Ok(config)
+        })
+        .await
+        .map_err(|e| StartError::Io(std::io::Error::other(e)))??;
+        let engine =
+            Engine::open(&config.settings.data_dir, config.live.clone(), Hub::new()).await?;
+        Ok(AppState {
+            settings: config.settings,
+            live: config.live,
+            db: config.db,
+            engine,
+        })
     }
 
+    fn config(&self) -> ConfigState {
+        ConfigState {
+            settings: self.settings.clone(),
+            live: self.live.clone(),
+            db: self.db.clone(),
+        }
+    }
+
+    /// Reloads the bundle directory (blocking); tells the engine when a new revision is live.
+    pub fn reload(&self, source: &str) {
+        if let Some(revision) = self.config().reload(source) {
+            self.engine.config_reloaded(revision);
+        }
+    }
+}
+
+/// The config half of the state, which exists before the engine does.
+struct ConfigState {
+    settings: Arc<Settings>,
+    live: Arc<ArcSwap<Live>>,
+    db: Arc<Mutex<rusqlite::Connection>>,
+}
+
+impl ConfigState {
     /// Reads the bundle directory and, if it is valid and new, makes it live. Blocking: call
     /// from a blocking thread. An invalid bundle keeps the current one and records why.
-    pub fn reload(&self, source: &str) {
+    /// Answers the new revision's number when one became live.
+    fn reload(&self, source: &str) -> Option<i64> {
         let dir = &self.settings.bots_dir;
         // The database first, then the bundle lock: the order `deploy::apply` takes them in
         // (it holds the connection and takes the lock exclusively). Both are held across
@@ -98,6 +139,7 @@ impl AppState {
                     revision: current.revision.clone(),
                     error: Some(diags),
                 }));
+                None
             }
             Ok(bundle) => {
                 if current.revision.is_some() && bundle.hash == current.bundle.hash {
@@ -109,7 +151,7 @@ impl AppState {
                             error: None,
                         }));
                     }
-                    return;
+                    return None;
                 }
                 let recorded = deploy::record_loaded(&conn, &bundle, source);
                 match recorded {
@@ -119,13 +161,18 @@ impl AppState {
                             revision.number,
                             bundle.bots.len()
                         );
+                        let number = revision.number;
                         self.live.store(Arc::new(Live {
                             bundle: Arc::new(bundle),
                             revision: Some(revision),
                             error: None,
                         }));
+                        Some(number)
                     }
-                    Err(e) => tracing::error!("cannot record the new revision: {e}"),
+                    Err(e) => {
+                        tracing::error!("cannot record the new revision: {e}");
+                        None
+                    }
                 }
             }
         }
@@ -184,6 +231,8 @@ pub async fn serve(
         })
     };
     let app = crate::http::router(state);
+    // Connect info gives handlers the peer address (login limits per client address).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

@@ -37,6 +37,9 @@ pub struct SettingsFile {
     pub bots_dir: Option<PathBuf>,
     /// Bearer token for the admin API (remote `livechat apply`); usually `${ENV}`.
     pub admin_token: Option<EnvString>,
+    /// A request header holding the visitor's country (ISO 3166 alpha-2) that a trusted
+    /// proxy in front sets, like `CF-IPCountry`; used by `route` rules on `country`.
+    pub country_header: Option<String>,
 }
 
 /// The resolved settings a command runs with.
@@ -48,6 +51,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub bots_dir: PathBuf,
     pub admin_token: Option<String>,
+    pub country_header: Option<String>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -120,6 +124,7 @@ impl ServerArgs {
                 .or_else(|| from_file(&file.bots_dir))
                 .unwrap_or_else(|| PathBuf::from("bots")),
             admin_token,
+            country_header: file.country_header.clone(),
         })
     }
 }

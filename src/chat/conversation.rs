@@ -39,7 +39,10 @@ pub const MAX_NAME_CHARS: usize = 200;
 /// Said when a collected name or email does not fit.
 pub const COLLECT_RETRY: &str = "Sorry, that doesn't look right. Please try again.";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     /// The bot leads (also after a live chat request nobody answered).
     Bot,
@@ -107,7 +110,7 @@ impl fmt::Display for Status {
 
 /// When the timers fire. The engine schedules each that is set and sends the matching
 /// command when it is due (`due`); a command whose deadline has moved is refused.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Deadlines {
     /// Nobody accepted by then → `AcceptTimeout`.
     pub accept: Option<Timestamp>,
@@ -141,7 +144,8 @@ impl Deadlines {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Stored as JSON in `conversations.state`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Conversation {
     pub id: String,
     /// The bot's id.

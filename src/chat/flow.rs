@@ -20,7 +20,7 @@ use crate::config::values::is_valid_email;
 pub const CHOOSE_AGAIN: &str = "Sorry, I didn't catch that. Please pick one of the options.";
 
 /// Where one visitor is in a bot's flow.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FlowState {
     /// The step that waits for the visitor; `None` once the flow has ended.
     pub step: Option<String>,
@@ -33,7 +33,8 @@ pub struct FlowState {
 }
 
 /// What the flow waits for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Waiting {
     /// Nothing: the flow has ended (or the bot has no steps).
     #[default]

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 the input is invalid (a bundle with errors, a refused apply),
 //! 2 the command could not run (unreadable directory, database error, bad flags).
 
+mod agent;
 mod apply;
 mod history;
 mod init;
@@ -62,6 +63,8 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Agents' passwords: `agent password EMAIL`, `agent list`.
+    Agent(agent::AgentArgs),
     /// Write a commented starter bundle into DIR.
     Init {
         dir: std::path::PathBuf,
@@ -80,6 +83,7 @@ pub fn main() -> ExitCode {
         Command::History { format } => history::run(&cli.server, format),
         Command::Rollback { revision, dry_run } => rollback::run(&cli.server, revision, dry_run),
         Command::Init { dir, force } => init::run(&dir, force),
+        Command::Agent(args) => agent::run(&cli.server, args),
     }
 }
 

@@ -25,9 +25,8 @@ pub fn run(args: &ServerArgs) -> ExitCode {
             Err(e) => return super::fail(e),
         };
         let (bots_dir, data_dir) = (settings.bots_dir.clone(), settings.data_dir.clone());
-        let state = match tokio::task::spawn_blocking(move || AppState::open(settings)).await {
-            Ok(Ok(state)) => state,
-            Ok(Err(e)) => return super::fail(e),
+        let state = match AppState::open(settings).await {
+            Ok(state) => state,
             Err(e) => return super::fail(e),
         };
         // Tests and scripts read this line to learn the port when listening on :0.

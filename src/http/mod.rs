@@ -1,20 +1,54 @@
 //! HTTP routes. Handlers are thin: they check the caller and the input, then call into
-//! the config, the store or (later) the engine.
+//! the config, the store or the engine.
 
 mod admin;
+mod agent;
+mod auth;
 pub mod error;
 mod health;
+mod stream;
+mod visitor;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
 
+use crate::engine::EngineError;
 use crate::server::AppState;
+use error::AppError;
 
 /// The largest bundle the admin API takes.
 const MAX_BUNDLE_BYTES: usize = 8 * 1024 * 1024;
+/// The largest body of any other call: a message is at most 10,000 characters.
+const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn router(state: AppState) -> Router {
+    let visitor = Router::new()
+        .route("/api/v1/visitor/sessions", post(visitor::start_session))
+        .route("/api/v1/visitor/messages", post(visitor::post_message))
+        .route("/api/v1/visitor/actions", post(visitor::post_action))
+        .route("/api/v1/visitor/history", get(visitor::history))
+        .route("/api/v1/visitor/events", get(stream::visitor_events))
+        .layer(visitor::cors());
+    let conversation = |path: &str| format!("/api/v1/conversations/{{id}}/{path}");
+    let agent = Router::new()
+        .route("/api/v1/me/availability", put(agent::set_availability))
+        .route("/api/v1/agents", get(agent::agents))
+        .route("/api/v1/agent/events", get(stream::agent_events))
+        .route("/api/v1/conversations", get(agent::list))
+        .route("/api/v1/conversations/{id}", get(agent::details))
+        .route(&conversation("transcript.csv"), get(agent::transcript))
+        .route(&conversation("accept"), post(agent::accept))
+        .route(&conversation("messages"), post(agent::message))
+        .route(&conversation("notes"), post(agent::note))
+        .route(&conversation("assign"), post(agent::assign))
+        .route(&conversation("unassign"), post(agent::unassign))
+        .route(&conversation("transfer"), post(agent::transfer))
+        .route(&conversation("takeover"), post(agent::takeover))
+        .route(&conversation("mute"), post(agent::mute))
+        .route(&conversation("resolve"), post(agent::resolve))
+        .route(&conversation("close"), post(agent::close));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route(
@@ -22,12 +56,42 @@ pub fn router(state: AppState) -> Router {
             post(admin::apply_config).layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES)),
         )
         .route("/api/v1/admin/config/revisions", get(admin::revisions))
+        .merge(auth::routes())
+        .merge(visitor)
+        .merge(agent)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .fallback(|| async {
-            error::AppError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                "not_found",
-                "no such endpoint",
-            )
+            AppError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
         .with_state(state)
+}
+
+/// How the engine's answers reach clients: a status and a stable code.
+pub fn engine_error(e: EngineError) -> AppError {
+    match e {
+        EngineError::NotFound => {
+            AppError::new(StatusCode::NOT_FOUND, "not_found", "no such conversation")
+        }
+        EngineError::UnknownBot(bot) => AppError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_bot",
+            format!("there is no bot `{bot}`"),
+        ),
+        EngineError::BadToken => AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "the visitor token is not valid; start a new session",
+        ),
+        EngineError::Rejected(r) => {
+            let status = match r.code() {
+                "already_taken" | "at_capacity" | "not_available" | "invalid_state" => {
+                    StatusCode::CONFLICT
+                }
+                "not_allowed" => StatusCode::FORBIDDEN,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            AppError::new(status, r.code(), r.to_string())
+        }
+        EngineError::Store(e) => AppError::internal(e),
+    }
 }

@@ -8,31 +8,24 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
 use tokio::sync::broadcast;
 
-/// Who may see a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Audience {
-    /// The conversation's visitor and the agents who serve its bot.
-    Everyone,
-    /// Only agents who serve the bot (notes, ringing, presence).
-    Agents,
-    /// Only the conversation's visitor (an agent's typing signal, for instance).
-    Visitor,
-}
-
-/// One frame as sent on the wire, with what a subscriber needs to filter it.
-#[derive(Debug)]
+/// One frame as sent on the wire, encoded once, with what a subscriber needs to filter it.
+#[derive(Debug, Default)]
 pub struct Frame {
     /// The event's sequence number; `None` for ephemeral frames (typing, presence).
     pub seq: Option<i64>,
     pub conversation_id: Option<String>,
     /// The bot the conversation belongs to; `None` for frames about no bot (presence).
     pub bot: Option<String>,
-    pub audience: Audience,
-    /// The JSON text sent to clients.
-    pub json: String,
+    /// The conversation's visitor.
+    pub visitor_id: Option<String>,
+    /// The JSON agents who serve the bot receive; `None`: not for agents.
+    pub agent_json: Option<String>,
+    /// The JSON the conversation's visitor receives; `None`: not for the visitor.
+    pub visitor_json: Option<String>,
+    /// The type of an ephemeral frame (`typing`, `agent.presence`, `config.reloaded`).
+    pub kind: Option<&'static str>,
 }
 
 /// How many frames a subscriber may fall behind before it must replay from the log.
@@ -81,10 +74,7 @@ mod tests {
         for seq in 0..(CAPACITY as i64 + 10) {
             hub.publish(Frame {
                 seq: Some(seq),
-                conversation_id: None,
-                bot: None,
-                audience: Audience::Agents,
-                json: String::new(),
+                ..Frame::default()
             });
         }
         match slow.recv().await {

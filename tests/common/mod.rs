@@ -2,6 +2,8 @@
 //! temporary data and bundle directories, waited on by readiness, never by a fixed time.
 #![allow(dead_code)]
 
+pub mod live;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -176,30 +178,45 @@ impl Drop for TestServer {
 }
 
 /// A blocking GET that parses JSON, over a fresh connection (tests stay simple and sync).
+/// Runs on its own thread, so async tests may call it too.
 pub fn get_json(url: &str) -> Option<serde_json::Value> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let resp = reqwest::get(url).await.ok()?;
+    let url = url.to_string();
+    on_own_runtime(async move {
+        let resp = reqwest::get(&url).await.ok()?;
         resp.json().await.ok()
     })
 }
 
+/// Runs a future to completion on a fresh runtime in a thread of its own.
+fn on_own_runtime<T: Send + 'static>(
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(fut)
+    })
+    .join()
+    .unwrap()
+}
+
 /// A blocking POST of JSON; answers (status, body).
 pub fn post_json(url: &str, headers: &[(&str, &str)], body: &str) -> (u16, serde_json::Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    let url = url.to_string();
+    let body = body.to_string();
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    on_own_runtime(async move {
         let mut req = reqwest::Client::new()
-            .post(url)
+            .post(&url)
             .header("content-type", "application/json")
-            .body(body.to_string());
-        for (k, v) in headers {
-            req = req.header(*k, *v);
+            .body(body);
+        for (k, v) in &headers {
+            req = req.header(k.as_str(), v.as_str());
         }
         let resp = req.send().await.expect("request");
         let status = resp.status().as_u16();

@@ -1,0 +1,131 @@
+//! Agent passwords as argon2id PHC strings (`$argon2id$v=19$m=…`) with a random salt.
+//!
+//! Hashing is slow on purpose. The server runs it on the blocking pool, a few at a time, and
+//! spends the same time on a login whether or not the email has a password.
+
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use tokio::sync::Semaphore;
+
+/// The shortest password `livechat agent password` takes, in characters.
+pub const MIN_LEN: usize = 8;
+
+/// What a login for an unknown email, or for an agent without a password, is checked
+/// against: the same work as a real check, so the answer's timing says nothing about which
+/// emails exist. Made with the default parameters, like every real hash (a test holds it so).
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$8xYS0f0fvTIScHtAqV/5HQ$/mEviOa23mj/Z5qlVP9EXr01XHCL54VbJo0tyYcUBr0";
+
+/// Checks running at once. Each takes ~19 MiB and a core for a while: a burst of logins
+/// queues here instead of filling the blocking pool and the memory.
+static CHECKS: Semaphore = Semaphore::const_new(4);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("the password is too short: use at least {MIN_LEN} characters")]
+    TooShort,
+    #[error("cannot hash the password: {0}")]
+    Hash(argon2::password_hash::Error),
+}
+
+/// The PHC string to store for `password`, with a fresh random salt. Slow.
+pub fn hash(password: &str) -> Result<String, PasswordError> {
+    if password.chars().count() < MIN_LEN {
+        return Err(PasswordError::TooShort);
+    }
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(PasswordError::Hash)
+}
+
+/// Whether `password` matches `stored`. With no stored hash (or an unreadable one) it still
+/// does the work of a check, then answers false. Slow and blocking.
+pub fn verify_blocking(password: &str, stored: Option<&str>) -> bool {
+    let parsed = stored.and_then(|s| match PasswordHash::new(s) {
+        Ok(hash) => Some(hash),
+        Err(e) => {
+            tracing::warn!("a stored password hash cannot be read ({e}); set the password again");
+            None
+        }
+    });
+    let argon2 = Argon2::default();
+    match parsed {
+        Some(hash) => argon2.verify_password(password.as_bytes(), &hash).is_ok(),
+        None => {
+            let dummy = PasswordHash::new(DUMMY_HASH).expect("the dummy hash is a PHC string");
+            let _ = argon2.verify_password(password.as_bytes(), &dummy);
+            false
+        }
+    }
+}
+
+/// `verify_blocking` on the blocking pool, at most a few at once.
+pub async fn verify(password: String, stored: Option<String>) -> bool {
+    // The semaphore is never closed, so acquiring only waits.
+    let Ok(_permit) = CHECKS.acquire().await else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || verify_blocking(&password, stored.as_deref()))
+        .await
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use argon2::{Algorithm, Params};
+
+    #[test]
+    fn a_hash_verifies_its_password_only() {
+        let stored = hash("correct horse").unwrap();
+        assert!(stored.starts_with("$argon2id$"), "{stored}");
+        assert!(!stored.contains("correct horse"));
+        assert!(verify_blocking("correct horse", Some(&stored)));
+        assert!(!verify_blocking("correct horsE", Some(&stored)));
+    }
+
+    #[test]
+    fn each_hash_has_its_own_salt() {
+        assert_ne!(
+            hash("same password").unwrap(),
+            hash("same password").unwrap()
+        );
+    }
+
+    #[test]
+    fn short_passwords_are_refused_counting_characters() {
+        assert!(matches!(hash("1234567"), Err(PasswordError::TooShort)));
+        // Eight characters, more bytes than that.
+        assert!(hash("éééééééé").is_ok());
+        assert!(matches!(hash("ééé"), Err(PasswordError::TooShort)));
+    }
+
+    #[test]
+    fn without_a_stored_hash_nothing_verifies() {
+        assert!(!verify_blocking(
+            "livechat dummy password, never anyone's",
+            None
+        ));
+        assert!(!verify_blocking(
+            "anything at all",
+            Some("not a phc string")
+        ));
+    }
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_does() {
+        let dummy = PasswordHash::new(DUMMY_HASH).unwrap();
+        let real_hash = hash("some password").unwrap();
+        let real = PasswordHash::new(&real_hash).unwrap();
+        assert_eq!(dummy.algorithm, Algorithm::Argon2id.ident());
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        let cost = |p: &Params| (p.m_cost(), p.t_cost(), p.p_cost());
+        for hash in [&dummy, &real] {
+            assert_eq!(
+                cost(&Params::try_from(hash).unwrap()),
+                cost(&Params::default())
+            );
+        }
+        assert_eq!(dummy.hash.map(|h| h.len()), real.hash.map(|h| h.len()));
+    }
+}

@@ -1,0 +1,801 @@
+//! The engine: the one owner of live conversation state.
+//!
+//! A command on a conversation runs under that conversation's lock: the pure core
+//! (`chat::conversation::apply`) computes the next state and its events, the writer makes
+//! them durable in the next group commit, and only then are they published and the caller
+//! answered (persist, then acknowledge, then publish). Commands that can add to an agent's
+//! load also hold the assignment lock, so `max_chats` holds across conversations.
+//! Timers are derived from the deadlines stored with each conversation, so they survive a
+//! restart.
+
+mod persist;
+pub mod queries;
+pub mod wire;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use crate::chat::conversation::{Command, Conversation, Ctx, Rejection, Status, Visitor};
+use crate::chat::routing::AgentView;
+use crate::config::hours::OpeningHours;
+use crate::config::schema::{Bot, Role};
+use crate::config::{self, Bundle};
+use crate::hub::{Frame, Hub};
+use crate::server::Live;
+use crate::store::reader::Readers;
+use crate::store::writer::Writer;
+use crate::store::{self, StoreError};
+
+pub use persist::Stored;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no such conversation")]
+    NotFound,
+    #[error("no bot `{0}`")]
+    UnknownBot(String),
+    #[error("the visitor token is not valid")]
+    BadToken,
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a command did, for the HTTP answer.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// The last event's sequence number (`None`: nothing changed).
+    pub seq: Option<i64>,
+    /// The id of the message the caller wrote, when it wrote one.
+    pub message_id: Option<String>,
+    /// The same `client_id` was seen before: this is the earlier answer, nothing was written.
+    pub duplicate: bool,
+}
+
+/// A visitor, as their token identifies them.
+#[derive(Debug, Clone)]
+pub struct VisitorRef {
+    pub id: String,
+    pub bot: String,
+}
+
+/// An agent, as the engine needs to know them for scoping.
+#[derive(Debug, Clone)]
+pub struct AgentRef {
+    pub email: String,
+    pub admin: bool,
+}
+
+/// A new or resumed visitor session.
+#[derive(Debug, Clone, Default)]
+pub struct StartSession {
+    pub bot: String,
+    pub token: Option<String>,
+    pub page_url: Option<String>,
+    pub language: Option<String>,
+    pub country: Option<String>,
+    pub ip: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub token: String,
+    pub visitor_id: String,
+    pub conversation_id: String,
+    pub resumed: bool,
+    pub language: String,
+    /// The events the visitor has seen in this conversation (visitor form), oldest first.
+    pub events: Vec<Value>,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Writer,
+    readers: Readers,
+    hub: Hub,
+    live: Arc<ArcSwap<Live>>,
+    convs: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Conversation>>>>,
+    presence: Mutex<Presence>,
+    assignment: tokio::sync::Mutex<()>,
+    timers: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+}
+
+#[derive(Default)]
+struct Presence {
+    /// Open agent event sockets per agent.
+    sockets: HashMap<String, usize>,
+    /// "Accept chats" is on.
+    accepting: HashSet<String>,
+    /// Conversations each agent holds (assigned or chatting).
+    load: HashMap<String, BTreeSet<String>>,
+}
+
+impl Engine {
+    /// Starts the writer, loads the conversations in play and re-arms their timers.
+    pub async fn open(
+        data_dir: &std::path::Path,
+        live: Arc<ArcSwap<Live>>,
+        hub: Hub,
+    ) -> Result<Engine, StoreError> {
+        let conn = store::open(data_dir)?;
+        let open = persist::load_open(&conn)?;
+        let accepting = persist::accepting_agents(&conn)?;
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                writer: Writer::start(conn),
+                readers: Readers::new(data_dir),
+                hub,
+                live,
+                convs: Mutex::new(HashMap::new()),
+                presence: Mutex::new(Presence::default()),
+                assignment: tokio::sync::Mutex::new(()),
+                timers: Mutex::new(HashMap::new()),
+            }),
+        };
+        {
+            let mut presence = engine.presence();
+            presence.accepting = accepting.into_iter().collect();
+            for conv in &open {
+                if let (Some(agent), true) = (&conv.assignee, conv.status.holds_agent()) {
+                    presence
+                        .load
+                        .entry(agent.clone())
+                        .or_default()
+                        .insert(conv.id.clone());
+                }
+            }
+        }
+        for conv in open {
+            engine.schedule(&conv);
+            engine
+                .convs()
+                .insert(conv.id.clone(), Arc::new(tokio::sync::Mutex::new(conv)));
+        }
+        Ok(engine)
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    pub fn readers(&self) -> &Readers {
+        &self.inner.readers
+    }
+
+    fn convs(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<Conversation>>>> {
+        self.inner.convs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn presence(&self) -> std::sync::MutexGuard<'_, Presence> {
+        self.inner
+            .presence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn bundle(&self) -> Arc<Bundle> {
+        self.inner.live.load().bundle.clone()
+    }
+
+    // ---- visitors -----------------------------------------------------------------------
+
+    /// Starts a visitor session, or resumes it when `token` is theirs for this bot.
+    pub async fn start_session(&self, req: StartSession) -> Result<Started, EngineError> {
+        let bundle = self.bundle();
+        let bot = bundle
+            .bots
+            .get(&req.bot)
+            .ok_or_else(|| EngineError::UnknownBot(req.bot.clone()))?
+            .clone();
+        if let Some(token) = req.token.as_deref().filter(|t| !t.is_empty())
+            && let Some(resumed) = self.resume(&req.bot, token).await?
+        {
+            return Ok(resumed);
+        }
+        let now = Timestamp::now();
+        let (token, token_hash) = wire::new_token();
+        let visitor_id = wire::new_id("v");
+        let conversation_id = wire::new_id("c");
+        let transition = Conversation::start(
+            conversation_id.clone(),
+            req.bot.clone(),
+            visitor_id.clone(),
+            Visitor {
+                language: req.language.clone(),
+                page_url: req.page_url.clone(),
+                country: req.country.clone(),
+                name: None,
+                email: None,
+            },
+            &bot,
+            now,
+        );
+        let conv = transition.conversation.clone();
+        let events = transition.events.clone();
+        let hub = self.inner.hub.clone();
+        let published = conv.clone();
+        let stored = self
+            .inner
+            .writer
+            .write(
+                move |c| {
+                    persist::insert_visitor(
+                        c,
+                        &persist::NewVisitor {
+                            id: &published.visitor_id,
+                            token_hash: &token_hash,
+                            bot: &published.bot,
+                            name: None,
+                            email: None,
+                            language: req.language.as_deref(),
+                            country: req.country.as_deref(),
+                            ip: req.ip.as_deref(),
+                        },
+                        now,
+                    )?;
+                    let stored = persist::write_transition(c, &published, &events, now, None)?;
+                    Ok((published, stored))
+                },
+                move |(conv, stored)| {
+                    for s in stored {
+                        hub.publish(persist::frame(conv, s));
+                    }
+                },
+            )
+            .await?
+            .1;
+        let language = conv.language.clone();
+        self.schedule(&conv);
+        self.convs()
+            .insert(conv.id.clone(), Arc::new(tokio::sync::Mutex::new(conv)));
+        Ok(Started {
+            token,
+            visitor_id,
+            conversation_id,
+            resumed: false,
+            language,
+            events: stored
+                .iter()
+                .filter_map(|s| s.frame_visitor.as_deref())
+                .filter_map(|j| serde_json::from_str(j).ok())
+                .collect(),
+        })
+    }
+
+    async fn resume(&self, bot: &str, token: &str) -> Result<Option<Started>, EngineError> {
+        let Some(visitor) = self.visitor(token).await.ok() else {
+            return Ok(None);
+        };
+        if visitor.bot != bot {
+            return Ok(None);
+        }
+        let id = visitor.id.clone();
+        let latest = self
+            .inner
+            .readers
+            .read(move |c| persist::latest_conversation_of(c, &id))
+            .await?;
+        let Some(conversation_id) = latest else {
+            return Ok(None);
+        };
+        let conv = self.conversation(&conversation_id).await?;
+        let snapshot = conv.lock().await.clone();
+        if snapshot.status == Status::Closed {
+            // A closed conversation stays closed: the visitor starts a new one, keeping their
+            // identity (and so their history for the agents).
+            return Ok(None);
+        }
+        let events = queries::visitor_events(&self.inner.readers, &visitor.id, 0, 500).await?;
+        Ok(Some(Started {
+            token: token.to_string(),
+            visitor_id: visitor.id,
+            conversation_id,
+            resumed: true,
+            language: snapshot.language,
+            events: events
+                .into_iter()
+                .filter(|e| e["conversation_id"] == snapshot.id.as_str())
+                .collect(),
+        }))
+    }
+
+    /// The visitor a bearer token belongs to.
+    pub async fn visitor(&self, token: &str) -> Result<VisitorRef, EngineError> {
+        let hash = wire::hash_token(token);
+        self.inner
+            .readers
+            .read(move |c| persist::visitor_by_token(c, &hash))
+            .await?
+            .map(|(id, bot)| VisitorRef { id, bot })
+            .ok_or(EngineError::BadToken)
+    }
+
+    /// The visitor's current conversation (the most recent one).
+    pub async fn visitor_conversation(&self, visitor: &VisitorRef) -> Result<String, EngineError> {
+        let id = visitor.id.clone();
+        self.inner
+            .readers
+            .read(move |c| persist::latest_conversation_of(c, &id))
+            .await?
+            .ok_or(EngineError::NotFound)
+    }
+
+    /// Runs a visitor's command on their current conversation.
+    pub async fn visitor_command(
+        &self,
+        visitor: &VisitorRef,
+        cmd: Command,
+        client_id: Option<String>,
+    ) -> Result<(String, Outcome), EngineError> {
+        let conversation_id = self.visitor_conversation(visitor).await?;
+        let owner = visitor.id.clone();
+        let outcome = self
+            .run(&conversation_id, cmd, client_id, move |conv| {
+                if conv.visitor_id == owner {
+                    Ok(())
+                } else {
+                    Err(EngineError::NotFound)
+                }
+            })
+            .await?;
+        Ok((conversation_id, outcome))
+    }
+
+    // ---- agents -------------------------------------------------------------------------
+
+    /// The bots an agent serves (through their teams); `None` for admins, who see all.
+    pub fn bots_of(&self, agent: &AgentRef) -> Option<BTreeSet<String>> {
+        if agent.admin {
+            return None;
+        }
+        let bundle = self.bundle();
+        let teams: BTreeSet<&str> = bundle
+            .roster
+            .agents
+            .iter()
+            .filter(|a| a.email.as_str().eq_ignore_ascii_case(&agent.email))
+            .flat_map(|a| a.teams.get_ref().iter().map(|t| t.get_ref().as_str()))
+            .collect();
+        Some(
+            bundle
+                .roster
+                .teams
+                .iter()
+                .filter(|t| teams.contains(t.id.get_ref().as_str()))
+                .flat_map(|t| t.bots.iter().map(|b| b.get_ref().clone()))
+                .collect(),
+        )
+    }
+
+    /// Runs an agent's command on a conversation of a bot they serve.
+    pub async fn agent_command(
+        &self,
+        agent: &AgentRef,
+        conversation_id: &str,
+        cmd: Command,
+        client_id: Option<String>,
+    ) -> Result<Outcome, EngineError> {
+        let bots = self.bots_of(agent);
+        self.run(conversation_id, cmd, client_id, move |conv| match &bots {
+            Some(bots) if !bots.contains(&conv.bot) => Err(EngineError::NotFound),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    /// Whether the agent may see this conversation at all.
+    pub async fn agent_may_see(
+        &self,
+        agent: &AgentRef,
+        conversation_id: &str,
+    ) -> Result<Conversation, EngineError> {
+        let conv = self.conversation(conversation_id).await?;
+        let conv = conv.lock().await.clone();
+        match self.bots_of(agent) {
+            Some(bots) if !bots.contains(&conv.bot) => Err(EngineError::NotFound),
+            _ => Ok(conv),
+        }
+    }
+
+    /// The "Accept chats" toggle.
+    pub async fn set_accepting(&self, email: &str, accepting: bool) -> Result<(), EngineError> {
+        let email = email.to_lowercase();
+        let stored = email.clone();
+        self.inner
+            .writer
+            .run(move |c| persist::set_accepting(c, &stored, accepting, Timestamp::now()))
+            .await?;
+        let changed = {
+            let mut p = self.presence();
+            if accepting {
+                p.accepting.insert(email.clone())
+            } else {
+                p.accepting.remove(&email)
+            }
+        };
+        if changed {
+            self.publish_presence(&email);
+            self.agents_changed();
+        }
+        Ok(())
+    }
+
+    /// Marks the agent online while the returned guard lives (one per open event socket).
+    pub fn connect_agent(&self, email: &str) -> PresenceGuard {
+        let email = email.to_lowercase();
+        let first = {
+            let mut p = self.presence();
+            let n = p.sockets.entry(email.clone()).or_default();
+            *n += 1;
+            *n == 1
+        };
+        if first {
+            self.publish_presence(&email);
+            self.agents_changed();
+        }
+        PresenceGuard {
+            engine: self.clone(),
+            email,
+        }
+    }
+
+    /// Every roster agent with presence and load, as routing sees them.
+    pub fn agent_views(&self) -> Vec<AgentView> {
+        let bundle = self.bundle();
+        let p = self.presence();
+        bundle
+            .roster
+            .agents
+            .iter()
+            .map(|a| {
+                let email = a.email.as_str().to_lowercase();
+                AgentView {
+                    accepting: p.accepting.contains(&email),
+                    online: p.sockets.get(&email).copied().unwrap_or(0) > 0,
+                    active_chats: p.load.get(&email).map_or(0, |s| s.len() as u32),
+                    max_chats: *a.max_chats.get_ref(),
+                    name: a.name.clone(),
+                    role: a.role,
+                    teams: a
+                        .teams
+                        .get_ref()
+                        .iter()
+                        .map(|t| t.get_ref().clone())
+                        .collect(),
+                    email,
+                }
+            })
+            .collect()
+    }
+
+    fn publish_presence(&self, email: &str) {
+        let view = self.agent_views().into_iter().find(|a| a.email == email);
+        let Some(a) = view else { return };
+        let json = json!({
+            "type": "agent.presence",
+            "at": Timestamp::now().to_string(),
+            "data": {
+                "agent": a.email,
+                "name": a.name,
+                "online": a.online,
+                "accepting": a.accepting,
+                "active_chats": a.active_chats,
+                "max_chats": a.max_chats,
+            }
+        });
+        self.inner.hub.publish(Frame {
+            agent_json: Some(json.to_string()),
+            kind: Some("agent.presence"),
+            ..Frame::default()
+        });
+    }
+
+    /// Tells every waiting request that agents changed: it rings (or is offered) anew.
+    pub fn agents_changed(&self) {
+        let waiting: Vec<String> = self.convs().keys().cloned().collect();
+        let engine = self.clone();
+        tokio::spawn(async move {
+            for id in waiting {
+                let Some(entry) = engine.convs().get(&id).cloned() else {
+                    continue;
+                };
+                if entry.lock().await.status != Status::New {
+                    continue;
+                }
+                if let Err(e) = engine
+                    .run(&id, Command::AgentsChanged, None, |_| Ok(()))
+                    .await
+                    && !matches!(e, EngineError::Rejected(_))
+                {
+                    tracing::warn!("re-ringing {id}: {e}");
+                }
+            }
+        });
+    }
+
+    /// Publishes an ephemeral typing signal (never stored).
+    pub fn typing(&self, conv: &Conversation, from_visitor: bool, name: Option<&str>) {
+        let json = json!({
+            "type": "typing",
+            "conversation_id": conv.id,
+            "at": Timestamp::now().to_string(),
+            "data": { "from": if from_visitor { "visitor" } else { "agent" }, "name": name },
+        })
+        .to_string();
+        self.inner.hub.publish(Frame {
+            seq: None,
+            conversation_id: Some(conv.id.clone()),
+            bot: Some(conv.bot.clone()),
+            visitor_id: Some(conv.visitor_id.clone()),
+            agent_json: Some(json.clone()),
+            visitor_json: (!from_visitor).then_some(json),
+            kind: Some("typing"),
+        });
+    }
+
+    /// Tells agents' consoles that a new config revision is live.
+    pub fn config_reloaded(&self, revision: i64) {
+        let json = json!({
+            "type": "config.reloaded",
+            "at": Timestamp::now().to_string(),
+            "data": { "revision": revision },
+        })
+        .to_string();
+        self.inner.hub.publish(Frame {
+            agent_json: Some(json),
+            kind: Some("config.reloaded"),
+            ..Frame::default()
+        });
+        self.agents_changed();
+    }
+
+    // ---- the core -----------------------------------------------------------------------
+
+    /// A conversation's entry: in memory, or loaded from the store.
+    pub async fn conversation(
+        &self,
+        id: &str,
+    ) -> Result<Arc<tokio::sync::Mutex<Conversation>>, EngineError> {
+        if let Some(entry) = self.convs().get(id) {
+            return Ok(entry.clone());
+        }
+        let key = id.to_string();
+        let loaded = self
+            .inner
+            .readers
+            .read(move |c| persist::load_conversation(c, &key))
+            .await?
+            .ok_or(EngineError::NotFound)?;
+        let mut convs = self.convs();
+        Ok(convs
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(loaded)))
+            .clone())
+    }
+
+    async fn run(
+        &self,
+        id: &str,
+        cmd: Command,
+        client_id: Option<String>,
+        allow: impl FnOnce(&Conversation) -> Result<(), EngineError>,
+    ) -> Result<Outcome, EngineError> {
+        let entry = self.conversation(id).await?;
+        let mut conv = entry.lock().await;
+        allow(&conv)?;
+        if let Some(cid) = client_id.clone() {
+            let key = conv.id.clone();
+            let earlier = self
+                .inner
+                .readers
+                .read(move |c| persist::message_by_client_id(c, &key, &cid))
+                .await?;
+            if let Some((message_id, seq)) = earlier {
+                return Ok(Outcome {
+                    seq: Some(seq),
+                    message_id: Some(message_id),
+                    duplicate: true,
+                });
+            }
+        }
+        let adds_load = matches!(
+            cmd,
+            Command::Accept { .. }
+                | Command::Assign { .. }
+                | Command::Transfer { .. }
+                | Command::Takeover { .. }
+        ) || (matches!(cmd, Command::VisitorMessage { .. })
+            && conv.status == Status::Resolved);
+        let _assignment = if adds_load {
+            Some(self.inner.assignment.lock().await)
+        } else {
+            None
+        };
+        let bundle = self.bundle();
+        let bot = bundle
+            .bots
+            .get(&conv.bot)
+            .cloned()
+            .unwrap_or_else(|| placeholder_bot(&conv.bot));
+        let agents = self.agent_views();
+        let now = Timestamp::now();
+        let requested = match &cmd {
+            Command::RequestLiveChat { action } => action.as_deref(),
+            _ => None,
+        };
+        let open = is_open(&conv, &bot, requested, now);
+        let ctx = Ctx {
+            now,
+            bot: &bot,
+            agents: &agents,
+            teams: &bundle.roster.teams,
+            open,
+        };
+        let transition = conv.apply(cmd, &ctx)?;
+        if transition.events.is_empty() && transition.conversation == *conv {
+            return Ok(Outcome::default());
+        }
+        let next = transition.conversation;
+        let events = transition.events;
+        let hub = self.inner.hub.clone();
+        let published = next.clone();
+        let stored = self
+            .inner
+            .writer
+            .write(
+                move |c| {
+                    persist::write_transition(c, &published, &events, now, client_id.as_deref())
+                },
+                {
+                    let conv = next.clone();
+                    move |stored: &Vec<Stored>| {
+                        for s in stored {
+                            hub.publish(persist::frame(&conv, s));
+                        }
+                    }
+                },
+            )
+            .await?;
+        let freed = self.update_load(&conv, &next);
+        *conv = next;
+        self.schedule(&conv);
+        let closed = conv.status == Status::Closed;
+        drop(conv);
+        if closed {
+            self.convs().remove(id);
+        }
+        if freed {
+            self.agents_changed();
+        }
+        Ok(Outcome {
+            seq: stored.last().map(|s| s.seq),
+            message_id: stored.iter().find_map(|s| s.message_id.clone()),
+            duplicate: false,
+        })
+    }
+
+    /// Keeps the per-agent load in step; true when some agent has more room than before.
+    fn update_load(&self, before: &Conversation, after: &Conversation) -> bool {
+        let held_before = before
+            .assignee
+            .clone()
+            .filter(|_| before.status.holds_agent());
+        let held_after = after
+            .assignee
+            .clone()
+            .filter(|_| after.status.holds_agent());
+        if held_before == held_after {
+            return false;
+        }
+        let mut p = self.presence();
+        if let Some(agent) = &held_before {
+            p.load.entry(agent.clone()).or_default().remove(&after.id);
+        }
+        if let Some(agent) = &held_after {
+            p.load
+                .entry(agent.clone())
+                .or_default()
+                .insert(after.id.clone());
+        }
+        held_before.is_some()
+    }
+
+    /// Arms the conversation's next deadline (replacing the one before).
+    fn schedule(&self, conv: &Conversation) {
+        let mut timers = self.inner.timers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = timers.remove(&conv.id) {
+            old.abort();
+        }
+        let Some(at) = conv.deadlines.earliest() else {
+            return;
+        };
+        let wait = Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or_default();
+        let engine = self.clone();
+        let id = conv.id.clone();
+        let handle = tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            // Run detached: the command re-arms the timer, which aborts this task.
+            tokio::spawn(async move { engine.fire(&id).await });
+        });
+        timers.insert(conv.id.clone(), handle.abort_handle());
+    }
+
+    async fn fire(&self, id: &str) {
+        let Some(entry) = self.convs().get(id).cloned() else {
+            return;
+        };
+        let due = entry.lock().await.deadlines.due(Timestamp::now());
+        for cmd in due {
+            match self.run(id, cmd, None, |_| Ok(())).await {
+                Ok(_) | Err(EngineError::Rejected(_)) => {}
+                Err(e) => tracing::error!("timer of {id}: {e}"),
+            }
+        }
+    }
+
+    /// Sessions of the writer in flight, for `/metrics` later; also keeps `Started` honest.
+    pub fn open_conversations(&self) -> usize {
+        self.convs().len()
+    }
+}
+
+/// Removes the agent's socket from presence when dropped.
+pub struct PresenceGuard {
+    engine: Engine,
+    email: String,
+}
+
+impl Drop for PresenceGuard {
+    fn drop(&mut self) {
+        let last = {
+            let mut p = self.engine.presence();
+            let n = p.sockets.entry(self.email.clone()).or_default();
+            *n = n.saturating_sub(1);
+            *n == 0
+        };
+        if last {
+            self.engine.publish_presence(&self.email);
+            self.engine.agents_changed();
+        }
+    }
+}
+
+/// Within the opening hours of the Live Chat action the request goes to.
+fn is_open(conv: &Conversation, bot: &Bot, requested: Option<&str>, now: Timestamp) -> bool {
+    let Some(action) = conv.action_for(bot, requested) else {
+        return true;
+    };
+    match bot.live_chat.get(action).and_then(|a| a.hours.as_ref()) {
+        None => true,
+        Some(hours) => OpeningHours::parse(hours).is_ok_and(|h| h.is_open(now)),
+    }
+}
+
+/// Stands in for a bot removed from the config while conversations of it are open: agents
+/// can still resolve and close them.
+fn placeholder_bot(id: &str) -> Bot {
+    let text = format!("name = {:?}\n", id);
+    let mut ctx = config::load::FileCtx::new("removed.toml", &text);
+    config::load::parse_bot(&mut ctx).expect("a bot with only a name parses")
+}
+
+/// Whether the agent with `email` is an admin in the live roster.
+pub fn is_admin(bundle: &Bundle, email: &str) -> bool {
+    bundle
+        .roster
+        .agents
+        .iter()
+        .any(|a| a.email.as_str().eq_ignore_ascii_case(email) && a.role == Role::Admin)
+}

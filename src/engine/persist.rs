@@ -1,0 +1,282 @@
+//! The engine's SQL: writing a transition (conversation row, events, messages) in one job of
+//! the group commit, and reading conversations and events back.
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use super::wire;
+use crate::chat::conversation::{Conversation, Event, EventKind};
+use crate::hub::Frame;
+use crate::store::StoreError;
+
+/// An event as written: its sequence number and both encodings.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub seq: i64,
+    pub kind: EventKind,
+    pub message_id: Option<String>,
+    pub frame_agent: String,
+    pub frame_visitor: Option<String>,
+}
+
+/// Writes the conversation's new state and its events; returns them with their `seq`.
+pub fn write_transition(
+    conn: &Connection,
+    conv: &Conversation,
+    events: &[Event],
+    now: Timestamp,
+    mut client_id: Option<&str>,
+) -> Result<Vec<Stored>, StoreError> {
+    upsert_conversation(conn, conv, now)?;
+    let mut stored = Vec::with_capacity(events.len());
+    for event in events {
+        let mut data = event.data.clone();
+        let mut message_id = None;
+        let kind = event.kind;
+        if matches!(kind, EventKind::MessageCreated | EventKind::NoteCreated)
+            && let Value::Object(map) = &mut data
+        {
+            let id = wire::new_id("m");
+            map.insert("message_id".into(), Value::String(id.clone()));
+            message_id = Some(id);
+        }
+        let visible = wire::visitor_sees(kind.as_str());
+        conn.prepare_cached(
+            "INSERT INTO events (conversation_id, bot, type, at, visitor_visible, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            conv.id,
+            conv.bot,
+            kind.as_str(),
+            now.to_string(),
+            visible,
+            data.to_string()
+        ])?;
+        let seq = conn.last_insert_rowid();
+        if let Some(id) = &message_id {
+            let author_kind = if kind == EventKind::NoteCreated {
+                "note"
+            } else {
+                data["author"].as_str().unwrap_or("system")
+            };
+            // The client id belongs to the first message the command wrote (the one the
+            // client sent); bot replies that follow carry none.
+            let cid = if matches!(author_kind, "visitor" | "agent") {
+                client_id.take()
+            } else {
+                None
+            };
+            conn.prepare_cached(
+                "INSERT INTO messages (id, conversation_id, seq, kind, author, text, client_id, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                id,
+                conv.id,
+                seq,
+                author_kind,
+                data["agent"].as_str(),
+                data["text"].as_str().unwrap_or(""),
+                cid,
+                now.to_string()
+            ])?;
+        }
+        if kind == EventKind::FormSubmitted {
+            conn.prepare_cached(
+                "INSERT INTO form_submissions
+                   (id, bot, form, conversation_id, visitor_id, fields, page_url, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                wire::new_id("f"),
+                conv.bot,
+                data["form"].as_str().unwrap_or(""),
+                conv.id,
+                conv.visitor_id,
+                data["values"].to_string(),
+                conv.page_url,
+                now.to_string()
+            ])?;
+        }
+        let frame_agent = wire::envelope(seq, kind.as_str(), &conv.id, now, &data).to_string();
+        let frame_visitor = visible.then(|| {
+            wire::envelope(
+                seq,
+                kind.as_str(),
+                &conv.id,
+                now,
+                &wire::visitor_data(kind.as_str(), &data),
+            )
+            .to_string()
+        });
+        stored.push(Stored {
+            seq,
+            kind,
+            message_id,
+            frame_agent,
+            frame_visitor,
+        });
+    }
+    Ok(stored)
+}
+
+/// The hub frame of a stored event.
+pub fn frame(conv: &Conversation, stored: &Stored) -> Frame {
+    Frame {
+        seq: Some(stored.seq),
+        conversation_id: Some(conv.id.clone()),
+        bot: Some(conv.bot.clone()),
+        visitor_id: Some(conv.visitor_id.clone()),
+        agent_json: Some(stored.frame_agent.clone()),
+        visitor_json: stored.frame_visitor.clone(),
+        kind: None,
+    }
+}
+
+fn upsert_conversation(
+    conn: &Connection,
+    conv: &Conversation,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let state = serde_json::to_string(conv).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO conversations
+           (id, visitor_id, bot, status, assignee, team, created_at, updated_at, requested_at, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (id) DO UPDATE SET
+           status = excluded.status, assignee = excluded.assignee, team = excluded.team,
+           updated_at = excluded.updated_at, requested_at = excluded.requested_at,
+           state = excluded.state",
+    )?
+    .execute(params![
+        conv.id,
+        conv.visitor_id,
+        conv.bot,
+        conv.status.as_str(),
+        conv.assignee,
+        conv.team,
+        conv.opened_at.to_string(),
+        now.to_string(),
+        conv.requested_at.map(|t| t.to_string()),
+        state
+    ])?;
+    Ok(())
+}
+
+pub fn load_conversation(conn: &Connection, id: &str) -> Result<Option<Conversation>, StoreError> {
+    let state: Option<String> = conn
+        .query_row("SELECT state FROM conversations WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    state
+        .map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()
+}
+
+/// Conversations still in play: the ones the engine keeps in memory and times.
+pub fn load_open(conn: &Connection) -> Result<Vec<Conversation>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT state FROM conversations
+         WHERE status IN ('bot', 'collecting', 'new', 'assigned', 'chatting')",
+    )?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let conv: Conversation =
+            serde_json::from_str(&row?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        out.push(conv);
+    }
+    Ok(out)
+}
+
+/// The visitor a token belongs to: (visitor id, bot).
+pub fn visitor_by_token(
+    conn: &Connection,
+    token_hash: &str,
+) -> Result<Option<(String, String)>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, bot FROM visitors WHERE token_hash = ?1",
+            [token_hash],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
+/// The visitor's most recent conversation.
+pub fn latest_conversation_of(
+    conn: &Connection,
+    visitor_id: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id FROM conversations WHERE visitor_id = ?1
+             ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            [visitor_id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+pub struct NewVisitor<'a> {
+    pub id: &'a str,
+    pub token_hash: &'a str,
+    pub bot: &'a str,
+    pub name: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub language: Option<&'a str>,
+    pub country: Option<&'a str>,
+    pub ip: Option<&'a str>,
+}
+
+pub fn insert_visitor(
+    conn: &Connection,
+    v: &NewVisitor<'_>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO visitors (id, token_hash, bot, name, email, language, country, ip, created_at, last_seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+        params![v.id, v.token_hash, v.bot, v.name, v.email, v.language, v.country, v.ip, now.to_string()],
+    )?;
+    Ok(())
+}
+
+/// A message written earlier with this client id: (message id, seq).
+pub fn message_by_client_id(
+    conn: &Connection,
+    conversation_id: &str,
+    client_id: &str,
+) -> Result<Option<(String, i64)>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, seq FROM messages WHERE conversation_id = ?1 AND client_id = ?2",
+            [conversation_id, client_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
+/// Agents' "Accept chats" toggles.
+pub fn accepting_agents(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT email FROM agents WHERE accepting = 1")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn set_accepting(
+    conn: &Connection,
+    email: &str,
+    accepting: bool,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO agents (email, accepting, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (email) DO UPDATE SET accepting = excluded.accepting, updated_at = excluded.updated_at",
+        params![email.to_lowercase(), accepting, now.to_string()],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,404 @@
+//! Reads for the API: event replay for streams, conversation lists, details, transcripts.
+//! Each runs on a read connection in a blocking thread; none takes the conversation locks.
+
+use std::collections::BTreeSet;
+
+use rusqlite::{Connection, params_from_iter};
+use serde_json::{Value, json};
+
+use super::wire;
+use crate::chat::conversation::Conversation;
+use crate::store::StoreError;
+use crate::store::reader::Readers;
+
+/// The most events one replay answer holds; a client asks again with the last `seq`.
+pub const PAGE: usize = 500;
+
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, String, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn parse_at(at: &str) -> jiff::Timestamp {
+    at.parse().unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+/// The visitor's events after `after`, in order, as the visitor sees them.
+pub async fn visitor_events(
+    readers: &Readers,
+    visitor_id: &str,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<Value>, StoreError> {
+    let visitor_id = visitor_id.to_string();
+    readers
+        .read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT e.seq, e.type, e.conversation_id, e.at, e.data FROM events e
+                 JOIN conversations c ON c.id = e.conversation_id
+                 WHERE c.visitor_id = ?1 AND e.seq > ?2 AND e.visitor_visible = 1
+                 ORDER BY e.seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(
+                rusqlite::params![visitor_id, after, limit as i64],
+                event_row,
+            )?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, kind, conv, at, data) = row?;
+                let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+                out.push(wire::envelope(
+                    seq,
+                    &kind,
+                    &conv,
+                    parse_at(&at),
+                    &wire::visitor_data(&kind, &data),
+                ));
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// The events of the given bots (`None`: all) after `after`, as agents see them.
+pub async fn agent_events(
+    readers: &Readers,
+    bots: Option<BTreeSet<String>>,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<Value>, StoreError> {
+    readers
+        .read(move |c| {
+            let (filter, mut args): (String, Vec<String>) = match &bots {
+                None => (String::new(), Vec::new()),
+                Some(bots) => (
+                    format!("AND bot IN ({})", vec!["?"; bots.len()].join(", ")),
+                    bots.iter().cloned().collect(),
+                ),
+            };
+            if matches!(&bots, Some(b) if b.is_empty()) {
+                return Ok(Vec::new());
+            }
+            args.insert(0, after.to_string());
+            args.push(limit.to_string());
+            let sql = format!(
+                "SELECT seq, type, conversation_id, at, data FROM events
+                 WHERE seq > CAST(?1 AS INTEGER) {filter} ORDER BY seq LIMIT CAST(?{} AS INTEGER)",
+                args.len()
+            );
+            // Renumber the placeholders: ?1 is `after`, then the bots, then the limit.
+            let sql = renumber(&sql);
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(params_from_iter(args.iter()), event_row)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, kind, conv, at, data) = row?;
+                let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+                out.push(wire::envelope(seq, &kind, &conv, parse_at(&at), &data));
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// Gives each bare `?` the next number after the explicit ones before it.
+fn renumber(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut n = 0;
+    let mut chars = sql.chars().peekable();
+    while let Some(ch) = chars.next() {
+        if ch == '?' {
+            let mut digits = String::new();
+            while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                digits.push(*d);
+                chars.next();
+            }
+            n = match digits.parse::<usize>() {
+                Ok(explicit) => explicit,
+                Err(_) => n + 1,
+            };
+            out.push('?');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// Filters of the conversation list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<String>,
+    /// Only conversations held by this agent.
+    pub assignee: Option<String>,
+    pub bot: Option<String>,
+    /// Full-text search over messages and notes.
+    pub q: Option<String>,
+    pub limit: usize,
+}
+
+/// Conversations the caller may see, newest waiting requests first, then most recent.
+pub async fn list(
+    readers: &Readers,
+    bots: Option<BTreeSet<String>>,
+    filter: ListFilter,
+) -> Result<Vec<Value>, StoreError> {
+    readers
+        .read(move |c| list_blocking(c, bots.as_ref(), &filter))
+        .await
+}
+
+fn list_blocking(
+    c: &Connection,
+    bots: Option<&BTreeSet<String>>,
+    f: &ListFilter,
+) -> Result<Vec<Value>, StoreError> {
+    if matches!(bots, Some(b) if b.is_empty()) {
+        return Ok(Vec::new());
+    }
+    let mut clauses = Vec::new();
+    let mut args: Vec<String> = Vec::new();
+    if let Some(bots) = bots {
+        clauses.push(format!("c.bot IN ({})", vec!["?"; bots.len()].join(", ")));
+        args.extend(bots.iter().cloned());
+    }
+    if let Some(status) = &f.status {
+        let statuses: Vec<&str> = status.split(',').map(str::trim).collect();
+        clauses.push(format!(
+            "c.status IN ({})",
+            vec!["?"; statuses.len()].join(", ")
+        ));
+        args.extend(statuses.iter().map(|s| s.to_string()));
+    }
+    if let Some(a) = &f.assignee {
+        clauses.push("c.assignee = ?".into());
+        args.push(a.to_lowercase());
+    }
+    if let Some(b) = &f.bot {
+        clauses.push("c.bot = ?".into());
+        args.push(b.clone());
+    }
+    if let Some(q) = f.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        clauses.push(
+            "c.id IN (SELECT m.conversation_id FROM messages m
+                      JOIN messages_fts ON messages_fts.rowid = m.rowid
+                      WHERE messages_fts MATCH ?)"
+                .into(),
+        );
+        args.push(fts_query(q));
+    }
+    let where_sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    args.push(f.limit.clamp(1, 500).to_string());
+    let sql = renumber(&format!(
+        "SELECT c.state, v.name, v.email,
+                (SELECT text FROM messages m WHERE m.conversation_id = c.id AND m.kind != 'note'
+                 ORDER BY m.seq DESC LIMIT 1)
+         FROM conversations c JOIN visitors v ON v.id = c.visitor_id
+         {where_sql}
+         ORDER BY CASE c.status WHEN 'new' THEN 0 ELSE 1 END,
+                  CASE c.status WHEN 'new' THEN c.requested_at END DESC,
+                  c.updated_at DESC
+         LIMIT CAST(? AS INTEGER)"
+    ));
+    let mut stmt = c.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (state, vname, vemail, last) = row?;
+        let conv: Conversation =
+            serde_json::from_str(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut summary = summary(&conv);
+        summary["visitor"]["name"] = json!(conv.name.clone().or(vname));
+        summary["visitor"]["email"] = json!(conv.email.clone().or(vemail));
+        summary["last_message"] = json!(last);
+        out.push(summary);
+    }
+    Ok(out)
+}
+
+/// Words of a search, each quoted, so user input is never FTS syntax.
+fn fts_query(q: &str) -> String {
+    q.split_whitespace()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// How a conversation appears in lists and details.
+pub fn summary(conv: &Conversation) -> Value {
+    let t = |ts: Option<jiff::Timestamp>| ts.map(|t| t.to_string());
+    json!({
+        "id": conv.id,
+        "bot": conv.bot,
+        "status": conv.status.as_str(),
+        "assignee": conv.assignee,
+        "team": conv.team,
+        "live_chat": conv.live_chat,
+        "ringing": conv.ringing,
+        "muted": conv.muted,
+        "language": conv.language,
+        "page_url": conv.page_url,
+        "country": conv.country,
+        "visitor": { "id": conv.visitor_id, "name": conv.name, "email": conv.email },
+        "variables": conv.flow.vars,
+        "opened_at": conv.opened_at.to_string(),
+        "requested_at": t(conv.requested_at),
+        "assigned_at": t(conv.assigned_at),
+        "resolved_at": t(conv.resolved_at),
+        "closed_at": t(conv.closed_at),
+        "ended_at": t(conv.ended_at),
+        "resolve_note": conv.resolve_note,
+    })
+}
+
+/// Messages, notes and form answers of one conversation, and the visitor's other ones.
+pub async fn details(readers: &Readers, conv: Conversation) -> Result<Value, StoreError> {
+    readers
+        .read(move |c| {
+            let mut out = summary(&conv);
+            let mut stmt = c.prepare_cached(
+                "SELECT id, seq, kind, author, text, at FROM messages
+                 WHERE conversation_id = ?1 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map([&conv.id], |r| {
+                Ok(json!({
+                    "id": r.get::<_, String>(0)?,
+                    "seq": r.get::<_, i64>(1)?,
+                    "kind": r.get::<_, String>(2)?,
+                    "agent": r.get::<_, Option<String>>(3)?,
+                    "text": r.get::<_, String>(4)?,
+                    "at": r.get::<_, String>(5)?,
+                }))
+            })?;
+            let mut messages = Vec::new();
+            let mut notes = Vec::new();
+            for row in rows {
+                let row = row?;
+                if row["kind"] == "note" {
+                    notes.push(row);
+                } else {
+                    messages.push(row);
+                }
+            }
+            let mut stmt = c.prepare_cached(
+                "SELECT form, fields, created_at FROM form_submissions
+                 WHERE conversation_id = ?1 ORDER BY created_at",
+            )?;
+            let forms: Vec<Value> = stmt
+                .query_map([&conv.id], |r| {
+                    let fields: String = r.get(1)?;
+                    Ok(json!({
+                        "form": r.get::<_, String>(0)?,
+                        "values": serde_json::from_str::<Value>(&fields).unwrap_or(Value::Null),
+                        "at": r.get::<_, String>(2)?,
+                    }))
+                })?
+                .collect::<Result<_, _>>()?;
+            let mut stmt = c.prepare_cached(
+                "SELECT id, status, created_at FROM conversations
+                 WHERE visitor_id = ?1 AND id != ?2 ORDER BY created_at DESC LIMIT 50",
+            )?;
+            let earlier: Vec<Value> = stmt
+                .query_map([&conv.visitor_id, &conv.id], |r| {
+                    Ok(json!({
+                        "id": r.get::<_, String>(0)?,
+                        "status": r.get::<_, String>(1)?,
+                        "opened_at": r.get::<_, String>(2)?,
+                    }))
+                })?
+                .collect::<Result<_, _>>()?;
+            out["messages"] = json!(messages);
+            out["notes"] = json!(notes);
+            out["forms"] = json!(forms);
+            out["earlier_conversations"] = json!(earlier);
+            Ok(out)
+        })
+        .await
+}
+
+/// The transcript as CSV: time, author, name, text. Notes are left out.
+pub async fn transcript_csv(
+    readers: &Readers,
+    conversation_id: String,
+) -> Result<String, StoreError> {
+    readers
+        .read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT at, kind, author, text FROM messages
+                 WHERE conversation_id = ?1 AND kind != 'note' ORDER BY seq",
+            )?;
+            let mut out = String::from("time,author,agent,text\r\n");
+            let rows = stmt.query_map([&conversation_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?;
+            for row in rows {
+                let (at, kind, agent, text) = row?;
+                out.push_str(&csv_field(&at));
+                out.push(',');
+                out.push_str(&csv_field(&kind));
+                out.push(',');
+                out.push_str(&csv_field(agent.as_deref().unwrap_or("")));
+                out.push(',');
+                out.push_str(&csv_field(&text));
+                out.push_str("\r\n");
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// One CSV field: quoted when it needs to be, and never read as a formula by a spreadsheet.
+fn csv_field(s: &str) -> String {
+    let guarded = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if guarded.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", guarded.replace('"', "\"\""))
+    } else {
+        guarded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_after_explicit_ones() {
+        assert_eq!(
+            renumber("a > ?1 AND b IN (?, ?) LIMIT ?"),
+            "a > ?1 AND b IN (?2, ?3) LIMIT ?4"
+        );
+    }
+
+    #[test]
+    fn csv_quotes_and_defuses_formulas() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=cmd()"), "'=cmd()");
+    }
+
+    #[test]
+    fn search_words_are_quoted() {
+        assert_eq!(fts_query("refund OR \"x"), "\"refund\" \"OR\" \"\"\"x\"");
+    }
+}

@@ -1,0 +1,93 @@
+//! How events look on the wire, and what a visitor may see of them.
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use crate::chat::conversation::EventKind;
+
+/// A new opaque id: 128 random bits, hex, with a prefix that says what it names.
+pub fn new_id(prefix: &str) -> String {
+    let bytes: [u8; 16] = rand::random();
+    format!("{prefix}_{}", hex::encode(bytes))
+}
+
+/// A secret token (256 random bits) and the hash that is stored in its place.
+pub fn new_token() -> (String, String) {
+    let bytes: [u8; 32] = rand::random();
+    let token = hex::encode(bytes);
+    let hash = hash_token(&token);
+    (token, hash)
+}
+
+pub fn hash_token(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The envelope every client receives.
+pub fn envelope(seq: i64, kind: &str, conversation_id: &str, at: Timestamp, data: &Value) -> Value {
+    json!({
+        "seq": seq,
+        "type": kind,
+        "conversation_id": conversation_id,
+        "at": at.to_string(),
+        "data": data,
+    })
+}
+
+/// Whether the visitor of a conversation sees events of this kind at all.
+pub fn visitor_sees(kind: &str) -> bool {
+    !matches!(kind, "livechat.ringing" | "note.created")
+}
+
+/// What a visitor may see of an event's data: agents appear by name only, and nothing about
+/// queues, teams or who did what internally.
+pub fn visitor_data(kind: &str, data: &Value) -> Value {
+    let Value::Object(map) = data else {
+        return data.clone();
+    };
+    let mut out = map.clone();
+    for key in [
+        "agent", "by", "previous", "from", "team", "ringing", "assignee", "values",
+    ] {
+        out.remove(key);
+    }
+    if kind == "conversation.resolved" {
+        // The closing note is for the team.
+        out.remove("note");
+    }
+    Value::Object(out)
+}
+
+/// Parses the kind stored in the log back into the enum (for counters and tests).
+pub fn kind_from_str(s: &str) -> Option<EventKind> {
+    EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visitors_see_agents_by_name_only() {
+        let data =
+            json!({"author": "agent", "agent": "ana@acme.example", "name": "Ana", "text": "hi"});
+        let seen = visitor_data("message.created", &data);
+        assert_eq!(
+            seen,
+            json!({"author": "agent", "name": "Ana", "text": "hi"})
+        );
+        assert!(!visitor_sees("note.created"));
+        assert!(visitor_sees("message.created"));
+    }
+
+    #[test]
+    fn ids_and_tokens_are_unguessable_and_hashed() {
+        let a = new_id("c");
+        assert!(a.starts_with("c_") && a.len() == 34);
+        assert_ne!(a, new_id("c"));
+        let (token, hash) = new_token();
+        assert_eq!(hash, hash_token(&token));
+        assert_ne!(token, hash);
+    }
+}

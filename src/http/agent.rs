@@ -1,0 +1,362 @@
+//! The agent API: availability, the conversation list, details, and every command an agent
+//! gives. Each call sees only the conversations of bots the agent's teams serve (admins: all).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::{ApiJson, AppError};
+use super::visitor::check_client_id;
+use crate::auth::AuthAgent;
+use crate::chat::conversation::{Command, TransferTarget};
+use crate::engine::queries::{self, ListFilter};
+use crate::engine::{AgentRef, Outcome};
+use crate::server::AppState;
+
+fn agent_ref(agent: &AuthAgent) -> AgentRef {
+    AgentRef {
+        email: agent.email.clone(),
+        admin: agent.is_admin(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Availability {
+    accepting: bool,
+}
+
+pub async fn set_availability(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    ApiJson(req): ApiJson<Availability>,
+) -> Result<Json<Value>, AppError> {
+    state
+        .engine
+        .set_accepting(&agent.email, req.accepting)
+        .await
+        .map_err(super::engine_error)?;
+    Ok(Json(json!({ "accepting": req.accepting })))
+}
+
+/// Every agent of the roster with presence and load (the console's team panel).
+pub async fn agents(State(state): State<AppState>, _agent: AuthAgent) -> Json<Value> {
+    let agents: Vec<Value> = state
+        .engine
+        .agent_views()
+        .into_iter()
+        .map(|a| {
+            json!({
+                "email": a.email,
+                "name": a.name,
+                "teams": a.teams,
+                "online": a.online,
+                "accepting": a.accepting,
+                "active_chats": a.active_chats,
+                "max_chats": a.max_chats,
+            })
+        })
+        .collect();
+    Json(json!({ "agents": agents }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    assignee: Option<String>,
+    #[serde(default)]
+    bot: Option<String>,
+    #[serde(default)]
+    q: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+const STATUSES: [&str; 8] = [
+    "bot",
+    "collecting",
+    "new",
+    "assigned",
+    "chatting",
+    "resolved",
+    "closed",
+    "ended",
+];
+
+pub async fn list(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, AppError> {
+    if let Some(status) = &q.status
+        && let Some(bad) = status
+            .split(',')
+            .map(str::trim)
+            .find(|s| !STATUSES.contains(s))
+    {
+        return Err(AppError::bad_request(
+            "invalid_input",
+            format!("unknown status `{bad}`; one of {}", STATUSES.join(", ")),
+        ));
+    }
+    if q.q.as_deref().is_some_and(|s| s.len() > 200) {
+        return Err(AppError::bad_request(
+            "invalid_input",
+            "the search is too long",
+        ));
+    }
+    let assignee = match q.assignee.as_deref() {
+        Some("me") => Some(agent.email.clone()),
+        other => other.map(str::to_string),
+    };
+    let bots = state.engine.bots_of(&agent_ref(&agent));
+    let list = queries::list(
+        state.engine.readers(),
+        bots,
+        ListFilter {
+            status: q.status,
+            assignee,
+            bot: q.bot,
+            q: q.q,
+            limit: q.limit.unwrap_or(100),
+        },
+    )
+    .await
+    .map_err(AppError::internal)?;
+    Ok(Json(json!({ "conversations": list })))
+}
+
+pub async fn details(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let conv = state
+        .engine
+        .agent_may_see(&agent_ref(&agent), &id)
+        .await
+        .map_err(super::engine_error)?;
+    let details = queries::details(state.engine.readers(), conv)
+        .await
+        .map_err(AppError::internal)?;
+    Ok(Json(details))
+}
+
+pub async fn transcript(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, AppError> {
+    let conv = state
+        .engine
+        .agent_may_see(&agent_ref(&agent), &id)
+        .await
+        .map_err(super::engine_error)?;
+    let csv = queries::transcript_csv(state.engine.readers(), conv.id.clone())
+        .await
+        .map_err(AppError::internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"transcript-{}.csv\"", conv.id),
+            ),
+        ],
+        csv,
+    ))
+}
+
+async fn command(
+    state: &AppState,
+    agent: &AuthAgent,
+    id: &str,
+    cmd: Command,
+    client_id: Option<String>,
+) -> Result<Json<Value>, AppError> {
+    let outcome: Outcome = state
+        .engine
+        .agent_command(&agent_ref(agent), id, cmd, client_id)
+        .await
+        .map_err(super::engine_error)?;
+    Ok(Json(json!({
+        "conversation_id": id,
+        "seq": outcome.seq,
+        "message_id": outcome.message_id,
+        "duplicate": outcome.duplicate,
+    })))
+}
+
+pub async fn accept(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let cmd = Command::Accept {
+        agent: agent.email.clone(),
+    };
+    command(&state, &agent, &id, cmd, None).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextRequest {
+    #[serde(default)]
+    client_id: Option<String>,
+    text: String,
+}
+
+pub async fn message(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<TextRequest>,
+) -> Result<Json<Value>, AppError> {
+    check_client_id(&req.client_id)?;
+    let cmd = Command::AgentMessage {
+        agent: agent.email.clone(),
+        text: req.text,
+    };
+    command(&state, &agent, &id, cmd, req.client_id).await
+}
+
+pub async fn note(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<TextRequest>,
+) -> Result<Json<Value>, AppError> {
+    check_client_id(&req.client_id)?;
+    let cmd = Command::Note {
+        agent: agent.email.clone(),
+        text: req.text,
+    };
+    command(&state, &agent, &id, cmd, req.client_id).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignRequest {
+    agent: String,
+}
+
+pub async fn assign(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<AssignRequest>,
+) -> Result<Json<Value>, AppError> {
+    let cmd = Command::Assign {
+        by: agent.email.clone(),
+        agent: req.agent.to_lowercase(),
+        by_admin: agent.is_admin(),
+    };
+    command(&state, &agent, &id, cmd, None).await
+}
+
+pub async fn unassign(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let cmd = Command::Unassign {
+        by: agent.email.clone(),
+    };
+    command(&state, &agent, &id, cmd, None).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    #[serde(default)]
+    agent: Option<String>,
+    #[serde(default)]
+    team: Option<String>,
+}
+
+pub async fn transfer(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<TransferRequest>,
+) -> Result<Json<Value>, AppError> {
+    let to = match (req.agent, req.team) {
+        (Some(a), None) => TransferTarget::Agent(a.to_lowercase()),
+        (None, Some(t)) => TransferTarget::Team(t),
+        _ => {
+            return Err(AppError::bad_request(
+                "invalid_input",
+                "transfer to exactly one of `agent` and `team`",
+            ));
+        }
+    };
+    let cmd = Command::Transfer {
+        by: agent.email.clone(),
+        to,
+    };
+    command(&state, &agent, &id, cmd, None).await
+}
+
+pub async fn takeover(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let cmd = Command::Takeover {
+        agent: agent.email.clone(),
+    };
+    command(&state, &agent, &id, cmd, None).await
+}
+
+pub async fn mute(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let cmd = Command::Mute {
+        agent: agent.email.clone(),
+    };
+    command(&state, &agent, &id, cmd, None).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    #[serde(default)]
+    note: Option<String>,
+}
+
+pub async fn resolve(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, AppError> {
+    // The body is optional: an empty one resolves without a note.
+    let req: ResolveRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ResolveRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            AppError::bad_request("invalid_body", format!("the body does not fit: {e}"))
+        })?
+    };
+    let note = req.note.filter(|n| !n.trim().is_empty());
+    let cmd = Command::Resolve {
+        by: agent.email.clone(),
+        note,
+    };
+    command(&state, &agent, &id, cmd, None).await
+}
+
+pub async fn close(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    command(&state, &agent, &id, Command::Close, None).await
+}

@@ -1,0 +1,318 @@
+//! Event streams over WebSocket, for visitors and agents.
+//!
+//! Each socket is one `select!` over the hub, the socket and a ping timer. It subscribes to
+//! the hub *before* replaying the log after `after=N`, then skips live frames it already
+//! sent, so a reconnecting client gets every event once, in order, without gaps. A socket
+//! that falls behind the hub replays from the log instead of holding others up.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::error::AppError;
+use super::visitor::{After, check_origin};
+use crate::auth::AuthAgent;
+use crate::engine::{AgentRef, Engine, VisitorRef, queries};
+use crate::hub::Frame;
+use crate::server::AppState;
+
+/// Bounds on what a client may send: typing signals and the auth frame are tiny.
+const MAX_MESSAGE: usize = 16 * 1024;
+const PING_EVERY: Duration = Duration::from_secs(25);
+/// How long a visitor socket may take to send its auth frame.
+const AUTH_WITHIN: Duration = Duration::from_secs(10);
+/// Typing signals from one socket are passed on at most this often.
+const TYPING_EVERY: Duration = Duration::from_millis(1000);
+
+fn limits(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    ws.max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+}
+
+enum Who {
+    Visitor(VisitorRef),
+    Agent {
+        agent: AgentRef,
+        name: String,
+        /// The bots the agent serves (`None`: an admin, all of them).
+        bots: Option<BTreeSet<String>>,
+    },
+}
+
+impl Who {
+    async fn replay(&self, engine: &Engine, after: i64) -> Result<Vec<Value>, AppError> {
+        match self {
+            Who::Visitor(v) => {
+                queries::visitor_events(engine.readers(), &v.id, after, queries::PAGE).await
+            }
+            Who::Agent { bots, .. } => {
+                queries::agent_events(engine.readers(), bots.clone(), after, queries::PAGE).await
+            }
+        }
+        .map_err(AppError::internal)
+    }
+
+    /// The text this subscriber gets of a frame, if any.
+    fn sees<'f>(&self, frame: &'f Frame) -> Option<&'f str> {
+        match self {
+            Who::Visitor(v) => frame
+                .visitor_json
+                .as_deref()
+                .filter(|_| frame.visitor_id.as_deref() == Some(v.id.as_str())),
+            Who::Agent { bots, .. } => {
+                frame
+                    .agent_json
+                    .as_deref()
+                    .filter(|_| match (bots, &frame.bot) {
+                        (None, _) | (_, None) => true,
+                        (Some(bots), Some(bot)) => bots.contains(bot),
+                    })
+            }
+        }
+    }
+}
+
+pub async fn visitor_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<After>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    limits(ws).on_upgrade(move |mut socket| async move {
+        let Some(visitor) = visitor_auth(&state, &headers, &mut socket).await else {
+            let _ = socket.send(Message::Close(None)).await;
+            return;
+        };
+        run(socket, state.engine.clone(), Who::Visitor(visitor), q.after).await;
+    })
+}
+
+#[derive(Deserialize)]
+struct AuthFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    token: String,
+}
+
+/// Reads the first frame, `{"type":"auth","token":"…"}`; answers with an error frame if bad.
+async fn visitor_auth(
+    state: &AppState,
+    headers: &HeaderMap,
+    socket: &mut WebSocket,
+) -> Option<VisitorRef> {
+    let first = tokio::time::timeout(AUTH_WITHIN, socket.recv())
+        .await
+        .ok()??
+        .ok()?;
+    let text = match first {
+        Message::Text(t) => t,
+        _ => return None,
+    };
+    let refuse = |code: &str, message: &str| {
+        serde_json::json!({"type": "error", "error": {"code": code, "message": message}})
+            .to_string()
+    };
+    let Ok(auth) = serde_json::from_str::<AuthFrame>(&text) else {
+        let _ = socket
+            .send(Message::Text(
+                refuse(
+                    "invalid_auth",
+                    "the first frame must be {\"type\":\"auth\",\"token\":\"…\"}",
+                )
+                .into(),
+            ))
+            .await;
+        return None;
+    };
+    if auth.kind != "auth" {
+        return None;
+    }
+    let visitor = match state.engine.visitor(&auth.token).await {
+        Ok(v) => v,
+        Err(_) => {
+            let _ = socket
+                .send(Message::Text(
+                    refuse("invalid_token", "the visitor token is not valid").into(),
+                ))
+                .await;
+            return None;
+        }
+    };
+    let bundle = state.live.load().bundle.clone();
+    if let Some(bot) = bundle.bots.get(&visitor.bot)
+        && check_origin(headers, bot).is_err()
+    {
+        let _ = socket
+            .send(Message::Text(
+                refuse("origin_not_allowed", "this bot may not be embedded here").into(),
+            ))
+            .await;
+        return None;
+    }
+    let ok = serde_json::json!({"type": "ready", "visitor_id": visitor.id}).to_string();
+    socket.send(Message::Text(ok.into())).await.ok()?;
+    Some(visitor)
+}
+
+pub async fn agent_events(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    Query(q): Query<After>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let who = AgentRef {
+        email: agent.email.clone(),
+        admin: agent.is_admin(),
+    };
+    let bots = state.engine.bots_of(&who);
+    limits(ws).on_upgrade(move |socket| async move {
+        let _online = state.engine.connect_agent(&who.email);
+        let who = Who::Agent {
+            agent: who,
+            name: agent.name.clone(),
+            bots,
+        };
+        run(socket, state.engine.clone(), who, q.after).await;
+    })
+}
+
+async fn send(socket: &mut WebSocket, text: &str) -> bool {
+    socket
+        .send(Message::Text(Utf8Bytes::from(text)))
+        .await
+        .is_ok()
+}
+
+/// Sends the logged events after `last`; returns the new last `seq`, or None if the socket
+/// is gone.
+async fn catch_up(
+    socket: &mut WebSocket,
+    engine: &Engine,
+    who: &Who,
+    mut last: i64,
+) -> Option<i64> {
+    loop {
+        let page = match who.replay(engine, last).await {
+            Ok(p) => p,
+            Err(_) => return None,
+        };
+        let full = page.len() == queries::PAGE;
+        for event in page {
+            last = event["seq"].as_i64().unwrap_or(last);
+            if !send(socket, &event.to_string()).await {
+                return None;
+            }
+        }
+        if !full {
+            return Some(last);
+        }
+    }
+}
+
+async fn run(mut socket: WebSocket, engine: Engine, mut who: Who, after: i64) {
+    let mut frames = engine.hub().subscribe();
+    let Some(mut last) = catch_up(&mut socket, &engine, &who, after.max(0)).await else {
+        return;
+    };
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let mut last_typing = tokio::time::Instant::now() - TYPING_EVERY;
+    loop {
+        tokio::select! {
+            frame = frames.recv() => match frame {
+                Ok(frame) => {
+                    if let (Who::Agent { agent, bots, .. }, true) = (&mut who, is_config_reload(&frame)) {
+                        // Teams may have changed: see what the new roster says.
+                        *bots = engine.bots_of(agent);
+                    }
+                    let Some(text) = who.sees(&frame) else { continue };
+                    if let Some(seq) = frame.seq {
+                        if seq <= last {
+                            continue;
+                        }
+                        last = seq;
+                    }
+                    if !send(&mut socket, text).await {
+                        break;
+                    }
+                }
+                Err(RecvError::Lagged(_)) => match catch_up(&mut socket, &engine, &who, last).await {
+                    Some(l) => last = l,
+                    None => break,
+                },
+                Err(RecvError::Closed) => break,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    if last_typing.elapsed() >= TYPING_EVERY && on_client_frame(&engine, &who, &text).await {
+                        last_typing = tokio::time::Instant::now();
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            _ = ping.tick() => {
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn is_config_reload(frame: &Arc<Frame>) -> bool {
+    frame.kind == Some("config.reloaded")
+}
+
+#[derive(Deserialize)]
+struct ClientFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    conversation_id: Option<String>,
+}
+
+/// Handles a frame a client sent: only `typing` means anything. True if it was passed on.
+async fn on_client_frame(engine: &Engine, who: &Who, text: &str) -> bool {
+    let Ok(frame) = serde_json::from_str::<ClientFrame>(text) else {
+        return false;
+    };
+    if frame.kind != "typing" {
+        return false;
+    }
+    match who {
+        Who::Visitor(v) => {
+            let Ok(id) = engine.visitor_conversation(v).await else {
+                return false;
+            };
+            let Ok(conv) = engine.conversation(&id).await else {
+                return false;
+            };
+            let conv = conv.lock().await.clone();
+            engine.typing(&conv, true, None);
+            true
+        }
+        Who::Agent { agent, name, .. } => {
+            let Some(id) = frame.conversation_id else {
+                return false;
+            };
+            match engine.agent_may_see(agent, &id).await {
+                Ok(conv) => {
+                    engine.typing(&conv, false, Some(name));
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+    }
+}

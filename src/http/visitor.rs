@@ -1,0 +1,334 @@
+//! The visitor API: sessions, messages, actions, history. Authorised by the visitor token
+//! (`Authorization: Bearer <token>`), which names one visitor of one bot.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::{ApiJson, AppError};
+use crate::chat::conversation::Command;
+use crate::chat::flow::Pick;
+use crate::chat::text::render_text;
+use crate::engine::{StartSession, VisitorRef, queries};
+use crate::server::AppState;
+
+/// The visitor a request's bearer token belongs to.
+pub struct AuthVisitor(pub VisitorRef);
+
+impl FromRequestParts<AppState> for AuthVisitor {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let token = bearer(&parts.headers).ok_or_else(|| {
+            AppError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send the visitor token as `Authorization: Bearer <token>`",
+            )
+        })?;
+        let visitor = state
+            .engine
+            .visitor(token)
+            .await
+            .map_err(super::engine_error)?;
+        Ok(AuthVisitor(visitor))
+    }
+}
+
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    bot: String,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    page_url: Option<String>,
+    #[serde(default)]
+    referrer: Option<String>,
+    #[serde(default)]
+    language: Option<String>,
+}
+
+/// Longest page URL or referrer kept.
+const MAX_URL: usize = 2048;
+
+pub async fn start_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<SessionRequest>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let bundle = state.live.load().bundle.clone();
+    let bot = bundle.bots.get(&req.bot).ok_or_else(|| {
+        AppError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_bot",
+            format!("there is no bot `{}`", req.bot),
+        )
+    })?;
+    check_origin(&headers, bot)?;
+    if req.page_url.as_deref().is_some_and(|u| u.len() > MAX_URL)
+        || req.referrer.as_deref().is_some_and(|u| u.len() > MAX_URL)
+    {
+        return Err(AppError::bad_request(
+            "invalid_input",
+            "page_url or referrer is too long",
+        ));
+    }
+    let language = req
+        .language
+        .clone()
+        .or_else(|| accept_language(&headers))
+        .filter(|l| l.len() <= 35);
+    let started = state
+        .engine
+        .start_session(StartSession {
+            bot: req.bot.clone(),
+            token: req.token.clone(),
+            page_url: req.page_url.clone(),
+            language,
+            country: country(&state, &headers),
+            ip: None,
+        })
+        .await
+        .map_err(super::engine_error)?;
+    let w = &bot.header.widget;
+    let ctx = json!({ "bot": { "name": bot.header.name.get_ref() } });
+    let lang = started.language.as_str();
+    let status = if started.resumed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(json!({
+            "token": started.token,
+            "visitor_id": started.visitor_id,
+            "conversation_id": started.conversation_id,
+            "resumed": started.resumed,
+            "widget": {
+                "bot": req.bot,
+                "name": bot.header.name.get_ref(),
+                "title": render_text(&w.title, lang, &ctx),
+                "subtitle": w.subtitle.as_ref().map(|t| render_text(t, lang, &ctx)),
+                "launcher": render_text(&w.launcher, lang, &ctx),
+                "color": w.color.0,
+                "position": match w.position {
+                    crate::config::schema::WidgetPosition::Left => "left",
+                    crate::config::schema::WidgetPosition::Right => "right",
+                },
+                "avatar_url": w.avatar_url,
+                "language": lang,
+            },
+            "events": started.events,
+        })),
+    ))
+}
+
+/// The widget may only be embedded on the bot's `allowed_origins` (when it has any).
+pub fn check_origin(headers: &HeaderMap, bot: &crate::config::Bot) -> Result<(), AppError> {
+    let allowed = &bot.header.allowed_origins;
+    if allowed.is_empty() || allowed.iter().any(|o| o.get_ref() == "*") {
+        return Ok(());
+    }
+    let origin = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    match origin {
+        // Not a browser's cross-origin call (curl, a server, the same origin): allowed.
+        None => Ok(()),
+        Some(o) if allowed.iter().any(|a| a.get_ref().eq_ignore_ascii_case(o)) => Ok(()),
+        Some(o) => Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            format!("this bot may not be embedded on {o}"),
+        )),
+    }
+}
+
+fn accept_language(headers: &HeaderMap) -> Option<String> {
+    let value = headers
+        .get(axum::http::header::ACCEPT_LANGUAGE)?
+        .to_str()
+        .ok()?;
+    let first = value.split(',').next()?.split(';').next()?.trim();
+    (!first.is_empty() && first != "*").then(|| first.to_string())
+}
+
+/// The visitor's country, from the header a trusted proxy sets (`country_header`).
+fn country(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let name = state.settings.country_header.as_deref()?;
+    let value = headers.get(name)?.to_str().ok()?.trim();
+    (value.len() == 2 && value.chars().all(|c| c.is_ascii_alphabetic()))
+        .then(|| value.to_ascii_uppercase())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRequest {
+    #[serde(default)]
+    client_id: Option<String>,
+    text: String,
+}
+
+/// Longest `client_id` accepted.
+pub const MAX_CLIENT_ID: usize = 128;
+
+pub fn check_client_id(client_id: &Option<String>) -> Result<(), AppError> {
+    match client_id {
+        Some(c) if c.is_empty() || c.len() > MAX_CLIENT_ID => Err(AppError::bad_request(
+            "invalid_input",
+            format!("client_id must be 1 to {MAX_CLIENT_ID} characters"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub async fn post_message(
+    State(state): State<AppState>,
+    AuthVisitor(visitor): AuthVisitor,
+    ApiJson(req): ApiJson<MessageRequest>,
+) -> Result<Json<Value>, AppError> {
+    check_client_id(&req.client_id)?;
+    let (conversation_id, outcome) = state
+        .engine
+        .visitor_command(
+            &visitor,
+            Command::VisitorMessage { text: req.text },
+            req.client_id,
+        )
+        .await
+        .map_err(super::engine_error)?;
+    Ok(Json(json!({
+        "conversation_id": conversation_id,
+        "message_id": outcome.message_id,
+        "seq": outcome.seq,
+        "duplicate": outcome.duplicate,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ActionRequest {
+    /// Picks a choice of a step: by `value` (or label), or by `index` (0-based).
+    Choice {
+        #[serde(default)]
+        step: Option<String>,
+        #[serde(default)]
+        value: Option<String>,
+        #[serde(default)]
+        index: Option<usize>,
+    },
+    Form {
+        form: String,
+        values: BTreeMap<String, String>,
+    },
+    RequestLiveChat {
+        #[serde(default)]
+        action: Option<String>,
+    },
+    RequestVideo {
+        // Accepted so clients can send it already; video is not built yet.
+        #[serde(default)]
+        #[allow(dead_code)]
+        action: Option<String>,
+    },
+    End,
+    Skip,
+    Back,
+}
+
+pub async fn post_action(
+    State(state): State<AppState>,
+    AuthVisitor(visitor): AuthVisitor,
+    ApiJson(req): ApiJson<ActionRequest>,
+) -> Result<Json<Value>, AppError> {
+    let cmd = match req {
+        ActionRequest::Choice { step, value, index } => {
+            let pick = match (value, index) {
+                (Some(v), None) => Pick::Value(v),
+                (None, Some(i)) => Pick::Index(i),
+                _ => {
+                    return Err(AppError::bad_request(
+                        "invalid_input",
+                        "a choice needs exactly one of `value` and `index`",
+                    ));
+                }
+            };
+            Command::Choose { step, pick }
+        }
+        ActionRequest::Form { form, values } => Command::SubmitForm { form, values },
+        ActionRequest::RequestLiveChat { action } => Command::RequestLiveChat { action },
+        ActionRequest::RequestVideo { .. } => {
+            return Err(AppError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "not_supported",
+                "video chat is not available yet; request a text chat",
+            ));
+        }
+        ActionRequest::End => Command::VisitorEnd,
+        ActionRequest::Skip => Command::Skip,
+        ActionRequest::Back => Command::Back,
+    };
+    let (conversation_id, outcome) = state
+        .engine
+        .visitor_command(&visitor, cmd, None)
+        .await
+        .map_err(super::engine_error)?;
+    Ok(Json(json!({
+        "conversation_id": conversation_id,
+        "seq": outcome.seq,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct After {
+    #[serde(default)]
+    pub after: i64,
+}
+
+pub async fn history(
+    State(state): State<AppState>,
+    AuthVisitor(visitor): AuthVisitor,
+    Query(q): Query<After>,
+) -> Result<Json<Value>, AppError> {
+    let events =
+        queries::visitor_events(state.engine.readers(), &visitor.id, q.after, queries::PAGE)
+            .await
+            .map_err(AppError::internal)?;
+    let last = events
+        .last()
+        .and_then(|e| e["seq"].as_i64())
+        .unwrap_or(q.after);
+    Ok(Json(json!({
+        "events": events,
+        "last_seq": last,
+        "more": events.len() == queries::PAGE,
+    })))
+}
+
+/// The visitor API answers any origin (the widget is embedded elsewhere); it is authorised
+/// by a token, never a cookie, so this opens nothing to other sites.
+pub fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{Method, header};
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(3600))
+}

@@ -1,0 +1,484 @@
+//! Agent login as the console and scripts meet it: a password set with the real CLI, the
+//! real server over HTTP, the session cookie with its CSRF header or a bearer token.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use common::{TestServer, bot, livechat, save_atomically};
+
+const ANA: &str = "ana@acme.example";
+const BO: &str = "bo@acme.example";
+const ANA_PASSWORD: &str = "correct horse battery";
+const BO_PASSWORD: &str = "bo's own passphrase";
+
+/// A bundle with one bot and the given agents (name, email), all in team `support`.
+fn write_bundle(dir: &Path, agents: &[(&str, &str)]) {
+    let mut roster = String::from("[[team]]\nid = \"support\"\nbots = [\"support\"]\n");
+    for (name, email) in agents {
+        roster.push_str(&format!(
+            "\n[[agent]]\nname = \"{name}\"\nemail = \"{email}\"\nteams = [\"support\"]\n"
+        ));
+    }
+    save_atomically(&dir.join("agents.toml"), &roster);
+    std::fs::write(dir.join("support.toml"), bot("Support", "Hi")).unwrap();
+}
+
+fn ana_and_bo(dir: &Path) {
+    write_bundle(dir, &[("Ana Lima", ANA), ("Bo Berg", BO)]);
+}
+
+/// `livechat agent password EMAIL` with the password piped to standard input.
+fn set_password(server: &TestServer, email: &str, password: &str) -> Output {
+    let mut child = livechat()
+        .args(["agent", "password", email, "--bots-dir"])
+        .arg(&server.bots_dir)
+        .arg("--data-dir")
+        .arg(&server.data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+/// One blocking request; `body` is sent as JSON.
+fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = reqwest::Client::new().request(method, url);
+        if let Some(body) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    })
+}
+
+fn login(server: &TestServer, email: &str, password: &str) -> Reply {
+    let body = json!({ "email": email, "password": password }).to_string();
+    request(
+        "POST",
+        &format!("{}/api/v1/auth/login", server.url),
+        &[],
+        Some(&body),
+    )
+}
+
+/// A signed-in session as a client keeps it.
+struct Session {
+    token: String,
+    csrf: String,
+}
+
+impl Session {
+    fn cookie(&self) -> String {
+        format!("theme=dark; livechat_session={}", self.token)
+    }
+
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+}
+
+fn logged_in(server: &TestServer, email: &str, password: &str) -> Session {
+    let reply = login(server, email, password);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    Session {
+        token: reply.body["token"].as_str().unwrap().to_string(),
+        csrf: reply.body["csrf_token"].as_str().unwrap().to_string(),
+    }
+}
+
+fn me(server: &TestServer, headers: &[(&str, &str)]) -> Reply {
+    request("GET", &format!("{}/api/v1/me", server.url), headers, None)
+}
+
+fn logout(server: &TestServer, headers: &[(&str, &str)]) -> Reply {
+    request(
+        "POST",
+        &format!("{}/api/v1/auth/logout", server.url),
+        headers,
+        None,
+    )
+}
+
+fn is_hex_token(v: &Value) -> bool {
+    v.as_str()
+        .is_some_and(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[test]
+fn an_agent_logs_in_and_out_with_the_cookie_or_a_bearer_token() {
+    let server = TestServer::start(ana_and_bo, &[]);
+    let out = set_password(&server, ANA, ANA_PASSWORD);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "Password set for ana@acme.example.\n");
+
+    // Login answers who the agent is, the tokens, and sets the session cookie.
+    let reply = login(&server, ANA, ANA_PASSWORD);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.body["agent"],
+        json!({
+            "email": ANA,
+            "name": "Ana Lima",
+            "role": "agent",
+            "teams": ["support"],
+            "max_chats": 3,
+        })
+    );
+    assert!(is_hex_token(&reply.body["token"]), "{}", reply.body);
+    assert!(is_hex_token(&reply.body["csrf_token"]), "{}", reply.body);
+    assert_ne!(reply.body["token"], reply.body["csrf_token"]);
+    let session = Session {
+        token: reply.body["token"].as_str().unwrap().to_string(),
+        csrf: reply.body["csrf_token"].as_str().unwrap().to_string(),
+    };
+    let set_cookie = reply.header("set-cookie").unwrap();
+    let attributes: Vec<&str> = set_cookie.split("; ").collect();
+    assert_eq!(
+        attributes,
+        [
+            format!("livechat_session={}", session.token).as_str(),
+            "HttpOnly",
+            "SameSite=Strict",
+            "Path=/",
+            "Max-Age=1209600",
+        ],
+        "{set_cookie}"
+    );
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+
+    // Either credential reaches /me; none does not.
+    let by_cookie = me(&server, &[("cookie", &session.cookie())]);
+    assert_eq!(by_cookie.status, 200, "{}", by_cookie.body);
+    assert_eq!(by_cookie.body["agent"]["email"], ANA);
+    assert_eq!(by_cookie.body["agent"]["name"], "Ana Lima");
+    let by_bearer = me(&server, &[("authorization", &session.bearer())]);
+    assert_eq!(by_bearer.status, 200, "{}", by_bearer.body);
+    assert_eq!(by_bearer.body, by_cookie.body);
+    let nobody = me(&server, &[]);
+    assert_eq!((nobody.status, nobody.code()), (401, "unauthorized"));
+    let forged = me(&server, &[("authorization", "Bearer 0123456789abcdef")]);
+    assert_eq!((forged.status, forged.code()), (401, "unauthorized"));
+
+    // A cookie write without the CSRF header, or with another one, is refused and changes
+    // nothing.
+    let refused = logout(&server, &[("cookie", &session.cookie())]);
+    assert_eq!((refused.status, refused.code()), (403, "csrf_failed"));
+    let wrong = "0".repeat(64);
+    let refused = logout(
+        &server,
+        &[("cookie", &session.cookie()), ("x-csrf-token", &wrong)],
+    );
+    assert_eq!((refused.status, refused.code()), (403, "csrf_failed"));
+    assert_eq!(me(&server, &[("cookie", &session.cookie())]).status, 200);
+
+    // With it, logout ends the session and clears the cookie.
+    let out = logout(
+        &server,
+        &[
+            ("cookie", &session.cookie()),
+            ("x-csrf-token", &session.csrf),
+        ],
+    );
+    assert_eq!(out.status, 204, "{}", out.body);
+    let cleared = out.header("set-cookie").unwrap();
+    assert!(cleared.starts_with("livechat_session=;"), "{cleared}");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    for headers in [
+        [("cookie", session.cookie())],
+        [("authorization", session.bearer())],
+    ] {
+        let (k, v) = &headers[0];
+        let after = me(&server, &[(*k, v.as_str())]);
+        assert_eq!((after.status, after.code()), (401, "unauthorized"));
+    }
+
+    // A bearer request carries no ambient credential, so it needs no CSRF header. The email
+    // is matched whatever its case.
+    let second = logged_in(&server, "Ana@ACME.example", ANA_PASSWORD);
+    let out = logout(&server, &[("authorization", &second.bearer())]);
+    assert_eq!(out.status, 204, "{}", out.body);
+    assert_eq!(
+        me(&server, &[("authorization", &second.bearer())]).status,
+        401
+    );
+}
+
+#[test]
+fn a_new_password_signs_the_agent_out_everywhere() {
+    let server = TestServer::start(ana_and_bo, &[]);
+    assert!(set_password(&server, ANA, ANA_PASSWORD).status.success());
+    assert!(set_password(&server, BO, BO_PASSWORD).status.success());
+    let ana = logged_in(&server, ANA, ANA_PASSWORD);
+    let bo = logged_in(&server, BO, BO_PASSWORD);
+
+    let out = set_password(&server, ANA, "a brand new passphrase");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "Password set for ana@acme.example.\nSigned out of 1 session.\n"
+    );
+    assert_eq!(me(&server, &[("authorization", &ana.bearer())]).status, 401);
+    assert_eq!(me(&server, &[("authorization", &bo.bearer())]).status, 200);
+    assert_eq!(login(&server, ANA, ANA_PASSWORD).status, 401);
+    assert_eq!(login(&server, ANA, "a brand new passphrase").status, 200);
+}
+
+#[test]
+fn a_wrong_password_an_unknown_email_and_no_password_get_the_same_answer() {
+    let server = TestServer::start(ana_and_bo, &[]);
+    assert!(set_password(&server, ANA, ANA_PASSWORD).status.success());
+
+    let wrong_password = login(&server, ANA, "not her password");
+    let unknown_email = login(&server, "eve@acme.example", ANA_PASSWORD);
+    let no_password_yet = login(&server, BO, "anything at all");
+    assert_eq!(wrong_password.status, 401);
+    assert_eq!(wrong_password.code(), "invalid_credentials");
+    for other in [&unknown_email, &no_password_yet] {
+        assert_eq!(other.status, wrong_password.status);
+        assert_eq!(other.body, wrong_password.body);
+        assert_eq!(other.header("set-cookie"), None);
+    }
+
+    // The CLI refuses what it cannot set, and says why.
+    let out = set_password(&server, "eve@acme.example", "long enough password");
+    assert_eq!(out.status.code(), Some(1));
+    let message = stderr(&out);
+    assert!(
+        message.contains("eve@acme.example is not an agent"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&server.bots_dir.display().to_string()),
+        "{message}"
+    );
+    let out = set_password(&server, BO, "short");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("at least 8 characters"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(login(&server, BO, "short").status, 401);
+}
+
+#[test]
+fn malformed_login_bodies_are_400() {
+    let server = TestServer::start(ana_and_bo, &[]);
+    let url = format!("{}/api/v1/auth/login", server.url);
+    let bad_json = request("POST", &url, &[], Some("{\"email\": \"ana@"));
+    assert_eq!((bad_json.status, bad_json.code()), (400, "invalid_json"));
+    let missing = request(
+        "POST",
+        &url,
+        &[],
+        Some(&json!({ "email": ANA }).to_string()),
+    );
+    assert_eq!((missing.status, missing.code()), (400, "invalid_body"));
+    let wrong_type = request(
+        "POST",
+        &url,
+        &[],
+        Some(&json!({ "email": ANA, "password": 12345678 }).to_string()),
+    );
+    assert_eq!(
+        (wrong_type.status, wrong_type.code()),
+        (400, "invalid_body")
+    );
+}
+
+#[test]
+fn an_agent_removed_from_the_roster_is_signed_out() {
+    let server = TestServer::start(ana_and_bo, &[]);
+    assert!(set_password(&server, ANA, ANA_PASSWORD).status.success());
+    assert!(set_password(&server, BO, BO_PASSWORD).status.success());
+    let ana = logged_in(&server, ANA, ANA_PASSWORD);
+    let bo = logged_in(&server, BO, BO_PASSWORD);
+    assert_eq!(me(&server, &[("cookie", &bo.cookie())]).status, 200);
+
+    let before = server.revision();
+    write_bundle(&server.bots_dir, &[("Ana Lima", ANA)]);
+    server.wait_for(Duration::from_secs(5), "the roster without Bo", |h| {
+        h["config_revision"].as_i64() > Some(before)
+    });
+
+    let gone = me(&server, &[("cookie", &bo.cookie())]);
+    assert_eq!((gone.status, gone.code()), (401, "unauthorized"));
+    assert_eq!(login(&server, BO, BO_PASSWORD).status, 401);
+    let still = me(&server, &[("cookie", &ana.cookie())]);
+    assert_eq!(still.status, 200, "{}", still.body);
+
+    // Back in the roster, Bo logs in again: the old session stays over.
+    let before = server.revision();
+    ana_and_bo(&server.bots_dir);
+    server.wait_for(Duration::from_secs(5), "the roster with Bo", |h| {
+        h["config_revision"].as_i64() > Some(before)
+    });
+    assert_eq!(me(&server, &[("cookie", &bo.cookie())]).status, 401);
+    assert_eq!(login(&server, BO, BO_PASSWORD).status, 200);
+}
+
+#[test]
+fn eleven_failed_logins_for_one_email_are_refused() {
+    let server = TestServer::start(ana_and_bo, &[]);
+    assert!(set_password(&server, ANA, ANA_PASSWORD).status.success());
+    for i in 1..=10 {
+        let reply = login(&server, ANA, &format!("guess number {i}"));
+        assert_eq!(reply.status, 401, "attempt {i}: {}", reply.body);
+    }
+    let refused = login(&server, ANA, "guess number 11");
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(refused.code(), "too_many_attempts");
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=15 * 60).contains(&retry), "{retry}");
+    // Even the right password waits: the limit is what stops the guessing.
+    let right = login(&server, ANA, ANA_PASSWORD);
+    assert_eq!((right.status, right.code()), (429, "too_many_attempts"));
+}
+
+#[test]
+fn an_expired_session_is_refused_as_expired() {
+    let server = TestServer::start(ana_and_bo, &[]);
+    assert!(set_password(&server, ANA, ANA_PASSWORD).status.success());
+    let ana = logged_in(&server, ANA, ANA_PASSWORD);
+    let conn = rusqlite::Connection::open(server.data_dir.join("livechat.db")).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE sessions SET expires_at = '2020-01-01T00:00:00Z' WHERE token_hash = ?1",
+            [hex::encode(Sha256::digest(ana.token.as_bytes()))],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    let expired = me(&server, &[("authorization", &ana.bearer())]);
+    assert_eq!((expired.status, expired.code()), (401, "session_expired"));
+}
+
+#[test]
+fn the_database_holds_no_plaintext_password_or_session_token() {
+    let server = TestServer::start(ana_and_bo, &[]);
+    assert!(set_password(&server, ANA, ANA_PASSWORD).status.success());
+    let ana = logged_in(&server, ANA, ANA_PASSWORD);
+
+    let conn = rusqlite::Connection::open(server.data_dir.join("livechat.db")).unwrap();
+    let stored: String = conn
+        .query_row(
+            "SELECT password_hash FROM agents WHERE email = ?1",
+            [ANA],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(stored.starts_with("$argon2id$v=19$"), "{stored}");
+    assert!(!stored.contains(ANA_PASSWORD));
+    let sessions: Vec<(String, String)> = conn
+        .prepare("SELECT token_hash, agent_email FROM sessions")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        sessions,
+        [(
+            hex::encode(Sha256::digest(ana.token.as_bytes())),
+            ANA.to_string()
+        )]
+    );
+    drop(conn);
+
+    // Nor anywhere in the files: the database, its write-ahead log, anything beside them.
+    for entry in std::fs::read_dir(&server.data_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        for secret in [ANA_PASSWORD, ana.token.as_str()] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds `{secret}`",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_cookie_is_secure_when_the_server_is_reached_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let bots_dir = dir.path().join("bots");
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&bots_dir).unwrap();
+    ana_and_bo(&bots_dir);
+    let config = dir.path().join("livechat.toml");
+    std::fs::write(&config, "public_url = \"https://chat.acme.example\"\n").unwrap();
+    let config = config.display().to_string();
+    let server = TestServer::start_in(dir, bots_dir, data_dir, &[("LIVECHAT_CONFIG", &config)]);
+    assert!(set_password(&server, ANA, ANA_PASSWORD).status.success());
+
+    let reply = login(&server, ANA, ANA_PASSWORD);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let set_cookie = reply.header("set-cookie").unwrap();
+    assert!(set_cookie.ends_with("; Secure"), "{set_cookie}");
+    let session = Session {
+        token: reply.body["token"].as_str().unwrap().to_string(),
+        csrf: reply.body["csrf_token"].as_str().unwrap().to_string(),
+    };
+    let out = logout(
+        &server,
+        &[
+            ("cookie", &session.cookie()),
+            ("x-csrf-token", &session.csrf),
+        ],
+    );
+    assert_eq!(out.status, 204);
+    assert!(out.header("set-cookie").unwrap().ends_with("; Secure"));
+}

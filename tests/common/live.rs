@@ -1,0 +1,282 @@
+//! Clients for the live chat API as a visitor's widget and an agent's console speak it:
+//! real HTTP with reqwest, real WebSockets with tokio-tungstenite.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::livechat;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A bundle with one bot (`support`) whose Live Chat action rings team `desk`, and `agents`
+/// agents `agent0@acme.example` … in that team. `accept_timeout` and `idle_timeout` are
+/// given so timer tests can be short.
+pub fn live_bundle(dir: &Path, agents: usize, accept_timeout: &str, idle_timeout: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut roster = String::from("[[team]]\nid = \"desk\"\nbots = [\"support\"]\n\n");
+    for i in 0..agents {
+        roster.push_str(&format!(
+            "[[agent]]\nname = \"Agent {i}\"\nemail = \"agent{i}@acme.example\"\nmax_chats = 2\nteams = [\"desk\"]\n\n"
+        ));
+    }
+    roster.push_str(
+        "[[agent]]\nname = \"Boss\"\nemail = \"boss@acme.example\"\nrole = \"admin\"\nteams = [\"desk\"]\n",
+    );
+    std::fs::write(dir.join("agents.toml"), roster).unwrap();
+    std::fs::write(
+        dir.join("support.toml"),
+        format!(
+            r#"name = "Acme Support"
+
+[[step]]
+id = "start"
+say = "Hi! What can we do for you?"
+choices = [
+  {{ label = "Talk to a person", goto = "human" }},
+  {{ label = "Nothing, thanks", goto = "bye" }},
+]
+
+[[step]]
+id = "human"
+live_chat = "desk"
+
+[[step]]
+id = "bye"
+say = "Thanks for visiting."
+end = true
+
+[live_chat.desk]
+welcome_message = "Let me find someone for you."
+handoff_message = "Connecting you to our team…"
+assigned_message = "{{{{ agent.name }}}} has joined the chat."
+timeout_message = "Sorry, nobody is free right now."
+offline_message = "We're offline at the moment."
+accept_timeout = "{accept_timeout}"
+idle_timeout = "{idle_timeout}"
+offline_form = "contact"
+route = [{{ team = "desk" }}]
+
+[offline_form.contact]
+fields = [
+  {{ name = "email", label = "Email", type = "email", required = true }},
+  {{ name = "message", label = "Message", type = "textarea", required = true, max = 2000 }},
+]
+email_to = ["support@acme.example"]
+"#
+        ),
+    )
+    .unwrap();
+}
+
+/// Sets an agent's password through the real CLI, reading it from standard input.
+pub fn set_password(bots_dir: &Path, data_dir: &Path, email: &str) {
+    let mut child = livechat()
+        .args(["agent", "password", email, "--bots-dir"])
+        .arg(bots_dir)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "agent password: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A JSON API client.
+#[derive(Clone)]
+pub struct Api {
+    pub url: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(url: &str) -> Api {
+        Api {
+            url: url.to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Sends `body` (JSON text, or nothing) with an optional bearer token.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        self.call("POST", path, token, Some(&body.to_string()))
+            .await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        self.call("GET", path, token, None).await
+    }
+
+    /// Logs an agent in; answers their bearer token.
+    pub async fn login(&self, email: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, 200, "login {email}: {body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// Starts a visitor session on `bot`; answers the whole reply.
+    pub async fn visitor(&self, bot: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/api/v1/visitor/sessions",
+                None,
+                json!({"bot": bot, "page_url": "https://acme.example/pricing"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    fn ws_url(&self, path: &str) -> String {
+        format!("{}{path}", self.url.replacen("http://", "ws://", 1))
+    }
+
+    /// An agent's event stream (console open).
+    pub async fn agent_stream(&self, token: &str, after: i64) -> Stream {
+        let mut req = self
+            .ws_url(&format!("/api/v1/agent/events?after={after}"))
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("agent ws");
+        Stream {
+            ws,
+            seen: Vec::new(),
+        }
+    }
+
+    /// A visitor's event stream; the first frame authenticates it.
+    pub async fn visitor_stream(&self, token: &str, after: i64) -> Stream {
+        let url = self.ws_url(&format!("/api/v1/visitor/events?after={after}"));
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("visitor ws");
+        ws.send(Message::Text(
+            json!({"type": "auth", "token": token}).to_string().into(),
+        ))
+        .await
+        .unwrap();
+        let mut stream = Stream {
+            ws,
+            seen: Vec::new(),
+        };
+        let ready = stream
+            .next_frame(Duration::from_secs(5))
+            .await
+            .expect("ready frame");
+        assert_eq!(ready["type"], "ready", "{ready}");
+        stream
+    }
+}
+
+pub struct Stream {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Every frame received so far.
+    pub seen: Vec<Value>,
+}
+
+impl Stream {
+    /// The next JSON frame, or None after `limit` (or when the socket closed).
+    pub async fn next_frame(&mut self, limit: Duration) -> Option<Value> {
+        loop {
+            let msg = tokio::time::timeout(limit, self.ws.next())
+                .await
+                .ok()??
+                .ok()?;
+            if let Message::Text(t) = msg {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                self.seen.push(v.clone());
+                return Some(v);
+            }
+        }
+    }
+
+    /// Reads frames until one matches; panics with what was seen after `limit`.
+    pub async fn wait_for(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_frame(left).await {
+                Some(v) if pred(&v) => return v,
+                Some(_) => {}
+                None => panic!(
+                    "no {what} within {limit:?}; saw:\n{}",
+                    self.seen
+                        .iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits for an event of `kind` (in `conversation`, if given).
+    pub async fn event(&mut self, kind: &str, conversation: Option<&str>) -> Value {
+        self.wait_for(Duration::from_secs(10), kind, |v| {
+            v["type"] == kind && conversation.is_none_or(|c| v["conversation_id"] == c)
+        })
+        .await
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}

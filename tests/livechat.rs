@@ -1,0 +1,231 @@
+//! The Live Chat lifecycle end to end: the real server, real HTTP, real WebSockets.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestServer;
+use common::live::{Api, live_bundle, set_password};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn start(agents: usize, accept_timeout: &str, idle_timeout: &str) -> TestServer {
+    let server = TestServer::start(
+        |dir| live_bundle(dir, agents, accept_timeout, idle_timeout),
+        &[],
+    );
+    for i in 0..agents {
+        set_password(
+            &server.bots_dir,
+            &server.data_dir,
+            &format!("agent{i}@acme.example"),
+        );
+    }
+    set_password(&server.bots_dir, &server.data_dir, "boss@acme.example");
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn visitor_to_agent_and_back_then_resolved_and_closed() {
+    let server = start(1, "90s", "10m");
+    let api = Api::new(&server.url);
+    let agent = api.login("agent0@acme.example").await;
+    let mut console = api.agent_stream(&agent, 0).await;
+    let (status, _) = api
+        .call(
+            "PUT",
+            "/api/v1/me/availability",
+            Some(&agent),
+            Some(r#"{"accepting": true}"#),
+        )
+        .await;
+    assert_eq!(status, 200);
+    console
+        .wait_for(WAIT, "presence", |v| {
+            v["type"] == "agent.presence" && v["data"]["accepting"] == true
+        })
+        .await;
+
+    // The visitor arrives: the bot greets them with choices.
+    let session = api.visitor("support").await;
+    let token = session["token"].as_str().unwrap().to_string();
+    let conv = session["conversation_id"].as_str().unwrap().to_string();
+    assert_eq!(session["widget"]["title"], "Chat with us");
+    let first = &session["events"];
+    assert!(
+        first
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "message.created"
+                && e["data"]["text"] == "Hi! What can we do for you?"),
+        "{first}"
+    );
+    let mut widget = api.visitor_stream(&token, 0).await;
+    widget.event("flow.step", Some(&conv)).await;
+
+    // They pick "Talk to a person" and ask for live chat: the agent's console rings.
+    let (status, body) = api
+        .post(
+            "/api/v1/visitor/actions",
+            Some(&token),
+            json!({"type": "choice", "index": 0}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api
+        .post(
+            "/api/v1/visitor/actions",
+            Some(&token),
+            json!({"type": "request_live_chat"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ringing = console.event("livechat.ringing", Some(&conv)).await;
+    assert!(
+        ringing["data"].to_string().contains("agent0@acme.example"),
+        "{ringing}"
+    );
+    widget
+        .wait_for(WAIT, "the handoff message", |v| {
+            v["data"]["text"] == "Connecting you to our team…"
+        })
+        .await;
+    let (_, list) = api
+        .get("/api/v1/conversations?status=new", Some(&agent))
+        .await;
+    assert_eq!(list["conversations"][0]["id"], conv.as_str(), "{list}");
+
+    // The agent accepts: the visitor is told who joined.
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/conversations/{conv}/accept"),
+            Some(&agent),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    widget
+        .wait_for(WAIT, "the assigned message", |v| {
+            v["data"]["text"] == "Agent 0 has joined the chat."
+        })
+        .await;
+
+    // Messages both ways, each delivered over the other side's socket.
+    let (status, sent) = api
+        .post(
+            "/api/v1/visitor/messages",
+            Some(&token),
+            json!({"client_id": "v-1", "text": "My invoice is wrong"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{sent}");
+    let got = console
+        .wait_for(WAIT, "the visitor's message", |v| {
+            v["data"]["text"] == "My invoice is wrong"
+        })
+        .await;
+    assert_eq!(got["data"]["message_id"], sent["message_id"]);
+    assert_eq!(got["seq"], sent["seq"]);
+    let (status, _) = api
+        .post(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            Some(&agent),
+            json!({"client_id": "a-1", "text": "Let me check that for you."}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let reply = widget
+        .wait_for(WAIT, "the agent's reply", |v| {
+            v["data"]["text"] == "Let me check that for you."
+        })
+        .await;
+    assert_eq!(reply["data"]["name"], "Agent 0");
+    assert!(
+        reply["data"].get("agent").is_none(),
+        "visitors never see agent emails: {reply}"
+    );
+
+    // A note stays internal.
+    let (status, _) = api
+        .post(
+            &format!("/api/v1/conversations/{conv}/notes"),
+            Some(&agent),
+            json!({"text": "VIP customer"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    console.event("note.created", Some(&conv)).await;
+
+    // Resolve with a note, then close; the visitor sees both, never the note.
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/conversations/{conv}/resolve"),
+            Some(&agent),
+            json!({"note": "refund issued"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let resolved = widget.event("conversation.resolved", Some(&conv)).await;
+    assert!(resolved["data"].get("note").is_none(), "{resolved}");
+    let (status, _) = api
+        .post(
+            &format!("/api/v1/conversations/{conv}/close"),
+            Some(&agent),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    widget.event("conversation.closed", Some(&conv)).await;
+    assert!(
+        !widget.seen.iter().any(|v| v["type"] == "note.created"
+            || v.to_string().contains("VIP customer")
+            || v.to_string().contains("agent0@acme.example")),
+        "the visitor saw something internal"
+    );
+
+    // The details hold it all, in order; the transcript too (without the note).
+    let (status, details) = api
+        .get(&format!("/api/v1/conversations/{conv}"), Some(&agent))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(details["status"], "closed");
+    assert_eq!(details["resolve_note"], "refund issued");
+    assert_eq!(details["notes"][0]["text"], "VIP customer");
+    let texts: Vec<&str> = details["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    let pos = |t: &str| {
+        texts
+            .iter()
+            .position(|x| *x == t)
+            .unwrap_or_else(|| panic!("{t} in {texts:?}"))
+    };
+    assert!(pos("My invoice is wrong") < pos("Let me check that for you."));
+    let resp = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/conversations/{conv}/transcript.csv",
+            server.url
+        ))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let csv = resp.text().await.unwrap();
+    assert!(csv.starts_with("time,author,agent,text\r\n"), "{csv}");
+    assert!(
+        csv.contains("My invoice is wrong") && !csv.contains("VIP customer"),
+        "{csv}"
+    );
+
+    // Every stream saw strictly increasing sequence numbers.
+    for stream in [&console.seen, &widget.seen] {
+        let seqs: Vec<i64> = stream.iter().filter_map(|v| v["seq"].as_i64()).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    }
+}

@@ -166,16 +166,26 @@ async fn visitor_auth(
 
 pub async fn agent_events(
     State(state): State<AppState>,
+    headers: HeaderMap,
     agent: AuthAgent,
     Query(q): Query<After>,
     ws: WebSocketUpgrade,
-) -> Response {
+) -> Result<Response, AppError> {
+    // A cookie rides along on a cross-site WebSocket handshake and the handshake is a GET,
+    // which CSRF checks leave alone: a browser's socket must come from our own pages.
+    if headers.get(axum::http::header::AUTHORIZATION).is_none() && !same_origin(&headers) {
+        return Err(AppError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "the console socket must be opened from this server's own pages",
+        ));
+    }
     let who = AgentRef {
         email: agent.email.clone(),
         admin: agent.is_admin(),
     };
     let bots = state.engine.bots_of(&who);
-    limits(ws).on_upgrade(move |socket| async move {
+    Ok(limits(ws).on_upgrade(move |socket| async move {
         let _online = state.engine.connect_agent(&who.email);
         let who = Who::Agent {
             agent: who,
@@ -183,7 +193,24 @@ pub async fn agent_events(
             bots,
         };
         run(socket, state.engine.clone(), who, q.after).await;
-    })
+    }))
+}
+
+/// Whether the request's `Origin` (when a browser sent one) is this server's own.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return true;
+    };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
 }
 
 async fn send(socket: &mut WebSocket, text: &str) -> bool {

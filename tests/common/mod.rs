@@ -165,6 +165,17 @@ impl TestServer {
         }
     }
 
+    /// Kills the server with SIGKILL (no chance to clean up) and starts it again on the
+    /// same directories.
+    pub fn kill_and_restart(mut self) -> TestServer {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let (bots_dir, data_dir) = (self.bots_dir.clone(), self.data_dir.clone());
+        drop(self);
+        TestServer::start_in(dir, bots_dir, data_dir, &[])
+    }
+
     pub fn revision(&self) -> i64 {
         self.health()["config_revision"].as_i64().unwrap_or(0)
     }

@@ -1,0 +1,212 @@
+//! Crash safety and reload under load: `kill -9` loses nothing acknowledged and timers still
+//! fire after a restart; a config reload drops no connection.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::TestServer;
+use common::live::{Api, live_bundle, set_password};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_traffic_loses_nothing_acknowledged_and_timers_still_fire() {
+    let server = TestServer::start(|dir| live_bundle(dir, 1, "4s", "10m"), &[]);
+    set_password(&server.bots_dir, &server.data_dir, "agent0@acme.example");
+    let api = Api::new(&server.url);
+    let agent = api.login("agent0@acme.example").await;
+    let mut console = api.agent_stream(&agent, 0).await;
+    api.call(
+        "PUT",
+        "/api/v1/me/availability",
+        Some(&agent),
+        Some(r#"{"accepting":true}"#),
+    )
+    .await;
+
+    // Visitor A is chatting with the agent.
+    let a = api.visitor("support").await;
+    let a_token = a["token"].as_str().unwrap().to_string();
+    let a_conv = a["conversation_id"].as_str().unwrap().to_string();
+    api.post(
+        "/api/v1/visitor/actions",
+        Some(&a_token),
+        json!({"type": "request_live_chat"}),
+    )
+    .await;
+    console.event("livechat.ringing", Some(&a_conv)).await;
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/conversations/{a_conv}/accept"),
+            Some(&agent),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Visitor B waits for an agent; nobody will accept, so the accept timer must fire — after
+    // the crash, from the deadline stored before it.
+    let b = api.visitor("support").await;
+    let b_token = b["token"].as_str().unwrap().to_string();
+    let b_conv = b["conversation_id"].as_str().unwrap().to_string();
+    api.post(
+        "/api/v1/visitor/actions",
+        Some(&b_token),
+        json!({"type": "request_live_chat"}),
+    )
+    .await;
+    console.event("livechat.ringing", Some(&b_conv)).await;
+    let b_deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+
+    // Both sides write as fast as they can; every answered write is recorded.
+    let acked: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
+    let mut writers = Vec::new();
+    for side in 0..2 {
+        let (api, acked) = (api.clone(), acked.clone());
+        let (a_token, agent, a_conv) = (a_token.clone(), agent.clone(), a_conv.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let client_id = format!("s{side}-{i}");
+                let (path, token) = if side == 0 {
+                    ("/api/v1/visitor/messages".to_string(), a_token.as_str())
+                } else {
+                    (
+                        format!("/api/v1/conversations/{a_conv}/messages"),
+                        agent.as_str(),
+                    )
+                };
+                let body = json!({"client_id": client_id, "text": format!("message {client_id}")});
+                let sent = api
+                    .http
+                    .post(format!("{}{path}", api.url))
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await;
+                let Ok(resp) = sent else { break };
+                if resp.status() != 200 {
+                    break;
+                }
+                let Ok(v) = resp.json::<Value>().await else {
+                    break;
+                };
+                acked.lock().unwrap().push((
+                    v["message_id"].as_str().unwrap().to_string(),
+                    v["seq"].as_i64().unwrap(),
+                ));
+            }
+        }));
+    }
+    // Let some traffic through, then pull the plug mid-flight.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while acked.lock().unwrap().len() < 100 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "traffic did not flow"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let server = tokio::task::spawn_blocking(move || server.kill_and_restart())
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::Instant::now() < b_deadline,
+        "the restart took so long that B's timer was due before it; the test proves nothing"
+    );
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    println!("{} writes acknowledged before the kill", acked.len());
+
+    // Every acknowledged message is back, with the seq it was acknowledged with.
+    let api = Api::new(&server.url);
+    let (status, details) = api
+        .get(&format!("/api/v1/conversations/{a_conv}"), Some(&agent))
+        .await;
+    assert_eq!(status, 200, "the session survived the restart: {details}");
+    let stored: std::collections::HashMap<String, i64> = details["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_str().unwrap().to_string(),
+                m["seq"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    for (id, seq) in &acked {
+        assert_eq!(
+            stored.get(id),
+            Some(seq),
+            "acknowledged message {id} (seq {seq}) was lost"
+        );
+    }
+    assert_eq!(details["status"], "chatting");
+
+    // The accept timer of B fires after the restart: B hears the timeout.
+    let mut widget = api.visitor_stream(&b_token, 0).await;
+    widget.event("livechat.timeout", None).await;
+    assert!(
+        widget
+            .seen
+            .iter()
+            .any(|v| v["data"]["text"] == "Sorry, nobody is free right now."),
+        "the visitor was shown the timeout message"
+    );
+
+    // And the conversation goes on.
+    let (status, body) = api
+        .post(
+            "/api/v1/visitor/messages",
+            Some(&a_token),
+            json!({"client_id": "after", "text": "still there?"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_reload_keeps_every_socket_open_and_tells_agents() {
+    let server = TestServer::start(|dir| live_bundle(dir, 1, "90s", "10m"), &[]);
+    set_password(&server.bots_dir, &server.data_dir, "agent0@acme.example");
+    let api = Api::new(&server.url);
+    let agent = api.login("agent0@acme.example").await;
+    let mut console = api.agent_stream(&agent, 0).await;
+    let session = api.visitor("support").await;
+    let token = session["token"].as_str().unwrap().to_string();
+    let mut widget = api.visitor_stream(&token, 0).await;
+    widget.event("flow.step", None).await;
+
+    // Edit the bot's greeting; the server reloads while both sockets are open.
+    let path = server.bots_dir.join("support.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    common::save_atomically(
+        &path,
+        &text.replace("Thanks for visiting.", "See you soon."),
+    );
+    let reloaded = console.event("config.reloaded", None).await;
+    assert_eq!(reloaded["data"]["revision"], 2, "{reloaded}");
+
+    // Both sockets still carry events.
+    api.post(
+        "/api/v1/visitor/messages",
+        Some(&token),
+        json!({"text": "hello after reload"}),
+    )
+    .await;
+    console
+        .wait_for(WAIT, "the message after the reload", |v| {
+            v["data"]["text"] == "hello after reload"
+        })
+        .await;
+    widget
+        .wait_for(WAIT, "its own message after the reload", |v| {
+            v["data"]["text"] == "hello after reload"
+        })
+        .await;
+}

@@ -11,6 +11,8 @@ pub mod deploy;
 pub mod engine;
 pub mod http;
 pub mod hub;
+pub mod mail;
 pub mod server;
 pub mod settings;
 pub mod store;
+pub mod webhooks;

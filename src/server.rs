@@ -9,8 +9,12 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
 use crate::config::{self, Bundle, BundleLock, Diagnostic};
-use crate::engine::Engine;
+use crate::engine::{Engine, Outbound};
 use crate::hub::Hub;
+use crate::mail::invites;
+use crate::mail::outbox::{self, Doorbell};
+use crate::mail::templates::Templates;
+use crate::mail::transport::Transport;
 use crate::settings::Settings;
 use crate::store::revisions::Revision;
 use crate::{deploy, store};
@@ -33,6 +37,7 @@ pub struct AppState {
     /// The database, for config work (rare and short); the engine has its own writer.
     pub db: Arc<Mutex<rusqlite::Connection>>,
     pub engine: Engine,
+    pub limits: Arc<crate::http::limits::Limits>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +50,8 @@ pub enum StartError {
     Watch(#[from] notify::Error),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("mail: {0}")]
+    Mail(String),
 }
 
 impl AppState {
@@ -75,14 +82,65 @@ impl AppState {
         })
         .await
         .map_err(|e| StartError::Io(std::io::Error::other(e)))??;
-        let engine =
-            Engine::open(&config.settings.data_dir, config.live.clone(), Hub::new()).await?;
-        Ok(AppState {
+        let settings = config.settings.clone();
+        let templates = Templates::new(settings.templates_dir.clone());
+        templates.check().map_err(StartError::Mail)?;
+        settings
+            .mail_from
+            .parse::<lettre::message::Mailbox>()
+            .map_err(|e| StartError::Mail(format!("mail_from `{}`: {e}", settings.mail_from)))?;
+        let transport = Transport::from_settings(&settings).map_err(StartError::Mail)?;
+        let outbound = Outbound {
+            templates,
+            public_url: settings.public_url.clone(),
+            doorbell: Doorbell::default(),
+        };
+        let engine = Engine::open(
+            &settings.data_dir,
+            config.live.clone(),
+            Hub::new(),
+            outbound.clone(),
+        )
+        .await?;
+        tokio::spawn(
+            outbox::Worker {
+                readers: engine.readers().clone(),
+                writer: engine.writer().clone(),
+                transport,
+                from: settings.mail_from.clone(),
+                live: config.live.clone(),
+                doorbell: outbound.doorbell.clone(),
+                retry_base: settings.outbox_retry,
+            }
+            .run(),
+        );
+        let state = AppState {
             settings: config.settings,
             live: config.live,
             db: config.db,
             engine,
-        })
+            limits: Arc::default(),
+        };
+        let inviter = state.clone();
+        tokio::task::spawn_blocking(move || inviter.invite_new_agents());
+        Ok(state)
+    }
+
+    /// Mails an invitation to agents of the live roster who have no password yet.
+    fn invite_new_agents(&self) {
+        let roster = self.live.load().bundle.roster.clone();
+        let queued = {
+            let conn = self.db.lock().unwrap_or_else(|p| p.into_inner());
+            invites::invite_new_agents(&conn, &roster, self.engine.outbound())
+        };
+        match queued {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!("invited {n} new agent(s) by mail");
+                self.engine.outbound().doorbell.ring();
+            }
+            Err(e) => tracing::error!("cannot invite new agents: {e}"),
+        }
     }
 
     fn config(&self) -> ConfigState {
@@ -97,6 +155,7 @@ impl AppState {
     pub fn reload(&self, source: &str) {
         if let Some(revision) = self.config().reload(source) {
             self.engine.config_reloaded(revision);
+            self.invite_new_agents();
         }
     }
 }

@@ -40,6 +40,54 @@ pub struct SettingsFile {
     /// A request header holding the visitor's country (ISO 3166 alpha-2) that a trusted
     /// proxy in front sets, like `CF-IPCountry`; used by `route` rules on `country`.
     pub country_header: Option<String>,
+    /// Outgoing mail. Absent: every mail is written as an `.eml` file under `DATA_DIR/mail`.
+    pub smtp: Option<SmtpFile>,
+    /// The sender of every mail, like `Acme Support <support@acme.example>`.
+    pub mail_from: Option<String>,
+    /// A directory whose templates (same names as the built-in ones) replace the built-in.
+    pub templates_dir: Option<PathBuf>,
+    /// The first retry of a failed mail or webhook waits this long; each next one twice as
+    /// long, at most an hour (default `5s`).
+    pub outbox_retry: Option<crate::config::values::DurationValue>,
+}
+
+/// `[smtp]` of livechat.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpFile {
+    pub host: String,
+    /// Default: 587 with `starttls`, 465 with `tls`, 25 with `none`.
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    /// Usually `${SMTP_PASSWORD}`.
+    pub password: Option<EnvString>,
+    /// Give up on one connection attempt after this long (default 15s).
+    pub timeout: Option<crate::config::values::DurationValue>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (required).
+    #[default]
+    Starttls,
+    /// TLS from the first byte ("SMTPS", port 465).
+    Tls,
+    /// No encryption: only for a relay on the same host or a test server.
+    None,
+}
+
+/// Resolved SMTP settings.
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub timeout: std::time::Duration,
 }
 
 /// The resolved settings a command runs with.
@@ -52,6 +100,11 @@ pub struct Settings {
     pub bots_dir: PathBuf,
     pub admin_token: Option<String>,
     pub country_header: Option<String>,
+    /// `None`: mail goes to files in `DATA_DIR/mail`.
+    pub smtp: Option<Smtp>,
+    pub mail_from: String,
+    pub templates_dir: Option<PathBuf>,
+    pub outbox_retry: std::time::Duration,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -125,6 +178,45 @@ impl ServerArgs {
                 .unwrap_or_else(|| PathBuf::from("bots")),
             admin_token,
             country_header: file.country_header.clone(),
+            smtp: match &file.smtp {
+                None => None,
+                Some(smtp) => Some(resolve_smtp(smtp)?),
+            },
+            mail_from: file
+                .mail_from
+                .clone()
+                .unwrap_or_else(|| "livechat <livechat@localhost>".to_string()),
+            templates_dir: from_file(&file.templates_dir),
+            outbox_retry: file
+                .outbox_retry
+                .map(|d| d.get())
+                .unwrap_or(std::time::Duration::from_secs(5)),
         })
     }
+}
+
+fn resolve_smtp(file: &SmtpFile) -> Result<Smtp, SettingsError> {
+    let invalid = |message: String| SettingsError::Invalid {
+        path: "smtp".into(),
+        message,
+    };
+    let password = match &file.password {
+        Some(p) => Some(p.resolve(&crate::config::process_env).map_err(invalid)?),
+        None => None,
+    };
+    Ok(Smtp {
+        host: file.host.clone(),
+        port: file.port.unwrap_or(match file.security {
+            SmtpSecurity::Starttls => 587,
+            SmtpSecurity::Tls => 465,
+            SmtpSecurity::None => 25,
+        }),
+        security: file.security,
+        username: file.username.clone(),
+        password,
+        timeout: file
+            .timeout
+            .map(|t| t.get())
+            .unwrap_or(std::time::Duration::from_secs(15)),
+    })
 }

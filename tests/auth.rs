@@ -437,9 +437,20 @@ fn the_database_holds_no_plaintext_password_or_session_token() {
     );
     drop(conn);
 
-    // Nor anywhere in the files: the database, its write-ahead log, anything beside them.
-    for entry in std::fs::read_dir(&server.data_dir).unwrap() {
-        let path = entry.unwrap().path();
+    // Nor anywhere in the files: the database, its write-ahead log, queued mail, anything.
+    let mut files = Vec::new();
+    let mut dirs = vec![server.data_dir.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    for path in files {
         let bytes = std::fs::read(&path).unwrap();
         for secret in [ANA_PASSWORD, ana.token.as_str()] {
             assert!(

@@ -1352,6 +1352,8 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
     fn reopen(&mut self) {
         self.conv.resolved_at = None;
         self.conv.resolve_note = None;
+        // A new wait: those who muted (or gave back) an earlier one are rung again.
+        self.conv.muted.clear();
         let back_to = self
             .conv
             .assignee
@@ -2501,6 +2503,23 @@ fields = [
         assert_eq!(o.assignee, None);
         assert_eq!(ringing_of(&ev), [BEA]);
         assert_eq!(o.deadlines.accept, Some(ts(140)));
+    }
+
+    #[test]
+    fn a_reopened_chat_rings_those_who_muted_it_before() {
+        let mut w = World::new(support_bot("", ""));
+        let (m, _) = w.ok(&w.ringing(), Command::Mute { agent: ANA.into() });
+        let (a, _) = w.ok(&m, accept(BEA));
+        let resolve = Command::Resolve {
+            by: BEA.into(),
+            note: None,
+        };
+        let (r, _) = w.ok(&a, resolve);
+        w.agent_mut(BEA).online = false;
+        let (o, ev) = w.ok(&r, visitor("one more thing"));
+        assert_eq!(o.status, Status::New);
+        assert!(o.muted.is_empty());
+        assert_eq!(ringing_of(&ev), [ANA]);
     }
 
     #[test]

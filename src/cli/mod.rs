@@ -8,6 +8,7 @@ mod apply;
 mod history;
 mod init;
 mod rollback;
+mod send_test_email;
 mod serve;
 mod validate;
 
@@ -65,6 +66,11 @@ pub enum Command {
     },
     /// Agents' passwords: `agent password EMAIL`, `agent list`.
     Agent(agent::AgentArgs),
+    /// Send a test mail now through the configured transport (SMTP or files).
+    SendTestEmail {
+        /// Where to send it.
+        address: String,
+    },
     /// Write a commented starter bundle into DIR.
     Init {
         dir: std::path::PathBuf,
@@ -83,6 +89,7 @@ pub fn main() -> ExitCode {
         Command::History { format } => history::run(&cli.server, format),
         Command::Rollback { revision, dry_run } => rollback::run(&cli.server, revision, dry_run),
         Command::Init { dir, force } => init::run(&dir, force),
+        Command::SendTestEmail { address } => send_test_email::run(&cli.server, &address),
         Command::Agent(args) => agent::run(&cli.server, args),
     }
 }

@@ -488,7 +488,7 @@ pub struct Webhook {
     pub secret: Option<EnvString>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookKind {
     Slack,

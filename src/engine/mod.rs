@@ -8,6 +8,7 @@
 //! Timers are derived from the deadlines stored with each conversation, so they survive a
 //! restart.
 
+pub mod notify;
 mod persist;
 pub mod queries;
 pub mod wire;
@@ -31,6 +32,7 @@ use crate::store::reader::Readers;
 use crate::store::writer::Writer;
 use crate::store::{self, StoreError};
 
+pub use notify::Outbound;
 pub use persist::Stored;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,8 @@ pub enum EngineError {
     BadToken,
     #[error(transparent)]
     Rejected(#[from] Rejection),
+    #[error("the form does not fit")]
+    InvalidForm(Vec<crate::chat::form::FieldError>),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -104,6 +108,7 @@ struct Inner {
     readers: Readers,
     hub: Hub,
     live: Arc<ArcSwap<Live>>,
+    outbound: Outbound,
     convs: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Conversation>>>>,
     presence: Mutex<Presence>,
     assignment: tokio::sync::Mutex<()>,
@@ -126,6 +131,7 @@ impl Engine {
         data_dir: &std::path::Path,
         live: Arc<ArcSwap<Live>>,
         hub: Hub,
+        outbound: Outbound,
     ) -> Result<Engine, StoreError> {
         let conn = store::open(data_dir)?;
         let open = persist::load_open(&conn)?;
@@ -136,6 +142,7 @@ impl Engine {
                 readers: Readers::new(data_dir),
                 hub,
                 live,
+                outbound,
                 convs: Mutex::new(HashMap::new()),
                 presence: Mutex::new(Presence::default()),
                 assignment: tokio::sync::Mutex::new(()),
@@ -172,6 +179,14 @@ impl Engine {
         &self.inner.readers
     }
 
+    pub fn writer(&self) -> &Writer {
+        &self.inner.writer
+    }
+
+    pub fn outbound(&self) -> &Outbound {
+        &self.inner.outbound
+    }
+
     fn convs(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<Conversation>>>> {
@@ -199,14 +214,24 @@ impl Engine {
             .get(&req.bot)
             .ok_or_else(|| EngineError::UnknownBot(req.bot.clone()))?
             .clone();
-        if let Some(token) = req.token.as_deref().filter(|t| !t.is_empty())
-            && let Some(resumed) = self.resume(&req.bot, token).await?
-        {
-            return Ok(resumed);
+        // A visitor whose last conversation is over (closed, or ended) starts a new one as
+        // the same visitor: the same token, and their earlier conversations stay theirs.
+        let mut returning = None;
+        if let Some(token) = req.token.as_deref().filter(|t| !t.is_empty()) {
+            match self.resume(&req.bot, token).await? {
+                Resume::Open(resumed) => return Ok(resumed),
+                Resume::Over(visitor) => returning = Some((token.to_string(), visitor.id)),
+                Resume::Stranger => {}
+            }
         }
         let now = Timestamp::now();
-        let (token, token_hash) = wire::new_token();
-        let visitor_id = wire::new_id("v");
+        let (token, token_hash, visitor_id) = match returning {
+            Some((token, visitor_id)) => (token, None, visitor_id),
+            None => {
+                let (token, hash) = wire::new_token();
+                (token, Some(hash), wire::new_id("v"))
+            }
+        };
         let conversation_id = wire::new_id("c");
         let transition = Conversation::start(
             conversation_id.clone(),
@@ -231,21 +256,23 @@ impl Engine {
             .writer
             .write(
                 move |c| {
-                    persist::insert_visitor(
-                        c,
-                        &persist::NewVisitor {
-                            id: &published.visitor_id,
-                            token_hash: &token_hash,
-                            bot: &published.bot,
-                            name: None,
-                            email: None,
-                            language: req.language.as_deref(),
-                            country: req.country.as_deref(),
-                            ip: req.ip.as_deref(),
-                        },
-                        now,
-                    )?;
-                    let stored = persist::write_transition(c, &published, &events, now, None)?;
+                    if let Some(token_hash) = &token_hash {
+                        persist::insert_visitor(
+                            c,
+                            &persist::NewVisitor {
+                                id: &published.visitor_id,
+                                token_hash,
+                                bot: &published.bot,
+                                name: None,
+                                email: None,
+                                language: req.language.as_deref(),
+                                country: req.country.as_deref(),
+                                ip: req.ip.as_deref(),
+                            },
+                            now,
+                        )?;
+                    }
+                    let stored = persist::write_transition(c, &published, &events, now, None, &[])?;
                     Ok((published, stored))
                 },
                 move |(conv, stored)| {
@@ -274,12 +301,12 @@ impl Engine {
         })
     }
 
-    async fn resume(&self, bot: &str, token: &str) -> Result<Option<Started>, EngineError> {
+    async fn resume(&self, bot: &str, token: &str) -> Result<Resume, EngineError> {
         let Some(visitor) = self.visitor(token).await.ok() else {
-            return Ok(None);
+            return Ok(Resume::Stranger);
         };
         if visitor.bot != bot {
-            return Ok(None);
+            return Ok(Resume::Stranger);
         }
         let id = visitor.id.clone();
         let latest = self
@@ -288,17 +315,17 @@ impl Engine {
             .read(move |c| persist::latest_conversation_of(c, &id))
             .await?;
         let Some(conversation_id) = latest else {
-            return Ok(None);
+            return Ok(Resume::Over(visitor));
         };
         let conv = self.conversation(&conversation_id).await?;
         let snapshot = conv.lock().await.clone();
-        if snapshot.status == Status::Closed {
-            // A closed conversation stays closed: the visitor starts a new one, keeping their
-            // identity (and so their history for the agents).
-            return Ok(None);
+        if matches!(snapshot.status, Status::Closed | Status::Ended) {
+            // A closed or ended conversation takes no more messages: the visitor starts a
+            // new one, keeping their identity (and so their history for the agents).
+            return Ok(Resume::Over(visitor));
         }
         let events = queries::visitor_events(&self.inner.readers, &visitor.id, 0, 500).await?;
-        Ok(Some(Started {
+        Ok(Resume::Open(Started {
             token: token.to_string(),
             visitor_id: visitor.id,
             conversation_id,
@@ -643,20 +670,38 @@ impl Engine {
             teams: &bundle.roster.teams,
             open,
         };
+        // A write answers with its message's `seq` (as a retry of it does), not with that of
+        // the bot's reply or the reopening that followed it.
+        let writes = matches!(
+            cmd,
+            Command::VisitorMessage { .. } | Command::AgentMessage { .. } | Command::Note { .. }
+        );
         let transition = conv.apply(cmd, &ctx)?;
         if transition.events.is_empty() && transition.conversation == *conv {
             return Ok(Outcome::default());
         }
         let next = transition.conversation;
         let events = transition.events;
+        let items = self
+            .outbox_items(&bundle, &bot, &next, &events, now)
+            .await?;
+        let ring = !items.is_empty();
         let hub = self.inner.hub.clone();
+        let doorbell = self.inner.outbound.doorbell.clone();
         let published = next.clone();
         let stored = self
             .inner
             .writer
             .write(
                 move |c| {
-                    persist::write_transition(c, &published, &events, now, client_id.as_deref())
+                    persist::write_transition(
+                        c,
+                        &published,
+                        &events,
+                        now,
+                        client_id.as_deref(),
+                        &items,
+                    )
                 },
                 {
                     let conv = next.clone();
@@ -664,11 +709,14 @@ impl Engine {
                         for s in stored {
                             hub.publish(persist::frame(&conv, s));
                         }
+                        if ring {
+                            doorbell.ring();
+                        }
                     }
                 },
             )
             .await?;
-        let freed = self.update_load(&conv, &next);
+        let load_changed = self.update_load(&conv, &next);
         *conv = next;
         self.schedule(&conv);
         let closed = conv.status == Status::Closed;
@@ -676,17 +724,218 @@ impl Engine {
         if closed {
             self.convs().remove(id);
         }
-        if freed {
+        if load_changed {
             self.agents_changed();
         }
+        let written = stored
+            .iter()
+            .find(|s| s.message_id.is_some())
+            .filter(|_| writes);
         Ok(Outcome {
-            seq: stored.last().map(|s| s.seq),
+            seq: written.or(stored.last()).map(|s| s.seq),
             message_id: stored.iter().find_map(|s| s.message_id.clone()),
             duplicate: false,
         })
     }
 
-    /// Keeps the per-agent load in step; true when some agent has more room than before.
+    /// Mail and webhook calls a transition causes (written in its transaction).
+    async fn outbox_items(
+        &self,
+        bundle: &Bundle,
+        bot: &Bot,
+        conv: &Conversation,
+        events: &[crate::chat::conversation::Event],
+        now: Timestamp,
+    ) -> Result<Vec<crate::mail::outbox::Item>, EngineError> {
+        use crate::chat::conversation::EventKind;
+        let wants_lines = events.iter().any(|e| {
+            matches!(
+                e.kind,
+                EventKind::LivechatRequested | EventKind::LivechatTimeout
+            )
+        });
+        let wants_any = wants_lines || events.iter().any(|e| e.kind == EventKind::FormSubmitted);
+        if !wants_any {
+            return Ok(Vec::new());
+        }
+        let lines = if wants_lines {
+            let id = conv.id.clone();
+            self.inner
+                .readers
+                .read(move |c| persist::last_visitor_lines(c, &id, 5))
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(notify::transition_items(
+            &self.inner.outbound,
+            bundle,
+            bot,
+            conv,
+            events,
+            &lines,
+            now,
+        ))
+    }
+
+    /// An offline form sent outside a conversation (the contact page, or the API): stored,
+    /// and mailed to the form's recipients, in one transaction.
+    pub async fn submit_offline_form(
+        &self,
+        bot_id: &str,
+        form_id: Option<&str>,
+        values: std::collections::BTreeMap<String, String>,
+        page_url: Option<String>,
+        ip: Option<String>,
+    ) -> Result<String, EngineError> {
+        let bundle = self.bundle();
+        let bot = bundle
+            .bots
+            .get(bot_id)
+            .ok_or_else(|| EngineError::UnknownBot(bot_id.to_string()))?;
+        let (form_id, form) = match form_id {
+            Some(id) => bot.offline_form.get_key_value(id),
+            None => bot.offline_form.iter().next(),
+        }
+        .ok_or(EngineError::NotFound)?;
+        let clean =
+            crate::chat::form::validate_form(form, &values).map_err(EngineError::InvalidForm)?;
+        let now = Timestamp::now();
+        let notify_ids: Vec<String> = notify::actions_with_form(bot, form_id)
+            .iter()
+            .flat_map(|a| a.notify.iter().map(|n| n.get_ref().clone()))
+            .collect();
+        let language = crate::chat::flow::default_language(bot).to_string();
+        let items = notify::form_items(
+            &self.inner.outbound,
+            &notify::Submission {
+                bot_id,
+                bot,
+                form_id,
+                form,
+                values: &clean,
+                conversation_id: None,
+                page_url: page_url.as_deref(),
+                language: &language,
+                notify: notify_ids,
+            },
+            now,
+        )
+        .map_err(|e| EngineError::Store(StoreError::Corrupt(e)))?;
+        let (bot_id, form_id) = (bot_id.to_string(), form_id.clone());
+        let doorbell = self.inner.outbound.doorbell.clone();
+        let id = self
+            .inner
+            .writer
+            .write(
+                move |c| {
+                    persist::write_submission(
+                        c,
+                        &persist::Submitted {
+                            bot: &bot_id,
+                            form: &form_id,
+                            values: &clean,
+                            page_url: page_url.as_deref(),
+                            ip: ip.as_deref(),
+                        },
+                        &items,
+                        now,
+                    )
+                },
+                move |_| doorbell.ring(),
+            )
+            .await?;
+        Ok(id)
+    }
+
+    /// Mails the visitor the transcript of their current conversation, to the address they
+    /// gave in it (the only visitor-chosen recipient; the HTTP layer rate-limits it).
+    pub async fn email_transcript(&self, visitor: &VisitorRef) -> Result<String, EngineError> {
+        let id = self.visitor_conversation(visitor).await?;
+        let conv = self.conversation(&id).await?.lock().await.clone();
+        let Some(email) = conv
+            .email
+            .clone()
+            .filter(|e| crate::config::values::is_valid_email(e))
+        else {
+            return Err(EngineError::Rejected(Rejection::InvalidInput(
+                "there is no email address in this conversation to send the transcript to".into(),
+            )));
+        };
+        let bundle = self.bundle();
+        let bot_name = bundle
+            .bots
+            .get(&conv.bot)
+            .map_or(conv.bot.clone(), |b| b.header.name.get_ref().clone());
+        let names: HashMap<String, String> = bundle
+            .roster
+            .agents
+            .iter()
+            .map(|a| (a.email.as_str().to_lowercase(), a.name.clone()))
+            .collect();
+        let conv_id = conv.id.clone();
+        let rows: Vec<(String, Option<String>, String, String)> = self
+            .inner
+            .readers
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT kind, author, text, at FROM messages
+                     WHERE conversation_id = ?1 AND kind != 'note' ORDER BY seq",
+                )?;
+                let rows = stmt.query_map([&conv_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await?;
+        let messages: Vec<Value> = rows
+            .into_iter()
+            .map(|(kind, author, text, at)| {
+                let who = match kind.as_str() {
+                    "visitor" => "You".to_string(),
+                    "agent" => author
+                        .and_then(|a| names.get(&a.to_lowercase()).cloned())
+                        .unwrap_or_else(|| "Agent".into()),
+                    _ => bot_name.clone(),
+                };
+                json!({ "author": who, "text": text, "at": at })
+            })
+            .collect();
+        let out = &self.inner.outbound;
+        let subject = format!("Your conversation with {bot_name}");
+        let ctx = json!({
+            "subject": subject,
+            "public_url": out.public_url,
+            "bot": { "name": bot_name },
+            "messages": messages,
+        });
+        let (text, html) = out
+            .templates
+            .render_pair("mail/transcript", &ctx)
+            .map_err(|e| {
+                EngineError::Store(StoreError::Corrupt(format!("transcript template: {e}")))
+            })?;
+        let item = crate::mail::outbox::Item::Mail(crate::mail::transport::Mail {
+            kind: "transcript".into(),
+            to: vec![email.clone()],
+            reply_to: None,
+            subject,
+            text,
+            html,
+        });
+        let doorbell = out.doorbell.clone();
+        self.inner
+            .writer
+            .write(
+                move |c| crate::mail::outbox::enqueue(c, &item, Timestamp::now()),
+                move |_| doorbell.ring(),
+            )
+            .await?;
+        Ok(email)
+    }
+
+    /// Keeps the per-agent load in step; true when an agent's load changed, so that waiting
+    /// requests ring anew (an agent who is full stops ringing, one with room rings again).
     fn update_load(&self, before: &Conversation, after: &Conversation) -> bool {
         let held_before = before
             .assignee
@@ -709,7 +958,7 @@ impl Engine {
                 .or_default()
                 .insert(after.id.clone());
         }
-        held_before.is_some()
+        true
     }
 
     /// Arms the conversation's next deadline (replacing the one before).
@@ -749,6 +998,16 @@ impl Engine {
     pub fn open_conversations(&self) -> usize {
         self.convs().len()
     }
+}
+
+/// What a visitor's token finds when they come back.
+enum Resume {
+    /// Their conversation goes on.
+    Open(Started),
+    /// Theirs is over (closed or ended): a new one, for the same visitor.
+    Over(VisitorRef),
+    /// Not a visitor of this bot: a new visitor.
+    Stranger,
 }
 
 /// Removes the agent's socket from presence when dropped.

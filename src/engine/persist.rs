@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::wire;
 use crate::chat::conversation::{Conversation, Event, EventKind};
 use crate::hub::Frame;
+use crate::mail::outbox::{self, Item};
 use crate::store::StoreError;
 
 /// An event as written: its sequence number and both encodings.
@@ -27,8 +28,12 @@ pub fn write_transition(
     events: &[Event],
     now: Timestamp,
     mut client_id: Option<&str>,
+    items: &[Item],
 ) -> Result<Vec<Stored>, StoreError> {
     upsert_conversation(conn, conv, now)?;
+    for item in items {
+        outbox::enqueue(conn, item, now)?;
+    }
     let mut stored = Vec::with_capacity(events.len());
     for event in events {
         let mut data = event.data.clone();
@@ -62,8 +67,8 @@ pub fn write_transition(
                 data["author"].as_str().unwrap_or("system")
             };
             // The client id belongs to the first message the command wrote (the one the
-            // client sent); bot replies that follow carry none.
-            let cid = if matches!(author_kind, "visitor" | "agent") {
+            // client sent: a message or a note); bot replies that follow carry none.
+            let cid = if matches!(author_kind, "visitor" | "agent" | "note") {
                 client_id.take()
             } else {
                 None
@@ -279,4 +284,63 @@ pub fn set_accepting(
         params![email.to_lowercase(), accepting, now.to_string()],
     )?;
     Ok(())
+}
+
+/// The visitor's last few messages in a conversation, oldest first (for notifications).
+pub fn last_visitor_lines(
+    conn: &Connection,
+    conversation_id: &str,
+    n: i64,
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT text FROM messages WHERE conversation_id = ?1 AND kind = 'visitor'
+         ORDER BY seq DESC LIMIT ?2",
+    )?;
+    let mut lines: Vec<String> = stmt
+        .query_map(params![conversation_id, n], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    lines.reverse();
+    Ok(lines)
+}
+
+/// An offline form sent outside any conversation (the no-JavaScript contact page).
+pub struct Submitted<'a> {
+    pub bot: &'a str,
+    pub form: &'a str,
+    pub values: &'a std::collections::BTreeMap<String, String>,
+    pub page_url: Option<&'a str>,
+    pub ip: Option<&'a str>,
+}
+
+pub fn write_submission(
+    conn: &Connection,
+    s: &Submitted<'_>,
+    items: &[Item],
+    now: Timestamp,
+) -> Result<String, StoreError> {
+    let Submitted {
+        bot,
+        form,
+        values,
+        page_url,
+        ip,
+    } = *s;
+    let id = wire::new_id("f");
+    conn.execute(
+        "INSERT INTO form_submissions (id, bot, form, fields, page_url, ip, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            id,
+            bot,
+            form,
+            serde_json::to_string(values).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            page_url,
+            ip,
+            now.to_string()
+        ],
+    )?;
+    for item in items {
+        outbox::enqueue(conn, item, now)?;
+    }
+    Ok(id)
 }

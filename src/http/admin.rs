@@ -131,3 +131,66 @@ pub async fn revisions(
     .map_err(AppError::internal)?;
     Ok(Json(json!({ "revisions": list })))
 }
+
+#[derive(Debug, Deserialize)]
+pub struct OutboxQuery {
+    #[serde(default = "dead")]
+    status: String,
+}
+
+fn dead() -> String {
+    "dead".into()
+}
+
+/// `GET /api/v1/admin/outbox?status=dead|pending|sent`: what was (not) delivered.
+pub async fn outbox(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<OutboxQuery>,
+) -> Result<Json<Value>, AppError> {
+    authorize(&state, &headers)?;
+    if !["dead", "pending", "sent"].contains(&q.status.as_str()) {
+        return Err(AppError::bad_request(
+            "invalid_input",
+            "status is one of dead, pending, sent",
+        ));
+    }
+    let status = q.status.clone();
+    let items = state
+        .engine
+        .readers()
+        .read(move |c| crate::mail::outbox::list(c, &status, 200))
+        .await
+        .map_err(AppError::internal)?;
+    let counts = state
+        .engine
+        .readers()
+        .read(crate::mail::outbox::counts)
+        .await
+        .map_err(AppError::internal)?;
+    Ok(Json(json!({ "items": items, "counts": counts })))
+}
+
+/// `POST /api/v1/admin/outbox/{id}/retry`: a dead letter goes back in the queue.
+pub async fn retry_outbox(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Value>, AppError> {
+    authorize(&state, &headers)?;
+    let done = state
+        .engine
+        .writer()
+        .run(move |c| crate::mail::outbox::retry(c, &id, jiff::Timestamp::now()))
+        .await
+        .map_err(AppError::internal)?;
+    if !done {
+        return Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no dead letter with that id",
+        ));
+    }
+    state.engine.outbound().doorbell.ring();
+    Ok(Json(json!({ "requeued": true })))
+}

@@ -2,14 +2,15 @@
 //! gives. Each call sees only the conversations of bots the agent's teams serve (admins: all).
 
 use axum::Json;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::{ApiJson, AppError};
-use super::visitor::check_client_id;
+use super::error::{ApiJson, AppError, body_rejection, json_error};
+use super::visitor::{check_client_id, client_key};
 use crate::auth::AuthAgent;
 use crate::chat::conversation::{Command, TransferTarget};
 use crate::engine::queries::{self, ListFilter};
@@ -222,7 +223,8 @@ pub async fn message(
         agent: agent.email.clone(),
         text: req.text,
     };
-    command(&state, &agent, &id, cmd, req.client_id).await
+    let key = client_key(&format!("agent:{}", agent.email), req.client_id);
+    command(&state, &agent, &id, cmd, key).await
 }
 
 pub async fn note(
@@ -236,7 +238,8 @@ pub async fn note(
         agent: agent.email.clone(),
         text: req.text,
     };
-    command(&state, &agent, &id, cmd, req.client_id).await
+    let key = client_key(&format!("agent:{}", agent.email), req.client_id);
+    command(&state, &agent, &id, cmd, key).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -335,15 +338,14 @@ pub async fn resolve(
     State(state): State<AppState>,
     agent: AuthAgent,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Json<Value>, AppError> {
+    let body = body.map_err(body_rejection)?;
     // The body is optional: an empty one resolves without a note.
     let req: ResolveRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ResolveRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            AppError::bad_request("invalid_body", format!("the body does not fit: {e}"))
-        })?
+        serde_json::from_slice(&body).map_err(json_error)?
     };
     let note = req.note.filter(|n| !n.trim().is_empty());
     let cmd = Command::Resolve {

@@ -2,7 +2,7 @@
 //! client; the full cause goes to the log only.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -91,14 +91,31 @@ fn json_rejection(rejection: JsonRejection) -> AppError {
             "invalid_body",
             format!("the body does not fit: {}", e.body_text()),
         ),
-        JsonRejection::BytesRejection(e) => {
-            let status = e.status();
-            if status == StatusCode::PAYLOAD_TOO_LARGE {
-                AppError::new(status, "too_large", "the body is too large")
-            } else {
-                AppError::bad_request("invalid_body", e.body_text())
-            }
-        }
+        JsonRejection::BytesRejection(e) => body_rejection(e),
         other => AppError::bad_request("invalid_body", other.body_text()),
+    }
+}
+
+/// A body that could not be read: 413 `too_large` past the limit, else 400.
+pub fn body_rejection(e: BytesRejection) -> AppError {
+    let status = e.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::new(status, "too_large", "the body is too large")
+    } else {
+        AppError::bad_request("invalid_body", e.body_text())
+    }
+}
+
+/// A body parsed by hand: 400 `invalid_json` when it is not JSON, `invalid_body` when it
+/// is JSON of the wrong shape (the same codes as `ApiJson`).
+pub fn json_error(e: serde_json::Error) -> AppError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof => {
+            AppError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+        }
+        Category::Data | Category::Io => {
+            AppError::bad_request("invalid_body", format!("the body does not fit: {e}"))
+        }
     }
 }

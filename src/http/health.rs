@@ -25,3 +25,81 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
         "bots": live.bundle.bots.keys().collect::<Vec<_>>(),
     }))
 }
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Result<String, super::error::AppError> {
+    let live = state.live.load();
+    let engine = state.engine.clone();
+    let outbox = engine
+        .readers()
+        .read(crate::mail::outbox::counts)
+        .await
+        .map_err(super::error::AppError::internal)?;
+    let statuses = engine
+        .readers()
+        .read(|c| {
+            let mut stmt =
+                c.prepare("SELECT status, count(*) FROM conversations GROUP BY status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+        .map_err(super::error::AppError::internal)?;
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, kind: &str, samples: Vec<(String, f64)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, value) in samples {
+            out.push_str(&format!("{name}{labels} {value}\n"));
+        }
+    };
+    metric(
+        "livechat_config_revision",
+        "The live config revision.",
+        "gauge",
+        vec![(
+            String::new(),
+            live.revision.as_ref().map_or(0.0, |r| r.number as f64),
+        )],
+    );
+    metric(
+        "livechat_config_error",
+        "1 while the last config edit was refused.",
+        "gauge",
+        vec![(String::new(), if live.error.is_some() { 1.0 } else { 0.0 })],
+    );
+    metric(
+        "livechat_conversations",
+        "Conversations by status.",
+        "gauge",
+        statuses
+            .into_iter()
+            .map(|(status, n)| (format!("{{status=\"{status}\"}}"), n as f64))
+            .collect(),
+    );
+    metric(
+        "livechat_open_conversations",
+        "Conversations the engine holds in memory.",
+        "gauge",
+        vec![(String::new(), engine.open_conversations() as f64)],
+    );
+    metric(
+        "livechat_event_subscribers",
+        "Open event streams (WebSockets).",
+        "gauge",
+        vec![(String::new(), engine.hub().subscribers() as f64)],
+    );
+    let mut outbox_samples = Vec::new();
+    for kind in ["mail", "webhook"] {
+        for status in ["pending", "sent", "dead"] {
+            let n = outbox[kind][status].as_i64().unwrap_or(0);
+            outbox_samples.push((format!("{{kind=\"{kind}\",status=\"{status}\"}}"), n as f64));
+        }
+    }
+    metric(
+        "livechat_outbox",
+        "Mail and webhook calls by status; dead letters failed for good.",
+        "gauge",
+        outbox_samples,
+    );
+    Ok(out)
+}

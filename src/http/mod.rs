@@ -6,6 +6,8 @@ mod agent;
 mod auth;
 pub mod error;
 mod health;
+pub mod limits;
+mod pages;
 mod stream;
 mod visitor;
 
@@ -49,8 +51,21 @@ pub fn router(state: AppState) -> Router {
         .route(&conversation("mute"), post(agent::mute))
         .route(&conversation("resolve"), post(agent::resolve))
         .route(&conversation("close"), post(agent::close));
+    let pages = Router::new()
+        .route(
+            "/bots/{bot}/contact",
+            get(pages::contact_page).post(pages::contact_submit),
+        )
+        .route("/api/v1/bots/{bot}/offline", post(pages::offline_api))
+        .route(
+            "/set-password",
+            get(pages::set_password_page).post(pages::set_password_submit),
+        );
     Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::metrics))
+        .route("/api/v1/admin/outbox", get(admin::outbox))
+        .route("/api/v1/admin/outbox/{id}/retry", post(admin::retry_outbox))
         .route(
             "/api/v1/admin/config",
             post(admin::apply_config).layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES)),
@@ -59,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::routes())
         .merge(visitor)
         .merge(agent)
+        .merge(pages)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .fallback(|| async {
             AppError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
@@ -91,6 +107,16 @@ pub fn engine_error(e: EngineError) -> AppError {
                 _ => StatusCode::BAD_REQUEST,
             };
             AppError::new(status, r.code(), r.to_string())
+        }
+        EngineError::InvalidForm(errs) => {
+            AppError::bad_request("invalid_form", "some fields do not fit").with_details(
+                serde_json::json!({
+                    "fields": errs
+                        .iter()
+                        .map(|e| serde_json::json!({"field": e.field, "message": e.message}))
+                        .collect::<Vec<_>>()
+                }),
+            )
         }
         EngineError::Store(e) => AppError::internal(e),
     }

@@ -199,6 +199,12 @@ pub fn check_client_id(client_id: &Option<String>) -> Result<(), AppError> {
     }
 }
 
+/// The key a write's `client_id` is kept under: each author's ids are their own, so the
+/// widget's "1" and a console's "1" in the same conversation are two messages.
+pub fn client_key(author: &str, client_id: Option<String>) -> Option<String> {
+    client_id.map(|c| format!("{author}:{c}"))
+}
+
 pub async fn post_message(
     State(state): State<AppState>,
     AuthVisitor(visitor): AuthVisitor,
@@ -210,7 +216,7 @@ pub async fn post_message(
         .visitor_command(
             &visitor,
             Command::VisitorMessage { text: req.text },
-            req.client_id,
+            client_key("visitor", req.client_id),
         )
         .await
         .map_err(super::engine_error)?;
@@ -251,6 +257,8 @@ pub enum ActionRequest {
     End,
     Skip,
     Back,
+    /// Mail the transcript to the address the visitor gave in this conversation.
+    EmailTranscript,
 }
 
 pub async fn post_action(
@@ -280,6 +288,21 @@ pub async fn post_action(
                 "not_supported",
                 "video chat is not available yet; request a text chat",
             ));
+        }
+        ActionRequest::EmailTranscript => {
+            if !state.limits.allow_transcript(&visitor.id) {
+                return Err(AppError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    "the transcript was sent several times already; try again later",
+                ));
+            }
+            let to = state
+                .engine
+                .email_transcript(&visitor)
+                .await
+                .map_err(super::engine_error)?;
+            return Ok(Json(json!({ "sent_to": to })));
         }
         ActionRequest::End => Command::VisitorEnd,
         ActionRequest::Skip => Command::Skip,

@@ -103,6 +103,31 @@ const STEPS: &[M<'static>] = &[
             created_at      TEXT NOT NULL
         );",
     ),
+    // 3: the outbox: every mail and webhook call, written in the same transaction as what
+    // caused it, delivered and retried by the outbox worker. Times due are unix milliseconds
+    // so they compare as numbers.
+    M::up(
+        "CREATE TABLE outbox (
+            id              TEXT PRIMARY KEY,
+            kind            TEXT NOT NULL,
+            payload         TEXT NOT NULL,
+            status          TEXT NOT NULL DEFAULT 'pending',
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_ms INTEGER NOT NULL,
+            last_error      TEXT,
+            created_at      TEXT NOT NULL,
+            sent_at         TEXT
+        );
+        CREATE INDEX outbox_due ON outbox (status, next_attempt_ms);
+        CREATE TABLE invites (
+            token_hash  TEXT PRIMARY KEY,
+            agent_email TEXT NOT NULL,
+            created_at  TEXT NOT NULL,
+            expires_at  TEXT NOT NULL,
+            used_at     TEXT
+        );
+        CREATE INDEX invites_agent ON invites (agent_email);",
+    ),
 ];
 
 #[cfg(test)]

@@ -80,7 +80,13 @@ email_to = ["support@acme.example"]
 
 /// Sets an agent's password through the real CLI, reading it from standard input.
 pub fn set_password(bots_dir: &Path, data_dir: &Path, email: &str) {
+    set_password_with(bots_dir, data_dir, email, &[]);
+}
+
+/// The same, with the environment the bundle's `${VAR}`s need.
+pub fn set_password_with(bots_dir: &Path, data_dir: &Path, email: &str, env: &[(String, String)]) {
     let mut child = livechat()
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .args(["agent", "password", email, "--bots-dir"])
         .arg(bots_dir)
         .arg("--data-dir")
@@ -278,5 +284,245 @@ impl Stream {
 
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
+    }
+}
+
+// ---- Helpers of the lifecycle and API error tests --------------------------------------
+
+/// The email of the numbered agent of `live_bundle`.
+pub fn agent_email(i: usize) -> String {
+    format!("agent{i}@acme.example")
+}
+
+/// `live_bundle`, with every numbered agent allowed `max_chats` chats at once.
+pub fn live_bundle_max(
+    dir: &Path,
+    agents: usize,
+    max_chats: u32,
+    accept_timeout: &str,
+    idle_timeout: &str,
+) {
+    live_bundle(dir, agents, accept_timeout, idle_timeout);
+    let path = dir.join("agents.toml");
+    let roster = std::fs::read_to_string(&path).unwrap();
+    let roster = roster.replace("max_chats = 2\n", &format!("max_chats = {max_chats}\n"));
+    std::fs::write(&path, roster).unwrap();
+}
+
+/// Starts the server on the bundle `setup` writes and gives every agent of `emails` the
+/// test password.
+pub fn start_with(setup: impl FnOnce(&Path), emails: &[String]) -> super::TestServer {
+    let server = super::TestServer::start(setup, &[]);
+    for email in emails {
+        set_password(&server.bots_dir, &server.data_dir, email);
+    }
+    server
+}
+
+/// An agent with the console open: their token and their event stream.
+pub struct Console {
+    pub email: String,
+    pub token: String,
+    pub stream: Stream,
+}
+
+/// A visitor's session: their token and their conversation.
+pub struct Session {
+    pub token: String,
+    pub conv: String,
+}
+
+impl Api {
+    /// Logs the agent in, opens their console (events after 0) and turns "Accept chats" on;
+    /// returns once the server lists them online and accepting.
+    pub async fn go_online(&self, email: &str) -> Console {
+        let token = self.login(email).await;
+        let stream = self.agent_stream(&token, 0).await;
+        self.set_accepting(&token, true).await;
+        self.wait_agent(&token, email, |a| {
+            a["online"] == true && a["accepting"] == true
+        })
+        .await;
+        Console {
+            email: email.to_string(),
+            token,
+            stream,
+        }
+    }
+
+    /// The "Accept chats" toggle.
+    pub async fn set_accepting(&self, token: &str, accepting: bool) {
+        let (status, body) = self
+            .call(
+                "PUT",
+                "/api/v1/me/availability",
+                Some(token),
+                Some(&json!({ "accepting": accepting }).to_string()),
+            )
+            .await;
+        assert_eq!(status, 200, "availability: {body}");
+    }
+
+    /// The agent `email` as `GET /api/v1/agents` lists them.
+    pub async fn agent_view(&self, token: &str, email: &str) -> Value {
+        let (status, body) = self.get("/api/v1/agents", Some(token)).await;
+        assert_eq!(status, 200, "{body}");
+        body["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["email"] == email)
+            .cloned()
+            .unwrap_or_else(|| panic!("{email} is not listed: {body}"))
+    }
+
+    /// Polls `GET /api/v1/agents` until the agent `email` fits `pred`.
+    pub async fn wait_agent(&self, token: &str, email: &str, pred: impl Fn(&Value) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let view = self.agent_view(token, email).await;
+            if pred(&view) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{email} never got there: {view}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A new visitor of `bot`.
+    pub async fn session(&self, bot: &str) -> Session {
+        let body = self.visitor(bot).await;
+        Session {
+            token: body["token"].as_str().unwrap().to_string(),
+            conv: body["conversation_id"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// The visitor asks for a person; answers the reply (200 expected).
+    pub async fn request_live_chat(&self, visitor_token: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/api/v1/visitor/actions",
+                Some(visitor_token),
+                json!({"type": "request_live_chat"}),
+            )
+            .await;
+        assert_eq!(status, 200, "request_live_chat: {body}");
+        body
+    }
+
+    /// Every event of `GET /api/v1/visitor/history` after `after`, page after page.
+    pub async fn history(&self, visitor_token: &str, after: i64) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after = after;
+        loop {
+            let (status, body) = self
+                .get(
+                    &format!("/api/v1/visitor/history?after={after}"),
+                    Some(visitor_token),
+                )
+                .await;
+            assert_eq!(status, 200, "history: {body}");
+            out.extend(body["events"].as_array().unwrap().iter().cloned());
+            after = body["last_seq"].as_i64().unwrap();
+            if body["more"] != true {
+                return out;
+            }
+        }
+    }
+
+    /// `GET /api/v1/conversations/{conv}` (200 expected).
+    pub async fn details(&self, agent_token: &str, conv: &str) -> Value {
+        let (status, body) = self
+            .get(&format!("/api/v1/conversations/{conv}"), Some(agent_token))
+            .await;
+        assert_eq!(status, 200, "details of {conv}: {body}");
+        body
+    }
+
+    /// An agent's command on a conversation: `POST /api/v1/conversations/{conv}/{verb}`.
+    pub async fn act(
+        &self,
+        agent_token: &str,
+        conv: &str,
+        verb: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        self.post(
+            &format!("/api/v1/conversations/{conv}/{verb}"),
+            Some(agent_token),
+            body,
+        )
+        .await
+    }
+}
+
+impl Stream {
+    /// Every frame that arrives within `span`: to prove that something does not happen.
+    pub async fn quiet(&mut self, span: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + span;
+        let mut got = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return got;
+            }
+            match self.next_frame(left).await {
+                Some(v) => got.push(v),
+                None => return got,
+            }
+        }
+    }
+
+    /// Reads until what was seen so far (all of it) fits `done`; panics after `limit`.
+    pub async fn wait_until(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !done(&self.seen) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if self.next_frame(left).await.is_none() {
+                panic!(
+                    "no {what} within {limit:?}; saw:\n{}",
+                    self.seen
+                        .iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+            }
+        }
+    }
+
+    /// Reads until an event with `seq` at least `seq` arrived (panics after `limit`).
+    pub async fn until_seq(&mut self, limit: Duration, seq: i64) -> Value {
+        self.wait_for(limit, &format!("the event with seq {seq}"), |v| {
+            v["seq"].as_i64().is_some_and(|s| s >= seq)
+        })
+        .await
+    }
+
+    /// The events seen so far: the frames with a `seq` (not presence or typing).
+    pub fn events(&self) -> Vec<Value> {
+        self.seen
+            .iter()
+            .filter(|v| v["seq"].is_i64())
+            .cloned()
+            .collect()
+    }
+
+    /// The highest `seq` seen so far (0: none).
+    pub fn last_seq(&self) -> i64 {
+        self.seen
+            .iter()
+            .filter_map(|v| v["seq"].as_i64())
+            .max()
+            .unwrap_or(0)
     }
 }

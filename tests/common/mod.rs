@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod live;
+pub mod smtp;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -65,6 +66,8 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub bots_dir: PathBuf,
     pub data_dir: PathBuf,
+    /// The environment it was started with (kept for restarts).
+    pub env: Vec<(String, String)>,
 }
 
 impl TestServer {
@@ -133,6 +136,10 @@ impl TestServer {
             dir,
             bots_dir,
             data_dir,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         server.wait_for(Duration::from_secs(10), "healthz answers", |h| {
             h["status"] == "ok"
@@ -172,8 +179,10 @@ impl TestServer {
         self.child.wait().unwrap();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         let (bots_dir, data_dir) = (self.bots_dir.clone(), self.data_dir.clone());
+        let env = std::mem::take(&mut self.env);
         drop(self);
-        TestServer::start_in(dir, bots_dir, data_dir, &[])
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        TestServer::start_in(dir, bots_dir, data_dir, &env)
     }
 
     pub fn revision(&self) -> i64 {
@@ -199,7 +208,7 @@ pub fn get_json(url: &str) -> Option<serde_json::Value> {
 }
 
 /// Runs a future to completion on a fresh runtime in a thread of its own.
-fn on_own_runtime<T: Send + 'static>(
+pub fn on_own_runtime<T: Send + 'static>(
     fut: impl std::future::Future<Output = T> + Send + 'static,
 ) -> T {
     std::thread::spawn(move || {

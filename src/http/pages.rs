@@ -1,0 +1,372 @@
+//! Server-rendered pages that work without JavaScript: a bot's contact form (for when
+//! nobody is online, or the visitor's browser runs no scripts) and an agent's set-password
+//! page from an invitation.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use axum::Form;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::{ApiJson, AppError};
+use crate::chat::text::render_text;
+use crate::config::Bot;
+use crate::config::schema::FieldKind;
+use crate::engine::EngineError;
+use crate::server::AppState;
+
+fn page(state: &AppState, status: StatusCode, name: &str, ctx: Value) -> Response {
+    match state.engine.outbound().templates.render(name, ctx) {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => AppError::internal(format!("page {name}: {e}")).into_response(),
+    }
+}
+
+/// The bot's language that fits the browser best (else its first).
+fn language(bot: &Bot, headers: &HeaderMap) -> String {
+    let first = crate::chat::flow::default_language(bot).to_string();
+    let Some(accept) = headers
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return first;
+    };
+    for part in accept.split(',') {
+        let tag = part
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let primary = tag.split('-').next().unwrap_or("");
+        if let Some(l) = bot
+            .header
+            .languages
+            .iter()
+            .map(|l| l.get_ref())
+            .find(|l| l.eq_ignore_ascii_case(&tag) || l.eq_ignore_ascii_case(primary))
+        {
+            return l.clone();
+        }
+    }
+    first
+}
+
+/// The values a contact page shows: fields with labels, the visitor's values, errors.
+fn contact_ctx(
+    bot_id: &str,
+    bot: &Bot,
+    form_id: &str,
+    lang: &str,
+    values: &BTreeMap<String, String>,
+    errors: &BTreeMap<String, String>,
+) -> Option<Value> {
+    let form = bot.offline_form.get(form_id)?;
+    let none = json!({});
+    let fields: Vec<Value> = form
+        .fields
+        .iter()
+        .map(|f| {
+            let name = f.name.get_ref();
+            json!({
+                "name": name,
+                "label": render_text(&f.label, lang, &none),
+                "type": match f.kind {
+                    FieldKind::Text => "text",
+                    FieldKind::Email => "email",
+                    FieldKind::Phone => "phone",
+                    FieldKind::Textarea => "textarea",
+                    FieldKind::Select => "select",
+                },
+                "required": f.required,
+                "max": f.max,
+                "options": f.options,
+                "value": values.get(name).cloned().unwrap_or_default(),
+                "error": errors.get(name),
+            })
+        })
+        .collect();
+    Some(json!({
+        "lang": lang,
+        "color": bot.header.widget.color.0,
+        "bot_name": bot.header.name.get_ref(),
+        "title": render_text(&form.title, lang, &none),
+        "intro": form.intro.as_ref().map(|t| render_text(t, lang, &none)),
+        "fields": fields,
+        "form_id": form_id,
+        "action": format!("/bots/{bot_id}/contact"),
+        "send_label": "Send",
+        "form_error": errors.get("_form"),
+        "thank_you": render_text(&form.thank_you, lang, &none),
+    }))
+}
+
+fn no_form(bot_id: &str) -> AppError {
+    AppError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("bot `{bot_id}` has no offline form"),
+    )
+}
+
+pub async fn contact_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(bot_id): Path<String>,
+) -> Response {
+    let bundle = state.live.load().bundle.clone();
+    let Some((bot, form_id)) = bundle
+        .bots
+        .get(&bot_id)
+        .and_then(|b| b.offline_form.keys().next().map(|f| (b, f.clone())))
+    else {
+        return no_form(&bot_id).into_response();
+    };
+    let lang = language(bot, &headers);
+    match contact_ctx(
+        &bot_id,
+        bot,
+        &form_id,
+        &lang,
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+    ) {
+        Some(ctx) => page(&state, StatusCode::OK, "pages/contact.html", ctx),
+        None => no_form(&bot_id).into_response(),
+    }
+}
+
+pub async fn contact_submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(bot_id): Path<String>,
+    Form(mut values): Form<BTreeMap<String, String>>,
+) -> Response {
+    let bundle = state.live.load().bundle.clone();
+    let Some(bot) = bundle.bots.get(&bot_id) else {
+        return no_form(&bot_id).into_response();
+    };
+    let form_id = values
+        .remove("_form")
+        .filter(|f| bot.offline_form.contains_key(f))
+        .or_else(|| bot.offline_form.keys().next().cloned());
+    let Some(form_id) = form_id else {
+        return no_form(&bot_id).into_response();
+    };
+    let lang = language(bot, &headers);
+    let ip = peer.ip().to_string();
+    if !state.limits.allow_submission(&ip) {
+        let errors = BTreeMap::from([(
+            "_form".to_string(),
+            "Too many messages from your network. Please try again later.".to_string(),
+        )]);
+        let ctx = contact_ctx(&bot_id, bot, &form_id, &lang, &values, &errors).unwrap_or_default();
+        return page(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            "pages/contact.html",
+            ctx,
+        );
+    }
+    let page_url = headers
+        .get(axum::http::header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(2048).collect());
+    let result = state
+        .engine
+        .submit_offline_form(&bot_id, Some(&form_id), values.clone(), page_url, Some(ip))
+        .await;
+    match result {
+        Ok(_) => {
+            let ctx = contact_ctx(&bot_id, bot, &form_id, &lang, &values, &BTreeMap::new())
+                .unwrap_or_default();
+            page(&state, StatusCode::OK, "pages/contact_sent.html", ctx)
+        }
+        Err(EngineError::InvalidForm(errs)) => {
+            let errors: BTreeMap<String, String> =
+                errs.into_iter().map(|e| (e.field, e.message)).collect();
+            let ctx =
+                contact_ctx(&bot_id, bot, &form_id, &lang, &values, &errors).unwrap_or_default();
+            page(&state, StatusCode::BAD_REQUEST, "pages/contact.html", ctx)
+        }
+        Err(e) => super::engine_error(e).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OfflineRequest {
+    /// Which offline form (default: the bot's first).
+    #[serde(default)]
+    form: Option<String>,
+    /// The answers, by field name.
+    values: BTreeMap<String, String>,
+    #[serde(default)]
+    page_url: Option<String>,
+}
+
+/// `POST /api/v1/bots/{bot}/offline`: the same as the contact page, as JSON.
+pub async fn offline_api(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(bot_id): Path<String>,
+    ApiJson(req): ApiJson<OfflineRequest>,
+) -> Result<(StatusCode, axum::Json<Value>), AppError> {
+    let ip = peer.ip().to_string();
+    if !state.limits.allow_submission(&ip) {
+        return Err(AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_submissions",
+            "too many messages from this address; try again later",
+        ));
+    }
+    let page_url = req.page_url.map(|s| s.chars().take(2048).collect());
+    match state
+        .engine
+        .submit_offline_form(&bot_id, req.form.as_deref(), req.values, page_url, Some(ip))
+        .await
+    {
+        Ok(id) => Ok((StatusCode::CREATED, axum::Json(json!({ "id": id })))),
+        Err(EngineError::InvalidForm(errs)) => Err(AppError::bad_request(
+            "invalid_form",
+            "some fields do not fit",
+        )
+        .with_details(json!({
+            "fields": errs.iter().map(|e| json!({"field": e.field, "message": e.message})).collect::<Vec<_>>()
+        }))),
+        Err(EngineError::NotFound) => Err(no_form(&bot_id)),
+        Err(e) => Err(super::engine_error(e)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+pub async fn set_password_page(
+    State(state): State<AppState>,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    let token = q.token;
+    let found = {
+        let state = state.clone();
+        let token = token.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = state.db.lock().unwrap_or_else(|p| p.into_inner());
+            crate::mail::invites::find(&conn, &token)
+        })
+        .await
+    };
+    let email = match found {
+        Ok(Ok(Some(email))) => email,
+        Ok(Ok(None)) => {
+            return set_password_view(&state, StatusCode::NOT_FOUND, "", "", None, true, false);
+        }
+        Ok(Err(e)) => return AppError::internal(e).into_response(),
+        Err(e) => return AppError::internal(e).into_response(),
+    };
+    set_password_view(&state, StatusCode::OK, &email, &token, None, false, false)
+}
+
+fn set_password_view(
+    state: &AppState,
+    status: StatusCode,
+    email: &str,
+    token: &str,
+    error: Option<&str>,
+    invalid: bool,
+    done: bool,
+) -> Response {
+    page(
+        state,
+        status,
+        "pages/set_password.html",
+        json!({
+            "lang": "en", "color": "#0b6efd", "email": email, "token": token, "error": error,
+            "invalid": invalid, "done": done, "action": "/set-password",
+        }),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SetPasswordForm {
+    token: String,
+    password: String,
+    confirm: String,
+}
+
+pub async fn set_password_submit(
+    State(state): State<AppState>,
+    Form(form): Form<SetPasswordForm>,
+) -> Response {
+    let token = form.token.clone();
+    let lookup = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = state.db.lock().unwrap_or_else(|p| p.into_inner());
+            crate::mail::invites::find(&conn, &token)
+        })
+        .await
+    };
+    let email = match lookup {
+        Ok(Ok(Some(email))) => email,
+        Ok(Ok(None)) => {
+            return set_password_view(&state, StatusCode::NOT_FOUND, "", "", None, true, false);
+        }
+        Ok(Err(e)) => return AppError::internal(e).into_response(),
+        Err(e) => return AppError::internal(e).into_response(),
+    };
+    if form.password != form.confirm {
+        return set_password_view(
+            &state,
+            StatusCode::BAD_REQUEST,
+            &email,
+            &form.token,
+            Some("The two passwords differ."),
+            false,
+            false,
+        );
+    }
+    // Hashing is slow on purpose: off the async workers, with the redeeming.
+    let used = {
+        let state = state.clone();
+        let (token, email, password) = (form.token.clone(), email.clone(), form.password.clone());
+        tokio::task::spawn_blocking(
+            move || -> Result<Result<bool, String>, crate::store::StoreError> {
+                let phc = match crate::auth::password::hash(&password) {
+                    Ok(phc) => phc,
+                    Err(e) => return Ok(Err(e.to_string())),
+                };
+                let conn = state.db.lock().unwrap_or_else(|p| p.into_inner());
+                crate::mail::invites::redeem(&conn, &token, &email, &phc).map(Ok)
+            },
+        )
+        .await
+    };
+    if let Ok(Ok(Err(problem))) = &used {
+        return set_password_view(
+            &state,
+            StatusCode::BAD_REQUEST,
+            &email,
+            &form.token,
+            Some(problem),
+            false,
+            false,
+        );
+    }
+    let used = used.map(|r| r.map(|inner| inner.unwrap_or(false)));
+    match used {
+        Ok(Ok(true)) => set_password_view(&state, StatusCode::OK, &email, "", None, false, true),
+        Ok(Ok(false)) => {
+            set_password_view(&state, StatusCode::NOT_FOUND, "", "", None, true, false)
+        }
+        Ok(Err(e)) => AppError::internal(e).into_response(),
+        Err(e) => AppError::internal(e).into_response(),
+    }
+}

@@ -970,17 +970,16 @@ async fn agents_reach_only_the_bots_they_serve_and_write_only_where_they_hold() 
     .await;
 }
 
-// ---- a known gap ------------------------------------------------------------------------------
+// ---- scope of transfers -----------------------------------------------------------------------
 
-/// `docs/config.md` lets a Live Chat action route to any team, "it need not list the bot in
-/// its `bots`", and the state machine transfers to any team; but what an agent may see and
-/// do, and what their console carries, follows only the bots their teams list.
+/// What an agent may see follows the bots their teams serve, so a conversation may only be
+/// handed to a team (or an agent of a team) that serves its bot; validation holds routes to
+/// the same rule.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a request sent to a team whose `bots` does not list the bot rings that \
-            team's agents, but they cannot see or accept it (404) and their console never \
-            rings, so it can only time out"]
-async fn a_team_a_request_is_sent_to_can_take_it() {
-    let mut w = world().await;
+async fn a_conversation_never_goes_to_a_team_that_cannot_see_it() {
+    let w = world().await;
+    let before = w.api.details(&w.boss, &w.a.conv).await;
+    // Sales does not serve this bot: its agents could neither open nor accept it.
     let (status, body) = w
         .api
         .act(
@@ -990,29 +989,70 @@ async fn a_team_a_request_is_sent_to_can_take_it() {
             json!({"team": "sales"}),
         )
         .await;
-    assert_eq!(status, 200, "{body}");
-    let details = w.api.details(&w.boss, &w.a.conv).await;
-    assert_eq!(details["status"], "new");
-    assert_eq!(details["ringing"], json!([SELLER]), "{details}");
-    // The seller is rung: they must be able to open it and take it.
-    let (status, body) = w
-        .api
-        .get(
-            &format!("/api/v1/conversations/{}", w.a.conv),
-            Some(&w.seller.token),
-        )
-        .await;
     assert_eq!(
-        status, 200,
-        "the seller cannot open the request they are rung for: {body}"
+        (status, body["error"]["code"].as_str()),
+        (409, Some("not_available")),
+        "{body}"
     );
     let (status, body) = w
         .api
-        .act(&w.seller.token, &w.a.conv, "accept", json!({}))
+        .act(
+            &w.agent0.token,
+            &w.a.conv,
+            "transfer",
+            json!({"agent": SELLER}),
+        )
         .await;
-    assert_eq!(status, 200, "the seller cannot accept it: {body}");
-    w.seller
-        .stream
-        .event("livechat.ringing", Some(&w.a.conv))
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("not_available")),
+        "{body}"
+    );
+    let after = w.api.details(&w.boss, &w.a.conv).await;
+    assert_eq!(after["status"], before["status"]);
+    assert_eq!(after["assignee"], before["assignee"]);
+    assert_eq!(after["team"], before["team"]);
+}
+
+// ---- every refusal is JSON with a code -------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_outside_handlers_are_json_with_a_code_too() {
+    let w = world().await;
+    let code = |body: &serde_json::Value| body["error"]["code"].as_str().map(str::to_string);
+    // A query string of the wrong type.
+    let (status, body) = w
+        .api
+        .get("/api/v1/visitor/history?after=abc", Some(&w.a.token))
         .await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, Some("invalid_query".into())),
+        "{body}"
+    );
+    // A method the endpoint does not take.
+    let (status, body) = w
+        .api
+        .get("/api/v1/visitor/messages", Some(&w.a.token))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (405, Some("method_not_allowed".into())),
+        "{body}"
+    );
+    // A WebSocket endpoint called as plain HTTP.
+    let (status, body) = w.api.get("/api/v1/visitor/events", None).await;
+    assert_eq!(
+        code(&body),
+        Some("websocket_required".into()),
+        "{status} {body}"
+    );
+    assert!((400..500).contains(&status));
+    // A search with a NUL in it finds nothing rather than failing.
+    let (status, body) = w
+        .api
+        .get("/api/v1/conversations?q=x%00y", Some(&w.boss))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["conversations"], json!([]));
 }

@@ -892,6 +892,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             // Assigning oneself is accepting.
             return self.accept(email);
         }
+        self.require_serves_bot(agent)?;
         if !agent.has_capacity() {
             return Err(Rejection::AtCapacity(agent.email.clone()));
         }
@@ -934,6 +935,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
                         "{email} already has this conversation"
                     )));
                 }
+                self.require_serves_bot(agent)?;
                 if !agent.has_capacity() {
                     return Err(Rejection::AtCapacity(agent.email.clone()));
                 }
@@ -947,8 +949,14 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
                 self.assign_to(agent, by, previous);
             }
             TransferTarget::Team(team) => {
-                if !self.ctx.teams.iter().any(|t| *t.id.get_ref() == team) {
+                let Some(found) = self.ctx.teams.iter().find(|t| *t.id.get_ref() == team) else {
                     return Err(Rejection::InvalidInput(format!("no team `{team}`")));
+                };
+                // A team that does not serve the bot could not see the conversation.
+                if !found.bots.iter().any(|b| *b.get_ref() == self.conv.bot) {
+                    return Err(Rejection::NotAvailable(format!(
+                        "team `{team}` does not serve this bot"
+                    )));
                 }
                 if let Some(p) = &previous {
                     self.conv.muted.insert(p.clone());
@@ -1445,6 +1453,19 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         )
     }
 
+    /// A conversation can only go to someone who can see it: an agent of a team serving
+    /// its bot (admins see everything).
+    fn require_serves_bot(&self, agent: &AgentView) -> Result<(), Rejection> {
+        if agent.is_admin() || routing::serves(agent, self.ctx.teams, &self.conv.bot, None) {
+            Ok(())
+        } else {
+            Err(Rejection::NotAvailable(format!(
+                "{} is not in a team serving this bot",
+                agent.email
+            )))
+        }
+    }
+
     fn serves(&self, agent: &AgentView) -> bool {
         routing::serves(
             agent,
@@ -1522,6 +1543,8 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         if let Some(a) = agent {
             m.insert("agent".into(), json!({ "name": a.name, "email": a.email }));
         }
+        m.entry("bot")
+            .or_insert_with(|| json!({ "name": self.ctx.bot.header.name.get_ref() }));
         Value::Object(m)
     }
 
@@ -1589,7 +1612,7 @@ fn show_flow(
                     .map(|s| s.buttons.iter().map(|b| *b.get_ref()).collect())
                     .unwrap_or_default();
                 let a = bot.live_chat.get(&action).unwrap_or(&DEFAULT_LIVE_CHAT);
-                let ctx = flow::vars_json(&state.vars);
+                let ctx = flow::vars_json(bot, &state.vars);
                 Event {
                     kind: EventKind::FlowStep,
                     data: json!({
@@ -2640,21 +2663,25 @@ fields = [
         assert_eq!(w.code(&c, to_agent(ANA, ANA)), "invalid_input");
         assert_eq!(w.code(&c, to_agent(ANA, "x@y.example")), "unknown_agent");
 
-        let (t, ev) = w.ok(&c, to_team(ANA, "billing"));
+        // Nobody can take it in a team that does not serve the bot.
+        assert_eq!(w.code(&c, to_agent(ANA, CID)), "not_available");
+        assert_eq!(w.code(&c, to_team(ANA, "billing")), "not_available");
+
+        let (t, ev) = w.ok(&c, to_team(ANA, "support"));
         assert_eq!(t.status, Status::New);
-        assert_eq!(t.team.as_deref(), Some("billing"));
+        assert_eq!(t.team.as_deref(), Some("support"));
         assert_eq!(t.assignee, None);
         assert!(t.muted.contains(ANA));
-        // Ana gave it away: only Cid rings.
-        assert_eq!(ringing_of(&ev), [CID]);
+        // Ana gave it away: only Bea rings.
+        assert_eq!(ringing_of(&ev), [BEA]);
         assert_eq!(t.deadlines.accept, Some(ts(90)));
         assert_eq!(w.code(&c, to_team(ANA, "nope")), "invalid_input");
         // An admin may transfer someone else's conversation.
         assert_eq!(
-            w.ok(&c, to_team(ADM, "night")).0.team.as_deref(),
-            Some("night")
+            w.ok(&c, to_team(ADM, "support")).0.team.as_deref(),
+            Some("support")
         );
-        assert_eq!(w.code(&w.start(), to_team(ANA, "billing")), "invalid_state");
+        assert_eq!(w.code(&w.start(), to_team(ANA, "support")), "invalid_state");
     }
 
     #[test]
@@ -2704,30 +2731,32 @@ fields = [
         assert_eq!(kinds(&ev)[0], "livechat.accepted");
         assert_eq!(s.assignee.as_deref(), Some(BEA));
         assert_eq!(w.code(&s, assign(ANA, ANA, false)), "already_taken");
-        // Admins assign anyone, even outside the routed team.
-        let (a, ev) = w.ok(&s, assign(ADM, CID, true));
+        // Admins assign anyone who can see the conversation: an agent of a team serving
+        // the bot. Cid's team does not, so the conversation cannot go to Cid.
+        assert_eq!(w.code(&s, assign(ADM, CID, true)), "not_available");
+        let (a, ev) = w.ok(&s, assign(ADM, ANA, true));
         assert_eq!(kinds(&ev), ["conversation.assigned", "message.created"]);
         assert_eq!(ev[0].data["previous"], BEA);
-        assert_eq!(a.assignee.as_deref(), Some(CID));
+        assert_eq!(a.assignee.as_deref(), Some(ANA));
         assert_eq!(
             w.code(&s, assign(ADM, "x@y.example", true)),
             "unknown_agent"
         );
-        assert_eq!(w.code(&w.start(), assign(ADM, CID, true)), "invalid_state");
+        assert_eq!(w.code(&w.start(), assign(ADM, ANA, true)), "invalid_state");
 
         assert_eq!(
             w.code(&a, Command::Unassign { by: BEA.into() }),
             "not_allowed"
         );
-        let (u, ev) = w.ok(&a, Command::Unassign { by: CID.into() });
+        let (u, ev) = w.ok(&a, Command::Unassign { by: ANA.into() });
         assert_eq!(kinds(&ev), ["conversation.assigned", "livechat.ringing"]);
         assert_eq!(ev[0].data["agent"], Value::Null);
         assert_eq!(u.status, Status::New);
         assert_eq!(u.assignee, None);
-        assert!(u.muted.contains(CID));
-        assert_eq!(ringing_of(&ev), [ANA, BEA]);
+        assert!(u.muted.contains(ANA));
+        assert_eq!(ringing_of(&ev), [BEA]);
         assert_eq!(
-            w.code(&u, Command::Unassign { by: CID.into() }),
+            w.code(&u, Command::Unassign { by: ANA.into() }),
             "invalid_state"
         );
     }
@@ -2736,10 +2765,10 @@ fields = [
     fn admin_assign_respects_capacity() {
         let mut w = World::new(support_bot("", ""));
         let c = w.ringing();
-        w.agent_mut(CID).active_chats = 3;
+        w.agent_mut(ANA).active_chats = 3;
         let cmd = Command::Assign {
             by: ADM.into(),
-            agent: CID.into(),
+            agent: ANA.into(),
             by_admin: true,
         };
         assert_eq!(w.code(&c, cmd), "at_capacity");

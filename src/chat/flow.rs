@@ -256,7 +256,7 @@ pub fn answer(bot: &Bot, state: &FlowState, lang: &str, text: &str) -> Result<Fl
     if !valid_answer(ask.kind, ask.max, text) {
         let mut out = vec![Output::Say {
             step: step.id.get_ref().clone(),
-            text: render_text(&ask.retry_message, lang, &vars_json(&state.vars)),
+            text: render_text(&ask.retry_message, lang, &vars_json(bot, &state.vars)),
         }];
         out.push(Output::Prompt(prompt(bot, step, lang, &state.vars)));
         return Ok((state.clone(), out));
@@ -392,8 +392,14 @@ pub fn pause_for_offline_form(state: &FlowState, form: &str) -> FlowState {
 }
 
 /// The JSON object of a flow's variables, the context texts render with.
-pub fn vars_json(vars: &BTreeMap<String, String>) -> serde_json::Value {
-    json!(vars)
+/// The values a bot's texts render with: the flow's variables and `bot.name`.
+pub fn vars_json(bot: &Bot, vars: &BTreeMap<String, String>) -> serde_json::Value {
+    let mut ctx = json!(vars);
+    if let serde_json::Value::Object(map) = &mut ctx {
+        map.entry("bot")
+            .or_insert_with(|| json!({ "name": bot.header.name.get_ref() }));
+    }
+    ctx
 }
 
 enum Current {
@@ -468,7 +474,7 @@ fn apply_choice(
     if echo {
         out.push(Output::Chosen {
             step: step.id.get_ref().clone(),
-            label: render_text(&choice.label, lang, &vars_json(&state.vars)),
+            label: render_text(&choice.label, lang, &vars_json(bot, &state.vars)),
             value: value.clone(),
         });
     }
@@ -507,7 +513,7 @@ fn run_from(
         budget -= 1;
         let step = &bot.steps[i];
         let id = step.id.get_ref().clone();
-        let ctx = vars_json(&state.vars);
+        let ctx = vars_json(bot, &state.vars);
         if let Some(say) = &step.say {
             out.push(Output::Say {
                 step: id.clone(),
@@ -544,7 +550,7 @@ fn run_from(
 }
 
 fn prompt(bot: &Bot, step: &Step, lang: &str, vars: &BTreeMap<String, String>) -> Prompt {
-    let ctx = vars_json(vars);
+    let ctx = vars_json(bot, vars);
     Prompt {
         step: step.id.get_ref().clone(),
         choices: step
@@ -581,7 +587,7 @@ fn find_choice(
     if wanted.is_empty() {
         return None;
     }
-    let ctx = vars_json(vars);
+    let ctx = vars_json(bot, vars);
     let by_text = step.choices.iter().position(|c| {
         choice_value(bot, c).to_lowercase() == wanted
             || render_text(&c.label, lang, &ctx).to_lowercase() == wanted
@@ -1037,6 +1043,18 @@ choices = [{ label = { en = "Yes", de = "Ja" } }]
         let (s, _) = start(&b, "fr");
         let (s, _) = text(&b, &s, "de", "ja");
         assert_eq!(s.vars["a"], "Yes");
+    }
+
+    #[test]
+    fn texts_can_name_the_bot() {
+        let b = bot(r#"
+name = "Acme Support"
+[[step]]
+id = "a"
+say = "Hi! I'm the {{ bot.name }} assistant."
+"#);
+        let (_, out) = start(&b, "en");
+        assert_eq!(says(&out), ["Hi! I'm the Acme Support assistant."]);
     }
 
     #[test]

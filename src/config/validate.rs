@@ -42,7 +42,14 @@ pub fn validate(bundle: &Bundle, env: Env<'_>) -> Vec<Diagnostic> {
         .map(|t| t.id.get_ref().as_str())
         .collect();
     for (id, bot) in &bundle.bots {
-        check_bot(&mut out, id, bot, &teams, env);
+        let serving: Vec<&str> = bundle
+            .roster
+            .teams
+            .iter()
+            .filter(|t| t.bots.iter().any(|b| b.get_ref() == id))
+            .map(|t| t.id.get_ref().as_str())
+            .collect();
+        check_bot(&mut out, id, bot, &teams, &serving, env);
     }
     check_roster(&mut out, bundle, &bots);
     check_responses(&mut out, bundle, &bots);
@@ -236,7 +243,15 @@ fn locate(source: &str, keys: &[&str]) -> Option<Range<usize>> {
     Some(span)
 }
 
-fn check_bot(out: &mut Report<'_>, id: &str, bot: &Bot, teams: &[&str], env: Env<'_>) {
+/// `serving`: the teams whose `bots` list this bot.
+fn check_bot(
+    out: &mut Report<'_>,
+    id: &str,
+    bot: &Bot,
+    teams: &[&str],
+    serving: &[&str],
+    env: Env<'_>,
+) {
     let file = format!("{id}.toml");
     let file = file.as_str();
     if !is_valid_bot_id(id) {
@@ -263,7 +278,7 @@ fn check_bot(out: &mut Report<'_>, id: &str, bot: &Bot, teams: &[&str], env: Env
     }
     check_steps(out, file, bot);
     for (name, live_chat) in &bot.live_chat {
-        check_live_chat(out, file, bot, name, live_chat, teams);
+        check_live_chat(out, file, bot, name, live_chat, teams, serving);
     }
     for (name, form) in &bot.offline_form {
         check_offline_form(out, file, name, form);
@@ -399,6 +414,7 @@ fn check_live_chat(
     name: &str,
     live_chat: &LiveChat,
     teams: &[&str],
+    serving: &[&str],
 ) {
     if let Some(form) = &live_chat.offline_form {
         let form_name = form.get_ref();
@@ -425,6 +441,16 @@ fn check_live_chat(
         if !teams.contains(&team.as_str()) {
             let message = format!("team `{team}` is not defined in {AGENTS_FILE}");
             out.error(file, route.team.span(), with_hint(message, team, teams));
+        } else if !serving.contains(&team.as_str()) {
+            // Its agents could neither see nor accept the request: it could only time out.
+            let bot_id = file.strip_suffix(".toml").unwrap_or(file);
+            out.error(
+                file,
+                route.team.span(),
+                format!(
+                    "team `{team}` does not serve this bot: add \"{bot_id}\" to its `bots` in {AGENTS_FILE}"
+                ),
+            );
         }
     }
     out.duplicates(

@@ -958,6 +958,11 @@ impl Engine {
                 .or_default()
                 .insert(after.id.clone());
         }
+        drop(p);
+        // The team panel shows each agent's chats in hand.
+        for agent in [held_before, held_after].into_iter().flatten() {
+            self.publish_presence(&agent);
+        }
         true
     }
 

@@ -31,6 +31,7 @@ pub fn write_transition(
     items: &[Item],
 ) -> Result<Vec<Stored>, StoreError> {
     upsert_conversation(conn, conv, now)?;
+    let at = stamp(now);
     for item in items {
         outbox::enqueue(conn, item, now)?;
     }
@@ -55,7 +56,7 @@ pub fn write_transition(
             conv.id,
             conv.bot,
             kind.as_str(),
-            now.to_string(),
+            at,
             visible,
             data.to_string()
         ])?;
@@ -85,7 +86,7 @@ pub fn write_transition(
                 data["agent"].as_str(),
                 data["text"].as_str().unwrap_or(""),
                 cid,
-                now.to_string()
+                stamp(now)
             ])?;
         }
         if kind == EventKind::FormSubmitted {
@@ -102,16 +103,16 @@ pub fn write_transition(
                 conv.visitor_id,
                 data["values"].to_string(),
                 conv.page_url,
-                now.to_string()
+                stamp(now)
             ])?;
         }
-        let frame_agent = wire::envelope(seq, kind.as_str(), &conv.id, now, &data).to_string();
+        let frame_agent = wire::envelope(seq, kind.as_str(), &conv.id, &at, &data).to_string();
         let frame_visitor = visible.then(|| {
             wire::envelope(
                 seq,
                 kind.as_str(),
                 &conv.id,
-                now,
+                &at,
                 &wire::visitor_data(kind.as_str(), &data),
             )
             .to_string()
@@ -162,9 +163,9 @@ fn upsert_conversation(
         conv.status.as_str(),
         conv.assignee,
         conv.team,
-        conv.opened_at.to_string(),
-        now.to_string(),
-        conv.requested_at.map(|t| t.to_string()),
+        stamp(conv.opened_at),
+        stamp(now),
+        conv.requested_at.map(stamp),
         state
     ])?;
     Ok(())
@@ -245,7 +246,7 @@ pub fn insert_visitor(
     conn.execute(
         "INSERT INTO visitors (id, token_hash, bot, name, email, language, country, ip, created_at, last_seen_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-        params![v.id, v.token_hash, v.bot, v.name, v.email, v.language, v.country, v.ip, now.to_string()],
+        params![v.id, v.token_hash, v.bot, v.name, v.email, v.language, v.country, v.ip, stamp(now)],
     )?;
     Ok(())
 }
@@ -336,11 +337,17 @@ pub fn write_submission(
             serde_json::to_string(values).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             page_url,
             ip,
-            now.to_string()
+            stamp(now)
         ],
     )?;
     for item in items {
         outbox::enqueue(conn, item, now)?;
     }
     Ok(id)
+}
+
+/// Times as stored: RFC 3339 UTC with a fixed six fractional digits, so that text order is
+/// time order in SQL (`ORDER BY created_at`).
+pub fn stamp(t: Timestamp) -> String {
+    format!("{t:.6}")
 }

@@ -18,10 +18,6 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, String, St
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
-fn parse_at(at: &str) -> jiff::Timestamp {
-    at.parse().unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-}
-
 /// The visitor's events after `after`, in order, as the visitor sees them.
 pub async fn visitor_events(
     readers: &Readers,
@@ -50,7 +46,7 @@ pub async fn visitor_events(
                     seq,
                     &kind,
                     &conv,
-                    parse_at(&at),
+                    &at,
                     &wire::visitor_data(&kind, &data),
                 ));
             }
@@ -93,7 +89,7 @@ pub async fn agent_events(
             for row in rows {
                 let (seq, kind, conv, at, data) = row?;
                 let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
-                out.push(wire::envelope(seq, &kind, &conv, parse_at(&at), &data));
+                out.push(wire::envelope(seq, &kind, &conv, &at, &data));
             }
             Ok(out)
         })
@@ -178,14 +174,14 @@ fn list_blocking(
         clauses.push("c.bot = ?".into());
         args.push(b.clone());
     }
-    if let Some(q) = f.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+    if let Some(q) = f.q.as_deref().map(fts_query).filter(|q| !q.is_empty()) {
         clauses.push(
             "c.id IN (SELECT m.conversation_id FROM messages m
                       JOIN messages_fts ON messages_fts.rowid = m.rowid
                       WHERE messages_fts MATCH ?)"
                 .into(),
         );
-        args.push(fts_query(q));
+        args.push(q);
     }
     let where_sql = if clauses.is_empty() {
         String::new()
@@ -228,8 +224,14 @@ fn list_blocking(
 }
 
 /// Words of a search, each quoted, so user input is never FTS syntax.
+/// Control characters (a NUL, say) are dropped: they can never match and FTS refuses them.
 fn fts_query(q: &str) -> String {
-    q.split_whitespace()
+    let clean: String = q
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    clean
+        .split_whitespace()
         .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
         .collect::<Vec<_>>()
         .join(" ")
@@ -400,5 +402,7 @@ mod tests {
     #[test]
     fn search_words_are_quoted() {
         assert_eq!(fts_query("refund OR \"x"), "\"refund\" \"OR\" \"\"\"x\"");
+        assert_eq!(fts_query("x\0y"), "\"x\" \"y\"");
+        assert_eq!(fts_query("\0"), "");
     }
 }

@@ -1,6 +1,5 @@
 //! How events look on the wire, and what a visitor may see of them.
 
-use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::chat::conversation::EventKind;
@@ -24,13 +23,14 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// The envelope every client receives.
-pub fn envelope(seq: i64, kind: &str, conversation_id: &str, at: Timestamp, data: &Value) -> Value {
+/// The envelope every client receives. `at` is the time as stored (see `persist::stamp`),
+/// so a live event and its replay read the same.
+pub fn envelope(seq: i64, kind: &str, conversation_id: &str, at: &str, data: &Value) -> Value {
     json!({
         "seq": seq,
         "type": kind,
         "conversation_id": conversation_id,
-        "at": at.to_string(),
+        "at": at,
         "data": data,
     })
 }

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::{ApiJson, AppError};
+use super::error::AppError;
 use crate::config::{self, Bundle, Sources};
 use crate::deploy;
 use crate::server::AppState;
@@ -59,9 +59,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub async fn apply_config(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiJson(request): ApiJson<ApplyRequest>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, AppError> {
+    // Who is asking first: an unauthorised caller learns nothing about the body's shape.
     authorize(&state, &headers)?;
+    let body = body.map_err(super::error::body_rejection)?;
+    let request: ApplyRequest = serde_json::from_slice(&body).map_err(super::error::json_error)?;
     if let Some(bad) = request
         .files
         .keys()

@@ -3,13 +3,13 @@
 
 use axum::Json;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::{ApiJson, AppError, body_rejection, json_error};
+use super::error::{ApiJson, ApiQuery, AppError, body_rejection, json_error};
 use super::visitor::{check_client_id, client_key};
 use crate::auth::AuthAgent;
 use crate::chat::conversation::{Command, TransferTarget};
@@ -92,7 +92,7 @@ const STATUSES: [&str; 8] = [
 pub async fn list(
     State(state): State<AppState>,
     agent: AuthAgent,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, AppError> {
     if let Some(status) = &q.status
         && let Some(bad) = status

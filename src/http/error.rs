@@ -119,3 +119,38 @@ pub fn json_error(e: serde_json::Error) -> AppError {
         }
     }
 }
+
+/// `Query<T>` whose rejections are our 400 with a stable code.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(e) => Err(AppError::bad_request(
+                "invalid_query",
+                format!("the query string does not fit: {}", e.body_text()),
+            )),
+        }
+    }
+}
+
+/// A WebSocket endpoint called without a WebSocket handshake.
+pub fn not_a_websocket(
+    rejection: axum::extract::ws::rejection::WebSocketUpgradeRejection,
+) -> AppError {
+    AppError::new(
+        rejection.status(),
+        "websocket_required",
+        format!("this endpoint speaks WebSocket: {}", rejection.body_text()),
+    )
+}

@@ -9,20 +9,21 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::error::AppError;
+use super::error::{ApiQuery, AppError, not_a_websocket};
 use super::visitor::{After, check_origin};
 use crate::auth::AuthAgent;
 use crate::engine::{AgentRef, Engine, VisitorRef, queries};
 use crate::hub::Frame;
 use crate::server::AppState;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 
 /// Bounds on what a client may send: typing signals and the auth frame are tiny.
 const MAX_MESSAGE: usize = 16 * 1024;
@@ -85,16 +86,17 @@ impl Who {
 pub async fn visitor_events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<After>,
-    ws: WebSocketUpgrade,
-) -> Response {
-    limits(ws).on_upgrade(move |mut socket| async move {
+    ApiQuery(q): ApiQuery<After>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, AppError> {
+    let ws = ws.map_err(not_a_websocket)?;
+    Ok(limits(ws).on_upgrade(move |mut socket| async move {
         let Some(visitor) = visitor_auth(&state, &headers, &mut socket).await else {
             let _ = socket.send(Message::Close(None)).await;
             return;
         };
         run(socket, state.engine.clone(), Who::Visitor(visitor), q.after).await;
-    })
+    }))
 }
 
 #[derive(Deserialize)]
@@ -135,6 +137,15 @@ async fn visitor_auth(
         return None;
     };
     if auth.kind != "auth" {
+        let _ = socket
+            .send(Message::Text(
+                refuse(
+                    "invalid_auth",
+                    "the first frame must be {\"type\":\"auth\",\"token\":\"…\"}",
+                )
+                .into(),
+            ))
+            .await;
         return None;
     }
     let visitor = match state.engine.visitor(&auth.token).await {
@@ -168,9 +179,10 @@ pub async fn agent_events(
     State(state): State<AppState>,
     headers: HeaderMap,
     agent: AuthAgent,
-    Query(q): Query<After>,
-    ws: WebSocketUpgrade,
+    ApiQuery(q): ApiQuery<After>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
+    let ws = ws.map_err(not_a_websocket)?;
     // A cookie rides along on a cross-site WebSocket handshake and the handshake is a GET,
     // which CSRF checks leave alone: a browser's socket must come from our own pages.
     if headers.get(axum::http::header::AUTHORIZATION).is_none() && !same_origin(&headers) {

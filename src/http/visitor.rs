@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::{ApiJson, AppError};
+use super::error::{ApiJson, ApiQuery, AppError};
 use crate::chat::conversation::Command;
 use crate::chat::flow::Pick;
 use crate::chat::text::render_text;
@@ -328,7 +328,7 @@ pub struct After {
 pub async fn history(
     State(state): State<AppState>,
     AuthVisitor(visitor): AuthVisitor,
-    Query(q): Query<After>,
+    ApiQuery(q): ApiQuery<After>,
 ) -> Result<Json<Value>, AppError> {
     let events =
         queries::visitor_events(state.engine.readers(), &visitor.id, q.after, queries::PAGE)

@@ -3,6 +3,7 @@
 
 mod admin;
 mod agent;
+mod assets;
 mod auth;
 pub mod error;
 mod health;
@@ -61,6 +62,13 @@ pub fn router(state: AppState) -> Router {
             "/set-password",
             get(pages::set_password_page).post(pages::set_password_submit),
         );
+    let browser = Router::new()
+        .route("/widget.js", get(assets::widget_js))
+        .route("/widget.css", get(assets::widget_css))
+        .route("/console.js", get(assets::console_js))
+        .route("/console.css", get(assets::console_css))
+        .route("/console", get(assets::console))
+        .route("/chat/{bot}", get(assets::chat_page));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
@@ -75,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .merge(visitor)
         .merge(agent)
         .merge(pages)
+        .merge(browser)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .fallback(|| async {
             AppError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")

@@ -70,6 +70,14 @@ const BUILT_IN: &[(&str, &str)] = &[
         "pages/set_password.html",
         include_str!("../../templates/pages/set_password.html"),
     ),
+    (
+        "pages/chat.html",
+        include_str!("../../templates/pages/chat.html"),
+    ),
+    (
+        "pages/console.html",
+        include_str!("../../templates/pages/console.html"),
+    ),
 ];
 
 #[derive(Clone)]

@@ -2,6 +2,7 @@
 //! temporary data and bundle directories, waited on by readiness, never by a fixed time.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod live;
 pub mod smtp;
 

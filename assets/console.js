@@ -1,0 +1,1 @@
+/* livechat agent console: filled in by the console work. */

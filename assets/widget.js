@@ -1,0 +1,1 @@
+/* livechat widget: filled in by the widget work. */

@@ -1,0 +1,91 @@
+//! The browser side, embedded in the binary: the widget script visitors' pages load, the
+//! full-page chat, and the agent console. Plain JavaScript, no build step.
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::json;
+
+use super::error::AppError;
+use crate::server::AppState;
+
+const WIDGET_JS: &str = include_str!("../../assets/widget.js");
+const WIDGET_CSS: &str = include_str!("../../assets/widget.css");
+const CONSOLE_JS: &str = include_str!("../../assets/console.js");
+const CONSOLE_CSS: &str = include_str!("../../assets/console.css");
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            // Short: a new release is picked up within minutes without a cache-busting URL.
+            (header::CACHE_CONTROL, "public, max-age=300"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+pub async fn widget_js() -> Response {
+    asset("text/javascript; charset=utf-8", WIDGET_JS)
+}
+
+pub async fn widget_css() -> Response {
+    asset("text/css; charset=utf-8", WIDGET_CSS)
+}
+
+pub async fn console_js() -> Response {
+    asset("text/javascript; charset=utf-8", CONSOLE_JS)
+}
+
+pub async fn console_css() -> Response {
+    asset("text/css; charset=utf-8", CONSOLE_CSS)
+}
+
+/// Pages of our own: no framing by other sites, no inline script.
+fn page(state: &AppState, name: &str, ctx: serde_json::Value) -> Response {
+    match state.engine.outbound().templates.render(name, ctx) {
+        Ok(html) => (
+            [
+                (header::X_FRAME_OPTIONS, "DENY"),
+                (header::REFERRER_POLICY, "same-origin"),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; frame-ancestors 'none'",
+                ),
+            ],
+            Html(html),
+        )
+            .into_response(),
+        Err(e) => AppError::internal(format!("page {name}: {e}")).into_response(),
+    }
+}
+
+/// `GET /chat/{bot}`: the chat as a page of its own (a link to share, or a fallback).
+pub async fn chat_page(State(state): State<AppState>, Path(bot_id): Path<String>) -> Response {
+    let bundle = state.live.load().bundle.clone();
+    let Some(bot) = bundle.bots.get(&bot_id) else {
+        return AppError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_bot",
+            format!("there is no bot `{bot_id}`"),
+        )
+        .into_response();
+    };
+    page(
+        &state,
+        "pages/chat.html",
+        json!({
+            "lang": crate::chat::flow::default_language(bot),
+            "color": bot.header.widget.color.0,
+            "bot": bot_id,
+            "bot_name": bot.header.name.get_ref(),
+        }),
+    )
+}
+
+/// `GET /console`: the agent console.
+pub async fn console(State(state): State<AppState>) -> Response {
+    page(&state, "pages/console.html", json!({}))
+}

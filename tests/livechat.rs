@@ -229,3 +229,33 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_get_the_canned_responses_of_their_bots() {
+    let server = TestServer::start(
+        |dir| {
+            live_bundle(dir, 1, "90s", "10m");
+            std::fs::write(
+                dir.join("responses.toml"),
+                "[[response]]\nshortcut = \"hello\"\ntext = \"Hello! How can I help?\"\n\n\
+                 [[response]]\nshortcut = \"refund\"\ntext = \"Refunds take 5 days.\"\nbots = [\"support\"]\n",
+            )
+            .unwrap();
+        },
+        &[],
+    );
+    set_password(&server.bots_dir, &server.data_dir, "agent0@acme.example");
+    let api = Api::new(&server.url);
+    let agent = api.login("agent0@acme.example").await;
+    let (status, body) = api.get("/api/v1/responses", Some(&agent)).await;
+    assert_eq!(status, 200, "{body}");
+    let shortcuts: Vec<&str> = body["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["shortcut"].as_str().unwrap())
+        .collect();
+    assert_eq!(shortcuts, ["hello", "refund"]);
+    let (status, _) = api.get("/api/v1/responses", None).await;
+    assert_eq!(status, 401);
+}

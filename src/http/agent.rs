@@ -362,3 +362,31 @@ pub async fn close(
 ) -> Result<Json<Value>, AppError> {
     command(&state, &agent, &id, Command::Close, None).await
 }
+
+/// `GET /api/v1/responses`: the canned responses the agent may use — those for every bot,
+/// and those limited to bots the agent serves. Texts are templates; the console fills in
+/// `{{ name }}`-style values itself or sends them as written.
+pub async fn responses(State(state): State<AppState>, agent: AuthAgent) -> Json<Value> {
+    let bundle = state.live.load().bundle.clone();
+    let bots = state.engine.bots_of(&agent_ref(&agent));
+    let list: Vec<Value> = bundle
+        .responses
+        .responses
+        .iter()
+        .filter(|r| {
+            r.bots.is_empty()
+                || match &bots {
+                    None => true,
+                    Some(mine) => r.bots.iter().any(|b| mine.contains(b.get_ref())),
+                }
+        })
+        .map(|r| {
+            json!({
+                "shortcut": r.shortcut.get_ref(),
+                "text": r.text.as_str(),
+                "bots": r.bots.iter().map(|b| b.get_ref()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({ "responses": list }))
+}

@@ -223,6 +223,20 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
         "{csv}"
     );
 
+    // The dashboard counts it: one request, accepted, resolved, with its durations.
+    let (status, stats) = api.get("/api/v1/stats", Some(&agent)).await;
+    assert_eq!(status, 200, "{stats}");
+    let total = &stats["total"];
+    assert_eq!(total["conversations"], 1, "{stats}");
+    assert_eq!(total["live_chat_requests"], 1);
+    assert_eq!(total["accepted"], 1);
+    assert_eq!(total["resolved"], 1);
+    assert_eq!(total["time_to_accept_secs"]["count"], 1);
+    assert!(total["messages"]["visitor"].as_u64().unwrap() >= 1);
+    assert_eq!(stats["agents"][0]["agent"], "agent0@acme.example");
+    let (status, _) = api.get("/api/v1/stats?from=tomorrow", Some(&agent)).await;
+    assert_eq!(status, 400);
+
     // Every stream saw strictly increasing sequence numbers.
     for stream in [&console.seen, &widget.seen] {
         let seqs: Vec<i64> = stream.iter().filter_map(|v| v["seq"].as_i64()).collect();

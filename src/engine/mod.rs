@@ -11,6 +11,7 @@
 pub mod notify;
 mod persist;
 pub mod queries;
+pub mod stats;
 pub mod wire;
 
 use std::collections::{BTreeSet, HashMap, HashSet};

@@ -97,7 +97,7 @@ pub async fn agent_events(
 }
 
 /// Gives each bare `?` the next number after the explicit ones before it.
-fn renumber(sql: &str) -> String {
+pub(crate) fn renumber(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut n = 0;
     let mut chars = sql.chars().peekable();

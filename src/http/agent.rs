@@ -390,3 +390,77 @@ pub async fn responses(State(state): State<AppState>, agent: AuthAgent) -> Json<
         .collect();
     Json(json!({ "responses": list }))
 }
+
+#[derive(Debug, Deserialize)]
+pub struct StatsParams {
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    bot: Option<String>,
+}
+
+/// A time given as RFC 3339 (`2026-11-01T00:00:00Z`) or a UTC date (`2026-11-01`).
+fn parse_time(field: &str, s: &str) -> Result<jiff::Timestamp, AppError> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    s.parse::<jiff::civil::Date>()
+        .ok()
+        .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+        .map(|z| z.timestamp())
+        .ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_query",
+                format!("`{field}` must be a date (2026-11-01) or an RFC 3339 time"),
+            )
+        })
+}
+
+/// `GET /api/v1/stats?from=&to=&bot=`: the dashboard's numbers for the bots the caller
+/// serves (admins: all), by default over the last 7 days.
+pub async fn stats(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    ApiQuery(q): ApiQuery<StatsParams>,
+) -> Result<Json<Value>, AppError> {
+    let to = match &q.to {
+        Some(t) => parse_time("to", t)?,
+        None => jiff::Timestamp::now(),
+    };
+    let from = match &q.from {
+        Some(f) => parse_time("from", f)?,
+        None => to
+            .checked_sub(jiff::SignedDuration::from_hours(7 * 24))
+            .map_err(AppError::internal)?,
+    };
+    if from >= to {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            "`from` must be before `to`",
+        ));
+    }
+    let visible = state.engine.bots_of(&agent_ref(&agent));
+    if let (Some(bot), Some(mine)) = (&q.bot, &visible)
+        && !mine.contains(bot)
+    {
+        return Err(AppError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "unknown_bot",
+            format!("no bot `{bot}` among yours"),
+        ));
+    }
+    let stats = crate::engine::stats::stats(
+        state.engine.readers(),
+        crate::engine::stats::StatsQuery {
+            from,
+            to,
+            bot: q.bot,
+            visible,
+        },
+    )
+    .await
+    .map_err(AppError::internal)?;
+    Ok(Json(stats))
+}

@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/me/availability", put(agent::set_availability))
         .route("/api/v1/agents", get(agent::agents))
         .route("/api/v1/responses", get(agent::responses))
+        .route("/api/v1/stats", get(agent::stats))
         .route("/api/v1/agent/events", get(stream::agent_events))
         .route("/api/v1/conversations", get(agent::list))
         .route("/api/v1/conversations/{id}", get(agent::details))

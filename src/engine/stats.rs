@@ -1,0 +1,208 @@
+//! The numbers behind the dashboard, derived from the event log: every figure is a count or
+//! a duration between two events, so it can be recomputed for any period.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use jiff::Timestamp;
+use rusqlite::params_from_iter;
+use serde_json::{Value, json};
+
+use super::queries::renumber;
+use crate::store::StoreError;
+use crate::store::reader::Readers;
+
+#[derive(Debug, Clone)]
+pub struct StatsQuery {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// One bot, or every bot the caller may see.
+    pub bot: Option<String>,
+    /// The bots the caller may see (`None`: all).
+    pub visible: Option<BTreeSet<String>>,
+}
+
+#[derive(Default)]
+struct Tally {
+    conversations: u64,
+    requests: u64,
+    accepted: u64,
+    timeouts: u64,
+    offline: u64,
+    resolved: u64,
+    forms: u64,
+    messages: BTreeMap<String, u64>,
+    wait_secs: Vec<f64>,
+    resolve_secs: Vec<f64>,
+}
+
+impl Tally {
+    fn json(&mut self) -> Value {
+        json!({
+            "conversations": self.conversations,
+            "live_chat_requests": self.requests,
+            "accepted": self.accepted,
+            "timed_out": self.timeouts,
+            "offline": self.offline,
+            "missed": self.timeouts + self.offline,
+            "resolved": self.resolved,
+            "offline_forms": self.forms,
+            "messages": self.messages,
+            "time_to_accept_secs": summary(&mut self.wait_secs),
+            "time_to_resolve_secs": summary(&mut self.resolve_secs),
+        })
+    }
+}
+
+/// Median, 90th percentile and mean of durations in seconds (nulls when there are none).
+fn summary(values: &mut [f64]) -> Value {
+    if values.is_empty() {
+        return json!({ "count": 0, "median": null, "p90": null, "mean": null });
+    }
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    json!({
+        "count": values.len(),
+        "median": round(at(0.5)),
+        "p90": round(at(0.9)),
+        "mean": round(mean),
+    })
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+pub async fn stats(readers: &Readers, q: StatsQuery) -> Result<Value, StoreError> {
+    readers.read(move |c| compute(c, &q)).await
+}
+
+fn compute(c: &rusqlite::Connection, q: &StatsQuery) -> Result<Value, StoreError> {
+    let mut sql = String::from(
+        "SELECT conversation_id, bot, type, at, data FROM events
+         WHERE at >= ? AND at < ? AND type IN ('conversation.started', 'livechat.requested',
+           'livechat.accepted', 'livechat.timeout', 'livechat.offline',
+           'conversation.resolved', 'form.submitted', 'message.created')",
+    );
+    let mut args = vec![super::persist::stamp(q.from), super::persist::stamp(q.to)];
+    if let Some(bot) = &q.bot {
+        sql.push_str(" AND bot = ?");
+        args.push(bot.clone());
+    }
+    if let Some(visible) = &q.visible {
+        if visible.is_empty() {
+            return Ok(empty(q));
+        }
+        sql.push_str(&format!(
+            " AND bot IN ({})",
+            vec!["?"; visible.len()].join(", ")
+        ));
+        args.extend(visible.iter().cloned());
+    }
+    sql.push_str(" ORDER BY seq");
+    let mut stmt = c.prepare(&renumber(&sql))?;
+    let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
+        Ok((
+            r.get::<_, Option<String>>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    let mut total = Tally::default();
+    let mut by_bot: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut by_agent: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut requested_at: HashMap<String, Timestamp> = HashMap::new();
+    for row in rows {
+        let (conv, bot, kind, at, data) = row?;
+        let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+        let at: Option<Timestamp> = at.parse().ok();
+        let bot = bot.unwrap_or_default();
+        let conv = conv.unwrap_or_default();
+        let apply = |t: &mut Tally| match kind.as_str() {
+            "conversation.started" => t.conversations += 1,
+            "livechat.requested" => t.requests += 1,
+            "livechat.accepted" => {
+                t.accepted += 1;
+                if let (Some(start), Some(at)) = (requested_at.get(&conv), at) {
+                    t.wait_secs.push(at.duration_since(*start).as_secs_f64());
+                }
+            }
+            "livechat.timeout" => t.timeouts += 1,
+            "livechat.offline" => t.offline += 1,
+            "conversation.resolved" => {
+                t.resolved += 1;
+                if let Some(secs) = data["time_to_resolve_secs"].as_f64() {
+                    t.resolve_secs.push(secs);
+                }
+            }
+            "form.submitted" => t.forms += 1,
+            "message.created" => {
+                let author = data["author"].as_str().unwrap_or("system").to_string();
+                *t.messages.entry(author).or_default() += 1;
+            }
+            _ => {}
+        };
+        apply(&mut total);
+        apply(by_bot.entry(bot).or_default());
+        match kind.as_str() {
+            "livechat.requested" => {
+                if let Some(at) = at {
+                    requested_at.insert(conv, at);
+                }
+            }
+            "livechat.accepted" => {
+                if let Some(agent) = data["agent"].as_str() {
+                    by_agent.entry(agent.to_string()).or_default().0 += 1;
+                }
+            }
+            "conversation.resolved" => {
+                if let Some(agent) = data["by"].as_str() {
+                    by_agent.entry(agent.to_string()).or_default().1 += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(json!({
+        "from": q.from.to_string(),
+        "to": q.to.to_string(),
+        "bot": q.bot,
+        "total": total.json(),
+        "bots": by_bot.iter_mut().map(|(k, t)| (k.clone(), t.json())).collect::<BTreeMap<_, _>>(),
+        "agents": by_agent
+            .into_iter()
+            .map(|(agent, (accepted, resolved))| json!({"agent": agent, "accepted": accepted, "resolved": resolved}))
+            .collect::<Vec<_>>(),
+    }))
+}
+
+fn empty(q: &StatsQuery) -> Value {
+    json!({
+        "from": q.from.to_string(),
+        "to": q.to.to_string(),
+        "bot": q.bot,
+        "total": Tally::default().json(),
+        "bots": {},
+        "agents": [],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_of_durations() {
+        assert_eq!(
+            summary(&mut []),
+            json!({"count": 0, "median": null, "p90": null, "mean": null})
+        );
+        let mut v = vec![30.0, 10.0, 20.0];
+        assert_eq!(
+            summary(&mut v),
+            json!({"count": 3, "median": 20.0, "p90": 30.0, "mean": 20.0})
+        );
+    }
+}

@@ -153,9 +153,18 @@ impl AppState {
 
     /// Reloads the bundle directory (blocking); tells the engine when a new revision is live.
     pub fn reload(&self, source: &str) {
+        let before = self.live.load().error.clone();
         if let Some(revision) = self.config().reload(source) {
             self.engine.config_reloaded(revision);
             self.invite_new_agents();
+        }
+        let live = self.live.load();
+        if let Some(errors) = &live.error
+            && before.as_ref() != Some(errors)
+        {
+            // The console shows it as a banner until a good edit is saved.
+            self.engine
+                .config_error(live.revision.as_ref().map(|r| r.number), errors);
         }
     }
 }

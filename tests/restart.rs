@@ -209,4 +209,11 @@ async fn a_config_reload_keeps_every_socket_open_and_tells_agents() {
             v["data"]["text"] == "hello after reload"
         })
         .await;
+
+    // A broken edit is refused; consoles hear why, with the place to fix.
+    common::save_atomically(&path, "name = \"Acme Support\"\n[[step]]\nid = 7\n");
+    let refused = console.event("config.error", None).await;
+    assert_eq!(refused["data"]["revision"], 2, "{refused}");
+    assert_eq!(refused["data"]["errors"][0]["file"], "support.toml");
+    assert_eq!(refused["data"]["errors"][0]["line"], 3);
 }

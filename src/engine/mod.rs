@@ -589,6 +589,22 @@ impl Engine {
         self.agents_changed();
     }
 
+    /// Tells agents' consoles that an edit of the bundle was refused (the live revision
+    /// stays), with its errors.
+    pub fn config_error(&self, live_revision: Option<i64>, errors: &[crate::config::Diagnostic]) {
+        let json = json!({
+            "type": "config.error",
+            "at": Timestamp::now().to_string(),
+            "data": { "revision": live_revision, "errors": errors },
+        })
+        .to_string();
+        self.inner.hub.publish(Frame {
+            agent_json: Some(json),
+            kind: Some("config.error"),
+            ..Frame::default()
+        });
+    }
+
     // ---- the core -----------------------------------------------------------------------
 
     /// A conversation's entry: in memory, or loaded from the store.

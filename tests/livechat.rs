@@ -273,3 +273,68 @@ async fn agents_get_the_canned_responses_of_their_bots() {
     let (status, _) = api.get("/api/v1/responses", None).await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_visitors_see_their_place_in_the_queue() {
+    let server = start(1, "90s", "10m");
+    let api = Api::new(&server.url);
+    let agent = api.login("agent0@acme.example").await;
+    let mut console = api.agent_stream(&agent, 0).await;
+    api.call(
+        "PUT",
+        "/api/v1/me/availability",
+        Some(&agent),
+        Some(r#"{"accepting": true}"#),
+    )
+    .await;
+    console
+        .wait_for(WAIT, "presence", |v| {
+            v["type"] == "agent.presence" && v["data"]["accepting"] == true
+        })
+        .await;
+    let mut visitors = Vec::new();
+    for _ in 0..2 {
+        let session = api.visitor("support").await;
+        let token = session["token"].as_str().unwrap().to_string();
+        let conv = session["conversation_id"].as_str().unwrap().to_string();
+        let stream = api.visitor_stream(&token, 0).await;
+        api.post(
+            "/api/v1/visitor/actions",
+            Some(&token),
+            json!({"type": "request_live_chat"}),
+        )
+        .await;
+        console.event("livechat.ringing", Some(&conv)).await;
+        visitors.push((token, conv, stream));
+    }
+    let (_, first) = api.get("/api/v1/visitor/queue", Some(&visitors[0].0)).await;
+    let (_, second) = api.get("/api/v1/visitor/queue", Some(&visitors[1].0)).await;
+    assert_eq!(
+        (first["position"].as_i64(), second["position"].as_i64()),
+        (Some(1), Some(2))
+    );
+    visitors[1]
+        .2
+        .wait_for(WAIT, "position 2", |v| {
+            v["type"] == "queue.position" && v["data"]["position"] == 2
+        })
+        .await;
+    // The first is taken: the second moves up, and hears it.
+    let conv0 = visitors[0].1.clone();
+    let (status, _) = api
+        .post(
+            &format!("/api/v1/conversations/{conv0}/accept"),
+            Some(&agent),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    visitors[1]
+        .2
+        .wait_for(WAIT, "position 1", |v| {
+            v["type"] == "queue.position" && v["data"]["position"] == 1
+        })
+        .await;
+    let (_, first) = api.get("/api/v1/visitor/queue", Some(&visitors[0].0)).await;
+    assert_eq!(first["position"], 0, "a chat in progress waits for nobody");
+}

@@ -589,6 +589,60 @@ impl Engine {
         self.agents_changed();
     }
 
+    /// The visitor's place among the waiting requests of their bot and team (1 = next),
+    /// or 0 when their conversation is not waiting.
+    pub async fn queue_position(&self, conversation_id: &str) -> Result<usize, EngineError> {
+        let conv = self
+            .conversation(conversation_id)
+            .await?
+            .lock()
+            .await
+            .clone();
+        let waiting = self.waiting(&conv.bot).await;
+        Ok(crate::chat::conversation::queue_position(
+            &conv,
+            waiting.iter(),
+        ))
+    }
+
+    async fn waiting(&self, bot: &str) -> Vec<Conversation> {
+        let entries: Vec<_> = self.convs().values().cloned().collect();
+        let mut waiting = Vec::new();
+        for entry in entries {
+            let c = entry.lock().await;
+            if c.status == Status::New && c.bot == bot {
+                waiting.push(c.clone());
+            }
+        }
+        waiting
+    }
+
+    /// Tells every waiting visitor of `bot` their place in the queue (ephemeral frames).
+    fn publish_queue(&self, bot: String) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let waiting = engine.waiting(&bot).await;
+            for conv in &waiting {
+                let position = crate::chat::conversation::queue_position(conv, waiting.iter());
+                let json = json!({
+                    "type": "queue.position",
+                    "conversation_id": conv.id,
+                    "at": Timestamp::now().to_string(),
+                    "data": { "position": position, "waiting": waiting.len() },
+                })
+                .to_string();
+                engine.inner.hub.publish(Frame {
+                    conversation_id: Some(conv.id.clone()),
+                    bot: Some(conv.bot.clone()),
+                    visitor_id: Some(conv.visitor_id.clone()),
+                    visitor_json: Some(json),
+                    kind: Some("queue.position"),
+                    ..Frame::default()
+                });
+            }
+        });
+    }
+
     /// Tells agents' consoles that an edit of the bundle was refused (the live revision
     /// stays), with its errors.
     pub fn config_error(&self, live_revision: Option<i64>, errors: &[crate::config::Diagnostic]) {
@@ -734,6 +788,8 @@ impl Engine {
             )
             .await?;
         let load_changed = self.update_load(&conv, &next);
+        let queue_moved = (conv.status == Status::New) != (next.status == Status::New);
+        let bot_id = next.bot.clone();
         *conv = next;
         self.schedule(&conv);
         let closed = conv.status == Status::Closed;
@@ -743,6 +799,9 @@ impl Engine {
         }
         if load_changed {
             self.agents_changed();
+        }
+        if queue_moved {
+            self.publish_queue(bot_id);
         }
         let written = stored
             .iter()

@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/visitor/messages", post(visitor::post_message))
         .route("/api/v1/visitor/actions", post(visitor::post_action))
         .route("/api/v1/visitor/history", get(visitor::history))
+        .route("/api/v1/visitor/queue", get(visitor::queue))
         .route("/api/v1/visitor/events", get(stream::visitor_events))
         .layer(visitor::cors());
     let conversation = |path: &str| format!("/api/v1/conversations/{{id}}/{path}");

@@ -355,3 +355,22 @@ pub fn cors() -> tower_http::cors::CorsLayer {
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(std::time::Duration::from_secs(3600))
 }
+
+/// `GET /api/v1/visitor/queue`: where the visitor's request stands (for clients without a
+/// socket; sockets get `queue.position` frames).
+pub async fn queue(
+    State(state): State<AppState>,
+    AuthVisitor(visitor): AuthVisitor,
+) -> Result<Json<Value>, AppError> {
+    let id = state
+        .engine
+        .visitor_conversation(&visitor)
+        .await
+        .map_err(super::engine_error)?;
+    let position = state
+        .engine
+        .queue_position(&id)
+        .await
+        .map_err(super::engine_error)?;
+    Ok(Json(json!({ "conversation_id": id, "position": position })))
+}

@@ -193,15 +193,32 @@ async fn command(
     })))
 }
 
-pub async fn accept(
-    State(state): State<AppState>,
-    agent: AuthAgent,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
-    let cmd = Command::Accept {
-        agent: agent.email.clone(),
-    };
-    command(&state, &agent, &id, cmd, None).await
+/// Handlers of the commands that take no body: each is the command the agent gives.
+macro_rules! bodiless {
+    ($($(#[$doc:meta])* $name:ident => $make:expr;)*) => {$(
+        $(#[$doc])*
+        pub async fn $name(
+            State(state): State<AppState>,
+            agent: AuthAgent,
+            Path(id): Path<String>,
+        ) -> Result<Json<Value>, AppError> {
+            let make: fn(&AuthAgent) -> Command = $make;
+            command(&state, &agent, &id, make(&agent), None).await
+        }
+    )*};
+}
+
+bodiless! {
+    /// First accept wins; the others get 409 `already_taken`.
+    accept => |a| Command::Accept { agent: a.email.clone() };
+    /// The assignee gives the conversation back to the queue.
+    unassign => |a| Command::Unassign { by: a.email.clone() };
+    /// The agent takes a conversation from the bot.
+    takeover => |a| Command::Takeover { agent: a.email.clone() };
+    /// Stops the ringing for this agent only.
+    mute => |a| Command::Mute { agent: a.email.clone() };
+    /// Archives a resolved or ended conversation.
+    close => |_| Command::Close;
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,17 +279,6 @@ pub async fn assign(
     command(&state, &agent, &id, cmd, None).await
 }
 
-pub async fn unassign(
-    State(state): State<AppState>,
-    agent: AuthAgent,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
-    let cmd = Command::Unassign {
-        by: agent.email.clone(),
-    };
-    command(&state, &agent, &id, cmd, None).await
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransferRequest {
@@ -305,28 +311,6 @@ pub async fn transfer(
     command(&state, &agent, &id, cmd, None).await
 }
 
-pub async fn takeover(
-    State(state): State<AppState>,
-    agent: AuthAgent,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
-    let cmd = Command::Takeover {
-        agent: agent.email.clone(),
-    };
-    command(&state, &agent, &id, cmd, None).await
-}
-
-pub async fn mute(
-    State(state): State<AppState>,
-    agent: AuthAgent,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
-    let cmd = Command::Mute {
-        agent: agent.email.clone(),
-    };
-    command(&state, &agent, &id, cmd, None).await
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveRequest {
@@ -353,14 +337,6 @@ pub async fn resolve(
         note,
     };
     command(&state, &agent, &id, cmd, None).await
-}
-
-pub async fn close(
-    State(state): State<AppState>,
-    agent: AuthAgent,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
-    command(&state, &agent, &id, Command::Close, None).await
 }
 
 /// `GET /api/v1/responses`: the canned responses the agent may use — those for every bot,

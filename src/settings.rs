@@ -96,6 +96,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// The address people reach the server at, for links in mail and notifications.
     pub public_url: String,
+    /// Whether `public_url` was configured (else it is derived from the listen address).
+    pub public_url_set: bool,
     pub data_dir: PathBuf,
     pub bots_dir: PathBuf,
     pub admin_token: Option<String>,
@@ -161,6 +163,7 @@ impl ServerArgs {
         }
         .filter(|t| !t.is_empty());
         Ok(Settings {
+            public_url_set: file.public_url.is_some(),
             public_url: file
                 .public_url
                 .clone()

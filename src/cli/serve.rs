@@ -24,6 +24,20 @@ pub fn run(args: &ServerArgs) -> ExitCode {
             Ok(a) => a,
             Err(e) => return super::fail(e),
         };
+        let mut settings = settings;
+        if !settings.public_url_set {
+            // Links in mail must work: name the port actually bound (`:0` picks one).
+            let host = if addr.ip().is_unspecified() {
+                tracing::warn!(
+                    "listening on all addresses without `public_url`: links in mail say \
+                     127.0.0.1; set public_url in livechat.toml"
+                );
+                std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+            } else {
+                addr
+            };
+            settings.public_url = format!("http://{host}");
+        }
         let (bots_dir, data_dir) = (settings.bots_dir.clone(), settings.data_dir.clone());
         let state = match AppState::open(settings).await {
             Ok(state) => state,

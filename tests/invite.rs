@@ -1,0 +1,156 @@
+//! Invitations and transcripts as people receive them: the mail (written to files, the
+//! default transport), the link in it, the page it opens, and signing in afterwards.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use common::live::{Api, PASSWORD, live_bundle};
+use common::smtp::header;
+use serde_json::json;
+
+/// The `.eml` files of one kind in the data directory, waiting up to `limit` for `n`.
+fn mails(data_dir: &Path, kind: &str, n: usize, limit: Duration) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let found: Vec<String> = std::fs::read_dir(data_dir.join("mail"))
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                    .map(|e| std::fs::read_to_string(e.path()).unwrap())
+                    .filter(|t| header(t, "X-Livechat-Kind").as_deref() == Some(kind))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if found.len() >= n {
+            return found;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{} of {n} {kind} mails",
+            found.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The set-password link in an invitation (quoted-printable soft breaks undone).
+fn link(mail: &str) -> String {
+    let body = mail
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    let at = body
+        .find("/set-password?token=")
+        .expect("a set-password link");
+    let start = body[..at].rfind("http://").unwrap();
+    body[start..]
+        .split(|c: char| c.is_whitespace() || c == '<' || c == '"')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_agent_is_invited_once_and_the_link_sets_their_password() {
+    let server = tokio::task::spawn_blocking(|| {
+        TestServer::start(|dir| live_bundle(dir, 1, "90s", "10m"), &[])
+    })
+    .await
+    .unwrap();
+    let data = server.data_dir.clone();
+    let invites =
+        tokio::task::spawn_blocking(move || mails(&data, "invite", 2, Duration::from_secs(10)))
+            .await
+            .unwrap();
+    let to_agent0 = invites
+        .iter()
+        .find(|m| header(m, "To").as_deref() == Some("agent0@acme.example"))
+        .expect("agent0 was invited");
+    let url = link(to_agent0);
+    assert!(
+        url.starts_with(&format!("{}/set-password?token=", server.url)),
+        "{url}"
+    );
+
+    // The page opens with the agent's address, works without JavaScript.
+    let page = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains("agent0@acme.example") && page.contains("<form method=\"post\""),
+        "{page}"
+    );
+    let token = url.split("token=").nth(1).unwrap().to_string();
+    let post = |password: &str, confirm: &str| {
+        let (url, token) = (format!("{}/set-password", server.url), token.clone());
+        let body = format!("token={token}&password={password}&confirm={confirm}");
+        async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let (status, body) = post("short", "short").await;
+    assert_eq!(status, 400, "too short is refused: {body}");
+    let (status, _) = post("correct+horse+battery", "something+else").await;
+    assert_eq!(status, 400, "the two must match");
+    let (status, body) = post("correct+horse+battery", "correct+horse+battery").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Your password is set"), "{body}");
+    // The link works once.
+    let (status, _) = post("another+good+password", "another+good+password").await;
+    assert_eq!(status, 404);
+    // And the agent signs in with it.
+    let api = Api::new(&server.url);
+    let (status, body) = api
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "agent0@acme.example", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // A restart (a reload, too) does not invite anyone twice.
+    let server = tokio::task::spawn_blocking(move || server.kill_and_restart())
+        .await
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let data = server.data_dir.clone();
+    let again =
+        tokio::task::spawn_blocking(move || mails(&data, "invite", 0, Duration::from_secs(1)))
+            .await
+            .unwrap();
+    assert_eq!(again.len(), 2, "still the two first invitations");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_gets_the_transcript_at_the_address_they_gave() {
+    let server = tokio::task::spawn_blocking(|| {
+        TestServer::start(|dir| live_bundle(dir, 1, "90s", "10m"), &[])
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&server.url);
+    let session = api.visitor("support").await;
+    let token = session["token"].as_str().unwrap().to_string();
+    // Without an address there is nothing to send to.
+    let (status, body) = api
+        .post(
+            "/api/v1/visitor/actions",
+            Some(&token),
+            json!({"type": "email_transcript"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_input")),
+        "{body}"
+    );
+}

@@ -1056,3 +1056,50 @@ async fn refusals_outside_handlers_are_json_with_a_code_too() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["conversations"], json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_may_call_the_visitor_api_from_another_site() {
+    let w = world().await;
+    let resp = reqwest::Client::new()
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/api/v1/visitor/messages", w.api.url),
+        )
+        .header("origin", "https://shop.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status().is_success(),
+        "preflight answered {}",
+        resp.status()
+    );
+    let allow = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    assert_eq!(allow("access-control-allow-origin"), "*");
+    assert!(allow("access-control-allow-headers").contains("authorization"));
+    assert!(
+        allow("access-control-allow-credentials").is_empty(),
+        "never with credentials"
+    );
+    // The real call then carries the header too.
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/v1/visitor/history", w.api.url))
+        .header("origin", "https://shop.example")
+        .bearer_auth(&w.a.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+}

@@ -33,8 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/visitor/actions", post(visitor::post_action))
         .route("/api/v1/visitor/history", get(visitor::history))
         .route("/api/v1/visitor/queue", get(visitor::queue))
-        .route("/api/v1/visitor/events", get(stream::visitor_events))
-        .layer(visitor::cors());
+        .route("/api/v1/visitor/events", get(stream::visitor_events));
     let conversation = |path: &str| format!("/api/v1/conversations/{{id}}/{path}");
     let agent = Router::new()
         .route("/api/v1/me/availability", put(agent::set_availability))
@@ -98,6 +97,10 @@ pub fn router(state: AppState) -> Router {
                 "this endpoint does not take that method",
             )
         })
+        // Outermost, so it answers preflights before routing: the widget calls from other
+        // sites. No credentials are allowed across origins, so the agent API's cookie never
+        // rides along; bearer tokens are not ambient, so they open nothing either.
+        .layer(visitor::cors())
         .with_state(state)
 }
 

@@ -345,13 +345,14 @@ pub async fn history(
     })))
 }
 
-/// The visitor API answers any origin (the widget is embedded elsewhere); it is authorised
-/// by a token, never a cookie, so this opens nothing to other sites.
+/// The API answers any origin (the widget is embedded elsewhere) but never with credentials:
+/// visitor calls are authorised by a token, and the agent session cookie is `SameSite=Strict`
+/// and not allowed across origins, so this opens nothing to other sites.
 pub fn cors() -> tower_http::cors::CorsLayer {
     use axum::http::{Method, header};
     tower_http::cors::CorsLayer::new()
         .allow_origin(tower_http::cors::Any)
-        .allow_methods([Method::GET, Method::POST])
+        .allow_methods([Method::GET, Method::POST, Method::PUT])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(std::time::Duration::from_secs(3600))
 }

@@ -159,12 +159,15 @@ impl AppState {
             self.invite_new_agents();
         }
         let live = self.live.load();
-        if let Some(errors) = &live.error
-            && before.as_ref() != Some(errors)
-        {
-            // The console shows it as a banner until a good edit is saved.
-            self.engine
-                .config_error(live.revision.as_ref().map(|r| r.number), errors);
+        let revision = live.revision.as_ref().map(|r| r.number);
+        match (&before, &live.error) {
+            // The console shows it as a banner until a good edit is saved…
+            (before, Some(errors)) if before.as_ref() != Some(errors) => {
+                self.engine.config_error(revision, errors);
+            }
+            // …and then hears that it is gone (no errors).
+            (Some(_), None) => self.engine.config_error(revision, &[]),
+            _ => {}
         }
     }
 }

@@ -117,6 +117,15 @@ async fn a_new_agent_is_invited_once_and_the_link_sets_their_password() {
         .await;
     assert_eq!(status, 200, "{body}");
 
+    // A password set another way (the CLI) uses the invitation up: the old link is dead.
+    let to_boss = invites
+        .iter()
+        .find(|m| header(m, "To").as_deref() == Some("boss@acme.example"))
+        .expect("the admin was invited");
+    common::live::set_password(&server.bots_dir, &server.data_dir, "boss@acme.example");
+    let status = reqwest::get(link(to_boss)).await.unwrap().status();
+    assert_eq!(status, 404);
+
     // A restart (a reload, too) does not invite anyone twice.
     let server = tokio::task::spawn_blocking(move || server.kill_and_restart())
         .await

@@ -216,4 +216,15 @@ async fn a_config_reload_keeps_every_socket_open_and_tells_agents() {
     assert_eq!(refused["data"]["revision"], 2, "{refused}");
     assert_eq!(refused["data"]["errors"][0]["file"], "support.toml");
     assert_eq!(refused["data"]["errors"][0]["line"], 3);
+    // Putting the live text back ends the refusal: the banner can go.
+    common::save_atomically(
+        &path,
+        &text.replace("Thanks for visiting.", "See you soon."),
+    );
+    let cleared = console
+        .wait_for(WAIT, "the refusal to end", |v| {
+            v["type"] == "config.error" && v["data"]["errors"] == serde_json::json!([])
+        })
+        .await;
+    assert_eq!(cleared["data"]["revision"], 2);
 }

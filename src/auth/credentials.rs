@@ -23,6 +23,12 @@ pub fn set_password(
         params![email_key, phc, rfc3339(now)],
     )?;
     let ended = session::delete_all_of(&tx, email_key)?;
+    // A password chosen any way uses up the invitations still open: an old link in a
+    // mailbox must not be able to change it again.
+    tx.execute(
+        "UPDATE invites SET used_at = ?2 WHERE agent_email = ?1 AND used_at IS NULL",
+        params![email_key, rfc3339(now)],
+    )?;
     tx.commit()?;
     Ok(ended)
 }

@@ -318,24 +318,25 @@ impl Engine {
         let Some(conversation_id) = latest else {
             return Ok(Resume::Over(visitor));
         };
-        let conv = self.conversation(&conversation_id).await?;
-        let snapshot = conv.lock().await.clone();
+        let snapshot = self.peek(&conversation_id).await?;
         if matches!(snapshot.status, Status::Closed | Status::Ended) {
             // A closed or ended conversation takes no more messages: the visitor starts a
             // new one, keeping their identity (and so their history for the agents).
             return Ok(Resume::Over(visitor));
         }
-        let events = queries::visitor_events(&self.inner.readers, &visitor.id, 0, 500).await?;
+        let events = queries::conversation_visitor_events(
+            &self.inner.readers,
+            &conversation_id,
+            queries::PAGE,
+        )
+        .await?;
         Ok(Resume::Open(Started {
             token: token.to_string(),
             visitor_id: visitor.id,
             conversation_id,
             resumed: true,
             language: snapshot.language,
-            events: events
-                .into_iter()
-                .filter(|e| e["conversation_id"] == snapshot.id.as_str())
-                .collect(),
+            events,
         }))
     }
 
@@ -429,8 +430,7 @@ impl Engine {
         agent: &AgentRef,
         conversation_id: &str,
     ) -> Result<Conversation, EngineError> {
-        let conv = self.conversation(conversation_id).await?;
-        let conv = conv.lock().await.clone();
+        let conv = self.peek(conversation_id).await?;
         match self.bots_of(agent) {
             Some(bots) if !bots.contains(&conv.bot) => Err(EngineError::NotFound),
             _ => Ok(conv),
@@ -592,12 +592,7 @@ impl Engine {
     /// The visitor's place among the waiting requests of their bot and team (1 = next),
     /// or 0 when their conversation is not waiting.
     pub async fn queue_position(&self, conversation_id: &str) -> Result<usize, EngineError> {
-        let conv = self
-            .conversation(conversation_id)
-            .await?
-            .lock()
-            .await
-            .clone();
+        let conv = self.peek(conversation_id).await?;
         let waiting = self.waiting(&conv.bot).await;
         Ok(crate::chat::conversation::queue_position(
             &conv,
@@ -624,11 +619,12 @@ impl Engine {
             let waiting = engine.waiting(&bot).await;
             for conv in &waiting {
                 let position = crate::chat::conversation::queue_position(conv, waiting.iter());
+                let in_queue = waiting.iter().filter(|c| c.team == conv.team).count();
                 let json = json!({
                     "type": "queue.position",
                     "conversation_id": conv.id,
                     "at": Timestamp::now().to_string(),
-                    "data": { "position": position, "waiting": waiting.len() },
+                    "data": { "position": position, "waiting": in_queue },
                 })
                 .to_string();
                 engine.inner.hub.publish(Frame {
@@ -644,7 +640,7 @@ impl Engine {
     }
 
     /// Tells agents' consoles that an edit of the bundle was refused (the live revision
-    /// stays), with its errors.
+    /// stays), with its errors; no errors means the last refusal is over.
     pub fn config_error(&self, live_revision: Option<i64>, errors: &[crate::config::Diagnostic]) {
         let json = json!({
             "type": "config.error",
@@ -660,6 +656,21 @@ impl Engine {
     }
 
     // ---- the core -----------------------------------------------------------------------
+
+    /// A snapshot of a conversation, for reading: from memory if it is there, else from the
+    /// store without keeping it in memory.
+    pub async fn peek(&self, id: &str) -> Result<Conversation, EngineError> {
+        let entry = self.convs().get(id).cloned();
+        if let Some(entry) = entry {
+            return Ok(entry.lock().await.clone());
+        }
+        let key = id.to_string();
+        self.inner
+            .readers
+            .read(move |c| persist::load_conversation(c, &key))
+            .await?
+            .ok_or(EngineError::NotFound)
+    }
 
     /// A conversation's entry: in memory, or loaded from the store.
     pub async fn conversation(
@@ -792,10 +803,19 @@ impl Engine {
         let bot_id = next.bot.clone();
         *conv = next;
         self.schedule(&conv);
-        let closed = conv.status == Status::Closed;
+        let settled = matches!(
+            conv.status,
+            Status::Resolved | Status::Ended | Status::Closed
+        );
         drop(conv);
-        if closed {
-            self.convs().remove(id);
+        if settled {
+            // Nothing is timed or waiting any more: keep memory for conversations in play.
+            // A later command loads it again. Only when nobody else holds the entry, so two
+            // commands never work on two copies.
+            let mut convs = self.convs();
+            if convs.get(id).is_some_and(|e| Arc::strong_count(e) == 2) {
+                convs.remove(id);
+            }
         }
         if load_changed {
             self.agents_changed();
@@ -928,7 +948,7 @@ impl Engine {
     /// gave in it (the only visitor-chosen recipient; the HTTP layer rate-limits it).
     pub async fn email_transcript(&self, visitor: &VisitorRef) -> Result<String, EngineError> {
         let id = self.visitor_conversation(visitor).await?;
-        let conv = self.conversation(&id).await?.lock().await.clone();
+        let conv = self.peek(&id).await?;
         let Some(email) = conv
             .email
             .clone()

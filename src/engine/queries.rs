@@ -55,6 +55,41 @@ pub async fn visitor_events(
         .await
 }
 
+/// The last `limit` events of one conversation as its visitor sees them, oldest first
+/// (what a resumed widget shows).
+pub async fn conversation_visitor_events(
+    readers: &Readers,
+    conversation_id: &str,
+    limit: usize,
+) -> Result<Vec<Value>, StoreError> {
+    let conversation_id = conversation_id.to_string();
+    readers
+        .read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, type, conversation_id, at, data FROM events
+                 WHERE conversation_id = ?1 AND visitor_visible = 1
+                 ORDER BY seq DESC LIMIT ?2",
+            )?;
+            let rows =
+                stmt.query_map(rusqlite::params![conversation_id, limit as i64], event_row)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, kind, conv, at, data) = row?;
+                let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+                out.push(wire::envelope(
+                    seq,
+                    &kind,
+                    &conv,
+                    &at,
+                    &wire::visitor_data(&kind, &data),
+                ));
+            }
+            out.reverse();
+            Ok(out)
+        })
+        .await
+}
+
 /// The events of the given bots (`None`: all) after `after`, as agents see them.
 pub async fn agent_events(
     readers: &Readers,

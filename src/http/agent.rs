@@ -255,7 +255,8 @@ pub async fn note(
         agent: agent.email.clone(),
         text: req.text,
     };
-    let key = client_key(&format!("agent:{}", agent.email), req.client_id);
+    // Notes keep their own ids: a note and a message never answer for each other.
+    let key = client_key(&format!("note:{}", agent.email), req.client_id);
     command(&state, &agent, &id, cmd, key).await
 }
 

@@ -40,12 +40,8 @@ pub fn redeem(conn: &Connection, token: &str, email: &str, phc: &str) -> Result<
     if find(conn, token)?.as_deref() != Some(email) {
         return Ok(false);
     }
-    let now = Timestamp::now();
-    credentials::set_password(conn, email, phc, now)?;
-    conn.execute(
-        "UPDATE invites SET used_at = ?2 WHERE token_hash = ?1",
-        params![hash_token(token), now.to_string()],
-    )?;
+    // Setting the password uses up this invitation (and any other still open).
+    credentials::set_password(conn, email, phc, Timestamp::now())?;
     Ok(true)
 }
 

@@ -103,6 +103,7 @@ bots = ["support"]
 
 [[team]]
 id = "sales"
+bots = ["support"]
 
 [[agent]]
 name = "Ana Lima"

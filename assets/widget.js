@@ -1,1 +1,562 @@
-/* livechat widget: filled in by the widget work. */
+/* livechat visitor widget: plain JavaScript, no build step, no dependencies.
+ * Embed: <script src="https://chat.example/widget.js" data-bot="support" async></script>
+ * Full page (/chat/{bot}): data-mode="page", mounted into #livechat-page.
+ * It talks only to the server it came from (docs/api.md), lives in a shadow root, and puts
+ * every text it gets into the page with textContent, never as HTML. */
+(() => {
+  "use strict";
+  const me = document.currentScript ||
+    [...document.querySelectorAll("script[data-bot]")].reverse().find((s) => /\/widget\.js([?#]|$)/.test(s.src));
+  if (!me || !me.src) return;
+  const BOT = me.getAttribute("data-bot"), PAGE = me.getAttribute("data-mode") === "page";
+  const ORIGIN = new URL(me.src, location.href).origin, API = ORIGIN + "/api/v1/visitor/";
+  const KEY = "livechat:" + ORIGIN + ":" + BOT;
+  const loaded = (window.__livechat = window.__livechat || {});
+  if (!BOT || loaded[BOT]) return;
+  loaded[BOT] = 1;
+
+  const STR = {
+    en: ["Send", "End chat", "Close chat", "Write a message…", "Type your answer…", "Your name",
+      "Your email", "Skip", "Back", "Talk to a person", "Connecting you to a person…",
+      "You're number {} in line…", "Reconnecting…", "This chat has ended.", "Start a new chat",
+      "This chat was marked as resolved. Write again any time.", "Sending…",
+      "Not sent yet, retrying…", "Not sent: ", "{} is typing…", "Someone",
+      "Something went wrong. Please try again."],
+    de: ["Senden", "Chat beenden", "Chat schließen", "Nachricht schreiben…", "Ihre Antwort…",
+      "Ihr Name", "Ihre E-Mail", "Überspringen", "Zurück", "Mit einer Person sprechen",
+      "Wir verbinden Sie mit einer Person…", "Sie sind Nummer {} in der Warteschlange…",
+      "Verbindung wird wiederhergestellt…", "Dieser Chat ist beendet.", "Neuen Chat beginnen",
+      "Dieser Chat wurde als erledigt markiert. Schreiben Sie uns jederzeit wieder.",
+      "Wird gesendet…", "Noch nicht gesendet, neuer Versuch…", "Nicht gesendet: ",
+      "{} schreibt…", "Jemand", "Etwas ist schiefgegangen. Bitte versuchen Sie es erneut."],
+  };
+  const NAMES = "send end close msg answer name email skip back person queue place conn ended again resolved sending retry failed typing someone error".split(" ");
+  let L;
+  const lang = (code) => {
+    const t = STR[String(code || "en").split("-")[0]] || STR.en;
+    L = {};
+    NAMES.forEach((n, i) => (L[n] = t[i]));
+  };
+  lang("en");
+
+  const keep = (area, key, value) => {
+    try { // storage may be blocked; the chat then works, unremembered
+      const s = window[area];
+      if (value === undefined) return s.getItem(key);
+      value === null ? s.removeItem(key) : s.setItem(key, value);
+    } catch (e) { return null; }
+  };
+  // An element; string children become text nodes, never markup.
+  const h = (tag, props, ...kids) => {
+    const e = document.createElement(tag);
+    for (const k in props || {}) {
+      const v = props[k];
+      if (v == null || v === false) continue;
+      if (k === "text") e.textContent = v;
+      else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+      else e.setAttribute(k, v === true ? "" : v);
+    }
+    e.append(...kids.filter(Boolean));
+    return e;
+  };
+  const btn = (label, cls, onclick) => h("button", { type: "button", class: "lc-btn " + cls, text: label, onclick });
+  const safeUrl = (u) => {
+    if (!u) return null;
+    try {
+      const url = new URL(u, ORIGIN);
+      return /^https?:$/.test(url.protocol) ? url.href : null;
+    } catch (e) { return null; }
+  };
+  const cut = (s) => (s ? s.slice(0, 2000) : undefined);
+  const uuid = () => crypto.randomUUID ? crypto.randomUUID()
+    : [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
+  const inputType = (t) => ({ email: "email", phone: "tel" })[t] || "text";
+  // Dark text on light brand colours, white on dark ones.
+  const onColor = (c) => {
+    let x = /^#([0-9a-f]{3}|[0-9a-f]{6})$/i.exec(c)[1];
+    if (x.length === 3) x = x.replace(/./g, "$&$&");
+    const [r, g, b] = [0, 2, 4].map((i) => parseInt(x.slice(i, i + 2), 16));
+    return 0.299 * r + 0.587 * g + 0.114 * b > 160 ? "#111" : "#fff";
+  };
+  // Web addresses in a message become links: text nodes and <a>, never markup.
+  const linkify = (el, text) => {
+    let at = 0;
+    for (const m of text.matchAll(/https?:\/\/[^\s<>"']*[^\s<>"'.,;:!?)\]]/g)) {
+      el.append(text.slice(at, m.index), h("a", { href: m[0], target: "_blank", rel: "noopener noreferrer", text: m[0] }));
+      at = m.index + m[0].length;
+    }
+    el.append(text.slice(at));
+    return el;
+  };
+
+  // -- the DOM, in a shadow root
+  // A tag of our own: the page's rules for div and such miss it.
+  const host = h("livechat-widget", { "data-livechat": BOT, "data-mode": PAGE ? "page" : "embed" });
+  const root = host.attachShadow({ mode: "open" });
+  const wrap = h("div", { class: "lc " + (PAGE ? "lc-page" : "lc-embed"), hidden: true });
+  const css = h("link", { rel: "stylesheet", href: ORIGIN + "/widget.css" });
+  let waits = PAGE ? 1 : 2; // the styles, and the session (for the launcher)
+  const reveal = () => --waits || (wrap.hidden = false);
+  css.onload = css.onerror = reveal;
+  const launchText = h("span");
+  const launcher = h("button", { type: "button", class: "lc-launcher", "aria-expanded": "false",
+    "aria-controls": "lc-panel", onclick: () => toggle(true) }, h("span", { class: "lc-icon" }), launchText);
+  const avatar = h("img", { class: "lc-avatar", alt: "", hidden: true });
+  const title = h("div", { class: "lc-title" }), sub = h("div", { class: "lc-sub" });
+  const endBtn = h("button", { type: "button", class: "lc-end", onclick: () => act({ type: "end" }, null) });
+  const closeBtn = PAGE ? null : h("button", { type: "button", class: "lc-close", onclick: () => toggle(false) }, "×");
+  const banner = h("div", { class: "lc-banner", role: "status", hidden: true });
+  const log = h("div", { class: "lc-log", role: "log", "aria-live": "polite", tabindex: "0" });
+  const typing = h("div", { class: "lc-typing", "aria-live": "polite" });
+  const input = h("input", { class: "lc-input" });
+  const sendBtn = h("button", { type: "submit", class: "lc-send" });
+  const panel = h("div", { class: "lc-panel", id: "lc-panel", role: "dialog", hidden: !PAGE },
+    h("div", { class: "lc-head" }, avatar, h("div", { class: "lc-heads" }, title, sub), endBtn, closeBtn),
+    banner, log, typing, h("form", { class: "lc-compose", onsubmit: send }, input, sendBtn));
+  wrap.append(...(PAGE ? [panel] : [launcher, panel]));
+  root.append(css, wrap);
+  panel.addEventListener("keydown", (e) => e.key === "Escape" && toggle(false));
+
+  // -- state
+  let token = keep("localStorage", KEY), widget = {};
+  let conv = null, convSeq = 0; // the conversation shown, the last seq of its events
+  let lastSeq = 0; // the socket and polling ask for the events after it
+  let seen = new Set(), pending = []; // message ids drawn; own messages unconfirmed
+  let promptEl = null; // the current step's controls, kept last in the log
+  let ended = false, agentName = null, queued = false, place = 0, connBad = false, polledAt = 0;
+  let isOpen = PAGE, booted = false, connTimer, typingTimer;
+
+  function toggle(on) {
+    if (PAGE) return;
+    // A page view costs nothing: the session (and the conversation) starts on first open.
+    if (on && !token && !conv) start();
+    isOpen = on;
+    panel.hidden = !on;
+    wrap.classList.toggle("lc-open", on);
+    launcher.setAttribute("aria-expanded", on);
+    keep("sessionStorage", KEY + ":open", on ? "1" : null);
+    if (!on) return launcher.focus();
+    launcher.classList.remove("lc-unread");
+    scrollDown();
+    (input.disabled ? log : input).focus();
+  }
+
+  function applyWidget(w) {
+    widget = w;
+    lang(w.language);
+    const color = /^#([0-9a-f]{3}|[0-9a-f]{6})$/i.test(w.color) ? w.color : "#0b6efd";
+    wrap.style.setProperty("--lc-color", color);
+    wrap.style.setProperty("--lc-on", onColor(color));
+    wrap.classList.toggle("lc-left", w.position === "left");
+    launchText.textContent = w.launcher || w.title || "Chat";
+    title.textContent = w.title || "";
+    panel.setAttribute("aria-label", w.title || "Chat");
+    const src = safeUrl(w.avatar_url);
+    avatar.hidden = !src;
+    if (src) avatar.src = src;
+    endBtn.textContent = L.end;
+    sendBtn.textContent = L.send;
+    if (closeBtn) closeBtn.setAttribute("aria-label", L.close);
+    input.setAttribute("aria-label", L.msg);
+    status();
+  }
+
+  // The header, the banner and the controls follow the state.
+  function status() {
+    sub.textContent = agentName || widget.subtitle || "";
+    banner.textContent = connBad ? L.conn : queued ? (place > 0 ? L.place.replace("{}", place) : L.queue) : "";
+    banner.hidden = !banner.textContent;
+    endBtn.hidden = ended;
+    input.disabled = sendBtn.disabled = ended;
+  }
+  function setConn(ok) {
+    clearTimeout(connTimer);
+    if (ok) connBad = false;
+    // A banner only when it lasts, and not while polling works.
+    else connTimer = setTimeout(() => (connBad = Date.now() - polledAt > 7000) && status(), 3000);
+    status();
+  }
+  const queue = (on) => {
+    queued = on;
+    place = 0;
+    status();
+    if (on && !wsReady) checkQueue();
+  };
+  const checkQueue = () => call("GET", "queue").then((r) => queued && ((place = r.position), status()), () => 0);
+
+  const scrollDown = () => (log.scrollTop = log.scrollHeight);
+  function add(el) {
+    log.insertBefore(el, promptEl);
+    scrollDown();
+  }
+  const note = (text) => add(h("div", { class: "lc-note", text }));
+  function setPrompt(box) {
+    if (promptEl) promptEl.remove();
+    promptEl = box;
+    if (box) log.append(box), scrollDown();
+    setInput(null);
+  }
+
+  // The input answers the bot's ask: type, autocomplete and length follow it.
+  function setInput(a) {
+    const t = a ? a.type : "text", f = a && a.field;
+    input.type = inputType(t);
+    input.inputMode = t === "number" ? "numeric" : t === "phone" ? "tel" : "text";
+    input.autocomplete = f === "name" ? "name" : t === "email" ? "email" : t === "phone" ? "tel" : "off";
+    input.maxLength = (a && a.max) || 10000;
+    input.placeholder = !a ? L.msg : f === "name" ? L.name : f === "email" ? L.email : L.answer;
+  }
+
+  function bubble(author, text, name, at) {
+    const kind = ["bot", "visitor", "agent"].includes(author) ? author : "system";
+    return h("div", { class: "lc-msg lc-" + kind, title: at && new Date(at).toLocaleString() },
+      name && h("div", { class: "lc-name", text: name }), linkify(h("div", { class: "lc-text" }), String(text || "")));
+  }
+
+  function reset(id) {
+    log.textContent = "";
+    [promptEl, conv, convSeq, seen, pending, ended, agentName, queued] = [null, id, 0, new Set(), [], false, null, false];
+    hideTyping();
+    setInput(null);
+    status();
+  }
+
+  // -- events
+  function apply(ev, live) {
+    if (ev.seq != null) {
+      if (ev.seq <= lastSeq) return; // seen already (replayed, or polled too)
+      lastSeq = ev.seq;
+    }
+    const d = ev.data || {};
+    // A conversation started after this one's events (in another tab, say) replaces it.
+    if (ev.type === "conversation.started" && ev.conversation_id !== conv && convSeq && ev.seq > convSeq) reset(ev.conversation_id);
+    if (ev.conversation_id !== conv) return; // an earlier conversation of this visitor
+    if (ev.seq) convSeq = ev.seq;
+    switch (ev.type) {
+      case "message.created": return message(d, ev.at, live);
+      case "flow.step": return step(d);
+      case "livechat.requested": case "form.submitted": return setPrompt(null);
+      case "livechat.accepted": case "livechat.timeout": case "livechat.offline": return queue(false);
+      case "queue.position":
+        place = d.position || 0;
+        return status();
+      case "conversation.assigned":
+        agentName = d.name || null;
+        if (agentName) setPrompt(null); // the bot pauses while a person chats
+        return queue(!agentName); // unassigned: it rings again
+      case "conversation.resolved":
+        queue(false);
+        return note(L.resolved);
+      case "conversation.ended": case "conversation.closed":
+        ended = true;
+        queue(false);
+        hideTyping();
+        note(L.ended);
+        return setPrompt(h("div", { class: "lc-prompt" }, btn(L.again, "lc-primary lc-again", () => start())));
+      case "typing":
+        if (d.from === "agent") {
+          typing.textContent = L.typing.replace("{}", d.name || L.someone);
+          clearTimeout(typingTimer);
+          typingTimer = setTimeout(hideTyping, 5000);
+        }
+    }
+  }
+  function hideTyping() {
+    clearTimeout(typingTimer);
+    typing.textContent = "";
+  }
+
+  function message(d, at, live) {
+    const id = d.message_id;
+    if (id && seen.has(id)) return;
+    const mine = d.author === "visitor" && pending.find((p) => p.text === d.text);
+    if (mine) return settle(mine, id);
+    if (id) seen.add(id);
+    if (d.notice === "handoff") queue(true);
+    if (d.author === "agent") hideTyping();
+    add(bubble(d.author, d.text, d.author === "agent" && (d.name || L.someone), at));
+    if (live && !isOpen && d.author !== "visitor") launcher.classList.add("lc-unread");
+  }
+
+  function step(d) {
+    setPrompt(null);
+    const url = d.link && safeUrl(d.link.url);
+    // In the history: a step that only links does not wait, the next step follows.
+    if (url) add(h("div", { class: "lc-links" }, h("a", { class: "lc-btn lc-link", href: url, target: "_blank",
+      rel: "noopener noreferrer", text: d.link.label || url })));
+    if (d.end) return;
+    const box = h("div", { class: "lc-prompt" }), lc = d.live_chat;
+    (d.choices || []).forEach((c, index) =>
+      box.append(btn(c.label, "lc-choice", () => act({ type: "choice", step: d.step || undefined, index }))));
+    if (lc && (!(lc.modes || []).length || lc.modes.includes("text")))
+      box.append(btn(lc.label || L.person, "lc-live lc-" + (lc.style === "secondary" ? "secondary" : "primary"),
+        () => act({ type: "request_live_chat", action: lc.action || undefined })));
+    if (d.offline_form) box.append(offlineForm(d.offline_form));
+    for (const b of d.buttons || []) if (L[b] && /^(skip|back)$/.test(b)) box.append(btn(L[b], "lc-minor", () => act({ type: b })));
+    setPrompt(box.firstChild ? box : null);
+    setInput(d.ask || d.collect || null);
+  }
+
+  // -- HTTP
+  async function call(method, path, body, anonymous) {
+    const headers = {};
+    if (body) headers["Content-Type"] = "application/json";
+    if (token && !anonymous) headers.Authorization = "Bearer " + token;
+    const res = await fetch(API + path, { method, headers, body: body && JSON.stringify(body),
+      mode: "cors", credentials: "omit", cache: "no-store" });
+    const data = await res.json().catch(() => null);
+    if (res.ok) return data;
+    const e = (data && data.error) || {};
+    const err = Object.assign(new Error(e.message || L.error), { status: res.status, code: e.code, fields: e.fields });
+    if (e.code === "invalid_token" && !anonymous) start(true); // the server forgot us
+    throw err;
+  }
+  const transient = (e) => !e.status || e.status >= 500 || e.status === 429;
+  const caughtUp = () => wsReady || poll();
+
+  // A button's action: the step's buttons wait; the events that follow replace them.
+  async function act(body, box = promptEl) {
+    const busy = (on) => box && box.querySelectorAll("button").forEach((b) => (b.disabled = on));
+    busy(true);
+    try {
+      await call("POST", "actions", body);
+      caughtUp();
+    } catch (e) {
+      busy(false);
+      if (!box) return note(e.message);
+      const old = box.querySelector(".lc-act");
+      if (old) old.remove();
+      box.append(h("div", { class: "lc-err lc-act", role: "alert", text: e.message }));
+    }
+  }
+
+  function offlineForm(f) {
+    const form = h("form", { class: "lc-form" }, h("div", { class: "lc-form-title", text: f.title }),
+      f.intro && h("p", { text: f.intro }));
+    const fields = {};
+    for (const fd of f.fields || []) {
+      const id = "lc-" + uuid(), t = fd.type;
+      const el = t === "textarea" ? h("textarea", { rows: 3 })
+        : t === "select" ? h("select", {}, h("option", { value: "", text: "—" }), ...(fd.options || []).map((o) => h("option", { text: o })))
+        : h("input", { type: inputType(t), autocomplete: t === "email" ? "email" : t === "phone" ? "tel" : fd.name === "name" ? "name" : "off" });
+      const err = h("div", { class: "lc-err", id: id + "e" });
+      Object.assign(el, { id, name: fd.name, required: !!fd.required });
+      if (fd.max && t !== "select") el.maxLength = fd.max;
+      el.setAttribute("aria-describedby", err.id);
+      form.append(h("label", { for: id, text: fd.label + (fd.required ? " *" : "") }), el, err);
+      fields[fd.name] = { el, err, label: fd.label };
+    }
+    const general = h("div", { class: "lc-err", role: "alert" });
+    const submit = h("button", { type: "submit", class: "lc-btn lc-primary", text: L.send });
+    form.append(general, submit);
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const values = {};
+      general.textContent = "";
+      for (const [name, { el, err }] of Object.entries(fields)) {
+        err.textContent = "";
+        el.removeAttribute("aria-invalid");
+        if (el.value.trim()) values[name] = el.value.trim();
+      }
+      submit.disabled = true;
+      try {
+        await call("POST", "actions", { type: "form", form: f.id, values });
+        caughtUp();
+      } catch (err) {
+        submit.disabled = false;
+        // Each problem under its field: from `fields` or from "<field> <problem>; …".
+        const problems = err.fields || (err.status === 400 ? err.message.split("; ").map((p) =>
+          ({ field: p.split(" ")[0], message: p.slice(p.indexOf(" ") + 1) })) : []);
+        const rest = [];
+        for (const p of problems) {
+          const fd = fields[p.field];
+          if (!fd) rest.push(p.field + " " + p.message);
+          else fd.err.textContent = fd.label + " " + p.message, fd.el.setAttribute("aria-invalid", "true");
+        }
+        general.textContent = problems.length ? rest.join("; ") : err.message;
+        const bad = form.querySelector("[aria-invalid]");
+        if (bad) bad.focus();
+      }
+    });
+    return form;
+  }
+
+  // -- sending
+  function send(e) {
+    e.preventDefault();
+    const text = input.value.trim();
+    if (!text || ended || !token) return;
+    input.value = "";
+    setInput(null); // the ask is answered; what follows is chat
+    const state = h("div", { class: "lc-state", text: L.sending });
+    const m = { cid: uuid(), text, state, el: bubble("visitor", text) };
+    m.el.classList.add("lc-pending");
+    m.el.append(state);
+    pending.push(m);
+    add(m.el);
+    post(m, 1000);
+  }
+  // Retries reuse the client_id: the server stores the message once.
+  async function post(m, delay) {
+    const tok = token;
+    try {
+      const r = await call("POST", "messages", { client_id: m.cid, text: m.text });
+      if (tok === token) settle(m, r.message_id), caughtUp();
+    } catch (e) {
+      if (tok !== token || m.done) return;
+      if (transient(e)) {
+        m.state.textContent = L.retry;
+        return setTimeout(() => post(m, Math.min(delay * 2, 30000)), delay);
+      }
+      m.done = true;
+      pending = pending.filter((p) => p !== m);
+      m.el.classList.replace("lc-pending", "lc-failed");
+      m.state.textContent = L.failed + e.message;
+    }
+  }
+  function settle(m, id) {
+    if (m.done) return;
+    m.done = true;
+    pending = pending.filter((p) => p !== m);
+    if (seen.has(id)) return m.el.remove(); // its event drew it already
+    seen.add(id);
+    m.el.classList.remove("lc-pending");
+    m.state.remove();
+  }
+  let typedAt = 0; // tell the agent, at most every 2 s
+  input.addEventListener("input", () => {
+    if (wsReady && input.value && Date.now() - typedAt >= 2000) {
+      typedAt = Date.now();
+      ws.send('{"type":"typing"}');
+    }
+  });
+
+  // -- session, socket, polling
+  let starting = false, startDelay = 1000;
+  async function start(fresh) {
+    if (starting) return;
+    starting = true;
+    if (fresh) token = null;
+    let r;
+    try {
+      r = await call("POST", "sessions", { bot: BOT, token: token || undefined, page_url: cut(location.href),
+        referrer: cut(document.referrer), language: navigator.language || undefined }, true);
+    } catch (e) {
+      starting = false;
+      // An unknown bot, or a site the bot may not be on: say so, and stay away.
+      if (!transient(e)) return console.warn("livechat: " + e.message), PAGE && note(e.message);
+      connBad = true;
+      status();
+      setTimeout(() => start(fresh), startDelay);
+      return (startDelay = Math.min(startDelay * 2, 30000));
+    }
+    starting = false;
+    startDelay = 1000;
+    keep("localStorage", KEY, (token = r.token));
+    // Its events hold the visitor's past too: draw the current conversation only.
+    reset(r.conversation_id);
+    lastSeq = 0;
+    applyWidget(r.widget || {});
+    (r.events || []).forEach((ev) => apply(ev, false));
+    setConn(true);
+    if (!booted) {
+      booted = true;
+      reveal();
+      if (keep("sessionStorage", KEY + ":open")) toggle(true);
+      else if (!PAGE && widget.auto_open_secs > 0 && !keep("sessionStorage", KEY + ":auto")) {
+        keep("sessionStorage", KEY + ":auto", "1");
+        setTimeout(() => isOpen || toggle(true), widget.auto_open_secs * 1000);
+      }
+    } else if (isOpen && !ended) input.focus();
+    connect();
+  }
+
+  let ws = null, wsReady = false, tries = 0, retryTimer;
+  function connect() {
+    clearTimeout(retryTimer);
+    if (ws) ws.onclose = null, ws.close();
+    ws = null;
+    wsReady = false;
+    const tok = token;
+    let s;
+    try {
+      s = ws = new WebSocket(ORIGIN.replace(/^http/, "ws") + "/api/v1/visitor/events?after=" + lastSeq);
+    } catch (e) { return lost(); }
+    s.onopen = () => s.send(JSON.stringify({ type: "auth", token: tok }));
+    s.onmessage = (m) => {
+      let f;
+      try { f = JSON.parse(m.data); } catch (e) { return; }
+      if (tok !== token) return;
+      if (f.type === "ready") {
+        wsReady = true;
+        tries = 0;
+        stopPoll();
+        setConn(true);
+      } else if (f.type === "error") {
+        if (f.error && f.error.code === "invalid_token") s.onclose = ws = null, s.close(), start(true);
+      } else apply(f, true);
+    };
+    s.onclose = () => ws === s && lost();
+  }
+  // Again after 1, 2, 4 … at most 30 s, from the last seq; after 3 failures, poll meanwhile.
+  function lost() {
+    ws = null;
+    wsReady = false;
+    setConn(false);
+    if (++tries >= 3) startPoll();
+    retryTimer = setTimeout(connect, Math.min(30000, 1000 * 2 ** (tries - 1)));
+  }
+  addEventListener("online", () => token && !wsReady && ((tries = 0), connect()));
+
+  let pollTimer = null, polling = false;
+  function startPoll() {
+    if (!pollTimer) pollTimer = setInterval(poll, 3000), poll();
+  }
+  function stopPoll() {
+    clearInterval(pollTimer);
+    pollTimer = null;
+  }
+  async function poll() {
+    if (polling || !token) return;
+    polling = true;
+    const tok = token;
+    try {
+      for (let more = true; more && tok === token;) {
+        const r = await call("GET", "history?after=" + lastSeq);
+        if (tok !== token) break;
+        (r.events || []).forEach((ev) => apply(ev, true));
+        more = r.more;
+      }
+      if (queued) checkQueue(); // the socket's queue frames are not there
+      polledAt = Date.now();
+      setConn(true);
+    } catch (e) { /* the next round tries again */ }
+    polling = false;
+  }
+
+  // Before any session: only how the launcher looks.
+  async function preview() {
+    let r;
+    try {
+      r = await call("GET", "widget?bot=" + encodeURIComponent(BOT) +
+        "&language=" + encodeURIComponent(navigator.language || ""), null, true);
+    } catch (e) {
+      if (!transient(e)) return console.warn("livechat: " + e.message);
+      return setTimeout(preview, 5000);
+    }
+    applyWidget(r.widget || {});
+    booted = true;
+    reveal();
+    if (keep("sessionStorage", KEY + ":open")) toggle(true);
+    else if (widget.auto_open_secs > 0 && !keep("sessionStorage", KEY + ":auto")) {
+      keep("sessionStorage", KEY + ":auto", "1");
+      setTimeout(() => isOpen || toggle(true), widget.auto_open_secs * 1000);
+    }
+  }
+
+  const mount = () => (document.getElementById(PAGE ? "livechat-page" : "-") || document.body).append(host);
+  document.body ? mount() : addEventListener("DOMContentLoaded", mount);
+  setInput(null);
+  // A returning visitor (or the full page) resumes at once; a new one only looks.
+  PAGE || token ? start() : preview();
+})();

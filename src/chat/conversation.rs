@@ -1691,7 +1691,7 @@ fn valid_name(name: &str) -> bool {
 
 /// The bot language for a visitor's preference: exact, else by its primary subtag
 /// (`de-AT` → `de`), else the bot's first language.
-fn pick_language(bot: &Bot, wanted: Option<&str>) -> String {
+pub fn pick_language(bot: &Bot, wanted: Option<&str>) -> String {
     let langs: Vec<&str> = bot
         .header
         .languages

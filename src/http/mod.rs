@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/visitor/actions", post(visitor::post_action))
         .route("/api/v1/visitor/history", get(visitor::history))
         .route("/api/v1/visitor/queue", get(visitor::queue))
+        .route("/api/v1/visitor/widget", get(visitor::widget))
         .route("/api/v1/visitor/events", get(stream::visitor_events));
     let conversation = |path: &str| format!("/api/v1/conversations/{{id}}/{path}");
     let agent = Router::new()

@@ -106,9 +106,6 @@ pub async fn start_session(
         })
         .await
         .map_err(super::engine_error)?;
-    let w = &bot.header.widget;
-    let ctx = json!({ "bot": { "name": bot.header.name.get_ref() } });
-    let lang = started.language.as_str();
     let status = if started.resumed {
         StatusCode::OK
     } else {
@@ -121,23 +118,59 @@ pub async fn start_session(
             "visitor_id": started.visitor_id,
             "conversation_id": started.conversation_id,
             "resumed": started.resumed,
-            "widget": {
-                "bot": req.bot,
-                "name": bot.header.name.get_ref(),
-                "title": render_text(&w.title, lang, &ctx),
-                "subtitle": w.subtitle.as_ref().map(|t| render_text(t, lang, &ctx)),
-                "launcher": render_text(&w.launcher, lang, &ctx),
-                "color": w.color.0,
-                "position": match w.position {
-                    crate::config::schema::WidgetPosition::Left => "left",
-                    crate::config::schema::WidgetPosition::Right => "right",
-                },
-                "avatar_url": w.avatar_url,
-                "language": lang,
-            },
+            "widget": widget_json(&req.bot, bot, &started.language),
             "events": started.events,
         })),
     ))
+}
+
+/// How the widget looks, in `lang`: what its launcher and panel need.
+fn widget_json(bot_id: &str, bot: &crate::config::Bot, lang: &str) -> Value {
+    let w = &bot.header.widget;
+    let ctx = json!({ "bot": { "name": bot.header.name.get_ref() } });
+    json!({
+        "bot": bot_id,
+        "name": bot.header.name.get_ref(),
+        "title": render_text(&w.title, lang, &ctx),
+        "subtitle": w.subtitle.as_ref().map(|t| render_text(t, lang, &ctx)),
+        "launcher": render_text(&w.launcher, lang, &ctx),
+        "color": w.color.0,
+        "position": match w.position {
+            crate::config::schema::WidgetPosition::Left => "left",
+            crate::config::schema::WidgetPosition::Right => "right",
+        },
+        "avatar_url": w.avatar_url,
+        "auto_open_secs": w.auto_open.map(|d| d.get().as_secs()),
+        "language": lang,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WidgetQuery {
+    bot: String,
+    #[serde(default)]
+    language: Option<String>,
+}
+
+/// `GET /api/v1/visitor/widget?bot=`: how the widget looks, without starting a session, so
+/// a page view costs nothing until the visitor opens the chat.
+pub async fn widget(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<WidgetQuery>,
+) -> Result<Json<Value>, AppError> {
+    let bundle = state.live.load().bundle.clone();
+    let bot = bundle.bots.get(&q.bot).ok_or_else(|| {
+        AppError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_bot",
+            format!("there is no bot `{}`", q.bot),
+        )
+    })?;
+    check_origin(&headers, bot)?;
+    let wanted = q.language.or_else(|| accept_language(&headers));
+    let lang = crate::chat::conversation::pick_language(bot, wanted.as_deref());
+    Ok(Json(json!({ "widget": widget_json(&q.bot, bot, &lang) })))
 }
 
 /// The widget may only be embedded on the bot's `allowed_origins` (when it has any).

@@ -96,6 +96,14 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
         .get("/api/v1/conversations?status=new", Some(&agent))
         .await;
     assert_eq!(list["conversations"][0]["id"], conv.as_str(), "{list}");
+    assert_eq!(list["conversations"][0]["bot_name"], "Acme Support");
+    assert!(list["last_seq"].as_i64().unwrap() >= ringing["seq"].as_i64().unwrap());
+    let (_, me) = api.get("/api/v1/me", Some(&agent)).await;
+    assert_eq!(me["agent"]["email"], "agent0@acme.example");
+    assert!(
+        me["csrf_token"].as_str().is_some_and(|t| t.len() >= 32),
+        "{me}"
+    );
 
     // The agent accepts: the visitor is told who joined.
     let (status, body) = api

@@ -31,6 +31,14 @@ pub fn write_transition(
     items: &[Item],
 ) -> Result<Vec<Stored>, StoreError> {
     upsert_conversation(conn, conv, now)?;
+    if conv.name.is_some() || conv.email.is_some() {
+        // The visitor's profile keeps what they gave, for their next conversations.
+        conn.prepare_cached(
+            "UPDATE visitors SET name = coalesce(?2, name), email = coalesce(?3, email)
+             WHERE id = ?1 AND (name IS NOT coalesce(?2, name) OR email IS NOT coalesce(?3, email))",
+        )?
+        .execute(params![conv.visitor_id, conv.name, conv.email])?;
+    }
     let at = stamp(now);
     for item in items {
         outbox::enqueue(conn, item, now)?;

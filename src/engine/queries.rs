@@ -156,6 +156,13 @@ pub(crate) fn renumber(sql: &str) -> String {
     out
 }
 
+/// The newest event's sequence number (0 before any).
+pub async fn last_seq(readers: &Readers) -> Result<i64, StoreError> {
+    readers
+        .read(|c| Ok(c.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?))
+        .await
+}
+
 /// Filters of the conversation list.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
@@ -304,6 +311,14 @@ pub async fn details(readers: &Readers, conv: Conversation) -> Result<Value, Sto
     readers
         .read(move |c| {
             let mut out = summary(&conv);
+            // What the visitor gave in an earlier conversation still names them.
+            let (vname, vemail): (Option<String>, Option<String>) = c.query_row(
+                "SELECT name, email FROM visitors WHERE id = ?1",
+                [&conv.visitor_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            out["visitor"]["name"] = json!(conv.name.clone().or(vname));
+            out["visitor"]["email"] = json!(conv.email.clone().or(vemail));
             let mut stmt = c.prepare_cached(
                 "SELECT id, seq, kind, author, text, at FROM messages
                  WHERE conversation_id = ?1 ORDER BY seq",

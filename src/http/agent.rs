@@ -116,6 +116,11 @@ pub async fn list(
         other => other.map(str::to_string),
     };
     let bots = state.engine.bots_of(&agent_ref(&agent));
+    // Read before the rows: a console that opens its socket with `after=last_seq` misses
+    // nothing that changed since, and replays nothing older.
+    let last_seq = queries::last_seq(state.engine.readers())
+        .await
+        .map_err(AppError::internal)?;
     let list = queries::list(
         state.engine.readers(),
         bots,
@@ -129,7 +134,27 @@ pub async fn list(
     )
     .await
     .map_err(AppError::internal)?;
-    Ok(Json(json!({ "conversations": list })))
+    let names = bot_names(&state);
+    let list: Vec<Value> = list.into_iter().map(|c| with_bot_name(c, &names)).collect();
+    Ok(Json(json!({ "conversations": list, "last_seq": last_seq })))
+}
+
+/// The bots' display names, by id.
+fn bot_names(state: &AppState) -> std::collections::BTreeMap<String, String> {
+    state
+        .live
+        .load()
+        .bundle
+        .bots
+        .iter()
+        .map(|(id, bot)| (id.clone(), bot.header.name.get_ref().clone()))
+        .collect()
+}
+
+fn with_bot_name(mut conv: Value, names: &std::collections::BTreeMap<String, String>) -> Value {
+    let name = conv["bot"].as_str().and_then(|id| names.get(id)).cloned();
+    conv["bot_name"] = json!(name);
+    conv
 }
 
 pub async fn details(
@@ -145,7 +170,7 @@ pub async fn details(
     let details = queries::details(state.engine.readers(), conv)
         .await
         .map_err(AppError::internal)?;
-    Ok(Json(details))
+    Ok(Json(with_bot_name(details, &bot_names(&state))))
 }
 
 pub async fn transcript(

@@ -109,8 +109,23 @@ async fn logout(State(state): State<AppState>, agent: AuthAgent) -> Result<Respo
         .into_response())
 }
 
-async fn me(agent: AuthAgent) -> Json<Value> {
-    Json(json!({ "agent": agent }))
+/// Who is signed in, with the session's CSRF token: a second console tab, which shares the
+/// cookie, learns the token here instead of signing in again. Only pages of this server
+/// can read it (no credentials are allowed across origins).
+async fn me(State(state): State<AppState>, agent: AuthAgent) -> Result<Json<Value>, AppError> {
+    let hash = agent.token_hash.clone();
+    let db = state.db.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let conn = db.lock().unwrap_or_else(|p| p.into_inner());
+        session::find(&conn, &hash)
+    })
+    .await
+    .map_err(AppError::internal)?
+    .map_err(AppError::internal)?;
+    Ok(Json(json!({
+        "agent": agent,
+        "csrf_token": found.map(|s| s.csrf_token),
+    })))
 }
 
 /// The session cookie, or with an empty token and no lifetime, its removal. Not readable by

@@ -31,7 +31,10 @@ impl Browser {
         // which one the WebDriver client uses.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let port = free_port();
+        // In a process group of its own, so the browsers it starts go down with it.
+        use std::os::unix::process::CommandExt;
         let driver = Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -151,13 +154,22 @@ impl Browser {
 
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        kill_group(&mut self.driver);
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        kill_group(&mut self.driver);
     }
+}
+
+/// Kills chromedriver and every Chromium process it started (even when a test failed).
+fn kill_group(driver: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", &format!("-{}", driver.id())])
+        .stderr(Stdio::null())
+        .status();
+    let _ = driver.kill();
+    let _ = driver.wait();
 }

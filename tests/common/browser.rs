@@ -31,10 +31,7 @@ impl Browser {
         // which one the WebDriver client uses.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let port = free_port();
-        // In a process group of its own, so the browsers it starts go down with it.
-        use std::os::unix::process::CommandExt;
         let driver = Command::new("chromedriver")
-            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -154,22 +151,13 @@ impl Browser {
 
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;
-        kill_group(&mut self.driver);
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        kill_group(&mut self.driver);
+        let _ = self.driver.kill();
     }
-}
-
-/// Kills chromedriver and every Chromium process it started (even when a test failed).
-fn kill_group(driver: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-KILL", &format!("-{}", driver.id())])
-        .stderr(Stdio::null())
-        .status();
-    let _ = driver.kill();
-    let _ = driver.wait();
 }

@@ -304,6 +304,13 @@ pub async fn serve(
     let app = crate::http::router(state);
     // Connect info gives handlers the peer address (login limits per client address).
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Chat frames are small and latency matters more than packing them.
+    let listener = {
+        use axum::serve::ListenerExt;
+        listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        })
+    };
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

@@ -737,11 +737,18 @@ async fn take_over_canned_reconnect_mute_transfer_search_and_reload() {
         .click(&format!("#sec-mine .row[data-id='{}']", bot_visitor.conv))
         .await;
     click_labelled(&browser, "conv-actions", "Transfer").await;
+    // The options come from the agent list the form loads: wait for the one we want.
+    let option = format!("#transfer-target option[value='agent:{}']", agent_email(1));
     browser
         .client
         .wait()
         .at_most(WAIT)
-        .for_element(Locator::Css("#transfer-target"))
+        .for_element(Locator::Css(&option))
+        .await
+        .unwrap();
+    browser
+        .client
+        .find(Locator::Css("#transfer-target"))
         .await
         .unwrap()
         .select_by_value(&format!("agent:{}", agent_email(1)))

@@ -79,19 +79,19 @@ pub fn create(
 
 /// The session whose token hashes to `token_hash`, expired or not.
 pub fn find(conn: &Connection, token_hash: &str) -> rusqlite::Result<Option<Session>> {
-    conn.query_row(
+    // Every agent request asks: keep the statement prepared.
+    conn.prepare_cached(
         "SELECT agent_email, csrf_token, expires_at FROM sessions WHERE token_hash = ?1",
-        [token_hash],
-        |row| {
-            let expires_at: String = row.get(2)?;
-            Ok(Session {
-                agent_email: row.get(0)?,
-                csrf_token: row.get(1)?,
-                // An unreadable time is taken as long past: that session is over.
-                expires_at: expires_at.parse().unwrap_or(Timestamp::MIN),
-            })
-        },
-    )
+    )?
+    .query_row([token_hash], |row| {
+        let expires_at: String = row.get(2)?;
+        Ok(Session {
+            agent_email: row.get(0)?,
+            csrf_token: row.get(1)?,
+            // An unreadable time is taken as long past: that session is over.
+            expires_at: expires_at.parse().unwrap_or(Timestamp::MIN),
+        })
+    })
     .optional()
 }
 

@@ -181,9 +181,8 @@ fn upsert_conversation(
 
 pub fn load_conversation(conn: &Connection, id: &str) -> Result<Option<Conversation>, StoreError> {
     let state: Option<String> = conn
-        .query_row("SELECT state FROM conversations WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
+        .prepare_cached("SELECT state FROM conversations WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
         .optional()?;
     state
         .map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
@@ -212,11 +211,8 @@ pub fn visitor_by_token(
     token_hash: &str,
 ) -> Result<Option<(String, String)>, StoreError> {
     Ok(conn
-        .query_row(
-            "SELECT id, bot FROM visitors WHERE token_hash = ?1",
-            [token_hash],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT id, bot FROM visitors WHERE token_hash = ?1")?
+        .query_row([token_hash], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
 }
 
@@ -226,12 +222,11 @@ pub fn latest_conversation_of(
     visitor_id: &str,
 ) -> Result<Option<String>, StoreError> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT id FROM conversations WHERE visitor_id = ?1
              ORDER BY created_at DESC, rowid DESC LIMIT 1",
-            [visitor_id],
-            |r| r.get(0),
-        )
+        )?
+        .query_row([visitor_id], |r| r.get(0))
         .optional()?)
 }
 
@@ -266,11 +261,10 @@ pub fn message_by_client_id(
     client_id: &str,
 ) -> Result<Option<(String, i64)>, StoreError> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT id, seq FROM messages WHERE conversation_id = ?1 AND client_id = ?2",
-            [conversation_id, client_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        )?
+        .query_row([conversation_id, client_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
 }
 

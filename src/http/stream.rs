@@ -36,7 +36,7 @@ const TYPING_EVERY: Duration = Duration::from_millis(1000);
 fn limits(ws: WebSocketUpgrade) -> WebSocketUpgrade {
     ws.max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
 }
 
@@ -95,6 +95,9 @@ pub async fn visitor_events(
             let _ = socket.send(Message::Close(None)).await;
             return;
         };
+        // The header values point into the connection's 16 KiB read buffer: let it go
+        // rather than hold it for the socket's life (most of an idle widget's memory).
+        drop(headers);
         run(socket, state.engine.clone(), Who::Visitor(visitor), q.after).await;
     }))
 }
@@ -259,7 +262,11 @@ async fn catch_up(
 }
 
 async fn run(mut socket: WebSocket, engine: Engine, mut who: Who, after: i64) {
-    let mut frames = engine.hub().subscribe();
+    // A widget hears only its own visitor's frames; a console hears all and filters by bot.
+    let mut frames = match &who {
+        Who::Visitor(v) => engine.hub().subscribe_visitor(&v.id),
+        Who::Agent { .. } => engine.hub().subscribe(),
+    };
     let Some(mut last) = catch_up(&mut socket, &engine, &who, after.max(0)).await else {
         return;
     };

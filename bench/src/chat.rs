@@ -1,0 +1,1201 @@
+//! `chat` (and `reload`, which is `chat` with bundle saves during the steady phase).
+//!
+//! Setup: agents log in, open their consoles and turn "Accept chats" on. Each visitor starts a
+//! session, opens the widget's socket, picks "Talk to a person" and requests live chat;
+//! `accepters` agents of the bot's team then accept it at the same moment, and exactly one
+//! must win. Steady phase: on each side of each chat a message every `interval`, spread
+//! evenly over the interval. Each text carries its direction, chat, number and send time
+//! (`lcb:v:12:3:123456 …`), so the other side's socket can time it and the ledger can tell
+//! lost, duplicated and out-of-order deliveries. Halfway, some sockets drop and come back
+//! with `after=N`; everything sent meanwhile must arrive once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use futures_util::{StreamExt, stream};
+use serde_json::{Value, json};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::Progress;
+use super::client::{Api, Envelope, Ws};
+use super::machine::{self, CpuMeter, WRITER_THREAD};
+use super::report::Section;
+use super::server::{BundleSpec, Target, save_atomically};
+use super::stats::Samples;
+
+#[derive(Debug, Clone)]
+pub struct ChatOpts {
+    pub visitors: usize,
+    pub agents: usize,
+    pub team_size: usize,
+    pub accepters: usize,
+    pub interval: Duration,
+    pub duration: Duration,
+    pub reconnects: usize,
+    pub reconnect_gap: Duration,
+    pub concurrency: usize,
+    pub drain: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReloadOpts {
+    pub reloads: usize,
+    pub every: Duration,
+}
+
+/// What the message texts say after their marker: a sentence of a plausible length.
+pub(super) const FILLER: &str =
+    "Hello, I have a question about my last invoice and the delivery date.";
+
+pub(super) const VISITOR_TO_AGENT: u8 = 0;
+pub(super) const AGENT_TO_VISITOR: u8 = 1;
+const NO_AGENT: usize = usize::MAX;
+
+/// One message: (chat, direction, number).
+pub(super) type Key = (u32, u8, u32);
+
+#[derive(Default)]
+pub(super) struct Ledger {
+    /// Every message sent, and whether the server acknowledged it.
+    pub(super) sent: HashMap<Key, bool>,
+    /// How many times each message arrived on the other side's socket.
+    pub(super) received: HashMap<Key, u32>,
+    pub(super) delivery: [Samples; 2],
+    pub(super) ack: [Samples; 2],
+    pub(super) errors: usize,
+    pub(super) first_errors: Vec<String>,
+    /// Ticks a sender skipped because its previous message was still unanswered.
+    pub(super) late_ticks: usize,
+}
+
+impl Ledger {
+    pub(super) fn error(&mut self, what: String) {
+        self.errors += 1;
+        if self.first_errors.len() < 5 {
+            self.first_errors.push(what);
+        }
+    }
+
+    pub(super) fn undelivered(&self) -> usize {
+        self.sent
+            .iter()
+            .filter(|(k, acked)| **acked && !self.received.contains_key(*k))
+            .count()
+    }
+}
+
+struct Shared {
+    t0: Instant,
+    ledger: Mutex<Ledger>,
+    /// The agent who won each chat's accept race.
+    assignee: Vec<AtomicUsize>,
+    /// Sockets that ended before the bench closed them.
+    dropped: AtomicUsize,
+    dropped_why: Mutex<Vec<String>>,
+    out_of_order: AtomicUsize,
+    reconnected: AtomicUsize,
+    reconnect_failed: AtomicUsize,
+    /// Messages delivered by the replay after a reconnect.
+    replayed: AtomicUsize,
+    /// `config.reloaded` on agent 0's console: (revision, when, µs since t0).
+    reloads_seen: Mutex<Vec<(i64, u64)>>,
+}
+
+impl Shared {
+    fn now_us(&self) -> u64 {
+        self.t0.elapsed().as_micros() as u64
+    }
+
+    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn dropped(&self, why: String) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        let mut list = self.dropped_why.lock().unwrap_or_else(|p| p.into_inner());
+        if list.len() < 5 {
+            list.push(why);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Who {
+    /// The widget of chat `i`.
+    Visitor(usize),
+    /// The console of agent `i`.
+    Agent(usize),
+}
+
+/// Parses `lcb:D:CHAT:N:MICROS …`.
+pub(super) fn parse_marker(text: &str) -> Option<(u8, u32, u32, u64)> {
+    let rest = text.strip_prefix("lcb:")?;
+    let head = rest.split(' ').next()?;
+    let mut parts = head.split(':');
+    let dir = match parts.next()? {
+        "v" => VISITOR_TO_AGENT,
+        "a" => AGENT_TO_VISITOR,
+        _ => return None,
+    };
+    let chat = parts.next()?.parse().ok()?;
+    let n = parts.next()?.parse().ok()?;
+    let t = parts.next()?.parse().ok()?;
+    Some((dir, chat, n, t))
+}
+
+impl Shared {
+    /// One frame on a socket: checks the order of `seq`, and counts and times bench messages
+    /// meant for this side.
+    fn on_frame(&self, text: &str, who: Who, last_seq: &mut i64, away: Option<(u64, u64)>) {
+        let Ok(env) = serde_json::from_str::<Envelope>(text) else {
+            return;
+        };
+        let now = self.now_us();
+        if let Some(seq) = env.seq {
+            if seq <= *last_seq {
+                self.out_of_order.fetch_add(1, Ordering::Relaxed);
+            }
+            *last_seq = (*last_seq).max(seq);
+        }
+        match env.kind.as_str() {
+            "message.created" => {}
+            "config.reloaded" => {
+                if let (Who::Agent(0), Some(rev)) =
+                    (who, env.data.as_ref().and_then(|d| d.revision))
+                {
+                    self.reloads_seen
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((rev, now));
+                }
+                return;
+            }
+            _ => return,
+        }
+        let Some(data) = env.data else { return };
+        let Some((dir, chat, n, sent)) = data.text.as_deref().and_then(parse_marker) else {
+            return;
+        };
+        let mine = match who {
+            Who::Visitor(i) => dir == AGENT_TO_VISITOR && chat as usize == i,
+            Who::Agent(a) => {
+                dir == VISITOR_TO_AGENT
+                    && self
+                        .assignee
+                        .get(chat as usize)
+                        .is_some_and(|x| x.load(Ordering::Relaxed) == a)
+            }
+        };
+        let author_ok = match dir {
+            VISITOR_TO_AGENT => data.author.as_deref() == Some("visitor"),
+            _ => data.author.as_deref() == Some("agent"),
+        };
+        if !mine || !author_ok {
+            return;
+        }
+        // Sent before this socket came back (and not seen before it went): it came by
+        // replay, and its wait is mostly the gap's.
+        let replayed = away.is_some_and(|(_, back)| sent <= back);
+        if replayed {
+            self.replayed.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut ledger = self.ledger();
+        let count = ledger.received.entry((chat, dir, n)).or_insert(0);
+        *count += 1;
+        if *count == 1 && !replayed {
+            ledger.delivery[dir as usize].push_us(now.saturating_sub(sent));
+        }
+    }
+}
+
+/// Reads one socket until told to stop. With a drop signal it closes the socket abruptly when
+/// the signal comes, waits the given gap and reconnects with `after=` the last `seq` it saw.
+async fn read_socket(
+    shared: Arc<Shared>,
+    api: Api,
+    who: Who,
+    token: String,
+    mut ws: Ws,
+    mut drop_signal: Option<oneshot::Receiver<Duration>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    enum Next {
+        Stop,
+        Drop(Duration),
+        Frame(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+    }
+    let mut last_seq = 0i64;
+    let mut away: Option<(u64, u64)> = None;
+    loop {
+        if *stop.borrow() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+            return;
+        }
+        let next = tokio::select! {
+            _ = stop.changed() => Next::Stop,
+            gap = async {
+                match drop_signal.as_mut() {
+                    Some(rx) => rx.await.ok(),
+                    None => std::future::pending().await,
+                }
+            } => match gap {
+                Some(gap) => Next::Drop(gap),
+                None => { drop_signal = None; continue; }
+            },
+            frame = ws.next() => Next::Frame(frame),
+        };
+        match next {
+            // The flag only ever turns true (or its sender is gone, which means the same).
+            Next::Stop => {
+                let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+                return;
+            }
+            Next::Drop(gap) => {
+                drop_signal = None;
+                drop(ws);
+                let from = shared.now_us();
+                tokio::time::sleep(gap).await;
+                let to = shared.now_us();
+                let again = match who {
+                    Who::Visitor(_) => api.visitor_socket(&token, last_seq).await,
+                    Who::Agent(_) => api.agent_socket(&token, last_seq).await,
+                };
+                match again {
+                    Ok(w) => {
+                        ws = w;
+                        away = Some((from, to));
+                        shared.reconnected.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        shared.reconnect_failed.fetch_add(1, Ordering::Relaxed);
+                        shared.dropped(format!("{who:?}: reconnect failed: {e}"));
+                        return;
+                    }
+                }
+            }
+            Next::Frame(Some(Ok(Message::Text(t)))) => {
+                shared.on_frame(&t, who, &mut last_seq, away)
+            }
+            Next::Frame(Some(Ok(Message::Close(_))) | None) => {
+                if !*stop.borrow() {
+                    shared.dropped(format!("{who:?}: closed by the server"));
+                }
+                return;
+            }
+            Next::Frame(Some(Err(e))) => {
+                if !*stop.borrow() {
+                    shared.dropped(format!("{who:?}: {e}"));
+                }
+                return;
+            }
+            Next::Frame(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// One visitor after setup: its number, the handoff, its socket's reader and the signal
+/// that will drop that socket halfway (for the visitors chosen to reconnect).
+type SetUp = (
+    usize,
+    anyhow::Result<Handoff>,
+    Option<JoinHandle<()>>,
+    Option<oneshot::Sender<Duration>>,
+);
+
+struct Chat {
+    conversation_id: String,
+    token: String,
+}
+
+/// The result of setting one visitor up, through the accept race.
+struct Handoff {
+    chat: Option<Chat>,
+    winners: usize,
+    losers_taken: usize,
+    other_answers: Vec<String>,
+    accept_calls: Samples,
+    request_to_accepted: Option<Duration>,
+}
+
+pub async fn run(
+    target: &mut Target,
+    o: &ChatOpts,
+    reload: Option<&ReloadOpts>,
+    progress: &Progress,
+) -> anyhow::Result<Vec<Section>> {
+    if reload.is_some() && target.bots_dir.is_none() {
+        bail!("reload needs the server's bundle directory: pass --bots-dir with --url");
+    }
+    let spec = target.spec;
+    let api = target.api.clone();
+    let pid = target.pid;
+    let load_start = machine::load_average();
+    let rss_before = pid.and_then(machine::rss_kib);
+    let setup_started = Instant::now();
+
+    // Agents: log in, open the console, accept chats.
+    progress.say(&format!("logging in {} agents", o.agents));
+    let tokens: Vec<String> = stream::iter(0..o.agents)
+        .map(|a| {
+            let api = api.clone();
+            let pw = target.password.clone();
+            async move { api.login(&BundleSpec::email(a), &pw).await }
+        })
+        // The server brakes more than ten logins in flight from one address.
+        .buffered(4)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let shared = Arc::new(Shared {
+        t0: Instant::now(),
+        ledger: Mutex::new(Ledger::default()),
+        assignee: (0..o.visitors)
+            .map(|_| AtomicUsize::new(NO_AGENT))
+            .collect(),
+        dropped: AtomicUsize::new(0),
+        dropped_why: Mutex::new(Vec::new()),
+        out_of_order: AtomicUsize::new(0),
+        reconnected: AtomicUsize::new(0),
+        reconnect_failed: AtomicUsize::new(0),
+        replayed: AtomicUsize::new(0),
+        reloads_seen: Mutex::new(Vec::new()),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut readers: Vec<JoinHandle<()>> = Vec::new();
+    let mut drops: Vec<oneshot::Sender<Duration>> = Vec::new();
+    for (a, token) in tokens.iter().enumerate() {
+        let ws = api.agent_socket(token, 0).await?;
+        let signal = if a == 0 && o.reconnects > 0 {
+            let (tx, rx) = oneshot::channel();
+            drops.push(tx);
+            Some(rx)
+        } else {
+            None
+        };
+        readers.push(tokio::spawn(read_socket(
+            shared.clone(),
+            api.clone(),
+            Who::Agent(a),
+            token.clone(),
+            ws,
+            signal,
+            stop_rx.clone(),
+        )));
+    }
+    for token in &tokens {
+        api.set_accepting(token, true).await?;
+    }
+    wait_for_agents(&api, &tokens, o.agents).await?;
+    // Password checks leave their memory with the allocator: measure sockets from here.
+    let rss_agents = pid.and_then(machine::rss_kib);
+
+    // Visitors: session, socket, the bot step, the request, the accept race.
+    progress.say(&format!(
+        "{} visitors: session, socket, choice, request, accept race",
+        o.visitors
+    ));
+    let reconnect_every = o
+        .visitors
+        .checked_div(o.reconnects)
+        .map_or(usize::MAX, |n| n.max(1));
+    let handoffs: Vec<SetUp> = stream::iter(0..o.visitors)
+        .map(|i| {
+            let api = api.clone();
+            let shared = shared.clone();
+            let tokens = &tokens;
+            let stop = stop_rx.clone();
+            let reconnects = i % reconnect_every == 0 && i / reconnect_every < o.reconnects;
+            async move {
+                let (signal_tx, signal_rx) = if reconnects {
+                    let (tx, rx) = oneshot::channel();
+                    (Some(tx), Some(rx))
+                } else {
+                    (None, None)
+                };
+                let mut reader = None;
+                let result = handoff(
+                    &api,
+                    &shared,
+                    tokens,
+                    spec,
+                    o.accepters,
+                    i,
+                    signal_rx,
+                    stop,
+                    &mut reader,
+                )
+                .await;
+                (i, result, reader, signal_tx)
+            }
+        })
+        .buffer_unordered(o.concurrency.max(1))
+        .collect()
+        .await;
+    let mut chats: Vec<Option<Chat>> = (0..o.visitors).map(|_| None).collect();
+    let mut setup_errors = Vec::new();
+    let (mut races, mut one_winner, mut taken_answers) = (0usize, 0usize, 0usize);
+    let mut other_answers = Vec::new();
+    let mut accept_calls = Samples::default();
+    let mut handoff_times = Samples::default();
+    for (i, result, reader, signal) in handoffs {
+        readers.extend(reader);
+        match result {
+            Ok(h) => {
+                races += 1;
+                if h.winners == 1 {
+                    one_winner += 1;
+                }
+                taken_answers += h.losers_taken;
+                other_answers.extend(h.other_answers);
+                accept_calls.extend(&h.accept_calls);
+                if let Some(t) = h.request_to_accepted {
+                    handoff_times.push(t);
+                }
+                if h.chat.is_some() {
+                    drops.extend(signal);
+                }
+                chats[i] = h.chat;
+            }
+            Err(e) => setup_errors.push(format!("visitor {i}: {e:#}")),
+        }
+    }
+    let setup_time = setup_started.elapsed();
+    let sockets = o.agents + o.visitors - setup_errors.len();
+    // Let the last handshakes and replays settle before measuring memory.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_connected = pid.and_then(machine::rss_kib);
+
+    // Steady phase.
+    let duration = match reload {
+        Some(r) => o
+            .duration
+            .max(r.every * (r.reloads as u32 + 1) + Duration::from_secs(1)),
+        None => o.duration,
+    };
+    progress.say(&format!(
+        "steady: {} chats, a message each way every {:?}, for {:?}",
+        chats.iter().flatten().count(),
+        o.interval,
+        duration
+    ));
+    let start = tokio::time::Instant::now() + Duration::from_millis(100);
+    let end = start + duration;
+    let server_cpu = pid.map(CpuMeter::start);
+    let writer_cpu = pid.and_then(|p| CpuMeter::thread(p, WRITER_THREAD));
+    let bench_cpu = CpuMeter::start(std::process::id());
+    let senders_total = (2 * o.visitors).max(1) as u32;
+    let mut senders = Vec::new();
+    for (i, chat) in chats.iter().enumerate() {
+        let Some(chat) = chat else { continue };
+        let agent = shared.assignee[i].load(Ordering::Relaxed);
+        for dir in [VISITOR_TO_AGENT, AGENT_TO_VISITOR] {
+            let token = if dir == VISITOR_TO_AGENT {
+                chat.token.clone()
+            } else {
+                tokens[agent].clone()
+            };
+            let phase = o.interval * (2 * i as u32 + dir as u32) / senders_total;
+            senders.push(tokio::spawn(send_loop(
+                shared.clone(),
+                api.clone(),
+                dir,
+                i as u32,
+                chat.conversation_id.clone(),
+                token,
+                start + phase,
+                o.interval,
+                end,
+            )));
+        }
+    }
+    let reloader = reload.map(|r| {
+        let api = api.clone();
+        let dir = target.bots_dir.clone().unwrap_or_default();
+        let r = r.clone();
+        tokio::spawn(async move { reload_loop(api, dir, r, start).await })
+    });
+    if !drops.is_empty() {
+        tokio::time::sleep_until(start + duration / 2).await;
+        progress.say(&format!(
+            "dropping {} socket(s) for {:?}, then reconnecting with after=N",
+            drops.len(),
+            o.reconnect_gap
+        ));
+        for d in drops.drain(..) {
+            let _ = d.send(o.reconnect_gap);
+        }
+    }
+    for s in senders {
+        let _ = s.await;
+    }
+    let reload_results = match reloader {
+        Some(r) => Some(
+            r.await
+                .map_err(|e| anyhow!("the reload task failed: {e}"))?,
+        ),
+        None => None,
+    };
+    let steady_time = start.elapsed();
+    let server_cores = server_cpu.map(|c| c.cores());
+    let writer_cores = writer_cpu.map(|c| c.cores());
+    let bench_cores = bench_cpu.cores();
+    let rss_end = pid.and_then(machine::rss_kib);
+    let rss_peak = pid.and_then(machine::peak_rss_kib);
+
+    // Drain: every acknowledged message gets `drain` to arrive.
+    let drain_start = Instant::now();
+    loop {
+        let undelivered = shared.ledger().undelivered();
+        if undelivered == 0 || drain_start.elapsed() > o.drain {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop_tx.send(true);
+    for r in readers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
+    }
+    let server_alive = target.alive();
+
+    // Figures.
+    let ledger = shared.ledger();
+    let acked = ledger.sent.values().filter(|a| **a).count();
+    let lost = ledger.undelivered();
+    let duplicated = ledger.received.values().filter(|n| **n > 1).count();
+    let unacked_delivered = ledger
+        .received
+        .keys()
+        .filter(|k| ledger.sent.get(*k) != Some(&true))
+        .count();
+    let dropped = shared.dropped.load(Ordering::Relaxed);
+    let out_of_order = shared.out_of_order.load(Ordering::Relaxed);
+    let title = format!(
+        "{} visitors, {} agents in {} team(s) of up to {}, {} accepter(s) per request, a message each way every {:?} for {:?}",
+        o.visitors,
+        o.agents,
+        spec.teams(),
+        spec.team_size,
+        o.accepters.min(spec.team_size),
+        o.interval,
+        duration
+    );
+    let mut s = Section::new("chat", title);
+    s.text(
+        "load_start",
+        "machine load (1/5/15 min) at start",
+        load_start,
+    );
+    s.int(
+        "sockets",
+        "WebSockets open (visitors + agents)",
+        sockets as u64,
+        "",
+    );
+    s.num(
+        "setup_s",
+        "setup time (logins, sessions, handoffs)",
+        setup_time.as_secs_f64(),
+        "s",
+    );
+    s.int("accept_races", "accept races", races as u64, "");
+    s.int(
+        "accept_one_winner",
+        "races with exactly one winner",
+        one_winner as u64,
+        "",
+    );
+    s.int(
+        "accept_409_already_taken",
+        "losing accepts answered 409 already_taken",
+        taken_answers as u64,
+        "",
+    );
+    s.latency(
+        "accept_call",
+        "accept call (HTTP round trip)",
+        accept_calls.summary(),
+    );
+    s.latency(
+        "request_to_accepted",
+        "request → accepted (HTTP)",
+        handoff_times.summary(),
+    );
+    s.latency(
+        "delivery_visitor_to_agent",
+        "delivery visitor → agent",
+        ledger.delivery[0].summary(),
+    );
+    s.latency(
+        "delivery_agent_to_visitor",
+        "delivery agent → visitor",
+        ledger.delivery[1].summary(),
+    );
+    s.latency(
+        "ack_visitor",
+        "visitor send acknowledged (HTTP)",
+        ledger.ack[0].summary(),
+    );
+    s.latency(
+        "ack_agent",
+        "agent send acknowledged (HTTP)",
+        ledger.ack[1].summary(),
+    );
+    s.int("messages_acked", "messages acknowledged", acked as u64, "");
+    s.num(
+        "messages_acked_per_s",
+        "messages acknowledged per second",
+        acked as f64 / steady_time.as_secs_f64(),
+        "msg/s",
+    );
+    s.int(
+        "errors",
+        "errors (non-2xx answers, failed calls)",
+        (ledger.errors + setup_errors.len()) as u64,
+        "",
+    );
+    s.int(
+        "late_ticks",
+        "send ticks skipped (previous send unanswered)",
+        ledger.late_ticks as u64,
+        "",
+    );
+    s.int("lost", "acknowledged but never delivered", lost as u64, "");
+    s.int(
+        "duplicated",
+        "delivered more than once",
+        duplicated as u64,
+        "",
+    );
+    s.int(
+        "delivered_unacknowledged",
+        "delivered without an acknowledgement",
+        unacked_delivered as u64,
+        "",
+    );
+    s.int(
+        "out_of_order",
+        "frames with seq not above the last",
+        out_of_order as u64,
+        "",
+    );
+    s.int(
+        "reconnects",
+        "sockets dropped and reconnected with after=N",
+        shared.reconnected.load(Ordering::Relaxed) as u64,
+        "",
+    );
+    s.int(
+        "replayed",
+        "messages delivered by replay after reconnect",
+        shared.replayed.load(Ordering::Relaxed) as u64,
+        "",
+    );
+    s.int(
+        "dropped_sockets",
+        "sockets the server closed",
+        dropped as u64,
+        "",
+    );
+    memory_figures(&mut s, rss_before, rss_connected, rss_end, rss_peak, 0);
+    let mib = |k: u64| k as f64 / 1024.0;
+    if let Some(a) = rss_agents {
+        s.num(
+            "rss_agents_mib",
+            "server RSS after agents logged in",
+            mib(a),
+            "MiB",
+        );
+    }
+    let visitor_sockets = o.visitors - setup_errors.len();
+    match (rss_agents, rss_connected) {
+        (Some(a), Some(c)) if visitor_sockets > 0 && c > a => s.num(
+            "rss_per_chat_kib",
+            "server RSS per visitor socket and its chat",
+            (c - a) as f64 / visitor_sockets as f64,
+            "KiB",
+        ),
+        (Some(_), Some(_)) => s.text(
+            "rss_per_chat_kib",
+            "server RSS per visitor socket and its chat",
+            "not measurable: RSS fell after the logins (freed password-hash memory)",
+        ),
+        _ => {}
+    }
+    if let Some(c) = server_cores {
+        s.num(
+            "server_cpu_cores",
+            "server CPU during steady phase",
+            c,
+            "cores",
+        );
+    }
+    if let Some(w) = writer_cores {
+        s.num(
+            "writer_thread_cores",
+            "server's writer thread busy (group commit)",
+            w,
+            "cores",
+        );
+    }
+    s.num(
+        "bench_cpu_cores",
+        "bench CPU during steady phase",
+        bench_cores,
+        "cores",
+    );
+    s.text(
+        "load_end",
+        "machine load (1/5/15 min) at end",
+        machine::load_average(),
+    );
+
+    let mut errors = setup_errors.clone();
+    errors.extend(ledger.first_errors.iter().cloned());
+    errors.extend(other_answers.iter().take(3).cloned());
+    s.check(
+        "zero_loss",
+        "zero loss",
+        lost == 0,
+        format!("{lost} of {acked} acknowledged messages never arrived"),
+    );
+    s.check(
+        "zero_duplicates",
+        "zero duplicates",
+        duplicated == 0,
+        format!("{duplicated} delivered more than once"),
+    );
+    s.check(
+        "in_order",
+        "seq strictly increasing on every socket",
+        out_of_order == 0,
+        format!("{out_of_order} out of order"),
+    );
+    s.check(
+        "one_accept_winner",
+        "exactly one accept winner per request",
+        races > 0 && one_winner == races,
+        format!("{one_winner} of {races} races"),
+    );
+    s.check(
+        "reconnect",
+        "reconnect with after=N",
+        shared.reconnect_failed.load(Ordering::Relaxed) == 0
+            && shared.reconnected.load(Ordering::Relaxed)
+                == o.reconnects.min(o.visitors) + usize::from(o.reconnects > 0 && o.agents > 0),
+        format!(
+            "{} reconnected, {} failed",
+            shared.reconnected.load(Ordering::Relaxed),
+            shared.reconnect_failed.load(Ordering::Relaxed)
+        ),
+    );
+    s.check(
+        "zero_errors",
+        "zero errors",
+        errors.is_empty() && ledger.errors == 0,
+        if errors.is_empty() {
+            "none".to_string()
+        } else {
+            errors.join("; ")
+        },
+    );
+    let why = shared
+        .dropped_why
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .join("; ");
+    s.check(
+        "zero_dropped_sockets",
+        "no socket dropped by the server",
+        dropped == 0 && server_alive,
+        if server_alive {
+            if why.is_empty() {
+                format!("{dropped} dropped")
+            } else {
+                format!("{dropped} dropped: {why}")
+            }
+        } else {
+            "the server exited".to_string()
+        },
+    );
+    let mut sections = vec![s];
+    if let Some(results) = reload_results {
+        let seen = shared
+            .reloads_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        sections.push(reload_section(
+            o,
+            reload.cloned(),
+            results,
+            &seen,
+            &shared,
+            dropped,
+            lost,
+        ));
+    }
+    Ok(sections)
+}
+
+pub fn memory_figures(
+    s: &mut Section,
+    before: Option<u64>,
+    connected: Option<u64>,
+    end: Option<u64>,
+    peak: Option<u64>,
+    sockets: usize,
+) {
+    let mib = |k: u64| k as f64 / 1024.0;
+    if let Some(b) = before {
+        s.num("rss_before_mib", "server RSS before clients", mib(b), "MiB");
+    }
+    if let Some(c) = connected {
+        s.num(
+            "rss_connected_mib",
+            "server RSS with every socket open",
+            mib(c),
+            "MiB",
+        );
+    }
+    if let Some(e) = end {
+        s.num(
+            "rss_end_mib",
+            "server RSS at the end of the load",
+            mib(e),
+            "MiB",
+        );
+    }
+    if let Some(p) = peak {
+        s.num("rss_peak_mib", "server peak RSS (VmHWM)", mib(p), "MiB");
+    }
+    if let (Some(b), Some(c)) = (before, connected)
+        && sockets > 0
+    {
+        s.num(
+            "rss_per_socket_kib",
+            "server RSS per open socket",
+            c.saturating_sub(b) as f64 / sockets as f64,
+            "KiB",
+        );
+    }
+}
+
+/// Waits until the roster shows every agent online and accepting.
+async fn wait_for_agents(api: &Api, tokens: &[String], agents: usize) -> anyhow::Result<()> {
+    let Some(token) = tokens.first() else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, body) = api.get("/api/v1/agents", Some(token)).await?;
+        let ready = body["agents"].as_array().map_or(0, |list| {
+            list.iter()
+                .filter(|a| a["online"] == true && a["accepting"] == true)
+                .count()
+        });
+        if ready >= agents {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("only {ready} of {agents} agents are online and accepting: {body}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handoff(
+    api: &Api,
+    shared: &Arc<Shared>,
+    tokens: &[String],
+    spec: BundleSpec,
+    accepters: usize,
+    i: usize,
+    drop_signal: Option<oneshot::Receiver<Duration>>,
+    stop: watch::Receiver<bool>,
+    reader: &mut Option<JoinHandle<()>>,
+) -> anyhow::Result<Handoff> {
+    let team = i % spec.teams();
+    let session = api
+        .post_ok(
+            "/api/v1/visitor/sessions",
+            None,
+            &json!({"bot": BundleSpec::bot(team), "page_url": "https://bench.example/pricing"}),
+        )
+        .await?;
+    let token = session["token"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no token in {session}"))?
+        .to_string();
+    let conversation_id = session["conversation_id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no conversation_id in {session}"))?
+        .to_string();
+    let ws = api.visitor_socket(&token, 0).await?;
+    *reader = Some(tokio::spawn(read_socket(
+        shared.clone(),
+        api.clone(),
+        Who::Visitor(i),
+        token.clone(),
+        ws,
+        drop_signal,
+        stop,
+    )));
+    let actions = "/api/v1/visitor/actions";
+    api.post_ok(
+        actions,
+        Some(&token),
+        &json!({"type": "choice", "index": 0}),
+    )
+    .await?;
+    let requested = Instant::now();
+    api.post_ok(actions, Some(&token), &json!({"type": "request_live_chat"}))
+        .await?;
+
+    // The race: several agents of the team accept at once.
+    let members: Vec<usize> = spec.members(team).collect();
+    if members.is_empty() {
+        bail!("team {team} has no agents");
+    }
+    let k = accepters.clamp(1, members.len());
+    let chosen: Vec<usize> = (0..k).map(|j| members[(i + j) % members.len()]).collect();
+    let path = format!("/api/v1/conversations/{conversation_id}/accept");
+    let answers = futures_util::future::join_all(chosen.iter().map(|&a| {
+        let path = &path;
+        async move {
+            let t = Instant::now();
+            let answer = api.post(path, Some(&tokens[a]), &json!({})).await;
+            (a, t.elapsed(), answer)
+        }
+    }))
+    .await;
+    let mut h = Handoff {
+        chat: None,
+        winners: 0,
+        losers_taken: 0,
+        other_answers: Vec::new(),
+        accept_calls: Samples::default(),
+        request_to_accepted: None,
+    };
+    let mut winner = None;
+    for (a, took, answer) in answers {
+        h.accept_calls.push(took);
+        match answer {
+            Ok((200, _)) => {
+                h.winners += 1;
+                winner = Some(a);
+            }
+            Ok((409, body)) if body["error"]["code"] == "already_taken" => h.losers_taken += 1,
+            Ok((status, body)) => h.other_answers.push(format!("accept: {status} {body}")),
+            Err(e) => h.other_answers.push(format!("accept: {e}")),
+        }
+    }
+    if let (1, Some(a)) = (h.winners, winner) {
+        h.request_to_accepted = Some(requested.elapsed());
+        shared.assignee[i].store(a, Ordering::Relaxed);
+        h.chat = Some(Chat {
+            conversation_id,
+            token,
+        });
+    }
+    Ok(h)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_loop(
+    shared: Arc<Shared>,
+    api: Api,
+    dir: u8,
+    chat: u32,
+    conversation_id: String,
+    token: String,
+    first: tokio::time::Instant,
+    interval: Duration,
+    end: tokio::time::Instant,
+) {
+    let (letter, path) = if dir == VISITOR_TO_AGENT {
+        ("v", "/api/v1/visitor/messages".to_string())
+    } else {
+        (
+            "a",
+            format!("/api/v1/conversations/{conversation_id}/messages"),
+        )
+    };
+    let mut next = first;
+    let mut n: u32 = 0;
+    while next < end {
+        tokio::time::sleep_until(next).await;
+        let t = shared.now_us();
+        let body = json!({
+            "client_id": format!("{letter}{chat}-{n}"),
+            "text": format!("lcb:{letter}:{chat}:{n}:{t} {FILLER}"),
+        });
+        shared.ledger().sent.insert((chat, dir, n), false);
+        let sent = Instant::now();
+        let answer = api.post(&path, Some(&token), &body).await;
+        let took = sent.elapsed();
+        {
+            let mut ledger = shared.ledger();
+            match answer {
+                Ok((200, _)) => {
+                    ledger.sent.insert((chat, dir, n), true);
+                    ledger.ack[dir as usize].push(took);
+                }
+                Ok((status, body)) => ledger.error(format!("send: {status} {}", error_code(&body))),
+                Err(e) => ledger.error(format!("send: {e}")),
+            }
+        }
+        n += 1;
+        next += interval;
+        let now = tokio::time::Instant::now();
+        if next < now {
+            let behind = (now - next).as_nanos() / interval.as_nanos().max(1) + 1;
+            shared.ledger().late_ticks += behind as usize;
+            next += interval * behind as u32;
+        }
+    }
+}
+
+fn error_code(body: &Value) -> String {
+    body["error"]["code"]
+        .as_str()
+        .map_or_else(|| body.to_string(), str::to_string)
+}
+
+/// One reload: when the file was saved and when `/healthz` showed the new revision.
+pub struct ReloadResult {
+    saved_at: Instant,
+    revision: Option<i64>,
+    live_after: Option<Duration>,
+}
+
+/// Saves bot `bench0` with a new greeting every `every`, each time polling `/healthz` until
+/// the revision changes (at most 10 s).
+async fn reload_loop(
+    api: Api,
+    bots_dir: std::path::PathBuf,
+    r: ReloadOpts,
+    start: tokio::time::Instant,
+) -> Vec<ReloadResult> {
+    let mut results = Vec::new();
+    let mut revision = api.revision().await.unwrap_or(0);
+    for k in 1..=r.reloads {
+        tokio::time::sleep_until(start + r.every * k as u32).await;
+        let path = bots_dir.join(format!("{}.toml", BundleSpec::bot(0)));
+        let saved_at = Instant::now();
+        let mut result = ReloadResult {
+            saved_at,
+            revision: None,
+            live_after: None,
+        };
+        if save_atomically(&path, &BundleSpec::bot_toml(0, k as u64)).is_ok() {
+            while saved_at.elapsed() < Duration::from_secs(10) {
+                if let Some(now) = api.revision().await
+                    && now > revision
+                {
+                    result.live_after = Some(saved_at.elapsed());
+                    result.revision = Some(now);
+                    revision = now;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        results.push(result);
+    }
+    results
+}
+
+fn reload_section(
+    o: &ChatOpts,
+    r: Option<ReloadOpts>,
+    results: Vec<ReloadResult>,
+    seen: &[(i64, u64)],
+    shared: &Shared,
+    dropped: usize,
+    lost: usize,
+) -> Section {
+    let r = r.unwrap_or(ReloadOpts {
+        reloads: 0,
+        every: Duration::ZERO,
+    });
+    let mut s = Section::new(
+        "reload",
+        format!(
+            "{} saves of a bot file, one every {:?}, while a chat load as above runs ({} visitors)",
+            r.reloads, r.every, o.visitors
+        ),
+    );
+    let mut live = Samples::default();
+    let mut notified = Samples::default();
+    let mut missed = 0;
+    for res in &results {
+        match (res.live_after, res.revision) {
+            (Some(d), Some(rev)) => {
+                live.push(d);
+                let saved = res.saved_at.duration_since(shared.t0).as_micros() as u64;
+                if let Some((_, at)) = seen.iter().find(|(r, at)| *r == rev && *at >= saved) {
+                    notified.push_us(at - saved);
+                }
+            }
+            _ => missed += 1,
+        }
+    }
+    s.int("reloads", "bundle saves", results.len() as u64, "");
+    s.latency(
+        "save_to_healthz",
+        "save → new revision on /healthz",
+        live.summary(),
+    );
+    s.latency(
+        "save_to_console",
+        "save → config.reloaded on a console",
+        notified.summary(),
+    );
+    s.int("not_live", "saves not live within 10 s", missed as u64, "");
+    s.int(
+        "dropped_sockets",
+        "sockets dropped during the run",
+        dropped as u64,
+        "",
+    );
+    s.int("lost", "messages lost during the run", lost as u64, "");
+    s.check(
+        "all_live",
+        "every save became live",
+        missed == 0 && !results.is_empty(),
+        format!("{missed} not live"),
+    );
+    s.check(
+        "zero_dropped_sockets",
+        "no socket dropped by a reload",
+        dropped == 0,
+        format!("{dropped} dropped"),
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_parse() {
+        assert_eq!(
+            parse_marker("lcb:v:12:3:123456 Hello"),
+            Some((VISITOR_TO_AGENT, 12, 3, 123456))
+        );
+        assert_eq!(
+            parse_marker("lcb:a:0:0:1"),
+            Some((AGENT_TO_VISITOR, 0, 0, 1))
+        );
+        assert_eq!(parse_marker("lcb:x:0:0:1"), None);
+        assert_eq!(parse_marker("hello"), None);
+    }
+}

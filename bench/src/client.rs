@@ -1,0 +1,245 @@
+//! The public v1 API as the widget and the console speak it: JSON over HTTP (reqwest) and
+//! event streams over WebSocket (tokio-tungstenite). Every call is bounded in time.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long one HTTP call or one WebSocket handshake may take before it counts as an error.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Clone)]
+pub struct Api {
+    pub url: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(url: &str) -> anyhow::Result<Api> {
+        if !is_loopback(url) {
+            bail!(
+                "{url} is not a loopback address: the bench only runs against 127.0.0.1 or [::1]"
+            );
+        }
+        let http = reqwest::Client::builder()
+            .timeout(CALL_TIMEOUT)
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(256)
+            .build()?;
+        Ok(Api {
+            url: url.trim_end_matches('/').to_string(),
+            http,
+        })
+    }
+
+    /// One call; answers the status and the body (JSON, or the text as a JSON string).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await?;
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok((status, body))
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> anyhow::Result<(u16, Value)> {
+        self.call(reqwest::Method::GET, path, token, None).await
+    }
+
+    /// `POST` that must answer 200 or 201; the body of any other answer is the error.
+    pub async fn post_ok(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> anyhow::Result<Value> {
+        let (status, answer) = self.post(path, token, body).await?;
+        if !(200..300).contains(&status) {
+            bail!("POST {path}: {status} {answer}");
+        }
+        Ok(answer)
+    }
+
+    /// Logs an agent in; answers the session token, used as a bearer token.
+    pub async fn login(&self, email: &str, password: &str) -> anyhow::Result<String> {
+        let body = self
+            .post_ok(
+                "/api/v1/auth/login",
+                None,
+                &json!({"email": email, "password": password}),
+            )
+            .await
+            .with_context(|| format!("log in {email}"))?;
+        body["token"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("login answered no token: {body}"))
+    }
+
+    /// `PUT /api/v1/me/availability`.
+    pub async fn set_accepting(&self, token: &str, accepting: bool) -> anyhow::Result<()> {
+        let (status, body) = self
+            .call(
+                reqwest::Method::PUT,
+                "/api/v1/me/availability",
+                Some(token),
+                Some(&json!({"accepting": accepting})),
+            )
+            .await?;
+        if status != 200 {
+            bail!("availability: {status} {body}");
+        }
+        Ok(())
+    }
+
+    /// `GET /healthz`'s `config_revision` (None while the server does not answer).
+    pub async fn revision(&self) -> Option<i64> {
+        let (status, body) = self.get("/healthz", None).await.ok()?;
+        (status == 200).then(|| body["config_revision"].as_i64())?
+    }
+
+    fn ws_url(&self, path: &str) -> String {
+        format!("{}{path}", self.url.replacen("http://", "ws://", 1))
+    }
+
+    /// A visitor's event stream: connects, authenticates with the first frame and waits for
+    /// `ready`.
+    pub async fn visitor_socket(&self, token: &str, after: i64) -> anyhow::Result<Ws> {
+        let url = self.ws_url(&format!("/api/v1/visitor/events?after={after}"));
+        let handshake = async {
+            let (mut ws, _) =
+                tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true).await?;
+            ws.send(Message::Text(
+                json!({"type": "auth", "token": token}).to_string().into(),
+            ))
+            .await?;
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(t))) => {
+                        let v: Value = serde_json::from_str(&t)?;
+                        if v["type"] == "ready" {
+                            return Ok(ws);
+                        }
+                        bail!("the visitor socket answered {v}");
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(e.into()),
+                    None => bail!("the visitor socket closed before `ready`"),
+                }
+            }
+        };
+        tokio::time::timeout(CALL_TIMEOUT, handshake)
+            .await
+            .map_err(|_| anyhow!("visitor socket: no `ready` within {CALL_TIMEOUT:?}"))?
+    }
+
+    /// An agent's event stream (the console), authorised by the bearer token.
+    pub async fn agent_socket(&self, token: &str, after: i64) -> anyhow::Result<Ws> {
+        let mut req = self
+            .ws_url(&format!("/api/v1/agent/events?after={after}"))
+            .into_client_request()?;
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse()?);
+        let (ws, _) = tokio::time::timeout(
+            CALL_TIMEOUT,
+            tokio_tungstenite::connect_async_with_config(req, Some(ws_config()), true),
+        )
+        .await
+        .map_err(|_| anyhow!("agent socket: no handshake within {CALL_TIMEOUT:?}"))??;
+        Ok(ws)
+    }
+}
+
+/// Small buffers: the idle scenario holds thousands of sockets in this process too.
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(Some(1 << 20))
+        .max_frame_size(Some(1 << 20))
+}
+
+/// The bench speaks to this machine only.
+pub fn is_loopback(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The parts of an event envelope the bench looks at; everything else is skipped.
+#[derive(Debug, Deserialize)]
+pub struct Envelope {
+    #[serde(default)]
+    pub seq: Option<i64>,
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub data: Option<EventData>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EventData {
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub author: Option<String>,
+    #[serde(default)]
+    pub revision: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_urls() {
+        assert!(is_loopback("http://127.0.0.1:8080"));
+        assert!(is_loopback("http://[::1]:8080/"));
+        assert!(is_loopback("http://localhost:1"));
+        assert!(!is_loopback("http://10.0.0.1:8080"));
+        assert!(!is_loopback("https://127.0.0.1"));
+        assert!(!is_loopback("http://example.com"));
+    }
+}

@@ -1,0 +1,292 @@
+//! `store`: how many messages per second the server stores durably. W visitors in accepted
+//! chats each write as fast as the server answers (one message in flight each, with a
+//! `client_id` as the widget sends). The server answers only after the group commit, so an
+//! answered message is a stored one; at the end the bench reads every chat back and counts.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use futures_util::{StreamExt, stream};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use super::Progress;
+use super::chat::memory_figures;
+use super::machine::{self, CpuMeter, WRITER_THREAD};
+use super::report::Section;
+use super::server::{BundleSpec, Target};
+use super::stats::Samples;
+
+#[derive(Debug, Clone)]
+pub struct StoreOpts {
+    pub writers: usize,
+    pub agents: usize,
+    pub duration: Duration,
+    pub concurrency: usize,
+}
+
+#[derive(Default)]
+struct Tally {
+    acked: u64,
+    errors: u64,
+    first_errors: Vec<String>,
+    ack: Samples,
+}
+
+pub async fn run(
+    target: &mut Target,
+    o: &StoreOpts,
+    progress: &Progress,
+) -> anyhow::Result<Section> {
+    let api = target.api.clone();
+    let pid = target.pid;
+    let spec = target.spec;
+    let load_start = machine::load_average();
+    let rss_before = pid.and_then(machine::rss_kib);
+
+    // Agents online and accepting, so the requests ring; they leave once every chat is theirs.
+    let mut tokens = Vec::new();
+    for a in 0..o.agents {
+        tokens.push(api.login(&BundleSpec::email(a), &target.password).await?);
+    }
+    let mut consoles = Vec::new();
+    for t in &tokens {
+        consoles.push(api.agent_socket(t, 0).await?);
+        api.set_accepting(t, true).await?;
+    }
+    progress.say(&format!("store: {} chats", o.writers));
+    let chats: Vec<(String, String, usize)> = stream::iter(0..o.writers)
+        .map(|i| {
+            let api = api.clone();
+            let tokens = &tokens;
+            async move {
+                let team = i % spec.teams();
+                let s = api
+                    .post_ok(
+                        "/api/v1/visitor/sessions",
+                        None,
+                        &json!({"bot": BundleSpec::bot(team)}),
+                    )
+                    .await?;
+                let token = s["token"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("no token"))?
+                    .to_string();
+                let conv = s["conversation_id"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("no conversation"))?
+                    .to_string();
+                let actions = "/api/v1/visitor/actions";
+                api.post_ok(
+                    actions,
+                    Some(&token),
+                    &json!({"type": "choice", "index": 0}),
+                )
+                .await?;
+                api.post_ok(actions, Some(&token), &json!({"type": "request_live_chat"}))
+                    .await?;
+                let members: Vec<usize> = spec.members(team).collect();
+                let agent = *members
+                    .get(i % members.len().max(1))
+                    .ok_or_else(|| anyhow!("team {team} has no agents"))?;
+                api.post_ok(
+                    &format!("/api/v1/conversations/{conv}/accept"),
+                    Some(&tokens[agent]),
+                    &json!({}),
+                )
+                .await?;
+                anyhow::Ok((token, conv, agent))
+            }
+        })
+        .buffer_unordered(o.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    drop(consoles);
+
+    progress.say(&format!(
+        "store: {} writers, as fast as answered, for {:?}",
+        o.writers, o.duration
+    ));
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let server_cpu = pid.map(CpuMeter::start);
+    let writer_cpu = pid.and_then(|p| CpuMeter::thread(p, WRITER_THREAD));
+    let bench_cpu = CpuMeter::start(std::process::id());
+    let start = Instant::now();
+    let end = start + o.duration;
+    let writers: Vec<_> = chats
+        .iter()
+        .enumerate()
+        .map(|(w, (token, _, _))| {
+            let api = api.clone();
+            let token = token.clone();
+            let tally = tally.clone();
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                let mut local = Tally::default();
+                while Instant::now() < end {
+                    let body = json!({
+                        "client_id": format!("s{w}-{n}"),
+                        "text": format!("lcb:s:{w}:{n} Stored message number {n} of writer {w}."),
+                    });
+                    let t = Instant::now();
+                    match api
+                        .post("/api/v1/visitor/messages", Some(&token), &body)
+                        .await
+                    {
+                        Ok((200, _)) => {
+                            local.acked += 1;
+                            local.ack.push(t.elapsed());
+                        }
+                        Ok((status, body)) => {
+                            local.errors += 1;
+                            if local.first_errors.is_empty() {
+                                local.first_errors.push(format!("{status} {body}"));
+                            }
+                        }
+                        Err(e) => {
+                            local.errors += 1;
+                            if local.first_errors.is_empty() {
+                                local.first_errors.push(e.to_string());
+                            }
+                        }
+                    }
+                    n += 1;
+                }
+                let mut all = tally.lock().await;
+                all.acked += local.acked;
+                all.errors += local.errors;
+                all.first_errors.extend(local.first_errors);
+                all.ack.extend(&local.ack);
+                local.acked
+            })
+        })
+        .collect();
+    let mut per_writer = Vec::new();
+    for w in writers {
+        per_writer.push(w.await.map_err(|e| anyhow!("a writer failed: {e}"))?);
+    }
+    let elapsed = start.elapsed();
+    let server_cores = server_cpu.map(|c| c.cores());
+    let writer_cores = writer_cpu.map(|c| c.cores());
+    let bench_cores = bench_cpu.cores();
+    let rss_end = pid.and_then(machine::rss_kib);
+    let rss_peak = pid.and_then(machine::peak_rss_kib);
+
+    // Read every chat back: the stored messages must be exactly the acknowledged ones.
+    progress.say("store: reading the chats back");
+    let mut stored = 0u64;
+    let mut mismatched = 0usize;
+    for ((_, conv, agent), acked) in chats.iter().zip(&per_writer) {
+        let (status, details) = api
+            .get(
+                &format!("/api/v1/conversations/{conv}"),
+                Some(&tokens[*agent]),
+            )
+            .await?;
+        if status != 200 {
+            bail!("details of {conv}: {status} {details}");
+        }
+        let n = details["messages"].as_array().map_or(0, |m| {
+            m.iter()
+                .filter(|m| m["text"].as_str().is_some_and(|t| t.starts_with("lcb:s:")))
+                .count()
+        }) as u64;
+        stored += n;
+        if n != *acked {
+            mismatched += 1;
+        }
+    }
+    let alive = target.alive();
+
+    let t = tally.lock().await;
+    let mut s = Section::new(
+        "store",
+        format!(
+            "{} concurrent writers (visitors in accepted chats), one message in flight each, {:?}",
+            o.writers, o.duration
+        ),
+    );
+    s.text(
+        "load_start",
+        "machine load (1/5/15 min) at start",
+        load_start,
+    );
+    s.int(
+        "messages_acked",
+        "messages acknowledged (after commit)",
+        t.acked,
+        "",
+    );
+    s.num(
+        "stored_per_s",
+        "durably stored messages per second",
+        t.acked as f64 / elapsed.as_secs_f64(),
+        "msg/s",
+    );
+    s.latency(
+        "ack",
+        "message acknowledged (HTTP round trip)",
+        t.ack.summary(),
+    );
+    s.int("errors", "errors", t.errors, "");
+    s.int(
+        "stored_read_back",
+        "messages read back from the chats",
+        stored,
+        "",
+    );
+    memory_figures(&mut s, rss_before, None, rss_end, rss_peak, 0);
+    if let Some(c) = server_cores {
+        s.num("server_cpu_cores", "server CPU while writing", c, "cores");
+    }
+    if let Some(w) = writer_cores {
+        s.num(
+            "writer_thread_cores",
+            "server's writer thread busy (group commit)",
+            w,
+            "cores",
+        );
+    }
+    s.num(
+        "bench_cpu_cores",
+        "bench CPU while writing",
+        bench_cores,
+        "cores",
+    );
+    s.text(
+        "fsync",
+        "SQLite durability",
+        "WAL, synchronous=NORMAL (server default)",
+    );
+    s.text(
+        "load_end",
+        "machine load (1/5/15 min) at end",
+        machine::load_average(),
+    );
+    s.check(
+        "stored_equals_acked",
+        "every acknowledged message stored, once",
+        mismatched == 0 && stored == t.acked,
+        format!(
+            "{stored} read back, {} acknowledged, {mismatched} chats differ",
+            t.acked
+        ),
+    );
+    s.check(
+        "zero_errors",
+        "zero errors",
+        t.errors == 0 && alive,
+        if alive {
+            t.first_errors
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "none".into())
+        } else {
+            "the server exited".into()
+        },
+    );
+    Ok(s)
+}

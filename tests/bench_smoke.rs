@@ -1,0 +1,90 @@
+//! A short run of the load generator, so that it never rots.
+//!
+//! `livechat-bench` is a separate package of the workspace (`bench/`), and plain `cargo test`
+//! builds and tests only this root package — `CARGO_BIN_EXE_livechat-bench` does not exist
+//! here. So this test compiles the bench's library, which is the whole program but for a
+//! three-line `main`, as a module, and runs it with its command line against the real
+//! `livechat` binary of this package. (The bench's own unit tests come along and run too.)
+
+#[allow(dead_code)]
+#[path = "../bench/src/lib.rs"]
+mod bench;
+
+#[test]
+fn a_short_bench_run_prints_every_figure_and_passes_its_checks() {
+    let outcome = bench::run_args([
+        "livechat-bench",
+        "--quiet",
+        "--server-bin",
+        env!("CARGO_BIN_EXE_livechat"),
+        "all",
+        "--repeats",
+        "2",
+        "--sockets",
+        "20",
+        "--hold",
+        "200ms",
+        "--writers",
+        "4",
+        "--store-duration",
+        "1s",
+        "--visitors",
+        "6",
+        "--agents",
+        "3",
+        "--team-size",
+        "3",
+        "--accepters",
+        "3",
+        "--reconnects",
+        "2",
+        "--interval",
+        "200ms",
+        "--duration",
+        "1500ms",
+        "--reload-every",
+        "300ms",
+        "--reloads",
+        "2",
+    ])
+    .expect("the bench runs");
+    let out = &outcome.output;
+    println!("{out}");
+    let line = |label: &str| -> &str {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` in the output:\n{out}"))
+    };
+    for figure in [
+        "fresh data: spawn → first 200 /healthz",
+        "server binary size",
+        "server RSS per socket (socket alone)",
+        "durably stored messages per second",
+        "delivery visitor → agent",
+        "delivery agent → visitor",
+        "messages acknowledged per second",
+        "server RSS per visitor socket and its chat",
+        "save → new revision on /healthz",
+    ] {
+        let l = line(figure);
+        assert!(
+            l.chars().any(|c| c.is_ascii_digit()) && !l.contains("no samples"),
+            "`{figure}` has no figure: {l}"
+        );
+    }
+    let ok = |check: &str| {
+        let l = line(check);
+        assert!(l.contains(" ok ("), "{l}");
+    };
+    ok("zero loss");
+    ok("zero duplicates");
+    ok("exactly one accept winner per request");
+    ok("reconnect with after=N");
+    ok("every acknowledged message stored, once");
+    ok("no socket dropped by a reload");
+    assert!(line("acknowledged but never delivered").ends_with(" 0"));
+    // Three agents accept each of the six requests at once: one wins, two are told 409.
+    assert!(line("races with exactly one winner").ends_with(" 6"));
+    assert!(line("losing accepts answered 409 already_taken").ends_with(" 12"));
+    assert!(outcome.ok, "a check failed:\n{out}");
+}

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestServer;
-use common::live::{Api, live_bundle, set_password};
+use common::live::{Api, Console, live_bundle, set_password};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -286,15 +286,11 @@ async fn agents_get_the_canned_responses_of_their_bots() {
 async fn waiting_visitors_see_their_place_in_the_queue() {
     let server = start(1, "90s", "10m");
     let api = Api::new(&server.url);
-    let agent = api.login("agent0@acme.example").await;
-    let mut console = api.agent_stream(&agent, 0).await;
-    api.call(
-        "PUT",
-        "/api/v1/me/availability",
-        Some(&agent),
-        Some(r#"{"accepting": true}"#),
-    )
-    .await;
+    let Console {
+        token: agent,
+        stream: mut console,
+        ..
+    } = api.go_online("agent0@acme.example").await;
     console
         .wait_for(WAIT, "presence", |v| {
             v["type"] == "agent.presence" && v["data"]["accepting"] == true

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::live::{Api, PASSWORD, set_password};
+use common::live::{Api, Console, PASSWORD, set_password};
 use common::smtp::{SmtpServer, header};
 use common::{TestServer, livechat};
 use serde_json::json;
@@ -441,15 +441,8 @@ async fn a_timed_out_request_mails_the_team_and_its_offline_form_reaches_them() 
     .unwrap();
     set_password(&server.bots_dir, &server.data_dir, "ana@acme.example");
     let api = Api::new(&server.url);
-    let agent = api.login("ana@acme.example").await;
-    let _console = api.agent_stream(&agent, 0).await;
-    api.call(
-        "PUT",
-        "/api/v1/me/availability",
-        Some(&agent),
-        Some(r#"{"accepting":true}"#),
-    )
-    .await;
+    // Online and accepting (its console open) for as long as the test runs.
+    let _ana: Console = api.go_online("ana@acme.example").await;
     let session = api.visitor("support").await;
     let token = session["token"].as_str().unwrap().to_string();
     let mut widget = api.visitor_stream(&token, 0).await;

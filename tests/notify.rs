@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use common::TestServer;
-use common::live::{Api, set_password_with};
+use common::live::{Api, Console, set_password_with};
 use serde_json::{Value, json};
 
 type Seen = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
@@ -104,15 +104,10 @@ async fn a_new_request_calls_the_webhook_signed_and_retries_after_a_500() {
         &server.env,
     );
     let api = Api::new(&server.url);
-    let agent = api.login("ana@acme.example").await;
-    let mut console = api.agent_stream(&agent, 0).await;
-    api.call(
-        "PUT",
-        "/api/v1/me/availability",
-        Some(&agent),
-        Some(r#"{"accepting":true}"#),
-    )
-    .await;
+    let Console {
+        stream: mut console,
+        ..
+    } = api.go_online("ana@acme.example").await;
     let session = api.visitor("support").await;
     let token = session["token"].as_str().unwrap().to_string();
     let conv = session["conversation_id"].as_str().unwrap().to_string();

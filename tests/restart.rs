@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::TestServer;
-use common::live::{Api, live_bundle, set_password};
+use common::live::{Api, Console, live_bundle, set_password};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -17,15 +17,11 @@ async fn kill_9_during_traffic_loses_nothing_acknowledged_and_timers_still_fire(
     let server = TestServer::start(|dir| live_bundle(dir, 1, "4s", "10m"), &[]);
     set_password(&server.bots_dir, &server.data_dir, "agent0@acme.example");
     let api = Api::new(&server.url);
-    let agent = api.login("agent0@acme.example").await;
-    let mut console = api.agent_stream(&agent, 0).await;
-    api.call(
-        "PUT",
-        "/api/v1/me/availability",
-        Some(&agent),
-        Some(r#"{"accepting":true}"#),
-    )
-    .await;
+    let Console {
+        token: agent,
+        stream: mut console,
+        ..
+    } = api.go_online("agent0@acme.example").await;
 
     // Visitor A is chatting with the agent.
     let a = api.visitor("support").await;

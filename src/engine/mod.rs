@@ -114,6 +114,34 @@ struct Inner {
     presence: Mutex<Presence>,
     assignment: tokio::sync::Mutex<()>,
     timers: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    /// Asked on every visitor call, changed only when a session or conversation starts.
+    known: Mutex<Known>,
+}
+
+/// Visitors by token hash, and each visitor's current conversation.
+#[derive(Default)]
+struct Known {
+    tokens: HashMap<String, VisitorRef>,
+    current: HashMap<String, String>,
+}
+
+/// Entries kept before the caches start over (they fill again from the store).
+const KNOWN_MAX: usize = 200_000;
+
+impl Known {
+    fn remember_token(&mut self, hash: String, visitor: VisitorRef) {
+        if self.tokens.len() >= KNOWN_MAX {
+            self.tokens.clear();
+        }
+        self.tokens.insert(hash, visitor);
+    }
+
+    fn remember_current(&mut self, visitor: String, conversation: String) {
+        if self.current.len() >= KNOWN_MAX {
+            self.current.clear();
+        }
+        self.current.insert(visitor, conversation);
+    }
 }
 
 #[derive(Default)]
@@ -148,6 +176,7 @@ impl Engine {
                 presence: Mutex::new(Presence::default()),
                 assignment: tokio::sync::Mutex::new(()),
                 timers: Mutex::new(HashMap::new()),
+                known: Mutex::new(Known::default()),
             }),
         };
         {
@@ -288,6 +317,8 @@ impl Engine {
         self.schedule(&conv);
         self.convs()
             .insert(conv.id.clone(), Arc::new(tokio::sync::Mutex::new(conv)));
+        self.known()
+            .remember_current(visitor_id.clone(), conversation_id.clone());
         Ok(Started {
             token,
             visitor_id,
@@ -343,22 +374,40 @@ impl Engine {
     /// The visitor a bearer token belongs to.
     pub async fn visitor(&self, token: &str) -> Result<VisitorRef, EngineError> {
         let hash = wire::hash_token(token);
-        self.inner
+        if let Some(known) = self.known().tokens.get(&hash) {
+            return Ok(known.clone());
+        }
+        let key = hash.clone();
+        let visitor = self
+            .inner
             .readers
-            .read(move |c| persist::visitor_by_token(c, &hash))
+            .read(move |c| persist::visitor_by_token(c, &key))
             .await?
             .map(|(id, bot)| VisitorRef { id, bot })
-            .ok_or(EngineError::BadToken)
+            .ok_or(EngineError::BadToken)?;
+        self.known().remember_token(hash, visitor.clone());
+        Ok(visitor)
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.inner.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The visitor's current conversation (the most recent one).
     pub async fn visitor_conversation(&self, visitor: &VisitorRef) -> Result<String, EngineError> {
+        if let Some(current) = self.known().current.get(&visitor.id) {
+            return Ok(current.clone());
+        }
         let id = visitor.id.clone();
-        self.inner
+        let current = self
+            .inner
             .readers
             .read(move |c| persist::latest_conversation_of(c, &id))
             .await?
-            .ok_or(EngineError::NotFound)
+            .ok_or(EngineError::NotFound)?;
+        self.known()
+            .remember_current(visitor.id.clone(), current.clone());
+        Ok(current)
     }
 
     /// Runs a visitor's command on their current conversation.

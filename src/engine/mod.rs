@@ -63,6 +63,24 @@ pub struct Outcome {
     pub duplicate: bool,
 }
 
+impl Outcome {
+    /// The answer to a retried write: the first one's.
+    fn earlier(message_id: String, seq: i64) -> Outcome {
+        Outcome {
+            seq: Some(seq),
+            message_id: Some(message_id),
+            duplicate: true,
+        }
+    }
+}
+
+/// What a command's job in the writer did.
+enum Written {
+    Stored(Vec<Stored>),
+    /// The same client id was written before: its message id and seq.
+    Earlier(String, i64),
+}
+
 /// A visitor, as their token identifies them.
 #[derive(Debug, Clone)]
 pub struct VisitorRef {
@@ -753,21 +771,6 @@ impl Engine {
         let entry = self.conversation(id).await?;
         let mut conv = entry.lock().await;
         allow(&conv)?;
-        if let Some(cid) = client_id.clone() {
-            let key = conv.id.clone();
-            let earlier = self
-                .inner
-                .readers
-                .read(move |c| persist::message_by_client_id(c, &key, &cid))
-                .await?;
-            if let Some((message_id, seq)) = earlier {
-                return Ok(Outcome {
-                    seq: Some(seq),
-                    message_id: Some(message_id),
-                    duplicate: true,
-                });
-            }
-        }
         let adds_load = matches!(
             cmd,
             Command::Accept { .. }
@@ -807,7 +810,25 @@ impl Engine {
             cmd,
             Command::VisitorMessage { .. } | Command::AgentMessage { .. } | Command::Note { .. }
         );
-        let transition = conv.apply(cmd, &ctx)?;
+        let transition = match conv.apply(cmd, &ctx) {
+            Ok(t) => t,
+            // A retry may come after the state moved on (the chat ended since): it still
+            // gets the first answer.
+            Err(rejected) => {
+                if let Some(cid) = client_id.clone() {
+                    let key = conv.id.clone();
+                    let earlier = self
+                        .inner
+                        .readers
+                        .read(move |c| persist::message_by_client_id(c, &key, &cid))
+                        .await?;
+                    if let Some((message_id, seq)) = earlier {
+                        return Ok(Outcome::earlier(message_id, seq));
+                    }
+                }
+                return Err(rejected.into());
+            }
+        };
         if transition.events.is_empty() && transition.conversation == *conv {
             return Ok(Outcome::default());
         }
@@ -825,6 +846,14 @@ impl Engine {
             .writer
             .write(
                 move |c| {
+                    // A retried write (same client id) answers as the first did and writes
+                    // nothing: checked here, in the writer, where no other write can pass.
+                    if let Some(cid) = client_id.as_deref()
+                        && let Some((id, seq)) =
+                            persist::message_by_client_id(c, &published.id, cid)?
+                    {
+                        return Ok(Written::Earlier(id, seq));
+                    }
                     persist::write_transition(
                         c,
                         &published,
@@ -833,10 +862,14 @@ impl Engine {
                         client_id.as_deref(),
                         &items,
                     )
+                    .map(Written::Stored)
                 },
                 {
                     let conv = next.clone();
-                    move |stored: &Vec<Stored>| {
+                    move |written: &Written| {
+                        let Written::Stored(stored) = written else {
+                            return;
+                        };
                         for s in stored {
                             hub.publish(persist::frame(&conv, s));
                         }
@@ -847,6 +880,10 @@ impl Engine {
                 },
             )
             .await?;
+        let stored = match stored {
+            Written::Earlier(message_id, seq) => return Ok(Outcome::earlier(message_id, seq)),
+            Written::Stored(stored) => stored,
+        };
         let load_changed = self.update_load(&conv, &next);
         let queue_moved = (conv.status == Status::New) != (next.status == Status::New);
         let bot_id = next.bot.clone();

@@ -144,15 +144,7 @@ struct Credential {
 impl Credential {
     /// A bearer token when there is one, else the session cookie.
     fn from_headers(headers: &HeaderMap) -> Option<Credential> {
-        let bearer = headers
-            .get_all(header::AUTHORIZATION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|v| {
-                let (scheme, token) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            });
-        if let Some(token) = bearer {
+        if let Some(token) = bearer_header(headers) {
             return (!token.is_empty()).then(|| Credential {
                 token: token.to_string(),
                 via: Via::Bearer,
@@ -163,6 +155,23 @@ impl Credential {
             via: Via::Cookie,
         })
     }
+}
+
+/// The token of an `Authorization: Bearer …` header (the scheme in any case), possibly empty.
+fn bearer_header(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+}
+
+/// The bearer token of a request, if it carries a non-empty one (visitor and admin calls).
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    bearer_header(headers).filter(|t| !t.is_empty())
 }
 
 /// The value of cookie `name` among the request's `Cookie` headers.
@@ -183,8 +192,9 @@ fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// Equal-length inputs take the same time however much of them matches.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets (CSRF and admin tokens) in time that says nothing about how much of
+/// them matched: equal-length inputs byte by byte, without an early exit.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len()
         && std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
 }

@@ -47,6 +47,13 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// A new secret token and the hash stored in its place (sessions, visitors, invitations).
+pub fn new_token() -> (String, String) {
+    let token = random_token();
+    let hash = token_hash(&token);
+    (token, hash)
+}
+
 /// Starts a session for `agent_email` (lowercased) and clears that agent's expired ones.
 pub fn create(
     conn: &Connection,

@@ -276,7 +276,7 @@ impl Engine {
         let (token, token_hash, visitor_id) = match returning {
             Some((token, visitor_id)) => (token, None, visitor_id),
             None => {
-                let (token, hash) = wire::new_token();
+                let (token, hash) = crate::auth::session::new_token();
                 (token, Some(hash), wire::new_id("v"))
             }
         };
@@ -391,7 +391,7 @@ impl Engine {
 
     /// The visitor a bearer token belongs to.
     pub async fn visitor(&self, token: &str) -> Result<VisitorRef, EngineError> {
-        let hash = wire::hash_token(token);
+        let hash = crate::auth::session::token_hash(token);
         if let Some(known) = self.known().tokens.get(&hash) {
             return Ok(known.clone());
         }

@@ -10,19 +10,6 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", hex::encode(bytes))
 }
 
-/// A secret token (256 random bits) and the hash that is stored in its place.
-pub fn new_token() -> (String, String) {
-    let bytes: [u8; 32] = rand::random();
-    let token = hex::encode(bytes);
-    let hash = hash_token(&token);
-    (token, hash)
-}
-
-pub fn hash_token(token: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
 /// The envelope every client receives. `at` is the time as stored (see `persist::stamp`),
 /// so a live event and its replay read the same.
 pub fn envelope(seq: i64, kind: &str, conversation_id: &str, at: &str, data: &Value) -> Value {
@@ -82,12 +69,9 @@ mod tests {
     }
 
     #[test]
-    fn ids_and_tokens_are_unguessable_and_hashed() {
+    fn ids_are_unguessable() {
         let a = new_id("c");
         assert!(a.starts_with("c_") && a.len() == 34);
         assert_ne!(a, new_id("c"));
-        let (token, hash) = new_token();
-        assert_eq!(hash, hash_token(&token));
-        assert_ne!(token, hash);
     }
 }

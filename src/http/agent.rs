@@ -254,19 +254,31 @@ pub struct TextRequest {
     text: String,
 }
 
+/// A text the agent writes: `kind` keeps its client ids apart (a note and a message never
+/// answer for each other), `make` turns the text into the command.
+async fn write_text(
+    state: &AppState,
+    agent: &AuthAgent,
+    id: &str,
+    req: TextRequest,
+    kind: &str,
+    make: fn(String, String) -> Command,
+) -> Result<Json<Value>, AppError> {
+    check_client_id(&req.client_id)?;
+    let key = client_key(&format!("{kind}:{}", agent.email), req.client_id);
+    command(state, agent, id, make(agent.email.clone(), req.text), key).await
+}
+
 pub async fn message(
     State(state): State<AppState>,
     agent: AuthAgent,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<TextRequest>,
 ) -> Result<Json<Value>, AppError> {
-    check_client_id(&req.client_id)?;
-    let cmd = Command::AgentMessage {
-        agent: agent.email.clone(),
-        text: req.text,
-    };
-    let key = client_key(&format!("agent:{}", agent.email), req.client_id);
-    command(&state, &agent, &id, cmd, key).await
+    write_text(&state, &agent, &id, req, "agent", |agent, text| {
+        Command::AgentMessage { agent, text }
+    })
+    .await
 }
 
 pub async fn note(
@@ -275,14 +287,10 @@ pub async fn note(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<TextRequest>,
 ) -> Result<Json<Value>, AppError> {
-    check_client_id(&req.client_id)?;
-    let cmd = Command::Note {
-        agent: agent.email.clone(),
-        text: req.text,
-    };
-    // Notes keep their own ids: a note and a message never answer for each other.
-    let key = client_key(&format!("note:{}", agent.email), req.client_id);
-    command(&state, &agent, &id, cmd, key).await
+    write_text(&state, &agent, &id, req, "note", |agent, text| {
+        Command::Note { agent, text }
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]

@@ -24,7 +24,7 @@ impl FromRequestParts<AppState> for AuthVisitor {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let token = bearer(&parts.headers).ok_or_else(|| {
+        let token = crate::auth::bearer(&parts.headers).ok_or_else(|| {
             AppError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -38,16 +38,6 @@ impl FromRequestParts<AppState> for AuthVisitor {
             .map_err(super::engine_error)?;
         Ok(AuthVisitor(visitor))
     }
-}
-
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,11 +7,11 @@ use serde_json::json;
 
 use super::outbox::{self, Item};
 use super::transport::Mail;
+use crate::auth::session::{new_token, token_hash};
 use crate::auth::{credentials, email_key};
 use crate::config::Roster;
 use crate::config::schema::Role;
 use crate::engine::Outbound;
-use crate::engine::wire::{hash_token, new_token};
 use crate::store::StoreError;
 
 pub const LIFETIME: SignedDuration = SignedDuration::from_hours(7 * 24);
@@ -24,7 +24,7 @@ pub fn find(conn: &Connection, token: &str) -> Result<Option<String>, StoreError
     let row: Option<(String, String)> = conn
         .query_row(
             "SELECT agent_email, expires_at FROM invites WHERE token_hash = ?1 AND used_at IS NULL",
-            [hash_token(token)],
+            [token_hash(token)],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;

@@ -162,4 +162,81 @@ async fn a_visitor_gets_the_transcript_at_the_address_they_gave() {
         (400, Some("invalid_input")),
         "{body}"
     );
+
+    // The visitor writes, asks for a person; nobody is online, so the offline form takes
+    // their address.
+    let (status, _) = api
+        .post(
+            "/api/v1/visitor/messages",
+            Some(&token),
+            json!({"text": "<b>call me</b>"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    api.request_live_chat(&token).await;
+    let (status, body) = api
+        .post(
+            "/api/v1/visitor/actions",
+            Some(&token),
+            json!({"type": "form", "form": "contact",
+                   "values": {"email": "ada@example.com", "message": "Please write back."}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Now the transcript goes there, and only there.
+    let (status, body) = api
+        .post(
+            "/api/v1/visitor/actions",
+            Some(&token),
+            json!({"type": "email_transcript"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["sent_to"].as_str()),
+        (200, Some("ada@example.com")),
+        "{body}"
+    );
+    let data = server.data_dir.clone();
+    let mails =
+        tokio::task::spawn_blocking(move || mails(&data, "transcript", 1, Duration::from_secs(10)))
+            .await
+            .unwrap();
+    let mail = &mails[0];
+    assert_eq!(header(mail, "To").as_deref(), Some("ada@example.com"));
+    let body = mail.replace("=\r\n", "").replace("=\n", "");
+    assert!(
+        body.contains("Hi! What can we do for you?"),
+        "the bot's words: {body}"
+    );
+    // The visitor's own words: as text in the plain part, escaped in the HTML part.
+    assert!(
+        body.lines().any(|l| l.trim_end() == "<b>call me</b>"),
+        "{body}"
+    );
+    assert!(body.contains("&lt;b&gt;call me&lt;"), "{body}");
+    assert!(
+        !body.contains("<b>call me</b></"),
+        "escaped in the HTML part: {body}"
+    );
+    // Three requests an hour (the refused one above counted too), then a clear refusal.
+    let (status, _) = api
+        .post(
+            "/api/v1/visitor/actions",
+            Some(&token),
+            json!({"type": "email_transcript"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = api
+        .post(
+            "/api/v1/visitor/actions",
+            Some(&token),
+            json!({"type": "email_transcript"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("too_many_requests")),
+        "{body}"
+    );
 }

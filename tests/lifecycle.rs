@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
-use common::live::{Api, Console, Session, Stream, agent_email, live_bundle_max, start_with};
+use common::live::{
+    Api, Console, Session, Stream, agent_email, live_bundle, live_bundle_max, set_password,
+    start_with,
+};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -1204,4 +1207,62 @@ async fn takeover_transfer_unassign_mute_and_reopen() {
             e["data"]["text"] == "Of course"
         })
         .await;
+}
+
+/// `assignment = "auto"`: the request is offered to one agent at a time, the least loaded
+/// first, and passes to the next when the offer times out; only the offered agent may take
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_assignment_offers_one_agent_at_a_time_then_the_next() {
+    let server = tokio::task::spawn_blocking(|| {
+        TestServer::start(
+            |dir| {
+                live_bundle(dir, 2, "30s", "10m");
+                let path = dir.join("support.toml");
+                let text = std::fs::read_to_string(&path).unwrap().replace(
+                    "[live_chat.desk]\n",
+                    "[live_chat.desk]\nassignment = \"auto\"\noffer_timeout = \"1s\"\n",
+                );
+                std::fs::write(path, text).unwrap();
+            },
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    for i in 0..2 {
+        set_password(&server.bots_dir, &server.data_dir, &agent_email(i));
+    }
+    let api = Api::new(&server.url);
+    let mut first = api.go_online(&agent_email(0)).await;
+    let second = api.go_online(&agent_email(1)).await;
+    let v = api.session("support").await;
+    api.request_live_chat(&v.token).await;
+
+    // Both have no chats: the tie goes by email, so agent 0 is offered it first.
+    let offer = first.stream.event("livechat.ringing", Some(&v.conv)).await;
+    assert_eq!(
+        offer["data"]["offered_to"],
+        agent_email(0).as_str(),
+        "{offer}"
+    );
+    let (status, body) = api.act(&second.token, &v.conv, "accept", json!({})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("not_available")),
+        "only the offered agent may take it: {body}"
+    );
+
+    // Agent 0 lets the offer run out: it passes to agent 1, who takes it.
+    let passed = first
+        .stream
+        .wait_for(WAIT, "the offer to pass on", |e| {
+            e["type"] == "livechat.ringing" && e["data"]["offered_to"] == agent_email(1).as_str()
+        })
+        .await;
+    assert_eq!(passed["conversation_id"], v.conv.as_str());
+    let (status, body) = api.act(&second.token, &v.conv, "accept", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let details = api.details(&second.token, &v.conv).await;
+    assert_eq!(details["assignee"], agent_email(1).as_str());
 }

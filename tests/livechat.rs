@@ -165,6 +165,15 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
         .await;
     assert_eq!(status, 200);
     console.event("note.created", Some(&conv)).await;
+    // The list shows the newest message of each chat, never a note.
+    let (_, mine) = api
+        .get("/api/v1/conversations?assignee=me", Some(&agent))
+        .await;
+    assert_eq!(mine["conversations"][0]["id"], conv.as_str(), "{mine}");
+    assert_eq!(
+        mine["conversations"][0]["last_message"], "Let me check that for you.",
+        "{mine}"
+    );
 
     // Resolve with a note, then close; the visitor sees both, never the note.
     let (status, body) = api

@@ -79,6 +79,18 @@ impl Api {
         self.call(reqwest::Method::GET, path, token, None).await
     }
 
+    /// A counter or gauge from `/metrics` (without labels); `None` when the server has none.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let (status, body) = self.get("/metrics", None).await.ok()?;
+        if status != 200 {
+            return None;
+        }
+        body.as_str()?.lines().find_map(|line| {
+            let (key, value) = line.split_once(' ')?;
+            (key == name).then(|| value.trim().parse().ok()).flatten()
+        })
+    }
+
     /// `POST` that must answer 200 or 201; the body of any other answer is the error.
     pub async fn post_ok(
         &self,

@@ -114,6 +114,7 @@ pub async fn run(
     let server_cpu = pid.map(CpuMeter::start);
     let writer_cpu = pid.and_then(|p| CpuMeter::thread(p, WRITER_THREAD));
     let bench_cpu = CpuMeter::start(std::process::id());
+    let commits_before = group_commits(&api).await;
     let start = Instant::now();
     let end = start + o.duration;
     let writers: Vec<_> = chats
@@ -169,6 +170,10 @@ pub async fn run(
         per_writer.push(w.await.map_err(|e| anyhow!("a writer failed: {e}"))?);
     }
     let elapsed = start.elapsed();
+    let commits = match (commits_before, group_commits(&api).await) {
+        (Some((g0, w0)), Some((g1, w1))) if g1 > g0 => Some((g1 - g0, w1 - w0)),
+        _ => None,
+    };
     let server_cores = server_cpu.map(|c| c.cores());
     let writer_cores = writer_cpu.map(|c| c.cores());
     let bench_cores = bench_cpu.cores();
@@ -231,6 +236,20 @@ pub async fn run(
         "message acknowledged (HTTP round trip)",
         t.ack.summary(),
     );
+    if let Some((groups, writes)) = commits {
+        s.num(
+            "group_commits_per_s",
+            "group commits per second",
+            groups as f64 / elapsed.as_secs_f64(),
+            "commits/s",
+        );
+        s.num(
+            "writes_per_group_commit",
+            "writes per group commit (mean)",
+            writes as f64 / groups as f64,
+            "",
+        );
+    }
     s.int("errors", "errors", t.errors, "");
     s.int(
         "stored_read_back",
@@ -289,4 +308,11 @@ pub async fn run(
         },
     );
     Ok(s)
+}
+
+/// The writer's counters from `/metrics`: (group commits, writes in them).
+async fn group_commits(api: &super::client::Api) -> Option<(u64, u64)> {
+    let groups = api.metric("livechat_group_commits_total").await?;
+    let writes = api.metric("livechat_group_commit_writes_total").await?;
+    Some((groups as u64, writes as u64))
 }

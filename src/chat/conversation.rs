@@ -449,6 +449,16 @@ static DEFAULT_LIVE_CHAT: LazyLock<LiveChat> =
     LazyLock::new(|| toml::from_str("").expect("every Live Chat key has a default"));
 
 impl Conversation {
+    /// Whether `other` is this conversation with at most newer activity: when the visitor
+    /// last wrote, and the idle deadline that follows from it. (What every message of a
+    /// running chat changes, and nothing else.)
+    pub fn differs_only_in_activity(&self, other: &Conversation) -> bool {
+        let mut same = self.clone();
+        same.last_visitor_at = other.last_visitor_at;
+        same.deadlines.idle = other.deadlines.idle;
+        same == *other
+    }
+
     /// A new conversation: `conversation.started`, then the bot's first steps.
     pub fn start(
         id: impl Into<String>,
@@ -1903,6 +1913,24 @@ fields = [
     const BEA: &str = "bea@acme.example";
     const CID: &str = "cid@acme.example";
     const ADM: &str = "adm@acme.example";
+
+    #[test]
+    fn activity_alone_is_told_apart_from_other_changes() {
+        let w = World::new(support_bot("", ""));
+        let c = Conversation::start("c1", "support", "v1", Visitor::default(), &w.bot, w.now)
+            .conversation;
+        let mut later = c.clone();
+        later.last_visitor_at = Some(ts(60));
+        later.deadlines.idle = Some(ts(600));
+        assert!(c.differs_only_in_activity(&later));
+        assert!(c.differs_only_in_activity(&c));
+        let mut assigned = later.clone();
+        assigned.assignee = Some("ana@acme.example".into());
+        assert!(!c.differs_only_in_activity(&assigned));
+        let mut accept = later.clone();
+        accept.deadlines.accept = Some(ts(30));
+        assert!(!c.differs_only_in_activity(&accept));
+    }
 
     #[test]
     fn a_conversation_starts_with_the_bot() {

@@ -34,7 +34,6 @@ use crate::store::writer::Writer;
 use crate::store::{self, StoreError};
 
 pub use notify::Outbound;
-pub use persist::Stored;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -76,7 +75,8 @@ impl Outcome {
 
 /// What a command's job in the writer did.
 enum Written {
-    Stored(Vec<Stored>),
+    /// Each event's `seq`.
+    Stored(Vec<i64>),
     /// The same client id was written before: its message id and seq.
     Earlier(String, i64),
 }
@@ -131,10 +131,19 @@ struct Inner {
     convs: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Conversation>>>>,
     presence: Mutex<Presence>,
     assignment: tokio::sync::Mutex<()>,
-    timers: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    /// Each conversation's timer task, and the time it wakes at.
+    timers: Mutex<HashMap<String, (tokio::task::AbortHandle, Timestamp)>>,
     /// Asked on every visitor call, changed only when a session or conversation starts.
     known: Mutex<Known>,
+    /// When each conversation in play last had its state row written (see `state_due`).
+    state_written: Mutex<HashMap<String, Timestamp>>,
 }
+
+/// A message that changes nothing but the conversation's activity (when the visitor last
+/// wrote, the idle deadline) rewrites its state row at most this often: the message itself
+/// is in the event log at once, and a page less per message is written. A crash may so
+/// bring a conversation back with its idle deadline up to this much early.
+const ACTIVITY_WRITE_EVERY: Duration = Duration::from_secs(1);
 
 /// Visitors by token hash, and each visitor's current conversation.
 #[derive(Default)]
@@ -183,9 +192,17 @@ impl Engine {
         let conn = store::open(data_dir)?;
         let open = persist::load_open(&conn)?;
         let accepting = persist::accepting_agents(&conn)?;
+        // Checkpoints run on their own thread; the writer's own threshold is a backstop.
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            store::checkpoint::WRITER_AUTOCHECKPOINT,
+        )?;
+        let search = store::search::SearchIndex::new(&conn)?;
+        let checkpointer = store::checkpoint::start(data_dir)?;
         let engine = Engine {
             inner: Arc::new(Inner {
-                writer: Writer::start(conn),
+                writer: Writer::start_with(conn, search, Some(checkpointer)),
                 readers: Readers::new(data_dir),
                 hub,
                 live,
@@ -195,6 +212,7 @@ impl Engine {
                 assignment: tokio::sync::Mutex::new(()),
                 timers: Mutex::new(HashMap::new()),
                 known: Mutex::new(Known::default()),
+                state_written: Mutex::new(HashMap::new()),
             }),
         };
         {
@@ -296,10 +314,17 @@ impl Engine {
             now,
         );
         let conv = transition.conversation.clone();
-        let events = transition.events.clone();
+        let pending = Arc::new(persist::Pending::new(
+            transition.conversation,
+            &transition.events,
+            &[],
+            None,
+            true,
+            now,
+        )?);
+        let (job, after) = (pending.clone(), pending.clone());
         let hub = self.inner.hub.clone();
-        let published = conv.clone();
-        let stored = self
+        let seqs = self
             .inner
             .writer
             .write(
@@ -308,9 +333,9 @@ impl Engine {
                         persist::insert_visitor(
                             c,
                             &persist::NewVisitor {
-                                id: &published.visitor_id,
+                                id: &job.conv.visitor_id,
                                 token_hash,
-                                bot: &published.bot,
+                                bot: &job.conv.bot,
                                 name: None,
                                 email: None,
                                 language: req.language.as_deref(),
@@ -320,17 +345,21 @@ impl Engine {
                             now,
                         )?;
                     }
-                    let stored = persist::write_transition(c, &published, &events, now, None, &[])?;
-                    Ok((published, stored))
+                    persist::write_transition(c, &job)
                 },
-                move |(conv, stored)| {
-                    for s in stored {
-                        hub.publish(persist::frame(conv, s));
+                move |seqs| {
+                    for frame in after.frames(seqs) {
+                        hub.publish(frame);
                     }
                 },
             )
-            .await?
-            .1;
+            .await?;
+        let events: Vec<Value> = pending
+            .frames(&seqs)
+            .filter_map(|f| f.visitor_json)
+            .filter_map(|j| serde_json::from_str(&j).ok())
+            .collect();
+        drop(pending);
         let language = conv.language.clone();
         self.schedule(&conv);
         self.convs()
@@ -343,11 +372,7 @@ impl Engine {
             conversation_id,
             resumed: false,
             language,
-            events: stored
-                .iter()
-                .filter_map(|s| s.frame_visitor.as_deref())
-                .filter_map(|j| serde_json::from_str(j).ok())
-                .collect(),
+            events,
         })
     }
 
@@ -785,11 +810,11 @@ impl Engine {
             None
         };
         let bundle = self.bundle();
-        let bot = bundle
-            .bots
-            .get(&conv.bot)
-            .cloned()
-            .unwrap_or_else(|| placeholder_bot(&conv.bot));
+        // Borrowed from the bundle: a bot is cloned only when it has been removed since.
+        let bot: std::borrow::Cow<'_, Bot> = match bundle.bots.get(&conv.bot) {
+            Some(bot) => std::borrow::Cow::Borrowed(bot),
+            None => std::borrow::Cow::Owned(placeholder_bot(&conv.bot)),
+        };
         let agents = self.agent_views();
         let now = Timestamp::now();
         let requested = match &cmd {
@@ -840,7 +865,20 @@ impl Engine {
         let ring = !items.is_empty();
         let hub = self.inner.hub.clone();
         let doorbell = self.inner.outbound.doorbell.clone();
-        let published = next.clone();
+        // Shared with the writer's closures, which drop only their references: the memory
+        // is freed here, by the thread that allocated it. (glibc's malloc takes the owning
+        // arena's lock to free another thread's memory; on the writer thread those waits
+        // were 40 % of its stalls in a profile of the `store` benchmark.)
+        let write_state = self.state_due(&conv, &next, now);
+        let pending = Arc::new(persist::Pending::new(
+            next.clone(),
+            &events,
+            &items,
+            client_id,
+            write_state,
+            now,
+        )?);
+        let (job, after) = (pending.clone(), pending.clone());
         let stored = self
             .inner
             .writer
@@ -848,41 +886,35 @@ impl Engine {
                 move |c| {
                     // A retried write (same client id) answers as the first did and writes
                     // nothing: checked here, in the writer, where no other write can pass.
-                    if let Some(cid) = client_id.as_deref()
+                    if let Some(cid) = job.client_id.as_deref()
                         && let Some((id, seq)) =
-                            persist::message_by_client_id(c, &published.id, cid)?
+                            persist::message_by_client_id(c, &job.conv.id, cid)?
                     {
                         return Ok(Written::Earlier(id, seq));
                     }
-                    persist::write_transition(
-                        c,
-                        &published,
-                        &events,
-                        now,
-                        client_id.as_deref(),
-                        &items,
-                    )
-                    .map(Written::Stored)
+                    persist::write_transition(c, &job).map(Written::Stored)
                 },
-                {
-                    let conv = next.clone();
-                    move |written: &Written| {
-                        let Written::Stored(stored) = written else {
-                            return;
-                        };
-                        for s in stored {
-                            hub.publish(persist::frame(&conv, s));
-                        }
-                        if ring {
-                            doorbell.ring();
-                        }
+                move |written: &Written| {
+                    let Written::Stored(seqs) = written else {
+                        return;
+                    };
+                    for frame in after.frames(seqs) {
+                        hub.publish(frame);
+                    }
+                    if ring {
+                        doorbell.ring();
                     }
                 },
             )
             .await?;
-        let stored = match stored {
+        let first_message = pending.first_message().map(|(i, id)| (i, id.to_string()));
+        drop(pending);
+        if write_state {
+            self.state_written().insert(next.id.clone(), now);
+        }
+        let seqs = match stored {
             Written::Earlier(message_id, seq) => return Ok(Outcome::earlier(message_id, seq)),
-            Written::Stored(stored) => stored,
+            Written::Stored(seqs) => seqs,
         };
         let load_changed = self.update_load(&conv, &next);
         let queue_moved = (conv.status == Status::New) != (next.status == Status::New);
@@ -901,6 +933,7 @@ impl Engine {
             let mut convs = self.convs();
             if convs.get(id).is_some_and(|e| Arc::strong_count(e) == 2) {
                 convs.remove(id);
+                self.state_written().remove(id);
             }
         }
         if load_changed {
@@ -909,15 +942,35 @@ impl Engine {
         if queue_moved {
             self.publish_queue(bot_id);
         }
-        let written = stored
-            .iter()
-            .find(|s| s.message_id.is_some())
-            .filter(|_| writes);
+        let written = first_message
+            .as_ref()
+            .filter(|_| writes)
+            .and_then(|(i, _)| seqs.get(*i));
         Ok(Outcome {
-            seq: written.or(stored.last()).map(|s| s.seq),
-            message_id: stored.iter().find_map(|s| s.message_id.clone()),
+            seq: written.or(seqs.last()).copied(),
+            message_id: first_message.map(|(_, id)| id),
             duplicate: false,
         })
+    }
+
+    /// Whether a transition from `before` to `after` writes the conversation's state row:
+    /// always, unless it changes nothing but activity and the row was written less than
+    /// [`ACTIVITY_WRITE_EVERY`] ago.
+    fn state_due(&self, before: &Conversation, after: &Conversation, now: Timestamp) -> bool {
+        if !before.differs_only_in_activity(after) {
+            return true;
+        }
+        let written = self.state_written().get(&after.id).copied();
+        written.is_none_or(|at| {
+            Duration::try_from(now.duration_since(at)).unwrap_or_default() >= ACTIVITY_WRITE_EVERY
+        })
+    }
+
+    fn state_written(&self) -> std::sync::MutexGuard<'_, HashMap<String, Timestamp>> {
+        self.inner
+            .state_written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Mail and webhook calls a transition causes (written in its transaction).
@@ -1151,10 +1204,19 @@ impl Engine {
     /// Arms the conversation's next deadline (replacing the one before).
     fn schedule(&self, conv: &Conversation) {
         let mut timers = self.inner.timers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = timers.remove(&conv.id) {
+        let earliest = conv.deadlines.earliest();
+        if let (Some(at), Some((old, wakes))) = (earliest, timers.get(&conv.id))
+            && *wakes <= at
+            && !old.is_finished()
+        {
+            // A deadline pushed back (as every message pushes the idle timeout) keeps the
+            // timer: it wakes early, finds nothing due and sets itself again (`fire`).
+            return;
+        }
+        if let Some((old, _)) = timers.remove(&conv.id) {
             old.abort();
         }
-        let Some(at) = conv.deadlines.earliest() else {
+        let Some(at) = earliest else {
             return;
         };
         let wait = Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or_default();
@@ -1162,17 +1224,41 @@ impl Engine {
         let id = conv.id.clone();
         let handle = tokio::spawn(async move {
             tokio::time::sleep(wait).await;
+            // Awake: no longer the conversation's pending timer (unless one replaced it), so
+            // whatever `fire` does next arms a new one.
+            {
+                let mut timers = engine
+                    .inner
+                    .timers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if timers
+                    .get(&id)
+                    .is_some_and(|(h, _)| h.id() == tokio::task::id())
+                {
+                    timers.remove(&id);
+                }
+            }
             // Run detached: the command re-arms the timer, which aborts this task.
             tokio::spawn(async move { engine.fire(&id).await });
         });
-        timers.insert(conv.id.clone(), handle.abort_handle());
+        // Inserted under the lock the task takes when it wakes, so it always finds itself.
+        timers.insert(conv.id.clone(), (handle.abort_handle(), at));
     }
 
     async fn fire(&self, id: &str) {
         let Some(entry) = self.convs().get(id).cloned() else {
             return;
         };
-        let due = entry.lock().await.deadlines.due(Timestamp::now());
+        let due = {
+            let conv = entry.lock().await;
+            let due = conv.deadlines.due(Timestamp::now());
+            if due.is_empty() {
+                // Woken before a deadline that moved later: wait for it now.
+                self.schedule(&conv);
+            }
+            due
+        };
         for cmd in due {
             match self.run(id, cmd, None, |_| Ok(())).await {
                 Ok(_) | Err(EngineError::Rejected(_)) => {}

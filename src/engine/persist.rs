@@ -11,26 +11,154 @@ use crate::hub::Frame;
 use crate::mail::outbox::{self, Item};
 use crate::store::StoreError;
 
-/// An event as written: its sequence number and both encodings.
-#[derive(Debug, Clone)]
-pub struct Stored {
-    pub seq: i64,
-    pub kind: EventKind,
-    pub message_id: Option<String>,
-    pub frame_agent: String,
-    pub frame_visitor: Option<String>,
+/// A transition made ready for the writer: everything encoded beforehand, on the caller's
+/// thread, so the writer's time (which every write waits for) goes to SQL alone.
+pub struct Pending {
+    pub conv: Conversation,
+    /// The client's id of the message or note it writes, if any.
+    pub client_id: Option<String>,
+    /// The conversation's row, when the transition writes it (see `Engine::state_due`).
+    state: Option<String>,
+    events: Vec<PendingEvent>,
+    items: Vec<(&'static str, String)>,
+    now: Timestamp,
+    at: String,
 }
 
-/// Writes the conversation's new state and its events; returns them with their `seq`.
-pub fn write_transition(
-    conn: &Connection,
-    conv: &Conversation,
-    events: &[Event],
-    now: Timestamp,
-    mut client_id: Option<&str>,
-    items: &[Item],
-) -> Result<Vec<Stored>, StoreError> {
-    upsert_conversation(conn, conv, now)?;
+struct PendingEvent {
+    kind: EventKind,
+    visible: bool,
+    data: String,
+    message: Option<PendingMessage>,
+    form: Option<(String, String)>,
+    /// The envelopes without their `seq`, which only the insert gives: `"type":…}`.
+    agent_rest: String,
+    visitor_rest: Option<String>,
+}
+
+struct PendingMessage {
+    id: String,
+    /// `visitor`, `agent`, `bot`, `system` or `note`.
+    kind: String,
+    agent: Option<String>,
+    text: String,
+}
+
+impl Pending {
+    pub fn new(
+        conv: Conversation,
+        events: &[Event],
+        items: &[Item],
+        client_id: Option<String>,
+        write_state: bool,
+        now: Timestamp,
+    ) -> Result<Pending, StoreError> {
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+        let at = stamp(now);
+        let mut pending = Vec::with_capacity(events.len());
+        for event in events {
+            let kind = event.kind;
+            let mut data = event.data.clone();
+            let mut message = None;
+            if matches!(kind, EventKind::MessageCreated | EventKind::NoteCreated)
+                && let Value::Object(map) = &mut data
+            {
+                let id = wire::new_sortable_id("m");
+                map.insert("message_id".into(), Value::String(id.clone()));
+                let author = if kind == EventKind::NoteCreated {
+                    "note"
+                } else {
+                    data["author"].as_str().unwrap_or("system")
+                };
+                message = Some(PendingMessage {
+                    id,
+                    kind: author.to_string(),
+                    agent: data["agent"].as_str().map(str::to_string),
+                    text: data["text"].as_str().unwrap_or("").to_string(),
+                });
+            }
+            let form = (kind == EventKind::FormSubmitted).then(|| {
+                (
+                    data["form"].as_str().unwrap_or("").to_string(),
+                    data["values"].to_string(),
+                )
+            });
+            let visible = wire::visitor_sees(kind.as_str());
+            let agent_rest = wire::envelope_rest(kind.as_str(), &conv.id, &at, &data);
+            let visitor_rest = visible.then(|| {
+                wire::envelope_rest(
+                    kind.as_str(),
+                    &conv.id,
+                    &at,
+                    &wire::visitor_data(kind.as_str(), &data),
+                )
+            });
+            pending.push(PendingEvent {
+                kind,
+                visible,
+                data: data.to_string(),
+                message,
+                form,
+                agent_rest,
+                visitor_rest,
+            });
+        }
+        let items = items
+            .iter()
+            .map(|item| Ok((item.kind(), serde_json::to_string(item).map_err(corrupt)?)))
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Pending {
+            state: if write_state {
+                Some(serde_json::to_string(&conv).map_err(corrupt)?)
+            } else {
+                None
+            },
+            conv,
+            client_id,
+            events: pending,
+            items,
+            now,
+            at,
+        })
+    }
+}
+
+impl Pending {
+    /// The hub frames of the events, once written with these `seq`s.
+    pub fn frames<'a>(&'a self, seqs: &'a [i64]) -> impl Iterator<Item = Frame> + 'a {
+        self.events.iter().zip(seqs).map(|(event, &seq)| Frame {
+            seq: Some(seq),
+            conversation_id: Some(self.conv.id.clone()),
+            bot: Some(self.conv.bot.clone()),
+            visitor_id: Some(self.conv.visitor_id.clone()),
+            agent_json: Some(wire::with_seq(seq, &event.agent_rest)),
+            visitor_json: event
+                .visitor_rest
+                .as_deref()
+                .map(|rest| wire::with_seq(seq, rest)),
+            kind: None,
+        })
+    }
+
+    /// The first message (or note) the transition writes: its place among the events, and
+    /// its id.
+    pub fn first_message(&self) -> Option<(usize, &str)> {
+        self.events
+            .iter()
+            .enumerate()
+            .find_map(|(i, e)| e.message.as_ref().map(|m| (i, m.id.as_str())))
+    }
+}
+
+/// Writes the conversation's new state and its events; returns each event's `seq`. (Only
+/// numbers: what the writer thread allocates and another thread frees costs a lock in
+/// glibc's malloc, so the frames are put together by the caller, with [`Pending::frames`].)
+pub fn write_transition(conn: &Connection, p: &Pending) -> Result<Vec<i64>, StoreError> {
+    let mut client_id = p.client_id.as_deref();
+    let conv = &p.conv;
+    if let Some(state) = &p.state {
+        upsert_conversation(conn, conv, state, p.now)?;
+    }
     if conv.name.is_some() || conv.email.is_some() {
         // The visitor's profile keeps what they gave, for their next conversations.
         conn.prepare_cached(
@@ -39,23 +167,12 @@ pub fn write_transition(
         )?
         .execute(params![conv.visitor_id, conv.name, conv.email])?;
     }
-    let at = stamp(now);
-    for item in items {
-        outbox::enqueue(conn, item, now)?;
+    for (kind, payload) in &p.items {
+        outbox::enqueue_encoded(conn, kind, payload, p.now)?;
     }
-    let mut stored = Vec::with_capacity(events.len());
-    for event in events {
-        let mut data = event.data.clone();
-        let mut message_id = None;
+    let mut seqs = Vec::with_capacity(p.events.len());
+    for event in &p.events {
         let kind = event.kind;
-        if matches!(kind, EventKind::MessageCreated | EventKind::NoteCreated)
-            && let Value::Object(map) = &mut data
-        {
-            let id = wire::new_id("m");
-            map.insert("message_id".into(), Value::String(id.clone()));
-            message_id = Some(id);
-        }
-        let visible = wire::visitor_sees(kind.as_str());
         conn.prepare_cached(
             "INSERT INTO events (conversation_id, bot, type, at, visitor_visible, data)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -64,20 +181,15 @@ pub fn write_transition(
             conv.id,
             conv.bot,
             kind.as_str(),
-            at,
-            visible,
-            data.to_string()
+            p.at,
+            event.visible,
+            event.data
         ])?;
         let seq = conn.last_insert_rowid();
-        if let Some(id) = &message_id {
-            let author_kind = if kind == EventKind::NoteCreated {
-                "note"
-            } else {
-                data["author"].as_str().unwrap_or("system")
-            };
+        if let Some(m) = &event.message {
             // The client id belongs to the first message the command wrote (the one the
             // client sent: a message or a note); bot replies that follow carry none.
-            let cid = if matches!(author_kind, "visitor" | "agent" | "note") {
+            let cid = if matches!(m.kind.as_str(), "visitor" | "agent" | "note") {
                 client_id.take()
             } else {
                 None
@@ -87,17 +199,10 @@ pub fn write_transition(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
-                id,
-                conv.id,
-                seq,
-                author_kind,
-                data["agent"].as_str(),
-                data["text"].as_str().unwrap_or(""),
-                cid,
-                stamp(now)
+                m.id, conv.id, seq, m.kind, m.agent, m.text, cid, p.at
             ])?;
         }
-        if kind == EventKind::FormSubmitted {
+        if let Some((form, values)) = &event.form {
             conn.prepare_cached(
                 "INSERT INTO form_submissions
                    (id, bot, form, conversation_id, visitor_id, fields, page_url, created_at)
@@ -106,55 +211,25 @@ pub fn write_transition(
             .execute(params![
                 wire::new_id("f"),
                 conv.bot,
-                data["form"].as_str().unwrap_or(""),
+                form,
                 conv.id,
                 conv.visitor_id,
-                data["values"].to_string(),
+                values,
                 conv.page_url,
-                stamp(now)
+                p.at
             ])?;
         }
-        let frame_agent = wire::envelope(seq, kind.as_str(), &conv.id, &at, &data).to_string();
-        let frame_visitor = visible.then(|| {
-            wire::envelope(
-                seq,
-                kind.as_str(),
-                &conv.id,
-                &at,
-                &wire::visitor_data(kind.as_str(), &data),
-            )
-            .to_string()
-        });
-        stored.push(Stored {
-            seq,
-            kind,
-            message_id,
-            frame_agent,
-            frame_visitor,
-        });
+        seqs.push(seq);
     }
-    Ok(stored)
-}
-
-/// The hub frame of a stored event.
-pub fn frame(conv: &Conversation, stored: &Stored) -> Frame {
-    Frame {
-        seq: Some(stored.seq),
-        conversation_id: Some(conv.id.clone()),
-        bot: Some(conv.bot.clone()),
-        visitor_id: Some(conv.visitor_id.clone()),
-        agent_json: Some(stored.frame_agent.clone()),
-        visitor_json: stored.frame_visitor.clone(),
-        kind: None,
-    }
+    Ok(seqs)
 }
 
 fn upsert_conversation(
     conn: &Connection,
     conv: &Conversation,
+    state: &str,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let state = serde_json::to_string(conv).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     conn.prepare_cached(
         "INSERT INTO conversations
            (id, visitor_id, bot, status, assignee, team, created_at, updated_at, requested_at, state)

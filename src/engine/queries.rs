@@ -233,8 +233,9 @@ fn list_blocking(
     args.push(f.limit.clamp(1, 500).to_string());
     let sql = renumber(&format!(
         "SELECT c.state, v.name, v.email,
-                (SELECT text FROM messages m WHERE m.conversation_id = c.id AND m.kind != 'note'
-                 ORDER BY m.seq DESC LIMIT 1)
+                (SELECT e.data ->> '$.text' FROM events e
+                 WHERE e.conversation_id = c.id AND e.type = 'message.created'
+                 ORDER BY e.seq DESC LIMIT 1)
          FROM conversations c JOIN visitors v ON v.id = c.visitor_id
          {where_sql}
          ORDER BY CASE c.status WHEN 'new' THEN 0 ELSE 1 END,

@@ -88,6 +88,19 @@ pub async fn metrics(State(state): State<AppState>) -> Result<String, super::err
         "gauge",
         vec![(String::new(), engine.hub().subscribers() as f64)],
     );
+    let (groups, jobs) = engine.writer().counts();
+    metric(
+        "livechat_group_commits_total",
+        "Transactions the writer committed; each holds every write that was waiting.",
+        "counter",
+        vec![(String::new(), groups as f64)],
+    );
+    metric(
+        "livechat_group_commit_writes_total",
+        "Writes (messages, state changes) in those transactions.",
+        "counter",
+        vec![(String::new(), jobs as f64)],
+    );
     let mut outbox_samples = Vec::new();
     for kind in ["mail", "webhook"] {
         for status in ["pending", "sent", "dead"] {

@@ -48,7 +48,7 @@ pub enum Item {
 }
 
 impl Item {
-    fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self {
             Item::Mail(_) => "mail",
             Item::Webhook { .. } => "webhook",
@@ -58,15 +58,25 @@ impl Item {
 
 /// Writes an item to deliver; part of the caller's transaction.
 pub fn enqueue(conn: &Connection, item: &Item, now: Timestamp) -> Result<String, StoreError> {
-    let id = new_id("o");
     let payload = serde_json::to_string(item).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    enqueue_encoded(conn, item.kind(), &payload, now)
+}
+
+/// `enqueue` of an item already encoded (as JSON, with its kind).
+pub fn enqueue_encoded(
+    conn: &Connection,
+    kind: &str,
+    payload: &str,
+    now: Timestamp,
+) -> Result<String, StoreError> {
+    let id = new_id("o");
     conn.prepare_cached(
         "INSERT INTO outbox (id, kind, payload, status, attempts, next_attempt_ms, created_at)
          VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?5)",
     )?
     .execute(params![
         id,
-        item.kind(),
+        kind,
         payload,
         now.as_millisecond(),
         now.to_string()

@@ -128,6 +128,16 @@ const STEPS: &[M<'static>] = &[
         );
         CREATE INDEX invites_agent ON invites (agent_email);",
     ),
+    // 4: fewer pages written per message. Messages are indexed for search once per group
+    // commit (store::search), not by a trigger per message; and `messages` loses its
+    // (conversation_id, seq) index: every message wrote a page of it, while the unique
+    // (conversation_id, client_id) index finds a conversation's messages as well (they are
+    // then sorted, a conversation at a time), and the newest message of a conversation comes
+    // from the event log's own (conversation_id, seq) index.
+    M::up(
+        "DROP TRIGGER messages_fts_insert;
+        DROP INDEX messages_conversation;",
+    ),
 ];
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! SQLite storage: one database file in the data directory, WAL mode, embedded migrations.
 
+pub mod checkpoint;
 pub mod migrations;
 pub mod reader;
 pub mod revisions;
+pub mod search;
 pub mod writer;
 
 use std::fs;
@@ -14,6 +16,9 @@ use rusqlite::Connection;
 
 pub use migrations::MIGRATIONS;
 pub use revisions::{Revision, RevisionSummary};
+
+/// The page size of a new database.
+pub const PAGE_SIZE: u32 = 2048;
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "livechat.db";
@@ -56,19 +61,31 @@ pub fn open(data_dir: &Path) -> Result<Connection, StoreError> {
         path: data_dir.display().to_string(),
         source,
     })?;
+    let mut conn = connect(data_dir)?;
+    MIGRATIONS.to_latest(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens `DATA_DIR/livechat.db` with the connection settings, without migrating it.
+pub fn connect(data_dir: &Path) -> Result<Connection, StoreError> {
     let path = data_dir.join(DB_FILE);
     let open_err = |source| StoreError::Open {
         path: path.display().to_string(),
         source,
     };
-    let mut conn = Connection::open(&path).map_err(open_err)?;
+    let conn = Connection::open(&path).map_err(open_err)?;
     configure(&conn).map_err(open_err)?;
-    MIGRATIONS.to_latest(&mut conn)?;
     Ok(conn)
 }
 
 /// Connection settings; they hold per connection, so they are set here and not in migrations.
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    // 2 KiB pages for a new database (an existing one keeps its own; set before WAL, which
+    // fixes it). Each message adds an entry to two indexes keyed by conversation, at a
+    // different place for each conversation, so a commit rewrites a page of each per
+    // conversation in it: halving the page size nearly halves what a message writes, and
+    // the disk's write bandwidth is what limits stored messages per second.
+    conn.pragma_update(None, "page_size", PAGE_SIZE)?;
     // WAL: readers never block the writer, nor the writer the readers.
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
@@ -83,6 +100,12 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "foreign_keys", true)?;
     // Another process (`livechat apply` beside the server) may hold the write lock briefly.
     conn.busy_timeout(Duration::from_millis(5000))?;
+    // Temporary storage in memory. Above all the sub-journal: inside a savepoint (the writer
+    // runs every job in one) SQLite copies each page before its first change, to be able
+    // to roll back to it; on disk that was a temporary file written for every job.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // After a checkpoint has emptied it, a WAL that grew under a burst is cut back to this.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     Ok(())
 }
 
@@ -111,6 +134,8 @@ mod tests {
         assert_eq!(pragma("foreign_keys"), "1");
         assert_eq!(pragma("synchronous"), "1"); // NORMAL
         assert_eq!(pragma("busy_timeout"), "5000");
+        assert_eq!(pragma("temp_store"), "2"); // MEMORY
+        assert_eq!(pragma("page_size"), PAGE_SIZE.to_string());
         drop(conn);
         // Opening again runs no migration twice.
         let conn = open(&data).unwrap();

@@ -5,8 +5,14 @@
 //! then completes the jobs, in the order they ran. So a caller is told "done" only after its
 //! writes are durable, and hooks run after commit (publishing events) see commits in order.
 //! Many concurrent writers share one fsync instead of paying one each.
+//!
+//! Work that need not be repeated per job runs once per group: a [`GroupStep`] runs after
+//! the jobs, in the same transaction (the search index is brought up to date there), and
+//! WAL checkpoints run on a thread of their own (see [`super::checkpoint`]), so the writer's
+//! time goes to the jobs.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
 
 use rusqlite::Connection;
@@ -16,29 +22,91 @@ use super::StoreError;
 
 /// Runs after the group commit: `Ok` when the job's writes are durable.
 type Finisher = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// A committed group's finishers, handed to the async runtime.
+type Done = tokio::sync::mpsc::UnboundedSender<(Vec<Finisher>, Result<(), String>)>;
 type Job = Box<dyn FnOnce(&Connection) -> Finisher + Send>;
 
 /// The most jobs one transaction takes; more wait for the next commit.
 const MAX_GROUP: usize = 512;
 
+/// Work done once per group, after its jobs, in their transaction.
+pub trait GroupStep: Send + 'static {
+    /// Runs before the commit. An error is logged and the group still commits: a step must
+    /// be able to catch up with the next group.
+    fn before_commit(&mut self, conn: &Connection) -> rusqlite::Result<()>;
+    /// Whether the group (and so the step's writes) committed.
+    fn after_commit(&mut self, committed: bool);
+}
+
+/// No step.
+impl GroupStep for () {
+    fn before_commit(&mut self, _: &Connection) -> rusqlite::Result<()> {
+        Ok(())
+    }
+    fn after_commit(&mut self, _: bool) {}
+}
+
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    counts: Arc<Counts>,
+}
+
+/// What the writer has done since it started (for `/metrics`).
+#[derive(Default)]
+pub struct Counts {
+    /// Transactions committed (or attempted).
+    pub groups: AtomicU64,
+    /// Jobs run in them.
+    pub jobs: AtomicU64,
 }
 
 impl Writer {
     /// Starts the writer thread on `conn`. It ends when every `Writer` clone is dropped.
     pub fn start(conn: Connection) -> Writer {
-        let (tx, rx) = mpsc::channel::<Job>();
-        thread::Builder::new()
-            .name("livechat-writer".into())
-            .spawn(move || run(conn, rx))
-            .expect("spawn the writer thread");
-        Writer { jobs: tx }
+        Writer::start_with(conn, (), None)
     }
 
-    /// Runs `work` in the next group commit; `after` runs once it is durable (on the writer
-    /// thread, in commit order — keep it short and non-blocking), then the result is returned.
+    /// The same, with `step` run once per group, and the checkpointer told after each
+    /// commit (and let hold the writer between two groups).
+    pub fn start_with(
+        conn: Connection,
+        step: impl GroupStep,
+        checkpointer: Option<super::checkpoint::Link>,
+    ) -> Writer {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let counts = Arc::new(Counts::default());
+        let counted = counts.clone();
+        // A group's callers are told on one task of the runtime: the writer wakes it once
+        // per group instead of waking each caller itself (each wake a system call, and on
+        // two cores often a switch away from the writer).
+        let done = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+            let (done, mut groups) = tokio::sync::mpsc::unbounded_channel();
+            runtime.spawn(async move {
+                while let Some((finishers, commit)) = groups.recv().await {
+                    finish(finishers, &commit);
+                }
+            });
+            done
+        });
+        thread::Builder::new()
+            .name("livechat-writer".into())
+            .spawn(move || run(conn, rx, step, checkpointer, done, &counted))
+            .expect("spawn the writer thread");
+        Writer { jobs: tx, counts }
+    }
+
+    /// Group commits and jobs so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.counts.groups.load(Ordering::Relaxed),
+            self.counts.jobs.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Runs `work` in the next group commit; `after` runs once it is durable (in commit
+    /// order, on one task of the runtime — keep it short and non-blocking), then the result
+    /// is returned.
     pub async fn write<T, W, A>(&self, work: W, after: A) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -97,7 +165,14 @@ fn in_savepoint<T>(
     }
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
+fn run(
+    conn: Connection,
+    rx: mpsc::Receiver<Job>,
+    mut step: impl GroupStep,
+    checkpointer: Option<super::checkpoint::Link>,
+    done: Option<Done>,
+    counts: &Counts,
+) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -106,6 +181,10 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        // The checkpointer may hold the writer here, between two groups (see checkpoint.rs).
+        let gate = checkpointer.as_ref().map(|link| link.group());
+        counts.groups.fetch_add(1, Ordering::Relaxed);
+        counts.jobs.fetch_add(group.len() as u64, Ordering::Relaxed);
         let begun = conn
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| e.to_string());
@@ -113,6 +192,11 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
             Ok(()) => group.into_iter().map(|job| job(&conn)).collect(),
             Err(_) => Vec::new(),
         };
+        let stepped = begun.is_ok()
+            && step
+                .before_commit(&conn)
+                .inspect_err(|e| tracing::warn!("group step failed (retried next group): {e}"))
+                .is_ok();
         let commit = begun.and_then(|()| {
             conn.execute_batch("COMMIT").map_err(|e| {
                 let _ = conn.execute_batch("ROLLBACK");
@@ -122,9 +206,27 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
         if let Err(e) = &commit {
             tracing::error!("group commit failed: {e}");
         }
-        for finish in finishers {
-            finish(commit.clone());
+        step.after_commit(stepped && commit.is_ok());
+        drop(gate);
+        if let (Some(link), Ok(())) = (&checkpointer, &commit) {
+            link.ring();
         }
+        match &done {
+            Some(done) => {
+                if let Err(returned) = done.send((finishers, commit)) {
+                    // The runtime is gone (shutting down): tell the callers from here.
+                    let (finishers, commit) = returned.0;
+                    finish(finishers, &commit);
+                }
+            }
+            None => finish(finishers, &commit),
+        }
+    }
+}
+
+fn finish(finishers: Vec<Finisher>, commit: &Result<(), String>) {
+    for finish in finishers {
+        finish(commit.clone());
     }
 }
 

@@ -1,0 +1,128 @@
+//! The full-text index of messages (`messages_fts`), kept up to date once per group commit.
+//!
+//! An insert trigger would index each message inside its job's savepoint, and FTS5 writes
+//! its pending terms out as a new index segment at every savepoint release: one segment,
+//! and soon a merge, per message. Indexing every new message once per group, after its
+//! jobs and in the same transaction, writes one segment per commit instead. A search never
+//! sees an acknowledged message missing: the index commits with the messages it covers.
+
+use rusqlite::Connection;
+
+use super::writer::GroupStep;
+
+/// Indexes the messages above the highest row id it has indexed.
+pub struct SearchIndex {
+    /// Every message with a row id up to this is in the index.
+    upto: i64,
+    /// Indexed in the current group, not yet committed.
+    pending: Option<i64>,
+}
+
+impl SearchIndex {
+    /// Everything stored is indexed (each group commits with its index), so the mark starts
+    /// at the highest row id there is.
+    pub fn new(conn: &Connection) -> rusqlite::Result<SearchIndex> {
+        Ok(SearchIndex {
+            upto: highest(conn)?,
+            pending: None,
+        })
+    }
+}
+
+fn highest(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT coalesce(max(rowid), 0) FROM messages")?
+        .query_row([], |r| r.get(0))
+}
+
+impl GroupStep for SearchIndex {
+    fn before_commit(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        let top = highest(conn)?;
+        if top > self.upto {
+            conn.prepare_cached(
+                "INSERT INTO messages_fts (rowid, text)
+                 SELECT rowid, text FROM messages WHERE rowid > ?1 AND rowid <= ?2",
+            )?
+            .execute([self.upto, top])?;
+            self.pending = Some(top);
+        }
+        Ok(())
+    }
+
+    fn after_commit(&mut self, committed: bool) {
+        if let (true, Some(top)) = (committed, self.pending) {
+            self.upto = top;
+        }
+        self.pending = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::writer::Writer;
+
+    fn insert(conn: &Connection, id: &str, text: &str) -> Result<(), crate::store::StoreError> {
+        conn.execute(
+            "INSERT INTO visitors (id, token_hash, bot, created_at, last_seen_at)
+             VALUES ('v', 'h', 'b', 't', 't') ON CONFLICT DO NOTHING",
+            [],
+        )?;
+        conn.execute(
+            "INSERT INTO conversations (id, visitor_id, bot, status, created_at, updated_at, state)
+             VALUES ('c', 'v', 'b', 'chatting', 't', 't', '{}') ON CONFLICT DO NOTHING",
+            [],
+        )?;
+        conn.execute(
+            "INSERT INTO messages (id, conversation_id, seq, kind, text, at)
+             VALUES (?1, 'c', 1, 'visitor', ?2, 't')",
+            [id, text],
+        )?;
+        Ok(())
+    }
+
+    fn found(dir: &std::path::Path, word: &str) -> Vec<String> {
+        let conn = crate::store::connect(dir).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT m.id FROM messages m JOIN messages_fts ON messages_fts.rowid = m.rowid
+                 WHERE messages_fts MATCH ?1 ORDER BY m.id",
+            )
+            .unwrap();
+        stmt.query_map([word], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn acknowledged_messages_are_searchable_and_rolled_back_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(dir.path()).unwrap();
+        let index = SearchIndex::new(&conn).unwrap();
+        let writer = Writer::start_with(conn, index, None);
+        // Several jobs in flight together, one of which fails after writing its message.
+        let ok = |id: &'static str, text: &'static str| {
+            let w = writer.clone();
+            async move { w.run(move |c| insert(c, id, text)).await }
+        };
+        let failing = {
+            let w = writer.clone();
+            async move {
+                w.run(|c| {
+                    insert(c, "m9", "never acknowledged parcel")?;
+                    Err::<(), _>(crate::store::StoreError::Corrupt("refused".into()))
+                })
+                .await
+            }
+        };
+        let (a, b, c) = tokio::join!(
+            ok("m1", "where is my parcel"),
+            failing,
+            ok("m2", "the parcel arrived")
+        );
+        assert!(a.is_ok() && c.is_ok() && b.is_err());
+        assert_eq!(found(dir.path(), "parcel"), vec!["m1", "m2"]);
+        ok("m3", "another parcel").await.unwrap();
+        assert_eq!(found(dir.path(), "parcel"), vec!["m1", "m2", "m3"]);
+    }
+}

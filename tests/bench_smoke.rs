@@ -60,6 +60,8 @@ fn a_short_bench_run_prints_every_figure_and_passes_its_checks() {
         "server binary size",
         "server RSS per socket (socket alone)",
         "durably stored messages per second",
+        "writes per group commit (mean)",
+        "server bytes written per message (all writes)",
         "delivery visitor → agent",
         "delivery agent → visitor",
         "messages acknowledged per second",

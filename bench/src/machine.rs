@@ -163,6 +163,18 @@ impl CpuMeter {
     }
 }
 
+/// Bytes a process has handed to `write`-like system calls so far (`wchar` of
+/// `/proc/PID/io`: files and sockets alike, whether or not they reached the disk yet).
+pub fn written_bytes(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("wchar: "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The size of a file in MiB.
 pub fn file_mib(path: &Path) -> Option<f64> {
     Some(std::fs::metadata(path).ok()?.len() as f64 / 1024.0 / 1024.0)

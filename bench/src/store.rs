@@ -115,6 +115,7 @@ pub async fn run(
     let writer_cpu = pid.and_then(|p| CpuMeter::thread(p, WRITER_THREAD));
     let bench_cpu = CpuMeter::start(std::process::id());
     let commits_before = group_commits(&api).await;
+    let written_before = pid.and_then(machine::written_bytes);
     let start = Instant::now();
     let end = start + o.duration;
     let writers: Vec<_> = chats
@@ -170,6 +171,10 @@ pub async fn run(
         per_writer.push(w.await.map_err(|e| anyhow!("a writer failed: {e}"))?);
     }
     let elapsed = start.elapsed();
+    let written = match (written_before, pid.and_then(machine::written_bytes)) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
     let commits = match (commits_before, group_commits(&api).await) {
         (Some((g0, w0)), Some((g1, w1))) if g1 > g0 => Some((g1 - g0, w1 - w0)),
         _ => None,
@@ -248,6 +253,14 @@ pub async fn run(
             "writes per group commit (mean)",
             writes as f64 / groups as f64,
             "",
+        );
+    }
+    if let (Some(bytes), true) = (written, t.acked > 0) {
+        s.num(
+            "written_per_message",
+            "server bytes written per message (all writes)",
+            bytes as f64 / t.acked as f64 / 1024.0,
+            "KiB",
         );
     }
     s.int("errors", "errors", t.errors, "");

@@ -351,3 +351,54 @@ async fn waiting_visitors_see_their_place_in_the_queue() {
     let (_, first) = api.get("/api/v1/visitor/queue", Some(&visitors[0].0)).await;
     assert_eq!(first["position"], 0, "a chat in progress waits for nobody");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_language_list_picks_the_bot_language() {
+    let server = TestServer::start(
+        |dir| {
+            live_bundle(dir, 0, "90s", "10m");
+            std::fs::write(
+                dir.join("bilingual.toml"),
+                r#"name = "Bilingual"
+languages = ["en", "de"]
+
+[[step]]
+id = "start"
+say = { en = "Hello!", de = "Hallo!" }
+"#,
+            )
+            .unwrap();
+        },
+        &[],
+    );
+    let api = Api::new(&server.url);
+    let start = |accept: &'static str| {
+        let api = api.clone();
+        async move {
+            let resp = api
+                .http
+                .post(format!("{}/api/v1/visitor/sessions", api.url))
+                .header("accept-language", accept)
+                .json(&json!({"bot": "bilingual"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 201);
+            resp.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    // French first, which the bot does not speak: German, the next the browser accepts.
+    let session = start("fr-FR,fr;q=0.9,de;q=0.8,en;q=0.7").await;
+    assert_eq!(session["widget"]["language"], "de", "{session}");
+    assert!(
+        session["events"].to_string().contains("Hallo!"),
+        "{session}"
+    );
+    // q=0 refuses a language.
+    let session = start("de;q=0,en-GB").await;
+    assert_eq!(session["widget"]["language"], "en", "{session}");
+    assert!(
+        session["events"].to_string().contains("Hello!"),
+        "{session}"
+    );
+}

@@ -1702,23 +1702,47 @@ fn valid_name(name: &str) -> bool {
 /// The bot language for a visitor's preference: exact, else by its primary subtag
 /// (`de-AT` → `de`), else the bot's first language.
 pub fn pick_language(bot: &Bot, wanted: Option<&str>) -> String {
-    let langs: Vec<&str> = bot
-        .header
-        .languages
-        .iter()
-        .map(|l| l.get_ref().as_str())
-        .collect();
-    let default = flow::default_language(bot).to_string();
-    let Some(wanted) = wanted.map(str::trim).filter(|w| !w.is_empty()) else {
-        return default;
-    };
+    wanted
+        .and_then(|w| match_language(bot, w))
+        .unwrap_or_else(|| flow::default_language(bot).to_string())
+}
+
+/// The bot language that is `wanted`, or its primary subtag; `None` if the bot has neither.
+fn match_language(bot: &Bot, wanted: &str) -> Option<String> {
+    let wanted = wanted.trim();
+    if wanted.is_empty() {
+        return None;
+    }
+    let langs = || bot.header.languages.iter().map(|l| l.get_ref());
     let primary = wanted.split(['-', '_']).next().unwrap_or(wanted);
-    langs
-        .iter()
+    langs()
         .find(|l| l.eq_ignore_ascii_case(wanted))
-        .or_else(|| langs.iter().find(|l| l.eq_ignore_ascii_case(primary)))
-        .map(|l| l.to_string())
-        .unwrap_or(default)
+        .or_else(|| langs().find(|l| l.eq_ignore_ascii_case(primary)))
+        .cloned()
+}
+
+/// The visitor's language from a browser's `Accept-Language` list: the most preferred tag
+/// (by `q`, then order) that the bot speaks, else the most preferred tag at all (kept as the
+/// visitor's language, and [`pick_language`] then falls back to the bot's first). Tags
+/// with `q=0` and `*` are never chosen.
+pub fn preferred_language(bot: &Bot, accept: &str) -> Option<String> {
+    let mut tags: Vec<(f32, &str)> = accept
+        .split(',')
+        .filter_map(|part| {
+            let mut pieces = part.split(';');
+            let tag = pieces.next()?.trim();
+            let q = pieces
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .map_or(Some(1.0), |q| q.trim().parse::<f32>().ok())?;
+            (!tag.is_empty() && tag != "*" && q > 0.0).then_some((q, tag))
+        })
+        .collect();
+    // Stable: equal weights keep the browser's order.
+    tags.sort_by(|a, b| b.0.total_cmp(&a.0));
+    tags.iter()
+        .find(|(_, tag)| match_language(bot, tag).is_some())
+        .or(tags.first())
+        .map(|(_, tag)| tag.to_string())
 }
 
 /// `now + d`, saturating at the end of time.
@@ -1913,6 +1937,24 @@ fields = [
     const BEA: &str = "bea@acme.example";
     const CID: &str = "cid@acme.example";
     const ADM: &str = "adm@acme.example";
+
+    #[test]
+    fn the_browser_language_list_is_read_by_preference() {
+        let b = support_bot("", ""); // speaks en, de
+        let pick = |accept: &str| {
+            let tag = preferred_language(&b, accept);
+            (tag.clone(), pick_language(&b, tag.as_deref()))
+        };
+        let some = |t: &str, l: &str| (Some(t.to_string()), l.to_string());
+        assert_eq!(pick("fr-FR,fr;q=0.9,de;q=0.8,en;q=0.7"), some("de", "de"));
+        assert_eq!(pick("de-AT"), some("de-AT", "de"));
+        assert_eq!(pick("en;q=0.5, de-CH;q=0.8"), some("de-CH", "de"));
+        assert_eq!(pick("de;q=0, en"), some("en", "en"));
+        assert_eq!(pick("fr, it;q=0.5"), some("fr", "en"));
+        assert_eq!(pick("*"), (None, "en".to_string()));
+        assert_eq!(pick(""), (None, "en".to_string()));
+        assert_eq!(pick("de;q=nonsense"), (None, "en".to_string()));
+    }
 
     #[test]
     fn activity_alone_is_told_apart_from_other_changes() {

@@ -26,34 +26,10 @@ fn page(state: &AppState, status: StatusCode, name: &str, ctx: Value) -> Respons
     }
 }
 
-/// The bot's language that fits the browser best (else its first).
+/// The bot's language that fits the browser best (else its first): the widget's rule.
 fn language(bot: &Bot, headers: &HeaderMap) -> String {
-    let first = crate::chat::flow::default_language(bot).to_string();
-    let Some(accept) = headers
-        .get(axum::http::header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return first;
-    };
-    for part in accept.split(',') {
-        let tag = part
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        let primary = tag.split('-').next().unwrap_or("");
-        if let Some(l) = bot
-            .header
-            .languages
-            .iter()
-            .map(|l| l.get_ref())
-            .find(|l| l.eq_ignore_ascii_case(&tag) || l.eq_ignore_ascii_case(primary))
-        {
-            return l.clone();
-        }
-    }
-    first
+    let wanted = super::visitor::accept_language(headers, bot);
+    crate::chat::conversation::pick_language(bot, wanted.as_deref())
 }
 
 /// The values a contact page shows: fields with labels, the visitor's values, errors.

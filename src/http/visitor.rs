@@ -82,7 +82,7 @@ pub async fn start_session(
     let language = req
         .language
         .clone()
-        .or_else(|| accept_language(&headers))
+        .or_else(|| accept_language(&headers, bot))
         .filter(|l| l.len() <= 35);
     let started = state
         .engine
@@ -158,7 +158,7 @@ pub async fn widget(
         )
     })?;
     check_origin(&headers, bot)?;
-    let wanted = q.language.or_else(|| accept_language(&headers));
+    let wanted = q.language.or_else(|| accept_language(&headers, bot));
     let lang = crate::chat::conversation::pick_language(bot, wanted.as_deref());
     Ok(Json(json!({ "widget": widget_json(&q.bot, bot, &lang) })))
 }
@@ -184,13 +184,13 @@ pub fn check_origin(headers: &HeaderMap, bot: &crate::config::Bot) -> Result<(),
     }
 }
 
-fn accept_language(headers: &HeaderMap) -> Option<String> {
+/// The visitor's language from the browser's `Accept-Language` (see `preferred_language`).
+pub fn accept_language(headers: &HeaderMap, bot: &crate::config::schema::Bot) -> Option<String> {
     let value = headers
         .get(axum::http::header::ACCEPT_LANGUAGE)?
         .to_str()
         .ok()?;
-    let first = value.split(',').next()?.split(';').next()?.trim();
-    (!first.is_empty() && first != "*").then(|| first.to_string())
+    crate::chat::conversation::preferred_language(bot, value)
 }
 
 /// The visitor's country, from the header a trusted proxy sets (`country_header`).

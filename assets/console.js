@@ -229,6 +229,8 @@
     var uls = document.querySelectorAll('.lists .rows');
     for (var i = 0; i < uls.length; i++) clear(uls[i]);
     closeConv();
+    closeReports();
+    clear($('reports-body'));
   }
 
   function onSignOut() {
@@ -617,6 +619,8 @@
   }
 
   function openConv(id) {
+    $('reports-pane').hidden = true;
+    $('reports').setAttribute('aria-expanded', 'false');
     if (S.openId !== id) {
       // Nothing of the previous conversation stays clickable while this one loads.
       S.open = null; S.msgKey = ''; S.actionsKey = ''; S.openIds = new Set();
@@ -1140,6 +1144,123 @@
       });
   }
 
+  // ---- Reports --------------------------------------------------------------------------
+
+  var FIGURES = [
+    ['conversations', 'Conversations'],
+    ['live_chat_requests', 'Live chat requests'],
+    ['accepted', 'Accepted'],
+    ['missed', 'Missed (timed out or offline)'],
+    ['resolved', 'Resolved'],
+    ['offline_forms', 'Offline messages in chats']
+  ];
+
+  function openReports() {
+    if (S.openId) closeConv();
+    $('conv-empty').hidden = true;
+    $('reports-pane').hidden = false;
+    $('reports').setAttribute('aria-expanded', 'true');
+    document.body.classList.add('has-open');
+    loadReports();
+  }
+
+  function closeReports() {
+    if ($('reports-pane').hidden) return;
+    $('reports-pane').hidden = true;
+    $('reports').setAttribute('aria-expanded', 'false');
+    if (!S.openId) {
+      $('conv-empty').hidden = false;
+      document.body.classList.remove('has-open');
+    }
+  }
+
+  function loadReports() {
+    var days = Number($('reports-period').value) || 7;
+    var to = new Date(now());
+    // "Today" starts at local midnight; longer periods go back whole days from now.
+    var from = days === 1 ? new Date(to.getFullYear(), to.getMonth(), to.getDate())
+      : new Date(to.getTime() - days * 86400000);
+    var bot = $('reports-bot').value;
+    var query = '?from=' + encodeURIComponent(from.toISOString()) + '&to=' + encodeURIComponent(to.toISOString()) +
+      (bot ? '&bot=' + encodeURIComponent(bot) : '');
+    var asked = S.reportsAsked = query;
+    $('reports-status').textContent = 'Loading…';
+    api('GET', '/stats' + query).then(function (data) {
+      if (S.reportsAsked !== asked) return;
+      $('reports-status').textContent = '';
+      renderReports(data);
+    }, function (err) {
+      if (S.reportsAsked !== asked) return;
+      $('reports-status').textContent = reason(err);
+    });
+  }
+
+  function seconds(t) {
+    if (!t || !t.count) return '–';
+    return duration(t.median * 1000) + ' (90 %: ' + duration(t.p90 * 1000) + ')';
+  }
+
+  function renderReports(data) {
+    var total = data.total || {};
+    var bots = data.bots || {};
+    var select = $('reports-bot');
+    Object.keys(bots).forEach(function (id) {
+      if (!select.querySelector('option[value="' + CSS.escape(id) + '"]')) add(select, h('option', { value: id }, id));
+    });
+    var messages = total.messages || {};
+    var rows = FIGURES.map(function (f) { return [f[1], String(total[f[0]] || 0)]; });
+    rows.push(['Messages from visitors', String(messages.visitor || 0)]);
+    rows.push(['Messages from agents', String(messages.agent || 0)]);
+    rows.push(['Messages from the bot', String((messages.bot || 0) + (messages.system || 0))]);
+    rows.push(['Time to accept (median)', seconds(total.time_to_accept_secs)]);
+    rows.push(['Time to resolve (median)', seconds(total.time_to_resolve_secs)]);
+    var body = $('reports-body');
+    clear(body);
+    add(body, h('table', { class: 'report', 'aria-label': 'Totals' },
+      h('tbody', null, rows.map(function (r) {
+        return h('tr', null, h('th', { scope: 'row' }, r[0]), h('td', null, r[1]));
+      }))));
+    var agents = data.agents || [];
+    if (agents.length) {
+      add(body, h('h3', null, 'By agent'));
+      add(body, h('table', { class: 'report', 'aria-label': 'By agent' },
+        h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Agent'), h('th', { scope: 'col' }, 'Accepted'),
+          h('th', { scope: 'col' }, 'Resolved'))),
+        h('tbody', null, agents.map(function (a) {
+          return h('tr', null, h('th', { scope: 'row' }, agentName(a.agent)), h('td', null, String(a.accepted || 0)),
+            h('td', null, String(a.resolved || 0)));
+        }))));
+    }
+    var link = $('reports-csv');
+    link.href = 'data:text/csv;charset=utf-8,' + encodeURIComponent(reportCsv(data));
+    link.hidden = false;
+  }
+
+  /** The figures per bot (and in all), then per agent, as CSV. Cells that a spreadsheet
+   *  would run as a formula are prefixed with a quote. */
+  function reportCsv(data) {
+    var cell = function (v) {
+      var s = v == null ? '' : String(v);
+      if (/^[=+\-@\t\r]/.test(s)) s = "'" + s;
+      return /[",\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
+    };
+    var line = function (cells) { return cells.map(cell).join(',') + '\r\n'; };
+    var head = ['bot'].concat(FIGURES.map(function (f) { return f[0]; }),
+      ['messages_visitor', 'messages_agent', 'messages_bot', 'accept_median_secs', 'accept_p90_secs',
+        'resolve_median_secs', 'resolve_p90_secs']);
+    var figures = function (name, t) {
+      var m = t.messages || {}, a = t.time_to_accept_secs || {}, r = t.time_to_resolve_secs || {};
+      return [name].concat(FIGURES.map(function (f) { return t[f[0]] || 0; }),
+        [m.visitor || 0, m.agent || 0, (m.bot || 0) + (m.system || 0), a.median, a.p90, r.median, r.p90]);
+    };
+    var out = line(['from', data.from, 'to', data.to]) + line(head);
+    Object.keys(data.bots || {}).sort().forEach(function (id) { out += line(figures(id, data.bots[id])); });
+    out += line(figures('all', data.total || {}));
+    out += line([]) + line(['agent', 'accepted', 'resolved']);
+    (data.agents || []).forEach(function (a) { out += line([a.agent, a.accepted || 0, a.resolved || 0]); });
+    return out;
+  }
+
   // ---- Wiring ---------------------------------------------------------------------------
 
   function boot() {
@@ -1170,6 +1291,13 @@
       var r = id && document.querySelector('.row[data-id="' + CSS.escape(id) + '"]');
       if (r) r.focus();
     });
+    $('reports').addEventListener('click', function () {
+      if ($('reports-pane').hidden) openReports(); else closeReports();
+    });
+    $('reports-back').addEventListener('click', closeReports);
+    $('reports-period').addEventListener('change', loadReports);
+    $('reports-bot').addEventListener('change', loadReports);
+    $('reports-form').addEventListener('submit', function (ev) { ev.preventDefault(); loadReports(); });
     $('details-toggle').addEventListener('click', toggleDetails);
     $('resolve-form').addEventListener('submit', onResolve);
     $('resolve-cancel').addEventListener('click', hideForms);

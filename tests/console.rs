@@ -529,6 +529,65 @@ async fn resolving_with_a_note_moves_it_to_resolved() {
     assert!(csv.starts_with("time,author,agent,text"), "{csv}");
     assert!(csv.contains("Agent 0 has joined the chat."), "{csv}");
 
+    // Reports: this week's figures, this agent's accept and resolve, and the CSV.
+    browser.click("#reports").await;
+    wait_js(
+        &browser,
+        "the reports pane with its totals",
+        "return !document.getElementById('reports-pane').hidden
+               && document.getElementById('conv-pane').hidden
+               && !!document.querySelector('#reports-body table.report');",
+    )
+    .await;
+    let figures = js(
+        &browser,
+        "const rows = {};
+         for (const tr of document.querySelectorAll('#reports-body table.report tbody tr'))
+           rows[tr.querySelector('th').textContent] = tr.querySelector('td').textContent;
+         return rows;",
+    )
+    .await;
+    assert_eq!(figures["Conversations"], "1", "{figures}");
+    assert_eq!(figures["Live chat requests"], "1", "{figures}");
+    assert_eq!(figures["Accepted"], "1", "{figures}");
+    assert_eq!(figures["Resolved"], "1", "{figures}");
+    assert_eq!(figures["Missed (timed out or offline)"], "0", "{figures}");
+    // The agent's own row: shown as "You".
+    assert_eq!(figures["You"], "1", "{figures}");
+    let report = js(
+        &browser,
+        "const href = document.getElementById('reports-csv').href;
+         return href.startsWith('data:text/csv;charset=utf-8,')
+           ? decodeURIComponent(href.slice(href.indexOf(',') + 1)) : href;",
+    )
+    .await;
+    let report = report.as_str().unwrap();
+    let lines: Vec<&str> = report.lines().collect();
+    assert!(
+        lines[1].starts_with("bot,conversations,live_chat_requests,accepted,missed,resolved"),
+        "{report}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("support,1,1,1,0,1,")),
+        "{report}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("all,1,1,1,0,1,")),
+        "{report}"
+    );
+    assert!(lines.contains(&"agent0@acme.example,1,1"), "{report}");
+    // Opening a conversation leaves the reports.
+    browser
+        .click(&format!("#sec-resolved .row[data-id='{}']", session.conv))
+        .await;
+    wait_js(
+        &browser,
+        "the conversation instead of the reports",
+        "return document.getElementById('reports-pane').hidden
+               && !document.getElementById('conv-pane').hidden;",
+    )
+    .await;
+
     // Sign out: back to the sign-in screen, and the cookie's session is over.
     browser.click("#signout").await;
     wait_js(

@@ -1183,6 +1183,9 @@
     var bot = $('reports-bot').value;
     var query = '?from=' + encodeURIComponent(from.toISOString()) + '&to=' + encodeURIComponent(to.toISOString()) +
       (bot ? '&bot=' + encodeURIComponent(bot) : '');
+    // Every conversation of the period, one row each (a GET with the console's cookie).
+    $('reports-export').href = API + '/conversations.csv' + query;
+    $('reports-export').hidden = false;
     var asked = S.reportsAsked = query;
     $('reports-status').textContent = 'Loading…';
     api('GET', '/stats' + query).then(function (data) {

@@ -584,6 +584,13 @@ async fn calls_without_a_valid_token_are_refused() {
             "unauthorized",
         ),
         (
+            "the conversations export with a visitor's token",
+            (GET, "/api/v1/conversations.csv"),
+            Some(w.a.token.as_str()),
+            None,
+            "unauthorized",
+        ),
+        (
             "availability with a bad token",
             ("PUT", "/api/v1/me/availability"),
             Some("nope"),

@@ -576,6 +576,24 @@ async fn resolving_with_a_note_moves_it_to_resolved() {
         "{report}"
     );
     assert!(lines.contains(&"agent0@acme.example,1,1"), "{report}");
+    // The conversations of the period, with the console's own cookie.
+    let export = browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch(document.getElementById('reports-export').href)
+               .then(r => r.text()).then(done, e => done(String(e)));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let export = export.as_str().unwrap();
+    assert!(export.starts_with("id,bot,status,opened_at,"), "{export}");
+    assert!(
+        export.contains(&format!("{},support,resolved,", session.conv)),
+        "{export}"
+    );
+    assert!(export.contains("Sent the corrected invoice"), "{export}");
     // Opening a conversation leaves the reports.
     browser
         .click(&format!("#sec-resolved .row[data-id='{}']", session.conv))

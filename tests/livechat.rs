@@ -402,3 +402,88 @@ say = { en = "Hello!", de = "Hallo!" }
         "{session}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_export_as_csv_for_a_period_and_the_callers_bots() {
+    let server = TestServer::start(
+        |dir| {
+            live_bundle(dir, 1, "90s", "10m");
+            // A second bot that agent0's team does not serve.
+            std::fs::write(
+                dir.join("other.toml"),
+                "name = \"Other\"\n[[step]]\nid = \"start\"\nsay = \"Hi\"\n",
+            )
+            .unwrap();
+        },
+        &[],
+    );
+    set_password(&server.bots_dir, &server.data_dir, "agent0@acme.example");
+    set_password(&server.bots_dir, &server.data_dir, "boss@acme.example");
+    let api = Api::new(&server.url);
+    let agent = api.login("agent0@acme.example").await;
+    let boss = api.login("boss@acme.example").await;
+    // A visitor of the support bot writes once; another talks to the other bot.
+    let session = api.visitor("support").await;
+    let token = session["token"].as_str().unwrap().to_string();
+    let conv = session["conversation_id"].as_str().unwrap().to_string();
+    let (status, _) = api
+        .post(
+            "/api/v1/visitor/messages",
+            Some(&token),
+            json!({"client_id": "x-1", "text": "hello"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let other = api.visitor("other").await;
+    let other = other["conversation_id"].as_str().unwrap().to_string();
+
+    let csv = |token: String, query: &'static str| {
+        let api = api.clone();
+        async move {
+            let resp = api
+                .http
+                .get(format!("{}/api/v1/conversations.csv{query}", api.url))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let disposition = resp
+                .headers()
+                .get("content-disposition")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, disposition, resp.text().await.unwrap())
+        }
+    };
+    // The agent sees the conversations of the bots their teams serve, in the default week.
+    let (status, disposition, body) = csv(agent.clone(), "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        disposition.is_some_and(|d| d.starts_with("attachment; filename=\"conversations-")),
+        "{body}"
+    );
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.len(), 2, "a header and one conversation: {body}");
+    assert!(lines[0].starts_with("id,bot,status,opened_at,requested_at,"));
+    assert!(
+        lines[1].starts_with(&format!("{conv},support,bot,")),
+        "{body}"
+    );
+    assert!(lines[1].ends_with(",1,0,"), "one visitor message: {body}");
+    assert!(!body.contains(&other));
+    // An admin sees every bot's; `bot` narrows.
+    let (_, _, all) = csv(boss.clone(), "").await;
+    assert_eq!(all.lines().count(), 3, "{all}");
+    let (_, _, narrowed) = csv(boss, "?bot=other").await;
+    assert_eq!(narrowed.lines().count(), 2, "{narrowed}");
+    assert!(narrowed.contains(&other), "{narrowed}");
+    // A period with nothing in it, a bot that is not the agent's, a period backwards.
+    let (status, _, empty) = csv(agent.clone(), "?from=2020-01-01&to=2020-02-01").await;
+    assert_eq!((status, empty.lines().count()), (200, 1), "{empty}");
+    let (status, _, body) = csv(agent.clone(), "?bot=other").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("unknown_bot"), "{body}");
+    let (status, _, body) = csv(agent, "?from=2026-02-01&to=2026-01-01").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid_query"), "{body}");
+}

@@ -416,6 +416,77 @@ pub async fn transcript_csv(
         .await
 }
 
+/// The conversations opened in `[from, to)` of the bots in `visible` (`None`: all), oldest
+/// first, as CSV: one row each, with who they were, who took them and how they ended.
+pub async fn conversations_csv(
+    readers: &Readers,
+    from: jiff::Timestamp,
+    to: jiff::Timestamp,
+    bot: Option<String>,
+    visible: Option<BTreeSet<String>>,
+) -> Result<String, StoreError> {
+    let (from, to) = (super::persist::stamp(from), super::persist::stamp(to));
+    readers
+        .read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT c.state, v.name, v.email,
+                   (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.kind = 'visitor'),
+                   (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.kind = 'agent')
+                 FROM conversations c JOIN visitors v ON v.id = c.visitor_id
+                 WHERE c.created_at >= ?1 AND c.created_at < ?2 AND (?3 IS NULL OR c.bot = ?3)
+                 ORDER BY c.created_at, c.rowid",
+            )?;
+            let mut out = String::from(
+                "id,bot,status,opened_at,requested_at,assigned_at,resolved_at,closed_at,\
+                 assignee,team,visitor_name,visitor_email,country,language,page_url,\
+                 visitor_messages,agent_messages,resolve_note\r\n",
+            );
+            let rows = stmt.query_map(rusqlite::params![from, to, bot], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })?;
+            for row in rows {
+                let (state, vname, vemail, from_visitor, from_agents) = row?;
+                let conv: Conversation =
+                    serde_json::from_str(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                if visible.as_ref().is_some_and(|bots| !bots.contains(&conv.bot)) {
+                    continue;
+                }
+                let time = |t: Option<jiff::Timestamp>| t.map(|t| t.to_string()).unwrap_or_default();
+                let fields = [
+                    conv.id.clone(),
+                    conv.bot.clone(),
+                    conv.status.as_str().to_string(),
+                    conv.opened_at.to_string(),
+                    time(conv.requested_at),
+                    time(conv.assigned_at),
+                    time(conv.resolved_at),
+                    time(conv.closed_at.or(conv.ended_at)),
+                    conv.assignee.clone().unwrap_or_default(),
+                    conv.team.clone().unwrap_or_default(),
+                    conv.name.clone().or(vname).unwrap_or_default(),
+                    conv.email.clone().or(vemail).unwrap_or_default(),
+                    conv.country.clone().unwrap_or_default(),
+                    conv.language.clone(),
+                    conv.page_url.clone().unwrap_or_default(),
+                    from_visitor.to_string(),
+                    from_agents.to_string(),
+                    conv.resolve_note.clone().unwrap_or_default(),
+                ];
+                let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+                out.push_str(&line.join(","));
+                out.push_str("\r\n");
+            }
+            Ok(out)
+        })
+        .await
+}
+
 /// One CSV field: quoted when it needs to be, and never read as a formula by a spreadsheet.
 fn csv_field(s: &str) -> String {
     let guarded = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {

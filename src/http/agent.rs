@@ -411,6 +411,76 @@ pub struct StatsParams {
     bot: Option<String>,
 }
 
+/// `[from, to)` of a query: `to` defaults to now, `from` to 7 days before it.
+fn period(q: &StatsParams) -> Result<(jiff::Timestamp, jiff::Timestamp), AppError> {
+    let to = match &q.to {
+        Some(t) => parse_time("to", t)?,
+        None => jiff::Timestamp::now(),
+    };
+    let from = match &q.from {
+        Some(f) => parse_time("from", f)?,
+        None => to
+            .checked_sub(jiff::SignedDuration::from_hours(7 * 24))
+            .map_err(AppError::internal)?,
+    };
+    if from >= to {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            "`from` must be before `to`",
+        ));
+    }
+    Ok((from, to))
+}
+
+/// The bots the caller sees (`None`: all, for admins); `404 unknown_bot` when `bot` is
+/// not among them.
+fn scoped_bots(
+    state: &AppState,
+    agent: &AuthAgent,
+    bot: Option<&str>,
+) -> Result<Option<std::collections::BTreeSet<String>>, AppError> {
+    let visible = state.engine.bots_of(&agent_ref(agent));
+    if let (Some(bot), Some(mine)) = (bot, &visible)
+        && !mine.contains(bot)
+    {
+        return Err(AppError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "unknown_bot",
+            format!("no bot `{bot}` among yours"),
+        ));
+    }
+    Ok(visible)
+}
+
+/// `GET /api/v1/conversations.csv?from=…&to=…&bot=…`: the conversations opened in the
+/// period, one row each (the period as for `stats`).
+pub async fn export(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    ApiQuery(q): ApiQuery<StatsParams>,
+) -> Result<impl IntoResponse, AppError> {
+    let (from, to) = period(&q)?;
+    let visible = scoped_bots(&state, &agent, q.bot.as_deref())?;
+    let csv = queries::conversations_csv(state.engine.readers(), from, to, q.bot, visible)
+        .await
+        .map_err(AppError::internal)?;
+    let day = |t: jiff::Timestamp| t.strftime("%Y-%m-%d").to_string();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"conversations-{}-{}.csv\"",
+                    day(from),
+                    day(to)
+                ),
+            ),
+        ],
+        csv,
+    ))
+}
+
 /// A time given as RFC 3339 (`2026-11-01T00:00:00Z`) or a UTC date (`2026-11-01`).
 fn parse_time(field: &str, s: &str) -> Result<jiff::Timestamp, AppError> {
     if let Ok(t) = s.parse::<jiff::Timestamp>() {
@@ -435,32 +505,8 @@ pub async fn stats(
     agent: AuthAgent,
     ApiQuery(q): ApiQuery<StatsParams>,
 ) -> Result<Json<Value>, AppError> {
-    let to = match &q.to {
-        Some(t) => parse_time("to", t)?,
-        None => jiff::Timestamp::now(),
-    };
-    let from = match &q.from {
-        Some(f) => parse_time("from", f)?,
-        None => to
-            .checked_sub(jiff::SignedDuration::from_hours(7 * 24))
-            .map_err(AppError::internal)?,
-    };
-    if from >= to {
-        return Err(AppError::bad_request(
-            "invalid_query",
-            "`from` must be before `to`",
-        ));
-    }
-    let visible = state.engine.bots_of(&agent_ref(&agent));
-    if let (Some(bot), Some(mine)) = (&q.bot, &visible)
-        && !mine.contains(bot)
-    {
-        return Err(AppError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "unknown_bot",
-            format!("no bot `{bot}` among yours"),
-        ));
-    }
+    let (from, to) = period(&q)?;
+    let visible = scoped_bots(&state, &agent, q.bot.as_deref())?;
     let stats = crate::engine::stats::stats(
         state.engine.readers(),
         crate::engine::stats::StatsQuery {

@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/stats", get(agent::stats))
         .route("/api/v1/agent/events", get(stream::agent_events))
         .route("/api/v1/conversations", get(agent::list))
+        .route("/api/v1/conversations.csv", get(agent::export))
         .route("/api/v1/conversations/{id}", get(agent::details))
         .route(&conversation("transcript.csv"), get(agent::transcript))
         .route(&conversation("accept"), post(agent::accept))

@@ -37,6 +37,8 @@ pub struct SettingsFile {
     pub bots_dir: Option<PathBuf>,
     /// Bearer token for the admin API (remote `livechat apply`); usually `${ENV}`.
     pub admin_token: Option<EnvString>,
+    /// When set, `/metrics` asks for it as a bearer token.
+    pub metrics_token: Option<EnvString>,
     /// A request header holding the visitor's country (ISO 3166 alpha-2) that a trusted
     /// proxy in front sets, like `CF-IPCountry`; used by `route` rules on `country`.
     pub country_header: Option<String>,
@@ -101,6 +103,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub bots_dir: PathBuf,
     pub admin_token: Option<String>,
+    /// `None`: `/metrics` is open (to whoever reaches the listen address).
+    pub metrics_token: Option<String>,
     pub country_header: Option<String>,
     /// `None`: mail goes to files in `DATA_DIR/mail`.
     pub smtp: Option<Smtp>,
@@ -122,6 +126,25 @@ pub enum SettingsError {
     Invalid { path: String, message: String },
     #[error("invalid listen address `{0}` (write it like 127.0.0.1:8080)")]
     Listen(String),
+}
+
+/// A secret from the settings file (`${VAR}` resolved), else from the environment variable
+/// `var`; empty means unset.
+fn token(
+    from_file: &Option<EnvString>,
+    key: &str,
+    var: &str,
+) -> Result<Option<String>, SettingsError> {
+    let value = match from_file {
+        Some(t) => Some(t.resolve(&crate::config::process_env).map_err(|message| {
+            SettingsError::Invalid {
+                path: key.into(),
+                message,
+            }
+        })?),
+        None => std::env::var(var).ok(),
+    };
+    Ok(value.filter(|t| !t.is_empty()))
 }
 
 impl ServerArgs {
@@ -152,16 +175,12 @@ impl ServerArgs {
         let listen: SocketAddr = listen_text
             .parse()
             .map_err(|_| SettingsError::Listen(listen_text.clone()))?;
-        let admin_token = match &file.admin_token {
-            Some(t) => Some(t.resolve(&crate::config::process_env).map_err(|message| {
-                SettingsError::Invalid {
-                    path: "admin_token".into(),
-                    message,
-                }
-            })?),
-            None => std::env::var("LIVECHAT_ADMIN_TOKEN").ok(),
-        }
-        .filter(|t| !t.is_empty());
+        let admin_token = token(&file.admin_token, "admin_token", "LIVECHAT_ADMIN_TOKEN")?;
+        let metrics_token = token(
+            &file.metrics_token,
+            "metrics_token",
+            "LIVECHAT_METRICS_TOKEN",
+        )?;
         Ok(Settings {
             public_url_set: file.public_url.is_some(),
             public_url: file
@@ -180,6 +199,7 @@ impl ServerArgs {
                 .or_else(|| from_file(&file.bots_dir))
                 .unwrap_or_else(|| PathBuf::from("bots")),
             admin_token,
+            metrics_token,
             country_header: file.country_header.clone(),
             smtp: match &file.smtp {
                 None => None,

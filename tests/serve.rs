@@ -284,3 +284,32 @@ fn the_admin_api_is_off_without_a_token() {
         (403, Some("admin_api_disabled"))
     );
 }
+
+#[test]
+fn metrics_ask_for_their_token_when_one_is_set() {
+    let server = TestServer::start(two_bots, &[("LIVECHAT_METRICS_TOKEN", "scrape-me")]);
+    let url = format!("{}/metrics", server.url);
+    let scrape = |auth: Option<&'static str>| {
+        let url = url.clone();
+        common::on_own_runtime(async move {
+            let mut req = reqwest::Client::new().get(&url);
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let resp = req.send().await.expect("request");
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        })
+    };
+    for auth in [None, Some("Bearer wrong"), Some("Basic c2NyYXBlLW1l")] {
+        let (status, body) = scrape(auth);
+        assert_eq!(status, 401, "{auth:?}: {body}");
+        assert!(body.contains("\"unauthorized\""), "{body}");
+        assert!(!body.contains("livechat_config_revision"), "{body}");
+    }
+    let (status, body) = scrape(Some("Bearer scrape-me"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("livechat_config_revision 1"), "{body}");
+    // Health stays open: load balancers probe it without a token.
+    let health = common::get_json(&format!("{}/healthz", server.url)).unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+}

@@ -174,6 +174,14 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     bearer_header(headers).filter(|t| !t.is_empty())
 }
 
+/// Whether the request's bearer token is `expected` (a configured secret). Digests are
+/// compared, so not even the token's length shows in the time taken.
+pub fn bearer_is(headers: &HeaderMap, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let given = bearer(headers).unwrap_or("");
+    constant_time_eq(&Sha256::digest(given), &Sha256::digest(expected))
+}
+
 /// The value of cookie `name` among the request's `Cookie` headers.
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers

@@ -14,7 +14,7 @@ pub mod session;
 use jiff::Timestamp;
 use rusqlite::Connection;
 
-pub use extract::{AuthAgent, bearer, constant_time_eq};
+pub use extract::{AuthAgent, bearer, bearer_is, constant_time_eq};
 
 use crate::config::Roster;
 use crate::config::schema::Agent;

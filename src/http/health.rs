@@ -27,7 +27,19 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Result<String, super::error::AppError> {
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<String, super::error::AppError> {
+    if let Some(expected) = state.settings.metrics_token.as_deref()
+        && !crate::auth::bearer_is(&headers, expected)
+    {
+        return Err(super::error::AppError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the metrics token is required (Authorization: Bearer …)",
+        ));
+    }
     let live = state.live.load();
     let engine = state.engine.clone();
     let outbox = engine

@@ -27,18 +27,22 @@ static CHECKS: Semaphore = Semaphore::const_new(MAX_CHECKS);
 /// at once, at most [`MAX_CHECKS`].
 static MEMORY: Mutex<Vec<Vec<Block>>> = Mutex::new(Vec::new());
 
-fn with_memory<R>(blocks: usize, work: impl FnOnce(&mut [Block]) -> R) -> R {
+/// Runs `work` on `blocks` blocks of pooled memory; `None` when they cannot be allocated.
+/// Only buffers of the default size are kept: a hash made with a larger `m` (not by this
+/// server) does not pin its memory.
+fn with_memory<R>(blocks: usize, work: impl FnOnce(&mut [Block]) -> R) -> Option<R> {
     let pool = || MEMORY.lock().unwrap_or_else(|p| p.into_inner());
     let mut memory = pool().pop().unwrap_or_default();
     if memory.len() < blocks {
+        memory.try_reserve_exact(blocks - memory.len()).ok()?;
         memory.resize(blocks, Block::default());
     }
     let result = work(&mut memory[..blocks]);
     let mut kept = pool();
-    if kept.len() < MAX_CHECKS {
+    if kept.len() < MAX_CHECKS && memory.len() <= Params::default().block_count() {
         kept.push(memory);
     }
-    result
+    Some(result)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,18 +108,23 @@ fn matches(password: &str, hash: &PasswordHash) -> bool {
     let hashed = with_memory(blocks, |memory| {
         argon2.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, memory)
     });
-    hashed.is_ok() && crate::auth::constant_time_eq(&out, expected.as_bytes())
+    matches!(hashed, Some(Ok(()))) && crate::auth::constant_time_eq(&out, expected.as_bytes())
 }
 
 /// `verify_blocking` on the blocking pool, at most a few at once.
 pub async fn verify(password: String, stored: Option<String>) -> bool {
     // The semaphore is never closed, so acquiring only waits.
-    let Ok(_permit) = CHECKS.acquire().await else {
+    let Ok(permit) = CHECKS.acquire().await else {
         return false;
     };
-    tokio::task::spawn_blocking(move || verify_blocking(&password, stored.as_deref()))
-        .await
-        .unwrap_or(false)
+    // The permit goes with the check: a caller that gives up (a cancelled request) does not
+    // free it while the check still runs.
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        verify_blocking(&password, stored.as_deref())
+    })
+    .await
+    .unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -135,8 +135,9 @@ struct Inner {
     timers: Mutex<HashMap<String, (tokio::task::AbortHandle, Timestamp)>>,
     /// Asked on every visitor call, changed only when a session or conversation starts.
     known: Mutex<Known>,
-    /// When each conversation in play last had its state row written (see `state_due`).
-    state_written: Mutex<HashMap<String, Timestamp>>,
+    /// When each conversation in play last had its state row written (see `state_due`); a
+    /// monotonic clock, so a wall clock stepped back cannot hold writes off.
+    state_written: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// A message that changes nothing but the conversation's activity (when the visitor last
@@ -229,10 +230,12 @@ impl Engine {
             }
         }
         for conv in open {
+            // In the map before its timer, which may be overdue and fire at once.
+            engine.convs().insert(
+                conv.id.clone(),
+                Arc::new(tokio::sync::Mutex::new(conv.clone())),
+            );
             engine.schedule(&conv);
-            engine
-                .convs()
-                .insert(conv.id.clone(), Arc::new(tokio::sync::Mutex::new(conv)));
         }
         Ok(engine)
     }
@@ -869,7 +872,7 @@ impl Engine {
         // is freed here, by the thread that allocated it. (glibc's malloc takes the owning
         // arena's lock to free another thread's memory; on the writer thread those waits
         // were 40 % of its stalls in a profile of the `store` benchmark.)
-        let write_state = self.state_due(&conv, &next, now);
+        let write_state = self.state_due(&conv, &next);
         let pending = Arc::new(persist::Pending::new(
             next.clone(),
             &events,
@@ -909,13 +912,14 @@ impl Engine {
             .await?;
         let first_message = pending.first_message().map(|(i, id)| (i, id.to_string()));
         drop(pending);
-        if write_state {
-            self.state_written().insert(next.id.clone(), now);
-        }
         let seqs = match stored {
             Written::Earlier(message_id, seq) => return Ok(Outcome::earlier(message_id, seq)),
             Written::Stored(seqs) => seqs,
         };
+        if write_state {
+            self.state_written()
+                .insert(next.id.clone(), std::time::Instant::now());
+        }
         let load_changed = self.update_load(&conv, &next);
         let queue_moved = (conv.status == Status::New) != (next.status == Status::New);
         let bot_id = next.bot.clone();
@@ -956,17 +960,15 @@ impl Engine {
     /// Whether a transition from `before` to `after` writes the conversation's state row:
     /// always, unless it changes nothing but activity and the row was written less than
     /// [`ACTIVITY_WRITE_EVERY`] ago.
-    fn state_due(&self, before: &Conversation, after: &Conversation, now: Timestamp) -> bool {
+    fn state_due(&self, before: &Conversation, after: &Conversation) -> bool {
         if !before.differs_only_in_activity(after) {
             return true;
         }
         let written = self.state_written().get(&after.id).copied();
-        written.is_none_or(|at| {
-            Duration::try_from(now.duration_since(at)).unwrap_or_default() >= ACTIVITY_WRITE_EVERY
-        })
+        written.is_none_or(|at| at.elapsed() >= ACTIVITY_WRITE_EVERY)
     }
 
-    fn state_written(&self) -> std::sync::MutexGuard<'_, HashMap<String, Timestamp>> {
+    fn state_written(&self) -> std::sync::MutexGuard<'_, HashMap<String, std::time::Instant>> {
         self.inner
             .state_written
             .lock()

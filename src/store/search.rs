@@ -3,8 +3,10 @@
 //! An insert trigger would index each message inside its job's savepoint, and FTS5 writes
 //! its pending terms out as a new index segment at every savepoint release: one segment,
 //! and soon a merge, per message. Indexing every new message once per group, after its
-//! jobs and in the same transaction, writes one segment per commit instead. A search never
-//! sees an acknowledged message missing: the index commits with the messages it covers.
+//! jobs and in the same transaction, writes one segment per commit instead. A search finds
+//! every acknowledged message: the index commits with the messages it covers. (Should the
+//! indexing itself fail, the group still commits and the next group catches up, from the
+//! index's own highest row id after a restart.)
 
 use rusqlite::Connection;
 
@@ -19,11 +21,13 @@ pub struct SearchIndex {
 }
 
 impl SearchIndex {
-    /// Everything stored is indexed (each group commits with its index), so the mark starts
-    /// at the highest row id there is.
+    /// The mark starts at the highest row id in the index itself (its `docsize` table has a
+    /// row per document), so messages a failed step left out are indexed by the first group.
     pub fn new(conn: &Connection) -> rusqlite::Result<SearchIndex> {
         Ok(SearchIndex {
-            upto: highest(conn)?,
+            upto: conn
+                .prepare("SELECT coalesce(max(id), 0) FROM messages_fts_docsize")?
+                .query_row([], |r| r.get(0))?,
             pending: None,
         })
     }
@@ -92,6 +96,22 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap()
+    }
+
+    #[tokio::test]
+    async fn messages_left_out_of_the_index_are_caught_up_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(dir.path()).unwrap();
+        // As if a group committed its messages but its indexing failed, then the server
+        // stopped.
+        insert(&conn, "m1", "left out parcel").unwrap();
+        let index = SearchIndex::new(&conn).unwrap();
+        let writer = Writer::start_with(conn, index, None);
+        writer
+            .run(|c| insert(c, "m2", "the next parcel"))
+            .await
+            .unwrap();
+        assert_eq!(found(dir.path(), "parcel"), vec!["m1", "m2"]);
     }
 
     #[tokio::test]

@@ -173,6 +173,8 @@ async fn a_config_reload_keeps_every_socket_open_and_tells_agents() {
     let api = Api::new(&server.url);
     let agent = api.login("agent0@acme.example").await;
     let mut console = api.agent_stream(&agent, 0).await;
+    api.wait_agent(&agent, "agent0@acme.example", |a| a["online"] == true)
+        .await;
     let session = api.visitor("support").await;
     let token = session["token"].as_str().unwrap().to_string();
     let mut widget = api.visitor_stream(&token, 0).await;

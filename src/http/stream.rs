@@ -98,7 +98,15 @@ pub async fn visitor_events(
         // The header values point into the connection's 16 KiB read buffer: let it go
         // rather than hold it for the socket's life (most of an idle widget's memory).
         drop(headers);
-        run(socket, state.engine.clone(), Who::Visitor(visitor), q.after).await;
+        let frames = state.engine.hub().subscribe_visitor(&visitor.id);
+        run(
+            socket,
+            state.engine.clone(),
+            Who::Visitor(visitor),
+            frames,
+            q.after,
+        )
+        .await;
     }))
 }
 
@@ -201,13 +209,16 @@ pub async fn agent_events(
     };
     let bots = state.engine.bots_of(&who);
     Ok(limits(ws).on_upgrade(move |socket| async move {
+        // Subscribed before the agent counts as online: whoever sees them online (and then,
+        // say, turns "Accept chats" on) knows this socket hears what follows.
+        let frames = state.engine.hub().subscribe();
         let _online = state.engine.connect_agent(&who.email);
         let who = Who::Agent {
             agent: who,
             name: agent.name.clone(),
             bots,
         };
-        run(socket, state.engine.clone(), who, q.after).await;
+        run(socket, state.engine.clone(), who, frames, q.after).await;
     }))
 }
 
@@ -261,12 +272,16 @@ async fn catch_up(
     }
 }
 
-async fn run(mut socket: WebSocket, engine: Engine, mut who: Who, after: i64) {
-    // A widget hears only its own visitor's frames; a console hears all and filters by bot.
-    let mut frames = match &who {
-        Who::Visitor(v) => engine.hub().subscribe_visitor(&v.id),
-        Who::Agent { .. } => engine.hub().subscribe(),
-    };
+/// Serves one socket. `frames` is its hub subscription, made by the caller before anything
+/// the socket should hear can happen: a widget hears only its own visitor's frames, a
+/// console hears all and filters by bot.
+async fn run(
+    mut socket: WebSocket,
+    engine: Engine,
+    mut who: Who,
+    mut frames: crate::hub::Subscription,
+    after: i64,
+) {
     let Some(mut last) = catch_up(&mut socket, &engine, &who, after.max(0)).await else {
         return;
     };

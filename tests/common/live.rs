@@ -338,6 +338,9 @@ impl Api {
     pub async fn go_online(&self, email: &str) -> Console {
         let token = self.login(email).await;
         let stream = self.agent_stream(&token, 0).await;
+        // Online means the socket is subscribed: only then does it hear the presence change.
+        self.wait_agent(&token, email, |a| a["online"] == true)
+            .await;
         self.set_accepting(&token, true).await;
         self.wait_agent(&token, email, |a| {
             a["online"] == true && a["accepting"] == true

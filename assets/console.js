@@ -926,7 +926,9 @@
     aside.appendChild(dl([
       ['Bot', d.bot], ['Team', d.team], ['Status', STATUS[d.status] || d.status],
       ['Agent', d.assignee ? agentName(d.assignee) : null], ['Opened', clock(d.opened_at)],
-      ['Requested', clock(d.requested_at)], ['Resolved', clock(d.resolved_at)], ['Closing note', d.resolve_note]
+      ['Requested', clock(d.requested_at)], ['Resolved', clock(d.resolved_at)], ['Closing note', d.resolve_note],
+      ['Visitor rating', d.rating ? (d.rating.rating === 'good' ? '👍 Good' : '👎 Bad') +
+        (d.rating.comment ? ': ' + d.rating.comment : '') : null]
     ]));
     var vars = d.variables || {};
     var keys = Object.keys(vars);
@@ -1215,6 +1217,9 @@
     rows.push(['Messages from visitors', String(messages.visitor || 0)]);
     rows.push(['Messages from agents', String(messages.agent || 0)]);
     rows.push(['Messages from the bot', String((messages.bot || 0) + (messages.system || 0))]);
+    var ratings = total.ratings || {};
+    rows.push(['Rated good', String(ratings.good || 0)]);
+    rows.push(['Rated bad', String(ratings.bad || 0)]);
     rows.push(['Time to accept (median)', seconds(total.time_to_accept_secs)]);
     rows.push(['Time to resolve (median)', seconds(total.time_to_resolve_secs)]);
     var body = $('reports-body');
@@ -1228,10 +1233,12 @@
       add(body, h('h3', null, 'By agent'));
       add(body, h('table', { class: 'report', 'aria-label': 'By agent' },
         h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Agent'), h('th', { scope: 'col' }, 'Accepted'),
-          h('th', { scope: 'col' }, 'Resolved'))),
+          h('th', { scope: 'col' }, 'Resolved'), h('th', { scope: 'col' }, 'Rated good'),
+          h('th', { scope: 'col' }, 'Rated bad'))),
         h('tbody', null, agents.map(function (a) {
+          var r = a.ratings || {};
           return h('tr', null, h('th', { scope: 'row' }, agentName(a.agent)), h('td', null, String(a.accepted || 0)),
-            h('td', null, String(a.resolved || 0)));
+            h('td', null, String(a.resolved || 0)), h('td', null, String(r.good || 0)), h('td', null, String(r.bad || 0)));
         }))));
     }
     var link = $('reports-csv');
@@ -1249,18 +1256,23 @@
     };
     var line = function (cells) { return cells.map(cell).join(',') + '\r\n'; };
     var head = ['bot'].concat(FIGURES.map(function (f) { return f[0]; }),
-      ['messages_visitor', 'messages_agent', 'messages_bot', 'accept_median_secs', 'accept_p90_secs',
-        'resolve_median_secs', 'resolve_p90_secs']);
+      ['messages_visitor', 'messages_agent', 'messages_bot', 'rated_good', 'rated_bad', 'accept_median_secs',
+        'accept_p90_secs', 'resolve_median_secs', 'resolve_p90_secs']);
     var figures = function (name, t) {
       var m = t.messages || {}, a = t.time_to_accept_secs || {}, r = t.time_to_resolve_secs || {};
+      var g = t.ratings || {};
       return [name].concat(FIGURES.map(function (f) { return t[f[0]] || 0; }),
-        [m.visitor || 0, m.agent || 0, (m.bot || 0) + (m.system || 0), a.median, a.p90, r.median, r.p90]);
+        [m.visitor || 0, m.agent || 0, (m.bot || 0) + (m.system || 0), g.good || 0, g.bad || 0,
+          a.median, a.p90, r.median, r.p90]);
     };
     var out = line(['from', data.from, 'to', data.to]) + line(head);
     Object.keys(data.bots || {}).sort().forEach(function (id) { out += line(figures(id, data.bots[id])); });
     out += line(figures('all', data.total || {}));
-    out += line([]) + line(['agent', 'accepted', 'resolved']);
-    (data.agents || []).forEach(function (a) { out += line([a.agent, a.accepted || 0, a.resolved || 0]); });
+    out += line([]) + line(['agent', 'accepted', 'resolved', 'rated_good', 'rated_bad']);
+    (data.agents || []).forEach(function (a) {
+      var g = a.ratings || {};
+      out += line([a.agent, a.accepted || 0, a.resolved || 0, g.good || 0, g.bad || 0]);
+    });
     return out;
   }
 

@@ -21,21 +21,24 @@
       "You're number {} in line…", "Reconnecting…", "This chat has ended.", "Start a new chat",
       "This chat was marked as resolved. Write again any time.", "Sending…",
       "Not sent yet, retrying…", "Not sent: ", "{} is typing…", "Someone",
-      "Something went wrong. Please try again."],
+      "Something went wrong. Please try again.",
+      "How was this chat?", "Good", "Bad", "Thanks for your feedback!"],
     de: ["Senden", "Chat beenden", "Chat schließen", "Nachricht schreiben…", "Ihre Antwort…",
       "Ihr Name", "Ihre E-Mail", "Überspringen", "Zurück", "Mit einer Person sprechen",
       "Wir verbinden Sie mit einer Person…", "Sie sind Nummer {} in der Warteschlange…",
       "Verbindung wird wiederhergestellt…", "Dieser Chat ist beendet.", "Neuen Chat beginnen",
       "Dieser Chat wurde als erledigt markiert. Schreiben Sie uns jederzeit wieder.",
       "Wird gesendet…", "Noch nicht gesendet, neuer Versuch…", "Nicht gesendet: ",
-      "{} schreibt…", "Jemand", "Etwas ist schiefgegangen. Bitte versuchen Sie es erneut."],
+      "{} schreibt…", "Jemand", "Etwas ist schiefgegangen. Bitte versuchen Sie es erneut.",
+      "Wie war dieser Chat?", "Gut", "Schlecht", "Danke für Ihr Feedback!"],
     es: ["Enviar", "Terminar chat", "Cerrar chat", "Escribe un mensaje…", "Tu respuesta…",
       "Tu nombre", "Tu correo electrónico", "Omitir", "Atrás", "Hablar con una persona",
       "Te estamos conectando con una persona…", "Eres el número {} en la cola…",
       "Reconectando…", "Este chat ha terminado.", "Iniciar un chat nuevo",
       "Este chat se marcó como resuelto. Escríbenos cuando quieras.", "Enviando…",
       "Aún no enviado, reintentando…", "No enviado: ", "{} está escribiendo…", "Alguien",
-      "Algo salió mal. Inténtalo de nuevo."],
+      "Algo salió mal. Inténtalo de nuevo.",
+      "¿Qué tal ha ido este chat?", "Bien", "Mal", "¡Gracias por tu opinión!"],
     fr: ["Envoyer", "Terminer le chat", "Fermer le chat", "Écrire un message…",
       "Votre réponse…", "Votre nom", "Votre e-mail", "Passer", "Retour",
       "Parler à une personne", "Mise en relation avec une personne…",
@@ -43,30 +46,34 @@
       "Commencer un nouveau chat",
       "Ce chat a été marqué comme résolu. Écrivez-nous quand vous voulez.", "Envoi…",
       "Pas encore envoyé, nouvel essai…", "Non envoyé : ", "{} écrit…", "Quelqu'un",
-      "Une erreur s'est produite. Veuillez réessayer."],
+      "Une erreur s'est produite. Veuillez réessayer.",
+      "Comment s'est passé ce chat ?", "Bien", "Mal", "Merci pour votre avis !"],
     it: ["Invia", "Termina la chat", "Chiudi la chat", "Scrivi un messaggio…",
       "La tua risposta…", "Il tuo nome", "La tua email", "Salta", "Indietro",
       "Parla con una persona", "Ti stiamo mettendo in contatto con una persona…",
       "Sei il numero {} in coda…", "Riconnessione…", "Questa chat è terminata.",
       "Inizia una nuova chat", "Questa chat è stata segnata come risolta. Scrivici quando vuoi.",
       "Invio…", "Non ancora inviato, nuovo tentativo…", "Non inviato: ", "{} sta scrivendo…",
-      "Qualcuno", "Qualcosa è andato storto. Riprova."],
+      "Qualcuno", "Qualcosa è andato storto. Riprova.",
+      "Com'è andata questa chat?", "Bene", "Male", "Grazie per il tuo feedback!"],
     nl: ["Verzenden", "Chat beëindigen", "Chat sluiten", "Schrijf een bericht…",
       "Uw antwoord…", "Uw naam", "Uw e-mailadres", "Overslaan", "Terug",
       "Met een medewerker praten", "We verbinden u met een medewerker…",
       "U bent nummer {} in de wachtrij…", "Opnieuw verbinden…", "Deze chat is beëindigd.",
       "Nieuwe chat starten", "Deze chat is als opgelost gemarkeerd. Schrijf ons gerust opnieuw.",
       "Wordt verzonden…", "Nog niet verzonden, opnieuw proberen…", "Niet verzonden: ",
-      "{} typt…", "Iemand", "Er is iets misgegaan. Probeer het opnieuw."],
+      "{} typt…", "Iemand", "Er is iets misgegaan. Probeer het opnieuw.",
+      "Hoe was deze chat?", "Goed", "Slecht", "Bedankt voor uw feedback!"],
     pt: ["Enviar", "Encerrar conversa", "Fechar conversa", "Escreva uma mensagem…",
       "Sua resposta…", "Seu nome", "Seu e-mail", "Pular", "Voltar", "Falar com uma pessoa",
       "Conectando você a uma pessoa…", "Você é o número {} na fila…", "Reconectando…",
       "Esta conversa foi encerrada.", "Iniciar nova conversa",
       "Esta conversa foi marcada como resolvida. Escreva quando quiser.", "Enviando…",
       "Ainda não enviada, tentando de novo…", "Não enviada: ", "{} está digitando…",
-      "Alguém", "Algo deu errado. Tente novamente."],
+      "Alguém", "Algo deu errado. Tente novamente.",
+      "Como foi esta conversa?", "Boa", "Ruim", "Obrigado pelo seu feedback!"],
   };
-  const NAMES = "send end close msg answer name email skip back person queue place conn ended again resolved sending retry failed typing someone error".split(" ");
+  const NAMES = "send end close msg answer name email skip back person queue place conn ended again resolved sending retry failed typing someone error rate good bad thanks".split(" ");
   let L;
   const lang = (code) => {
     const t = STR[String(code || "en").split("-")[0]] || STR.en;
@@ -160,6 +167,7 @@
   let seen = new Set(), pending = []; // message ids drawn; own messages unconfirmed
   let promptEl = null; // the current step's controls, kept last in the log
   let ended = false, agentName = null, queued = false, place = 0, connBad = false, polledAt = 0;
+  let hadAgent = false, rated = false; // a person had this chat; the visitor rated it
   let isOpen = PAGE, booted = false, connTimer, typingTimer;
 
   function toggle(on) {
@@ -252,6 +260,7 @@
   function reset(id) {
     log.textContent = "";
     [promptEl, conv, convSeq, seen, pending, ended, agentName, queued] = [null, id, 0, new Set(), [], false, null, false];
+    [hadAgent, rated] = [false, false];
     hideTyping();
     setInput(null);
     status();
@@ -278,17 +287,24 @@
         return status();
       case "conversation.assigned":
         agentName = d.name || null;
+        if (agentName) hadAgent = true;
         if (agentName) setPrompt(null); // the bot pauses while a person chats
         return queue(!agentName); // unassigned: it rings again
       case "conversation.resolved":
         queue(false);
-        return note(L.resolved);
+        note(L.resolved);
+        return askRating();
       case "conversation.ended": case "conversation.closed":
         ended = true;
         queue(false);
         hideTyping();
         note(L.ended);
+        if (ev.type === "conversation.ended") askRating();
         return setPrompt(h("div", { class: "lc-prompt" }, btn(L.again, "lc-primary lc-again", () => start())));
+      case "conversation.rated":
+        rated = true;
+        log.querySelectorAll(".lc-rate").forEach((e) => e.remove());
+        return note(L.thanks);
       case "typing":
         if (d.from === "agent") {
           typing.textContent = L.typing.replace("{}", d.name || L.someone);
@@ -296,6 +312,16 @@
           typingTimer = setTimeout(hideTyping, 5000);
         }
     }
+  }
+  // Once a chat a person had is over: good or bad, once. The answer comes back as the
+  // `conversation.rated` event, which replaces the question with thanks.
+  function askRating() {
+    if (!hadAgent || rated || log.querySelector(".lc-rate")) return;
+    const box = h("div", { class: "lc-rate", role: "group", "aria-label": L.rate },
+      h("div", { class: "lc-note", text: L.rate }));
+    const choice = (rating, label) => btn(label, "lc-rate-" + rating, () => act({ type: "rate", rating }, box));
+    box.append(h("div", { class: "lc-prompt" }, choice("good", "👍 " + L.good), choice("bad", "👎 " + L.bad)));
+    add(box);
   }
   function hideTyping() {
     clearTimeout(typingTimer);

@@ -552,6 +552,7 @@ async fn resolving_with_a_note_moves_it_to_resolved() {
     assert_eq!(figures["Accepted"], "1", "{figures}");
     assert_eq!(figures["Resolved"], "1", "{figures}");
     assert_eq!(figures["Missed (timed out or offline)"], "0", "{figures}");
+    assert_eq!(figures["Rated good"], "0", "{figures}");
     // The agent's own row: shown as "You".
     assert_eq!(figures["You"], "1", "{figures}");
     let report = js(
@@ -575,7 +576,7 @@ async fn resolving_with_a_note_moves_it_to_resolved() {
         lines.iter().any(|l| l.starts_with("all,1,1,1,0,1,")),
         "{report}"
     );
-    assert!(lines.contains(&"agent0@acme.example,1,1"), "{report}");
+    assert!(lines.contains(&"agent0@acme.example,1,1,0,0"), "{report}");
     // The conversations of the period, with the console's own cookie.
     let export = browser
         .client

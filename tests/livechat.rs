@@ -32,6 +32,9 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
     let api = Api::new(&server.url);
     let agent = api.login("agent0@acme.example").await;
     let mut console = api.agent_stream(&agent, 0).await;
+    // Online once the socket is subscribed: then it hears the availability change.
+    api.wait_agent(&agent, "agent0@acme.example", |a| a["online"] == true)
+        .await;
     let (status, _) = api
         .call(
             "PUT",
@@ -186,6 +189,31 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
     assert_eq!(status, 200, "{body}");
     let resolved = widget.event("conversation.resolved", Some(&conv)).await;
     assert!(resolved["data"].get("note").is_none(), "{resolved}");
+
+    // The visitor rates the chat, once; the agent's console hears it.
+    let rate =
+        |rating: &str| json!({"type": "rate", "rating": rating, "comment": "Quick and kind"});
+    let (status, body) = api
+        .post("/api/v1/visitor/actions", Some(&token), rate("good"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rated = console.event("conversation.rated", Some(&conv)).await;
+    assert_eq!(
+        rated["data"],
+        json!({"rating": "good", "comment": "Quick and kind", "agent": "agent0@acme.example"})
+    );
+    let (status, body) = api
+        .post("/api/v1/visitor/actions", Some(&token), rate("bad"))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("invalid_state")),
+        "{body}"
+    );
+    let (status, body) = api
+        .post("/api/v1/visitor/actions", Some(&token), rate("meh"))
+        .await;
+    assert_eq!(status, 400, "{body}");
     let (status, _) = api
         .post(
             &format!("/api/v1/conversations/{conv}/close"),
@@ -208,6 +236,10 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(details["status"], "closed");
+    assert_eq!(
+        details["rating"],
+        json!({"rating": "good", "comment": "Quick and kind"})
+    );
     assert_eq!(details["resolve_note"], "refund issued");
     assert_eq!(details["notes"][0]["text"], "VIP customer");
     let texts: Vec<&str> = details["messages"]
@@ -251,6 +283,12 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
     assert_eq!(total["time_to_accept_secs"]["count"], 1);
     assert!(total["messages"]["visitor"].as_u64().unwrap() >= 1);
     assert_eq!(stats["agents"][0]["agent"], "agent0@acme.example");
+    assert_eq!(total["ratings"], json!({"good": 1, "bad": 0}), "{stats}");
+    assert_eq!(
+        stats["agents"][0]["ratings"],
+        json!({"good": 1, "bad": 0}),
+        "{stats}"
+    );
     let (status, _) = api.get("/api/v1/stats?from=tomorrow", Some(&agent)).await;
     assert_eq!(status, 400);
 
@@ -469,7 +507,10 @@ async fn conversations_export_as_csv_for_a_period_and_the_callers_bots() {
         lines[1].starts_with(&format!("{conv},support,bot,")),
         "{body}"
     );
-    assert!(lines[1].ends_with(",1,0,"), "one visitor message: {body}");
+    assert!(
+        lines[1].ends_with(",1,0,,,"),
+        "one visitor message, no note, no rating: {body}"
+    );
     assert!(!body.contains(&other));
     // An admin sees every bot's; `bot` narrows.
     let (_, _, all) = csv(boss.clone(), "").await;

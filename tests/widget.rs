@@ -396,6 +396,29 @@ async fn embedded_widget_on_another_origin_chats_with_an_agent_and_resumes_after
     let last = console.stream.events().last().cloned().unwrap();
     assert_eq!(last["conversation_id"], conv.as_str());
 
+    // The agent resolves the chat: the widget asks how it was, once, and thanks for the answer.
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/conversations/{conv}/resolve"),
+            Some(&console.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    w.wait_for_text("How was this chat?").await;
+    w.click(".lc-rate-good").await;
+    w.wait_for_text("Thanks for your feedback!").await;
+    assert_eq!(
+        w.js("return r.querySelectorAll('.lc-rate').length", vec![])
+            .await,
+        0
+    );
+    let rated = console
+        .stream
+        .event("conversation.rated", Some(&conv))
+        .await;
+    assert_eq!(rated["data"]["rating"], "good", "{rated}");
+
     // Escape closes the panel and gives the focus back to the launcher.
     w.find(".lc-input")
         .await

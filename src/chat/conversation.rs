@@ -183,6 +183,12 @@ pub struct Conversation {
     pub ended_at: Option<Timestamp>,
     pub last_visitor_at: Option<Timestamp>,
     pub resolve_note: Option<String>,
+    /// How the visitor rated the chat, once it was over (one rating a conversation).
+    #[serde(default)]
+    pub rating: Option<Rating>,
+    /// What the visitor wrote with their rating.
+    #[serde(default)]
+    pub rating_comment: Option<String>,
     pub deadlines: Deadlines,
 }
 
@@ -270,7 +276,32 @@ pub enum Command {
     /// Agents' presence, availability or load changed, or the config was reloaded: ring
     /// (or offer) anew for a waiting request.
     AgentsChanged,
+    /// The visitor rates a chat a person had with them, once it is over.
+    Rate {
+        rating: Rating,
+        comment: Option<String>,
+    },
 }
+
+/// A visitor's rating of a chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rating {
+    Good,
+    Bad,
+}
+
+impl Rating {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rating::Good => "good",
+            Rating::Bad => "bad",
+        }
+    }
+}
+
+/// The longest rating comment, in characters.
+pub const MAX_COMMENT_CHARS: usize = 1000;
 
 impl Command {
     fn name(&self) -> &'static str {
@@ -297,6 +328,7 @@ impl Command {
             Command::IdleTimeout => "idle timeout",
             Command::OfferTimeout => "offer timeout",
             Command::AgentsChanged => "agents changed",
+            Command::Rate { .. } => "rate",
         }
     }
 }
@@ -355,10 +387,11 @@ pub enum EventKind {
     ConversationEnded,
     NoteCreated,
     FormSubmitted,
+    ConversationRated,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 16] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::ConversationStarted,
         EventKind::MessageCreated,
         EventKind::FlowStep,
@@ -375,6 +408,7 @@ impl EventKind {
         EventKind::ConversationEnded,
         EventKind::NoteCreated,
         EventKind::FormSubmitted,
+        EventKind::ConversationRated,
     ];
 
     /// The event type name of the API (`docs/api.md`): a contract.
@@ -396,6 +430,7 @@ impl EventKind {
             EventKind::ConversationEnded => "conversation.ended",
             EventKind::NoteCreated => "note.created",
             EventKind::FormSubmitted => "form.submitted",
+            EventKind::ConversationRated => "conversation.rated",
         }
     }
 }
@@ -511,6 +546,8 @@ impl Conversation {
             ended_at: None,
             last_visitor_at: None,
             resolve_note: None,
+            rating: None,
+            rating_comment: None,
             deadlines: Deadlines::default(),
         };
         let mut events = vec![Event {
@@ -617,6 +654,7 @@ pub fn apply(conv: &Conversation, cmd: Command, ctx: &Ctx<'_>) -> Result<Transit
         Command::IdleTimeout => tx.idle_timeout()?,
         Command::OfferTimeout => tx.offer_timeout()?,
         Command::AgentsChanged => tx.agents_changed(),
+        Command::Rate { rating, comment } => tx.rate(rating, comment)?,
     }
     Ok(Transition {
         conversation: tx.conv,
@@ -1080,6 +1118,30 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         self.conv.closed_at = Some(self.ctx.now);
         self.conv.deadlines = Deadlines::default();
         self.emit(EventKind::ConversationClosed, json!({}));
+        Ok(())
+    }
+
+    /// Once a chat a person had is over (resolved or ended; a closed one takes nothing any
+    /// more), the visitor may rate it, once.
+    fn rate(&mut self, rating: Rating, comment: Option<String>) -> Result<(), Rejection> {
+        self.require(&[Status::Resolved, Status::Ended])?;
+        let had_a_person = self.conv.assigned_at.is_some() || self.conv.assignee.is_some();
+        if !had_a_person || self.conv.rating.is_some() {
+            return Err(self.invalid_state());
+        }
+        let comment = match comment.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(c) if c.chars().count() > MAX_COMMENT_CHARS => {
+                return Err(Rejection::InvalidInput("the comment is too long".into()));
+            }
+            Some(c) => Some(c.to_string()),
+        };
+        self.conv.rating = Some(rating);
+        self.conv.rating_comment = comment.clone();
+        self.emit(
+            EventKind::ConversationRated,
+            json!({ "rating": rating.as_str(), "comment": comment, "agent": self.conv.assignee }),
+        );
         Ok(())
     }
 
@@ -2567,6 +2629,50 @@ fields = [
             (Status::Resolved, Deadlines::default())
         );
         assert_eq!(w.code(&w.start(), resolve(ANA, None)), "invalid_state");
+    }
+
+    #[test]
+    fn a_chat_a_person_had_can_be_rated_once_when_it_is_over() {
+        let w = World::new(support_bot("", ""));
+        let rate = |rating: Rating, comment: Option<&str>| Command::Rate {
+            rating,
+            comment: comment.map(str::to_string),
+        };
+        let chatting = w.assigned(ANA);
+        // Not while it runs, and not when no person had it.
+        assert_eq!(w.code(&chatting, rate(Rating::Good, None)), "invalid_state");
+        let (ended_in_queue, _) = w.ok(&w.ringing(), Command::VisitorEnd);
+        assert_eq!(
+            w.code(&ended_in_queue, rate(Rating::Good, None)),
+            "invalid_state"
+        );
+        let (resolved, _) = w.ok(
+            &chatting,
+            Command::Resolve {
+                by: ANA.into(),
+                note: None,
+            },
+        );
+        let (rated, ev) = w.ok(&resolved, rate(Rating::Bad, Some("  too slow ")));
+        assert_eq!(kinds(&ev), ["conversation.rated"]);
+        assert_eq!(
+            ev[0].data,
+            json!({"rating": "bad", "comment": "too slow", "agent": ANA})
+        );
+        assert_eq!(rated.rating, Some(Rating::Bad));
+        assert_eq!(rated.rating_comment.as_deref(), Some("too slow"));
+        assert_eq!(rated.status, Status::Resolved);
+        assert_eq!(w.code(&rated, rate(Rating::Good, None)), "invalid_state");
+        // Ended by the visitor mid-chat: rateable too; an overlong comment is refused.
+        let (ended, _) = w.ok(&chatting, Command::VisitorEnd);
+        let long = "x".repeat(MAX_COMMENT_CHARS + 1);
+        assert_eq!(
+            w.code(&ended, rate(Rating::Good, Some(&long))),
+            "invalid_input"
+        );
+        let (rated, ev) = w.ok(&ended, rate(Rating::Good, Some(" ")));
+        assert_eq!(ev[0].data["comment"], Value::Null);
+        assert_eq!(rated.rating, Some(Rating::Good));
     }
 
     #[test]

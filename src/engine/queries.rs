@@ -304,6 +304,7 @@ pub fn summary(conv: &Conversation) -> Value {
         "closed_at": t(conv.closed_at),
         "ended_at": t(conv.ended_at),
         "resolve_note": conv.resolve_note,
+        "rating": conv.rating.map(|r| json!({ "rating": r.as_str(), "comment": conv.rating_comment })),
     })
 }
 
@@ -439,7 +440,7 @@ pub async fn conversations_csv(
             let mut out = String::from(
                 "id,bot,status,opened_at,requested_at,assigned_at,resolved_at,closed_at,\
                  assignee,team,visitor_name,visitor_email,country,language,page_url,\
-                 visitor_messages,agent_messages,resolve_note\r\n",
+                 visitor_messages,agent_messages,resolve_note,rating,rating_comment\r\n",
             );
             let rows = stmt.query_map(rusqlite::params![from, to, bot], |r| {
                 Ok((
@@ -477,6 +478,8 @@ pub async fn conversations_csv(
                     from_visitor.to_string(),
                     from_agents.to_string(),
                     conv.resolve_note.clone().unwrap_or_default(),
+                    conv.rating.map(|r| r.as_str().to_string()).unwrap_or_default(),
+                    conv.rating_comment.clone().unwrap_or_default(),
                 ];
                 let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
                 out.push_str(&line.join(","));

@@ -30,6 +30,8 @@ struct Tally {
     offline: u64,
     resolved: u64,
     forms: u64,
+    rated_good: u64,
+    rated_bad: u64,
     messages: BTreeMap<String, u64>,
     wait_secs: Vec<f64>,
     resolve_secs: Vec<f64>,
@@ -46,6 +48,7 @@ impl Tally {
             "missed": self.timeouts + self.offline,
             "resolved": self.resolved,
             "offline_forms": self.forms,
+            "ratings": { "good": self.rated_good, "bad": self.rated_bad },
             "messages": self.messages,
             "time_to_accept_secs": summary(&mut self.wait_secs),
             "time_to_resolve_secs": summary(&mut self.resolve_secs),
@@ -82,7 +85,7 @@ fn compute(c: &rusqlite::Connection, q: &StatsQuery) -> Result<Value, StoreError
         "SELECT conversation_id, bot, type, at, data FROM events
          WHERE at >= ? AND at < ? AND type IN ('conversation.started', 'livechat.requested',
            'livechat.accepted', 'livechat.timeout', 'livechat.offline',
-           'conversation.resolved', 'form.submitted', 'message.created')",
+           'conversation.resolved', 'form.submitted', 'message.created', 'conversation.rated')",
     );
     let mut args = vec![super::persist::stamp(q.from), super::persist::stamp(q.to)];
     if let Some(bot) = &q.bot {
@@ -112,7 +115,7 @@ fn compute(c: &rusqlite::Connection, q: &StatsQuery) -> Result<Value, StoreError
     })?;
     let mut total = Tally::default();
     let mut by_bot: BTreeMap<String, Tally> = BTreeMap::new();
-    let mut by_agent: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut by_agent: BTreeMap<String, AgentTally> = BTreeMap::new();
     let mut requested_at: HashMap<String, Timestamp> = HashMap::new();
     for row in rows {
         let (conv, bot, kind, at, data) = row?;
@@ -138,6 +141,11 @@ fn compute(c: &rusqlite::Connection, q: &StatsQuery) -> Result<Value, StoreError
                 }
             }
             "form.submitted" => t.forms += 1,
+            "conversation.rated" => match data["rating"].as_str() {
+                Some("good") => t.rated_good += 1,
+                Some("bad") => t.rated_bad += 1,
+                _ => {}
+            },
             "message.created" => {
                 let author = data["author"].as_str().unwrap_or("system").to_string();
                 *t.messages.entry(author).or_default() += 1;
@@ -154,12 +162,22 @@ fn compute(c: &rusqlite::Connection, q: &StatsQuery) -> Result<Value, StoreError
             }
             "livechat.accepted" => {
                 if let Some(agent) = data["agent"].as_str() {
-                    by_agent.entry(agent.to_string()).or_default().0 += 1;
+                    by_agent.entry(agent.to_string()).or_default().accepted += 1;
                 }
             }
             "conversation.resolved" => {
                 if let Some(agent) = data["by"].as_str() {
-                    by_agent.entry(agent.to_string()).or_default().1 += 1;
+                    by_agent.entry(agent.to_string()).or_default().resolved += 1;
+                }
+            }
+            "conversation.rated" => {
+                if let Some(agent) = data["agent"].as_str() {
+                    let a = by_agent.entry(agent.to_string()).or_default();
+                    match data["rating"].as_str() {
+                        Some("good") => a.rated_good += 1,
+                        Some("bad") => a.rated_bad += 1,
+                        _ => {}
+                    }
                 }
             }
             _ => {}
@@ -173,9 +191,23 @@ fn compute(c: &rusqlite::Connection, q: &StatsQuery) -> Result<Value, StoreError
         "bots": by_bot.iter_mut().map(|(k, t)| (k.clone(), t.json())).collect::<BTreeMap<_, _>>(),
         "agents": by_agent
             .into_iter()
-            .map(|(agent, (accepted, resolved))| json!({"agent": agent, "accepted": accepted, "resolved": resolved}))
+            .map(|(agent, a)| json!({
+                "agent": agent,
+                "accepted": a.accepted,
+                "resolved": a.resolved,
+                "ratings": { "good": a.rated_good, "bad": a.rated_bad },
+            }))
             .collect::<Vec<_>>(),
     }))
+}
+
+/// One agent's figures: requests accepted, conversations resolved, ratings of their chats.
+#[derive(Default)]
+struct AgentTally {
+    accepted: u64,
+    resolved: u64,
+    rated_good: u64,
+    rated_bad: u64,
 }
 
 fn empty(q: &StatsQuery) -> Value {

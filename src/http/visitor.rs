@@ -282,6 +282,12 @@ pub enum ActionRequest {
     Back,
     /// Mail the transcript to the address the visitor gave in this conversation.
     EmailTranscript,
+    /// Rate the chat a person had with the visitor, once it is over.
+    Rate {
+        rating: crate::chat::conversation::Rating,
+        #[serde(default)]
+        comment: Option<String>,
+    },
 }
 
 pub async fn post_action(
@@ -327,6 +333,7 @@ pub async fn post_action(
                 .map_err(super::engine_error)?;
             return Ok(Json(json!({ "sent_to": to })));
         }
+        ActionRequest::Rate { rating, comment } => Command::Rate { rating, comment },
         ActionRequest::End => Command::VisitorEnd,
         ActionRequest::Skip => Command::Skip,
         ActionRequest::Back => Command::Back,

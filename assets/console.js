@@ -927,7 +927,7 @@
       ['Bot', d.bot], ['Team', d.team], ['Status', STATUS[d.status] || d.status],
       ['Agent', d.assignee ? agentName(d.assignee) : null], ['Opened', clock(d.opened_at)],
       ['Requested', clock(d.requested_at)], ['Resolved', clock(d.resolved_at)], ['Closing note', d.resolve_note],
-      ['Visitor rating', d.rating ? (d.rating.rating === 'good' ? '👍 Good' : '👎 Bad') +
+      ['Visitor rating', d.rating ? (d.rating.rating === 'good' ? 'Good' : 'Bad') +
         (d.rating.comment ? ': ' + d.rating.comment : '') : null]
     ]));
     var vars = d.variables || {};

@@ -320,7 +320,7 @@
     const box = h("div", { class: "lc-rate", role: "group", "aria-label": L.rate },
       h("div", { class: "lc-note", text: L.rate }));
     const choice = (rating, label) => btn(label, "lc-rate-" + rating, () => act({ type: "rate", rating }, box));
-    box.append(h("div", { class: "lc-prompt" }, choice("good", "👍 " + L.good), choice("bad", "👎 " + L.bad)));
+    box.append(h("div", { class: "lc-prompt" }, choice("good", L.good), choice("bad", L.bad)));
     add(box);
   }
   function hideTyping() {

@@ -121,9 +121,7 @@ impl Pending {
             at,
         })
     }
-}
 
-impl Pending {
     /// The hub frames of the events, once written with these `seq`s.
     pub fn frames<'a>(&'a self, seqs: &'a [i64]) -> impl Iterator<Item = Frame> + 'a {
         self.events.iter().zip(seqs).map(|(event, &seq)| Frame {

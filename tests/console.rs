@@ -529,6 +529,17 @@ async fn resolving_with_a_note_moves_it_to_resolved() {
     assert!(csv.starts_with("time,author,agent,text"), "{csv}");
     assert!(csv.contains("Agent 0 has joined the chat."), "{csv}");
 
+    // The visitor rates the chat: the open conversation's details show it.
+    let (status, body) = api
+        .post(
+            "/api/v1/visitor/actions",
+            Some(&session.token),
+            json!({"type": "rate", "rating": "good", "comment": "Fixed fast"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    browser.wait_for_text("#details", "Good: Fixed fast").await;
+
     // Reports: this week's figures, this agent's accept and resolve, and the CSV.
     browser.click("#reports").await;
     wait_js(
@@ -552,7 +563,8 @@ async fn resolving_with_a_note_moves_it_to_resolved() {
     assert_eq!(figures["Accepted"], "1", "{figures}");
     assert_eq!(figures["Resolved"], "1", "{figures}");
     assert_eq!(figures["Missed (timed out or offline)"], "0", "{figures}");
-    assert_eq!(figures["Rated good"], "0", "{figures}");
+    assert_eq!(figures["Rated good"], "1", "{figures}");
+    assert_eq!(figures["Rated bad"], "0", "{figures}");
     // The agent's own row: shown as "You".
     assert_eq!(figures["You"], "1", "{figures}");
     let report = js(
@@ -576,7 +588,7 @@ async fn resolving_with_a_note_moves_it_to_resolved() {
         lines.iter().any(|l| l.starts_with("all,1,1,1,0,1,")),
         "{report}"
     );
-    assert!(lines.contains(&"agent0@acme.example,1,1,0,0"), "{report}");
+    assert!(lines.contains(&"agent0@acme.example,1,1,1,0"), "{report}");
     // The conversations of the period, with the console's own cookie.
     let export = browser
         .client

@@ -1089,13 +1089,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
                 "only the assigned agent or an admin resolves this conversation".into(),
             ));
         }
-        let note = match note.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(n) if n.chars().count() > MAX_MESSAGE_CHARS => {
-                return Err(Rejection::InvalidInput("the note is too long".into()));
-            }
-            Some(n) => Some(n.to_string()),
-        };
+        let note = optional_text(note, MAX_MESSAGE_CHARS, "the note")?;
         let now = self.ctx.now;
         self.clear_waiting();
         let c = &mut self.conv;
@@ -1129,13 +1123,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         if !had_a_person || self.conv.rating.is_some() {
             return Err(self.invalid_state());
         }
-        let comment = match comment.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(c) if c.chars().count() > MAX_COMMENT_CHARS => {
-                return Err(Rejection::InvalidInput("the comment is too long".into()));
-            }
-            Some(c) => Some(c.to_string()),
-        };
+        let comment = optional_text(comment, MAX_COMMENT_CHARS, "the comment")?;
         self.conv.rating = Some(rating);
         self.conv.rating_comment = comment.clone();
         self.emit(
@@ -1805,6 +1793,22 @@ pub fn preferred_language(bot: &Bot, accept: &str) -> Option<String> {
         .find(|(_, tag)| match_language(bot, tag).is_some())
         .or(tags.first())
         .map(|(_, tag)| tag.to_string())
+}
+
+/// An optional free text (a closing note, a rating comment): trimmed, `None` when empty,
+/// refused when longer than `max` characters.
+fn optional_text(
+    text: Option<String>,
+    max: usize,
+    what: &str,
+) -> Result<Option<String>, Rejection> {
+    match text.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) if t.chars().count() > max => {
+            Err(Rejection::InvalidInput(format!("{what} is too long")))
+        }
+        Some(t) => Ok(Some(t.to_string())),
+    }
 }
 
 /// `now + d`, saturating at the end of time.

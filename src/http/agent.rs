@@ -186,16 +186,21 @@ pub async fn transcript(
     let csv = queries::transcript_csv(state.engine.readers(), conv.id.clone())
         .await
         .map_err(AppError::internal)?;
-    Ok((
+    Ok(csv_attachment(format!("transcript-{}.csv", conv.id), csv))
+}
+
+/// A CSV body to be saved as `filename`.
+fn csv_attachment(filename: String, csv: String) -> impl IntoResponse {
+    (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"transcript-{}.csv\"", conv.id),
+                format!("attachment; filename=\"{filename}\""),
             ),
         ],
         csv,
-    ))
+    )
 }
 
 async fn command(
@@ -465,18 +470,8 @@ pub async fn export(
         .await
         .map_err(AppError::internal)?;
     let day = |t: jiff::Timestamp| t.strftime("%Y-%m-%d").to_string();
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!(
-                    "attachment; filename=\"conversations-{}-{}.csv\"",
-                    day(from),
-                    day(to)
-                ),
-            ),
-        ],
+    Ok(csv_attachment(
+        format!("conversations-{}-{}.csv", day(from), day(to)),
         csv,
     ))
 }

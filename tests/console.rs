@@ -606,7 +606,10 @@ async fn resolving_with_a_note_moves_it_to_resolved() {
         export.contains(&format!("{},support,resolved,", session.conv)),
         "{export}"
     );
-    assert!(export.contains("Sent the corrected invoice"), "{export}");
+    assert!(
+        export.contains("Sent the corrected invoice,good,Fixed fast"),
+        "{export}"
+    );
     // Opening a conversation leaves the reports.
     browser
         .click(&format!("#sec-resolved .row[data-id='{}']", session.conv))

@@ -94,43 +94,34 @@ pub async fn console(State(state): State<AppState>) -> Response {
 mod tests {
     use super::WIDGET_JS;
 
-    /// The widget's built-in texts: a table of languages, each a list in the order of
-    /// `NAMES`. A language with a text too many or too few would show every later text in
-    /// the wrong place.
+    /// The widget's built-in texts: one object per language, a text per name. A language
+    /// missing a name would show English there; one with a name of its own, nothing.
     #[test]
     fn every_widget_language_has_every_text() {
         let table = &WIDGET_JS[WIDGET_JS.find("const STR = {").unwrap()..];
         let table = &table[..table.find("\n  };").unwrap()];
-        let names = WIDGET_JS
-            .split_once("const NAMES = \"")
-            .and_then(|(_, rest)| rest.split_once('"'))
-            .unwrap()
-            .0
-            .split(' ')
-            .count();
-        // (language, texts): a language starts on a line `    xx: [`.
-        let mut languages: Vec<(String, usize)> = Vec::new();
+        // (language, its names): a language starts on a line `    xx: {`, each text is a
+        // line `      name: "…",`.
+        let mut languages: Vec<(String, Vec<String>)> = Vec::new();
         for line in table.lines().skip(1) {
-            let start = line
+            if let Some(code) = line
                 .strip_prefix("    ")
-                .and_then(|l| l.split_once(": ["))
-                .filter(|(code, _)| {
-                    code.len() == 2 && code.chars().all(|c| c.is_ascii_lowercase())
-                });
-            let texts = match start {
-                Some((code, rest)) => {
-                    languages.push((code.to_string(), 0));
-                    rest
-                }
-                None => line,
-            };
-            // Each text is one string literal; none holds a double quote.
-            languages.last_mut().unwrap().1 += texts.matches('"').count() / 2;
+                .and_then(|l| l.strip_suffix(": {"))
+            {
+                languages.push((code.to_string(), Vec::new()));
+            } else if let Some((name, _)) = line
+                .strip_prefix("      ")
+                .and_then(|l| l.split_once(": \""))
+            {
+                languages.last_mut().unwrap().1.push(name.to_string());
+            }
         }
-        for (code, texts) in &languages {
-            assert_eq!(*texts, names, "the widget's `{code}` texts");
+        let english = languages[0].1.clone();
+        assert!(english.len() >= 28, "{english:?}");
+        for (code, names) in &languages {
+            assert_eq!(names, &english, "the widget's `{code}` texts");
         }
-        let languages: Vec<&str> = languages.iter().map(|(c, _)| c.as_str()).collect();
-        assert_eq!(languages, ["en", "de", "es", "fr", "it", "nl", "pt"]);
+        let codes: Vec<&str> = languages.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(codes, ["en", "de", "es", "fr", "it", "nl", "pt"]);
     }
 }

@@ -8,6 +8,7 @@ mod auth;
 pub mod error;
 mod health;
 pub mod limits;
+mod origin;
 mod pages;
 mod stream;
 mod visitor;

@@ -18,7 +18,8 @@ use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::error::{ApiQuery, AppError, not_a_websocket};
-use super::visitor::{After, check_origin};
+use super::origin::{check_bot_origin, same_origin};
+use super::visitor::After;
 use crate::auth::AuthAgent;
 use crate::engine::{AgentRef, Engine, VisitorRef, queries};
 use crate::hub::Frame;
@@ -172,7 +173,7 @@ async fn visitor_auth(
     };
     let bundle = state.live.load().bundle.clone();
     if let Some(bot) = bundle.bots.get(&visitor.bot)
-        && check_origin(headers, bot).is_err()
+        && check_bot_origin(headers, &visitor.bot, bot, &state.settings.public_url).is_err()
     {
         let _ = socket
             .send(Message::Text(
@@ -196,7 +197,9 @@ pub async fn agent_events(
     let ws = ws.map_err(not_a_websocket)?;
     // A cookie rides along on a cross-site WebSocket handshake and the handshake is a GET,
     // which CSRF checks leave alone: a browser's socket must come from our own pages.
-    if headers.get(axum::http::header::AUTHORIZATION).is_none() && !same_origin(&headers) {
+    if headers.get(axum::http::header::AUTHORIZATION).is_none()
+        && !same_origin(&headers, &state.settings.public_url)
+    {
         return Err(AppError::new(
             axum::http::StatusCode::FORBIDDEN,
             "origin_not_allowed",
@@ -220,23 +223,6 @@ pub async fn agent_events(
         };
         run(socket, state.engine.clone(), who, frames, q.after).await;
     }))
-}
-
-/// Whether the request's `Origin` (when a browser sent one) is this server's own.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers
-        .get(axum::http::header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return true;
-    };
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
 }
 
 async fn send(socket: &mut WebSocket, text: &str) -> bool {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiJson, ApiQuery, AppError};
+use super::origin::check_bot_origin;
 use crate::chat::conversation::Command;
 use crate::chat::flow::Pick;
 use crate::chat::text::render_text;
@@ -70,7 +71,7 @@ pub async fn start_session(
             format!("there is no bot `{}`", req.bot),
         )
     })?;
-    check_origin(&headers, bot)?;
+    check_bot_origin(&headers, &req.bot, bot, &state.settings.public_url)?;
     if req.page_url.as_deref().is_some_and(|u| u.len() > MAX_URL)
         || req.referrer.as_deref().is_some_and(|u| u.len() > MAX_URL)
     {
@@ -157,31 +158,10 @@ pub async fn widget(
             format!("there is no bot `{}`", q.bot),
         )
     })?;
-    check_origin(&headers, bot)?;
+    check_bot_origin(&headers, &q.bot, bot, &state.settings.public_url)?;
     let wanted = q.language.or_else(|| accept_language(&headers, bot));
     let lang = crate::chat::conversation::pick_language(bot, wanted.as_deref());
     Ok(Json(json!({ "widget": widget_json(&q.bot, bot, &lang) })))
-}
-
-/// The widget may only be embedded on the bot's `allowed_origins` (when it has any).
-pub fn check_origin(headers: &HeaderMap, bot: &crate::config::Bot) -> Result<(), AppError> {
-    let allowed = &bot.header.allowed_origins;
-    if allowed.is_empty() || allowed.iter().any(|o| o.get_ref() == "*") {
-        return Ok(());
-    }
-    let origin = headers
-        .get(axum::http::header::ORIGIN)
-        .and_then(|v| v.to_str().ok());
-    match origin {
-        // Not a browser's cross-origin call (curl, a server, the same origin): allowed.
-        None => Ok(()),
-        Some(o) if allowed.iter().any(|a| a.get_ref().eq_ignore_ascii_case(o)) => Ok(()),
-        Some(o) => Err(AppError::new(
-            StatusCode::FORBIDDEN,
-            "origin_not_allowed",
-            format!("this bot may not be embedded on {o}"),
-        )),
-    }
 }
 
 /// The visitor's language from the browser's `Accept-Language` (see `preferred_language`).

@@ -6,7 +6,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::Connection;
 
 use crate::config::plan::Plan;
 use crate::config::{self, Bundle, BundleLock, Sources, install};
@@ -39,6 +39,12 @@ pub enum DeployError {
     },
 }
 
+impl From<rusqlite::Error> for DeployError {
+    fn from(e: rusqlite::Error) -> Self {
+        DeployError::Store(e.into())
+    }
+}
+
 /// Installs a validated `bundle` into `live_dir` and records it as a new revision, unless it
 /// is the live revision already. `source` says who asked: `apply`, `api`, `rollback`.
 pub fn apply(
@@ -60,18 +66,40 @@ pub fn apply_noted(
     note: Option<&str>,
     dry_run: bool,
 ) -> Result<ApplyOutcome, DeployError> {
-    let install_err = |source| DeployError::Install {
-        dir: live_dir.display().to_string(),
-        source,
-    };
     // Held from reading the live revision until the new one is recorded: the server reads
     // the directory and looks its hash up under the shared lock, so it sees either the old
     // bundle or the new one together with its revision, and never records it twice.
     let _lock = if dry_run {
         None
     } else {
-        fs::create_dir_all(live_dir).map_err(install_err)?;
-        Some(BundleLock::exclusive(live_dir).map_err(install_err)?)
+        Some(lock_exclusive(live_dir)?)
+    };
+    apply_locked(conn, live_dir, bundle, source, note, dry_run)
+}
+
+/// Takes the bundle directory's lock for installing (creating the directory if need be).
+pub fn lock_exclusive(live_dir: &Path) -> Result<BundleLock, DeployError> {
+    let install_err = |source| DeployError::Install {
+        dir: live_dir.display().to_string(),
+        source,
+    };
+    fs::create_dir_all(live_dir).map_err(install_err)?;
+    BundleLock::exclusive(live_dir).map_err(install_err)
+}
+
+/// `apply_noted` for a caller that holds the lock from [`lock_exclusive`] already (the
+/// server, which runs this in its writer and must not wait for a lock there).
+pub fn apply_locked(
+    conn: &Connection,
+    live_dir: &Path,
+    bundle: &Bundle,
+    source: &str,
+    note: Option<&str>,
+    dry_run: bool,
+) -> Result<ApplyOutcome, DeployError> {
+    let install_err = |source| DeployError::Install {
+        dir: live_dir.display().to_string(),
+        source,
     };
     let live = revisions::latest(conn)?;
     let base_bundle = match &live {
@@ -107,11 +135,11 @@ pub fn apply_noted(
         None => plan.summary(),
     };
     // Committed only once the files are in place: a failed install records nothing.
-    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
-        .map_err(StoreError::from)?;
-    let revision = revisions::insert(&tx, &bundle.hash, source, &summary, &bundle.sources)?;
-    install::install_locked(live_dir, &bundle.sources).map_err(install_err)?;
-    tx.commit().map_err(StoreError::from)?;
+    let revision = crate::store::atomically(conn, |conn| {
+        let revision = revisions::insert(conn, &bundle.hash, source, &summary, &bundle.sources)?;
+        install::install_locked(live_dir, &bundle.sources).map_err(install_err)?;
+        Ok::<_, DeployError>(revision)
+    })?;
     Ok(ApplyOutcome {
         plan,
         base,
@@ -127,16 +155,15 @@ pub fn record_loaded(
     bundle: &Bundle,
     source: &str,
 ) -> Result<Revision, StoreError> {
-    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    let live = revisions::latest(&tx)?;
-    if let Some(revision) = live.as_ref().filter(|r| r.hash == bundle.hash) {
-        return Ok(revision.clone());
-    }
-    let base = live.as_ref().map_or_else(Bundle::empty, stored_bundle);
-    let summary = Plan::between(&base, bundle).summary();
-    let revision = revisions::insert(&tx, &bundle.hash, source, &summary, &bundle.sources)?;
-    tx.commit()?;
-    Ok(revision)
+    crate::store::atomically(conn, |conn| {
+        let live = revisions::latest(conn)?;
+        if let Some(revision) = live.as_ref().filter(|r| r.hash == bundle.hash) {
+            return Ok(revision.clone());
+        }
+        let base = live.as_ref().map_or_else(Bundle::empty, stored_bundle);
+        let summary = Plan::between(&base, bundle).summary();
+        revisions::insert(conn, &bundle.hash, source, &summary, &bundle.sources)
+    })
 }
 
 /// Secrets play no part in a plan: every `${VAR}` is taken as set (and empty).

@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod engine;
 pub mod http;
 pub mod hub;
+pub mod ids;
 pub mod mail;
 pub mod server;
 pub mod settings;

@@ -2,14 +2,15 @@
 //! store and the HTTP routes together, and keeps the bundle live while admins edit it.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
-use crate::config::{self, Bundle, BundleLock, Diagnostic};
+use crate::config::{self, Bundle, BundleLock, Diagnostic, Live, LiveConfig};
 use crate::engine::{Engine, Outbound};
+use crate::http::AppState;
 use crate::hub::Hub;
 use crate::mail::invites;
 use crate::mail::outbox::{self, Doorbell};
@@ -18,27 +19,6 @@ use crate::mail::transport::Transport;
 use crate::settings::Settings;
 use crate::store::revisions::Revision;
 use crate::{deploy, store};
-
-/// The config the server runs on: a validated bundle, swapped in whole.
-#[derive(Debug)]
-pub struct Live {
-    pub bundle: Arc<Bundle>,
-    /// The revision this bundle was recorded as (None only before any valid bundle).
-    pub revision: Option<Revision>,
-    /// Why the last edit was refused; the bundle above stays live meanwhile.
-    pub error: Option<Vec<Diagnostic>>,
-}
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub live: Arc<ArcSwap<Live>>,
-    /// The database, for config work (rare and short); the engine has its own writer.
-    pub db: Arc<Mutex<rusqlite::Connection>>,
-    pub engine: Engine,
-    pub limits: Arc<crate::http::limits::Limits>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -63,6 +43,8 @@ impl AppState {
                 settings.bots_dir.display().to_string(),
             ));
         }
+        // Before the engine (and its writer) exists, the bundle is recorded on a connection
+        // of its own, closed again before the engine opens the database.
         let config = tokio::task::spawn_blocking(move || -> Result<ConfigState, StartError> {
             let conn = store::open(&settings.data_dir)?;
             let config = ConfigState {
@@ -72,11 +54,12 @@ impl AppState {
                     revision: None,
                     error: None,
                 })),
-                db: Arc::new(Mutex::new(conn)),
             };
-            config.reload("startup");
+            config.reload("startup", |bundle| {
+                deploy::record_loaded(&conn, &bundle, "startup")
+            });
             if config.live.load().revision.is_none() {
-                config.fall_back_to_last_good();
+                config.fall_back_to_last_good(store::revisions::latest(&conn).ok().flatten());
             }
             Ok(config)
         })
@@ -117,7 +100,6 @@ impl AppState {
         let state = AppState {
             settings: config.settings,
             live: config.live,
-            db: config.db,
             engine,
             limits: Arc::default(),
         };
@@ -129,10 +111,11 @@ impl AppState {
     /// Mails an invitation to agents of the live roster who have no password yet.
     fn invite_new_agents(&self) {
         let roster = self.live.load().bundle.roster.clone();
-        let queued = {
-            let conn = self.db.lock().unwrap_or_else(|p| p.into_inner());
-            invites::invite_new_agents(&conn, &roster, self.engine.outbound())
-        };
+        let outbound = self.engine.outbound().clone();
+        let queued = self
+            .engine
+            .writer()
+            .run_blocking(move |conn| invites::invite_new_agents(conn, &roster, &outbound));
         match queued {
             Ok(0) => {}
             Ok(n) => {
@@ -147,14 +130,20 @@ impl AppState {
         ConfigState {
             settings: self.settings.clone(),
             live: self.live.clone(),
-            db: self.db.clone(),
         }
     }
 
     /// Reloads the bundle directory (blocking); tells the engine when a new revision is live.
+    /// Requests never wait for it: the files are read and validated here, and only the new
+    /// revision's row goes through the writer.
     pub fn reload(&self, source: &str) {
         let before = self.live.load().error.clone();
-        if let Some(revision) = self.config().reload(source) {
+        let writer = self.engine.writer().clone();
+        let recorded_as = source.to_string();
+        let record = move |bundle: Arc<Bundle>| {
+            writer.run_blocking(move |conn| deploy::record_loaded(conn, &bundle, &recorded_as))
+        };
+        if let Some(revision) = self.config().reload(source, record) {
             self.engine.config_reloaded(revision);
             self.invite_new_agents();
         }
@@ -175,21 +164,24 @@ impl AppState {
 /// The config half of the state, which exists before the engine does.
 struct ConfigState {
     settings: Arc<Settings>,
-    live: Arc<ArcSwap<Live>>,
-    db: Arc<Mutex<rusqlite::Connection>>,
+    live: LiveConfig,
 }
 
 impl ConfigState {
     /// Reads the bundle directory and, if it is valid and new, makes it live. Blocking: call
     /// from a blocking thread. An invalid bundle keeps the current one and records why.
-    /// Answers the new revision's number when one became live.
-    fn reload(&self, source: &str) -> Option<i64> {
+    /// Answers the new revision's number when one became live. `record` stores a new
+    /// bundle as a revision (or finds it recorded already).
+    fn reload(
+        &self,
+        source: &str,
+        record: impl FnOnce(Arc<Bundle>) -> Result<Revision, store::StoreError>,
+    ) -> Option<i64> {
         let dir = &self.settings.bots_dir;
-        // The database first, then the bundle lock: the order `deploy::apply` takes them in
-        // (it holds the connection and takes the lock exclusively). Both are held across
-        // reading and recording, so an `apply` running at the same moment is either wholly
-        // before (its revision is found by hash) or wholly after (we are notified again).
-        let conn = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        // The bundle lock is held across reading and recording, so an `apply` running at the
+        // same moment is either wholly before (its revision is found by hash) or wholly
+        // after (we are notified again). `apply` takes its lock outside the writer, so the
+        // writer never waits for the lock and holding it while recording cannot deadlock.
         let _lock = BundleLock::shared(dir);
         let loaded = match config::load_dir(dir, &config::process_env) {
             Ok(result) => result,
@@ -224,8 +216,8 @@ impl ConfigState {
                     }
                     return None;
                 }
-                let recorded = deploy::record_loaded(&conn, &bundle, source);
-                match recorded {
+                let bundle = Arc::new(bundle);
+                match record(bundle.clone()) {
                     Ok(revision) => {
                         tracing::info!(
                             "config live: revision {} ({} bots) from {source}",
@@ -234,7 +226,7 @@ impl ConfigState {
                         );
                         let number = revision.number;
                         self.live.store(Arc::new(Live {
-                            bundle: Arc::new(bundle),
+                            bundle,
                             revision: Some(revision),
                             error: None,
                         }));
@@ -250,9 +242,8 @@ impl ConfigState {
     }
 
     /// At startup with an invalid bundle: run the last recorded revision if there is one.
-    fn fall_back_to_last_good(&self) {
-        let conn = self.db.lock().unwrap_or_else(|p| p.into_inner());
-        let Ok(Some(revision)) = store::revisions::latest(&conn) else {
+    fn fall_back_to_last_good(&self, latest: Option<Revision>) {
+        let Some(revision) = latest else {
             return;
         };
         match Bundle::from_sources(revision.bundle.clone(), &config::process_env) {

@@ -15,22 +15,22 @@ pub fn set_password(
     phc: &str,
     now: Timestamp,
 ) -> rusqlite::Result<usize> {
-    let tx = conn.unchecked_transaction()?;
-    tx.execute(
-        "INSERT INTO agents (email, password_hash, updated_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (email) DO UPDATE
-         SET password_hash = excluded.password_hash, updated_at = excluded.updated_at",
-        params![email_key, phc, rfc3339(now)],
-    )?;
-    let ended = session::delete_all_of(&tx, email_key)?;
-    // A password chosen any way uses up the invitations still open: an old link in a
-    // mailbox must not be able to change it again.
-    tx.execute(
-        "UPDATE invites SET used_at = ?2 WHERE agent_email = ?1 AND used_at IS NULL",
-        params![email_key, rfc3339(now)],
-    )?;
-    tx.commit()?;
-    Ok(ended)
+    crate::store::atomically(conn, |tx| {
+        tx.execute(
+            "INSERT INTO agents (email, password_hash, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (email) DO UPDATE
+             SET password_hash = excluded.password_hash, updated_at = excluded.updated_at",
+            params![email_key, phc, rfc3339(now)],
+        )?;
+        let ended = session::delete_all_of(tx, email_key)?;
+        // A password chosen any way uses up the invitations still open: an old link in a
+        // mailbox must not be able to change it again.
+        tx.execute(
+            "UPDATE invites SET used_at = ?2 WHERE agent_email = ?1 AND used_at IS NULL",
+            params![email_key, rfc3339(now)],
+        )?;
+        Ok(ended)
+    })
 }
 
 /// The stored PHC string of `email_key`, if the agent has a password.

@@ -1,19 +1,15 @@
-//! `AuthAgent`: the signed-in agent, for handlers to take as an argument.
+//! `AuthAgent`: the signed-in agent, and how a request carries its session (the extractor
+//! that checks it is `http::extract`).
 //!
 //! The session token comes in the `livechat_session` cookie (the console) or as
 //! `Authorization: Bearer <token>` (scripts). A cookie is sent by the browser on its own, so a
 //! cookie-authenticated write must also prove it comes from our page with `X-CSRF-Token`.
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode, header};
-use jiff::Timestamp;
+use axum::http::{HeaderMap, Method, header};
 use serde::{Serialize, Serializer};
 
-use super::{roster_agent, session, with_db};
+use super::session;
 use crate::config::schema::{Agent, Role};
-use crate::http::error::AppError;
-use crate::server::AppState;
 
 /// The header that carries the session's CSRF token on cookie-authenticated writes.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -68,82 +64,21 @@ fn role_name<S: Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
     })
 }
 
-impl FromRequestParts<AppState> for AuthAgent {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        // A second extraction in the same request costs nothing.
-        if let Some(agent) = parts.extensions.get::<AuthAgent>() {
-            return Ok(agent.clone());
-        }
-        let credential = Credential::from_headers(&parts.headers).ok_or_else(unauthorized)?;
-        let token_hash = session::token_hash(&credential.token);
-        let hash = token_hash.clone();
-        let session = with_db(state, move |conn| session::find(conn, &hash))
-            .await?
-            .ok_or_else(unauthorized)?;
-        if session.is_expired(Timestamp::now()) {
-            return Err(AppError::new(
-                StatusCode::UNAUTHORIZED,
-                "session_expired",
-                "the session has expired; log in again",
-            ));
-        }
-        if credential.via == Via::Cookie && !is_safe(&parts.method) {
-            let given = parts
-                .headers
-                .get(CSRF_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            if !constant_time_eq(given.as_bytes(), session.csrf_token.as_bytes()) {
-                return Err(AppError::new(
-                    StatusCode::FORBIDDEN,
-                    "csrf_failed",
-                    "a write with the session cookie needs the header X-CSRF-Token with the \
-                     csrf_token from login",
-                ));
-            }
-        }
-        let live = state.live.load();
-        let Some(agent) = roster_agent(&live.bundle.roster, &session.agent_email) else {
-            // Gone from agents.toml: the session ends for good, even if they come back.
-            let hash = token_hash.clone();
-            with_db(state, move |conn| session::delete(conn, &hash)).await?;
-            return Err(AppError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "this agent is no longer in the roster",
-            ));
-        };
-        let agent = AuthAgent::new(agent, token_hash);
-        parts.extensions.insert(agent.clone());
-        Ok(agent)
-    }
-}
-
-fn unauthorized() -> AppError {
-    AppError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "log in first: send the session cookie or Authorization: Bearer <token>",
-    )
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Via {
+pub(crate) enum Via {
     Cookie,
     Bearer,
 }
 
 #[derive(Debug, PartialEq, Eq)]
-struct Credential {
-    token: String,
-    via: Via,
+pub(crate) struct Credential {
+    pub(crate) token: String,
+    pub(crate) via: Via,
 }
 
 impl Credential {
     /// A bearer token when there is one, else the session cookie.
-    fn from_headers(headers: &HeaderMap) -> Option<Credential> {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Option<Credential> {
         if let Some(token) = bearer_header(headers) {
             return (!token.is_empty()).then(|| Credential {
                 token: token.to_string(),
@@ -196,7 +131,7 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Methods that change nothing, so a forged one gains an attacker nothing.
-fn is_safe(method: &Method) -> bool {
+pub(crate) fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 

@@ -12,14 +12,11 @@ pub mod password;
 pub mod session;
 
 use jiff::Timestamp;
-use rusqlite::Connection;
 
 pub use extract::{AuthAgent, bearer, bearer_is, constant_time_eq};
 
 use crate::config::Roster;
 use crate::config::schema::Agent;
-use crate::http::error::AppError;
-use crate::server::AppState;
 
 /// How an email is keyed in the database and matched against the roster.
 pub fn email_key(email: &str) -> String {
@@ -32,22 +29,6 @@ pub fn roster_agent<'a>(roster: &'a Roster, email_key: &str) -> Option<&'a Agent
         .agents
         .iter()
         .find(|a| a.email.as_str().to_lowercase() == email_key)
-}
-
-/// Runs `f` on the database from the blocking pool (rusqlite never runs on an async worker).
-pub(crate) async fn with_db<T, F>(state: &AppState, f: F) -> Result<T, AppError>
-where
-    T: Send + 'static,
-    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-{
-    let db = state.db.clone();
-    tokio::task::spawn_blocking(move || {
-        let conn = db.lock().unwrap_or_else(|p| p.into_inner());
-        f(&conn)
-    })
-    .await
-    .map_err(AppError::internal)?
-    .map_err(AppError::internal)
 }
 
 /// Times as the rest of the database writes them: RFC 3339, UTC, whole seconds (so that

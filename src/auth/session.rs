@@ -3,7 +3,6 @@
 
 use jiff::{SignedDuration, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
-use sha2::{Digest, Sha256};
 
 use super::rfc3339;
 
@@ -37,22 +36,7 @@ impl Session {
     }
 }
 
-/// 32 random bytes as 64 hex digits, from the thread RNG (a CSPRNG seeded by the OS).
-pub fn random_token() -> String {
-    hex::encode(rand::random::<[u8; 32]>())
-}
-
-/// How a token is stored and looked up.
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// A new secret token and the hash stored in its place (sessions, visitors, invitations).
-pub fn new_token() -> (String, String) {
-    let token = random_token();
-    let hash = token_hash(&token);
-    (token, hash)
-}
+pub use crate::ids::{new_token, random_token, token_hash};
 
 /// Starts a session for `agent_email` (lowercased) and clears that agent's expired ones.
 pub fn create(

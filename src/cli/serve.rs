@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use crate::server::{self, AppState};
+use crate::http::AppState;
+use crate::server;
 use crate::settings::ServerArgs;
 
 pub fn run(args: &ServerArgs) -> ExitCode {

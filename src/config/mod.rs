@@ -6,6 +6,7 @@
 pub mod diagnostic;
 pub mod hours;
 pub mod install;
+pub mod live;
 pub mod load;
 pub mod plan;
 pub mod schema;
@@ -21,6 +22,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 pub use diagnostic::Diagnostic;
+pub use live::{Live, LiveConfig, Revision};
 pub use schema::{Bot, Responses, Roster};
 
 use load::FileCtx;

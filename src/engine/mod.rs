@@ -24,11 +24,11 @@ use serde_json::{Value, json};
 
 use crate::chat::conversation::{Command, Conversation, Ctx, Rejection, Status, Visitor};
 use crate::chat::routing::AgentView;
+use crate::config::Live;
 use crate::config::hours::OpeningHours;
 use crate::config::schema::{Bot, Role};
 use crate::config::{self, Bundle};
 use crate::hub::{Frame, Hub};
-use crate::server::Live;
 use crate::store::reader::Readers;
 use crate::store::writer::Writer;
 use crate::store::{self, StoreError};

@@ -9,29 +9,10 @@ use crate::chat::text::{render, render_text};
 use crate::config::Bundle;
 use crate::config::schema::{Bot, FieldKind, LiveChat, OfflineForm};
 use crate::config::values::is_valid_email;
-use crate::mail::outbox::{Doorbell, Item};
-use crate::mail::templates::Templates;
+pub use crate::mail::Outbound;
+use crate::mail::outbox::Item;
 use crate::mail::transport::Mail;
 use crate::webhooks::{self, Notification, NotifyEvent};
-
-/// What the engine needs to compose outgoing mail and notifications.
-#[derive(Clone)]
-pub struct Outbound {
-    pub templates: Templates,
-    /// How people reach the server, for links.
-    pub public_url: String,
-    pub doorbell: Doorbell,
-}
-
-impl Outbound {
-    pub fn console_url(&self, conversation_id: Option<&str>) -> String {
-        let base = self.public_url.trim_end_matches('/');
-        match conversation_id {
-            Some(id) => format!("{base}/console#/conversations/{id}"),
-            None => format!("{base}/console"),
-        }
-    }
-}
 
 /// A submitted offline form, with or without a conversation around it.
 pub struct Submission<'a> {

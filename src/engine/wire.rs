@@ -4,24 +4,7 @@ use serde_json::{Value, json};
 
 use crate::chat::conversation::EventKind;
 
-/// A new opaque id: 128 random bits, hex, with a prefix that says what it names.
-pub fn new_id(prefix: &str) -> String {
-    let bytes: [u8; 16] = rand::random();
-    format!("{prefix}_{}", hex::encode(bytes))
-}
-
-/// A new opaque id that sorts by creation time: 48 bits of Unix milliseconds, then 80
-/// random bits, hex. Rows keyed by it are appended at the end of their index rather than
-/// scattered over it (so a commit dirties fewer pages).
-pub fn new_sortable_id(prefix: &str) -> String {
-    let millis = jiff::Timestamp::now().as_millisecond().max(0) as u64;
-    let random: [u8; 10] = rand::random();
-    format!(
-        "{prefix}_{:012x}{}",
-        millis & 0xffff_ffff_ffff,
-        hex::encode(random)
-    )
-}
+pub use crate::ids::{new_id, new_sortable_id};
 
 /// The envelope of [`envelope`] without its `seq`, and without the opening brace: what
 /// follows `{"seq":N,` (see [`with_seq`]). Encoded before the event is stored, which is

@@ -8,10 +8,10 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::AppError;
+use super::AppState;
+use super::error::{AppError, blocking};
 use crate::config::{self, Bundle, Sources};
 use crate::deploy;
-use crate::server::AppState;
 use crate::store::revisions;
 
 #[derive(Debug, Deserialize)]
@@ -60,30 +60,43 @@ pub async fn apply_config(
             format!("`{bad}` is not a bundle file name (write `name.toml`, no folders)"),
         ));
     }
-    let bundle = Bundle::from_sources(request.files, &config::process_env).map_err(|diags| {
-        AppError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_bundle",
-            format!("the bundle has {} error(s)", diags.len()),
-        )
-        .with_details(json!({ "diagnostics": diags }))
-    })?;
     let dry_run = request.dry_run;
     let worker = state.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let result = {
-            let conn = worker.db.lock().unwrap_or_else(|p| p.into_inner());
-            deploy::apply(&conn, &worker.settings.bots_dir, &bundle, "api", dry_run)
+    // Parsing and validating up to 8 MiB of TOML is blocking work too.
+    let outcome = blocking(move || {
+        let bundle =
+            Bundle::from_sources(request.files, &config::process_env).map_err(|diags| {
+                AppError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_bundle",
+                    format!("the bundle has {} error(s)", diags.len()),
+                )
+                .with_details(json!({ "diagnostics": diags }))
+            })?;
+        let dir = worker.settings.bots_dir.clone();
+        // The lock is taken here, not in the writer: the writer must never wait for it.
+        let lock = if dry_run {
+            None
+        } else {
+            Some(deploy::lock_exclusive(&dir).map_err(AppError::internal)?)
         };
+        let result = worker
+            .engine
+            .writer()
+            .run_blocking(move |conn| {
+                Ok(deploy::apply_locked(
+                    conn, &dir, &bundle, "api", None, dry_run,
+                ))
+            })?
+            .map_err(AppError::internal);
+        drop(lock);
         // Make it live now rather than when the watcher notices.
         if !dry_run {
             worker.reload("api");
         }
         result
     })
-    .await
-    .map_err(AppError::internal)?
-    .map_err(AppError::internal)?;
+    .await?;
     Ok(Json(json!({
         "plan": outcome.plan.to_string().lines().collect::<Vec<_>>(),
         "summary": outcome.plan.summary(),
@@ -110,13 +123,7 @@ pub async fn revisions(
     headers: HeaderMap,
 ) -> Result<Json<Value>, AppError> {
     authorize(&state, &headers)?;
-    let list = tokio::task::spawn_blocking(move || {
-        let conn = state.db.lock().unwrap_or_else(|p| p.into_inner());
-        revisions::list(&conn)
-    })
-    .await
-    .map_err(AppError::internal)?
-    .map_err(AppError::internal)?;
+    let list = state.read(revisions::list).await?;
     Ok(Json(json!({ "revisions": list })))
 }
 

@@ -9,13 +9,13 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::AppState;
 use super::error::{ApiJson, ApiQuery, AppError, body_rejection, json_error};
 use super::visitor::{check_client_id, client_key};
 use crate::auth::AuthAgent;
 use crate::chat::conversation::{Command, TransferTarget};
 use crate::engine::queries::{self, ListFilter};
 use crate::engine::{AgentRef, Outcome};
-use crate::server::AppState;
 
 fn agent_ref(agent: &AuthAgent) -> AgentRef {
     AgentRef {

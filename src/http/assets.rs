@@ -6,8 +6,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::json;
 
+use super::AppState;
 use super::error::AppError;
-use crate::server::AppState;
 
 const WIDGET_JS: &str = include_str!("../../assets/widget.js");
 const WIDGET_CSS: &str = include_str!("../../assets/widget.css");

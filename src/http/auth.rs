@@ -14,10 +14,10 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::AppState;
 use super::error::{ApiJson, AppError};
 use crate::auth::limiter::LoginLimiter;
-use crate::auth::{self, AuthAgent, credentials, password, session, with_db};
-use crate::server::AppState;
+use crate::auth::{self, AuthAgent, credentials, password, session};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -58,7 +58,8 @@ async fn login(
     // takes says nothing about which emails exist.
     let agent = auth::roster_agent(&state.live.load().bundle.roster, &email).cloned();
     let key = email.clone();
-    let stored = with_db(&state, move |conn| credentials::password_hash(conn, &key))
+    let stored = state
+        .read(move |conn| credentials::password_hash(conn, &key))
         .await
         .map_err(IntoResponse::into_response)?;
     let matches = password::verify(request.password, stored).await;
@@ -74,11 +75,10 @@ async fn login(
     };
     limiter.succeeded(attempt);
     let key = email.clone();
-    let new = with_db(&state, move |conn| {
-        session::create(conn, &key, Timestamp::now())
-    })
-    .await
-    .map_err(IntoResponse::into_response)?;
+    let new = state
+        .write(move |conn| session::create(conn, &key, Timestamp::now()))
+        .await
+        .map_err(IntoResponse::into_response)?;
     tracing::info!(%email, "agent logged in");
     let me = AuthAgent::new(&agent, new.token_hash.clone());
     let cookie = session_cookie(&state, &new.token, session::LIFETIME.as_secs());
@@ -100,7 +100,9 @@ async fn login(
 
 async fn logout(State(state): State<AppState>, agent: AuthAgent) -> Result<Response, AppError> {
     let hash = agent.token_hash.clone();
-    with_db(&state, move |conn| session::delete(conn, &hash)).await?;
+    state
+        .write(move |conn| session::delete(conn, &hash))
+        .await?;
     tracing::info!(email = %agent.email, "agent logged out");
     Ok((
         StatusCode::NO_CONTENT,
@@ -114,14 +116,7 @@ async fn logout(State(state): State<AppState>, agent: AuthAgent) -> Result<Respo
 /// can read it (no credentials are allowed across origins).
 async fn me(State(state): State<AppState>, agent: AuthAgent) -> Result<Json<Value>, AppError> {
     let hash = agent.token_hash.clone();
-    let db = state.db.clone();
-    let found = tokio::task::spawn_blocking(move || {
-        let conn = db.lock().unwrap_or_else(|p| p.into_inner());
-        session::find(&conn, &hash)
-    })
-    .await
-    .map_err(AppError::internal)?
-    .map_err(AppError::internal)?;
+    let found = state.read(move |conn| session::find(conn, &hash)).await?;
     Ok(Json(json!({
         "agent": agent,
         "csrf_token": found.map(|s| s.csrf_token),
@@ -163,8 +158,8 @@ mod tests {
 
     use serde_json::json;
 
+    use super::AppState;
     use crate::auth::{credentials, limiter::MAX_FAILURES, password};
-    use crate::server::AppState;
     use crate::settings::ServerArgs;
 
     /// The server as `serve` runs it, but with the client's address known to handlers.
@@ -191,11 +186,12 @@ mod tests {
         .unwrap();
         let state = AppState::open(settings).await.unwrap();
         let phc = password::hash("ana's password").unwrap();
-        {
-            let conn = state.db.lock().unwrap();
-            credentials::set_password(&conn, "ana@acme.example", &phc, jiff::Timestamp::now())
-                .unwrap();
-        }
+        state
+            .write(move |conn| {
+                credentials::set_password(conn, "ana@acme.example", &phc, jiff::Timestamp::now())
+            })
+            .await
+            .unwrap();
         let app = crate::http::router(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

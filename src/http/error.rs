@@ -48,6 +48,38 @@ impl AppError {
     }
 }
 
+/// A store failure is ours: logged, and a 500 `internal` for the client.
+impl From<crate::store::StoreError> for AppError {
+    fn from(e: crate::store::StoreError) -> Self {
+        AppError::internal(e)
+    }
+}
+
+impl From<rusqlite::Error> for AppError {
+    fn from(e: rusqlite::Error) -> Self {
+        AppError::internal(e)
+    }
+}
+
+/// A blocking task that panicked or was cancelled.
+impl From<tokio::task::JoinError> for AppError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        AppError::internal(e)
+    }
+}
+
+/// Runs blocking work (files, hashing, parsing a large bundle) off the async workers: the
+/// one way handlers do so. Its error converts into the API's.
+pub async fn blocking<T, E, F>(work: F) -> Result<T, AppError>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    AppError: From<E>,
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+{
+    Ok(tokio::task::spawn_blocking(work).await??)
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let mut error = json!({ "code": self.code, "message": self.message });

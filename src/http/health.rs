@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
 
-use crate::server::AppState;
+use super::AppState;
 
 pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
     let live = state.live.load();

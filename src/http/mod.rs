@@ -6,10 +6,12 @@ mod agent;
 mod assets;
 mod auth;
 pub mod error;
+mod extract;
 mod health;
 pub mod limits;
 mod origin;
 mod pages;
+mod state;
 mod stream;
 mod visitor;
 
@@ -19,8 +21,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 
 use crate::engine::EngineError;
-use crate::server::AppState;
 use error::AppError;
+pub use state::{AppState, Sessions};
 
 /// The largest bundle the admin API takes.
 const MAX_BUNDLE_BYTES: usize = 8 * 1024 * 1024;

@@ -12,12 +12,12 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::{ApiJson, AppError};
+use super::AppState;
+use super::error::{ApiJson, AppError, blocking};
 use crate::chat::text::render_text;
 use crate::config::Bot;
 use crate::config::schema::FieldKind;
 use crate::engine::EngineError;
-use crate::server::AppState;
 
 fn page(state: &AppState, status: StatusCode, name: &str, ctx: Value) -> Response {
     match state.engine.outbound().templates.render(name, ctx) {
@@ -231,21 +231,17 @@ pub async fn set_password_page(
 ) -> Response {
     let token = q.token;
     let found = {
-        let state = state.clone();
         let token = token.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = state.db.lock().unwrap_or_else(|p| p.into_inner());
-            crate::mail::invites::find(&conn, &token)
-        })
-        .await
+        state
+            .read(move |conn| crate::mail::invites::find(conn, &token))
+            .await
     };
     let email = match found {
-        Ok(Ok(Some(email))) => email,
-        Ok(Ok(None)) => {
+        Ok(Some(email)) => email,
+        Ok(None) => {
             return set_password_view(&state, StatusCode::NOT_FOUND, "", "", None, true, false);
         }
-        Ok(Err(e)) => return AppError::internal(e).into_response(),
-        Err(e) => return AppError::internal(e).into_response(),
+        Err(e) => return e.into_response(),
     };
     set_password_view(&state, StatusCode::OK, &email, &token, None, false, false)
 }
@@ -282,21 +278,15 @@ pub async fn set_password_submit(
     Form(form): Form<SetPasswordForm>,
 ) -> Response {
     let token = form.token.clone();
-    let lookup = {
-        let state = state.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = state.db.lock().unwrap_or_else(|p| p.into_inner());
-            crate::mail::invites::find(&conn, &token)
-        })
-        .await
-    };
+    let lookup = state
+        .read(move |conn| crate::mail::invites::find(conn, &token))
+        .await;
     let email = match lookup {
-        Ok(Ok(Some(email))) => email,
-        Ok(Ok(None)) => {
+        Ok(Some(email)) => email,
+        Ok(None) => {
             return set_password_view(&state, StatusCode::NOT_FOUND, "", "", None, true, false);
         }
-        Ok(Err(e)) => return AppError::internal(e).into_response(),
-        Err(e) => return AppError::internal(e).into_response(),
+        Err(e) => return e.into_response(),
     };
     if form.password != form.confirm {
         return set_password_view(
@@ -309,40 +299,31 @@ pub async fn set_password_submit(
             false,
         );
     }
-    // Hashing is slow on purpose: off the async workers, with the redeeming.
-    let used = {
-        let state = state.clone();
-        let (token, email, password) = (form.token.clone(), email.clone(), form.password.clone());
-        tokio::task::spawn_blocking(
-            move || -> Result<Result<bool, String>, crate::store::StoreError> {
-                let phc = match crate::auth::password::hash(&password) {
-                    Ok(phc) => phc,
-                    Err(e) => return Ok(Err(e.to_string())),
-                };
-                let conn = state.db.lock().unwrap_or_else(|p| p.into_inner());
-                crate::mail::invites::redeem(&conn, &token, &email, &phc).map(Ok)
-            },
-        )
-        .await
-    };
-    if let Ok(Ok(Err(problem))) = &used {
-        return set_password_view(
-            &state,
-            StatusCode::BAD_REQUEST,
-            &email,
-            &form.token,
-            Some(problem),
-            false,
-            false,
-        );
-    }
-    let used = used.map(|r| r.map(|inner| inner.unwrap_or(false)));
-    match used {
-        Ok(Ok(true)) => set_password_view(&state, StatusCode::OK, &email, "", None, false, true),
-        Ok(Ok(false)) => {
-            set_password_view(&state, StatusCode::NOT_FOUND, "", "", None, true, false)
+    // Hashing is slow on purpose: off the async workers.
+    let password = form.password.clone();
+    let hashed = blocking(move || Ok::<_, AppError>(crate::auth::password::hash(&password)));
+    let phc = match hashed.await {
+        Ok(Ok(phc)) => phc,
+        Ok(Err(problem)) => {
+            return set_password_view(
+                &state,
+                StatusCode::BAD_REQUEST,
+                &email,
+                &form.token,
+                Some(&problem.to_string()),
+                false,
+                false,
+            );
         }
-        Ok(Err(e)) => AppError::internal(e).into_response(),
-        Err(e) => AppError::internal(e).into_response(),
+        Err(e) => return e.into_response(),
+    };
+    let (token, redeemer) = (form.token.clone(), email.clone());
+    let used = state
+        .write(move |conn| crate::mail::invites::redeem(conn, &token, &redeemer, &phc))
+        .await;
+    match used {
+        Ok(true) => set_password_view(&state, StatusCode::OK, &email, "", None, false, true),
+        Ok(false) => set_password_view(&state, StatusCode::NOT_FOUND, "", "", None, true, false),
+        Err(e) => e.into_response(),
     }
 }

@@ -17,13 +17,13 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::AppState;
 use super::error::{ApiQuery, AppError, not_a_websocket};
 use super::origin::{check_bot_origin, same_origin};
 use super::visitor::After;
 use crate::auth::AuthAgent;
 use crate::engine::{AgentRef, Engine, VisitorRef, queries};
 use crate::hub::Frame;
-use crate::server::AppState;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 
 /// Bounds on what a client may send: typing signals and the auth frame are tiny.

@@ -10,13 +10,13 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::AppState;
 use super::error::{ApiJson, ApiQuery, AppError};
 use super::origin::check_bot_origin;
 use crate::chat::conversation::Command;
 use crate::chat::flow::Pick;
 use crate::chat::text::render_text;
 use crate::engine::{StartSession, VisitorRef, queries};
-use crate::server::AppState;
 
 /// The visitor a request's bearer token belongs to.
 pub struct AuthVisitor(pub VisitorRef);

@@ -5,13 +5,13 @@ use jiff::{SignedDuration, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
+use super::Outbound;
 use super::outbox::{self, Item};
 use super::transport::Mail;
 use crate::auth::session::{new_token, token_hash};
 use crate::auth::{credentials, email_key};
 use crate::config::Roster;
 use crate::config::schema::Role;
-use crate::engine::Outbound;
 use crate::store::StoreError;
 
 pub const LIFETIME: SignedDuration = SignedDuration::from_hours(7 * 24);
@@ -54,59 +54,59 @@ pub fn invite_new_agents(
 ) -> Result<usize, StoreError> {
     let with_password = credentials::with_password(conn)?;
     let now = Timestamp::now();
-    let tx = conn.unchecked_transaction()?;
-    let mut queued = 0;
-    for agent in &roster.agents {
-        let email = email_key(agent.email.as_str());
-        if with_password.contains(&email) {
-            continue;
+    crate::store::atomically(conn, |tx| {
+        let mut queued = 0;
+        for agent in &roster.agents {
+            let email = email_key(agent.email.as_str());
+            if with_password.contains(&email) {
+                continue;
+            }
+            let invited: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM invites WHERE agent_email = ?1)",
+                [&email],
+                |r| r.get(0),
+            )?;
+            if invited {
+                continue;
+            }
+            let (token, hash) = new_token();
+            let expires = now
+                .saturating_add(LIFETIME)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO invites (token_hash, agent_email, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![hash, email, now.to_string(), expires.to_string()],
+            )?;
+            let link = format!(
+                "{}/set-password?token={token}",
+                out.public_url.trim_end_matches('/')
+            );
+            let subject = "Your invitation to the live chat".to_string();
+            let ctx = json!({
+                "subject": subject,
+                "public_url": out.public_url,
+                "agent": { "name": agent.name, "role": if agent.role == Role::Admin { "admin" } else { "agent" } },
+                "link": link,
+                "expires_at": expires.to_string(),
+            });
+            let (text, html) = out
+                .templates
+                .render_pair("mail/invite", &ctx)
+                .map_err(|e| StoreError::Corrupt(format!("the invite template: {e}")))?;
+            outbox::enqueue(
+                tx,
+                &Item::Mail(Mail {
+                    kind: "invite".into(),
+                    to: vec![agent.email.as_str().to_string()],
+                    reply_to: None,
+                    subject,
+                    text,
+                    html,
+                }),
+                now,
+            )?;
+            queued += 1;
         }
-        let invited: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM invites WHERE agent_email = ?1)",
-            [&email],
-            |r| r.get(0),
-        )?;
-        if invited {
-            continue;
-        }
-        let (token, hash) = new_token();
-        let expires = now
-            .saturating_add(LIFETIME)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        tx.execute(
-            "INSERT INTO invites (token_hash, agent_email, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-            params![hash, email, now.to_string(), expires.to_string()],
-        )?;
-        let link = format!(
-            "{}/set-password?token={token}",
-            out.public_url.trim_end_matches('/')
-        );
-        let subject = "Your invitation to the live chat".to_string();
-        let ctx = json!({
-            "subject": subject,
-            "public_url": out.public_url,
-            "agent": { "name": agent.name, "role": if agent.role == Role::Admin { "admin" } else { "agent" } },
-            "link": link,
-            "expires_at": expires.to_string(),
-        });
-        let (text, html) = out
-            .templates
-            .render_pair("mail/invite", &ctx)
-            .map_err(|e| StoreError::Corrupt(format!("the invite template: {e}")))?;
-        outbox::enqueue(
-            &tx,
-            &Item::Mail(Mail {
-                kind: "invite".into(),
-                to: vec![agent.email.as_str().to_string()],
-                reply_to: None,
-                subject,
-                text,
-                html,
-            }),
-            now,
-        )?;
-        queued += 1;
-    }
-    tx.commit()?;
-    Ok(queued)
+        Ok(queued)
+    })
 }

@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use super::transport::{Mail, SendError, Transport};
+use crate::config::Live;
 use crate::config::schema::WebhookKind;
-use crate::engine::wire::new_id;
-use crate::server::Live;
+use crate::ids::new_id;
 use crate::store::StoreError;
 use crate::store::reader::Readers;
 use crate::store::writer::Writer;

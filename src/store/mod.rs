@@ -55,6 +55,35 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Runs `work` all or nothing. Inside the writer's group transaction it is a savepoint;
+/// on a connection of its own (the command line) an immediate transaction, so that it
+/// never has to upgrade a read lock while the server writes.
+pub fn atomically<T, E: From<rusqlite::Error>>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E> {
+    let (begin, commit, rollback) = if conn.is_autocommit() {
+        ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+    } else {
+        (
+            "SAVEPOINT atomically",
+            "RELEASE atomically",
+            "ROLLBACK TO atomically; RELEASE atomically",
+        )
+    };
+    conn.execute_batch(begin)?;
+    match work(conn) {
+        Ok(value) => {
+            conn.execute_batch(commit)?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch(rollback);
+            Err(e)
+        }
+    }
+}
+
 /// Opens (creating it if need be) `DATA_DIR/livechat.db` and brings its schema up to date.
 pub fn open(data_dir: &Path) -> Result<Connection, StoreError> {
     fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {

@@ -2,7 +2,6 @@
 //! files, so that `livechat history` can list them and `livechat rollback` bring one back.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde::Serialize;
 
 use super::StoreError;
 use crate::config::Sources;
@@ -11,55 +10,7 @@ use crate::config::Sources;
 /// noticed, `livechat rollback`, or the bundle the server found when it started.
 pub const SOURCES: [&str; 5] = ["apply", "api", "watch", "rollback", "startup"];
 
-/// A revision without its files: a line of `livechat history`. Serializes as the admin
-/// API's `revision` object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RevisionSummary {
-    pub number: i64,
-    /// `config::hash_sources` of the bundle.
-    pub hash: String,
-    /// RFC 3339, UTC.
-    pub created_at: String,
-    /// One of `SOURCES`.
-    pub source: String,
-    /// What changed against the revision before, like `+1 bot, ~2 agents`.
-    pub summary: String,
-}
-
-/// A revision with its files. Serializes like `RevisionSummary`: the files stay out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Revision {
-    pub number: i64,
-    pub hash: String,
-    pub created_at: String,
-    pub source: String,
-    pub summary: String,
-    /// The files: name → text.
-    #[serde(skip)]
-    pub bundle: Sources,
-}
-
-impl Revision {
-    pub fn to_summary(&self) -> RevisionSummary {
-        RevisionSummary {
-            number: self.number,
-            hash: self.hash.clone(),
-            created_at: self.created_at.clone(),
-            source: self.source.clone(),
-            summary: self.summary.clone(),
-        }
-    }
-
-    /// The first 12 characters of the hash, as history shows it.
-    pub fn short_hash(&self) -> &str {
-        short_hash(&self.hash)
-    }
-}
-
-/// The first 12 characters of a hash.
-pub fn short_hash(hash: &str) -> &str {
-    hash.get(..12).unwrap_or(hash)
-}
+pub use crate::config::live::{Revision, RevisionSummary, short_hash};
 
 const COLUMNS: &str = "number, hash, created_at, source, summary, bundle";
 

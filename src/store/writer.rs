@@ -113,6 +113,41 @@ impl Writer {
         W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         A: FnOnce(&T) + Send + 'static,
     {
+        let answer = self.send(work, after)?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// `write` with nothing to do after commit.
+    pub async fn run<T, W>(&self, work: W) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.write(work, |_| {}).await
+    }
+
+    /// `run` for code on a blocking thread (config reloads): waits for the commit without
+    /// an async runtime. Never call it on an async worker.
+    pub fn run_blocking<T, W>(&self, work: W) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let answer = self.send(work, |_| {})?;
+        answer.blocking_recv().map_err(|_| stopped())?
+    }
+
+    /// Queues `work` for the next group; the answer comes once it is durable.
+    fn send<T, W, A>(
+        &self,
+        work: W,
+        after: A,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
+    where
+        T: Send + 'static,
+        W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        A: FnOnce(&T) + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |conn: &Connection| {
             let result = in_savepoint(conn, work);
@@ -128,22 +163,13 @@ impl Writer {
                 let _ = reply.send(result);
             })
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| StoreError::Commit("the writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Commit("the writer has stopped".into()))?
+        self.jobs.send(job).map_err(|_| stopped())?;
+        Ok(answer)
     }
+}
 
-    /// `write` with nothing to do after commit.
-    pub async fn run<T, W>(&self, work: W) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        W: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.write(work, |_| {}).await
-    }
+fn stopped() -> StoreError {
+    StoreError::Commit("the writer has stopped".into())
 }
 
 fn in_savepoint<T>(

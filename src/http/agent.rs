@@ -38,8 +38,7 @@ pub async fn set_availability(
     state
         .engine
         .set_accepting(&agent.email, req.accepting)
-        .await
-        .map_err(super::engine_error)?;
+        .await?;
     Ok(Json(json!({ "accepting": req.accepting })))
 }
 
@@ -162,11 +161,7 @@ pub async fn details(
     agent: AuthAgent,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    let conv = state
-        .engine
-        .agent_may_see(&agent_ref(&agent), &id)
-        .await
-        .map_err(super::engine_error)?;
+    let conv = state.engine.agent_may_see(&agent_ref(&agent), &id).await?;
     let details = queries::details(state.engine.readers(), conv)
         .await
         .map_err(AppError::internal)?;
@@ -178,11 +173,7 @@ pub async fn transcript(
     agent: AuthAgent,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, AppError> {
-    let conv = state
-        .engine
-        .agent_may_see(&agent_ref(&agent), &id)
-        .await
-        .map_err(super::engine_error)?;
+    let conv = state.engine.agent_may_see(&agent_ref(&agent), &id).await?;
     let csv = queries::transcript_csv(state.engine.readers(), conv.id.clone())
         .await
         .map_err(AppError::internal)?;
@@ -213,8 +204,7 @@ async fn command(
     let outcome: Outcome = state
         .engine
         .agent_command(&agent_ref(agent), id, cmd, client_id)
-        .await
-        .map_err(super::engine_error)?;
+        .await?;
     Ok(Json(json!({
         "conversation_id": id,
         "seq": outcome.seq,

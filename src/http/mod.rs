@@ -20,6 +20,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 
+use crate::chat::conversation::Rejection;
 use crate::engine::EngineError;
 use error::AppError;
 pub use state::{AppState, Sessions};
@@ -110,41 +111,47 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// How the engine's answers reach clients: a status and a stable code.
-pub fn engine_error(e: EngineError) -> AppError {
-    match e {
-        EngineError::NotFound => {
-            AppError::new(StatusCode::NOT_FOUND, "not_found", "no such conversation")
+impl From<EngineError> for AppError {
+    fn from(e: EngineError) -> AppError {
+        match e {
+            EngineError::NotFound => {
+                AppError::new(StatusCode::NOT_FOUND, "not_found", "no such conversation")
+            }
+            EngineError::UnknownBot(bot) => AppError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_bot",
+                format!("there is no bot `{bot}`"),
+            ),
+            EngineError::BadToken => AppError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the visitor token is not valid; start a new session",
+            ),
+            EngineError::Rejected(r) => {
+                let status = match r {
+                    Rejection::AlreadyTaken
+                    | Rejection::AtCapacity(_)
+                    | Rejection::NotAvailable(_)
+                    | Rejection::InvalidState { .. } => StatusCode::CONFLICT,
+                    Rejection::NotAllowed(_) => StatusCode::FORBIDDEN,
+                    Rejection::UnknownAgent(_) | Rejection::InvalidInput(_) => {
+                        StatusCode::BAD_REQUEST
+                    }
+                };
+                AppError::new(status, r.code(), r.to_string())
+            }
+            EngineError::InvalidForm(errs) => {
+                AppError::bad_request("invalid_form", "some fields do not fit").with_details(
+                    serde_json::json!({
+                        "fields": errs
+                            .iter()
+                            .map(|e| serde_json::json!({"field": e.field, "message": e.message}))
+                            .collect::<Vec<_>>()
+                    }),
+                )
+            }
+            EngineError::Store(e) => AppError::internal(e),
+            EngineError::Template(e) => AppError::internal(e),
         }
-        EngineError::UnknownBot(bot) => AppError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_bot",
-            format!("there is no bot `{bot}`"),
-        ),
-        EngineError::BadToken => AppError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "the visitor token is not valid; start a new session",
-        ),
-        EngineError::Rejected(r) => {
-            let status = match r.code() {
-                "already_taken" | "at_capacity" | "not_available" | "invalid_state" => {
-                    StatusCode::CONFLICT
-                }
-                "not_allowed" => StatusCode::FORBIDDEN,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            AppError::new(status, r.code(), r.to_string())
-        }
-        EngineError::InvalidForm(errs) => {
-            AppError::bad_request("invalid_form", "some fields do not fit").with_details(
-                serde_json::json!({
-                    "fields": errs
-                        .iter()
-                        .map(|e| serde_json::json!({"field": e.field, "message": e.message}))
-                        .collect::<Vec<_>>()
-                }),
-            )
-        }
-        EngineError::Store(e) => AppError::internal(e),
     }
 }

@@ -170,7 +170,7 @@ pub async fn contact_submit(
                 contact_ctx(&bot_id, bot, &form_id, &lang, &values, &errors).unwrap_or_default();
             page(&state, StatusCode::BAD_REQUEST, "pages/contact.html", ctx)
         }
-        Err(e) => super::engine_error(e).into_response(),
+        Err(e) => AppError::from(e).into_response(),
     }
 }
 
@@ -215,7 +215,7 @@ pub async fn offline_api(
             "fields": errs.iter().map(|e| json!({"field": e.field, "message": e.message})).collect::<Vec<_>>()
         }))),
         Err(EngineError::NotFound) => Err(no_form(&bot_id)),
-        Err(e) => Err(super::engine_error(e)),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -32,11 +32,7 @@ impl FromRequestParts<AppState> for AuthVisitor {
                 "send the visitor token as `Authorization: Bearer <token>`",
             )
         })?;
-        let visitor = state
-            .engine
-            .visitor(token)
-            .await
-            .map_err(super::engine_error)?;
+        let visitor = state.engine.visitor(token).await?;
         Ok(AuthVisitor(visitor))
     }
 }
@@ -95,8 +91,7 @@ pub async fn start_session(
             country: country(&state, &headers),
             ip: None,
         })
-        .await
-        .map_err(super::engine_error)?;
+        .await?;
     let status = if started.resumed {
         StatusCode::OK
     } else {
@@ -221,8 +216,7 @@ pub async fn post_message(
             Command::VisitorMessage { text: req.text },
             client_key("visitor", req.client_id),
         )
-        .await
-        .map_err(super::engine_error)?;
+        .await?;
     Ok(Json(json!({
         "conversation_id": conversation_id,
         "message_id": outcome.message_id,
@@ -306,11 +300,7 @@ pub async fn post_action(
                     "the transcript was sent several times already; try again later",
                 ));
             }
-            let to = state
-                .engine
-                .email_transcript(&visitor)
-                .await
-                .map_err(super::engine_error)?;
+            let to = state.engine.email_transcript(&visitor).await?;
             return Ok(Json(json!({ "sent_to": to })));
         }
         ActionRequest::Rate { rating, comment } => Command::Rate { rating, comment },
@@ -318,11 +308,7 @@ pub async fn post_action(
         ActionRequest::Skip => Command::Skip,
         ActionRequest::Back => Command::Back,
     };
-    let (conversation_id, outcome) = state
-        .engine
-        .visitor_command(&visitor, cmd, None)
-        .await
-        .map_err(super::engine_error)?;
+    let (conversation_id, outcome) = state.engine.visitor_command(&visitor, cmd, None).await?;
     Ok(Json(json!({
         "conversation_id": conversation_id,
         "seq": outcome.seq,
@@ -373,15 +359,7 @@ pub async fn queue(
     State(state): State<AppState>,
     AuthVisitor(visitor): AuthVisitor,
 ) -> Result<Json<Value>, AppError> {
-    let id = state
-        .engine
-        .visitor_conversation(&visitor)
-        .await
-        .map_err(super::engine_error)?;
-    let position = state
-        .engine
-        .queue_position(&id)
-        .await
-        .map_err(super::engine_error)?;
+    let id = state.engine.visitor_conversation(&visitor).await?;
+    let position = state.engine.queue_position(&id).await?;
     Ok(Json(json!({ "conversation_id": id, "position": position })))
 }

@@ -1,0 +1,255 @@
+//! Presence: which agents are online and accepting, what each holds, who is typing, and
+//! each visitor's place in the queue.
+
+use super::*;
+
+impl Engine {
+    /// The "Accept chats" toggle.
+    pub async fn set_accepting(&self, email: &str, accepting: bool) -> Result<(), EngineError> {
+        let email = email.to_lowercase();
+        let stored = email.clone();
+        self.inner
+            .writer
+            .run(move |c| persist::set_accepting(c, &stored, accepting, Timestamp::now()))
+            .await?;
+        let changed = {
+            let mut p = self.presence();
+            if accepting {
+                p.accepting.insert(email.clone())
+            } else {
+                p.accepting.remove(&email)
+            }
+        };
+        if changed {
+            self.publish_presence(&email);
+            self.agents_changed();
+        }
+        Ok(())
+    }
+
+    /// Marks the agent online while the returned guard lives (one per open event socket).
+    pub fn connect_agent(&self, email: &str) -> PresenceGuard {
+        let email = email.to_lowercase();
+        let first = {
+            let mut p = self.presence();
+            let n = p.sockets.entry(email.clone()).or_default();
+            *n += 1;
+            *n == 1
+        };
+        if first {
+            self.publish_presence(&email);
+            self.agents_changed();
+        }
+        PresenceGuard {
+            engine: self.clone(),
+            email,
+        }
+    }
+
+    /// Every roster agent with presence and load, as routing sees them.
+    pub fn agent_views(&self) -> Vec<AgentView> {
+        let bundle = self.bundle();
+        let p = self.presence();
+        bundle
+            .roster
+            .agents
+            .iter()
+            .map(|a| {
+                let email = a.email.as_str().to_lowercase();
+                AgentView {
+                    accepting: p.accepting.contains(&email),
+                    online: p.sockets.get(&email).copied().unwrap_or(0) > 0,
+                    active_chats: p.load.get(&email).map_or(0, |s| s.len() as u32),
+                    max_chats: *a.max_chats.get_ref(),
+                    name: a.name.clone(),
+                    role: a.role,
+                    teams: a
+                        .teams
+                        .get_ref()
+                        .iter()
+                        .map(|t| t.get_ref().clone())
+                        .collect(),
+                    email,
+                }
+            })
+            .collect()
+    }
+
+    pub(super) fn publish_presence(&self, email: &str) {
+        let view = self.agent_views().into_iter().find(|a| a.email == email);
+        let Some(a) = view else { return };
+        let json = json!({
+            "type": "agent.presence",
+            "at": Timestamp::now().to_string(),
+            "data": {
+                "agent": a.email,
+                "name": a.name,
+                "online": a.online,
+                "accepting": a.accepting,
+                "active_chats": a.active_chats,
+                "max_chats": a.max_chats,
+            }
+        });
+        self.inner.hub.publish(Frame {
+            agent_json: Some(json.to_string()),
+            kind: Some("agent.presence"),
+            ..Frame::default()
+        });
+    }
+
+    /// Tells every waiting request that agents changed: it rings (or is offered) anew.
+    pub fn agents_changed(&self) {
+        let waiting: Vec<String> = self.convs().keys().cloned().collect();
+        let engine = self.clone();
+        tokio::spawn(async move {
+            for id in waiting {
+                let Some(entry) = engine.convs().get(&id).cloned() else {
+                    continue;
+                };
+                if entry.lock().await.status != Status::New {
+                    continue;
+                }
+                if let Err(e) = engine
+                    .run(&id, Command::AgentsChanged, None, |_| Ok(()))
+                    .await
+                    && !matches!(e, EngineError::Rejected(_))
+                {
+                    tracing::warn!("re-ringing {id}: {e}");
+                }
+            }
+        });
+    }
+
+    /// Publishes an ephemeral typing signal (never stored).
+    pub fn typing(&self, conv: &Conversation, from_visitor: bool, name: Option<&str>) {
+        let json = json!({
+            "type": "typing",
+            "conversation_id": conv.id,
+            "at": Timestamp::now().to_string(),
+            "data": { "from": if from_visitor { "visitor" } else { "agent" }, "name": name },
+        })
+        .to_string();
+        self.inner.hub.publish(Frame {
+            seq: None,
+            conversation_id: Some(conv.id.clone()),
+            bot: Some(conv.bot.clone()),
+            visitor_id: Some(conv.visitor_id.clone()),
+            agent_json: Some(json.clone()),
+            visitor_json: (!from_visitor).then_some(json),
+            kind: Some("typing"),
+        });
+    }
+
+    /// The visitor's place among the waiting requests of their bot and team (1 = next),
+    /// or 0 when their conversation is not waiting.
+    pub async fn queue_position(&self, conversation_id: &str) -> Result<usize, EngineError> {
+        let conv = self.peek(conversation_id).await?;
+        let waiting = self.waiting(&conv.bot).await;
+        Ok(crate::chat::conversation::queue_position(
+            &conv,
+            waiting.iter(),
+        ))
+    }
+
+    pub(super) async fn waiting(&self, bot: &str) -> Vec<Conversation> {
+        let entries: Vec<_> = self.convs().values().cloned().collect();
+        let mut waiting = Vec::new();
+        for entry in entries {
+            let c = entry.lock().await;
+            if c.status == Status::New && c.bot == bot {
+                waiting.push(c.clone());
+            }
+        }
+        waiting
+    }
+
+    /// Tells every waiting visitor of `bot` their place in the queue (ephemeral frames).
+    pub(super) fn publish_queue(&self, bot: String) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let waiting = engine.waiting(&bot).await;
+            for conv in &waiting {
+                let position = crate::chat::conversation::queue_position(conv, waiting.iter());
+                let in_queue = waiting.iter().filter(|c| c.team == conv.team).count();
+                let json = json!({
+                    "type": "queue.position",
+                    "conversation_id": conv.id,
+                    "at": Timestamp::now().to_string(),
+                    "data": { "position": position, "waiting": in_queue },
+                })
+                .to_string();
+                engine.inner.hub.publish(Frame {
+                    conversation_id: Some(conv.id.clone()),
+                    bot: Some(conv.bot.clone()),
+                    visitor_id: Some(conv.visitor_id.clone()),
+                    visitor_json: Some(json),
+                    kind: Some("queue.position"),
+                    ..Frame::default()
+                });
+            }
+        });
+    }
+
+    /// Keeps the per-agent load in step; true when an agent's load changed, so that waiting
+    /// requests ring anew (an agent who is full stops ringing, one with room rings again).
+    pub(super) fn update_load(&self, before: &Conversation, after: &Conversation) -> bool {
+        let held_before = before
+            .assignee
+            .clone()
+            .filter(|_| before.status.holds_agent());
+        let held_after = after
+            .assignee
+            .clone()
+            .filter(|_| after.status.holds_agent());
+        if held_before == held_after {
+            return false;
+        }
+        let mut p = self.presence();
+        if let Some(agent) = &held_before {
+            p.load.entry(agent.clone()).or_default().remove(&after.id);
+        }
+        if let Some(agent) = &held_after {
+            p.load
+                .entry(agent.clone())
+                .or_default()
+                .insert(after.id.clone());
+        }
+        drop(p);
+        // The team panel shows each agent's chats in hand.
+        for agent in [held_before, held_after].into_iter().flatten() {
+            self.publish_presence(&agent);
+        }
+        true
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Presence {
+    /// Open agent event sockets per agent.
+    pub(super) sockets: HashMap<String, usize>,
+    /// "Accept chats" is on.
+    pub(super) accepting: HashSet<String>,
+    /// Conversations each agent holds (assigned or chatting).
+    pub(super) load: HashMap<String, BTreeSet<String>>,
+}
+
+/// Removes the agent's socket from presence when dropped.
+pub struct PresenceGuard {
+    engine: Engine,
+    email: String,
+}
+
+impl Drop for PresenceGuard {
+    fn drop(&mut self) {
+        let last = {
+            let mut p = self.engine.presence();
+            let n = p.sockets.entry(self.email.clone()).or_default();
+            *n = n.saturating_sub(1);
+            *n == 0
+        };
+        if last {
+            self.engine.publish_presence(&self.email);
+            self.engine.agents_changed();
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Timers: one task per conversation, woken at its earliest stored deadline, so deadlines
+//! survive a restart.
+
+use super::*;
+
+impl Engine {
+    /// Arms the conversation's next deadline (replacing the one before).
+    pub(super) fn schedule(&self, conv: &Conversation) {
+        let mut timers = self.inner.timers.lock().unwrap_or_else(|p| p.into_inner());
+        let earliest = conv.deadlines.earliest();
+        if let (Some(at), Some((old, wakes))) = (earliest, timers.get(&conv.id))
+            && *wakes <= at
+            && !old.is_finished()
+        {
+            // A deadline pushed back (as every message pushes the idle timeout) keeps the
+            // timer: it wakes early, finds nothing due and sets itself again (`fire`).
+            return;
+        }
+        if let Some((old, _)) = timers.remove(&conv.id) {
+            old.abort();
+        }
+        let Some(at) = earliest else {
+            return;
+        };
+        let wait = Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or_default();
+        let engine = self.clone();
+        let id = conv.id.clone();
+        let handle = tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            // Awake: no longer the conversation's pending timer (unless one replaced it), so
+            // whatever `fire` does next arms a new one.
+            {
+                let mut timers = engine
+                    .inner
+                    .timers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if timers
+                    .get(&id)
+                    .is_some_and(|(h, _)| h.id() == tokio::task::id())
+                {
+                    timers.remove(&id);
+                }
+            }
+            // Run detached: the command re-arms the timer, which aborts this task.
+            tokio::spawn(async move { engine.fire(&id).await });
+        });
+        // Inserted under the lock the task takes when it wakes, so it always finds itself.
+        timers.insert(conv.id.clone(), (handle.abort_handle(), at));
+    }
+
+    pub(super) async fn fire(&self, id: &str) {
+        let Some(entry) = self.convs().get(id).cloned() else {
+            return;
+        };
+        let due = {
+            let conv = entry.lock().await;
+            let due = conv.deadlines.due(Timestamp::now());
+            if due.is_empty() {
+                // Woken before a deadline that moved later: wait for it now.
+                self.schedule(&conv);
+            }
+            due
+        };
+        for cmd in due {
+            match self.run(id, cmd, None, |_| Ok(())).await {
+                Ok(_) | Err(EngineError::Rejected(_)) => {}
+                Err(e) => tracing::error!("timer of {id}: {e}"),
+            }
+        }
+    }
+}

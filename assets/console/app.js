@@ -6,9 +6,10 @@
  * visitor's `<img onerror=…>` stays text.
  *
  * The modules import each other's functions freely (lists.js and conversation.js call each
- * other); that is safe because no module but this one runs anything at import time. Pure
- * modules (format, sections, canned, figures, resume) touch no DOM and are unit-tested in
- * `tests/` with `node --test`.
+ * other); that is safe because at import time a module only sets up its own variables, and
+ * only this one calls anything. The pure modules (format, sections, canned, figures,
+ * resume) touch no DOM, import only each other, and are unit-tested in `tests/` with
+ * `node --test`: logic that can live there, should.
  *
  * Nothing is put on `window`: the browser tests in `tests/console.rs` watch the page from
  * outside (they wrap `window.WebSocket`, which stream.js looks up at each connect). */

@@ -11,7 +11,6 @@ use super::error::AppError;
 
 const WIDGET_JS: &str = include_str!("../../assets/widget.js");
 const WIDGET_CSS: &str = include_str!("../../assets/widget.css");
-const CONSOLE_JS: &str = include_str!("../../assets/console.js");
 const CONSOLE_CSS: &str = include_str!("../../assets/console.css");
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -35,8 +34,64 @@ pub async fn widget_css() -> Response {
     asset("text/css; charset=utf-8", WIDGET_CSS)
 }
 
-pub async fn console_js() -> Response {
-    asset("text/javascript; charset=utf-8", CONSOLE_JS)
+/// The agent console's ES modules (`assets/console/`), by file name: served at
+/// `/console/js/{name}`, where their relative imports (`./lists.js`) resolve. A module
+/// missing here is a 404 in the browser; the tests below catch that first.
+const CONSOLE_MODULES: &[(&str, &str)] = &[
+    (
+        "actions.js",
+        include_str!("../../assets/console/actions.js"),
+    ),
+    ("api.js", include_str!("../../assets/console/api.js")),
+    ("app.js", include_str!("../../assets/console/app.js")),
+    ("canned.js", include_str!("../../assets/console/canned.js")),
+    (
+        "composer.js",
+        include_str!("../../assets/console/composer.js"),
+    ),
+    (
+        "conversation.js",
+        include_str!("../../assets/console/conversation.js"),
+    ),
+    (
+        "details.js",
+        include_str!("../../assets/console/details.js"),
+    ),
+    ("dom.js", include_str!("../../assets/console/dom.js")),
+    ("events.js", include_str!("../../assets/console/events.js")),
+    (
+        "figures.js",
+        include_str!("../../assets/console/figures.js"),
+    ),
+    ("format.js", include_str!("../../assets/console/format.js")),
+    ("lists.js", include_str!("../../assets/console/lists.js")),
+    (
+        "reports.js",
+        include_str!("../../assets/console/reports.js"),
+    ),
+    ("resume.js", include_str!("../../assets/console/resume.js")),
+    (
+        "sections.js",
+        include_str!("../../assets/console/sections.js"),
+    ),
+    (
+        "session.js",
+        include_str!("../../assets/console/session.js"),
+    ),
+    ("sound.js", include_str!("../../assets/console/sound.js")),
+    ("state.js", include_str!("../../assets/console/state.js")),
+    ("stream.js", include_str!("../../assets/console/stream.js")),
+];
+
+/// `GET /console/js/{name}`: one module of the agent console. An unknown name answers
+/// like any unknown path.
+pub async fn console_module(Path(name): Path<String>) -> Response {
+    match CONSOLE_MODULES.iter().find(|(file, _)| *file == name) {
+        Some((_, body)) => asset("text/javascript; charset=utf-8", body),
+        None => {
+            AppError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint").into_response()
+        }
+    }
 }
 
 pub async fn console_css() -> Response {
@@ -92,7 +147,128 @@ pub async fn console(State(state): State<AppState>) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::WIDGET_JS;
+    use super::{CONSOLE_MODULES, WIDGET_JS};
+
+    /// Small modules stay small: a file past 400 lines wants splitting by what it does.
+    #[test]
+    fn every_console_module_is_under_400_lines() {
+        for (name, body) in CONSOLE_MODULES {
+            let lines = body.lines().count();
+            assert!(lines <= 400, "assets/console/{name} has {lines} lines");
+        }
+    }
+
+    /// The table and the folder agree, and every module a module imports is in the table:
+    /// a forgotten entry fails here, not in an agent's browser.
+    #[test]
+    fn every_console_import_is_embedded() {
+        let names: Vec<&str> = CONSOLE_MODULES.iter().map(|(name, _)| *name).collect();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/console");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|f| f.ends_with(".js"))
+            .collect();
+        on_disk.sort();
+        assert_eq!(
+            on_disk,
+            names,
+            "the files of {} and CONSOLE_MODULES",
+            dir.display()
+        );
+        let mut imports = 0;
+        for (name, body) in CONSOLE_MODULES {
+            for target in module_imports(body) {
+                imports += 1;
+                let file = target.strip_prefix("./").unwrap_or_else(|| {
+                    panic!("{name} imports `{target}`: only `./x.js` is served")
+                });
+                assert!(
+                    names.contains(&file),
+                    "{name} imports `{target}`, which is not in CONSOLE_MODULES"
+                );
+            }
+        }
+        assert!(
+            imports >= 19,
+            "only {imports} imports found: is the parser blind?"
+        );
+        assert!(names.contains(&"app.js"), "the entry the page loads");
+    }
+
+    /// The `from "…"` of each `import`/`export … from` statement (which may span lines),
+    /// and bare `import "…"`.
+    fn module_imports(body: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut statement = String::new();
+        for line in body.lines() {
+            let line = line.trim();
+            if statement.is_empty()
+                && !(line.starts_with("import ") || line.starts_with("export {"))
+            {
+                continue;
+            }
+            statement.push_str(line);
+            statement.push(' ');
+            if !line.ends_with(';') {
+                continue;
+            }
+            let spec = statement
+                .rsplit_once(" from ")
+                .map(|(_, spec)| spec)
+                .or_else(|| statement.strip_prefix("import "))
+                .unwrap()
+                .trim()
+                .trim_end_matches(';');
+            found.push(spec.trim_matches(|c| c == '\'' || c == '"').to_string());
+            statement.clear();
+        }
+        found
+    }
+
+    /// Served as a script browsers run as a module; an unknown name answers like any
+    /// unknown path.
+    #[tokio::test]
+    async fn console_modules_are_served_by_name() {
+        use axum::extract::Path;
+        use axum::http::{StatusCode, header};
+
+        let res = super::console_module(Path("lists.js".to_string())).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let h = res.headers();
+        assert_eq!(h[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(h[header::CACHE_CONTROL], "public, max-age=300");
+        let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert!(body.starts_with(b"/* The lists on the left"));
+
+        for name in ["nope.js", "lists", "../assets.rs", "app.js/"] {
+            let res = super::console_module(Path(name.to_string())).await;
+            assert_eq!(res.status(), StatusCode::NOT_FOUND, "{name}");
+            assert_eq!(
+                res.headers()[header::CONTENT_TYPE],
+                "application/json",
+                "{name}"
+            );
+            let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["error"]["code"], "not_found", "{name}");
+        }
+    }
+
+    #[test]
+    fn imports_are_found_across_lines() {
+        let body = "import { a } from './a.js';\nimport {\n  b, c,\n} from \"./b.js\";\n\
+                    import './c.js';\nexport { d } from './d.js';\nconst x = 'import y from z';\n";
+        assert_eq!(
+            module_imports(body),
+            ["./a.js", "./b.js", "./c.js", "./d.js"]
+        );
+    }
 
     /// The widget's built-in texts: one object per language, a text per name. A language
     /// missing a name would show English there; one with a name of its own, nothing.

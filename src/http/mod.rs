@@ -73,7 +73,7 @@ pub fn router(state: AppState) -> Router {
     let browser = Router::new()
         .route("/widget.js", get(assets::widget_js))
         .route("/widget.css", get(assets::widget_css))
-        .route("/console.js", get(assets::console_js))
+        .route("/console/js/{name}", get(assets::console_module))
         .route("/console.css", get(assets::console_css))
         .route("/console", get(assets::console))
         .route("/chat/{bot}", get(assets::chat_page));

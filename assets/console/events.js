@@ -1,0 +1,54 @@
+/* What each event of the stream changes: presence and config reloads here, the rest in
+ * the lists (refreshed) and in the open conversation (applied at once). */
+
+import { $ } from './dom.js';
+import { session, isMe } from './state.js';
+import { ms } from './format.js';
+import { scheduleRefresh, markUnread } from './lists.js';
+import { openId, applyToOpen, refreshOpen } from './conversation.js';
+import { onTyping } from './composer.js';
+import { loadAgents, loadResponses, setAccepting } from './session.js';
+
+/** Events older than this before the console started are history, not unread news. */
+const REPLAY_SLACK_MS = 5000;
+
+export function onFrame(f) {
+  const data = f.data || {};
+  switch (f.type) {
+    case 'typing':
+      onTyping(f);
+      return;
+    case 'agent.presence':
+      for (const a of session.agents) {
+        if (a.email !== data.agent) continue;
+        a.online = data.online;
+        a.accepting = data.accepting;
+        a.active_chats = data.active_chats;
+        a.max_chats = data.max_chats;
+      }
+      if (isMe(data.agent)) setAccepting(data.accepting);
+      return;
+    case 'config.reloaded':
+      $('banner-text').textContent = 'Config updated to revision ' + data.revision;
+      $('banner').hidden = false;
+      loadResponses();
+      loadAgents();
+      scheduleRefresh();
+      return;
+  }
+  const id = f.conversation_id;
+  if (!id) return;
+  const live = (ms(f.at) || 0) >= session.startedAt + session.skew - REPLAY_SLACK_MS;
+  if (f.type === 'message.created' && data.author === 'visitor' && id !== openId && live) {
+    markUnread(id);
+  }
+  if (id === openId) applyToOpen(f);
+  scheduleRefresh();
+}
+
+/** The socket is back after a failure: the replay brings the events, a refresh the rest. */
+export function onReconnect() {
+  scheduleRefresh(0);
+  refreshOpen();
+  loadAgents();
+}

@@ -15,5 +15,7 @@ pub mod flow;
 pub mod form;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod reachability;
 pub mod routing;
 pub mod text;

@@ -1,5 +1,6 @@
 //! `livechat validate`, run as the real binary: every fixture bundle under
-//! `tests/fixtures/invalid/` must fail with exactly the errors in its `expected.txt`.
+//! `tests/fixtures/invalid/` must fail with exactly the errors in its `expected.txt`, and
+//! every one under `tests/fixtures/valid/` must pass.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -73,8 +74,11 @@ fn error_lines(stdout: &str, dir: &Path) -> Vec<String> {
         .collect()
 }
 
-fn fixture_dirs() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
+/// The fixture bundles under `tests/fixtures/{kind}/`, in name order.
+fn fixture_dirs(kind: &str) -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(kind);
     let mut dirs: Vec<PathBuf> = fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -86,7 +90,7 @@ fn fixture_dirs() -> Vec<PathBuf> {
 
 #[test]
 fn every_invalid_fixture_reports_exactly_its_expected_errors() {
-    let dirs = fixture_dirs();
+    let dirs = fixture_dirs("invalid");
     assert!(
         dirs.len() >= 35,
         "expected a fixture per rule, found {}",
@@ -131,6 +135,48 @@ fn every_invalid_fixture_reports_exactly_its_expected_errors() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn every_valid_fixture_validates() {
+    let dirs = fixture_dirs("valid");
+    assert!(!dirs.is_empty(), "no fixture under tests/fixtures/valid");
+    for dir in &dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let tmp = copy_bundle(dir);
+        let out = validate_text(tmp.path());
+        let valid = format!("{}: valid — ", tmp.path().display());
+        assert!(
+            out.code == Some(0) && out.stdout.starts_with(&valid),
+            "{name} must validate:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+}
+
+/// A step that only the Skip button leads to is reachable: the validator follows skip as
+/// the flow does (the same bundle runs in `chat::reachability`).
+#[test]
+fn a_step_reached_only_by_skip_is_valid_and_unreachable_without_the_button() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid/skip-only-step");
+    let tmp = copy_bundle(&dir);
+    let out = validate_text(tmp.path());
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+
+    let support = fs::read_to_string(dir.join("support.toml")).unwrap();
+    let without_skip = support.replacen("buttons = [\"skip\"]\n", "", 1);
+    assert_ne!(without_skip, support);
+    let tmp = bundle(&[("support.toml", &without_skip)]);
+    let out = validate_text(tmp.path());
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert_eq!(
+        error_lines(&out.stdout, tmp.path()),
+        vec![
+            "support.toml:13:6: step `newsletter` is unreachable: no path from the first step \
+             `start` leads here"
+        ]
+    );
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! The flow interpreter: walks a bot's `[[step]]`s for one visitor.
 //!
 //! Steps that need no answer (`say`, `link`) run on through their successors until a step
-//! waits (`choices`, `ask`, `live_chat`) or the flow ends. Every input takes the state and
-//! returns the next state and what the bot shows; nothing is mutated in place.
+//! waits (`choices`, `ask`, `live_chat`) or the flow ends. Where a step leads is decided by
+//! `config::graph` alone, the rule validation checks reachability with. Every input takes
+//! the state and returns the next state and what the bot shows; nothing is mutated in place.
 //!
 //! The config is live: between two inputs the admin may have edited the bot. A current step
 //! that no longer exists restarts the flow from the entry; a step whose kind changed is shown
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::text::render_text;
+use crate::config::graph::{self, Exit, Wait};
 use crate::config::schema::{AskKind, Bot, Choice, FlowButton, Step};
 use crate::config::values::is_valid_email;
 
@@ -130,46 +132,6 @@ pub enum Pick {
 /// Result of an input: the next state and what to show.
 pub type Flow = (FlowState, Vec<Output>);
 
-/// The step after `bot.steps[index]`: this rule is the one validation checks reachability
-/// with. `end = true` → none. With `choices`, the picked choice's `goto`, else the step's
-/// `goto`, else the next step in file order. Otherwise the step's `goto`, else the next step.
-/// (`choice` is `None` for a skip, or for steps without choices.)
-pub fn successor(bot: &Bot, index: usize, choice: Option<usize>) -> Option<&str> {
-    let step = bot.steps.get(index)?;
-    if step.end {
-        return None;
-    }
-    if let Some(goto) = choice
-        .and_then(|c| step.choices.get(c))
-        .and_then(|c| c.goto.as_ref())
-    {
-        return Some(goto.get_ref());
-    }
-    if let Some(goto) = &step.goto {
-        return Some(goto.get_ref());
-    }
-    bot.steps.get(index + 1).map(|s| s.id.get_ref().as_str())
-}
-
-/// Every step the visitor can reach from `bot.steps[index]` in one move (each choice, and
-/// the plain successor when the step has no choices or offers `skip`), without duplicates.
-pub fn successors(bot: &Bot, index: usize) -> Vec<&str> {
-    let Some(step) = bot.steps.get(index) else {
-        return Vec::new();
-    };
-    let mut picks: Vec<Option<usize>> = (0..step.choices.len()).map(Some).collect();
-    if step.choices.is_empty() || offers(step, FlowButton::Skip) {
-        picks.push(None);
-    }
-    let mut out: Vec<&str> = Vec::new();
-    for next in picks.into_iter().filter_map(|c| successor(bot, index, c)) {
-        if !out.contains(&next) {
-            out.push(next);
-        }
-    }
-    out
-}
-
 /// The value recorded for a choice: its `value`, else its label in the bot's first language.
 pub fn choice_value(bot: &Bot, choice: &Choice) -> String {
     match &choice.value {
@@ -264,7 +226,7 @@ pub fn answer(bot: &Bot, state: &FlowState, lang: &str, text: &str) -> Result<Fl
     let mut next = state.clone();
     next.vars
         .insert(ask.var.get_ref().clone(), text.to_string());
-    Ok(leave(bot, lang, next, index, None))
+    Ok(leave(bot, lang, next, index, Exit::Answer))
 }
 
 /// Whether `text` (trimmed) is an acceptable answer of this kind.
@@ -299,10 +261,10 @@ pub fn skip(bot: &Bot, state: &FlowState, lang: &str) -> Result<Flow, FlowError>
         Current::At(index) => index,
     };
     let step = &bot.steps[index];
-    if !offers(step, FlowButton::Skip) {
+    if !graph::offers(step, FlowButton::Skip) {
         return Err(FlowError::NotOffered(FlowButton::Skip));
     }
-    Ok(leave(bot, lang, state.clone(), index, None))
+    Ok(leave(bot, lang, state.clone(), index, Exit::Skip))
 }
 
 /// Returns to the last step the visitor answered, when the current step offers `back`.
@@ -310,17 +272,17 @@ pub fn skip(bot: &Bot, state: &FlowState, lang: &str) -> Result<Flow, FlowError>
 pub fn back(bot: &Bot, state: &FlowState, lang: &str) -> Result<Flow, FlowError> {
     let index = match &state.step {
         None => return Err(FlowError::NotWaiting),
-        Some(id) => match position(bot, id) {
+        Some(id) => match graph::position(bot, id) {
             Some(i) => i,
             None => return Ok(restart(bot, state, lang)),
         },
     };
-    if !offers(&bot.steps[index], FlowButton::Back) {
+    if !graph::offers(&bot.steps[index], FlowButton::Back) {
         return Err(FlowError::NotOffered(FlowButton::Back));
     }
     let mut next = state.clone();
     while let Some(id) = next.history.pop() {
-        if let Some(target) = position(bot, &id) {
+        if let Some(target) = graph::position(bot, &id) {
             let mut out = Vec::new();
             let next = run_from(bot, lang, next, Some(target), &mut out);
             return Ok((next, out));
@@ -371,12 +333,12 @@ pub fn resume_after_live_chat(bot: &Bot, state: &FlowState, lang: &str) -> Flow 
         done.waiting = Waiting::Done;
         return (done, Vec::new());
     };
-    let Some(index) = position(bot, id) else {
+    let Some(index) = graph::position(bot, id) else {
         return restart(bot, state, lang);
     };
     let mut next = state.clone();
     if bot.steps[index].live_chat.is_some() {
-        return leave(bot, lang, next, index, None);
+        return leave(bot, lang, next, index, Exit::NoLiveChat);
     }
     let mut out = Vec::new();
     next = run_from(bot, lang, next, Some(index), &mut out);
@@ -415,7 +377,7 @@ fn current(bot: &Bot, state: &FlowState, lang: &str) -> Current {
     let Some(id) = &state.step else {
         return Current::Ended;
     };
-    let Some(index) = position(bot, id) else {
+    let Some(index) = graph::position(bot, id) else {
         return Current::Moved(restart(bot, state, lang));
     };
     let expected = wait_kind(&bot.steps[index]);
@@ -437,25 +399,13 @@ fn restart(bot: &Bot, state: &FlowState, lang: &str) -> Flow {
     start_with(bot, lang, state.vars.clone())
 }
 
-fn position(bot: &Bot, id: &str) -> Option<usize> {
-    bot.steps.iter().position(|s| s.id.get_ref() == id)
-}
-
-fn offers(step: &Step, button: FlowButton) -> bool {
-    step.buttons.iter().any(|b| *b.get_ref() == button)
-}
-
-/// What a step waits for, if anything. Choices come first, then a question, then a person.
+/// What a step waits for, if anything, by the precedence of `graph::wait_kind`.
 fn wait_kind(step: &Step) -> Option<Waiting> {
-    if !step.choices.is_empty() {
-        Some(Waiting::Choice)
-    } else if step.ask.is_some() {
-        Some(Waiting::Answer)
-    } else if step.live_chat.is_some() {
-        Some(Waiting::LiveChat)
-    } else {
-        None
-    }
+    graph::wait_kind(step).map(|w| match w {
+        Wait::Choice => Waiting::Choice,
+        Wait::Answer => Waiting::Answer,
+        Wait::LiveChat => Waiting::LiveChat,
+    })
 }
 
 fn apply_choice(
@@ -481,15 +431,16 @@ fn apply_choice(
     next.vars
         .extend(choice.set.iter().map(|(k, v)| (k.clone(), v.clone())));
     next.vars.insert(step.id.get_ref().clone(), value);
-    let (next, more) = leave(bot, lang, next, index, Some(c));
+    let (next, more) = leave(bot, lang, next, index, Exit::Choice(c));
     out.extend(more);
     (next, out)
 }
 
-/// Leaves the step at `index` (answered, picked or skipped) for its successor.
-fn leave(bot: &Bot, lang: &str, mut state: FlowState, index: usize, choice: Option<usize>) -> Flow {
+/// Leaves the step at `index` by `exit` (answered, picked, skipped, or its live chat did
+/// not happen) for where the successor rule of `graph` sends it.
+fn leave(bot: &Bot, lang: &str, mut state: FlowState, index: usize, exit: Exit) -> Flow {
     state.history.push(bot.steps[index].id.get_ref().clone());
-    let target = successor(bot, index, choice).and_then(|id| position(bot, id));
+    let target = graph::next(bot, index, exit);
     let mut out = Vec::new();
     let state = run_from(bot, lang, state, target, &mut out);
     (state, out)
@@ -539,7 +490,7 @@ fn run_from(
                     p.buttons.clear();
                     out.push(Output::Prompt(p));
                 }
-                index = successor(bot, i, None).and_then(|id| position(bot, id));
+                index = graph::next(bot, i, Exit::Continue);
             }
         }
     }
@@ -1055,43 +1006,6 @@ say = "Hi! I'm the {{ bot.name }} assistant."
 "#);
         let (_, out) = start(&b, "en");
         assert_eq!(says(&out), ["Hi! I'm the Acme Support assistant."]);
-    }
-
-    #[test]
-    fn the_successor_rule() {
-        let b = bot(r#"
-name = "B"
-[[step]]
-id = "a"
-choices = [{ label = "x", goto = "c" }, { label = "y" }]
-goto = "b"
-[[step]]
-id = "b"
-choices = [{ label = "x" }]
-buttons = ["skip"]
-[[step]]
-id = "c"
-goto = "a"
-[[step]]
-id = "d"
-say = "last"
-end = true
-choices = [{ label = "x", goto = "a" }]
-[[step]]
-id = "e"
-"#);
-        assert_eq!(successor(&b, 0, Some(0)), Some("c"));
-        assert_eq!(successor(&b, 0, Some(1)), Some("b"));
-        assert_eq!(successor(&b, 0, None), Some("b"));
-        assert_eq!(successor(&b, 1, Some(0)), Some("c"));
-        assert_eq!(successor(&b, 2, None), Some("a"));
-        assert_eq!(successor(&b, 3, Some(0)), None);
-        assert_eq!(successor(&b, 4, None), None);
-        assert_eq!(successor(&b, 9, None), None);
-        assert_eq!(successors(&b, 0), ["c", "b"]);
-        assert_eq!(successors(&b, 1), ["c"]);
-        assert_eq!(successors(&b, 2), ["a"]);
-        assert!(successors(&b, 3).is_empty());
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! - `conversation`: `Conversation::start` and `apply(conv, command, ctx)` → the next
 //!   conversation and its events (or a `Rejection` with a stable code). Timers to schedule
 //!   are in `Conversation::deadlines`.
-//! - `flow`: the interpreter of a bot's `[[step]]`s, and `successor`, the rule validation
-//!   checks reachability with.
+//! - `flow`: the interpreter of a bot's `[[step]]`s; where each step leads is the rule of
+//!   `config::graph`, the one validation checks reachability with.
 //! - `routing`: which team a request rings, which agents are eligible.
 //! - `form`: checking an offline-form submission.
 //! - `text`: rendering bot texts (minijinja) with a conversation's variables.
@@ -15,5 +15,7 @@ pub mod flow;
 pub mod form;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod reachability;
 pub mod routing;
 pub mod text;

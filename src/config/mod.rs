@@ -4,6 +4,7 @@
 //! Reading a directory, installing a bundle and watching for edits are thin wrappers.
 
 pub mod diagnostic;
+pub mod graph;
 pub mod hours;
 pub mod install;
 pub mod live;

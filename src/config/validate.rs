@@ -4,28 +4,19 @@
 //! Every check reports at the span of the offending value, so an admin sees
 //! `file:line:col` for each problem; all problems of a bundle are reported at once.
 //!
-//! # Flow semantics
-//!
-//! The first `[[step]]` of a bot is the entry. The successors of a step are:
-//! - if it has `end = true`: none;
-//! - else if it has `choices`: for each choice, the choice's `goto`, else the step's `goto`,
-//!   else the next step in file order;
-//! - else: the step's `goto`, else the next step in file order.
-//!
-//! A `live_chat` step continues at its successor after the chat, or when nobody answers and
-//! there is no offline form; an `ask` step continues at its successor once answered. The
-//! `skip` button goes to the successor; `back` returns to the previous step and adds no
-//! edge. A step that cannot be reached from the entry along successors is an error.
+//! A step that cannot be reached from the first step is an error; which steps a visitor
+//! can reach is decided by the successor rule of `graph.rs`, the one the flow runs by.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::graph;
 use super::hours::OpeningHours;
 use super::load::did_you_mean;
-use super::schema::{Bot, ChatMode, CollectField, FieldKind, LiveChat, OfflineForm, Step, Webhook};
+use super::schema::{Bot, ChatMode, CollectField, FieldKind, LiveChat, OfflineForm, Webhook};
 use super::{AGENTS_FILE, Bundle, Diagnostic, Env, RESPONSES_FILE, Sources};
 
 /// Every semantic error of a bundle whose files all parsed.
@@ -54,46 +45,6 @@ pub fn validate(bundle: &Bundle, env: Env<'_>) -> Vec<Diagnostic> {
     check_roster(&mut out, bundle, &bots);
     check_responses(&mut out, bundle, &bots);
     out.diags
-}
-
-/// The successors of step `index` of `bot` (indexes into `bot.steps`), by the flow
-/// semantics of this module. A `goto` naming no step adds no successor; when ids repeat,
-/// a `goto` means the first step with that id.
-pub fn successors(bot: &Bot, index: usize) -> Vec<usize> {
-    let first_index: HashMap<&str, usize> = first_indexes(&bot.steps);
-    step_successors(&bot.steps, &first_index, index)
-}
-
-fn first_indexes(steps: &[Step]) -> HashMap<&str, usize> {
-    let mut map = HashMap::new();
-    for (i, step) in steps.iter().enumerate() {
-        map.entry(step.id.get_ref().as_str()).or_insert(i);
-    }
-    map
-}
-
-fn step_successors(steps: &[Step], first_index: &HashMap<&str, usize>, i: usize) -> Vec<usize> {
-    let step = &steps[i];
-    if step.end {
-        return Vec::new();
-    }
-    let next = (i + 1 < steps.len()).then_some(i + 1);
-    let target = |goto: &Option<Spanned<String>>| -> Option<Option<usize>> {
-        goto.as_ref()
-            .map(|g| first_index.get(g.get_ref().as_str()).copied())
-    };
-    let after_step = target(&step.goto).unwrap_or(next);
-    if step.choices.is_empty() {
-        return after_step.into_iter().collect();
-    }
-    let mut out: Vec<usize> = step
-        .choices
-        .iter()
-        .filter_map(|c| target(&c.goto).unwrap_or(after_step))
-        .collect();
-    out.sort_unstable();
-    out.dedup();
-    out
 }
 
 /// Collects diagnostics, finding each file's text for positions.
@@ -370,7 +321,7 @@ fn check_steps(out: &mut Report<'_>, file: &str, bot: &Bot) {
             );
         }
     }
-    check_reachable(out, file, steps);
+    check_reachable(out, file, bot);
 }
 
 fn join_and(items: &[&str]) -> String {
@@ -381,21 +332,10 @@ fn join_and(items: &[&str]) -> String {
     }
 }
 
-fn check_reachable(out: &mut Report<'_>, file: &str, steps: &[Step]) {
-    let first_index = first_indexes(steps);
-    let mut reached = vec![false; steps.len()];
-    let mut todo = vec![0];
-    reached[0] = true;
-    while let Some(i) = todo.pop() {
-        for next in step_successors(steps, &first_index, i) {
-            if !reached[next] {
-                reached[next] = true;
-                todo.push(next);
-            }
-        }
-    }
-    let entry = steps[0].id.get_ref();
-    for (step, _) in steps.iter().zip(&reached).filter(|(_, r)| !**r) {
+fn check_reachable(out: &mut Report<'_>, file: &str, bot: &Bot) {
+    let entry = bot.steps[0].id.get_ref();
+    let reached = graph::reachable(bot);
+    for (step, _) in bot.steps.iter().zip(reached).filter(|(_, r)| !r) {
         out.error(
             file,
             step.id.span(),
@@ -738,13 +678,13 @@ live_chat = "desk"
         let bundle = load(&[("flow.toml", FLOW)]).expect("valid flow");
         let bot = &bundle.bots["flow"];
         // A choice without goto takes the step's goto.
-        assert_eq!(successors(bot, 0), vec![1, 2]);
+        assert_eq!(graph::successors(bot, 0), vec![1, 2]);
         // `end = true` wins over `goto`.
-        assert_eq!(successors(bot, 1), Vec::<usize>::new());
+        assert_eq!(graph::successors(bot, 1), Vec::<usize>::new());
         // An ask step continues at the next step, and so does a live chat step; the last
         // step has nowhere to go.
-        assert_eq!(successors(bot, 2), vec![3]);
-        assert_eq!(successors(bot, 3), Vec::<usize>::new());
+        assert_eq!(graph::successors(bot, 2), vec![3]);
+        assert_eq!(graph::successors(bot, 3), Vec::<usize>::new());
     }
 
     #[test]
@@ -754,6 +694,20 @@ live_chat = "desk"
         assert_eq!(
             errors(&[("f.toml", src)]),
             vec!["f.toml:9:6: step `u` is unreachable: no path from the first step `s` leads here"]
+        );
+    }
+
+    #[test]
+    fn a_step_reached_only_by_skip_is_reachable() {
+        // Every choice jumps past `t`; only the skip button leads to it.
+        let src = "name = \"F\"\n[[step]]\nid = \"s\"\nchoices = [{ label = \"x\", goto = \"u\" }]\n\
+                   buttons = [\"skip\"]\n[[step]]\nid = \"t\"\n[[step]]\nid = \"u\"\n";
+        assert_eq!(errors(&[("f.toml", src)]), Vec::<String>::new());
+        // Without the button `t` is out of reach again.
+        let no_skip = src.replace("buttons = [\"skip\"]\n", "");
+        assert_eq!(
+            errors(&[("f.toml", &no_skip)]),
+            vec!["f.toml:6:6: step `t` is unreachable: no path from the first step `s` leads here"]
         );
     }
 

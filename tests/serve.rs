@@ -313,3 +313,33 @@ fn metrics_ask_for_their_token_when_one_is_set() {
     let health = common::get_json(&format!("{}/healthz", server.url)).unwrap();
     assert_eq!(health["status"], "ok", "{health}");
 }
+
+#[test]
+fn every_html_page_carries_the_security_headers() {
+    let server = TestServer::start(two_bots, &[]);
+    for (path, status) in [
+        ("/chat/support", 200),
+        ("/console", 200),
+        ("/set-password?token=nope", 404),
+    ] {
+        let url = format!("{}{path}", server.url);
+        let (got, headers) = common::on_own_runtime(async move {
+            let resp = reqwest::get(&url).await.expect("request");
+            (resp.status().as_u16(), resp.headers().clone())
+        });
+        assert_eq!(got, status, "{path}");
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        assert!(header("content-type").starts_with("text/html"), "{path}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        let csp = header("content-security-policy");
+        assert!(csp.contains("default-src 'self'"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+    }
+}

@@ -3,11 +3,12 @@
 
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
 use super::error::AppError;
+use super::page::page;
 
 const WIDGET_JS: &str = include_str!("../../assets/widget.js");
 const WIDGET_CSS: &str = include_str!("../../assets/widget.css");
@@ -98,25 +99,6 @@ pub async fn console_css() -> Response {
     asset("text/css; charset=utf-8", CONSOLE_CSS)
 }
 
-/// Pages of our own: no framing by other sites, no inline script.
-fn page(state: &AppState, name: &str, ctx: serde_json::Value) -> Response {
-    match state.engine.outbound().templates.render(name, ctx) {
-        Ok(html) => (
-            [
-                (header::X_FRAME_OPTIONS, "DENY"),
-                (header::REFERRER_POLICY, "same-origin"),
-                (
-                    header::CONTENT_SECURITY_POLICY,
-                    "default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; frame-ancestors 'none'",
-                ),
-            ],
-            Html(html),
-        )
-            .into_response(),
-        Err(e) => AppError::internal(format!("page {name}: {e}")).into_response(),
-    }
-}
-
 /// `GET /chat/{bot}`: the chat as a page of its own (a link to share, or a fallback).
 pub async fn chat_page(State(state): State<AppState>, Path(bot_id): Path<String>) -> Response {
     let bundle = state.live.load().bundle.clone();
@@ -130,6 +112,7 @@ pub async fn chat_page(State(state): State<AppState>, Path(bot_id): Path<String>
     };
     page(
         &state,
+        StatusCode::OK,
         "pages/chat.html",
         json!({
             "lang": crate::chat::flow::default_language(bot),
@@ -142,7 +125,7 @@ pub async fn chat_page(State(state): State<AppState>, Path(bot_id): Path<String>
 
 /// `GET /console`: the agent console.
 pub async fn console(State(state): State<AppState>) -> Response {
-    page(&state, "pages/console.html", json!({}))
+    page(&state, StatusCode::OK, "pages/console.html", json!({}))
 }
 
 #[cfg(test)]

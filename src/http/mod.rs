@@ -10,6 +10,7 @@ mod extract;
 mod health;
 pub mod limits;
 mod origin;
+mod page;
 mod pages;
 mod state;
 mod stream;

@@ -8,23 +8,17 @@ use std::net::SocketAddr;
 use axum::Form;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiJson, AppError, blocking};
+use super::page::page;
 use crate::chat::text::render_text;
 use crate::config::Bot;
 use crate::config::schema::FieldKind;
 use crate::engine::EngineError;
-
-fn page(state: &AppState, status: StatusCode, name: &str, ctx: Value) -> Response {
-    match state.engine.outbound().templates.render(name, ctx) {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => AppError::internal(format!("page {name}: {e}")).into_response(),
-    }
-}
 
 /// The bot's language that fits the browser best (else its first): the widget's rule.
 fn language(bot: &Bot, headers: &HeaderMap) -> String {

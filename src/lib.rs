@@ -1,7 +1,9 @@
 //! livechat: a self-hosted live chat appliance in one binary.
 //!
-//! The spine: `config` (the bundle, pure) → `chat` (pure domain) → `engine` → `store`/`hub`
-//! → `http`. See `docs/` for how each part is used.
+//! The layers, bottom up: `ids`, `config`, `settings` → `chat` (the pure conversation
+//! core) → `store`, `hub`, `auth`, `mail`, `webhooks`, `deploy` → `engine` → `http` →
+//! `server`, `cli`. `docs/architecture.md` says what each holds and where new code goes;
+//! `tests/layers.rs` keeps the imports pointing down.
 
 pub mod auth;
 pub mod chat;

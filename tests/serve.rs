@@ -343,3 +343,28 @@ fn every_html_page_carries_the_security_headers() {
         assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
     }
 }
+
+/// Issue #10, finding 2: an unauthorised upload is refused from its headers, before a byte
+/// of its (here never finished) 8 MB body is waited for.
+#[test]
+fn the_admin_upload_refuses_a_caller_without_the_token_before_reading_the_body() {
+    use std::io::{Read, Write};
+    let server = TestServer::start(two_bots, &[("LIVECHAT_ADMIN_TOKEN", "s3cret-admin")]);
+    let addr = server.url.trim_start_matches("http://").to_string();
+    for auth in ["", "Authorization: Bearer wrong\r\n"] {
+        let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let head = format!(
+            "POST /api/v1/admin/config HTTP/1.1\r\nHost: {addr}\r\n{auth}\
+             Content-Type: application/json\r\nContent-Length: 8000000\r\n\r\n{{\"files\":"
+        );
+        tcp.write_all(head.as_bytes()).unwrap();
+        let mut answer = [0u8; 512];
+        let n = tcp
+            .read(&mut answer)
+            .expect("an answer while the body is still being sent");
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 401"), "{auth:?}: {answer}");
+        assert!(answer.contains("\"unauthorized\""), "{auth:?}: {answer}");
+    }
+}

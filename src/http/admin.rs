@@ -3,7 +3,8 @@
 //! one configured the API is off.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -20,6 +21,18 @@ pub struct ApplyRequest {
     files: Sources,
     #[serde(default)]
     dry_run: bool,
+}
+
+/// The caller holds the admin token. An extractor from the request's head, so a handler
+/// that takes it first refuses an unauthorised caller before reading any body.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, AppError> {
+        authorize(state, &parts.headers).map(|()| Admin)
+    }
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
@@ -42,12 +55,10 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
 }
 
 pub async fn apply_config(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, AppError> {
-    // Who is asking first: an unauthorised caller learns nothing about the body's shape.
-    authorize(&state, &headers)?;
     let body = body.map_err(super::error::body_rejection)?;
     let request: ApplyRequest = serde_json::from_slice(&body).map_err(super::error::json_error)?;
     if let Some(bad) = request
@@ -118,11 +129,7 @@ fn is_plain_bundle_name(name: &str) -> bool {
         && !name.contains('\0')
 }
 
-pub async fn revisions(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, AppError> {
-    authorize(&state, &headers)?;
+pub async fn revisions(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     let list = state.read(revisions::list).await?;
     Ok(Json(json!({ "revisions": list })))
 }
@@ -139,11 +146,10 @@ fn dead() -> String {
 
 /// `GET /api/v1/admin/outbox?status=dead|pending|sent`: what was (not) delivered.
 pub async fn outbox(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
     axum::extract::Query(q): axum::extract::Query<OutboxQuery>,
 ) -> Result<Json<Value>, AppError> {
-    authorize(&state, &headers)?;
     if !["dead", "pending", "sent"].contains(&q.status.as_str()) {
         return Err(AppError::bad_request(
             "invalid_input",
@@ -168,11 +174,10 @@ pub async fn outbox(
 
 /// `POST /api/v1/admin/outbox/{id}/retry`: a dead letter goes back in the queue.
 pub async fn retry_outbox(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    authorize(&state, &headers)?;
     let done = state
         .engine
         .writer()

@@ -34,11 +34,16 @@ export function reason(err) {
   return REASONS[err.code] || err.message || 'Something went wrong.';
 }
 
-let sessionEnded = () => {};
+let ended = () => {};
 
 /** Sets what happens when the server says the session is over (`message` says why). */
 export function onSessionEnded(handler) {
-  sessionEnded = handler;
+  ended = handler;
+}
+
+/** Ends this tab's session: the console goes back to sign-in, saying `message`. */
+export function sessionEnded(message) {
+  ended(message);
 }
 
 /** Calls the API: resolves with the JSON answer (or null), rejects with an `ApiError`. */

@@ -3,7 +3,7 @@
  * itself with a growing wait, and says how it is in the top bar. */
 
 import { $ } from './dom.js';
-import { api } from './api.js';
+import { api, sessionEnded } from './api.js';
 import { session, store, load } from './state.js';
 import { eventsUrl, isNew, retryDelay, HEALTHY_MS } from './resume.js';
 
@@ -77,6 +77,13 @@ function connect() {
     try {
       frame = JSON.parse(m.data);
     } catch (e) {
+      return;
+    }
+    if (frame.type === 'error' && frame.error && frame.error.code === 'session_ended') {
+      // Signed out elsewhere, a new password, or removed from the roster: back to sign-in.
+      ws = null;
+      socket.onclose = null;
+      sessionEnded('You were signed out: ' + (frame.error.message || 'the session ended') + '.');
       return;
     }
     onFrame(frame);

@@ -26,26 +26,14 @@ where
         }
         let credential = Credential::from_headers(&parts.headers).ok_or_else(unauthorized)?;
         let token_hash = session::token_hash(&credential.token);
-        let hash = token_hash.clone();
-        let session = state
-            .readers
-            .read(move |conn| Ok(session::find(conn, &hash)?))
-            .await?
-            .ok_or_else(unauthorized)?;
-        if session.is_expired(Timestamp::now()) {
-            return Err(AppError::new(
-                StatusCode::UNAUTHORIZED,
-                "session_expired",
-                "the session has expired; log in again",
-            ));
-        }
+        let (agent, csrf_token) = signed_in(&state, token_hash).await?;
         if credential.via == Via::Cookie && !is_safe(&parts.method) {
             let given = parts
                 .headers
                 .get(CSRF_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            if !constant_time_eq(given.as_bytes(), session.csrf_token.as_bytes()) {
+            if !constant_time_eq(given.as_bytes(), csrf_token.as_bytes()) {
                 return Err(AppError::new(
                     StatusCode::FORBIDDEN,
                     "csrf_failed",
@@ -54,24 +42,46 @@ where
                 ));
             }
         }
-        let live = state.live.load();
-        let Some(agent) = roster_agent(&live.bundle.roster, &session.agent_email) else {
-            // Gone from agents.toml: the session ends for good, even if they come back.
-            let hash = token_hash.clone();
-            state
-                .writer
-                .run(move |conn| Ok(session::delete(conn, &hash)?))
-                .await?;
-            return Err(AppError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "this agent is no longer in the roster",
-            ));
-        };
-        let agent = AuthAgent::new(agent, token_hash);
         parts.extensions.insert(agent.clone());
         Ok(agent)
     }
+}
+
+/// The agent whose session `token_hash` names, as the live roster has them now, with the
+/// session's CSRF token; or why not (no such session, expired, gone from the roster). A
+/// request asks once; an open console socket asks again every second, so that a logout, a
+/// new password or a removal ends it too.
+pub async fn signed_in(
+    state: &Sessions,
+    token_hash: String,
+) -> Result<(AuthAgent, String), AppError> {
+    let hash = token_hash.clone();
+    let session = state
+        .readers
+        .read(move |conn| Ok(session::find(conn, &hash)?))
+        .await?
+        .ok_or_else(unauthorized)?;
+    if session.is_expired(Timestamp::now()) {
+        return Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "session_expired",
+            "the session has expired; log in again",
+        ));
+    }
+    let live = state.live.load();
+    let Some(agent) = roster_agent(&live.bundle.roster, &session.agent_email) else {
+        // Gone from agents.toml: the session ends for good, even if they come back.
+        state
+            .writer
+            .run(move |conn| Ok(session::delete(conn, &token_hash)?))
+            .await?;
+        return Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this agent is no longer in the roster",
+        ));
+    };
+    Ok((AuthAgent::new(agent, token_hash), session.csrf_token))
 }
 
 fn unauthorized() -> AppError {

@@ -6,7 +6,7 @@ mod agent;
 mod assets;
 mod auth;
 pub mod error;
-mod extract;
+pub(crate) mod extract;
 mod health;
 pub mod limits;
 mod origin;

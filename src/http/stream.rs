@@ -9,19 +9,22 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::FromRef;
 use axum::extract::State;
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::AppState;
 use super::error::{ApiQuery, AppError, not_a_websocket};
+use super::extract::signed_in;
 use super::origin::{check_bot_origin, same_origin};
 use super::visitor::After;
+use super::{AppState, Sessions};
 use crate::auth::AuthAgent;
+use crate::auth::extract::{Credential, Via};
 use crate::engine::{AgentRef, Engine, VisitorRef, queries};
 use crate::hub::Frame;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -48,8 +51,20 @@ enum Who {
         name: String,
         /// The bots the agent serves (`None`: an admin, all of them).
         bots: Option<BTreeSet<String>>,
+        /// The session the socket was opened with, checked again every second.
+        session: Box<AgentSession>,
     },
 }
+
+struct AgentSession {
+    sessions: Sessions,
+    token_hash: String,
+}
+
+/// How often an open console socket asks whether its session still holds: a logout, a
+/// new password, a removal from the roster (any process, even `livechat agent password`)
+/// ends it within this, and a change of role or teams re-scopes it.
+const SESSION_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 impl Who {
     async fn replay(&self, engine: &Engine, after: i64) -> Result<Vec<Value>, AppError> {
@@ -132,10 +147,7 @@ async fn visitor_auth(
         Message::Text(t) => t,
         _ => return None,
     };
-    let refuse = |code: &str, message: &str| {
-        serde_json::json!({"type": "error", "error": {"code": code, "message": message}})
-            .to_string()
-    };
+    let refuse = error_frame;
     let Ok(auth) = serde_json::from_str::<AuthFrame>(&text) else {
         let _ = socket
             .send(Message::Text(
@@ -196,10 +208,11 @@ pub async fn agent_events(
 ) -> Result<Response, AppError> {
     let ws = ws.map_err(not_a_websocket)?;
     // A cookie rides along on a cross-site WebSocket handshake and the handshake is a GET,
-    // which CSRF checks leave alone: a browser's socket must come from our own pages.
-    if headers.get(axum::http::header::AUTHORIZATION).is_none()
-        && !same_origin(&headers, &state.settings.public_url)
-    {
+    // which CSRF checks leave alone: a browser's socket must come from our own pages. Only
+    // a bearer token (which no browser adds on its own) is exempt; an `Authorization:
+    // Basic` header that an auth proxy makes the browser send is not.
+    let by_cookie = Credential::from_headers(&headers).is_none_or(|c| c.via == Via::Cookie);
+    if by_cookie && !same_origin(&headers, &state.settings.public_url) {
         return Err(AppError::new(
             axum::http::StatusCode::FORBIDDEN,
             "origin_not_allowed",
@@ -216,13 +229,23 @@ pub async fn agent_events(
         // say, turns "Accept chats" on) knows this socket hears what follows.
         let frames = state.engine.hub().subscribe();
         let _online = state.engine.connect_agent(&who.email);
+        let session = Box::new(AgentSession {
+            sessions: Sessions::from_ref(&state),
+            token_hash: agent.token_hash.clone(),
+        });
         let who = Who::Agent {
             agent: who,
             name: agent.name.clone(),
             bots,
+            session,
         };
         run(socket, state.engine.clone(), who, frames, q.after).await;
     }))
+}
+
+/// `{"type":"error","error":{"code":…,"message":…}}`: why a socket is refused or ended.
+fn error_frame(code: &str, message: &str) -> String {
+    serde_json::json!({"type": "error", "error": {"code": code, "message": message}}).to_string()
 }
 
 async fn send(socket: &mut WebSocket, text: &str) -> bool {
@@ -274,8 +297,23 @@ async fn run(
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     let mut last_typing = tokio::time::Instant::now() - TYPING_EVERY;
+    let is_agent = matches!(who, Who::Agent { .. });
+    let mut recheck = tokio::time::interval(SESSION_CHECK_EVERY);
+    recheck.tick().await;
     loop {
         tokio::select! {
+            _ = recheck.tick(), if is_agent => {
+                if let Some(ended) = recheck_session(&engine, &mut who).await {
+                    let _ = send(&mut socket, &error_frame("session_ended", &ended)).await;
+                    let _ = socket
+                        .send(Message::Close(Some(CloseFrame {
+                            code: SESSION_ENDED_CLOSE,
+                            reason: Utf8Bytes::from_static("session_ended"),
+                        })))
+                        .await;
+                    break;
+                }
+            }
             frame = frames.recv() => match frame {
                 Ok(frame) => {
                     if let (Who::Agent { agent, bots, .. }, true) = (&mut who, is_config_reload(&frame)) {
@@ -314,6 +352,34 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// The close code of a console socket whose session ended (a private-use code).
+const SESSION_ENDED_CLOSE: u16 = 4001;
+
+/// Asks again whether an agent socket's session holds. `Some(why)` when it ended; when it
+/// holds, the socket takes the agent's role and teams as the live roster has them now.
+async fn recheck_session(engine: &Engine, who: &mut Who) -> Option<String> {
+    let Who::Agent {
+        agent,
+        name,
+        bots,
+        session,
+    } = who
+    else {
+        return None;
+    };
+    match signed_in(&session.sessions, session.token_hash.clone()).await {
+        Ok((now, _)) => {
+            agent.admin = now.is_admin();
+            *name = now.name;
+            *bots = engine.bots_of(agent);
+            None
+        }
+        // Only a session that is gone ends the socket, not a store that hiccuped.
+        Err(e) if e.status == axum::http::StatusCode::UNAUTHORIZED => Some(e.message),
+        Err(_) => None,
     }
 }
 

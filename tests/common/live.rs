@@ -182,7 +182,7 @@ impl Api {
         body
     }
 
-    fn ws_url(&self, path: &str) -> String {
+    pub fn ws_url(&self, path: &str) -> String {
         format!("{}{path}", self.url.replacen("http://", "ws://", 1))
     }
 

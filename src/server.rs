@@ -1,6 +1,8 @@
 //! The running appliance: `serve(listener, settings, shutdown)` wires the live config, the
 //! store and the HTTP routes together, and keeps the bundle live while admins edit it.
 
+pub mod listen;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,7 +103,9 @@ impl AppState {
             settings: config.settings,
             live: config.live,
             engine,
-            limits: Arc::default(),
+            limits: Arc::new(crate::http::limits::Limits::new(
+                settings.limits.sockets_per_address,
+            )),
         };
         let inviter = state.clone();
         tokio::task::spawn_blocking(move || inviter.invite_new_agents());
@@ -292,19 +296,18 @@ pub async fn serve(
             }
         })
     };
+    let limits = state.settings.limits.clone();
     let app = crate::http::router(state);
-    // Connect info gives handlers the peer address (login limits per client address).
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    // Chat frames are small and latency matters more than packing them.
-    let listener = {
-        use axum::serve::ListenerExt;
-        listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        })
-    };
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = listen::serve(
+        listener,
+        app,
+        listen::ConnLimits {
+            max_connections: limits.max_connections,
+            header_timeout: limits.header_timeout,
+        },
+        shutdown,
+    )
+    .await;
     reloader.abort();
     result.map_err(StartError::from)
 }

@@ -51,6 +51,45 @@ pub struct SettingsFile {
     /// The first retry of a failed mail or webhook waits this long; each next one twice as
     /// long, at most an hour (default `5s`).
     pub outbox_retry: Option<crate::config::values::DurationValue>,
+    /// `[limits]`: what one client may hold of the server.
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+/// `[limits]` of livechat.toml; each also from an environment variable.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Open connections at most; more wait in the kernel's queue (default 20000).
+    pub max_connections: Option<usize>,
+    /// A client must send a request's headers within this, also when a kept-alive
+    /// connection waits for its next request (default `10s`).
+    pub header_timeout: Option<crate::config::values::DurationValue>,
+    /// A request (not a WebSocket) must be answered within this, its body read included
+    /// (default `60s`).
+    pub request_timeout: Option<crate::config::values::DurationValue>,
+    /// Open WebSockets (widgets and consoles) per client address (default 500).
+    pub sockets_per_address: Option<usize>,
+}
+
+/// Resolved `[limits]`.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    pub max_connections: usize,
+    pub header_timeout: std::time::Duration,
+    pub request_timeout: std::time::Duration,
+    pub sockets_per_address: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: 20_000,
+            header_timeout: std::time::Duration::from_secs(10),
+            request_timeout: std::time::Duration::from_secs(60),
+            sockets_per_address: 500,
+        }
+    }
 }
 
 /// `[smtp]` of livechat.toml.
@@ -111,6 +150,7 @@ pub struct Settings {
     pub mail_from: String,
     pub templates_dir: Option<PathBuf>,
     pub outbox_retry: std::time::Duration,
+    pub limits: ServerLimits,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -214,8 +254,73 @@ impl ServerArgs {
                 .outbox_retry
                 .map(|d| d.get())
                 .unwrap_or(std::time::Duration::from_secs(5)),
+            limits: resolve_limits(&file.limits)?,
         })
     }
+}
+
+/// A setting from its environment variable, else from the file, else its default.
+fn env_or<T: std::str::FromStr>(
+    var: &str,
+    file: Option<T>,
+    default: T,
+) -> Result<T, SettingsError> {
+    match std::env::var(var) {
+        Ok(text) if !text.is_empty() => text.trim().parse().map_err(|_| SettingsError::Invalid {
+            path: var.into(),
+            message: format!("`{text}` is not a valid value"),
+        }),
+        _ => Ok(file.unwrap_or(default)),
+    }
+}
+
+fn env_duration(
+    var: &str,
+    file: Option<crate::config::values::DurationValue>,
+    default: std::time::Duration,
+) -> Result<std::time::Duration, SettingsError> {
+    match std::env::var(var) {
+        Ok(text) if !text.is_empty() => {
+            humantime::parse_duration(text.trim()).map_err(|e| SettingsError::Invalid {
+                path: var.into(),
+                message: format!("`{text}`: {e}"),
+            })
+        }
+        _ => Ok(file.map(|d| d.get()).unwrap_or(default)),
+    }
+}
+
+fn resolve_limits(file: &LimitsFile) -> Result<ServerLimits, SettingsError> {
+    let d = ServerLimits::default();
+    let limits = ServerLimits {
+        max_connections: env_or(
+            "LIVECHAT_MAX_CONNECTIONS",
+            file.max_connections,
+            d.max_connections,
+        )?,
+        header_timeout: env_duration(
+            "LIVECHAT_HEADER_TIMEOUT",
+            file.header_timeout,
+            d.header_timeout,
+        )?,
+        request_timeout: env_duration(
+            "LIVECHAT_REQUEST_TIMEOUT",
+            file.request_timeout,
+            d.request_timeout,
+        )?,
+        sockets_per_address: env_or(
+            "LIVECHAT_SOCKETS_PER_ADDRESS",
+            file.sockets_per_address,
+            d.sockets_per_address,
+        )?,
+    };
+    if limits.max_connections == 0 || limits.sockets_per_address == 0 {
+        return Err(SettingsError::Invalid {
+            path: "limits".into(),
+            message: "max_connections and sockets_per_address must be at least 1".into(),
+        });
+    }
+    Ok(limits)
 }
 
 fn resolve_smtp(file: &SmtpFile) -> Result<Smtp, SettingsError> {

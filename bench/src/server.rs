@@ -334,6 +334,10 @@ pub fn spawn_serve(
         .arg("--data-dir")
         .arg(data_dir)
         .env("LIVECHAT_LOG", "info")
+        // Every simulated client comes from 127.0.0.1: the per-address and connection
+        // limits a real site never reaches are raised by setting, as an operator would.
+        .env("LIVECHAT_SOCKETS_PER_ADDRESS", "1000000")
+        .env("LIVECHAT_MAX_CONNECTIONS", "1000000")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -1,10 +1,41 @@
-//! Rate limits on what a visitor can make the server send: offline-form submissions per
-//! client address, transcript mails per visitor. In memory: a restart forgets them, which
-//! is fine for limits this short.
+//! What one client may hold or make the server do: open WebSockets per client address,
+//! offline-form submissions per address, transcript mails per visitor. In memory: a
+//! restart forgets them, which is fine for limits this short.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::OwnedSemaphorePermit;
+
+/// One of the server's `max_connections` places (see `server::listen`). Every request
+/// carries one in its extensions; a WebSocket handler keeps it for the socket's life, so
+/// that open sockets count against the cap like connections do.
+#[derive(Clone)]
+pub struct ConnPermit(pub Arc<OwnedSemaphorePermit>);
+
+/// Holds one of an address's WebSocket places until dropped.
+pub struct SocketPlace {
+    limits: Arc<Limits>,
+    ip: IpAddr,
+}
+
+impl Drop for SocketPlace {
+    fn drop(&mut self) {
+        let mut open = self
+            .limits
+            .sockets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// At most `max` events per key within `window`.
 pub struct Window {
@@ -51,18 +82,35 @@ impl Window {
 pub struct Limits {
     submissions: Window,
     transcripts: Window,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            submissions: Window::new(5, Duration::from_secs(10 * 60)),
-            transcripts: Window::new(3, Duration::from_secs(60 * 60)),
-        }
-    }
+    sockets_per_address: usize,
+    /// Open WebSockets per client address.
+    sockets: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl Limits {
+    pub fn new(sockets_per_address: usize) -> Limits {
+        Limits {
+            submissions: Window::new(5, Duration::from_secs(10 * 60)),
+            transcripts: Window::new(3, Duration::from_secs(60 * 60)),
+            sockets_per_address,
+            sockets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A WebSocket place for a client address, or None when it holds its limit already.
+    pub fn open_socket(self: &Arc<Self>, ip: IpAddr) -> Option<SocketPlace> {
+        let mut open = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_default();
+        if *n >= self.sockets_per_address {
+            return None;
+        }
+        *n += 1;
+        Some(SocketPlace {
+            limits: self.clone(),
+            ip,
+        })
+    }
+
     /// Offline-form submissions from one client address.
     pub fn allow_submission(&self, ip: &str) -> bool {
         self.submissions.allow(ip)
@@ -77,6 +125,19 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_holds_its_socket_places_until_they_are_dropped() {
+        let limits = Arc::new(Limits::new(2));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = limits.open_socket(a).unwrap();
+        let _second = limits.open_socket(a).unwrap();
+        assert!(limits.open_socket(a).is_none());
+        assert!(limits.open_socket(b).is_some());
+        drop(first);
+        assert!(limits.open_socket(a).is_some());
+    }
 
     #[test]
     fn a_key_over_its_limit_is_refused_and_others_are_not() {

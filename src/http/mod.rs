@@ -17,6 +17,7 @@ mod stream;
 mod visitor;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
@@ -32,6 +33,7 @@ const MAX_BUNDLE_BYTES: usize = 8 * 1024 * 1024;
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn router(state: AppState) -> Router {
+    let request_timeout = state.settings.limits.request_timeout;
     let visitor = Router::new()
         .route("/api/v1/visitor/sessions", post(visitor::start_session))
         .route("/api/v1/visitor/messages", post(visitor::post_message))
@@ -94,6 +96,19 @@ pub fn router(state: AppState) -> Router {
         .merge(pages)
         .merge(browser)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // A request, its body read included, gets `request_timeout` (a WebSocket's life is
+        // not a request: the upgrade answers at once).
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    AppError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request_timeout",
+                        "the request took too long; send it again",
+                    )
+                }))
+                .timeout(request_timeout),
+        )
         .fallback(|| async {
             AppError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

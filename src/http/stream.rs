@@ -9,9 +9,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::FromRef;
+use std::net::SocketAddr;
+
+use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, FromRef};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
@@ -20,6 +23,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::error::{ApiQuery, AppError, not_a_websocket};
 use super::extract::signed_in;
+use super::limits::{ConnPermit, SocketPlace};
 use super::origin::{check_bot_origin, same_origin};
 use super::visitor::After;
 use super::{AppState, Sessions};
@@ -99,14 +103,42 @@ impl Who {
     }
 }
 
+/// A socket's hold on the server: its address's place and its connection's permit, kept
+/// for the socket's life.
+type Hold = (Option<SocketPlace>, Option<Extension<ConnPermit>>);
+
+/// Takes a WebSocket place for the client's address: `429 too_many_sockets` when it holds
+/// `sockets_per_address` already.
+fn hold(
+    state: &AppState,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    permit: Option<Extension<ConnPermit>>,
+) -> Result<Hold, AppError> {
+    let Some(Extension(ConnectInfo(peer))) = peer else {
+        return Ok((None, permit));
+    };
+    match state.limits.open_socket(peer.ip()) {
+        Some(place) => Ok((Some(place), permit)),
+        None => Err(AppError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_sockets",
+            "this address has as many event sockets open as it may; close some first",
+        )),
+    }
+}
+
 pub async fn visitor_events(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    permit: Option<Extension<ConnPermit>>,
     ApiQuery(q): ApiQuery<After>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
     let ws = ws.map_err(not_a_websocket)?;
+    let hold = hold(&state, peer, permit)?;
     Ok(limits(ws).on_upgrade(move |mut socket| async move {
+        let _hold = hold;
         let Some(visitor) = visitor_auth(&state, &headers, &mut socket).await else {
             let _ = socket.send(Message::Close(None)).await;
             return;
@@ -202,6 +234,8 @@ async fn visitor_auth(
 pub async fn agent_events(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    permit: Option<Extension<ConnPermit>>,
     agent: AuthAgent,
     ApiQuery(q): ApiQuery<After>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -224,7 +258,9 @@ pub async fn agent_events(
         admin: agent.is_admin(),
     };
     let bots = state.engine.bots_of(&who);
+    let hold = hold(&state, peer, permit)?;
     Ok(limits(ws).on_upgrade(move |socket| async move {
+        let _hold = hold;
         // Subscribed before the agent counts as online: whoever sees them online (and then,
         // say, turns "Accept chats" on) knows this socket hears what follows.
         let frames = state.engine.hub().subscribe();

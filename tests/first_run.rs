@@ -181,6 +181,8 @@ fn the_setup_link_works_once_and_is_not_printed_once_someone_can_sign_in() {
         "for the first admin of agents.toml: {line}"
     );
     let url = setup_url(&line);
+    let landing = get(&format!("{}/", server.url)).body;
+    assert!(landing.contains(r#"id="first-run""#), "{landing}");
     assert!(
         url.starts_with(&format!("{}/set-password?token=", server.url)),
         "{url}"
@@ -201,6 +203,10 @@ fn the_setup_link_works_once_and_is_not_printed_once_someone_can_sign_in() {
     assert_eq!(done.status, 200, "{}", done.body);
     assert!(done.body.contains("Your password is set"), "{}", done.body);
     assert!(done.body.contains(r#"href="/console""#), "{}", done.body);
+    assert!(
+        !get(&format!("{}/", server.url)).body.contains("first-run"),
+        "the landing page stops pointing at the setup link"
+    );
 
     // Once: the second use is refused, and the password stays the first one.
     let again = post_form(

@@ -83,6 +83,7 @@ async fn first_run(state: &AppState) {
     match answer {
         Ok((queued, first)) => {
             if queued > 0 {
+                tracing::info!("invited {queued} new agent(s) by mail");
                 state.engine.outbound().doorbell.ring();
             }
             match first {

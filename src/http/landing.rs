@@ -26,7 +26,18 @@ fn public_url(state: &AppState) -> String {
 
 /// `GET /`: what this server is, where the console is, and every bot's pages.
 pub async fn landing(State(state): State<AppState>) -> Response {
-    let live = state.live.load();
+    let live = state.live.load_full();
+    // While nobody of the roster can sign in, the page points at the printed setup link.
+    let with_password = match state.read(crate::auth::credentials::with_password).await {
+        Ok(emails) => emails,
+        Err(e) => return e.into_response(),
+    };
+    let first_run = !live
+        .bundle
+        .roster
+        .agents
+        .iter()
+        .any(|a| with_password.contains(&crate::auth::email_key(a.email.as_str())));
     let bots: Vec<Value> = live
         .bundle
         .bots
@@ -57,6 +68,7 @@ pub async fn landing(State(state): State<AppState>) -> Response {
         json!({
             "bots": bots,
             "demo": demo,
+            "first_run": first_run,
             "revision": live.revision.as_ref().map(|r| r.number),
             "public_url": public_url(&state),
         }),

@@ -105,12 +105,18 @@ async fn widget_element(browser: &Browser, css: &str, label: &str) -> Element {
     }
 }
 
+/// Clicks it; a button the widget replaced between finding and clicking is found again.
 async fn widget_click(browser: &Browser, css: &str, label: &str) {
-    widget_element(browser, css, label)
+    let start = Instant::now();
+    while widget_element(browser, css, label)
         .await
         .click()
         .await
-        .unwrap();
+        .is_err()
+    {
+        assert!(start.elapsed() < LIMIT, "cannot click `{css}` {label:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Types a line into the widget's message box and sends it with Enter.
@@ -137,6 +143,25 @@ async fn visitor_bubbles(browser: &Browser) -> Value {
 const AT_NEWEST: &str = "const ol = document.getElementById('messages');
     return ol.children.length > 0 && ol.scrollHeight - ol.scrollTop - ol.clientHeight < 2
         && ol.scrollHeight > ol.clientHeight ? 'scrolled' : (ol.scrollHeight <= ol.clientHeight ? 'fits' : false);";
+
+/// Clicks the console's action button labelled `label`. The bar is drawn again when the
+/// conversation changes, so a button found a moment ago may be gone: find it again.
+async fn console_action(browser: &Browser, label: &str) {
+    let xpath = format!("//div[@id='conv-actions']//button[normalize-space()='{label}']");
+    let start = Instant::now();
+    loop {
+        if let Ok(button) = browser.client.find(Locator::XPath(&xpath)).await
+            && button.click().await.is_ok()
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "no `{label}` button in the console"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 async fn switch(browser: &Browser, window: &WindowHandle) {
     browser
@@ -262,18 +287,7 @@ async fn a_newcomer_follows_the_setup_link_and_chats_with_the_demo_bot() {
         .wait_for_text("#messages", "Finding a salesperson for you")
         .await;
     let opened = until(&browser, "the newest messages shown on open", AT_NEWEST).await;
-    browser
-        .client
-        .wait()
-        .at_most(LIMIT)
-        .for_element(Locator::XPath(
-            "//div[@id='conv-actions']//button[normalize-space()='Accept']",
-        ))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    console_action(&browser, "Accept").await;
     browser
         .wait_for_text("#messages", "I'm Ana Lima from sales")
         .await;
@@ -313,16 +327,7 @@ async fn a_newcomer_follows_the_setup_link_and_chats_with_the_demo_bot() {
         .await;
 
     // 7. Resolved: the widget no longer shows the agent or "End chat".
-    browser
-        .client
-        .find(Locator::XPath(
-            "//div[@id='conv-actions']//button[normalize-space()='Resolve']",
-        ))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    console_action(&browser, "Resolve").await;
     browser.click("#resolve-form button[type=submit]").await;
     switch(&browser, &visitor).await;
     widget_says(&browser, "This chat was marked as resolved").await;

@@ -321,6 +321,8 @@
   let promptEl = null; // the current step's controls, kept last in the log
   let ended = false, agentName = null, queued = false, place = 0, connBad = false, polledAt = 0;
   let hadAgent = false, rated = false; // a person had this chat; the visitor rated it
+  let resolved = false; // resolved by the agent: over until the visitor writes again
+  let liveLabel = null; // the Live Chat button shown, echoed once the request is made
   let isOpen = PAGE, booted = false, connTimer, typingTimer;
 
   function toggle(on) {
@@ -360,10 +362,10 @@
 
   // The header, the banner and the controls follow the state.
   function status() {
-    sub.textContent = agentName || widget.subtitle || "";
+    sub.textContent = (!resolved && agentName) || widget.subtitle || "";
     banner.textContent = connBad ? L.conn : queued ? (place > 0 ? L.place.replace("{}", place) : L.queue) : "";
     banner.hidden = !banner.textContent;
-    endBtn.hidden = ended;
+    endBtn.hidden = ended || resolved;
     input.disabled = sendBtn.disabled = ended;
   }
   function setConn(ok) {
@@ -413,7 +415,7 @@
   function reset(id) {
     log.textContent = "";
     [promptEl, conv, convSeq, seen, pending, ended, agentName, queued] = [null, id, 0, new Set(), [], false, null, false];
-    [hadAgent, rated] = [false, false];
+    [hadAgent, rated, resolved, liveLabel] = [false, false, false, null];
     hideTyping();
     setInput(null);
     status();
@@ -438,12 +440,19 @@
       case "queue.position":
         place = d.position || 0;
         return status();
+      case "conversation.reopened":
+        resolved = false;
+        return status();
       case "conversation.assigned":
+        resolved = false;
         agentName = d.name || null;
         if (agentName) hadAgent = true;
         if (agentName) setPrompt(null); // the bot pauses while a person chats
         return queue(!agentName); // unassigned: it rings again
       case "conversation.resolved":
+        // Nobody is chatting any more: no agent in the header, nothing to end.
+        resolved = true;
+        agentName = null;
         queue(false);
         note(L.resolved);
         return askRating();
@@ -488,13 +497,21 @@
     if (mine) return settle(mine, id);
     if (id) seen.add(id);
     if (d.notice === "handoff") queue(true);
-    if (d.author === "agent") hideTyping();
+    // The request for a person begins with the welcome notice: the Live Chat button that
+    // made it is echoed first, as a choice clicked is (the server echoes those).
+    if (d.notice === "welcome" && liveLabel) add(bubble("visitor", liveLabel)), liveLabel = null;
+    if (d.author === "agent") {
+      hideTyping();
+      // Back after a reopen: the agent who writes is the one chatting.
+      if (!resolved && d.name && !agentName) (agentName = d.name), status();
+    }
     add(bubble(d.author, d.text, d.author === "agent" && (d.name || L.someone), at));
     if (live && !isOpen && d.author !== "visitor") launcher.classList.add("lc-unread");
   }
 
   function step(d) {
     setPrompt(null);
+    liveLabel = d.live_chat ? d.live_chat.label || L.person : null;
     const url = d.link && safeUrl(d.link.url);
     // In the history: a step that only links does not wait, the next step follows.
     if (url) add(h("div", { class: "lc-links" }, h("a", { class: "lc-btn lc-link", href: url, target: "_blank",

@@ -25,6 +25,21 @@ pub struct ServerArgs {
     /// The live bundle directory that the server watches [default: ./bots].
     #[arg(long, env = "LIVECHAT_BOTS_DIR", global = true)]
     pub bots_dir: Option<PathBuf>,
+    /// How log lines are written to standard error: `text` for people, `json` (one object a
+    /// line) for log shippers [default: text].
+    #[arg(long, env = "LIVECHAT_LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The shape of log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One readable line per event; coloured only when standard error is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields.message`, `target`).
+    Json,
 }
 
 /// `livechat.toml`.
@@ -51,6 +66,8 @@ pub struct SettingsFile {
     /// The first retry of a failed mail or webhook waits this long; each next one twice as
     /// long, at most an hour (default `5s`).
     pub outbox_retry: Option<crate::config::values::DurationValue>,
+    /// `text` or `json` (see [`LogFormat`]).
+    pub log_format: Option<LogFormat>,
     /// `[limits]`: what one client may hold of the server.
     #[serde(default)]
     pub limits: LimitsFile,
@@ -151,6 +168,7 @@ pub struct Settings {
     pub templates_dir: Option<PathBuf>,
     pub outbox_retry: std::time::Duration,
     pub limits: ServerLimits,
+    pub log_format: LogFormat,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -255,6 +273,7 @@ impl ServerArgs {
                 .map(|d| d.get())
                 .unwrap_or(std::time::Duration::from_secs(5)),
             limits: resolve_limits(&file.limits)?,
+            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
         })
     }
 }

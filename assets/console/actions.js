@@ -64,7 +64,8 @@ async function command(verb, body, done) {
     if (done) announce(done);
     if (openId === id && notice !== REASONS.already_taken) setNotice('');
     scheduleRefresh(0);
-    if (openId === id) loadOpen(id, false);
+    // What the action led to (the assigned notice after Accept, say) is at the end.
+    if (openId === id) loadOpen(id, true);
     return r;
   } catch (err) {
     if (err.status === 401) return null;

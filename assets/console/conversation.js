@@ -124,6 +124,10 @@ export function setNotice(text) {
 }
 
 function renderConv(scrollDown) {
+  // Whether to end at the newest message is decided before anything moves: the actions,
+  // the notice, the details and the composer change the list's height after it is drawn.
+  const ol = $('messages');
+  const stick = scrollDown || nearBottom(ol);
   $('conv-title').textContent = visitorName(conv);
   const chip = $('conv-status');
   chip.textContent = statusLabel(conv.status);
@@ -133,6 +137,13 @@ function renderConv(scrollDown) {
   renderMessages(scrollDown);
   renderDetails(conv);
   renderComposer(conv);
+  if (stick) toBottom(ol);
+}
+
+/** Shows the newest messages, now and once the browser has laid the pane out again. */
+function toBottom(ol) {
+  ol.scrollTop = ol.scrollHeight;
+  requestAnimationFrame(() => { ol.scrollTop = ol.scrollHeight; });
 }
 
 function nearBottom(ol) {
@@ -159,7 +170,7 @@ function renderMessages(scrollDown) {
       h('div', { class: 'msg-meta' }, 'Internal note · closing note'),
       h('div', { class: 'msg-text' }, closing)));
   }
-  if (stick) ol.scrollTop = ol.scrollHeight;
+  if (stick) toBottom(ol);
 }
 
 /** Adds one message or note (from an event, or our own once sent), in seq order. */
@@ -180,7 +191,7 @@ export function appendMsg(m) {
     else (conv.messages = conv.messages || []).push(m);
   }
   shownKey = '';
-  if (stick || isMe(m.agent)) ol.scrollTop = ol.scrollHeight;
+  if (stick || isMe(m.agent)) toBottom(ol);
 }
 
 function author(m) {

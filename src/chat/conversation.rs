@@ -632,6 +632,7 @@ pub fn apply(conv: &Conversation, cmd: Command, ctx: &Ctx<'_>) -> Result<Transit
         Command::Choose { step, pick } => tx.choose(step, pick)?,
         Command::Answer { text } => tx.answer(text)?,
         Command::Skip => tx.flow_input(flow::skip)?,
+        Command::Back if conv.status == Status::Collecting => tx.withdraw_request(),
         Command::Back => tx.flow_input(flow::back)?,
         Command::RequestLiveChat { action } => tx.request_live_chat(action)?,
         Command::SubmitForm { form, values } => tx.submit_form(form, values)?,
@@ -744,6 +745,19 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         self.conv.last_visitor_at = Some(self.ctx.now);
         self.set_flow(state, outputs);
         Ok(())
+    }
+
+    /// `back` while the name or email for a person is asked: the visitor takes the request
+    /// back and is where they asked again, that step shown anew (its Live Chat button, or
+    /// its choices). What they gave so far stays known.
+    fn withdraw_request(&mut self) {
+        self.clear_waiting();
+        let c = &mut self.conv;
+        c.status = Status::Bot;
+        c.last_visitor_at = Some(self.ctx.now);
+        c.deadlines = Deadlines::default();
+        let (state, outputs) = flow::again(self.ctx.bot, &c.flow, &c.language);
+        self.set_flow(state, outputs);
     }
 
     fn request_live_chat(&mut self, action: Option<String>) -> Result<(), Rejection> {
@@ -1204,10 +1218,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         };
         let text = render_text(prompt, &self.conv.language, &self.render_ctx(None));
         self.message("bot", text, json!({ "collect": name }));
-        self.emit(
-            EventKind::FlowStep,
-            json!({ "step": null, "collect": { "field": name, "type": kind } }),
-        );
+        self.emit(EventKind::FlowStep, collect_step(name, kind));
     }
 
     fn collect_answer(&mut self, text: &str) {
@@ -1226,10 +1237,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
                 CollectField::Name => ("name", "text"),
                 CollectField::Email => ("email", "email"),
             };
-            self.emit(
-                EventKind::FlowStep,
-                json!({ "step": null, "collect": { "field": name, "type": kind } }),
-            );
+            self.emit(EventKind::FlowStep, collect_step(name, kind));
             return;
         }
         let var = match field {
@@ -1700,6 +1708,12 @@ fn show_flow(
         };
         events.push(event);
     }
+}
+
+/// The `flow.step` of a collected field: the visitor answers with a message, or goes
+/// `back` to where they asked for a person (like any question of the flow).
+fn collect_step(field: &str, kind: &str) -> Value {
+    json!({ "step": null, "collect": { "field": field, "type": kind }, "buttons": ["back"] })
 }
 
 fn buttons(b: &[FlowButton]) -> Vec<&'static str> {
@@ -2365,9 +2379,51 @@ fields = [
         assert_eq!(c.status, Status::New);
         assert_eq!(ringing_of(&ev), [ANA, BEA]);
         assert_eq!(c.deadlines.accept, Some(ts(90)));
-        // Skip and Back do not apply while collecting.
+        // Skip does not apply while collecting (Back does: see below).
         let (c, _) = w.ok(&w.start(), request());
         assert_eq!(w.code(&c, Command::Skip), "invalid_state");
+    }
+
+    #[test]
+    fn back_while_collecting_takes_the_request_back_to_where_it_was_made() {
+        let w = World::new(support_bot("collect = [\"name\", \"email\"]", ""));
+        let (c, _) = w.ok(
+            &w.start(),
+            Command::Choose {
+                step: None,
+                pick: Pick::Index(0),
+            },
+        );
+        let (c, ev) = w.ok(&c, request());
+        // The name question offers Back, like the flow's own questions.
+        assert_eq!(ev.last().unwrap().data["buttons"], json!(["back"]));
+        let (c, ev) = w.ok(&c, visitor("Ana"));
+        assert_eq!(ev.last().unwrap().data["collect"]["field"], "email");
+        assert_eq!(ev.last().unwrap().data["buttons"], json!(["back"]));
+        let (c, ev) = w.ok(&c, Command::Back);
+        assert_eq!(c.status, Status::Bot);
+        assert_eq!(c.deadlines, Deadlines::default());
+        assert!(c.ringing.is_empty());
+        // The step where the visitor asked is shown again, its Live Chat button with it.
+        assert_eq!(kinds(&ev), ["message.created", "flow.step"]);
+        assert_eq!(said(&ev), [pair("bot", "Want to talk to a person?")]);
+        assert_eq!(ev[1].data["step"], "human");
+        assert_eq!(ev[1].data["live_chat"]["action"], "desk");
+        assert_eq!(c.flow.step.as_deref(), Some("human"));
+        // What was given stays known: asking again asks only the email.
+        assert_eq!(c.name.as_deref(), Some("Ana"));
+        let (c, ev) = w.ok(&c, request());
+        assert_eq!(c.status, Status::Collecting);
+        assert_eq!(ev.last().unwrap().data["collect"]["field"], "email");
+        // Back is for the visitor waiting on a question, not once a request rings.
+        let (c, _) = w.ok(
+            &c,
+            Command::Answer {
+                text: "ana@x.example".into(),
+            },
+        );
+        assert_eq!(c.status, Status::New);
+        assert_eq!(w.code(&c, Command::Back), "invalid_state");
     }
 
     #[test]

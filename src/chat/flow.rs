@@ -345,6 +345,20 @@ pub fn resume_after_live_chat(bot: &Bot, state: &FlowState, lang: &str) -> Flow 
     (next, out)
 }
 
+/// Shows the step where the flow waits once more, as it is now: the visitor took back a
+/// request for a person made there (a step that vanished restarts the flow).
+pub fn again(bot: &Bot, state: &FlowState, lang: &str) -> Flow {
+    let Some(id) = &state.step else {
+        return (state.clone(), Vec::new());
+    };
+    let Some(index) = graph::position(bot, id) else {
+        return restart(bot, state, lang);
+    };
+    let mut out = Vec::new();
+    let next = run_from(bot, lang, state.clone(), Some(index), &mut out);
+    (next, out)
+}
+
 /// Pauses the flow where it is while the offline form `form` is shown.
 pub fn pause_for_offline_form(state: &FlowState, form: &str) -> FlowState {
     FlowState {

@@ -2,16 +2,19 @@
 
 use std::process::ExitCode;
 
+use std::io::IsTerminal;
+
 use crate::http::AppState;
+use crate::mail::invites::{self, FirstRun};
 use crate::server;
-use crate::settings::ServerArgs;
+use crate::settings::{LogFormat, ServerArgs};
 
 pub fn run(args: &ServerArgs) -> ExitCode {
-    init_logging();
     let settings = match args.resolve() {
         Ok(s) => s,
         Err(e) => return super::fail(e),
     };
+    init_logging(settings.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return super::fail(format!("cannot start the async runtime: {e}")),
@@ -50,6 +53,7 @@ pub fn run(args: &ServerArgs) -> ExitCode {
             bots_dir.display(),
             data_dir.display()
         );
+        first_run(&state).await;
         match server::serve(listener, state, server::shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => super::fail(e),
@@ -57,11 +61,72 @@ pub fn run(args: &ServerArgs) -> ExitCode {
     })
 }
 
-fn init_logging() {
+/// On a data directory where no agent of the bundle can sign in yet: a one-time link for
+/// the first admin to choose a password, on standard output (after the `listening` line,
+/// which scripts read first) and in the log. Invitations by mail go out as well; the link
+/// only spares the newcomer from looking for them.
+async fn first_run(state: &AppState) {
+    let roster = state.live.load().bundle.roster.clone();
+    let outbound = state.engine.outbound().clone();
+    let answer = state
+        .engine
+        .writer()
+        .run(move |conn| {
+            // The mailed invitations first, so that the setup link (an invitation too)
+            // never stands in for the admin's mail.
+            let queued = invites::invite_new_agents(conn, &roster, &outbound)?;
+            let first =
+                invites::first_run(conn, &roster, &outbound.public_url, jiff::Timestamp::now())?;
+            Ok((queued, first))
+        })
+        .await;
+    match answer {
+        Ok((queued, first)) => {
+            if queued > 0 {
+                tracing::info!("invited {queued} new agent(s) by mail");
+                state.engine.outbound().doorbell.ring();
+            }
+            match first {
+                FirstRun::SomeoneCanSignIn => {}
+                FirstRun::NoAdmin => {
+                    let text = "livechat setup: no agent can sign in yet and agents.toml names \
+                                no admin; set a password with `livechat agent password EMAIL`";
+                    println!("{text}");
+                    tracing::warn!("{text}");
+                }
+                FirstRun::SetupLink {
+                    email,
+                    link,
+                    expires_at,
+                } => {
+                    let until = expires_at.strftime("%H:%M UTC");
+                    println!(
+                        "livechat setup: open {link} to choose the password of {email} \
+                         (admin); the link works once, until {until}"
+                    );
+                    tracing::info!(
+                        "first run: nobody can sign in yet; setup link for {email} (admin), \
+                         valid once until {until}: {link}"
+                    );
+                }
+            }
+        }
+        Err(e) => tracing::error!("cannot make the first-run setup link: {e}"),
+    }
+}
+
+/// Logs go to standard error: colours only when it is a terminal (not in a file or a
+/// journal), or one JSON object a line for log shippers.
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("LIVECHAT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }

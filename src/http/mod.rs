@@ -8,6 +8,7 @@ mod auth;
 pub mod error;
 pub(crate) mod extract;
 mod health;
+mod landing;
 pub mod limits;
 mod origin;
 mod page;
@@ -79,7 +80,11 @@ pub fn router(state: AppState) -> Router {
         .route("/console/js/{name}", get(assets::console_module))
         .route("/console.css", get(assets::console_css))
         .route("/console", get(assets::console))
-        .route("/chat/{bot}", get(assets::chat_page));
+        .route("/chat/{bot}", get(assets::chat_page))
+        .route("/", get(landing::landing))
+        .route("/demo/{bot}", get(landing::demo))
+        .route("/favicon.svg", get(landing::favicon))
+        .route("/favicon.ico", get(landing::favicon));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))

@@ -78,6 +78,14 @@ const BUILT_IN: &[(&str, &str)] = &[
         "pages/console.html",
         include_str!("../../templates/pages/console.html"),
     ),
+    (
+        "pages/landing.html",
+        include_str!("../../templates/pages/landing.html"),
+    ),
+    (
+        "pages/demo.html",
+        include_str!("../../templates/pages/demo.html"),
+    ),
 ];
 
 #[derive(Clone)]

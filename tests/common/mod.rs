@@ -9,6 +9,7 @@ pub mod smtp;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub fn bin() -> &'static str {
@@ -69,6 +70,8 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     /// The environment it was started with (kept for restarts).
     pub env: Vec<(String, String)>,
+    /// What it printed to standard output after the `listening` line, line by line.
+    pub stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl TestServer {
@@ -121,8 +124,14 @@ impl TestServer {
                 }
             }
         };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // Keep draining stdout so the server never blocks on a full pipe (and keep it).
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let printed = stdout.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                printed.lock().unwrap().push(line);
+            }
+        });
         let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -141,6 +150,7 @@ impl TestServer {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            stdout,
         };
         server.wait_for(Duration::from_secs(10), "healthz answers", |h| {
             h["status"] == "ok"
@@ -184,6 +194,27 @@ impl TestServer {
         drop(self);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         TestServer::start_in(dir, bots_dir, data_dir, &env)
+    }
+
+    /// The first line printed after `listening` that starts with `prefix`, waited for up
+    /// to `limit` (None if none came).
+    pub fn printed(&self, prefix: &str, limit: Duration) -> Option<String> {
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self
+                .stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.starts_with(prefix))
+            {
+                return Some(line.clone());
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn revision(&self) -> i64 {

@@ -1,0 +1,229 @@
+//! Events stored by an earlier release still read: `tests/fixtures/db/v0.1.db` was written
+//! by livechat 0.1.0 (before events were typed), and the server of today serves its history.
+//!
+//! The fixture is made by `make_fixture_db` below, run on the release it stands for:
+//! `cargo test --test stored_events -- --ignored make_fixture_db`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::TestServer;
+use common::live::{Api, set_password};
+use serde_json::{Value, json};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/db/v0.1.db")
+}
+
+/// Copies `from` into `to`, file by file (the example bundle has no subdirectories).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// Stops the server the way an operator does (SIGTERM) and waits for it to exit; answers
+/// its directory, which outlives it.
+fn stop(mut server: TestServer) -> tempfile::TempDir {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "livechat serve exited with {exit}");
+    std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes tests/fixtures/db/v0.1.db; run by hand on the release it stands for"]
+async fn make_fixture_db() {
+    let dir = tempfile::tempdir().unwrap();
+    let bots_dir = dir.path().join("bots");
+    let data_dir = dir.path().join("data");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bots"),
+        &bots_dir,
+    );
+    // Short enough to see a request time out while the fixture is made.
+    let sales = bots_dir.join("sales.toml");
+    let text = std::fs::read_to_string(&sales).unwrap();
+    std::fs::write(
+        &sales,
+        text.replace("accept_timeout = \"90s\"", "accept_timeout = \"3s\""),
+    )
+    .unwrap();
+    let server = TestServer::start_in(dir, bots_dir, data_dir, &[]);
+    let (diego, emma, ana) = (
+        "diego.ramos@example.com",
+        "emma.rossi@example.com",
+        "ana.lima@example.com",
+    );
+    for email in [diego, emma, ana] {
+        set_password(&server.bots_dir, &server.data_dir, email);
+    }
+    let api = Api::new(&server.url);
+    let visitor_action = |token: String, body: Value| {
+        let api = api.clone();
+        async move {
+            let (status, answer) = api
+                .post("/api/v1/visitor/actions", Some(&token), body.clone())
+                .await;
+            assert_eq!(status, 200, "{body}: {answer}");
+            answer
+        }
+    };
+    let say = |token: String, text: &'static str| {
+        let api = api.clone();
+        async move {
+            let (status, answer) = api
+                .post(
+                    "/api/v1/visitor/messages",
+                    Some(&token),
+                    json!({ "text": text }),
+                )
+                .await;
+            assert_eq!(status, 200, "{text}: {answer}");
+        }
+    };
+    let act = |token: String, conv: String, verb: &'static str, body: Value| {
+        let api = api.clone();
+        async move {
+            let (status, answer) = api.act(&token, &conv, verb, body).await;
+            assert_eq!(status, 200, "{verb} {conv}: {answer}");
+        }
+    };
+
+    // Nobody online: the request goes offline and the visitor leaves a message instead.
+    let offline = api.session("sales").await;
+    let t = offline.token.clone();
+    visitor_action(t.clone(), json!({"type": "choice", "index": 2})).await;
+    visitor_action(t.clone(), json!({"type": "request_live_chat"})).await;
+    visitor_action(
+        t.clone(),
+        json!({"type": "form", "form": "callback", "values": {
+            "name": "Oskar Offline", "email": "oskar@example.org", "seats": "11–50",
+            "message": "Please call me back."
+        }}),
+    )
+    .await;
+
+    let mut d = api.go_online(diego).await;
+    let mut e = api.go_online(emma).await;
+    let a = api.login(ana).await;
+
+    // A whole live chat: collect name and email, ring, accept, talk, note, transfer to an
+    // agent and to a team, unassign, assign, resolve, reopen, resolve, rate, close.
+    let chat = api.session("sales").await;
+    let (t, c) = (chat.token.clone(), chat.conv.clone());
+    visitor_action(t.clone(), json!({"type": "choice", "index": 1})).await;
+    visitor_action(
+        t.clone(),
+        json!({"type": "choice", "value": "I'd like to ask someone"}),
+    )
+    .await;
+    visitor_action(t.clone(), json!({"type": "back"})).await;
+    visitor_action(t.clone(), json!({"type": "choice", "index": 0})).await;
+    visitor_action(t.clone(), json!({"type": "request_live_chat"})).await;
+    say(t.clone(), "Jane Doe").await;
+    say(t.clone(), "not an address").await;
+    say(t.clone(), "jane@example.com").await;
+    d.stream.event("livechat.ringing", Some(&c)).await;
+    act(d.token.clone(), c.clone(), "accept", json!({})).await;
+    say(t.clone(), "Hello, how much for 20 seats?").await;
+    act(
+        d.token.clone(),
+        c.clone(),
+        "messages",
+        json!({"text": "Let me check."}),
+    )
+    .await;
+    act(
+        d.token.clone(),
+        c.clone(),
+        "notes",
+        json!({"text": "Hot lead."}),
+    )
+    .await;
+    act(
+        d.token.clone(),
+        c.clone(),
+        "transfer",
+        json!({"agent": emma}),
+    )
+    .await;
+    act(
+        e.token.clone(),
+        c.clone(),
+        "messages",
+        json!({"text": "Emma here."}),
+    )
+    .await;
+    act(
+        e.token.clone(),
+        c.clone(),
+        "transfer",
+        json!({"team": "sales-americas"}),
+    )
+    .await;
+    d.stream.event("livechat.ringing", Some(&c)).await;
+    act(d.token.clone(), c.clone(), "accept", json!({})).await;
+    act(d.token.clone(), c.clone(), "unassign", json!({})).await;
+    act(a.clone(), c.clone(), "assign", json!({"agent": diego})).await;
+    act(
+        d.token.clone(),
+        c.clone(),
+        "resolve",
+        json!({"note": "Sent the quote."}),
+    )
+    .await;
+    say(t.clone(), "One more question!").await;
+    act(d.token.clone(), c.clone(), "resolve", json!({})).await;
+    visitor_action(
+        t.clone(),
+        json!({"type": "rate", "rating": "good", "comment": "Quick and kind."}),
+    )
+    .await;
+    act(a.clone(), c.clone(), "close", json!({})).await;
+
+    // An agent takes over from the bot; the visitor ends the chat.
+    let taken = api.session("sales").await;
+    act(e.token.clone(), taken.conv.clone(), "takeover", json!({})).await;
+    say(taken.token.clone(), "Oh, hi!").await;
+    visitor_action(taken.token.clone(), json!({"type": "end"})).await;
+
+    // Nobody accepts in time: the request times out to the offline form, which the visitor
+    // dismisses, and the flow ends.
+    let missed = api.session("sales").await;
+    let t = missed.token.clone();
+    visitor_action(t.clone(), json!({"type": "choice", "index": 2})).await;
+    visitor_action(t.clone(), json!({"type": "request_live_chat"})).await;
+    say(t.clone(), "Mia Missed").await;
+    say(t.clone(), "mia@example.org").await;
+    e.stream.event("livechat.timeout", Some(&missed.conv)).await;
+    visitor_action(t.clone(), json!({"type": "skip"})).await;
+
+    // What the visitor saw is in the log; wait for the last of it before stopping.
+    let history = api.history(&t, 0).await;
+    assert!(
+        history.iter().any(|e| e["data"]["end"] == true),
+        "{history:?}"
+    );
+    d.stream.close().await;
+    e.stream.close().await;
+    let data_dir = server.data_dir.clone();
+    let _dir = stop(server);
+
+    // `VACUUM INTO`: one self-contained file, nothing left in a WAL, no free pages.
+    let out = fixture();
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&out);
+    let db = rusqlite::Connection::open(data_dir.join("livechat.db")).unwrap();
+    db.execute("VACUUM INTO ?1", [out.to_str().unwrap()])
+        .unwrap();
+}

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 use proptest::prelude::*;
 
-use super::conversation::tests::{ROSTER, support_bot, ts};
+use super::conversation::testkit::{ROSTER, support_bot, ts};
 use super::conversation::{
     Command, Conversation, Ctx, Event, EventKind, Status, TransferTarget, Visitor, apply,
 };

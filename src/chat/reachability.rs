@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use jiff::Timestamp;
 use proptest::prelude::*;
 
-use super::conversation::tests::ts;
+use super::conversation::testkit::ts;
 use super::conversation::{Command, Conversation, Ctx, Event, EventKind, Status, Visitor, apply};
 use super::flow::tests::bot;
 use super::flow::{Pick, Waiting};

@@ -1,0 +1,44 @@
+//! What timers do when they fire.
+
+use serde_json::json;
+
+use super::Tx;
+use crate::chat::conversation::events::EventKind;
+use crate::chat::conversation::types::*;
+
+impl<'c, 'a: 'c> Tx<'c, 'a> {
+    pub(super) fn accept_timeout(&mut self) -> Result<(), Rejection> {
+        self.require_due(Status::New, self.conv.deadlines.accept)?;
+        let a = self.action();
+        self.notice(&a.timeout_message, "timeout", None);
+        self.emit(
+            EventKind::LivechatTimeout,
+            json!({ "action": self.conv.live_chat, "team": self.conv.team }),
+        );
+        self.back_to_bot();
+        Ok(())
+    }
+
+    pub(super) fn idle_timeout(&mut self) -> Result<(), Rejection> {
+        self.require_due(self.conv.status, self.conv.deadlines.idle)?;
+        if !self.conv.status.live() {
+            return Err(self.invalid_state());
+        }
+        self.end("idle");
+        Ok(())
+    }
+
+    pub(super) fn offer_timeout(&mut self) -> Result<(), Rejection> {
+        self.require_due(Status::New, self.conv.deadlines.offer)?;
+        self.conv.offered_to = None;
+        self.conv.deadlines.offer = None;
+        self.ring(true);
+        Ok(())
+    }
+
+    pub(super) fn agents_changed(&mut self) {
+        if self.conv.status == Status::New {
+            self.ring(false);
+        }
+    }
+}

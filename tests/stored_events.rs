@@ -16,6 +16,15 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/db/v0.1.db")
 }
 
+/// What 0.1.0 answered from that database: visitors' histories (with their tokens) and the
+/// stats.
+fn answers_file() -> PathBuf {
+    fixture().with_extension("json")
+}
+
+/// The stats over every event of the fixture, as Diego sees them (the `sales` bot).
+const STATS: &str = "/api/v1/stats?from=2000-01-01";
+
 /// Copies `from` into `to`, file by file (the example bundle has no subdirectories).
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -214,6 +223,24 @@ async fn make_fixture_db() {
         history.iter().any(|e| e["data"]["end"] == true),
         "{history:?}"
     );
+
+    // What this release answers from the log, for the next one to answer the same: each
+    // visitor's history (their token is only stored hashed), and the stats.
+    let mut visitors = Vec::new();
+    for session in [&offline, &chat, &taken, &missed] {
+        visitors.push(json!({
+            "token": session.token,
+            "history": api.history(&session.token, 0).await,
+        }));
+    }
+    let (status, stats) = api.get(STATS, Some(&d.token)).await;
+    assert_eq!(status, 200, "{stats}");
+    let answers = json!({ "visitors": visitors, "stats": stats });
+    std::fs::write(
+        answers_file(),
+        serde_json::to_string_pretty(&answers).unwrap() + "\n",
+    )
+    .unwrap();
     d.stream.close().await;
     e.stream.close().await;
     let data_dir = server.data_dir.clone();

@@ -13,6 +13,9 @@
 //! and returns the next conversation and the events to persist and publish — or a
 //! `Rejection` with a stable code, and then nothing happened. Deadlines for the timers are
 //! part of the returned conversation (`deadlines`).
+//!
+//! Events are typed (`EventData`, one variant per event type, serialized as the API's
+//! `data`); what a visitor sees of each is an allowlist (`visitor_view`).
 
 mod commands;
 mod events;
@@ -24,11 +27,15 @@ pub(crate) mod testkit;
 mod tests;
 mod transitions;
 mod types;
+mod visitor_view;
 
 pub use commands::{
     COLLECT_RETRY, Command, MAX_COMMENT_CHARS, MAX_MESSAGE_CHARS, MAX_NAME_CHARS, TransferTarget,
 };
-pub use events::{Event, EventKind};
+pub use events::{
+    Ask, Author, Choice, Collect, Event, EventData, EventKind, FlowStep, FormFieldView, Link,
+    LiveChatOffer, Message, OfflineFormView,
+};
 pub use language::{pick_language, preferred_language};
 pub use transitions::apply;
 pub use types::{

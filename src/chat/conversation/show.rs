@@ -1,23 +1,10 @@
 //! The events for what the flow shows the visitor.
 
-use serde_json::{Value, json};
-
-use super::events::{Event, EventKind};
+use super::events::{Ask, Author, Choice, EventData, FlowStep, Link, LiveChatOffer, Message};
 use super::transitions::DEFAULT_LIVE_CHAT;
 use crate::chat::flow::{self, FlowState, Output};
 use crate::chat::text::render_text;
 use crate::config::schema::{AskKind, Bot, ButtonKind, ChatMode, FieldKind, FlowButton};
-
-pub(super) fn message_event(author: &str, text: String, extra: Value) -> Event {
-    let mut data = json!({ "author": author, "text": text });
-    if let (Value::Object(d), Value::Object(e)) = (&mut data, extra) {
-        d.extend(e);
-    }
-    Event {
-        kind: EventKind::MessageCreated,
-        data,
-    }
-}
 
 /// The events for what the flow shows: bot messages, `flow.step` prompts, the visitor's
 /// picked choice, the Live Chat button, the end of the flow.
@@ -26,28 +13,40 @@ pub(super) fn show_flow(
     state: &FlowState,
     lang: &str,
     outputs: Vec<Output>,
-    events: &mut Vec<Event>,
+    events: &mut Vec<EventData>,
 ) {
     for out in outputs {
         let event = match out {
-            Output::Say { step, text } => message_event("bot", text, json!({ "step": step })),
-            Output::Chosen { step, label, value } => {
-                message_event("visitor", label, json!({ "step": step, "value": value }))
-            }
-            Output::Prompt(p) => Event {
-                kind: EventKind::FlowStep,
-                data: json!({
-                    "step": p.step,
-                    "choices": p.choices.iter()
-                        .map(|c| json!({ "label": c.label, "value": c.value }))
-                        .collect::<Vec<_>>(),
-                    "ask": p.ask.map(|a| json!({
-                        "var": a.var, "type": ask_kind(a.kind), "max": a.max,
-                    })),
-                    "link": p.link.map(|l| json!({ "label": l.label, "url": l.url })),
-                    "buttons": buttons(&p.buttons),
+            Output::Say { step, text } => EventData::MessageCreated(Message {
+                step: Some(step),
+                ..Message::new(Author::Bot, text)
+            }),
+            Output::Chosen { step, label, value } => EventData::MessageCreated(Message {
+                step: Some(step),
+                value: Some(value),
+                ..Message::new(Author::Visitor, label)
+            }),
+            Output::Prompt(p) => EventData::FlowStep(FlowStep::Prompt {
+                step: p.step,
+                choices: p
+                    .choices
+                    .into_iter()
+                    .map(|c| Choice {
+                        label: c.label,
+                        value: c.value,
+                    })
+                    .collect(),
+                ask: p.ask.map(|a| Ask {
+                    var: a.var,
+                    kind: ask_kind(a.kind).into(),
+                    max: a.max,
                 }),
-            },
+                link: p.link.map(|l| Link {
+                    label: l.label,
+                    url: l.url,
+                }),
+                buttons: buttons(&p.buttons),
+            }),
             Output::LiveChat { action } => {
                 let step = state
                     .step
@@ -58,40 +57,42 @@ pub(super) fn show_flow(
                     .unwrap_or_default();
                 let a = bot.live_chat.get(&action).unwrap_or(&DEFAULT_LIVE_CHAT);
                 let ctx = flow::vars_json(bot, &state.vars);
-                Event {
-                    kind: EventKind::FlowStep,
-                    data: json!({
-                        "step": state.step,
-                        "live_chat": {
-                            "action": action,
-                            "label": render_text(&a.button.label, lang, &ctx),
-                            "style": match a.button.style {
-                                ButtonKind::Primary => "primary",
-                                ButtonKind::Secondary => "secondary",
-                            },
-                            "modes": a.modes.iter().map(|m| match m.get_ref() {
-                                ChatMode::Text => "text",
-                                ChatMode::Video => "video",
-                            }).collect::<Vec<_>>(),
-                        },
-                        "buttons": buttons(&step_buttons),
-                    }),
-                }
+                EventData::FlowStep(FlowStep::LiveChat {
+                    step: state.step.clone(),
+                    live_chat: LiveChatOffer {
+                        label: render_text(&a.button.label, lang, &ctx),
+                        style: match a.button.style {
+                            ButtonKind::Primary => "primary",
+                            ButtonKind::Secondary => "secondary",
+                        }
+                        .into(),
+                        modes: a
+                            .modes
+                            .iter()
+                            .map(|m| match m.get_ref() {
+                                ChatMode::Text => "text".into(),
+                                ChatMode::Video => "video".into(),
+                            })
+                            .collect(),
+                        action,
+                    },
+                    buttons: buttons(&step_buttons),
+                })
             }
-            Output::End => Event {
-                kind: EventKind::FlowStep,
-                data: json!({ "step": null, "end": true }),
-            },
+            Output::End => EventData::FlowStep(FlowStep::End {
+                step: None,
+                end: true,
+            }),
         };
         events.push(event);
     }
 }
 
-pub(super) fn buttons(b: &[FlowButton]) -> Vec<&'static str> {
+pub(super) fn buttons(b: &[FlowButton]) -> Vec<String> {
     b.iter()
         .map(|b| match b {
-            FlowButton::Skip => "skip",
-            FlowButton::Back => "back",
+            FlowButton::Skip => "skip".into(),
+            FlowButton::Back => "back".into(),
         })
         .collect()
 }

@@ -142,17 +142,17 @@ impl World {
 }
 
 pub(crate) fn kinds(events: &[Event]) -> Vec<&'static str> {
-    events.iter().map(|e| e.kind.as_str()).collect()
+    events.iter().map(|e| e.kind().as_str()).collect()
 }
 
 pub(crate) fn said(events: &[Event]) -> Vec<(String, String)> {
     events
         .iter()
-        .filter(|e| e.kind == EventKind::MessageCreated)
+        .filter(|e| e.kind() == EventKind::MessageCreated)
         .map(|e| {
             (
-                e.data["author"].as_str().unwrap().to_string(),
-                e.data["text"].as_str().unwrap().to_string(),
+                e.data()["author"].as_str().unwrap().to_string(),
+                e.data()["text"].as_str().unwrap().to_string(),
             )
         })
         .collect()
@@ -162,9 +162,9 @@ pub(crate) fn ringing_of(events: &[Event]) -> Vec<String> {
     let e = events
         .iter()
         .rev()
-        .find(|e| e.kind == EventKind::LivechatRinging)
+        .find(|e| e.kind() == EventKind::LivechatRinging)
         .expect("a ringing event");
-    serde_json::from_value(e.data["agents"].clone()).unwrap()
+    serde_json::from_value(e.data()["agents"].clone()).unwrap()
 }
 
 pub(crate) fn request() -> Command {

@@ -67,7 +67,7 @@ fn a_conversation_starts_with_the_bot() {
         ["conversation.started", "message.created", "flow.step"]
     );
     assert_eq!(said(&t.events), [pair("bot", "Hallo!")]);
-    assert_eq!(t.events[2].data["choices"][0]["value"], "Billing");
+    assert_eq!(t.events[2].data()["choices"][0]["value"], "Billing");
     let c = t.conversation;
     assert_eq!((c.status, c.language.as_str()), (Status::Bot, "de"));
     assert_eq!(c.flow.step.as_deref(), Some("start"));
@@ -116,14 +116,14 @@ fn the_flow_runs_through_commands_while_the_bot_leads() {
         ]
     );
     let step = ev.last().unwrap();
-    assert_eq!(step.kind, EventKind::FlowStep);
-    assert_eq!(step.data["live_chat"]["action"], "desk");
-    assert_eq!(step.data["live_chat"]["label"], "Talk to a person");
-    assert_eq!(step.data["buttons"], json!(["skip"]));
+    assert_eq!(step.kind(), EventKind::FlowStep);
+    assert_eq!(step.data()["live_chat"]["action"], "desk");
+    assert_eq!(step.data()["live_chat"]["label"], "Talk to a person");
+    assert_eq!(step.data()["buttons"], json!(["skip"]));
     assert_eq!(c.last_visitor_at, Some(w.now));
     let (c, ev) = w.ok(&c, Command::Skip);
     assert_eq!(said(&ev), [pair("bot", "Thanks for chatting, .")]);
-    assert_eq!(ev.last().unwrap().data["end"], true);
+    assert_eq!(ev.last().unwrap().data()["end"], true);
     assert_eq!(c.flow.waiting, Waiting::Done);
     // After the end, messages are only recorded.
     let (_, ev) = w.ok(&c, visitor("hello?"));
@@ -215,8 +215,8 @@ fn a_request_rings_every_eligible_agent() {
             pair("system", "Connecting you to our team…")
         ]
     );
-    assert_eq!(ev[0].data["notice"], "welcome");
-    assert_eq!(ev[1].data, json!({ "action": "desk", "team": null }));
+    assert_eq!(ev[0].data()["notice"], "welcome");
+    assert_eq!(ev[1].data(), json!({ "action": "desk", "team": null }));
     // Support serves the bot: Ana and Bea ring; Cid (billing) and the admin (night) not.
     assert_eq!(ringing_of(&ev), [ANA, BEA]);
     assert_eq!(c.status, Status::New);
@@ -304,8 +304,8 @@ fn the_first_message_after_assignment_starts_chatting() {
     let c = w.assigned(ANA);
     let (c1, ev) = w.ok(&c, agent_says(ANA, "Hi, I'm Ana."));
     assert_eq!(c1.status, Status::Chatting);
-    assert_eq!(ev[0].data["author"], "agent");
-    assert_eq!(ev[0].data["agent"], ANA);
+    assert_eq!(ev[0].data()["author"], "agent");
+    assert_eq!(ev[0].data()["agent"], ANA);
     let (c2, _) = w.ok(&c, visitor("hello"));
     assert_eq!(c2.status, Status::Chatting);
     // The bot stays paused: no flow output for the visitor's message.
@@ -326,7 +326,7 @@ fn notes_are_internal_and_allowed_until_closed() {
     };
     let (_, ev) = w.ok(&c, note(CID));
     assert_eq!(kinds(&ev), ["note.created"]);
-    assert_eq!(ev[0].data["text"], "VIP");
+    assert_eq!(ev[0].data()["text"], "VIP");
     assert_eq!(w.code(&c, note("x@y.example")), "unknown_agent");
 }
 
@@ -343,7 +343,7 @@ fn collecting_asks_for_missing_fields_first() {
             pair("bot", "May I have your name?")
         ]
     );
-    assert_eq!(ev.last().unwrap().data["collect"]["field"], "name");
+    assert_eq!(ev.last().unwrap().data()["collect"]["field"], "name");
     assert_eq!(c.deadlines.idle, Some(ts(600)));
     let (c, ev) = w.ok(&c, visitor("Ana"));
     assert_eq!(c.name.as_deref(), Some("Ana"));
@@ -422,8 +422,8 @@ fn outside_hours_the_offline_message_comes_at_once_and_the_flow_goes_on() {
             "flow.step"
         ]
     );
-    assert_eq!(ev[3].data["reason"], "closed");
-    assert_eq!(ev[3].data["form"], Value::Null);
+    assert_eq!(ev[3].data()["reason"], "closed");
+    assert_eq!(ev[3].data()["form"], Value::Null);
     assert_eq!(
         said(&ev)[1..],
         [
@@ -448,9 +448,9 @@ fn agents_leaving_while_collecting_means_offline() {
     let (c, ev) = w.ok(&c, visitor("Ana"));
     let offline = ev
         .iter()
-        .find(|e| e.kind == EventKind::LivechatOffline)
+        .find(|e| e.kind() == EventKind::LivechatOffline)
         .unwrap();
-    assert_eq!(offline.data["reason"], "no_agents");
+    assert_eq!(offline.data()["reason"], "no_agents");
     assert_eq!(c.status, Status::Bot);
     assert_eq!(c.name.as_deref(), Some("Ana"));
 }
@@ -472,14 +472,14 @@ fn with_nobody_available_the_offline_form_is_shown_and_can_be_sent() {
     let (c, ev) = w.ok(&c, request());
     let offline = ev
         .iter()
-        .find(|e| e.kind == EventKind::LivechatOffline)
+        .find(|e| e.kind() == EventKind::LivechatOffline)
         .unwrap();
-    assert_eq!(offline.data["reason"], "no_agents");
-    assert_eq!(offline.data["form"], "contact");
+    assert_eq!(offline.data()["reason"], "no_agents");
+    assert_eq!(offline.data()["form"], "contact");
     let form = ev.last().unwrap();
-    assert_eq!(form.kind, EventKind::FlowStep);
-    assert_eq!(form.data["offline_form"]["id"], "contact");
-    assert_eq!(form.data["offline_form"]["fields"][0]["type"], "email");
+    assert_eq!(form.kind(), EventKind::FlowStep);
+    assert_eq!(form.data()["offline_form"]["id"], "contact");
+    assert_eq!(form.data()["offline_form"]["fields"][0]["type"], "email");
     assert_eq!(c.status, Status::Bot);
     assert_eq!(c.flow.waiting, Waiting::OfflineForm("contact".into()));
     assert_eq!(c.flow.step.as_deref(), Some("human"));
@@ -501,8 +501,8 @@ fn with_nobody_available_the_offline_form_is_shown_and_can_be_sent() {
         &c,
         submit(&[("email", "ana@x.example"), ("message", "Call me")]),
     );
-    assert_eq!(ev[0].kind, EventKind::FormSubmitted);
-    assert_eq!(ev[0].data["values"]["message"], "Call me");
+    assert_eq!(ev[0].kind(), EventKind::FormSubmitted);
+    assert_eq!(ev[0].data()["values"]["message"], "Call me");
     assert_eq!(
         said(&ev),
         [
@@ -588,7 +588,7 @@ fn idle_visitors_end_the_chat() {
     w.now = ts(500);
     let (c, ev) = w.ok(&c, Command::IdleTimeout);
     assert_eq!(kinds(&ev), ["conversation.ended"]);
-    assert_eq!(ev[0].data["reason"], "idle");
+    assert_eq!(ev[0].data()["reason"], "idle");
     assert_eq!((c.status, c.ended_at), (Status::Ended, Some(ts(500))));
     assert_eq!(c.deadlines, Deadlines::default());
     assert_eq!(w.code(&c, visitor("back")), "invalid_state");
@@ -600,7 +600,7 @@ fn the_visitor_can_end_the_chat() {
     let w = World::new(support_bot("", ""));
     for c in [w.start(), w.ringing(), w.assigned(BEA)] {
         let (c, ev) = w.ok(&c, Command::VisitorEnd);
-        assert_eq!(ev[0].data["reason"], "visitor");
+        assert_eq!(ev[0].data()["reason"], "visitor");
         assert_eq!(c.status, Status::Ended);
         assert_eq!(w.code(&c, Command::VisitorEnd), "invalid_state");
     }
@@ -618,8 +618,8 @@ fn resolve_records_the_time_to_resolve_and_a_note() {
     w.now = ts(125);
     let (r, ev) = w.ok(&c, resolve(ANA, Some(" refunded ")));
     assert_eq!(kinds(&ev), ["conversation.resolved"]);
-    assert_eq!(ev[0].data["time_to_resolve_secs"], 125);
-    assert_eq!(ev[0].data["note"], "refunded");
+    assert_eq!(ev[0].data()["time_to_resolve_secs"], 125);
+    assert_eq!(ev[0].data()["note"], "refunded");
     assert_eq!(r.status, Status::Resolved);
     assert_eq!(r.resolved_at, Some(ts(125)));
     assert_eq!(r.resolve_note.as_deref(), Some("refunded"));
@@ -668,7 +668,7 @@ fn a_chat_a_person_had_can_be_rated_once_when_it_is_over() {
     let (rated, ev) = w.ok(&resolved, rate(Rating::Bad, Some("  too slow ")));
     assert_eq!(kinds(&ev), ["conversation.rated"]);
     assert_eq!(
-        ev[0].data,
+        ev[0].data(),
         json!({"rating": "bad", "comment": "too slow", "agent": ANA})
     );
     assert_eq!(rated.rating, Some(Rating::Bad));
@@ -683,7 +683,7 @@ fn a_chat_a_person_had_can_be_rated_once_when_it_is_over() {
         "invalid_input"
     );
     let (rated, ev) = w.ok(&ended, rate(Rating::Good, Some(" ")));
-    assert_eq!(ev[0].data["comment"], Value::Null);
+    assert_eq!(ev[0].data()["comment"], Value::Null);
     assert_eq!(rated.rating, Some(Rating::Good));
 }
 
@@ -701,7 +701,7 @@ fn a_visitor_message_reopens_a_resolved_chat() {
     w.now = ts(50);
     let (o, ev) = w.ok(&r, visitor("one more thing"));
     assert_eq!(kinds(&ev), ["message.created", "conversation.reopened"]);
-    assert_eq!(ev[1].data["assignee"], ANA);
+    assert_eq!(ev[1].data()["assignee"], ANA);
     assert_eq!(o.status, Status::Assigned);
     assert_eq!(o.assignee.as_deref(), Some(ANA));
     assert_eq!((o.resolved_at, o.resolve_note.clone()), (None, None));
@@ -709,7 +709,7 @@ fn a_visitor_message_reopens_a_resolved_chat() {
     // Ana went offline: back to the queue.
     w.agent_mut(ANA).online = false;
     let (o, ev) = w.ok(&r, visitor("one more thing"));
-    assert_eq!(ev[1].data["assignee"], Value::Null);
+    assert_eq!(ev[1].data()["assignee"], Value::Null);
     assert_eq!(o.status, Status::New);
     assert_eq!(o.assignee, None);
     assert_eq!(ringing_of(&ev), [BEA]);
@@ -774,7 +774,7 @@ fn takeover_pauses_the_bot() {
     w.now = ts(5);
     let (t, ev) = w.ok(&c, Command::Takeover { agent: ANA.into() });
     assert_eq!(kinds(&ev), ["conversation.assigned", "message.created"]);
-    assert_eq!(ev[0].data["takeover"], true);
+    assert_eq!(ev[0].data()["takeover"], true);
     assert_eq!(
         said(&ev),
         [pair("system", "Ana Lima has taken over the conversation.")]
@@ -844,7 +844,7 @@ fn transfer_to_an_agent_or_a_team() {
             "message.created"
         ]
     );
-    assert_eq!(ev[1].data["previous"], ANA);
+    assert_eq!(ev[1].data()["previous"], ANA);
     assert_eq!(t.assignee.as_deref(), Some(BEA));
     assert_eq!(t.status, Status::Assigned);
     assert_eq!(w.code(&c, to_agent(BEA, CID)), "not_allowed");
@@ -924,7 +924,7 @@ fn assign_and_unassign() {
     assert_eq!(w.code(&s, assign(ADM, CID, true)), "not_available");
     let (a, ev) = w.ok(&s, assign(ADM, ANA, true));
     assert_eq!(kinds(&ev), ["conversation.assigned", "message.created"]);
-    assert_eq!(ev[0].data["previous"], BEA);
+    assert_eq!(ev[0].data()["previous"], BEA);
     assert_eq!(a.assignee.as_deref(), Some(ANA));
     assert_eq!(
         w.code(&s, assign(ADM, "x@y.example", true)),
@@ -938,7 +938,7 @@ fn assign_and_unassign() {
     );
     let (u, ev) = w.ok(&a, Command::Unassign { by: ANA.into() });
     assert_eq!(kinds(&ev), ["conversation.assigned", "livechat.ringing"]);
-    assert_eq!(ev[0].data["agent"], Value::Null);
+    assert_eq!(ev[0].data()["agent"], Value::Null);
     assert_eq!(u.status, Status::New);
     assert_eq!(u.assignee, None);
     assert!(u.muted.contains(ANA));
@@ -979,7 +979,7 @@ fn auto_assignment_offers_to_one_agent_at_a_time() {
     assert_eq!(w.code(&c, Command::OfferTimeout), "invalid_state");
     w.now = ts(20);
     let (c, ev) = w.ok(&c, Command::OfferTimeout);
-    assert_eq!(ev[0].data["offered_to"], ANA);
+    assert_eq!(ev[0].data()["offered_to"], ANA);
     assert_eq!(c.deadlines.offer, Some(ts(40)));
     assert_eq!(w.code(&c, accept(BEA)), "not_available");
     // Everyone was offered: a new round.

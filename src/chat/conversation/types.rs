@@ -4,10 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use jiff::Timestamp;
-use serde_json::json;
 
 use super::commands::{Command, valid_name};
-use super::events::{Event, EventKind};
+use super::events::{Event, EventData};
 use super::language::pick_language;
 use super::show::show_flow;
 use super::transitions::apply;
@@ -323,15 +322,12 @@ impl Conversation {
             rating_comment: None,
             deadlines: Deadlines::default(),
         };
-        let mut events = vec![Event {
-            kind: EventKind::ConversationStarted,
-            data: json!({
-                "bot": conv.bot,
-                "visitor_id": conv.visitor_id,
-                "language": conv.language,
-                "page_url": conv.page_url,
-                "country": conv.country,
-            }),
+        let mut events = vec![EventData::ConversationStarted {
+            bot: conv.bot.clone(),
+            visitor_id: conv.visitor_id.clone(),
+            language: conv.language.clone(),
+            page_url: conv.page_url.clone(),
+            country: conv.country.clone(),
         }];
         show_flow(bot, &conv.flow, &conv.language, outputs, &mut events);
         Transition {

@@ -1,10 +1,8 @@
 //! What agents do.
 
-use serde_json::json;
-
 use super::Tx;
 use crate::chat::conversation::commands::*;
-use crate::chat::conversation::events::EventKind;
+use crate::chat::conversation::events::{Author, EventData, Message};
 use crate::chat::conversation::types::*;
 use crate::chat::routing::{self, AgentView};
 use crate::config::schema::Assignment;
@@ -20,7 +18,9 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         }
         let agent = self.agent(email)?;
         self.may_accept(agent)?;
-        self.emit(EventKind::LivechatAccepted, json!({ "agent": agent.email }));
+        self.emit(EventData::LivechatAccepted {
+            agent: agent.email.clone(),
+        });
         self.assign_to(agent, &agent.email, None);
         Ok(())
     }
@@ -64,21 +64,23 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             ));
         }
         self.conv.status = Status::Chatting;
-        self.message(
-            "agent",
-            text,
-            json!({ "agent": agent.email, "name": agent.name }),
-        );
+        self.message(Message {
+            agent: Some(agent.email.clone()),
+            name: Some(agent.name.clone()),
+            ..Message::new(Author::Agent, text)
+        });
         Ok(())
     }
 
     pub(super) fn note(&mut self, email: &str, text: String) -> Result<(), Rejection> {
         let text = message_text(&text)?;
         let agent = self.agent(email)?;
-        self.emit(
-            EventKind::NoteCreated,
-            json!({ "agent": agent.email, "name": agent.name, "text": text }),
-        );
+        self.emit(EventData::NoteCreated {
+            message_id: None,
+            agent: agent.email.clone(),
+            name: agent.name.clone(),
+            text,
+        });
         Ok(())
     }
 
@@ -120,10 +122,13 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         }
         // They gave it back: it does not ring for them again.
         self.conv.muted.insert(by.to_string());
-        self.emit(
-            EventKind::ConversationAssigned,
-            json!({ "agent": null, "previous": by, "by": by }),
-        );
+        self.emit(EventData::ConversationAssigned {
+            agent: None,
+            name: None,
+            by: by.to_string(),
+            previous: Some(Some(by.to_string())),
+            takeover: false,
+        });
         self.enter_new();
         Ok(())
     }
@@ -152,10 +157,12 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
                 if !(agent.accepting && agent.online) {
                     return Err(Rejection::NotAvailable(format!("{email} is not available")));
                 }
-                self.emit(
-                    EventKind::ConversationTransferred,
-                    json!({ "by": by, "from": previous, "agent": agent.email, "team": null }),
-                );
+                self.emit(EventData::ConversationTransferred {
+                    by: by.to_string(),
+                    from: previous.clone(),
+                    agent: Some(agent.email.clone()),
+                    team: None,
+                });
                 self.assign_to(agent, by, previous);
             }
             TransferTarget::Team(team) => {
@@ -172,10 +179,12 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
                     self.conv.muted.insert(p.clone());
                 }
                 self.conv.team = Some(team.clone());
-                self.emit(
-                    EventKind::ConversationTransferred,
-                    json!({ "by": by, "from": previous, "agent": null, "team": team }),
-                );
+                self.emit(EventData::ConversationTransferred {
+                    by: by.to_string(),
+                    from: previous,
+                    agent: None,
+                    team: Some(team),
+                });
                 let a = self.action();
                 self.notice(&a.handoff_message, "handoff", None);
                 self.enter_new();
@@ -208,10 +217,13 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         c.status = Status::Chatting;
         c.assignee = Some(agent.email.clone());
         c.assigned_at = Some(now);
-        self.emit(
-            EventKind::ConversationAssigned,
-            json!({ "agent": agent.email, "name": agent.name, "by": agent.email, "takeover": true }),
-        );
+        self.emit(EventData::ConversationAssigned {
+            agent: Some(agent.email.clone()),
+            name: Some(agent.name.clone()),
+            by: agent.email.clone(),
+            previous: None,
+            takeover: true,
+        });
         let a = self.action();
         self.notice(&a.takeover_message, "takeover", Some(agent));
         self.touch_idle();
@@ -260,10 +272,11 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         c.resolve_note = note.clone();
         c.deadlines = Deadlines::default();
         let secs = c.requested_at.map(|r| now.duration_since(r).as_secs());
-        self.emit(
-            EventKind::ConversationResolved,
-            json!({ "by": by, "note": note, "time_to_resolve_secs": secs }),
-        );
+        self.emit(EventData::ConversationResolved {
+            by: by.to_string(),
+            note,
+            time_to_resolve_secs: secs,
+        });
         Ok(())
     }
 
@@ -273,7 +286,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         self.conv.status = Status::Closed;
         self.conv.closed_at = Some(self.ctx.now);
         self.conv.deadlines = Deadlines::default();
-        self.emit(EventKind::ConversationClosed, json!({}));
+        self.emit(EventData::ConversationClosed {});
         Ok(())
     }
 
@@ -292,10 +305,11 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         let comment = optional_text(comment, MAX_COMMENT_CHARS, "the comment")?;
         self.conv.rating = Some(rating);
         self.conv.rating_comment = comment.clone();
-        self.emit(
-            EventKind::ConversationRated,
-            json!({ "rating": rating.as_str(), "comment": comment, "agent": self.conv.assignee }),
-        );
+        self.emit(EventData::ConversationRated {
+            rating,
+            comment,
+            agent: self.conv.assignee.clone(),
+        });
         Ok(())
     }
 }

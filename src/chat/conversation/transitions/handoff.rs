@@ -3,11 +3,11 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Value, json};
-
 use super::{Tx, after};
 use crate::chat::conversation::commands::*;
-use crate::chat::conversation::events::EventKind;
+use crate::chat::conversation::events::{
+    Author, Collect, EventData, FlowStep, FormFieldView, Message, OfflineFormView,
+};
 use crate::chat::conversation::show::{field_kind, show_flow};
 use crate::chat::conversation::types::*;
 use crate::chat::flow::{self, FlowState, Output};
@@ -48,11 +48,11 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             CollectField::Email => (&a.email_prompt, "email", "email"),
         };
         let text = render_text(prompt, &self.conv.language, &self.render_ctx(None));
-        self.message("bot", text, json!({ "collect": name }));
-        self.emit(
-            EventKind::FlowStep,
-            json!({ "step": null, "collect": { "field": name, "type": kind } }),
-        );
+        self.message(Message {
+            collect: Some(name.into()),
+            ..Message::new(Author::Bot, text)
+        });
+        self.emit(collect_step(name, kind));
     }
 
     pub(super) fn collect_answer(&mut self, text: &str) {
@@ -66,15 +66,12 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             CollectField::Email => is_valid_email(&value),
         };
         if !ok {
-            self.message("bot", COLLECT_RETRY.to_string(), json!({}));
+            self.message(Message::new(Author::Bot, COLLECT_RETRY.to_string()));
             let (name, kind) = match field {
                 CollectField::Name => ("name", "text"),
                 CollectField::Email => ("email", "email"),
             };
-            self.emit(
-                EventKind::FlowStep,
-                json!({ "step": null, "collect": { "field": name, "type": kind } }),
-            );
+            self.emit(collect_step(name, kind));
             return;
         }
         let var = match field {
@@ -113,10 +110,11 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         let a = self.action();
         self.notice(&a.offline_message, "offline", None);
         let form = self.offline_form().map(|(id, _)| id.to_string());
-        self.emit(
-            EventKind::LivechatOffline,
-            json!({ "action": self.conv.live_chat, "reason": reason, "form": form }),
-        );
+        self.emit(EventData::LivechatOffline {
+            action: self.conv.live_chat.clone(),
+            reason: reason.into(),
+            form,
+        });
         self.back_to_bot();
     }
 
@@ -143,33 +141,28 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             Some((id, form)) => {
                 self.conv.flow = flow::pause_for_offline_form(&self.conv.flow, id);
                 let ctx = self.render_ctx(None);
-                let fields: Vec<Value> = form
+                let fields = form
                     .fields
                     .iter()
-                    .map(|f| {
-                        json!({
-                            "name": f.name.get_ref(),
-                            "label": render_text(&f.label, &lang, &ctx),
-                            "type": field_kind(f.kind),
-                            "required": f.required,
-                            "max": f.max,
-                            "options": f.options,
-                        })
+                    .map(|f| FormFieldView {
+                        name: f.name.get_ref().clone(),
+                        label: render_text(&f.label, &lang, &ctx),
+                        kind: field_kind(f.kind).into(),
+                        required: f.required,
+                        max: f.max,
+                        options: f.options.clone(),
                     })
                     .collect();
-                self.emit(
-                    EventKind::FlowStep,
-                    json!({
-                        "step": self.conv.flow.step,
-                        "offline_form": {
-                            "id": id,
-                            "title": render_text(&form.title, &lang, &ctx),
-                            "intro": form.intro.as_ref().map(|t| render_text(t, &lang, &ctx)),
-                            "fields": fields,
-                        },
-                        "buttons": ["skip"],
-                    }),
-                );
+                self.emit(EventData::FlowStep(FlowStep::OfflineForm {
+                    step: self.conv.flow.step.clone(),
+                    offline_form: OfflineFormView {
+                        id: id.to_string(),
+                        title: render_text(&form.title, &lang, &ctx),
+                        intro: form.intro.as_ref().map(|t| render_text(t, &lang, &ctx)),
+                        fields,
+                    },
+                    buttons: vec!["skip".into()],
+                }));
             }
             None => {
                 let (state, outputs) =
@@ -232,14 +225,11 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         };
         if announce || ringing != self.conv.ringing {
             self.conv.ringing = ringing;
-            self.emit(
-                EventKind::LivechatRinging,
-                json!({
-                    "agents": self.conv.ringing,
-                    "team": self.conv.team,
-                    "offered_to": self.conv.offered_to,
-                }),
-            );
+            self.emit(EventData::LivechatRinging {
+                agents: self.conv.ringing.clone(),
+                team: self.conv.team.clone(),
+                offered_to: self.conv.offered_to.clone(),
+            });
         }
     }
 
@@ -252,10 +242,13 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         c.assigned_at = Some(self.ctx.now);
         c.deadlines.accept = None;
         c.deadlines.offer = None;
-        self.emit(
-            EventKind::ConversationAssigned,
-            json!({ "agent": agent.email, "name": agent.name, "by": by, "previous": previous }),
-        );
+        self.emit(EventData::ConversationAssigned {
+            agent: Some(agent.email.clone()),
+            name: Some(agent.name.clone()),
+            by: by.to_string(),
+            previous: Some(previous),
+            takeover: false,
+        });
         let a = self.action();
         self.notice(&a.assigned_message, "assigned", Some(agent));
     }
@@ -273,10 +266,9 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             .as_ref()
             .and_then(|email| self.ctx.agents.iter().find(|a| &a.email == email))
             .filter(|a| a.available());
-        self.emit(
-            EventKind::ConversationReopened,
-            json!({ "assignee": back_to.map(|a| &a.email) }),
-        );
+        self.emit(EventData::ConversationReopened {
+            assignee: back_to.map(|a| a.email.clone()),
+        });
         self.touch_idle();
         match back_to {
             Some(_) => self.conv.status = Status::Assigned,
@@ -289,7 +281,9 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         self.conv.status = Status::Ended;
         self.conv.ended_at = Some(self.ctx.now);
         self.conv.deadlines = Deadlines::default();
-        self.emit(EventKind::ConversationEnded, json!({ "reason": reason }));
+        self.emit(EventData::ConversationEnded {
+            reason: reason.into(),
+        });
     }
 
     /// Stops ringing and offering.
@@ -305,7 +299,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         if self.conv.status.live() {
             self.touch_idle();
         }
-        self.message("visitor", text.to_string(), json!({}));
+        self.message(Message::new(Author::Visitor, text.to_string()));
     }
 
     pub(super) fn touch_idle(&mut self) {
@@ -335,4 +329,15 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             &mut self.events,
         );
     }
+}
+
+/// The `flow.step` that asks for the visitor's name or email before a live chat.
+fn collect_step(field: &str, kind: &str) -> EventData {
+    EventData::FlowStep(FlowStep::Collect {
+        step: None,
+        collect: Collect {
+            field: field.into(),
+            kind: kind.into(),
+        },
+    })
 }

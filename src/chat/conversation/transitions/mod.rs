@@ -13,8 +13,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::commands::Command;
-use super::events::{Event, EventKind};
-use super::show::message_event;
+use super::events::{Author, Event, EventData, Message};
 use super::types::{Conversation, Ctx, Rejection, Status, Transition};
 use crate::chat::flow::{self, FlowError};
 use crate::chat::routing::{self, AgentView};
@@ -202,15 +201,18 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
     /// A Live Chat message to the visitor (`notice`: which one, for clients and tests).
     fn notice(&mut self, text: &Text, notice: &str, agent: Option<&AgentView>) {
         let text = render_text(text, &self.conv.language, &self.render_ctx(agent));
-        self.message("system", text, json!({ "notice": notice }));
+        self.message(Message {
+            notice: Some(notice.into()),
+            ..Message::new(Author::System, text)
+        });
     }
 
-    fn message(&mut self, author: &str, text: String, extra: Value) {
-        self.events.push(message_event(author, text, extra));
+    fn message(&mut self, message: Message) {
+        self.emit(EventData::MessageCreated(message));
     }
 
-    fn emit(&mut self, kind: EventKind, data: Value) {
-        self.events.push(Event { kind, data });
+    fn emit(&mut self, event: EventData) {
+        self.events.push(event);
     }
 }
 

@@ -1,9 +1,7 @@
 //! What timers do when they fire.
 
-use serde_json::json;
-
 use super::Tx;
-use crate::chat::conversation::events::EventKind;
+use crate::chat::conversation::events::EventData;
 use crate::chat::conversation::types::*;
 
 impl<'c, 'a: 'c> Tx<'c, 'a> {
@@ -11,10 +9,10 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         self.require_due(Status::New, self.conv.deadlines.accept)?;
         let a = self.action();
         self.notice(&a.timeout_message, "timeout", None);
-        self.emit(
-            EventKind::LivechatTimeout,
-            json!({ "action": self.conv.live_chat, "team": self.conv.team }),
-        );
+        self.emit(EventData::LivechatTimeout {
+            action: self.conv.live_chat.clone(),
+            team: self.conv.team.clone(),
+        });
         self.back_to_bot();
         Ok(())
     }

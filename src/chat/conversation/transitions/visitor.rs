@@ -2,11 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::json;
-
 use super::Tx;
 use crate::chat::conversation::commands::*;
-use crate::chat::conversation::events::EventKind;
+use crate::chat::conversation::events::{Author, EventData, Message};
 use crate::chat::conversation::types::*;
 use crate::chat::flow::{self, FlowError, FlowState, Pick, Waiting};
 use crate::chat::form::validate_form;
@@ -122,10 +120,10 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             c.country.as_deref(),
         );
         self.notice(&a.welcome_message, "welcome", None);
-        self.emit(
-            EventKind::LivechatRequested,
-            json!({ "action": action_id, "team": self.conv.team }),
-        );
+        self.emit(EventData::LivechatRequested {
+            action: action_id,
+            team: self.conv.team.clone(),
+        });
         self.touch_idle();
         // Nobody to talk to: say so at once rather than ask for a name first.
         if let Some(reason) = self.offline_reason() {
@@ -168,12 +166,12 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             if c.email.is_none() {
                 c.email = clean.get("email").cloned().filter(|e| is_valid_email(e));
             }
-            self.emit(
-                EventKind::FormSubmitted,
-                json!({ "form": form_id, "values": clean }),
-            );
+            self.emit(EventData::FormSubmitted {
+                form: form_id,
+                values: clean,
+            });
             let thanks = render_text(&form.thank_you, &lang, &self.render_ctx(None));
-            self.message("bot", thanks, json!({}));
+            self.message(Message::new(Author::Bot, thanks));
         }
         self.conv.last_visitor_at = Some(self.ctx.now);
         let (state, outputs) = flow::resume_after_live_chat(self.ctx.bot, &self.conv.flow, &lang);

@@ -6,7 +6,9 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::TestServer;
 use common::live::{Api, set_password};
@@ -253,4 +255,74 @@ async fn make_fixture_db() {
     let db = rusqlite::Connection::open(data_dir.join("livechat.db")).unwrap();
     db.execute("VACUUM INTO ?1", [out.to_str().unwrap()])
         .unwrap();
+}
+
+/// The server of today, started on a copy of the 0.1.0 database: agents replay every event
+/// as it was stored, each visitor's history and the stats are what 0.1.0 answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_0_1_is_served_as_it_was() {
+    let answers: Value =
+        serde_json::from_str(&std::fs::read_to_string(answers_file()).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bots_dir = dir.path().join("bots");
+    let data_dir = dir.path().join("data");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bots"),
+        &bots_dir,
+    );
+    std::fs::create_dir_all(&data_dir).unwrap();
+    std::fs::copy(fixture(), data_dir.join("livechat.db")).unwrap();
+    let server = TestServer::start_in(dir, bots_dir, data_dir, &[]);
+    let api = Api::new(&server.url);
+    // Diego's password is in the database (the fixture's agents were given `PASSWORD`).
+    let diego = api.login("diego.ramos@example.com").await;
+
+    let mut replay = api.agent_stream(&diego, 0).await;
+    replay
+        .wait_until(Duration::from_secs(10), "the whole log", |seen| {
+            seen.iter().any(|v| v["seq"] == 92)
+        })
+        .await;
+    let events = replay.events();
+    assert_eq!(events.len(), 92);
+    let kinds: BTreeSet<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        [
+            "conversation.assigned",
+            "conversation.closed",
+            "conversation.ended",
+            "conversation.rated",
+            "conversation.reopened",
+            "conversation.resolved",
+            "conversation.started",
+            "conversation.transferred",
+            "flow.step",
+            "form.submitted",
+            "livechat.accepted",
+            "livechat.offline",
+            "livechat.requested",
+            "livechat.ringing",
+            "livechat.timeout",
+            "message.created",
+            "note.created",
+        ]
+    );
+
+    let mut visible = 0;
+    for visitor in answers["visitors"].as_array().unwrap() {
+        let token = visitor["token"].as_str().unwrap();
+        let history = api.history(token, 0).await;
+        assert_eq!(Value::from(history.clone()), visitor["history"]);
+        visible += history.len();
+    }
+    // Every event but the four `livechat.ringing` and the note.
+    assert_eq!(visible, 87);
+
+    let (status, stats) = api.get(STATS, Some(&diego)).await;
+    assert_eq!(status, 200, "{stats}");
+    for figures in ["total", "bots", "agents"] {
+        assert_eq!(stats[figures], answers["stats"][figures], "{figures}");
+    }
+    assert_eq!(stats["total"]["conversations"], 4);
 }

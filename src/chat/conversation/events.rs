@@ -54,8 +54,7 @@ pub enum EventData {
     #[serde(rename = "livechat.offline")]
     LivechatOffline {
         action: Option<String>,
-        /// `closed` or `no_agents`.
-        reason: String,
+        reason: OfflineReason,
         form: Option<String>,
     },
     /// Accept, assign, transfer to an agent (`previous` set, maybe `null`); takeover
@@ -89,10 +88,7 @@ pub enum EventData {
     #[serde(rename = "conversation.reopened")]
     ConversationReopened { assignee: Option<String> },
     #[serde(rename = "conversation.ended")]
-    ConversationEnded {
-        /// `visitor` or `idle`.
-        reason: String,
-    },
+    ConversationEnded { reason: EndReason },
     #[serde(rename = "note.created")]
     NoteCreated {
         /// Given by the engine when it stores the note.
@@ -137,6 +133,38 @@ impl Author {
     }
 }
 
+/// Why nobody could take a live chat request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfflineReason {
+    /// Outside the Live Chat action's `hours`.
+    Closed,
+    /// Nobody eligible.
+    NoAgents,
+}
+
+/// Why a conversation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The visitor ended it.
+    Visitor,
+    /// The visitor was silent for `idle_timeout` during a live chat.
+    Idle,
+}
+
+/// Which of a Live Chat action's messages a system message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Notice {
+    Welcome,
+    Handoff,
+    Offline,
+    Timeout,
+    Assigned,
+    Takeover,
+}
+
 /// `message.created`: `author` and `text`, and what applies to the message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
@@ -154,9 +182,9 @@ pub struct Message {
     /// On the collect prompt: `name` or `email`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collect: Option<String>,
-    /// Which Live Chat message a system message is (`welcome`, `handoff`…).
+    /// Which Live Chat message a system message is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notice: Option<String>,
+    pub notice: Option<Notice>,
     /// An agent's message: their email.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,

@@ -75,8 +75,8 @@ mod tests {
 
     use super::*;
     use crate::chat::conversation::events::{
-        Ask, Author, Choice, Collect, FlowStep, FormFieldView, Link, LiveChatOffer, Message,
-        OfflineFormView,
+        Ask, Author, Choice, Collect, EndReason, FlowStep, FormFieldView, Link, LiveChatOffer,
+        Message, Notice, OfflineFormView, OfflineReason,
     };
     use crate::chat::conversation::types::Rating;
 
@@ -195,7 +195,7 @@ mod tests {
             ),
             (
                 EventData::MessageCreated(Message {
-                    notice: Some("welcome".into()),
+                    notice: Some(Notice::Welcome),
                     ..message(Author::System)
                 }),
                 Some(
@@ -237,7 +237,7 @@ mod tests {
             (
                 EventData::LivechatOffline {
                     action: Some("desk".into()),
-                    reason: "closed".into(),
+                    reason: OfflineReason::Closed,
                     form: Some("contact".into()),
                 },
                 Some(json!({"action": "desk", "reason": "closed", "form": "contact"})),
@@ -298,7 +298,7 @@ mod tests {
             ),
             (
                 EventData::ConversationEnded {
-                    reason: "idle".into(),
+                    reason: EndReason::Idle,
                 },
                 Some(json!({"reason": "idle"})),
             ),

@@ -1,9 +1,11 @@
 //! What agents do.
 
 use super::Tx;
-use crate::chat::conversation::commands::*;
-use crate::chat::conversation::events::{Author, EventData, Message};
-use crate::chat::conversation::types::*;
+use crate::chat::conversation::commands::{
+    MAX_COMMENT_CHARS, MAX_MESSAGE_CHARS, TransferTarget, message_text, optional_text,
+};
+use crate::chat::conversation::events::{Author, EventData, Message, Notice};
+use crate::chat::conversation::types::{Deadlines, Rating, Rejection, Status};
 use crate::chat::routing::{self, AgentView};
 use crate::config::schema::Assignment;
 
@@ -186,7 +188,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
                     team: Some(team),
                 });
                 let a = self.action();
-                self.notice(&a.handoff_message, "handoff", None);
+                self.notice(&a.handoff_message, Notice::Handoff, None);
                 self.enter_new();
             }
         }
@@ -225,7 +227,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             takeover: true,
         });
         let a = self.action();
-        self.notice(&a.takeover_message, "takeover", Some(agent));
+        self.notice(&a.takeover_message, Notice::Takeover, Some(agent));
         self.touch_idle();
         Ok(())
     }

@@ -4,12 +4,13 @@
 use std::collections::BTreeSet;
 
 use super::{Tx, after};
-use crate::chat::conversation::commands::*;
+use crate::chat::conversation::commands::{COLLECT_RETRY, valid_name};
 use crate::chat::conversation::events::{
-    Author, Collect, EventData, FlowStep, FormFieldView, Message, OfflineFormView,
+    Author, Collect, EndReason, EventData, FlowStep, FormFieldView, Message, Notice,
+    OfflineFormView, OfflineReason,
 };
 use crate::chat::conversation::show::{field_kind, show_flow};
-use crate::chat::conversation::types::*;
+use crate::chat::conversation::types::{Deadlines, Status};
 use crate::chat::flow::{self, FlowState, Output};
 use crate::chat::routing::{self, AgentView};
 use crate::chat::text::render_text;
@@ -19,11 +20,11 @@ use crate::config::values::is_valid_email;
 impl<'c, 'a: 'c> Tx<'c, 'a> {
     /// `None` when someone can take the request now; else why not (`closed`: outside the
     /// opening hours, `no_agents`: nobody eligible).
-    pub(super) fn offline_reason(&self) -> Option<&'static str> {
+    pub(super) fn offline_reason(&self) -> Option<OfflineReason> {
         if !self.ctx.open {
-            Some("closed")
+            Some(OfflineReason::Closed)
         } else if self.eligible().is_empty() {
-            Some("no_agents")
+            Some(OfflineReason::NoAgents)
         } else {
             None
         }
@@ -101,18 +102,18 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
     /// Someone can take it: the handoff message, then ring.
     pub(super) fn connect(&mut self) {
         let a = self.action();
-        self.notice(&a.handoff_message, "handoff", None);
+        self.notice(&a.handoff_message, Notice::Handoff, None);
         self.enter_new();
     }
 
     /// Nobody can take it: the offline message, then the offline form or the flow.
-    pub(super) fn offline(&mut self, reason: &'static str) {
+    pub(super) fn offline(&mut self, reason: OfflineReason) {
         let a = self.action();
-        self.notice(&a.offline_message, "offline", None);
+        self.notice(&a.offline_message, Notice::Offline, None);
         let form = self.offline_form().map(|(id, _)| id.to_string());
         self.emit(EventData::LivechatOffline {
             action: self.conv.live_chat.clone(),
-            reason: reason.into(),
+            reason,
             form,
         });
         self.back_to_bot();
@@ -250,7 +251,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             takeover: false,
         });
         let a = self.action();
-        self.notice(&a.assigned_message, "assigned", Some(agent));
+        self.notice(&a.assigned_message, Notice::Assigned, Some(agent));
     }
 
     /// A visitor message on a resolved conversation: back to its agent if they can take
@@ -276,14 +277,12 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         }
     }
 
-    pub(super) fn end(&mut self, reason: &str) {
+    pub(super) fn end(&mut self, reason: EndReason) {
         self.clear_waiting();
         self.conv.status = Status::Ended;
         self.conv.ended_at = Some(self.ctx.now);
         self.conv.deadlines = Deadlines::default();
-        self.emit(EventData::ConversationEnded {
-            reason: reason.into(),
-        });
+        self.emit(EventData::ConversationEnded { reason });
     }
 
     /// Stops ringing and offering.

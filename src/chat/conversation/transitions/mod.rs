@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::commands::Command;
-use super::events::{Author, Event, EventData, Message};
+use super::events::{Author, Event, EventData, Message, Notice};
 use super::types::{Conversation, Ctx, Rejection, Status, Transition};
 use crate::chat::flow::{self, FlowError};
 use crate::chat::routing::{self, AgentView};
@@ -199,10 +199,10 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
     }
 
     /// A Live Chat message to the visitor (`notice`: which one, for clients and tests).
-    fn notice(&mut self, text: &Text, notice: &str, agent: Option<&AgentView>) {
+    fn notice(&mut self, text: &Text, notice: Notice, agent: Option<&AgentView>) {
         let text = render_text(text, &self.conv.language, &self.render_ctx(agent));
         self.message(Message {
-            notice: Some(notice.into()),
+            notice: Some(notice),
             ..Message::new(Author::System, text)
         });
     }

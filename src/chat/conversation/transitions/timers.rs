@@ -1,14 +1,14 @@
 //! What timers do when they fire.
 
 use super::Tx;
-use crate::chat::conversation::events::EventData;
-use crate::chat::conversation::types::*;
+use crate::chat::conversation::events::{EndReason, EventData, Notice};
+use crate::chat::conversation::types::{Rejection, Status};
 
 impl<'c, 'a: 'c> Tx<'c, 'a> {
     pub(super) fn accept_timeout(&mut self) -> Result<(), Rejection> {
         self.require_due(Status::New, self.conv.deadlines.accept)?;
         let a = self.action();
-        self.notice(&a.timeout_message, "timeout", None);
+        self.notice(&a.timeout_message, Notice::Timeout, None);
         self.emit(EventData::LivechatTimeout {
             action: self.conv.live_chat.clone(),
             team: self.conv.team.clone(),
@@ -22,7 +22,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         if !self.conv.status.live() {
             return Err(self.invalid_state());
         }
-        self.end("idle");
+        self.end(EndReason::Idle);
         Ok(())
     }
 

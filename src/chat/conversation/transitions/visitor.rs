@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 
 use super::Tx;
-use crate::chat::conversation::commands::*;
-use crate::chat::conversation::events::{Author, EventData, Message};
-use crate::chat::conversation::types::*;
+use crate::chat::conversation::commands::message_text;
+use crate::chat::conversation::events::{Author, EndReason, EventData, Message, Notice};
+use crate::chat::conversation::types::{Rejection, Status};
 use crate::chat::flow::{self, FlowError, FlowState, Pick, Waiting};
 use crate::chat::form::validate_form;
-use crate::chat::routing::{self};
+use crate::chat::routing;
 use crate::chat::text::render_text;
 use crate::config::schema::Bot;
 use crate::config::values::is_valid_email;
@@ -119,7 +119,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             &c.language,
             c.country.as_deref(),
         );
-        self.notice(&a.welcome_message, "welcome", None);
+        self.notice(&a.welcome_message, Notice::Welcome, None);
         self.emit(EventData::LivechatRequested {
             action: action_id,
             team: self.conv.team.clone(),
@@ -188,7 +188,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             Status::Chatting,
         ])?;
         self.conv.last_visitor_at = Some(self.ctx.now);
-        self.end("visitor");
+        self.end(EndReason::Visitor);
         Ok(())
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 use proptest::prelude::*;
 
-use super::conversation::tests::{ROSTER, support_bot, ts};
+use super::conversation::testkit::{ROSTER, support_bot, ts};
 use super::conversation::{
     Command, Conversation, Ctx, Event, EventKind, Status, TransferTarget, Visitor, apply,
 };
@@ -280,15 +280,16 @@ impl Sim {
 
 fn check_events(events: &[Event]) -> Result<(), TestCaseError> {
     for e in events {
-        prop_assert!(API_EVENTS.contains(&e.kind.as_str()), "{}", e.kind);
-        prop_assert!(e.data.is_object(), "{e:?}");
-        if e.kind == EventKind::MessageCreated {
-            let author = e.data["author"].as_str().unwrap_or("");
+        prop_assert!(API_EVENTS.contains(&e.kind().as_str()), "{}", e.kind());
+        prop_assert!(e.data().is_object(), "{e:?}");
+        if e.kind() == EventKind::MessageCreated {
+            let data = e.data();
+            let author = data["author"].as_str().unwrap_or("");
             prop_assert!(
                 ["visitor", "bot", "agent", "system"].contains(&author),
                 "{e:?}"
             );
-            prop_assert!(e.data["text"].is_string(), "{e:?}");
+            prop_assert!(e.data()["text"].is_string(), "{e:?}");
         }
     }
     Ok(())

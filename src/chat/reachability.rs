@@ -7,8 +7,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use jiff::Timestamp;
 use proptest::prelude::*;
 
-use super::conversation::tests::ts;
-use super::conversation::{Command, Conversation, Ctx, Event, EventKind, Status, Visitor, apply};
+use super::conversation::testkit::ts;
+use super::conversation::{
+    Author, Command, Conversation, Ctx, Event, EventData, Status, Visitor, apply,
+};
 use super::flow::tests::bot;
 use super::flow::{Pick, Waiting};
 use super::routing::AgentView;
@@ -23,12 +25,11 @@ const SKIP_ONLY: &str = include_str!("../../tests/fixtures/valid/skip-only-step/
 fn shown_steps(events: &[Event]) -> Vec<String> {
     events
         .iter()
-        .filter(|e| match e.kind {
-            EventKind::MessageCreated => e.data["author"] == "bot",
-            EventKind::FlowStep => true,
-            _ => false,
+        .filter_map(|e| match e {
+            EventData::MessageCreated(m) if m.author == Author::Bot => m.step.clone(),
+            EventData::FlowStep(shown) => shown.step().map(str::to_string),
+            _ => None,
         })
-        .filter_map(|e| e.data["step"].as_str().map(str::to_string))
         .collect()
 }
 
@@ -67,8 +68,10 @@ fn pressing_skip_reaches_a_step_no_choice_leads_to() {
     let said: Vec<&str> = t
         .events
         .iter()
-        .filter(|e| e.data["author"] == "bot")
-        .filter_map(|e| e.data["text"].as_str())
+        .filter_map(|e| match e {
+            EventData::MessageCreated(m) if m.author == Author::Bot => Some(m.text.as_str()),
+            _ => None,
+        })
         .collect();
     assert_eq!(said, ["No problem. Want our newsletter? Leave your email."]);
 }

@@ -544,11 +544,11 @@ impl Engine {
         use crate::chat::conversation::EventKind;
         let wants_lines = events.iter().any(|e| {
             matches!(
-                e.kind,
+                e.kind(),
                 EventKind::LivechatRequested | EventKind::LivechatTimeout
             )
         });
-        let wants_any = wants_lines || events.iter().any(|e| e.kind == EventKind::FormSubmitted);
+        let wants_any = wants_lines || events.iter().any(|e| e.kind() == EventKind::FormSubmitted);
         if !wants_any {
             return Ok(Vec::new());
         }

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::chat::conversation::{Conversation, Event, EventKind};
+use crate::chat::conversation::{Conversation, Event, EventData};
 use crate::chat::text::{render, render_text};
 use crate::config::Bundle;
 use crate::config::schema::{Bot, FieldKind, LiveChat, OfflineForm};
@@ -163,8 +163,8 @@ pub fn transition_items(
             console_url: out.console_url(Some(&conv.id)),
             at: now,
         };
-        match event.kind {
-            EventKind::LivechatRequested => {
+        match event {
+            EventData::LivechatRequested { .. } => {
                 items.extend(webhook_items(
                     &conv.bot,
                     bot,
@@ -172,7 +172,7 @@ pub fn transition_items(
                     &note(NotifyEvent::NewRequest),
                 ));
             }
-            EventKind::LivechatTimeout => {
+            EventData::LivechatTimeout { .. } => {
                 items.extend(webhook_items(
                     &conv.bot,
                     bot,
@@ -185,19 +185,19 @@ pub fn transition_items(
                     Err(e) => tracing::error!("{e}"),
                 }
             }
-            EventKind::FormSubmitted => {
-                let form_id = event.data["form"].as_str().unwrap_or_default();
+            EventData::FormSubmitted {
+                form: form_id,
+                values,
+            } => {
                 let Some(form) = bot.offline_form.get(form_id) else {
                     continue;
                 };
-                let values: std::collections::BTreeMap<String, String> =
-                    serde_json::from_value(event.data["values"].clone()).unwrap_or_default();
                 let submission = Submission {
                     bot_id: &conv.bot,
                     bot,
                     form_id,
                     form,
-                    values: &values,
+                    values,
                     conversation_id: Some(&conv.id),
                     page_url: conv.page_url.as_deref(),
                     language: &conv.language,

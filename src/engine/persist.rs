@@ -3,10 +3,9 @@
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Value;
 
 use super::wire;
-use crate::chat::conversation::{Conversation, Event, EventKind};
+use crate::chat::conversation::{Conversation, Event, EventData, EventKind};
 use crate::hub::Frame;
 use crate::mail::outbox::{self, Item};
 use crate::store::StoreError;
@@ -57,42 +56,39 @@ impl Pending {
         let at = stamp(now);
         let mut pending = Vec::with_capacity(events.len());
         for event in events {
-            let kind = event.kind;
-            let mut data = event.data.clone();
-            let mut message = None;
-            if matches!(kind, EventKind::MessageCreated | EventKind::NoteCreated)
-                && let Value::Object(map) = &mut data
-            {
-                let id = wire::new_sortable_id("m");
-                map.insert("message_id".into(), Value::String(id.clone()));
-                let author = if kind == EventKind::NoteCreated {
-                    "note"
-                } else {
-                    data["author"].as_str().unwrap_or("system")
-                };
-                message = Some(PendingMessage {
-                    id,
-                    kind: author.to_string(),
-                    agent: data["agent"].as_str().map(str::to_string),
-                    text: data["text"].as_str().unwrap_or("").to_string(),
-                });
+            let kind = event.kind();
+            let mut event = event.clone();
+            let message = match &event {
+                EventData::MessageCreated(m) => {
+                    Some((m.author.as_str(), m.agent.clone(), m.text.clone()))
+                }
+                EventData::NoteCreated { agent, text, .. } => {
+                    Some(("note", Some(agent.clone()), text.clone()))
+                }
+                _ => None,
             }
-            let form = (kind == EventKind::FormSubmitted).then(|| {
-                (
-                    data["form"].as_str().unwrap_or("").to_string(),
-                    data["values"].to_string(),
-                )
+            .map(|(kind, agent, text)| PendingMessage {
+                id: wire::new_sortable_id("m"),
+                kind: kind.to_string(),
+                agent,
+                text,
             });
-            let visible = wire::visitor_sees(kind.as_str());
+            if let Some(m) = &message {
+                event.set_message_id(m.id.clone());
+            }
+            let form = match &event {
+                EventData::FormSubmitted { form, values } => Some((
+                    form.clone(),
+                    serde_json::to_string(values).map_err(corrupt)?,
+                )),
+                _ => None,
+            };
+            let data = event.data();
+            let visitor_data = event.visitor_view();
+            let visible = visitor_data.is_some();
             let agent_rest = wire::envelope_rest(kind.as_str(), &conv.id, &at, &data);
-            let visitor_rest = visible.then(|| {
-                wire::envelope_rest(
-                    kind.as_str(),
-                    &conv.id,
-                    &at,
-                    &wire::visitor_data(kind.as_str(), &data),
-                )
-            });
+            let visitor_rest =
+                visitor_data.map(|seen| wire::envelope_rest(kind.as_str(), &conv.id, &at, &seen));
             pending.push(PendingEvent {
                 kind,
                 visible,

@@ -41,14 +41,8 @@ pub async fn visitor_events(
             let mut out = Vec::new();
             for row in rows {
                 let (seq, kind, conv, at, data) = row?;
-                let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
-                out.push(wire::envelope(
-                    seq,
-                    &kind,
-                    &conv,
-                    &at,
-                    &wire::visitor_data(&kind, &data),
-                ));
+                let data = wire::visitor_data(&kind, &data);
+                out.push(wire::envelope(seq, &kind, &conv, &at, &data));
             }
             Ok(out)
         })
@@ -75,14 +69,8 @@ pub async fn conversation_visitor_events(
             let mut out = Vec::new();
             for row in rows {
                 let (seq, kind, conv, at, data) = row?;
-                let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
-                out.push(wire::envelope(
-                    seq,
-                    &kind,
-                    &conv,
-                    &at,
-                    &wire::visitor_data(&kind, &data),
-                ));
+                let data = wire::visitor_data(&kind, &data);
+                out.push(wire::envelope(seq, &kind, &conv, &at, &data));
             }
             out.reverse();
             Ok(out)

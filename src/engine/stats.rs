@@ -8,6 +8,7 @@ use rusqlite::params_from_iter;
 use serde_json::{Value, json};
 
 use super::queries::renumber;
+use crate::chat::conversation::{EventData, Rating};
 use crate::store::StoreError;
 use crate::store::reader::Readers;
 
@@ -119,65 +120,69 @@ fn compute(c: &rusqlite::Connection, q: &StatsQuery) -> Result<Value, StoreError
     let mut requested_at: HashMap<String, Timestamp> = HashMap::new();
     for row in rows {
         let (conv, bot, kind, at, data) = row?;
-        let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+        let event = match EventData::from_stored(&kind, &data) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!("stats: a stored {kind} event does not read: {e}");
+                continue;
+            }
+        };
         let at: Option<Timestamp> = at.parse().ok();
         let bot = bot.unwrap_or_default();
         let conv = conv.unwrap_or_default();
-        let apply = |t: &mut Tally| match kind.as_str() {
-            "conversation.started" => t.conversations += 1,
-            "livechat.requested" => t.requests += 1,
-            "livechat.accepted" => {
+        let apply = |t: &mut Tally| match &event {
+            EventData::ConversationStarted { .. } => t.conversations += 1,
+            EventData::LivechatRequested { .. } => t.requests += 1,
+            EventData::LivechatAccepted { .. } => {
                 t.accepted += 1;
                 if let (Some(start), Some(at)) = (requested_at.get(&conv), at) {
                     t.wait_secs.push(at.duration_since(*start).as_secs_f64());
                 }
             }
-            "livechat.timeout" => t.timeouts += 1,
-            "livechat.offline" => t.offline += 1,
-            "conversation.resolved" => {
+            EventData::LivechatTimeout { .. } => t.timeouts += 1,
+            EventData::LivechatOffline { .. } => t.offline += 1,
+            EventData::ConversationResolved {
+                time_to_resolve_secs,
+                ..
+            } => {
                 t.resolved += 1;
-                if let Some(secs) = data["time_to_resolve_secs"].as_f64() {
-                    t.resolve_secs.push(secs);
+                if let Some(secs) = time_to_resolve_secs {
+                    t.resolve_secs.push(*secs as f64);
                 }
             }
-            "form.submitted" => t.forms += 1,
-            "conversation.rated" => match data["rating"].as_str() {
-                Some("good") => t.rated_good += 1,
-                Some("bad") => t.rated_bad += 1,
-                _ => {}
+            EventData::FormSubmitted { .. } => t.forms += 1,
+            EventData::ConversationRated { rating, .. } => match rating {
+                Rating::Good => t.rated_good += 1,
+                Rating::Bad => t.rated_bad += 1,
             },
-            "message.created" => {
-                let author = data["author"].as_str().unwrap_or("system").to_string();
-                *t.messages.entry(author).or_default() += 1;
+            EventData::MessageCreated(m) => {
+                *t.messages.entry(m.author.as_str().to_string()).or_default() += 1;
             }
             _ => {}
         };
         apply(&mut total);
         apply(by_bot.entry(bot).or_default());
-        match kind.as_str() {
-            "livechat.requested" => {
+        match event {
+            EventData::LivechatRequested { .. } => {
                 if let Some(at) = at {
                     requested_at.insert(conv, at);
                 }
             }
-            "livechat.accepted" => {
-                if let Some(agent) = data["agent"].as_str() {
-                    by_agent.entry(agent.to_string()).or_default().accepted += 1;
-                }
+            EventData::LivechatAccepted { agent } => {
+                by_agent.entry(agent).or_default().accepted += 1;
             }
-            "conversation.resolved" => {
-                if let Some(agent) = data["by"].as_str() {
-                    by_agent.entry(agent.to_string()).or_default().resolved += 1;
-                }
+            EventData::ConversationResolved { by, .. } => {
+                by_agent.entry(by).or_default().resolved += 1;
             }
-            "conversation.rated" => {
-                if let Some(agent) = data["agent"].as_str() {
-                    let a = by_agent.entry(agent.to_string()).or_default();
-                    match data["rating"].as_str() {
-                        Some("good") => a.rated_good += 1,
-                        Some("bad") => a.rated_bad += 1,
-                        _ => {}
-                    }
+            EventData::ConversationRated {
+                rating,
+                agent: Some(agent),
+                ..
+            } => {
+                let a = by_agent.entry(agent).or_default();
+                match rating {
+                    Rating::Good => a.rated_good += 1,
+                    Rating::Bad => a.rated_bad += 1,
                 }
             }
             _ => {}

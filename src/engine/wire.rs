@@ -1,8 +1,9 @@
-//! How events look on the wire, and what a visitor may see of them.
+//! How events look on the wire. What a visitor may see of each is the event's own
+//! allowlist (`EventData::visitor_view`).
 
 use serde_json::{Value, json};
 
-use crate::chat::conversation::EventKind;
+use crate::chat::conversation::{EventData, EventKind};
 
 pub use crate::ids::{new_id, new_sortable_id};
 
@@ -38,28 +39,17 @@ pub fn envelope(seq: i64, kind: &str, conversation_id: &str, at: &str, data: &Va
     })
 }
 
-/// Whether the visitor of a conversation sees events of this kind at all.
-pub fn visitor_sees(kind: &str) -> bool {
-    !matches!(kind, "livechat.ringing" | "note.created")
-}
-
-/// What a visitor may see of an event's data: agents appear by name only, and nothing about
-/// queues, teams or who did what internally.
-pub fn visitor_data(kind: &str, data: &Value) -> Value {
-    let Value::Object(map) = data else {
-        return data.clone();
-    };
-    let mut out = map.clone();
-    for key in [
-        "agent", "by", "previous", "from", "team", "ringing", "assignee", "values",
-    ] {
-        out.remove(key);
+/// What a visitor may see of an event as stored: its [`EventData::visitor_view`]. `null`
+/// for a row that does not read as an event of its type (logged), or of a type visitors
+/// never get.
+pub fn visitor_data(kind: &str, data: &str) -> Value {
+    match EventData::from_stored(kind, data) {
+        Ok(event) => event.visitor_view().unwrap_or(Value::Null),
+        Err(e) => {
+            tracing::warn!("a stored {kind} event does not read: {e}");
+            Value::Null
+        }
     }
-    if kind == "conversation.resolved" {
-        // The closing note is for the team.
-        out.remove("note");
-    }
-    Value::Object(out)
 }
 
 /// Parses the kind stored in the log back into the enum (for counters and tests).
@@ -73,15 +63,67 @@ mod tests {
 
     #[test]
     fn visitors_see_agents_by_name_only() {
-        let data =
-            json!({"author": "agent", "agent": "ana@acme.example", "name": "Ana", "text": "hi"});
-        let seen = visitor_data("message.created", &data);
+        let data = r#"{"author":"agent","agent":"ana@acme.example","name":"Ana","text":"hi"}"#;
+        let seen = visitor_data("message.created", data);
         assert_eq!(
             seen,
             json!({"author": "agent", "name": "Ana", "text": "hi"})
         );
-        assert!(!visitor_sees("note.created"));
-        assert!(visitor_sees("message.created"));
+        assert_eq!(visitor_data("note.created", data), Value::Null);
+        assert_eq!(visitor_data("message.created", "{}"), Value::Null);
+    }
+
+    /// What visitors saw of an event before views were allowlists: a denylist of keys. Kept
+    /// here as the reference the allowlists must match.
+    fn denylist_view(kind: &str, data: &Value) -> Option<Value> {
+        if matches!(kind, "livechat.ringing" | "note.created") {
+            return None;
+        }
+        let mut out = data.as_object().unwrap().clone();
+        for key in [
+            "agent", "by", "previous", "from", "team", "ringing", "assignee", "values",
+        ] {
+            out.remove(key);
+        }
+        if kind == "conversation.resolved" {
+            out.remove("note");
+        }
+        Some(Value::Object(out))
+    }
+
+    /// Every event 0.1.0 stored (`tests/fixtures/db/v0.1.db`, all 17 types) reads as its
+    /// type, writes back to the very bytes stored, and shows visitors what it showed them.
+    #[test]
+    fn every_event_stored_by_0_1_reads_and_writes_back_the_same() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/db/v0.1.db");
+        let db =
+            rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        let mut stmt = db
+            .prepare("SELECT seq, type, visitor_visible, data FROM events ORDER BY seq")
+            .unwrap();
+        let rows: Vec<(i64, String, bool, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut kinds = std::collections::BTreeSet::new();
+        for (seq, kind, visible, stored) in &rows {
+            let event = EventData::from_stored(kind, stored)
+                .unwrap_or_else(|e| panic!("event {seq} ({kind}) does not read: {e}\n{stored}"));
+            assert_eq!(event.kind().as_str(), kind);
+            assert_eq!(&event.data().to_string(), stored, "event {seq}");
+            let old: Value = serde_json::from_str(stored).unwrap();
+            assert_eq!(
+                event.visitor_view(),
+                denylist_view(kind, &old),
+                "event {seq}"
+            );
+            assert_eq!(event.visitor_view().is_some(), *visible, "event {seq}");
+            kinds.insert(event.kind());
+        }
+        assert_eq!(rows.len(), 92);
+        assert_eq!(kinds.len(), EventKind::ALL.len(), "{kinds:?}");
     }
 
     #[test]

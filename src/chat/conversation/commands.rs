@@ -1,0 +1,170 @@
+//! What can happen to a conversation, and the limits on what commands carry.
+
+use std::collections::BTreeMap;
+
+use crate::chat::flow::Pick;
+
+use super::types::{Rating, Rejection};
+
+/// Longest message or note accepted, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 10_000;
+/// Longest name accepted when collecting one before a live chat.
+pub const MAX_NAME_CHARS: usize = 200;
+/// Said when a collected name or email does not fit.
+pub const COLLECT_RETRY: &str = "Sorry, that doesn't look right. Please try again.";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// The visitor writes.
+    VisitorMessage {
+        text: String,
+    },
+    /// The visitor clicks a choice (`step`: the step it belongs to, to catch stale clicks).
+    Choose {
+        step: Option<String>,
+        pick: Pick,
+    },
+    /// The visitor answers the question asked (a step's `ask`, or a collected field).
+    Answer {
+        text: String,
+    },
+    Skip,
+    Back,
+    /// The visitor asks for a person; `action` defaults to the one of the step the flow is
+    /// at, else the bot's first.
+    RequestLiveChat {
+        action: Option<String>,
+    },
+    /// The visitor sends the offline form shown to them.
+    SubmitForm {
+        form: String,
+        values: BTreeMap<String, String>,
+    },
+    Accept {
+        agent: String,
+    },
+    AgentMessage {
+        agent: String,
+        text: String,
+    },
+    /// An internal note, never shown to the visitor.
+    Note {
+        agent: String,
+        text: String,
+    },
+    /// Admins assign anyone; agents only themselves.
+    Assign {
+        by: String,
+        agent: String,
+        by_admin: bool,
+    },
+    /// The assignee gives the conversation back to the queue.
+    Unassign {
+        by: String,
+    },
+    Transfer {
+        by: String,
+        to: TransferTarget,
+    },
+    /// An agent takes a conversation from the bot.
+    Takeover {
+        agent: String,
+    },
+    /// Stop ringing for this agent only.
+    Mute {
+        agent: String,
+    },
+    Resolve {
+        by: String,
+        note: Option<String>,
+    },
+    Close,
+    VisitorEnd,
+    AcceptTimeout,
+    IdleTimeout,
+    OfferTimeout,
+    /// Agents' presence, availability or load changed, or the config was reloaded: ring
+    /// (or offer) anew for a waiting request.
+    AgentsChanged,
+    /// The visitor rates a chat a person had with them, once it is over.
+    Rate {
+        rating: Rating,
+        comment: Option<String>,
+    },
+}
+
+/// The longest rating comment, in characters.
+pub const MAX_COMMENT_CHARS: usize = 1000;
+
+impl Command {
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Command::VisitorMessage { .. } => "visitor message",
+            Command::Choose { .. } => "choose",
+            Command::Answer { .. } => "answer",
+            Command::Skip => "skip",
+            Command::Back => "back",
+            Command::RequestLiveChat { .. } => "request live chat",
+            Command::SubmitForm { .. } => "submit form",
+            Command::Accept { .. } => "accept",
+            Command::AgentMessage { .. } => "agent message",
+            Command::Note { .. } => "note",
+            Command::Assign { .. } => "assign",
+            Command::Unassign { .. } => "unassign",
+            Command::Transfer { .. } => "transfer",
+            Command::Takeover { .. } => "takeover",
+            Command::Mute { .. } => "mute",
+            Command::Resolve { .. } => "resolve",
+            Command::Close => "close",
+            Command::VisitorEnd => "end",
+            Command::AcceptTimeout => "accept timeout",
+            Command::IdleTimeout => "idle timeout",
+            Command::OfferTimeout => "offer timeout",
+            Command::AgentsChanged => "agents changed",
+            Command::Rate { .. } => "rate",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferTarget {
+    /// An agent's email.
+    Agent(String),
+    /// A team id.
+    Team(String),
+}
+
+/// Message text, trimmed: not empty, not longer than `MAX_MESSAGE_CHARS`.
+pub(super) fn message_text(text: &str) -> Result<String, Rejection> {
+    let t = text.trim();
+    if t.is_empty() {
+        Err(Rejection::InvalidInput("the message is empty".into()))
+    } else if t.chars().count() > MAX_MESSAGE_CHARS {
+        Err(Rejection::InvalidInput(format!(
+            "the message is longer than {MAX_MESSAGE_CHARS} characters"
+        )))
+    } else {
+        Ok(t.to_string())
+    }
+}
+
+pub(super) fn valid_name(name: &str) -> bool {
+    let n = name.trim();
+    !n.is_empty() && n.chars().count() <= MAX_NAME_CHARS
+}
+
+/// An optional free text (a closing note, a rating comment): trimmed, `None` when empty,
+/// refused when longer than `max` characters.
+pub(super) fn optional_text(
+    text: Option<String>,
+    max: usize,
+    what: &str,
+) -> Result<Option<String>, Rejection> {
+    match text.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) if t.chars().count() > max => {
+            Err(Rejection::InvalidInput(format!("{what} is too long")))
+        }
+        Some(t) => Ok(Some(t.to_string())),
+    }
+}

@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::TestServer;
-use common::live::{Api, Console, Session, agent_email, live_bundle, start_with};
+use common::live::{Api, Console, Session, agent_email, start_with};
+use common::{Bundle, TestServer, bot};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -19,17 +19,11 @@ const SELLER: &str = "seller@acme.example";
 
 /// Two bots: `support` (team `desk`: agent0, agent1) and `sales` (team `sales`: the seller).
 fn two_bots(dir: &std::path::Path) {
-    live_bundle(dir, 2, "90s", "10m");
-    let mut roster = std::fs::read_to_string(dir.join("agents.toml")).unwrap();
-    roster.push_str(&format!(
-        "\n[[team]]\nid = \"sales\"\nbots = [\"sales\"]\n\n[[agent]]\nname = \"Seller\"\nemail = \"{SELLER}\"\nteams = [\"sales\"]\n"
-    ));
-    std::fs::write(dir.join("agents.toml"), roster).unwrap();
-    std::fs::write(
-        dir.join("sales.toml"),
-        common::bot("Acme Sales", "Hi from sales"),
-    )
-    .unwrap();
+    Bundle::live(2)
+        .team("sales", &["sales"])
+        .agent("Seller", SELLER, "sales")
+        .bot("sales", bot("Acme Sales", "Hi from sales"))
+        .write(dir);
 }
 
 /// The server with: agent0 chatting with visitor `a` (support), agent1 online, visitor `b`

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use common::{TestServer, bot, livechat, save_atomically};
+use common::{Bundle, TestServer, bot, livechat};
 
 const ANA: &str = "ana@acme.example";
 const BO: &str = "bo@acme.example";
@@ -19,19 +19,17 @@ const ANA_PASSWORD: &str = "correct horse battery";
 const BO_PASSWORD: &str = "bo's own passphrase";
 
 /// A bundle with one bot and the given agents (name, email), all in team `support`.
-fn write_bundle(dir: &Path, agents: &[(&str, &str)]) {
-    let mut roster = String::from("[[team]]\nid = \"support\"\nbots = [\"support\"]\n");
-    for (name, email) in agents {
-        roster.push_str(&format!(
-            "\n[[agent]]\nname = \"{name}\"\nemail = \"{email}\"\nteams = [\"support\"]\n"
-        ));
-    }
-    save_atomically(&dir.join("agents.toml"), &roster);
-    std::fs::write(dir.join("support.toml"), bot("Support", "Hi")).unwrap();
+fn bundle(agents: &[(&str, &str)]) -> Bundle {
+    let bundle = Bundle::new()
+        .team("support", &["support"])
+        .bot("support", bot("Support", "Hi"));
+    agents
+        .iter()
+        .fold(bundle, |b, (name, email)| b.agent(name, email, "support"))
 }
 
 fn ana_and_bo(dir: &Path) {
-    write_bundle(dir, &[("Ana Lima", ANA), ("Bo Berg", BO)]);
+    bundle(&[("Ana Lima", ANA), ("Bo Berg", BO)]).write(dir);
 }
 
 /// `livechat agent password EMAIL` with the password piped to standard input.
@@ -349,7 +347,7 @@ fn an_agent_removed_from_the_roster_is_signed_out() {
     assert_eq!(me(&server, &[("cookie", &bo.cookie())]).status, 200);
 
     let before = server.revision();
-    write_bundle(&server.bots_dir, &[("Ana Lima", ANA)]);
+    bundle(&[("Ana Lima", ANA)]).write(&server.bots_dir);
     server.wait_for(Duration::from_secs(5), "the roster without Bo", |h| {
         h["config_revision"].as_i64() > Some(before)
     });

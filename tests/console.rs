@@ -6,9 +6,9 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::TestServer;
 use common::browser::Browser;
-use common::live::{Api, PASSWORD, Session, Stream, agent_email, live_bundle, set_password};
+use common::live::{Api, PASSWORD, Session, Stream, agent_email, set_password};
+use common::{Bundle, TestServer};
 use fantoccini::Locator;
 use futures_util::SinkExt;
 use serde_json::{Value, json};
@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(10);
 /// A server with the `support` bot and agents 0 and 1 (team `desk`), both with passwords.
 async fn server() -> (TestServer, Api) {
     let server = tokio::task::spawn_blocking(|| {
-        let server = TestServer::start(|dir| live_bundle(dir, 2, "90s", "10m"), &[]);
+        let server = TestServer::start(|dir| Bundle::live(2).write(dir), &[]);
         for i in 0..2 {
             set_password(&server.bots_dir, &server.data_dir, &agent_email(i));
         }
@@ -723,10 +723,7 @@ bots = ["support"]
 async fn take_over_canned_reconnect_mute_transfer_search_and_reload() {
     let server = tokio::task::spawn_blocking(|| {
         let server = TestServer::start(
-            |dir| {
-                live_bundle(dir, 2, "90s", "10m");
-                std::fs::write(dir.join("responses.toml"), RESPONSES).unwrap();
-            },
+            |dir| Bundle::live(2).file("responses.toml", RESPONSES).write(dir),
             &[],
         );
         for i in 0..2 {

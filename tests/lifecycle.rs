@@ -8,23 +8,25 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::TestServer;
-use common::live::{
-    Api, Console, Session, Stream, agent_email, live_bundle, live_bundle_max, set_password,
-    start_with,
-};
+use common::live::{Api, Console, Session, Stream, agent_email, set_password, start_with};
+use common::{Bundle, TestServer};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
 const BOSS: &str = "boss@acme.example";
 
-/// A server on `live_bundle` with `agents` agents of `max_chats` each; every agent (and the
+/// A server on `Bundle::live` with `agents` agents of `max_chats` each; every agent (and the
 /// admin) has the test password.
 fn start(agents: usize, max_chats: u32, accept_timeout: &str, idle_timeout: &str) -> TestServer {
     let mut emails: Vec<String> = (0..agents).map(agent_email).collect();
     emails.push(BOSS.to_string());
     start_with(
-        |dir| live_bundle_max(dir, agents, max_chats, accept_timeout, idle_timeout),
+        |dir| {
+            Bundle::live(agents)
+                .max_chats(max_chats)
+                .live_chat(|d| d.accept_timeout(accept_timeout).idle_timeout(idle_timeout))
+                .write(dir)
+        },
         &emails,
     )
 }
@@ -954,15 +956,12 @@ async fn takeover_transfer_unassign_mute_and_reopen() {
     emails.extend(BILLERS.iter().map(|b| b.to_string()));
     let server = start_with(
         |dir| {
-            live_bundle_max(dir, 2, 3, "90s", "10m");
-            let mut roster = std::fs::read_to_string(dir.join("agents.toml")).unwrap();
-            roster.push_str("\n[[team]]\nid = \"billing\"\nbots = [\"support\"]\n");
-            for (i, email) in BILLERS.iter().enumerate() {
-                roster.push_str(&format!(
-                    "\n[[agent]]\nname = \"Biller {i}\"\nemail = \"{email}\"\nteams = [\"billing\"]\n"
-                ));
-            }
-            std::fs::write(dir.join("agents.toml"), roster).unwrap();
+            Bundle::live(2)
+                .max_chats(3)
+                .team("billing", &["support"])
+                .agent("Biller 0", BILLERS[0], "billing")
+                .agent("Biller 1", BILLERS[1], "billing")
+                .write(dir);
         },
         &emails,
     );
@@ -1217,13 +1216,13 @@ async fn auto_assignment_offers_one_agent_at_a_time_then_the_next() {
     let server = tokio::task::spawn_blocking(|| {
         TestServer::start(
             |dir| {
-                live_bundle(dir, 2, "30s", "10m");
-                let path = dir.join("support.toml");
-                let text = std::fs::read_to_string(&path).unwrap().replace(
-                    "[live_chat.desk]\n",
-                    "[live_chat.desk]\nassignment = \"auto\"\noffer_timeout = \"1s\"\n",
-                );
-                std::fs::write(path, text).unwrap();
+                Bundle::live(2)
+                    .live_chat(|d| {
+                        d.accept_timeout("30s")
+                            .set("assignment", "\"auto\"")
+                            .set("offer_timeout", "\"1s\"")
+                    })
+                    .write(dir);
             },
             &[],
         )

@@ -4,15 +4,19 @@ mod common;
 
 use std::time::Duration;
 
-use common::TestServer;
-use common::live::{Api, Console, live_bundle, set_password};
+use common::live::{Api, Console, set_password};
+use common::{Bundle, TestServer};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
 
 fn start(agents: usize, accept_timeout: &str, idle_timeout: &str) -> TestServer {
     let server = TestServer::start(
-        |dir| live_bundle(dir, agents, accept_timeout, idle_timeout),
+        |dir| {
+            Bundle::live(agents)
+                .live_chat(|d| d.accept_timeout(accept_timeout).idle_timeout(idle_timeout))
+                .write(dir)
+        },
         &[],
     );
     for i in 0..agents {
@@ -303,13 +307,13 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
 async fn agents_get_the_canned_responses_of_their_bots() {
     let server = TestServer::start(
         |dir| {
-            live_bundle(dir, 1, "90s", "10m");
-            std::fs::write(
-                dir.join("responses.toml"),
-                "[[response]]\nshortcut = \"hello\"\ntext = \"Hello! How can I help?\"\n\n\
-                 [[response]]\nshortcut = \"refund\"\ntext = \"Refunds take 5 days.\"\nbots = [\"support\"]\n",
-            )
-            .unwrap();
+            Bundle::live(1)
+                .file(
+                    "responses.toml",
+                    "[[response]]\nshortcut = \"hello\"\ntext = \"Hello! How can I help?\"\n\n\
+                     [[response]]\nshortcut = \"refund\"\ntext = \"Refunds take 5 days.\"\nbots = [\"support\"]\n",
+                )
+                .write(dir)
         },
         &[],
     );
@@ -394,18 +398,18 @@ async fn waiting_visitors_see_their_place_in_the_queue() {
 async fn the_browser_language_list_picks_the_bot_language() {
     let server = TestServer::start(
         |dir| {
-            live_bundle(dir, 0, "90s", "10m");
-            std::fs::write(
-                dir.join("bilingual.toml"),
-                r#"name = "Bilingual"
+            Bundle::live(0)
+                .bot(
+                    "bilingual",
+                    r#"name = "Bilingual"
 languages = ["en", "de"]
 
 [[step]]
 id = "start"
 say = { en = "Hello!", de = "Hallo!" }
 "#,
-            )
-            .unwrap();
+                )
+                .write(dir)
         },
         &[],
     );
@@ -445,13 +449,9 @@ say = { en = "Hello!", de = "Hallo!" }
 async fn conversations_export_as_csv_for_a_period_and_the_callers_bots() {
     let server = TestServer::start(
         |dir| {
-            live_bundle(dir, 1, "90s", "10m");
             // A second bot that agent0's team does not serve.
-            std::fs::write(
-                dir.join("other.toml"),
-                "name = \"Other\"\n[[step]]\nid = \"start\"\nsay = \"Hi\"\n",
-            )
-            .unwrap();
+            let other = "name = \"Other\"\n[[step]]\nid = \"start\"\nsay = \"Hi\"\n";
+            Bundle::live(1).bot("other", other).write(dir)
         },
         &[],
     );

@@ -8,21 +8,13 @@ use std::time::Duration;
 
 use common::live::{Api, Console, PASSWORD, set_password};
 use common::smtp::{SmtpServer, header};
-use common::{TestServer, livechat};
+use common::{Bundle, TestServer, livechat};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(15);
 
 /// A bot whose offline form mails the team, with a subject made from the visitor's name.
-fn bundle(dir: &Path) {
-    std::fs::write(
-        dir.join("agents.toml"),
-        "[[team]]\nid = \"desk\"\nbots = [\"support\"]\n\n[[agent]]\nname = \"Ana Lima\"\nemail = \"ana@acme.example\"\nteams = [\"desk\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("support.toml"),
-        r#"name = "Acme Support"
+const SUPPORT: &str = r#"name = "Acme Support"
 
 [[step]]
 id = "start"
@@ -43,9 +35,14 @@ fields = [
 email_to = ["support@acme.example", "lead@acme.example"]
 subject = "Offline message from {{ name }}"
 thank_you = "Thanks, we'll reply by email."
-"#,
-    )
-    .unwrap();
+"#;
+
+fn bundle(dir: &Path) {
+    Bundle::new()
+        .team("desk", &["support"])
+        .agent("Ana Lima", "ana@acme.example", "desk")
+        .bot("support", SUPPORT)
+        .write(dir);
 }
 
 const ADMIN: &str = "admin-secret";

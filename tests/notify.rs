@@ -12,8 +12,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use common::TestServer;
 use common::live::{Api, Console, set_password_with};
+use common::{Bundle, TestServer};
 use serde_json::{Value, json};
 
 type Seen = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
@@ -43,15 +43,7 @@ async fn receiver() -> (String, Seen) {
     (url, seen)
 }
 
-fn bundle(dir: &std::path::Path) {
-    std::fs::write(
-        dir.join("agents.toml"),
-        "[[team]]\nid = \"desk\"\nbots = [\"support\"]\n\n[[agent]]\nname = \"Ana Lima\"\nemail = \"ana@acme.example\"\nteams = [\"desk\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("support.toml"),
-        r#"name = "Acme Support"
+const SUPPORT: &str = r#"name = "Acme Support"
 
 [[step]]
 id = "start"
@@ -69,9 +61,14 @@ secret = "${CRM_SECRET}"
 [webhook.slack-off]
 kind = "slack"
 url = "${SLACK_HOOK:-}"
-"#,
-    )
-    .unwrap();
+"#;
+
+fn bundle(dir: &std::path::Path) {
+    Bundle::new()
+        .team("desk", &["support"])
+        .agent("Ana Lima", "ana@acme.example", "desk")
+        .bot("support", SUPPORT)
+        .write(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,16 +6,19 @@ mod common;
 use std::fs;
 use std::time::Duration;
 
-use common::{TestServer, bot, livechat, post_json, save_atomically, write_bundle};
+use common::{Bundle, TestServer, bot, livechat, post_json, save_atomically};
+
+/// Team `support` serves both bots; Ana is its agent.
+fn ana() -> Bundle {
+    Bundle::new().agent("Ana Lima", "ana@acme.example", "support")
+}
 
 fn two_bots(dir: &std::path::Path) {
-    write_bundle(
-        dir,
-        &[
-            ("support", &bot("Support", "Hi there")),
-            ("sales", &bot("Sales", "Hello")),
-        ],
-    );
+    ana()
+        .team("support", &["support", "sales"])
+        .bot("support", bot("Support", "Hi there"))
+        .bot("sales", bot("Sales", "Hello"))
+        .write(dir);
 }
 
 #[test]
@@ -107,10 +110,7 @@ fn a_deleted_and_recreated_file_reloads_both_times() {
     // The team serves `sales`; without the bot the roster would be invalid, so the
     // roster changes with it, in one burst.
     fs::remove_file(&sales).unwrap();
-    save_atomically(
-        &server.bots_dir.join("agents.toml"),
-        "[[team]]\nid = \"support\"\nbots = [\"support\"]\n\n[[agent]]\nname = \"Ana Lima\"\nemail = \"ana@acme.example\"\nteams = [\"support\"]\n",
-    );
+    ana().team("support", &["support"]).write(&server.bots_dir);
     let (h, _) = server.wait_for(Duration::from_secs(5), "sales removed", |h| {
         h["config_revision"] == 2
     });

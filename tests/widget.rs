@@ -6,9 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::TestServer;
 use common::browser::Browser;
-use common::live::{Api, agent_email, live_bundle, set_password};
+use common::live::{Api, agent_email, set_password};
+use common::{Bundle, TestServer};
 use fantoccini::Locator;
 use fantoccini::elements::{Element, ShadowRoot};
 use futures_util::SinkExt;
@@ -16,20 +16,18 @@ use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-/// The server with the `support` bot of `live_bundle` and one agent with a password; with
+/// The server with the `support` bot of `Bundle::live` and one agent with a password; with
 /// `collect`, the Live Chat action asks for the visitor's name and email first.
 async fn start_server(collect: bool) -> TestServer {
     tokio::task::spawn_blocking(move || {
         let server = TestServer::start(
             |dir| {
-                live_bundle(dir, 1, "90s", "10m");
-                if collect {
-                    let path = dir.join("support.toml");
-                    let bot = std::fs::read_to_string(&path)
-                        .unwrap()
-                        .replace("route = [", "collect = [\"name\", \"email\"]\nroute = [");
-                    std::fs::write(&path, bot).unwrap();
+                let bundle = Bundle::live(1);
+                match collect {
+                    true => bundle.live_chat(|d| d.set("collect", r#"["name", "email"]"#)),
+                    false => bundle,
                 }
+                .write(dir)
             },
             &[],
         );

@@ -18,66 +18,6 @@ use super::livechat;
 
 pub const PASSWORD: &str = "correct horse battery";
 
-/// A bundle with one bot (`support`) whose Live Chat action rings team `desk`, and `agents`
-/// agents `agent0@acme.example` … in that team. `accept_timeout` and `idle_timeout` are
-/// given so timer tests can be short.
-pub fn live_bundle(dir: &Path, agents: usize, accept_timeout: &str, idle_timeout: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut roster = String::from("[[team]]\nid = \"desk\"\nbots = [\"support\"]\n\n");
-    for i in 0..agents {
-        roster.push_str(&format!(
-            "[[agent]]\nname = \"Agent {i}\"\nemail = \"agent{i}@acme.example\"\nmax_chats = 2\nteams = [\"desk\"]\n\n"
-        ));
-    }
-    roster.push_str(
-        "[[agent]]\nname = \"Boss\"\nemail = \"boss@acme.example\"\nrole = \"admin\"\nteams = [\"desk\"]\n",
-    );
-    std::fs::write(dir.join("agents.toml"), roster).unwrap();
-    std::fs::write(
-        dir.join("support.toml"),
-        format!(
-            r#"name = "Acme Support"
-
-[[step]]
-id = "start"
-say = "Hi! What can we do for you?"
-choices = [
-  {{ label = "Talk to a person", goto = "human" }},
-  {{ label = "Nothing, thanks", goto = "bye" }},
-]
-
-[[step]]
-id = "human"
-live_chat = "desk"
-
-[[step]]
-id = "bye"
-say = "Thanks for visiting."
-end = true
-
-[live_chat.desk]
-welcome_message = "Let me find someone for you."
-handoff_message = "Connecting you to our team…"
-assigned_message = "{{{{ agent.name }}}} has joined the chat."
-timeout_message = "Sorry, nobody is free right now."
-offline_message = "We're offline at the moment."
-accept_timeout = "{accept_timeout}"
-idle_timeout = "{idle_timeout}"
-offline_form = "contact"
-route = [{{ team = "desk" }}]
-
-[offline_form.contact]
-fields = [
-  {{ name = "email", label = "Email", type = "email", required = true }},
-  {{ name = "message", label = "Message", type = "textarea", required = true, max = 2000 }},
-]
-email_to = ["support@acme.example"]
-"#
-        ),
-    )
-    .unwrap();
-}
-
 /// Sets an agent's password through the real CLI, reading it from standard input.
 pub fn set_password(bots_dir: &Path, data_dir: &Path, email: &str) {
     set_password_with(bots_dir, data_dir, email, &[]);
@@ -289,24 +229,9 @@ impl Stream {
 
 // ---- Helpers of the lifecycle and API error tests --------------------------------------
 
-/// The email of the numbered agent of `live_bundle`.
+/// The email of the numbered agent of `Bundle::live`.
 pub fn agent_email(i: usize) -> String {
     format!("agent{i}@acme.example")
-}
-
-/// `live_bundle`, with every numbered agent allowed `max_chats` chats at once.
-pub fn live_bundle_max(
-    dir: &Path,
-    agents: usize,
-    max_chats: u32,
-    accept_timeout: &str,
-    idle_timeout: &str,
-) {
-    live_bundle(dir, agents, accept_timeout, idle_timeout);
-    let path = dir.join("agents.toml");
-    let roster = std::fs::read_to_string(&path).unwrap();
-    let roster = roster.replace("max_chats = 2\n", &format!("max_chats = {max_chats}\n"));
-    std::fs::write(&path, roster).unwrap();
 }
 
 /// Starts the server on the bundle `setup` writes and gives every agent of `emails` the

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod bundle;
 pub mod live;
 pub mod smtp;
 
@@ -10,6 +11,9 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[allow(unused_imports)]
+pub use bundle::{Bundle, bot};
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_livechat")
@@ -35,30 +39,6 @@ pub fn save_atomically(path: &Path, text: &str) {
     ));
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
-}
-
-/// A small valid bundle: one team, one agent, the given bots.
-pub fn write_bundle(dir: &Path, bots: &[(&str, &str)]) {
-    std::fs::create_dir_all(dir).unwrap();
-    let team_bots: Vec<String> = bots.iter().map(|(id, _)| format!("\"{id}\"")).collect();
-    std::fs::write(
-        dir.join("agents.toml"),
-        format!(
-            "[[team]]\nid = \"support\"\nbots = [{}]\n\n[[agent]]\nname = \"Ana Lima\"\nemail = \"ana@acme.example\"\nteams = [\"support\"]\n",
-            team_bots.join(", ")
-        ),
-    )
-    .unwrap();
-    for (id, text) in bots {
-        std::fs::write(dir.join(format!("{id}.toml")), text).unwrap();
-    }
-}
-
-/// A valid bot whose greeting is `greeting`.
-pub fn bot(name: &str, greeting: &str) -> String {
-    format!(
-        "name = \"{name}\"\n\n[[step]]\nid = \"start\"\nsay = \"{greeting}\"\nlive_chat = \"desk\"\n\n[[step]]\nid = \"bye\"\nsay = \"Bye\"\nend = true\n\n[live_chat.desk]\naccept_timeout = \"90s\"\n"
-    )
 }
 
 pub struct TestServer {

@@ -263,19 +263,19 @@ async fn malformed_input_is_refused_with_a_stable_code_and_changes_nothing() {
 
     // A body that is not declared as JSON.
     let before = w.snapshot().await;
-    let resp = w
+    let reply = w
         .api
-        .http
-        .post(format!("{}/api/v1/visitor/messages", w.api.url))
-        .bearer_auth(&w.a.token)
+        .request(POST, "/api/v1/visitor/messages")
+        .bearer(&w.a.token)
         .header("content-type", "text/plain")
         .body(r#"{"text": "hi"}"#)
         .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 415);
-    let reply: Value = resp.json().await.unwrap();
-    assert_eq!(reply["error"]["code"], "unsupported_media_type", "{reply}");
+        .await;
+    assert_eq!(reply.status, 415);
+    assert_eq!(
+        reply.body["error"]["code"], "unsupported_media_type",
+        "{reply:?}"
+    );
     assert_eq!(w.snapshot().await, before);
 
     // Visitor actions: unknown types, wrong shapes, choices that do not exist.
@@ -596,17 +596,14 @@ async fn calls_without_a_valid_token_are_refused() {
     }
     // Not a bearer token at all.
     let before = w.snapshot().await;
-    let resp = w
+    let reply = w
         .api
-        .http
-        .post(format!("{}/api/v1/visitor/messages", w.api.url))
-        .header("authorization", format!("Basic {}", w.a.token))
-        .header("content-type", "application/json")
-        .body(message)
+        .request(POST, "/api/v1/visitor/messages")
+        .header("authorization", &format!("Basic {}", w.a.token))
+        .json(message)
         .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 401);
+        .await;
+    assert_eq!(reply.status, 401);
     assert_eq!(w.snapshot().await, before);
 
     // Event sockets: the agent's needs a session; the visitor's first frame a valid token.
@@ -1061,11 +1058,9 @@ async fn refusals_outside_handlers_are_json_with_a_code_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_widget_may_call_the_visitor_api_from_another_site() {
     let w = world().await;
-    let resp = reqwest::Client::new()
-        .request(
-            reqwest::Method::OPTIONS,
-            format!("{}/api/v1/visitor/messages", w.api.url),
-        )
+    let preflight = w
+        .api
+        .request("OPTIONS", "/api/v1/visitor/messages")
         .header("origin", "https://shop.example")
         .header("access-control-request-method", "POST")
         .header(
@@ -1073,20 +1068,13 @@ async fn the_widget_may_call_the_visitor_api_from_another_site() {
             "authorization, content-type",
         )
         .send()
-        .await
-        .unwrap();
+        .await;
     assert!(
-        resp.status().is_success(),
+        (200..300).contains(&preflight.status),
         "preflight answered {}",
-        resp.status()
+        preflight.status
     );
-    let allow = |name: &str| {
-        resp.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase()
-    };
+    let allow = |name: &str| preflight.header(name).unwrap_or("").to_ascii_lowercase();
     assert_eq!(allow("access-control-allow-origin"), "*");
     assert!(allow("access-control-allow-headers").contains("authorization"));
     assert!(
@@ -1094,13 +1082,13 @@ async fn the_widget_may_call_the_visitor_api_from_another_site() {
         "never with credentials"
     );
     // The real call then carries the header too.
-    let resp = reqwest::Client::new()
-        .get(format!("{}/api/v1/visitor/history", w.api.url))
+    let call = w
+        .api
+        .request("GET", "/api/v1/visitor/history")
         .header("origin", "https://shop.example")
-        .bearer_auth(&w.a.token)
+        .bearer(&w.a.token)
         .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+        .await;
+    assert_eq!(call.status, 200);
+    assert_eq!(call.header("access-control-allow-origin"), Some("*"));
 }

@@ -11,12 +11,14 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use common::live::Reply;
 use common::{Bundle, TestServer, bot, livechat};
 
 const ANA: &str = "ana@acme.example";
 const BO: &str = "bo@acme.example";
 const ANA_PASSWORD: &str = "correct horse battery";
 const BO_PASSWORD: &str = "bo's own passphrase";
+const LOGIN: &str = "/api/v1/auth/login";
 
 /// A bundle with one bot and the given agents (name, email), all in team `support`.
 fn bundle(agents: &[(&str, &str)]) -> Bundle {
@@ -56,60 +58,9 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or("")
-    }
-}
-
-/// One blocking request; `body` is sent as JSON.
-fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = reqwest::Client::new().request(method, url);
-        if let Some(body) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(body.to_string());
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    })
-}
-
 fn login(server: &TestServer, email: &str, password: &str) -> Reply {
-    let body = json!({ "email": email, "password": password }).to_string();
-    request(
-        "POST",
-        &format!("{}/api/v1/auth/login", server.url),
-        &[],
-        Some(&body),
-    )
+    let body = json!({ "email": email, "password": password });
+    server.api().request("POST", LOGIN).json(body).wait()
 }
 
 /// A signed-in session as a client keeps it.
@@ -138,16 +89,19 @@ fn logged_in(server: &TestServer, email: &str, password: &str) -> Session {
 }
 
 fn me(server: &TestServer, headers: &[(&str, &str)]) -> Reply {
-    request("GET", &format!("{}/api/v1/me", server.url), headers, None)
+    server
+        .api()
+        .request("GET", "/api/v1/me")
+        .headers(headers)
+        .wait()
 }
 
 fn logout(server: &TestServer, headers: &[(&str, &str)]) -> Reply {
-    request(
-        "POST",
-        &format!("{}/api/v1/auth/logout", server.url),
-        headers,
-        None,
-    )
+    server
+        .api()
+        .request("POST", "/api/v1/auth/logout")
+        .headers(headers)
+        .wait()
 }
 
 fn is_hex_token(v: &Value) -> bool {
@@ -315,22 +269,12 @@ fn a_wrong_password_an_unknown_email_and_no_password_get_the_same_answer() {
 #[test]
 fn malformed_login_bodies_are_400() {
     let server = TestServer::start(ana_and_bo, &[]);
-    let url = format!("{}/api/v1/auth/login", server.url);
-    let bad_json = request("POST", &url, &[], Some("{\"email\": \"ana@"));
+    let send = |body: &str| server.api().request("POST", LOGIN).json(body).wait();
+    let bad_json = send("{\"email\": \"ana@");
     assert_eq!((bad_json.status, bad_json.code()), (400, "invalid_json"));
-    let missing = request(
-        "POST",
-        &url,
-        &[],
-        Some(&json!({ "email": ANA }).to_string()),
-    );
+    let missing = send(&json!({ "email": ANA }).to_string());
     assert_eq!((missing.status, missing.code()), (400, "invalid_body"));
-    let wrong_type = request(
-        "POST",
-        &url,
-        &[],
-        Some(&json!({ "email": ANA, "password": 12345678 }).to_string()),
-    );
+    let wrong_type = send(&json!({ "email": ANA, "password": 12345678 }).to_string());
     assert_eq!(
         (wrong_type.status, wrong_type.code()),
         (400, "invalid_body")

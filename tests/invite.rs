@@ -75,38 +75,40 @@ async fn a_new_agent_is_invited_once_and_the_link_sets_their_password() {
     );
 
     // The page opens with the agent's address, works without JavaScript.
-    let page = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    let api = Api::new(&server.url);
+    let page = api
+        .request("GET", &url[server.url.len()..])
+        .send()
+        .await
+        .text;
     assert!(
         page.contains("agent0@acme.example") && page.contains("<form method=\"post\""),
         "{page}"
     );
     let token = url.split("token=").nth(1).unwrap().to_string();
     let post = |password: &str, confirm: &str| {
-        let (url, token) = (format!("{}/set-password", server.url), token.clone());
-        let body = format!("token={token}&password={password}&confirm={confirm}");
+        let form = [
+            ("token", &token[..]),
+            ("password", password),
+            ("confirm", confirm),
+        ];
+        let req = api.request("POST", "/set-password").form(&form);
         async move {
-            let resp = reqwest::Client::new()
-                .post(url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            (resp.status().as_u16(), resp.text().await.unwrap())
+            let reply = req.send().await;
+            (reply.status, reply.text)
         }
     };
     let (status, body) = post("short", "short").await;
     assert_eq!(status, 400, "too short is refused: {body}");
-    let (status, _) = post("correct+horse+battery", "something+else").await;
+    let (status, _) = post("correct horse battery", "something else").await;
     assert_eq!(status, 400, "the two must match");
-    let (status, body) = post("correct+horse+battery", "correct+horse+battery").await;
+    let (status, body) = post(PASSWORD, PASSWORD).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Your password is set"), "{body}");
     // The link works once.
-    let (status, _) = post("another+good+password", "another+good+password").await;
+    let (status, _) = post("another good password", "another good password").await;
     assert_eq!(status, 404);
     // And the agent signs in with it.
-    let api = Api::new(&server.url);
     let (status, body) = api
         .post(
             "/api/v1/auth/login",
@@ -122,8 +124,8 @@ async fn a_new_agent_is_invited_once_and_the_link_sets_their_password() {
         .find(|m| header(m, "To").as_deref() == Some("boss@acme.example"))
         .expect("the admin was invited");
     common::live::set_password(&server.bots_dir, &server.data_dir, "boss@acme.example");
-    let status = reqwest::get(link(to_boss)).await.unwrap().status();
-    assert_eq!(status, 404);
+    let dead = api.request("GET", &link(to_boss)[server.url.len()..]);
+    assert_eq!(dead.send().await.status, 404);
 
     // A restart (a reload, too) does not invite anyone twice.
     let server = tokio::task::spawn_blocking(move || server.kill_and_restart())

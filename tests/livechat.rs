@@ -259,17 +259,16 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
             .unwrap_or_else(|| panic!("{t} in {texts:?}"))
     };
     assert!(pos("My invoice is wrong") < pos("Let me check that for you."));
-    let resp = reqwest::Client::new()
-        .get(format!(
-            "{}/api/v1/conversations/{conv}/transcript.csv",
-            server.url
-        ))
-        .bearer_auth(&agent)
+    let reply = api
+        .request(
+            "GET",
+            &format!("/api/v1/conversations/{conv}/transcript.csv"),
+        )
+        .bearer(&agent)
         .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let csv = resp.text().await.unwrap();
+        .await;
+    assert_eq!(reply.status, 200);
+    let csv = reply.text;
     assert!(csv.starts_with("time,author,agent,text\r\n"), "{csv}");
     assert!(
         csv.contains("My invoice is wrong") && !csv.contains("VIP customer"),
@@ -414,19 +413,15 @@ say = { en = "Hello!", de = "Hallo!" }
         &[],
     );
     let api = Api::new(&server.url);
-    let start = |accept: &'static str| {
-        let api = api.clone();
+    let start = |accept: &str| {
+        let req = api
+            .request("POST", "/api/v1/visitor/sessions")
+            .header("accept-language", accept)
+            .json(json!({"bot": "bilingual"}));
         async move {
-            let resp = api
-                .http
-                .post(format!("{}/api/v1/visitor/sessions", api.url))
-                .header("accept-language", accept)
-                .json(&json!({"bot": "bilingual"}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 201);
-            resp.json::<serde_json::Value>().await.unwrap()
+            let reply = req.send().await;
+            assert_eq!(reply.status, 201);
+            reply.body
         }
     };
     // French first, which the bot does not speak: German, the next the browser accepts.
@@ -475,22 +470,14 @@ async fn conversations_export_as_csv_for_a_period_and_the_callers_bots() {
     let other = api.visitor("other").await;
     let other = other["conversation_id"].as_str().unwrap().to_string();
 
-    let csv = |token: String, query: &'static str| {
-        let api = api.clone();
+    let csv = |token: String, query: &str| {
+        let req = api
+            .request("GET", &format!("/api/v1/conversations.csv{query}"))
+            .bearer(&token);
         async move {
-            let resp = api
-                .http
-                .get(format!("{}/api/v1/conversations.csv{query}", api.url))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap();
-            let status = resp.status().as_u16();
-            let disposition = resp
-                .headers()
-                .get("content-disposition")
-                .map(|v| v.to_str().unwrap().to_string());
-            (status, disposition, resp.text().await.unwrap())
+            let reply = req.send().await;
+            let disposition = reply.header("content-disposition").map(str::to_string);
+            (reply.status, disposition, reply.text)
         }
     };
     // The agent sees the conversations of the bots their teams serve, in the default week.

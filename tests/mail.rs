@@ -64,18 +64,8 @@ fn start_with_smtp(smtp: &SmtpServer) -> TestServer {
 
 /// The outbox's mails of `kind` with `status`, through the admin API.
 fn outbox(server: &TestServer, status: &str, kind: &str) -> usize {
-    let url = format!("{}/api/v1/admin/outbox?status={status}", server.url);
-    let body: serde_json::Value = common::on_own_runtime(async move {
-        reqwest::Client::new()
-            .get(url)
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    let path = format!("/api/v1/admin/outbox?status={status}");
+    let (_, body) = server.api().get(&path, Some(ADMIN));
     body["items"]
         .as_array()
         .unwrap()
@@ -85,49 +75,20 @@ fn outbox(server: &TestServer, status: &str, kind: &str) -> usize {
 }
 
 fn metric(server: &TestServer, name_and_labels: &str) -> i64 {
-    let text = common::on_own_runtime({
-        let url = format!("{}/metrics", server.url);
-        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
-    });
+    let text = server.api().request("GET", "/metrics").wait().text;
     text.lines()
         .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse::<f64>().ok())
         .unwrap_or(-1.0) as i64
 }
 
 fn post_form(server: &TestServer, fields: &[(&str, &str)]) -> (u16, String) {
-    let url = format!("{}/bots/support/contact", server.url);
-    let fields: Vec<(String, String)> = fields
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    common::on_own_runtime(async move {
-        let resp = reqwest::Client::new()
-            .post(url)
-            .header("referer", "https://acme.example/pricing")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(
-                fields
-                    .iter()
-                    .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
-                    .collect::<Vec<_>>()
-                    .join("&"),
-            )
-            .send()
-            .await
-            .unwrap();
-        (resp.status().as_u16(), resp.text().await.unwrap())
-    })
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    let reply = server
+        .api()
+        .request("POST", "/bots/support/contact")
+        .header("referer", "https://acme.example/pricing")
+        .form(fields)
+        .wait();
+    (reply.status, reply.text)
 }
 
 #[test]
@@ -136,10 +97,11 @@ fn the_contact_page_mails_the_team_with_the_right_headers_and_escaped_body() {
     let server = start_with_smtp(&smtp);
 
     // The page works without JavaScript: a plain form.
-    let page = common::on_own_runtime({
-        let url = format!("{}/bots/support/contact", server.url);
-        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
-    });
+    let page = server
+        .api()
+        .request("GET", "/bots/support/contact")
+        .wait()
+        .text;
     assert!(
         page.contains("<form method=\"post\"") && page.contains("name=\"message\""),
         "{page}"
@@ -261,10 +223,10 @@ fn a_form_with_bad_values_is_refused_and_mails_nothing() {
         "the page shows what to fix: {body}"
     );
     // A field the form does not have cannot be used to add a recipient either.
-    let (status, body) = common::post_json(
-        &format!("{}/api/v1/bots/support/offline", server.url),
-        &[],
-        &json!({"values": {"name": "Eve", "email": "eve@example.com", "message": "hi", "email_to": "victim@example.com"}}).to_string(),
+    let (status, body) = server.api().post(
+        "/api/v1/bots/support/offline",
+        None,
+        json!({"values": {"name": "Eve", "email": "eve@example.com", "message": "hi", "email_to": "victim@example.com"}}),
     );
     assert_eq!(
         (status, body["error"]["code"].as_str()),

@@ -159,12 +159,7 @@ async fn a_new_request_calls_the_webhook_signed_and_retries_after_a_500() {
         "{payload}"
     );
     // The switched-off Slack webhook (`${SLACK_HOOK:-}` unset) was never queued.
-    let metrics = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api.request("GET", "/metrics").send().await.text;
     assert!(
         metrics.contains("livechat_outbox{kind=\"webhook\",status=\"sent\"} 1"),
         "{metrics}"

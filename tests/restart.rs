@@ -82,18 +82,14 @@ async fn kill_9_during_traffic_loses_nothing_acknowledged_and_timers_still_fire(
                     )
                 };
                 let body = json!({"client_id": client_id, "text": format!("message {client_id}")});
-                let sent = api
-                    .http
-                    .post(format!("{}{path}", api.url))
-                    .bearer_auth(token)
-                    .json(&body)
-                    .send()
-                    .await;
-                let Ok(resp) = sent else { break };
-                if resp.status() != 200 {
+                let sent = api.request("POST", &path).bearer(token).json(body);
+                let Ok(reply) = sent.try_send().await else {
+                    break;
+                };
+                if reply.status != 200 {
                     break;
                 }
-                let Ok(v) = resp.json::<Value>().await else {
+                let Ok(v) = serde_json::from_str::<Value>(&reply.text) else {
                     break;
                 };
                 acked.lock().unwrap().push((

@@ -457,10 +457,11 @@ async fn full_page_chat_runs_the_flow_and_the_offline_form() {
         noscript.contains(r#"href="/bots/support/contact""#),
         "{noscript}"
     );
-    let contact = reqwest::get(format!("{}/bots/support/contact", server.url))
-        .await
-        .unwrap();
-    assert_eq!(contact.status(), 200);
+    let contact = Api::new(&server.url)
+        .request("GET", "/bots/support/contact")
+        .send()
+        .await;
+    assert_eq!(contact.status, 200);
 
     // The panel is open and full-size, without a launcher or a close button.
     w.wait_for_text("Hi! What can we do for you?").await;

@@ -45,11 +45,12 @@ pub fn set_password_with(bots_dir: &Path, data_dir: &Path, email: &str, env: &[(
     );
 }
 
-/// A JSON API client.
+/// The one client of the tests: JSON calls with `call`/`get`/`post`, anything else (other
+/// methods, headers, forms, pages) with `request(..).send()`.
 #[derive(Clone)]
 pub struct Api {
     pub url: String,
-    pub http: reqwest::Client,
+    http: reqwest::Client,
 }
 
 impl Api {
@@ -60,6 +61,24 @@ impl Api {
         }
     }
 
+    /// The same client for a test that is synchronous by design.
+    pub fn blocking(url: &str) -> Blocking {
+        Blocking(Api {
+            url: url.to_string(),
+            // Each call runs on a runtime of its own: a kept connection would outlive it.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
+        })
+    }
+
+    /// A request to `path` of the server, sent by `Request::send`.
+    pub fn request(&self, method: &str, path: &str) -> Request {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        Request(self.http.request(method, format!("{}{path}", self.url)))
+    }
+
     /// Sends `body` (JSON text, or nothing) with an optional bearer token.
     pub async fn call(
         &self,
@@ -68,23 +87,15 @@ impl Api {
         token: Option<&str>,
         body: Option<&str>,
     ) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        let mut req = self.request(method, path);
         if let Some(t) = token {
-            req = req.bearer_auth(t);
+            req = req.bearer(t);
         }
         if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
+            req = req.json(b);
         }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let reply = req.send().await;
+        (reply.status, reply.body)
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
@@ -165,6 +176,148 @@ impl Api {
         assert_eq!(ready["type"], "ready", "{ready}");
         stream
     }
+}
+
+/// A request being built; `send` answers the whole `Reply`.
+pub struct Request(reqwest::RequestBuilder);
+
+impl Request {
+    pub fn header(self, name: &str, value: &str) -> Request {
+        Request(self.0.header(name, value))
+    }
+
+    pub fn headers(self, headers: &[(&str, &str)]) -> Request {
+        headers.iter().fold(self, |req, (k, v)| req.header(k, v))
+    }
+
+    pub fn bearer(self, token: &str) -> Request {
+        Request(self.0.bearer_auth(token))
+    }
+
+    /// `body` as JSON text (sent as is, so tests may send broken JSON too).
+    pub fn json(self, body: impl ToString) -> Request {
+        self.header("content-type", "application/json").body(body)
+    }
+
+    /// `body` as is, with no content type.
+    pub fn body(self, body: impl ToString) -> Request {
+        Request(self.0.body(body.to_string()))
+    }
+
+    /// An HTML form's body, `fields` URL-encoded.
+    pub fn form(self, fields: &[(&str, &str)]) -> Request {
+        let encode = |s: &str| -> String {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        };
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        self.header("content-type", "application/x-www-form-urlencoded")
+            .body(body.join("&"))
+    }
+
+    /// Sends it; panics if the server does not answer.
+    pub async fn send(self) -> Reply {
+        self.try_send().await.expect("request")
+    }
+
+    /// `send` for a synchronous test (on a client of `Api::blocking`).
+    pub fn wait(self) -> Reply {
+        block_on(self.send())
+    }
+
+    /// `try_send` for a synchronous test (on a client of `Api::blocking`).
+    pub fn try_wait(self) -> Result<Reply, reqwest::Error> {
+        block_on(self.try_send())
+    }
+
+    /// Sends it; an error if the server does not answer.
+    pub async fn try_send(self) -> Result<Reply, reqwest::Error> {
+        let resp = self.0.send().await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
+        Ok(Reply {
+            status,
+            headers,
+            text,
+            body,
+        })
+    }
+}
+
+/// What the server answered.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    /// The body as JSON (the text as a JSON string when it is not JSON).
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The stable error code ("" when it is no error).
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+/// `Api` for a synchronous test: every call runs to its end on a runtime of its own.
+pub struct Blocking(pub Api);
+
+impl Blocking {
+    /// A request to send with `Request::wait`.
+    pub fn request(&self, method: &str, path: &str) -> Request {
+        self.0.request(method, path)
+    }
+
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        block_on(self.0.call(method, path, token, body))
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        block_on(self.0.get(path, token))
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        block_on(self.0.post(path, token, body))
+    }
+}
+
+/// Runs `fut` to its end on a fresh runtime in a thread of its own, so async tests may
+/// call a blocking helper too.
+pub fn block_on<T: Send>(fut: impl std::future::Future<Output = T> + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(fut)
+        })
+        .join()
+        .unwrap()
+    })
 }
 
 pub struct Stream {

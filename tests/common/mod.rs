@@ -130,7 +130,17 @@ impl TestServer {
 
     /// `GET /healthz` as JSON (`null` while the server does not answer).
     pub fn health(&self) -> serde_json::Value {
-        get_json(&format!("{}/healthz", self.url)).unwrap_or(serde_json::Value::Null)
+        self.api()
+            .request("GET", "/healthz")
+            .try_wait()
+            .ok()
+            .and_then(|reply| serde_json::from_str(&reply.text).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The client for this server, for a synchronous test.
+    pub fn api(&self) -> live::Blocking {
+        live::Api::blocking(&self.url)
     }
 
     /// Polls `/healthz` until `done` holds; panics with `what` and the last answer after `limit`.
@@ -176,52 +186,4 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A blocking GET that parses JSON, over a fresh connection (tests stay simple and sync).
-/// Runs on its own thread, so async tests may call it too.
-pub fn get_json(url: &str) -> Option<serde_json::Value> {
-    let url = url.to_string();
-    on_own_runtime(async move {
-        let resp = reqwest::get(&url).await.ok()?;
-        resp.json().await.ok()
-    })
-}
-
-/// Runs a future to completion on a fresh runtime in a thread of its own.
-pub fn on_own_runtime<T: Send + 'static>(
-    fut: impl std::future::Future<Output = T> + Send + 'static,
-) -> T {
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(fut)
-    })
-    .join()
-    .unwrap()
-}
-
-/// A blocking POST of JSON; answers (status, body).
-pub fn post_json(url: &str, headers: &[(&str, &str)], body: &str) -> (u16, serde_json::Value) {
-    let url = url.to_string();
-    let body = body.to_string();
-    let headers: Vec<(String, String)> = headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    on_own_runtime(async move {
-        let mut req = reqwest::Client::new()
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body);
-        for (k, v) in &headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
-        (status, body)
-    })
 }

@@ -112,8 +112,7 @@ impl World {
     ) {
         let before = self.snapshot().await;
         let (got, reply) = self.api.call(method, path, token, body).await;
-        assert_eq!(got, status, "{what}: {reply}");
-        assert_eq!(reply["error"]["code"], code, "{what}: {reply}");
+        assert_error!((got, &reply), status, code, "{what}");
         assert!(
             reply["error"]["message"]
                 .as_str()
@@ -263,18 +262,16 @@ async fn malformed_input_is_refused_with_a_stable_code_and_changes_nothing() {
 
     // A body that is not declared as JSON.
     let before = w.snapshot().await;
-    let reply = w
-        .api
-        .request(POST, "/api/v1/visitor/messages")
-        .bearer(&w.a.token)
-        .header("content-type", "text/plain")
-        .body(r#"{"text": "hi"}"#)
-        .send()
-        .await;
-    assert_eq!(reply.status, 415);
-    assert_eq!(
-        reply.body["error"]["code"], "unsupported_media_type",
-        "{reply:?}"
+    assert_error!(
+        w.api
+            .request(POST, "/api/v1/visitor/messages")
+            .bearer(&w.a.token)
+            .header("content-type", "text/plain")
+            .body(r#"{"text": "hi"}"#)
+            .send()
+            .await,
+        415,
+        "unsupported_media_type"
     );
     assert_eq!(w.snapshot().await, before);
 
@@ -978,33 +975,29 @@ async fn a_conversation_never_goes_to_a_team_that_cannot_see_it() {
     let w = world().await;
     let before = w.api.details(&w.boss, &w.a.conv).await;
     // Sales does not serve this bot: its agents could neither open nor accept it.
-    let (status, body) = w
-        .api
-        .act(
-            &w.agent0.token,
-            &w.a.conv,
-            "transfer",
-            json!({"team": "sales"}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("not_available")),
-        "{body}"
+    assert_error!(
+        w.api
+            .act(
+                &w.agent0.token,
+                &w.a.conv,
+                "transfer",
+                json!({"team": "sales"}),
+            )
+            .await,
+        409,
+        "not_available"
     );
-    let (status, body) = w
-        .api
-        .act(
-            &w.agent0.token,
-            &w.a.conv,
-            "transfer",
-            json!({"agent": SELLER}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("not_available")),
-        "{body}"
+    assert_error!(
+        w.api
+            .act(
+                &w.agent0.token,
+                &w.a.conv,
+                "transfer",
+                json!({"agent": SELLER}),
+            )
+            .await,
+        409,
+        "not_available"
     );
     let after = w.api.details(&w.boss, &w.a.conv).await;
     assert_eq!(after["status"], before["status"]);
@@ -1017,32 +1010,27 @@ async fn a_conversation_never_goes_to_a_team_that_cannot_see_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_outside_handlers_are_json_with_a_code_too() {
     let w = world().await;
-    let code = |body: &serde_json::Value| body["error"]["code"].as_str().map(str::to_string);
     // A query string of the wrong type.
-    let (status, body) = w
-        .api
-        .get("/api/v1/visitor/history?after=abc", Some(&w.a.token))
-        .await;
-    assert_eq!(
-        (status, code(&body)),
-        (400, Some("invalid_query".into())),
-        "{body}"
+    assert_error!(
+        w.api
+            .get("/api/v1/visitor/history?after=abc", Some(&w.a.token))
+            .await,
+        400,
+        "invalid_query"
     );
     // A method the endpoint does not take.
-    let (status, body) = w
-        .api
-        .get("/api/v1/visitor/messages", Some(&w.a.token))
-        .await;
-    assert_eq!(
-        (status, code(&body)),
-        (405, Some("method_not_allowed".into())),
-        "{body}"
+    assert_error!(
+        w.api
+            .get("/api/v1/visitor/messages", Some(&w.a.token))
+            .await,
+        405,
+        "method_not_allowed"
     );
     // A WebSocket endpoint called as plain HTTP.
     let (status, body) = w.api.get("/api/v1/visitor/events", None).await;
     assert_eq!(
-        code(&body),
-        Some("websocket_required".into()),
+        body["error"]["code"].as_str(),
+        Some("websocket_required"),
         "{status} {body}"
     );
     assert!((400..500).contains(&status));

@@ -160,20 +160,20 @@ fn an_agent_logs_in_and_out_with_the_cookie_or_a_bearer_token() {
     assert_eq!(by_bearer.status, 200, "{}", by_bearer.body);
     assert_eq!(by_bearer.body, by_cookie.body);
     let nobody = me(&server, &[]);
-    assert_eq!((nobody.status, nobody.code()), (401, "unauthorized"));
+    assert_error!(nobody, 401, "unauthorized");
     let forged = me(&server, &[("authorization", "Bearer 0123456789abcdef")]);
-    assert_eq!((forged.status, forged.code()), (401, "unauthorized"));
+    assert_error!(forged, 401, "unauthorized");
 
     // A cookie write without the CSRF header, or with another one, is refused and changes
     // nothing.
     let refused = logout(&server, &[("cookie", &session.cookie())]);
-    assert_eq!((refused.status, refused.code()), (403, "csrf_failed"));
+    assert_error!(refused, 403, "csrf_failed");
     let wrong = "0".repeat(64);
     let refused = logout(
         &server,
         &[("cookie", &session.cookie()), ("x-csrf-token", &wrong)],
     );
-    assert_eq!((refused.status, refused.code()), (403, "csrf_failed"));
+    assert_error!(refused, 403, "csrf_failed");
     assert_eq!(me(&server, &[("cookie", &session.cookie())]).status, 200);
 
     // With it, logout ends the session and clears the cookie.
@@ -194,7 +194,7 @@ fn an_agent_logs_in_and_out_with_the_cookie_or_a_bearer_token() {
     ] {
         let (k, v) = &headers[0];
         let after = me(&server, &[(*k, v.as_str())]);
-        assert_eq!((after.status, after.code()), (401, "unauthorized"));
+        assert_error!(after, 401, "unauthorized");
     }
 
     // A bearer request carries no ambient credential, so it needs no CSRF header. The email
@@ -236,8 +236,7 @@ fn a_wrong_password_an_unknown_email_and_no_password_get_the_same_answer() {
     let wrong_password = login(&server, ANA, "not her password");
     let unknown_email = login(&server, "eve@acme.example", ANA_PASSWORD);
     let no_password_yet = login(&server, BO, "anything at all");
-    assert_eq!(wrong_password.status, 401);
-    assert_eq!(wrong_password.code(), "invalid_credentials");
+    assert_error!(wrong_password, 401, "invalid_credentials");
     for other in [&unknown_email, &no_password_yet] {
         assert_eq!(other.status, wrong_password.status);
         assert_eq!(other.body, wrong_password.body);
@@ -271,14 +270,11 @@ fn malformed_login_bodies_are_400() {
     let server = TestServer::start(ana_and_bo, &[]);
     let send = |body: &str| server.api().request("POST", LOGIN).json(body).wait();
     let bad_json = send("{\"email\": \"ana@");
-    assert_eq!((bad_json.status, bad_json.code()), (400, "invalid_json"));
+    assert_error!(bad_json, 400, "invalid_json");
     let missing = send(&json!({ "email": ANA }).to_string());
-    assert_eq!((missing.status, missing.code()), (400, "invalid_body"));
+    assert_error!(missing, 400, "invalid_body");
     let wrong_type = send(&json!({ "email": ANA, "password": 12345678 }).to_string());
-    assert_eq!(
-        (wrong_type.status, wrong_type.code()),
-        (400, "invalid_body")
-    );
+    assert_error!(wrong_type, 400, "invalid_body");
 }
 
 #[test]
@@ -297,7 +293,7 @@ fn an_agent_removed_from_the_roster_is_signed_out() {
     });
 
     let gone = me(&server, &[("cookie", &bo.cookie())]);
-    assert_eq!((gone.status, gone.code()), (401, "unauthorized"));
+    assert_error!(gone, 401, "unauthorized");
     assert_eq!(login(&server, BO, BO_PASSWORD).status, 401);
     let still = me(&server, &[("cookie", &ana.cookie())]);
     assert_eq!(still.status, 200, "{}", still.body);
@@ -321,13 +317,12 @@ fn eleven_failed_logins_for_one_email_are_refused() {
         assert_eq!(reply.status, 401, "attempt {i}: {}", reply.body);
     }
     let refused = login(&server, ANA, "guess number 11");
-    assert_eq!(refused.status, 429, "{}", refused.body);
-    assert_eq!(refused.code(), "too_many_attempts");
+    assert_error!(refused, 429, "too_many_attempts");
     let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=15 * 60).contains(&retry), "{retry}");
     // Even the right password waits: the limit is what stops the guessing.
     let right = login(&server, ANA, ANA_PASSWORD);
-    assert_eq!((right.status, right.code()), (429, "too_many_attempts"));
+    assert_error!(right, 429, "too_many_attempts");
 }
 
 #[test]
@@ -344,7 +339,7 @@ fn an_expired_session_is_refused_as_expired() {
         .unwrap();
     assert_eq!(changed, 1);
     let expired = me(&server, &[("authorization", &ana.bearer())]);
-    assert_eq!((expired.status, expired.code()), (401, "session_expired"));
+    assert_error!(expired, 401, "session_expired");
 }
 
 #[test]

@@ -175,30 +175,27 @@ async fn unanswered_request_times_out_and_the_offline_form_reaches_the_agent() {
     ];
     for (values, field) in bad {
         let (status, body) = submit_form(&api, &v.token, "contact", values.clone()).await;
-        assert_eq!(status, 400, "{values}: {body}");
-        assert_eq!(body["error"]["code"], "invalid_input", "{values}: {body}");
+        assert_error!((status, &body), 400, "invalid_input", "{values}");
         assert!(
             body["error"]["message"].as_str().unwrap().contains(field),
             "the error names `{field}`: {body}"
         );
     }
-    let (status, body) = submit_form(&api, &v.token, "contact", json!({"email": 5})).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("invalid_body")),
-        "{body}"
+    assert_error!(
+        submit_form(&api, &v.token, "contact", json!({"email": 5})).await,
+        400,
+        "invalid_body"
     );
-    let (status, body) = submit_form(
-        &api,
-        &v.token,
-        "survey",
-        json!({"email": "ada@example.com", "message": "Hi"}),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("invalid_state")),
-        "{body}"
+    assert_error!(
+        submit_form(
+            &api,
+            &v.token,
+            "survey",
+            json!({"email": "ada@example.com", "message": "Hi"}),
+        )
+        .await,
+        409,
+        "invalid_state"
     );
     assert_eq!(
         api.history(&v.token, 0).await,
@@ -235,17 +232,16 @@ async fn unanswered_request_times_out_and_the_offline_form_reaches_the_agent() {
     assert_eq!(details["visitor"]["email"], "ada@example.com");
 
     // The form is answered: sending it again is refused and stores nothing more.
-    let (status, body) = submit_form(
-        &api,
-        &v.token,
-        "contact",
-        json!({"email": "ada@example.com", "message": "Again"}),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("invalid_state")),
-        "{body}"
+    assert_error!(
+        submit_form(
+            &api,
+            &v.token,
+            "contact",
+            json!({"email": "ada@example.com", "message": "Again"}),
+        )
+        .await,
+        409,
+        "invalid_state"
     );
     assert_eq!(
         api.details(&agent.token, &v.conv).await["forms"]
@@ -412,17 +408,15 @@ async fn silent_visitor_ends_the_chat_and_each_message_pushes_the_end_back() {
     assert_eq!(ends, 1);
 
     // The ended chat takes no more messages…
-    let (status, body) = api
-        .post(
+    assert_error!(
+        api.post(
             "/api/v1/visitor/messages",
             Some(&v.token),
             json!({"text": "Hello again"}),
         )
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("invalid_state")),
-        "{body}"
+        .await,
+        409,
+        "invalid_state"
     );
     // …but the visitor coming back (with their token) starts a new conversation, as the
     // same visitor, and can talk again.
@@ -489,8 +483,7 @@ async fn twenty_agents_accept_at_once_and_exactly_one_wins() {
         let winner = winners[0].clone();
         for (email, status, body) in &results {
             if *email != winner {
-                assert_eq!(*status, 409, "{email}: {body}");
-                assert_eq!(body["error"]["code"], "already_taken", "{email}: {body}");
+                assert_error!((*status, body), 409, "already_taken", "{email}");
             }
         }
 
@@ -568,8 +561,7 @@ async fn one_agent_with_room_for_two_accepts_five_at_once_and_gets_two() {
     assert_eq!(won.len(), 2, "{results:#?}");
     for (conv, status, body) in &results {
         if !won.contains(conv) {
-            assert_eq!(*status, 409, "{body}");
-            assert_eq!(body["error"]["code"], "at_capacity", "{body}");
+            assert_error!((*status, body), 409, "at_capacity");
         }
     }
     let view = api.agent_view(&agent.token, &agent_email(0)).await;
@@ -620,13 +612,11 @@ async fn one_agent_with_room_for_two_accepts_five_at_once_and_gets_two() {
         .act(&agent.token, &waiting[0].conv, "accept", json!({}))
         .await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = api
-        .act(&agent.token, &waiting[1].conv, "accept", json!({}))
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("at_capacity")),
-        "{body}"
+    assert_error!(
+        api.act(&agent.token, &waiting[1].conv, "accept", json!({}))
+            .await,
+        409,
+        "at_capacity"
     );
     let view = api.agent_view(&agent.token, &agent_email(0)).await;
     assert_eq!(view["active_chats"], 2, "{view}");
@@ -1006,11 +996,10 @@ async fn takeover_transfer_unassign_mute_and_reopen() {
         (d["status"].as_str(), d["assignee"].as_str()),
         (Some("chatting"), Some(agent_email(0).as_str()))
     );
-    let (status, body) = api.act(&a1.token, &v.conv, "takeover", json!({})).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("invalid_state")),
-        "{body}"
+    assert_error!(
+        api.act(&a1.token, &v.conv, "takeover", json!({})).await,
+        409,
+        "invalid_state"
     );
     let before = visitor_says("t-1", "Are you a person?").await;
     let after = api.history(&v.token, seq(&before) - 1).await;
@@ -1047,13 +1036,11 @@ async fn takeover_transfer_unassign_mute_and_reopen() {
         })
         .await;
     assert_eq!(status_of(&v.conv).await["assignee"], agent_email(1));
-    let (status, body) = api
-        .act(&a0.token, &v.conv, "messages", json!({"text": "Still me"}))
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (403, Some("not_allowed")),
-        "{body}"
+    assert_error!(
+        api.act(&a0.token, &v.conv, "messages", json!({"text": "Still me"}))
+            .await,
+        403,
+        "not_allowed"
     );
     let (status, body) = api
         .act(
@@ -1088,11 +1075,10 @@ async fn takeover_transfer_unassign_mute_and_reopen() {
         "{d}"
     );
     assert_eq!(d["assignee"], Value::Null);
-    let (status, body) = api.act(&a0.token, &v.conv, "accept", json!({})).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("not_available")),
-        "{body}"
+    assert_error!(
+        api.act(&a0.token, &v.conv, "accept", json!({})).await,
+        409,
+        "not_available"
     );
 
     // Biller 0 accepts, then gives it back: it rings biller 1 only.
@@ -1246,10 +1232,11 @@ async fn auto_assignment_offers_one_agent_at_a_time_then_the_next() {
         "{offer}"
     );
     let (status, body) = api.act(&second.token, &v.conv, "accept", json!({})).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("not_available")),
-        "only the offered agent may take it: {body}"
+    assert_error!(
+        (status, body),
+        409,
+        "not_available",
+        "only the offered agent may take it"
     );
 
     // Agent 0 lets the offer run out: it passes to agent 1, who takes it.

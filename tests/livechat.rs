@@ -206,13 +206,11 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
         rated["data"],
         json!({"rating": "good", "comment": "Quick and kind", "agent": "agent0@acme.example"})
     );
-    let (status, body) = api
-        .post("/api/v1/visitor/actions", Some(&token), rate("bad"))
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("invalid_state")),
-        "{body}"
+    assert_error!(
+        api.post("/api/v1/visitor/actions", Some(&token), rate("bad"))
+            .await,
+        409,
+        "invalid_state"
     );
     let (status, body) = api
         .post("/api/v1/visitor/actions", Some(&token), rate("meh"))

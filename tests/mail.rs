@@ -223,16 +223,11 @@ fn a_form_with_bad_values_is_refused_and_mails_nothing() {
         "the page shows what to fix: {body}"
     );
     // A field the form does not have cannot be used to add a recipient either.
-    let (status, body) = server.api().post(
+    assert_error!(server.api().post(
         "/api/v1/bots/support/offline",
         None,
         json!({"values": {"name": "Eve", "email": "eve@example.com", "message": "hi", "email_to": "victim@example.com"}}),
-    );
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("invalid_form")),
-        "{body}"
-    );
+    ), 400, "invalid_form");
     std::thread::sleep(Duration::from_millis(500));
     assert!(smtp.mails_of("offline_form").is_empty());
     assert_eq!(outbox(&server, "pending", "offline_form"), 0);

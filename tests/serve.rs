@@ -224,38 +224,30 @@ fn the_admin_api_applies_a_bundle_remotely_and_refuses_bad_callers() {
     assert!(installed.contains("Remote hello"));
 
     // A wrong token, malformed JSON, a path in a file name, an invalid bundle.
-    let (status, body) = apply("nope", "{\"files\":{}}");
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (401, Some("unauthorized"))
+    assert_error!(apply("nope", "{\"files\":{}}"), 401, "unauthorized");
+    assert_error!(
+        apply("s3cret-token", "{\"files\": {,}}"),
+        400,
+        "invalid_json"
     );
-    let (status, body) = apply("s3cret-token", "{\"files\": {,}}");
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("invalid_json"))
+    assert_error!(
+        apply("s3cret-token", "{\"files\": {\"a\": 1}}"),
+        400,
+        "invalid_body"
     );
-    let (status, body) = apply("s3cret-token", "{\"files\": {\"a\": 1}}");
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("invalid_body"))
-    );
-    let (status, body) = apply(
-        "s3cret-token",
-        "{\"files\": {\"../evil.toml\": \"name = 'x'\"}}",
-    );
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("invalid_file_name"))
+    assert_error!(
+        apply(
+            "s3cret-token",
+            "{\"files\": {\"../evil.toml\": \"name = 'x'\"}}",
+        ),
+        400,
+        "invalid_file_name"
     );
     let (status, body) = apply(
         "s3cret-token",
         "{\"files\": {\"x.toml\": \"name = 'x'\\n[[step]]\\nid = 'a'\\ngoto = 'nowhere'\\n\"}}",
     );
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (422, Some("invalid_bundle")),
-        "{body}"
-    );
+    assert_error!((status, &body), 422, "invalid_bundle");
     let first = &body["error"]["diagnostics"][0];
     assert_eq!(
         (first["file"].as_str(), first["line"].as_i64()),
@@ -275,10 +267,7 @@ fn the_admin_api_is_off_without_a_token() {
         Some("anything"),
         Some("{\"files\":{}}"),
     );
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (403, Some("admin_api_disabled"))
-    );
+    assert_error!((status, body), 403, "admin_api_disabled");
 }
 
 #[test]

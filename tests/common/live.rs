@@ -269,11 +269,6 @@ impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
-
-    /// The stable error code ("" when it is no error).
-    pub fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or("")
-    }
 }
 
 /// `Api` for a synchronous test: every call runs to its end on a runtime of its own.

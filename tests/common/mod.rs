@@ -187,3 +187,53 @@ impl Drop for TestServer {
         let _ = self.child.wait();
     }
 }
+/// Asserts that a reply is a refusal with `status` and the stable error `code`; the reply
+/// is `(status, body)`, `(status, &body)` or a `Reply`, and any further arguments say what
+/// was refused.
+#[macro_export]
+macro_rules! assert_error {
+    ($reply:expr, $status:expr, $code:expr $(,)?) => {
+        $crate::common::check_error(&$reply, $status, $code, "")
+    };
+    ($reply:expr, $status:expr, $code:expr, $($what:tt)+) => {
+        $crate::common::check_error(&$reply, $status, $code, &format!($($what)+))
+    };
+}
+
+/// A reply `assert_error!` can check.
+pub trait Refusal {
+    fn status_and_body(&self) -> (u16, &serde_json::Value);
+}
+
+impl Refusal for (u16, serde_json::Value) {
+    fn status_and_body(&self) -> (u16, &serde_json::Value) {
+        (self.0, &self.1)
+    }
+}
+
+impl Refusal for (u16, &serde_json::Value) {
+    fn status_and_body(&self) -> (u16, &serde_json::Value) {
+        (self.0, self.1)
+    }
+}
+
+impl Refusal for live::Reply {
+    fn status_and_body(&self) -> (u16, &serde_json::Value) {
+        (self.status, &self.body)
+    }
+}
+
+#[track_caller]
+pub fn check_error(reply: &impl Refusal, status: u16, code: &str, what: &str) {
+    let (got, body) = reply.status_and_body();
+    let what = if what.is_empty() {
+        String::new()
+    } else {
+        format!("{what}: ")
+    };
+    assert_eq!(
+        (got, body["error"]["code"].as_str()),
+        (status, Some(code)),
+        "{what}{body}"
+    );
+}

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::live::{Api, Console, Session, agent_email, start_with};
+use common::live::{Api, Console, Session, agent_email};
 use common::{Bundle, TestServer, bot};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -16,15 +16,6 @@ use tokio_tungstenite::tungstenite::Message;
 const WAIT: Duration = Duration::from_secs(10);
 const BOSS: &str = "boss@acme.example";
 const SELLER: &str = "seller@acme.example";
-
-/// Two bots: `support` (team `desk`: agent0, agent1) and `sales` (team `sales`: the seller).
-fn two_bots(dir: &std::path::Path) {
-    Bundle::live(2)
-        .team("sales", &["sales"])
-        .agent("Seller", SELLER, "sales")
-        .bot("sales", bot("Acme Sales", "Hi from sales"))
-        .write(dir);
-}
 
 /// The server with: agent0 chatting with visitor `a` (support), agent1 online, visitor `b`
 /// (support) with the bot, visitor `s` (sales) with the bot, the seller online.
@@ -41,8 +32,12 @@ struct World {
 }
 
 async fn world() -> World {
-    let emails = [agent_email(0), agent_email(1), SELLER.into(), BOSS.into()];
-    let server = start_with(two_bots, &emails);
+    // Two bots: `support` (team `desk`: agent0, agent1) and `sales` (team `sales`: the seller).
+    let server = Bundle::live(2)
+        .team("sales", &["sales"])
+        .agent("Seller", SELLER, "sales")
+        .bot("sales", bot("Acme Sales", "Hi from sales"))
+        .serve(&[&agent_email(0), &agent_email(1), SELLER, BOSS]);
     let api = Api::new(&server.url);
     let boss = api.login(BOSS).await;
     let agent0 = api.go_online(&agent_email(0)).await;

@@ -18,15 +18,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A server with the `support` bot and agents 0 and 1 (team `desk`), both with passwords.
 async fn server() -> (TestServer, Api) {
-    let server = tokio::task::spawn_blocking(|| {
-        let server = TestServer::start(|dir| Bundle::live(2).write(dir), &[]);
-        for i in 0..2 {
-            set_password(&server.bots_dir, &server.data_dir, &agent_email(i));
-        }
-        server
-    })
-    .await
-    .unwrap();
+    let server = Bundle::live(2).serve(&[&agent_email(0), &agent_email(1)]);
     let api = Api::new(&server.url);
     (server, api)
 }
@@ -721,18 +713,9 @@ bots = ["support"]
 /// search, and the banner of a config reload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn take_over_canned_reconnect_mute_transfer_search_and_reload() {
-    let server = tokio::task::spawn_blocking(|| {
-        let server = TestServer::start(
-            |dir| Bundle::live(2).file("responses.toml", RESPONSES).write(dir),
-            &[],
-        );
-        for i in 0..2 {
-            set_password(&server.bots_dir, &server.data_dir, &agent_email(i));
-        }
-        server
-    })
-    .await
-    .unwrap();
+    let server = Bundle::live(2)
+        .file("responses.toml", RESPONSES)
+        .serve(&[&agent_email(0), &agent_email(1)]);
     let api = Api::new(&server.url);
     let other = api.go_online(&agent_email(1)).await;
     let browser = Browser::start().await;

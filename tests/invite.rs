@@ -6,9 +6,9 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::Bundle;
 use common::live::{Api, PASSWORD};
 use common::smtp::header;
-use common::{Bundle, TestServer};
 use serde_json::json;
 
 /// The `.eml` files of one kind in the data directory, waiting up to `limit` for `n`.
@@ -55,10 +55,7 @@ fn link(mail: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_agent_is_invited_once_and_the_link_sets_their_password() {
-    let server =
-        tokio::task::spawn_blocking(|| TestServer::start(|dir| Bundle::live(1).write(dir), &[]))
-            .await
-            .unwrap();
+    let server = Bundle::live(1).serve(&[]);
     let data = server.data_dir.clone();
     let invites =
         tokio::task::spawn_blocking(move || mails(&data, "invite", 2, Duration::from_secs(10)))
@@ -142,10 +139,7 @@ async fn a_new_agent_is_invited_once_and_the_link_sets_their_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_visitor_gets_the_transcript_at_the_address_they_gave() {
-    let server =
-        tokio::task::spawn_blocking(|| TestServer::start(|dir| Bundle::live(1).write(dir), &[]))
-            .await
-            .unwrap();
+    let server = Bundle::live(1).serve(&[]);
     let api = Api::new(&server.url);
     let session = api.visitor("support").await;
     let token = session["token"].as_str().unwrap().to_string();

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::live::{Api, Console, Session, Stream, agent_email, set_password, start_with};
+use common::live::{Api, Console, Session, Stream, agent_email};
 use common::{Bundle, TestServer};
 use serde_json::{Value, json};
 
@@ -20,15 +20,11 @@ const BOSS: &str = "boss@acme.example";
 fn start(agents: usize, max_chats: u32, accept_timeout: &str, idle_timeout: &str) -> TestServer {
     let mut emails: Vec<String> = (0..agents).map(agent_email).collect();
     emails.push(BOSS.to_string());
-    start_with(
-        |dir| {
-            Bundle::live(agents)
-                .max_chats(max_chats)
-                .live_chat(|d| d.accept_timeout(accept_timeout).idle_timeout(idle_timeout))
-                .write(dir)
-        },
-        &emails,
-    )
+    let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
+    Bundle::live(agents)
+        .max_chats(max_chats)
+        .live_chat(|d| d.accept_timeout(accept_timeout).idle_timeout(idle_timeout))
+        .serve(&emails)
 }
 
 fn seq(v: &Value) -> i64 {
@@ -942,19 +938,12 @@ const BILLERS: [&str; 2] = ["biller0@acme.example", "biller1@acme.example"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn takeover_transfer_unassign_mute_and_reopen() {
-    let mut emails: Vec<String> = (0..2).map(agent_email).collect();
-    emails.extend(BILLERS.iter().map(|b| b.to_string()));
-    let server = start_with(
-        |dir| {
-            Bundle::live(2)
-                .max_chats(3)
-                .team("billing", &["support"])
-                .agent("Biller 0", BILLERS[0], "billing")
-                .agent("Biller 1", BILLERS[1], "billing")
-                .write(dir);
-        },
-        &emails,
-    );
+    let server = Bundle::live(2)
+        .max_chats(3)
+        .team("billing", &["support"])
+        .agent("Biller 0", BILLERS[0], "billing")
+        .agent("Biller 1", BILLERS[1], "billing")
+        .serve(&[&agent_email(0), &agent_email(1), BILLERS[0], BILLERS[1]]);
     let api = Api::new(&server.url);
     let mut a0 = api.go_online(&agent_email(0)).await;
     let mut a1 = api.go_online(&agent_email(1)).await;
@@ -1199,25 +1188,13 @@ async fn takeover_transfer_unassign_mute_and_reopen() {
 /// it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_assignment_offers_one_agent_at_a_time_then_the_next() {
-    let server = tokio::task::spawn_blocking(|| {
-        TestServer::start(
-            |dir| {
-                Bundle::live(2)
-                    .live_chat(|d| {
-                        d.accept_timeout("30s")
-                            .set("assignment", "\"auto\"")
-                            .set("offer_timeout", "\"1s\"")
-                    })
-                    .write(dir);
-            },
-            &[],
-        )
-    })
-    .await
-    .unwrap();
-    for i in 0..2 {
-        set_password(&server.bots_dir, &server.data_dir, &agent_email(i));
-    }
+    let server = Bundle::live(2)
+        .live_chat(|d| {
+            d.accept_timeout("30s")
+                .set("assignment", "\"auto\"")
+                .set("offer_timeout", "\"1s\"")
+        })
+        .serve(&[&agent_email(0), &agent_email(1)]);
     let api = Api::new(&server.url);
     let mut first = api.go_online(&agent_email(0)).await;
     let second = api.go_online(&agent_email(1)).await;

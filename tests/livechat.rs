@@ -4,30 +4,21 @@ mod common;
 
 use std::time::Duration;
 
-use common::live::{Api, Console, set_password};
+use common::live::{Api, Console};
 use common::{Bundle, TestServer};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
 
 fn start(agents: usize, accept_timeout: &str, idle_timeout: &str) -> TestServer {
-    let server = TestServer::start(
-        |dir| {
-            Bundle::live(agents)
-                .live_chat(|d| d.accept_timeout(accept_timeout).idle_timeout(idle_timeout))
-                .write(dir)
-        },
-        &[],
-    );
-    for i in 0..agents {
-        set_password(
-            &server.bots_dir,
-            &server.data_dir,
-            &format!("agent{i}@acme.example"),
-        );
-    }
-    set_password(&server.bots_dir, &server.data_dir, "boss@acme.example");
-    server
+    let mut emails: Vec<String> = (0..agents)
+        .map(|i| format!("agent{i}@acme.example"))
+        .collect();
+    emails.push("boss@acme.example".into());
+    let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
+    Bundle::live(agents)
+        .live_chat(|d| d.accept_timeout(accept_timeout).idle_timeout(idle_timeout))
+        .serve(&emails)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,19 +293,13 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_get_the_canned_responses_of_their_bots() {
-    let server = TestServer::start(
-        |dir| {
-            Bundle::live(1)
-                .file(
-                    "responses.toml",
-                    "[[response]]\nshortcut = \"hello\"\ntext = \"Hello! How can I help?\"\n\n\
-                     [[response]]\nshortcut = \"refund\"\ntext = \"Refunds take 5 days.\"\nbots = [\"support\"]\n",
-                )
-                .write(dir)
-        },
-        &[],
-    );
-    set_password(&server.bots_dir, &server.data_dir, "agent0@acme.example");
+    let server = Bundle::live(1)
+        .file(
+            "responses.toml",
+            "[[response]]\nshortcut = \"hello\"\ntext = \"Hello! How can I help?\"\n\n\
+             [[response]]\nshortcut = \"refund\"\ntext = \"Refunds take 5 days.\"\nbots = [\"support\"]\n",
+        )
+        .serve(&["agent0@acme.example"]);
     let api = Api::new(&server.url);
     let agent = api.login("agent0@acme.example").await;
     let (status, body) = api.get("/api/v1/responses", Some(&agent)).await;
@@ -393,23 +378,14 @@ async fn waiting_visitors_see_their_place_in_the_queue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_browser_language_list_picks_the_bot_language() {
-    let server = TestServer::start(
-        |dir| {
-            Bundle::live(0)
-                .bot(
-                    "bilingual",
-                    r#"name = "Bilingual"
+    let bilingual = r#"name = "Bilingual"
 languages = ["en", "de"]
 
 [[step]]
 id = "start"
 say = { en = "Hello!", de = "Hallo!" }
-"#,
-                )
-                .write(dir)
-        },
-        &[],
-    );
+"#;
+    let server = Bundle::live(0).bot("bilingual", bilingual).serve(&[]);
     let api = Api::new(&server.url);
     let start = |accept: &str| {
         let req = api
@@ -440,16 +416,11 @@ say = { en = "Hello!", de = "Hallo!" }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conversations_export_as_csv_for_a_period_and_the_callers_bots() {
-    let server = TestServer::start(
-        |dir| {
-            // A second bot that agent0's team does not serve.
-            let other = "name = \"Other\"\n[[step]]\nid = \"start\"\nsay = \"Hi\"\n";
-            Bundle::live(1).bot("other", other).write(dir)
-        },
-        &[],
-    );
-    set_password(&server.bots_dir, &server.data_dir, "agent0@acme.example");
-    set_password(&server.bots_dir, &server.data_dir, "boss@acme.example");
+    // A second bot that agent0's team does not serve.
+    let other = "name = \"Other\"\n[[step]]\nid = \"start\"\nsay = \"Hi\"\n";
+    let server = Bundle::live(1)
+        .bot("other", other)
+        .serve(&["agent0@acme.example", "boss@acme.example"]);
     let api = Api::new(&server.url);
     let agent = api.login("agent0@acme.example").await;
     let boss = api.login("boss@acme.example").await;

@@ -6,23 +6,17 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::live::{Api, Console, set_password};
-use common::{Bundle, TestServer};
+use common::Bundle;
+use common::live::{Api, Console};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_traffic_loses_nothing_acknowledged_and_timers_still_fire() {
-    let server = TestServer::start(
-        |dir| {
-            Bundle::live(1)
-                .live_chat(|d| d.accept_timeout("4s"))
-                .write(dir)
-        },
-        &[],
-    );
-    set_password(&server.bots_dir, &server.data_dir, "agent0@acme.example");
+    let server = Bundle::live(1)
+        .live_chat(|d| d.accept_timeout("4s"))
+        .serve(&["agent0@acme.example"]);
     let api = Api::new(&server.url);
     let Console {
         token: agent,
@@ -171,8 +165,7 @@ async fn kill_9_during_traffic_loses_nothing_acknowledged_and_timers_still_fire(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_reload_keeps_every_socket_open_and_tells_agents() {
-    let server = TestServer::start(|dir| Bundle::live(1).write(dir), &[]);
-    set_password(&server.bots_dir, &server.data_dir, "agent0@acme.example");
+    let server = Bundle::live(1).serve(&["agent0@acme.example"]);
     let api = Api::new(&server.url);
     let agent = api.login("agent0@acme.example").await;
     let mut console = api.agent_stream(&agent, 0).await;

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::browser::Browser;
-use common::live::{Api, agent_email, set_password};
+use common::live::{Api, agent_email};
 use common::{Bundle, TestServer};
 use fantoccini::Locator;
 use fantoccini::elements::{Element, ShadowRoot};
@@ -19,23 +19,12 @@ const LIMIT: Duration = Duration::from_secs(10);
 /// The server with the `support` bot of `Bundle::live` and one agent with a password; with
 /// `collect`, the Live Chat action asks for the visitor's name and email first.
 async fn start_server(collect: bool) -> TestServer {
-    tokio::task::spawn_blocking(move || {
-        let server = TestServer::start(
-            |dir| {
-                let bundle = Bundle::live(1);
-                match collect {
-                    true => bundle.live_chat(|d| d.set("collect", r#"["name", "email"]"#)),
-                    false => bundle,
-                }
-                .write(dir)
-            },
-            &[],
-        );
-        set_password(&server.bots_dir, &server.data_dir, &agent_email(0));
-        server
-    })
-    .await
-    .unwrap()
+    let bundle = Bundle::live(1);
+    match collect {
+        true => bundle.live_chat(|d| d.set("collect", r#"["name", "email"]"#)),
+        false => bundle,
+    }
+    .serve(&[&agent_email(0)])
 }
 
 /// Serves `html` at `/` from a second origin (another port): the site that embeds the widget.

@@ -9,7 +9,8 @@
 
 use std::path::Path;
 
-use super::save_atomically;
+use super::live::set_password;
+use super::{TestServer, save_atomically};
 
 /// Teams, agents and files of a bundle, written by `write`.
 #[derive(Clone, Default)]
@@ -128,6 +129,15 @@ impl Bundle {
             out.push_str(&format!("teams = [\"{}\"]\n\n", a.team));
         }
         out
+    }
+
+    /// Starts the server on this bundle and gives each of `passwords` the test password.
+    pub fn serve(&self, passwords: &[&str]) -> TestServer {
+        let server = TestServer::start(|dir| self.write(dir), &[]);
+        for email in passwords {
+            set_password(&server.bots_dir, &server.data_dir, email);
+        }
+        server
     }
 
     /// Writes every file into `dir` the way editors save, so a running server may watch.

@@ -382,16 +382,6 @@ pub fn agent_email(i: usize) -> String {
     format!("agent{i}@acme.example")
 }
 
-/// Starts the server on the bundle `setup` writes and gives every agent of `emails` the
-/// test password.
-pub fn start_with(setup: impl FnOnce(&Path), emails: &[String]) -> super::TestServer {
-    let server = super::TestServer::start(setup, &[]);
-    for email in emails {
-        set_password(&server.bots_dir, &server.data_dir, email);
-    }
-    server
-}
-
 /// An agent with the console open: their token and their event stream.
 pub struct Console {
     pub email: String,

@@ -45,25 +45,21 @@ async fn world() -> World {
     let seller = api.go_online(SELLER).await;
     let a = api.session("support").await;
     api.request_live_chat(&a.token).await;
-    let (status, body) = api.act(&agent0.token, &a.conv, "accept", json!({})).await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = api
-        .post(
-            "/api/v1/visitor/messages",
-            Some(&a.token),
-            json!({"client_id": "a-1", "text": "Hello from A"}),
-        )
+    api.act_ok(&agent0.token, &a.conv, "accept", json!({}))
         .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = api
-        .act(
-            &agent0.token,
-            &a.conv,
-            "messages",
-            json!({"client_id": "g-1", "text": "Hello A, agent 0 here"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.post_ok(
+        "/api/v1/visitor/messages",
+        Some(&a.token),
+        json!({"client_id": "a-1", "text": "Hello from A"}),
+    )
+    .await;
+    api.act_ok(
+        &agent0.token,
+        &a.conv,
+        "messages",
+        json!({"client_id": "g-1", "text": "Hello A, agent 0 here"}),
+    )
+    .await;
     let b = api.session("support").await;
     let s = api.session("sales").await;
     World {
@@ -479,15 +475,13 @@ async fn malformed_input_is_refused_with_a_stable_code_and_changes_nothing() {
     .await;
 
     // The limit counts characters: 10,000 of them (20,000 bytes here) is a message.
-    let (status, body) = w
-        .api
-        .post(
+    w.api
+        .post_ok(
             "/api/v1/visitor/messages",
             Some(&w.a.token),
             json!({"text": "é".repeat(10_000)}),
         )
         .await;
-    assert_eq!(status, 200, "{body}");
 }
 
 // ---- tokens --------------------------------------------------------------------------------
@@ -650,23 +644,20 @@ async fn a_visitor_reaches_only_their_own_conversation() {
     let mut a_stream = api.visitor_stream(&w.a.token, 0).await;
     // The others write; then `a` writes, and reads its socket up to its own message.
     for (token, text) in [(&w.b.token, "secret of B"), (&w.s.token, "secret of S")] {
-        let (status, body) = api
-            .post(
-                "/api/v1/visitor/messages",
-                Some(token),
-                json!({"text": text}),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
+        api.post_ok(
+            "/api/v1/visitor/messages",
+            Some(token),
+            json!({"text": text}),
+        )
+        .await;
     }
-    let (status, body) = api
-        .post(
+    let body = api
+        .post_ok(
             "/api/v1/visitor/messages",
             Some(&w.a.token),
             json!({"text": "A's sentinel"}),
         )
         .await;
-    assert_eq!(status, 200, "{body}");
     assert_eq!(body["conversation_id"], w.a.conv.as_str());
     a_stream
         .wait_for(WAIT, "A's own message", |e| {
@@ -693,14 +684,13 @@ async fn a_visitor_reaches_only_their_own_conversation() {
     );
 
     // `a`'s token resumes `a` on its own bot…
-    let (status, resumed) = api
-        .post(
+    let resumed = api
+        .post_ok(
             "/api/v1/visitor/sessions",
             None,
             json!({"bot": "support", "token": w.a.token}),
         )
         .await;
-    assert_eq!(status, 200, "{resumed}");
     assert_eq!(resumed["resumed"], true);
     assert_eq!(resumed["conversation_id"], w.a.conv.as_str());
     // …and nothing of another bot: there it is a stranger, who starts afresh.
@@ -733,14 +723,13 @@ async fn a_visitor_reaches_only_their_own_conversation() {
         "a new sales visitor changed the others"
     );
     // `a`'s token still writes to `a`'s conversation only.
-    let (status, body) = api
-        .post(
+    let body = api
+        .post_ok(
             "/api/v1/visitor/messages",
             Some(&w.a.token),
             json!({"text": "Still A"}),
         )
         .await;
-    assert_eq!(status, 200, "{body}");
     assert_eq!(body["conversation_id"], w.a.conv.as_str());
     let new_token = other["token"].as_str().unwrap();
     let theirs = api.history(new_token, 0).await;
@@ -763,8 +752,7 @@ async fn agents_reach_only_the_bots_they_serve_and_write_only_where_they_hold() 
 
     // The boss sees the support conversation: the 404s below are about the seller.
     let details = format!("/api/v1/conversations/{a_conv}");
-    let (status, _) = w.api.get(&details, Some(&w.boss)).await;
-    assert_eq!(status, 200);
+    w.api.get_ok(&details, Some(&w.boss)).await;
     let (status, _) = w
         .api
         .get(
@@ -842,15 +830,13 @@ async fn agents_reach_only_the_bots_they_serve_and_write_only_where_they_hold() 
         .await;
     assert_eq!(list["conversations"], json!([]), "{list}");
     // The seller's console never carried a support event: read it up to a sales sentinel.
-    let (status, _) = w
-        .api
-        .post(
+    w.api
+        .post_ok(
             "/api/v1/visitor/messages",
             Some(&w.s.token),
             json!({"text": "sales sentinel"}),
         )
         .await;
-    assert_eq!(status, 200);
     w.seller
         .stream
         .wait_for(WAIT, "the sales sentinel", |e| {
@@ -1030,11 +1016,10 @@ async fn refusals_outside_handlers_are_json_with_a_code_too() {
     );
     assert!((400..500).contains(&status));
     // A search with a NUL in it finds nothing rather than failing.
-    let (status, body) = w
+    let body = w
         .api
-        .get("/api/v1/conversations?q=x%00y", Some(&w.boss))
+        .get_ok("/api/v1/conversations?q=x%00y", Some(&w.boss))
         .await;
-    assert_eq!(status, 200, "{body}");
     assert_eq!(body["conversations"], json!([]));
 }
 

@@ -157,14 +157,12 @@ async fn accept_in_browser(browser: &Browser, conv: &str) {
 }
 
 async fn visitor_says(api: &Api, session: &Session, client_id: &str, text: &str) {
-    let (status, body) = api
-        .post(
-            "/api/v1/visitor/messages",
-            Some(&session.token),
-            json!({"client_id": client_id, "text": text}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.post_ok(
+        "/api/v1/visitor/messages",
+        Some(&session.token),
+        json!({"client_id": client_id, "text": text}),
+    )
+    .await;
 }
 
 fn agent_message(text: &str) -> impl Fn(&Value) -> bool + '_ {
@@ -272,15 +270,13 @@ async fn a_request_rings_is_accepted_and_both_sides_talk() {
     }
 
     // A colleague's note arrives live, marked internal.
-    let (status, body) = api
-        .act(
-            &watcher,
-            &session.conv,
-            "notes",
-            json!({"text": "Billing address changed last week, see ticket 4411."}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.act_ok(
+        &watcher,
+        &session.conv,
+        "notes",
+        json!({"text": "Billing address changed last week, see ticket 4411."}),
+    )
+    .await;
     browser
         .wait_for_text("#messages .msg-note", "Internal note · Agent 1")
         .await;
@@ -359,10 +355,8 @@ async fn a_request_taken_by_another_agent_leaves_new() {
                   .some(b => b.textContent === 'Accept');",
     )
     .await;
-    let (status, body) = api
-        .act(&other.token, &session.conv, "accept", json!({}))
+    api.act_ok(&other.token, &session.conv, "accept", json!({}))
         .await;
-    assert_eq!(status, 200, "{body}");
 
     browser
         .wait_for_text("#conv-notice", "Taken by someone else")
@@ -399,10 +393,8 @@ async fn a_request_taken_by_another_agent_leaves_new() {
     )
     .await;
     browser.wait_for_text("#conn", "Offline").await;
-    let (status, body) = api
-        .act(&other.token, &second.conv, "accept", json!({}))
+    api.act_ok(&other.token, &second.conv, "accept", json!({}))
         .await;
-    assert_eq!(status, 200, "{body}");
     click_labelled(&browser, "conv-actions", "Accept").await;
     browser
         .wait_for_text("#conv-notice", "Taken by someone else")

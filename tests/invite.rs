@@ -157,24 +157,20 @@ async fn a_visitor_gets_the_transcript_at_the_address_they_gave() {
 
     // The visitor writes, asks for a person; nobody is online, so the offline form takes
     // their address.
-    let (status, _) = api
-        .post(
-            "/api/v1/visitor/messages",
-            Some(&token),
-            json!({"text": "<b>call me</b>"}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    api.post_ok(
+        "/api/v1/visitor/messages",
+        Some(&token),
+        json!({"text": "<b>call me</b>"}),
+    )
+    .await;
     api.request_live_chat(&token).await;
-    let (status, body) = api
-        .post(
-            "/api/v1/visitor/actions",
-            Some(&token),
-            json!({"type": "form", "form": "contact",
+    api.post_ok(
+        "/api/v1/visitor/actions",
+        Some(&token),
+        json!({"type": "form", "form": "contact",
                    "values": {"email": "ada@example.com", "message": "Please write back."}}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    )
+    .await;
     // Now the transcript goes there, and only there.
     let (status, body) = api
         .post(
@@ -211,14 +207,12 @@ async fn a_visitor_gets_the_transcript_at_the_address_they_gave() {
         "escaped in the HTML part: {body}"
     );
     // Three requests an hour (the refused one above counted too), then a clear refusal.
-    let (status, _) = api
-        .post(
-            "/api/v1/visitor/actions",
-            Some(&token),
-            json!({"type": "email_transcript"}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    api.post_ok(
+        "/api/v1/visitor/actions",
+        Some(&token),
+        json!({"type": "email_transcript"}),
+    )
+    .await;
     assert_error!(
         api.post(
             "/api/v1/visitor/actions",

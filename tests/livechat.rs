@@ -64,14 +64,12 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
     widget.event("flow.step", Some(&conv)).await;
 
     // They pick "Talk to a person" and ask for live chat: the agent's console rings.
-    let (status, body) = api
-        .post(
-            "/api/v1/visitor/actions",
-            Some(&token),
-            json!({"type": "choice", "index": 0}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.post_ok(
+        "/api/v1/visitor/actions",
+        Some(&token),
+        json!({"type": "choice", "index": 0}),
+    )
+    .await;
     let (status, body) = api
         .post(
             "/api/v1/visitor/actions",
@@ -104,14 +102,12 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
     );
 
     // The agent accepts: the visitor is told who joined.
-    let (status, body) = api
-        .post(
-            &format!("/api/v1/conversations/{conv}/accept"),
-            Some(&agent),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.post_ok(
+        &format!("/api/v1/conversations/{conv}/accept"),
+        Some(&agent),
+        json!({}),
+    )
+    .await;
     widget
         .wait_for(WAIT, "the assigned message", |v| {
             v["data"]["text"] == "Agent 0 has joined the chat."
@@ -119,14 +115,13 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
         .await;
 
     // Messages both ways, each delivered over the other side's socket.
-    let (status, sent) = api
-        .post(
+    let sent = api
+        .post_ok(
             "/api/v1/visitor/messages",
             Some(&token),
             json!({"client_id": "v-1", "text": "My invoice is wrong"}),
         )
         .await;
-    assert_eq!(status, 200, "{sent}");
     let got = console
         .wait_for(WAIT, "the visitor's message", |v| {
             v["data"]["text"] == "My invoice is wrong"
@@ -134,14 +129,12 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
         .await;
     assert_eq!(got["data"]["message_id"], sent["message_id"]);
     assert_eq!(got["seq"], sent["seq"]);
-    let (status, _) = api
-        .post(
-            &format!("/api/v1/conversations/{conv}/messages"),
-            Some(&agent),
-            json!({"client_id": "a-1", "text": "Let me check that for you."}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    api.post_ok(
+        &format!("/api/v1/conversations/{conv}/messages"),
+        Some(&agent),
+        json!({"client_id": "a-1", "text": "Let me check that for you."}),
+    )
+    .await;
     let reply = widget
         .wait_for(WAIT, "the agent's reply", |v| {
             v["data"]["text"] == "Let me check that for you."
@@ -154,14 +147,12 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
     );
 
     // A note stays internal.
-    let (status, _) = api
-        .post(
-            &format!("/api/v1/conversations/{conv}/notes"),
-            Some(&agent),
-            json!({"text": "VIP customer"}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    api.post_ok(
+        &format!("/api/v1/conversations/{conv}/notes"),
+        Some(&agent),
+        json!({"text": "VIP customer"}),
+    )
+    .await;
     console.event("note.created", Some(&conv)).await;
     // The list shows the newest message of each chat, never a note.
     let (_, mine) = api
@@ -174,24 +165,20 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
     );
 
     // Resolve with a note, then close; the visitor sees both, never the note.
-    let (status, body) = api
-        .post(
-            &format!("/api/v1/conversations/{conv}/resolve"),
-            Some(&agent),
-            json!({"note": "refund issued"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.post_ok(
+        &format!("/api/v1/conversations/{conv}/resolve"),
+        Some(&agent),
+        json!({"note": "refund issued"}),
+    )
+    .await;
     let resolved = widget.event("conversation.resolved", Some(&conv)).await;
     assert!(resolved["data"].get("note").is_none(), "{resolved}");
 
     // The visitor rates the chat, once; the agent's console hears it.
     let rate =
         |rating: &str| json!({"type": "rate", "rating": rating, "comment": "Quick and kind"});
-    let (status, body) = api
-        .post("/api/v1/visitor/actions", Some(&token), rate("good"))
+    api.post_ok("/api/v1/visitor/actions", Some(&token), rate("good"))
         .await;
-    assert_eq!(status, 200, "{body}");
     let rated = console.event("conversation.rated", Some(&conv)).await;
     assert_eq!(
         rated["data"],
@@ -207,14 +194,12 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
         .post("/api/v1/visitor/actions", Some(&token), rate("meh"))
         .await;
     assert_eq!(status, 400, "{body}");
-    let (status, _) = api
-        .post(
-            &format!("/api/v1/conversations/{conv}/close"),
-            Some(&agent),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    api.post_ok(
+        &format!("/api/v1/conversations/{conv}/close"),
+        Some(&agent),
+        json!({}),
+    )
+    .await;
     widget.event("conversation.closed", Some(&conv)).await;
     assert!(
         !widget.seen.iter().any(|v| v["type"] == "note.created"
@@ -265,8 +250,7 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
     );
 
     // The dashboard counts it: one request, accepted, resolved, with its durations.
-    let (status, stats) = api.get("/api/v1/stats", Some(&agent)).await;
-    assert_eq!(status, 200, "{stats}");
+    let stats = api.get_ok("/api/v1/stats", Some(&agent)).await;
     let total = &stats["total"];
     assert_eq!(total["conversations"], 1, "{stats}");
     assert_eq!(total["live_chat_requests"], 1);
@@ -302,8 +286,7 @@ async fn agents_get_the_canned_responses_of_their_bots() {
         .serve(&["agent0@acme.example"]);
     let api = Api::new(&server.url);
     let agent = api.login("agent0@acme.example").await;
-    let (status, body) = api.get("/api/v1/responses", Some(&agent)).await;
-    assert_eq!(status, 200, "{body}");
+    let body = api.get_ok("/api/v1/responses", Some(&agent)).await;
     let shortcuts: Vec<&str> = body["responses"]
         .as_array()
         .unwrap()
@@ -358,14 +341,12 @@ async fn waiting_visitors_see_their_place_in_the_queue() {
         .await;
     // The first is taken: the second moves up, and hears it.
     let conv0 = visitors[0].1.clone();
-    let (status, _) = api
-        .post(
-            &format!("/api/v1/conversations/{conv0}/accept"),
-            Some(&agent),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    api.post_ok(
+        &format!("/api/v1/conversations/{conv0}/accept"),
+        Some(&agent),
+        json!({}),
+    )
+    .await;
     visitors[1]
         .2
         .wait_for(WAIT, "position 1", |v| {

@@ -153,14 +153,12 @@ async fn kill_9_during_traffic_loses_nothing_acknowledged_and_timers_still_fire(
     );
 
     // And the conversation goes on.
-    let (status, body) = api
-        .post(
-            "/api/v1/visitor/messages",
-            Some(&a_token),
-            json!({"client_id": "after", "text": "still there?"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.post_ok(
+        "/api/v1/visitor/messages",
+        Some(&a_token),
+        json!({"client_id": "after", "text": "still there?"}),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

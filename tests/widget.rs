@@ -384,14 +384,12 @@ async fn embedded_widget_on_another_origin_chats_with_an_agent_and_resumes_after
     assert_eq!(last["conversation_id"], conv.as_str());
 
     // The agent resolves the chat: the widget asks how it was, once, and thanks for the answer.
-    let (status, body) = api
-        .post(
-            &format!("/api/v1/conversations/{conv}/resolve"),
-            Some(&console.token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.post_ok(
+        &format!("/api/v1/conversations/{conv}/resolve"),
+        Some(&console.token),
+        json!({}),
+    )
+    .await;
     w.wait_for_text("How was this chat?").await;
     w.click(".lc-rate-good").await;
     w.wait_for_text("Thanks for your feedback!").await;

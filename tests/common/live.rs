@@ -107,6 +107,16 @@ impl Api {
         self.call("GET", path, token, None).await
     }
 
+    /// `post`, expecting 200; answers the body.
+    pub async fn post_ok(&self, path: &str, token: Option<&str>, body: Value) -> Value {
+        ok(path, self.post(path, token, body).await)
+    }
+
+    /// `get`, expecting 200; answers the body.
+    pub async fn get_ok(&self, path: &str, token: Option<&str>) -> Value {
+        ok(path, self.get(path, token).await)
+    }
+
     /// Logs an agent in; answers their bearer token.
     pub async fn login(&self, email: &str) -> String {
         let (status, body) = self
@@ -524,6 +534,17 @@ impl Api {
         )
         .await
     }
+
+    /// `act`, expecting 200; answers the body.
+    pub async fn act_ok(&self, agent_token: &str, conv: &str, verb: &str, body: Value) -> Value {
+        ok(verb, self.act(agent_token, conv, verb, body).await)
+    }
+}
+
+/// The body of a 200 reply (async callers cannot pass their place on: `what` says which).
+fn ok(what: &str, (status, body): (u16, Value)) -> Value {
+    assert_eq!(status, 200, "{what}: {body}");
+    body
 }
 
 impl Stream {

@@ -378,21 +378,14 @@ fn send_test_email_checks_the_setup() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_request_mails_the_team_and_its_offline_form_reaches_them() {
     let smtp = SmtpServer::start();
-    let server = tokio::task::spawn_blocking({
-        let port = smtp.port;
-        move || {
-            let conf_dir = tempfile::tempdir().unwrap().keep();
-            let conf = conf_dir.join("livechat.toml");
-            std::fs::write(
-                &conf,
-                format!("outbox_retry = \"200ms\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n"),
-            )
-            .unwrap();
-            TestServer::start(bundle, &[("LIVECHAT_CONFIG", conf.to_str().unwrap())])
-        }
-    })
-    .await
+    let port = smtp.port;
+    let conf = tempfile::tempdir().unwrap().keep().join("livechat.toml");
+    std::fs::write(
+        &conf,
+        format!("outbox_retry = \"200ms\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n"),
+    )
     .unwrap();
+    let server = TestServer::start(bundle, &[("LIVECHAT_CONFIG", conf.to_str().unwrap())]);
     set_password(&server.bots_dir, &server.data_dir, "ana@acme.example");
     let api = Api::new(&server.url);
     // Online and accepting (its console open) for as long as the test runs.

@@ -81,19 +81,14 @@ async fn a_new_request_calls_the_webhook_signed_and_retries_after_a_500() {
         "outbox_retry = \"200ms\"\npublic_url = \"https://chat.acme.example\"\n",
     )
     .unwrap();
-    let conf_str = conf_path.to_str().unwrap().to_string();
-    let server = tokio::task::spawn_blocking(move || {
-        TestServer::start(
-            bundle,
-            &[
-                ("CRM_HOOK", hook.as_str()),
-                ("CRM_SECRET", "s3cret"),
-                ("LIVECHAT_CONFIG", conf_str.as_str()),
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let server = TestServer::start(
+        bundle,
+        &[
+            ("CRM_HOOK", hook.as_str()),
+            ("CRM_SECRET", "s3cret"),
+            ("LIVECHAT_CONFIG", conf_path.to_str().unwrap()),
+        ],
+    );
     set_password_with(
         &server.bots_dir,
         &server.data_dir,

@@ -1,7 +1,8 @@
 //! One way to write a bundle for a test whose point is not the exact TOML text:
 //!
 //! ```ignore
-//! Bundle::live(2).max_chats(3).live_chat(|d| d.accept_timeout("30s")).write(dir);
+//! let server = Bundle::live(2).max_chats(3).live_chat(|d| d.accept_timeout("30s"))
+//!     .serve(&[&agent_email(0)]);
 //! Bundle::new().team("support", &["support"]).agent("Ana Lima", ANA, "support")
 //!     .bot("support", bot("Support", "Hi")).write(dir);
 //! ```

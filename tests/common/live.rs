@@ -1,5 +1,6 @@
-//! Clients for the live chat API as a visitor's widget and an agent's console speak it:
-//! real HTTP with reqwest, real WebSockets with tokio-tungstenite.
+//! The one client of the tests, `Api`: the live chat API as a visitor's widget and an
+//! agent's console speak it, real HTTP with reqwest and real WebSockets with
+//! tokio-tungstenite; `Api::blocking` for the tests that are synchronous by design.
 #![allow(dead_code)]
 
 use std::io::Write;

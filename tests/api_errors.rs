@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::TestServer;
-use common::live::{Api, Console, Session, agent_email, live_bundle, start_with};
+use common::live::{Api, Console, Session, agent_email};
+use common::{Bundle, TestServer, bot};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -16,21 +16,6 @@ use tokio_tungstenite::tungstenite::Message;
 const WAIT: Duration = Duration::from_secs(10);
 const BOSS: &str = "boss@acme.example";
 const SELLER: &str = "seller@acme.example";
-
-/// Two bots: `support` (team `desk`: agent0, agent1) and `sales` (team `sales`: the seller).
-fn two_bots(dir: &std::path::Path) {
-    live_bundle(dir, 2, "90s", "10m");
-    let mut roster = std::fs::read_to_string(dir.join("agents.toml")).unwrap();
-    roster.push_str(&format!(
-        "\n[[team]]\nid = \"sales\"\nbots = [\"sales\"]\n\n[[agent]]\nname = \"Seller\"\nemail = \"{SELLER}\"\nteams = [\"sales\"]\n"
-    ));
-    std::fs::write(dir.join("agents.toml"), roster).unwrap();
-    std::fs::write(
-        dir.join("sales.toml"),
-        common::bot("Acme Sales", "Hi from sales"),
-    )
-    .unwrap();
-}
 
 /// The server with: agent0 chatting with visitor `a` (support), agent1 online, visitor `b`
 /// (support) with the bot, visitor `s` (sales) with the bot, the seller online.
@@ -47,8 +32,12 @@ struct World {
 }
 
 async fn world() -> World {
-    let emails = [agent_email(0), agent_email(1), SELLER.into(), BOSS.into()];
-    let server = start_with(two_bots, &emails);
+    // Two bots: `support` (team `desk`: agent0, agent1) and `sales` (team `sales`: the seller).
+    let server = Bundle::live(2)
+        .team("sales", &["sales"])
+        .agent("Seller", SELLER, "sales")
+        .bot("sales", bot("Acme Sales", "Hi from sales"))
+        .serve(&[&agent_email(0), &agent_email(1), SELLER, BOSS]);
     let api = Api::new(&server.url);
     let boss = api.login(BOSS).await;
     let agent0 = api.go_online(&agent_email(0)).await;
@@ -56,25 +45,21 @@ async fn world() -> World {
     let seller = api.go_online(SELLER).await;
     let a = api.session("support").await;
     api.request_live_chat(&a.token).await;
-    let (status, body) = api.act(&agent0.token, &a.conv, "accept", json!({})).await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = api
-        .post(
-            "/api/v1/visitor/messages",
-            Some(&a.token),
-            json!({"client_id": "a-1", "text": "Hello from A"}),
-        )
+    api.act_ok(&agent0.token, &a.conv, "accept", json!({}))
         .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = api
-        .act(
-            &agent0.token,
-            &a.conv,
-            "messages",
-            json!({"client_id": "g-1", "text": "Hello A, agent 0 here"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.post_ok(
+        "/api/v1/visitor/messages",
+        Some(&a.token),
+        json!({"client_id": "a-1", "text": "Hello from A"}),
+    )
+    .await;
+    api.act_ok(
+        &agent0.token,
+        &a.conv,
+        "messages",
+        json!({"client_id": "g-1", "text": "Hello A, agent 0 here"}),
+    )
+    .await;
     let b = api.session("support").await;
     let s = api.session("sales").await;
     World {
@@ -118,8 +103,7 @@ impl World {
     ) {
         let before = self.snapshot().await;
         let (got, reply) = self.api.call(method, path, token, body).await;
-        assert_eq!(got, status, "{what}: {reply}");
-        assert_eq!(reply["error"]["code"], code, "{what}: {reply}");
+        assert_error!((got, &reply), status, code, "{what}");
         assert!(
             reply["error"]["message"]
                 .as_str()
@@ -269,19 +253,17 @@ async fn malformed_input_is_refused_with_a_stable_code_and_changes_nothing() {
 
     // A body that is not declared as JSON.
     let before = w.snapshot().await;
-    let resp = w
-        .api
-        .http
-        .post(format!("{}/api/v1/visitor/messages", w.api.url))
-        .bearer_auth(&w.a.token)
-        .header("content-type", "text/plain")
-        .body(r#"{"text": "hi"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 415);
-    let reply: Value = resp.json().await.unwrap();
-    assert_eq!(reply["error"]["code"], "unsupported_media_type", "{reply}");
+    assert_error!(
+        w.api
+            .request(POST, "/api/v1/visitor/messages")
+            .bearer(&w.a.token)
+            .header("content-type", "text/plain")
+            .body(r#"{"text": "hi"}"#)
+            .send()
+            .await,
+        415,
+        "unsupported_media_type"
+    );
     assert_eq!(w.snapshot().await, before);
 
     // Visitor actions: unknown types, wrong shapes, choices that do not exist.
@@ -493,15 +475,13 @@ async fn malformed_input_is_refused_with_a_stable_code_and_changes_nothing() {
     .await;
 
     // The limit counts characters: 10,000 of them (20,000 bytes here) is a message.
-    let (status, body) = w
-        .api
-        .post(
+    w.api
+        .post_ok(
             "/api/v1/visitor/messages",
             Some(&w.a.token),
             json!({"text": "é".repeat(10_000)}),
         )
         .await;
-    assert_eq!(status, 200, "{body}");
 }
 
 // ---- tokens --------------------------------------------------------------------------------
@@ -602,17 +582,14 @@ async fn calls_without_a_valid_token_are_refused() {
     }
     // Not a bearer token at all.
     let before = w.snapshot().await;
-    let resp = w
+    let reply = w
         .api
-        .http
-        .post(format!("{}/api/v1/visitor/messages", w.api.url))
-        .header("authorization", format!("Basic {}", w.a.token))
-        .header("content-type", "application/json")
-        .body(message)
+        .request(POST, "/api/v1/visitor/messages")
+        .header("authorization", &format!("Basic {}", w.a.token))
+        .json(message)
         .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 401);
+        .await;
+    assert_eq!(reply.status, 401);
     assert_eq!(w.snapshot().await, before);
 
     // Event sockets: the agent's needs a session; the visitor's first frame a valid token.
@@ -667,23 +644,20 @@ async fn a_visitor_reaches_only_their_own_conversation() {
     let mut a_stream = api.visitor_stream(&w.a.token, 0).await;
     // The others write; then `a` writes, and reads its socket up to its own message.
     for (token, text) in [(&w.b.token, "secret of B"), (&w.s.token, "secret of S")] {
-        let (status, body) = api
-            .post(
-                "/api/v1/visitor/messages",
-                Some(token),
-                json!({"text": text}),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
+        api.post_ok(
+            "/api/v1/visitor/messages",
+            Some(token),
+            json!({"text": text}),
+        )
+        .await;
     }
-    let (status, body) = api
-        .post(
+    let body = api
+        .post_ok(
             "/api/v1/visitor/messages",
             Some(&w.a.token),
             json!({"text": "A's sentinel"}),
         )
         .await;
-    assert_eq!(status, 200, "{body}");
     assert_eq!(body["conversation_id"], w.a.conv.as_str());
     a_stream
         .wait_for(WAIT, "A's own message", |e| {
@@ -710,14 +684,13 @@ async fn a_visitor_reaches_only_their_own_conversation() {
     );
 
     // `a`'s token resumes `a` on its own bot…
-    let (status, resumed) = api
-        .post(
+    let resumed = api
+        .post_ok(
             "/api/v1/visitor/sessions",
             None,
             json!({"bot": "support", "token": w.a.token}),
         )
         .await;
-    assert_eq!(status, 200, "{resumed}");
     assert_eq!(resumed["resumed"], true);
     assert_eq!(resumed["conversation_id"], w.a.conv.as_str());
     // …and nothing of another bot: there it is a stranger, who starts afresh.
@@ -750,14 +723,13 @@ async fn a_visitor_reaches_only_their_own_conversation() {
         "a new sales visitor changed the others"
     );
     // `a`'s token still writes to `a`'s conversation only.
-    let (status, body) = api
-        .post(
+    let body = api
+        .post_ok(
             "/api/v1/visitor/messages",
             Some(&w.a.token),
             json!({"text": "Still A"}),
         )
         .await;
-    assert_eq!(status, 200, "{body}");
     assert_eq!(body["conversation_id"], w.a.conv.as_str());
     let new_token = other["token"].as_str().unwrap();
     let theirs = api.history(new_token, 0).await;
@@ -780,8 +752,7 @@ async fn agents_reach_only_the_bots_they_serve_and_write_only_where_they_hold() 
 
     // The boss sees the support conversation: the 404s below are about the seller.
     let details = format!("/api/v1/conversations/{a_conv}");
-    let (status, _) = w.api.get(&details, Some(&w.boss)).await;
-    assert_eq!(status, 200);
+    w.api.get_ok(&details, Some(&w.boss)).await;
     let (status, _) = w
         .api
         .get(
@@ -859,15 +830,13 @@ async fn agents_reach_only_the_bots_they_serve_and_write_only_where_they_hold() 
         .await;
     assert_eq!(list["conversations"], json!([]), "{list}");
     // The seller's console never carried a support event: read it up to a sales sentinel.
-    let (status, _) = w
-        .api
-        .post(
+    w.api
+        .post_ok(
             "/api/v1/visitor/messages",
             Some(&w.s.token),
             json!({"text": "sales sentinel"}),
         )
         .await;
-    assert_eq!(status, 200);
     w.seller
         .stream
         .wait_for(WAIT, "the sales sentinel", |e| {
@@ -987,33 +956,29 @@ async fn a_conversation_never_goes_to_a_team_that_cannot_see_it() {
     let w = world().await;
     let before = w.api.details(&w.boss, &w.a.conv).await;
     // Sales does not serve this bot: its agents could neither open nor accept it.
-    let (status, body) = w
-        .api
-        .act(
-            &w.agent0.token,
-            &w.a.conv,
-            "transfer",
-            json!({"team": "sales"}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("not_available")),
-        "{body}"
+    assert_error!(
+        w.api
+            .act(
+                &w.agent0.token,
+                &w.a.conv,
+                "transfer",
+                json!({"team": "sales"}),
+            )
+            .await,
+        409,
+        "not_available"
     );
-    let (status, body) = w
-        .api
-        .act(
-            &w.agent0.token,
-            &w.a.conv,
-            "transfer",
-            json!({"agent": SELLER}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("not_available")),
-        "{body}"
+    assert_error!(
+        w.api
+            .act(
+                &w.agent0.token,
+                &w.a.conv,
+                "transfer",
+                json!({"agent": SELLER}),
+            )
+            .await,
+        409,
+        "not_available"
     );
     let after = w.api.details(&w.boss, &w.a.conv).await;
     assert_eq!(after["status"], before["status"]);
@@ -1026,52 +991,44 @@ async fn a_conversation_never_goes_to_a_team_that_cannot_see_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_outside_handlers_are_json_with_a_code_too() {
     let w = world().await;
-    let code = |body: &serde_json::Value| body["error"]["code"].as_str().map(str::to_string);
     // A query string of the wrong type.
-    let (status, body) = w
-        .api
-        .get("/api/v1/visitor/history?after=abc", Some(&w.a.token))
-        .await;
-    assert_eq!(
-        (status, code(&body)),
-        (400, Some("invalid_query".into())),
-        "{body}"
+    assert_error!(
+        w.api
+            .get("/api/v1/visitor/history?after=abc", Some(&w.a.token))
+            .await,
+        400,
+        "invalid_query"
     );
     // A method the endpoint does not take.
-    let (status, body) = w
-        .api
-        .get("/api/v1/visitor/messages", Some(&w.a.token))
-        .await;
-    assert_eq!(
-        (status, code(&body)),
-        (405, Some("method_not_allowed".into())),
-        "{body}"
+    assert_error!(
+        w.api
+            .get("/api/v1/visitor/messages", Some(&w.a.token))
+            .await,
+        405,
+        "method_not_allowed"
     );
     // A WebSocket endpoint called as plain HTTP.
     let (status, body) = w.api.get("/api/v1/visitor/events", None).await;
     assert_eq!(
-        code(&body),
-        Some("websocket_required".into()),
+        body["error"]["code"].as_str(),
+        Some("websocket_required"),
         "{status} {body}"
     );
     assert!((400..500).contains(&status));
     // A search with a NUL in it finds nothing rather than failing.
-    let (status, body) = w
+    let body = w
         .api
-        .get("/api/v1/conversations?q=x%00y", Some(&w.boss))
+        .get_ok("/api/v1/conversations?q=x%00y", Some(&w.boss))
         .await;
-    assert_eq!(status, 200, "{body}");
     assert_eq!(body["conversations"], json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_widget_may_call_the_visitor_api_from_another_site() {
     let w = world().await;
-    let resp = reqwest::Client::new()
-        .request(
-            reqwest::Method::OPTIONS,
-            format!("{}/api/v1/visitor/messages", w.api.url),
-        )
+    let preflight = w
+        .api
+        .request("OPTIONS", "/api/v1/visitor/messages")
         .header("origin", "https://shop.example")
         .header("access-control-request-method", "POST")
         .header(
@@ -1079,20 +1036,13 @@ async fn the_widget_may_call_the_visitor_api_from_another_site() {
             "authorization, content-type",
         )
         .send()
-        .await
-        .unwrap();
+        .await;
     assert!(
-        resp.status().is_success(),
+        (200..300).contains(&preflight.status),
         "preflight answered {}",
-        resp.status()
+        preflight.status
     );
-    let allow = |name: &str| {
-        resp.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase()
-    };
+    let allow = |name: &str| preflight.header(name).unwrap_or("").to_ascii_lowercase();
     assert_eq!(allow("access-control-allow-origin"), "*");
     assert!(allow("access-control-allow-headers").contains("authorization"));
     assert!(
@@ -1100,13 +1050,13 @@ async fn the_widget_may_call_the_visitor_api_from_another_site() {
         "never with credentials"
     );
     // The real call then carries the header too.
-    let resp = reqwest::Client::new()
-        .get(format!("{}/api/v1/visitor/history", w.api.url))
+    let call = w
+        .api
+        .request("GET", "/api/v1/visitor/history")
         .header("origin", "https://shop.example")
-        .bearer_auth(&w.a.token)
+        .bearer(&w.a.token)
         .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+        .await;
+    assert_eq!(call.status, 200);
+    assert_eq!(call.header("access-control-allow-origin"), Some("*"));
 }

@@ -11,27 +11,27 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use common::{TestServer, bot, livechat, save_atomically};
+use common::live::Reply;
+use common::{Bundle, TestServer, bot, livechat};
 
 const ANA: &str = "ana@acme.example";
 const BO: &str = "bo@acme.example";
 const ANA_PASSWORD: &str = "correct horse battery";
 const BO_PASSWORD: &str = "bo's own passphrase";
+const LOGIN: &str = "/api/v1/auth/login";
 
 /// A bundle with one bot and the given agents (name, email), all in team `support`.
-fn write_bundle(dir: &Path, agents: &[(&str, &str)]) {
-    let mut roster = String::from("[[team]]\nid = \"support\"\nbots = [\"support\"]\n");
-    for (name, email) in agents {
-        roster.push_str(&format!(
-            "\n[[agent]]\nname = \"{name}\"\nemail = \"{email}\"\nteams = [\"support\"]\n"
-        ));
-    }
-    save_atomically(&dir.join("agents.toml"), &roster);
-    std::fs::write(dir.join("support.toml"), bot("Support", "Hi")).unwrap();
+fn bundle(agents: &[(&str, &str)]) -> Bundle {
+    let bundle = Bundle::new()
+        .team("support", &["support"])
+        .bot("support", bot("Support", "Hi"));
+    agents
+        .iter()
+        .fold(bundle, |b, (name, email)| b.agent(name, email, "support"))
 }
 
 fn ana_and_bo(dir: &Path) {
-    write_bundle(dir, &[("Ana Lima", ANA), ("Bo Berg", BO)]);
+    bundle(&[("Ana Lima", ANA), ("Bo Berg", BO)]).write(dir);
 }
 
 /// `livechat agent password EMAIL` with the password piped to standard input.
@@ -58,60 +58,9 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or("")
-    }
-}
-
-/// One blocking request; `body` is sent as JSON.
-fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = reqwest::Client::new().request(method, url);
-        if let Some(body) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(body.to_string());
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    })
-}
-
 fn login(server: &TestServer, email: &str, password: &str) -> Reply {
-    let body = json!({ "email": email, "password": password }).to_string();
-    request(
-        "POST",
-        &format!("{}/api/v1/auth/login", server.url),
-        &[],
-        Some(&body),
-    )
+    let body = json!({ "email": email, "password": password });
+    server.api().request("POST", LOGIN).json(body).wait()
 }
 
 /// A signed-in session as a client keeps it.
@@ -140,16 +89,19 @@ fn logged_in(server: &TestServer, email: &str, password: &str) -> Session {
 }
 
 fn me(server: &TestServer, headers: &[(&str, &str)]) -> Reply {
-    request("GET", &format!("{}/api/v1/me", server.url), headers, None)
+    server
+        .api()
+        .request("GET", "/api/v1/me")
+        .headers(headers)
+        .wait()
 }
 
 fn logout(server: &TestServer, headers: &[(&str, &str)]) -> Reply {
-    request(
-        "POST",
-        &format!("{}/api/v1/auth/logout", server.url),
-        headers,
-        None,
-    )
+    server
+        .api()
+        .request("POST", "/api/v1/auth/logout")
+        .headers(headers)
+        .wait()
 }
 
 fn is_hex_token(v: &Value) -> bool {
@@ -208,20 +160,20 @@ fn an_agent_logs_in_and_out_with_the_cookie_or_a_bearer_token() {
     assert_eq!(by_bearer.status, 200, "{}", by_bearer.body);
     assert_eq!(by_bearer.body, by_cookie.body);
     let nobody = me(&server, &[]);
-    assert_eq!((nobody.status, nobody.code()), (401, "unauthorized"));
+    assert_error!(nobody, 401, "unauthorized");
     let forged = me(&server, &[("authorization", "Bearer 0123456789abcdef")]);
-    assert_eq!((forged.status, forged.code()), (401, "unauthorized"));
+    assert_error!(forged, 401, "unauthorized");
 
     // A cookie write without the CSRF header, or with another one, is refused and changes
     // nothing.
     let refused = logout(&server, &[("cookie", &session.cookie())]);
-    assert_eq!((refused.status, refused.code()), (403, "csrf_failed"));
+    assert_error!(refused, 403, "csrf_failed");
     let wrong = "0".repeat(64);
     let refused = logout(
         &server,
         &[("cookie", &session.cookie()), ("x-csrf-token", &wrong)],
     );
-    assert_eq!((refused.status, refused.code()), (403, "csrf_failed"));
+    assert_error!(refused, 403, "csrf_failed");
     assert_eq!(me(&server, &[("cookie", &session.cookie())]).status, 200);
 
     // With it, logout ends the session and clears the cookie.
@@ -242,7 +194,7 @@ fn an_agent_logs_in_and_out_with_the_cookie_or_a_bearer_token() {
     ] {
         let (k, v) = &headers[0];
         let after = me(&server, &[(*k, v.as_str())]);
-        assert_eq!((after.status, after.code()), (401, "unauthorized"));
+        assert_error!(after, 401, "unauthorized");
     }
 
     // A bearer request carries no ambient credential, so it needs no CSRF header. The email
@@ -284,8 +236,7 @@ fn a_wrong_password_an_unknown_email_and_no_password_get_the_same_answer() {
     let wrong_password = login(&server, ANA, "not her password");
     let unknown_email = login(&server, "eve@acme.example", ANA_PASSWORD);
     let no_password_yet = login(&server, BO, "anything at all");
-    assert_eq!(wrong_password.status, 401);
-    assert_eq!(wrong_password.code(), "invalid_credentials");
+    assert_error!(wrong_password, 401, "invalid_credentials");
     for other in [&unknown_email, &no_password_yet] {
         assert_eq!(other.status, wrong_password.status);
         assert_eq!(other.body, wrong_password.body);
@@ -317,26 +268,13 @@ fn a_wrong_password_an_unknown_email_and_no_password_get_the_same_answer() {
 #[test]
 fn malformed_login_bodies_are_400() {
     let server = TestServer::start(ana_and_bo, &[]);
-    let url = format!("{}/api/v1/auth/login", server.url);
-    let bad_json = request("POST", &url, &[], Some("{\"email\": \"ana@"));
-    assert_eq!((bad_json.status, bad_json.code()), (400, "invalid_json"));
-    let missing = request(
-        "POST",
-        &url,
-        &[],
-        Some(&json!({ "email": ANA }).to_string()),
-    );
-    assert_eq!((missing.status, missing.code()), (400, "invalid_body"));
-    let wrong_type = request(
-        "POST",
-        &url,
-        &[],
-        Some(&json!({ "email": ANA, "password": 12345678 }).to_string()),
-    );
-    assert_eq!(
-        (wrong_type.status, wrong_type.code()),
-        (400, "invalid_body")
-    );
+    let send = |body: &str| server.api().request("POST", LOGIN).json(body).wait();
+    let bad_json = send("{\"email\": \"ana@");
+    assert_error!(bad_json, 400, "invalid_json");
+    let missing = send(&json!({ "email": ANA }).to_string());
+    assert_error!(missing, 400, "invalid_body");
+    let wrong_type = send(&json!({ "email": ANA, "password": 12345678 }).to_string());
+    assert_error!(wrong_type, 400, "invalid_body");
 }
 
 #[test]
@@ -349,13 +287,13 @@ fn an_agent_removed_from_the_roster_is_signed_out() {
     assert_eq!(me(&server, &[("cookie", &bo.cookie())]).status, 200);
 
     let before = server.revision();
-    write_bundle(&server.bots_dir, &[("Ana Lima", ANA)]);
+    bundle(&[("Ana Lima", ANA)]).write(&server.bots_dir);
     server.wait_for(Duration::from_secs(5), "the roster without Bo", |h| {
         h["config_revision"].as_i64() > Some(before)
     });
 
     let gone = me(&server, &[("cookie", &bo.cookie())]);
-    assert_eq!((gone.status, gone.code()), (401, "unauthorized"));
+    assert_error!(gone, 401, "unauthorized");
     assert_eq!(login(&server, BO, BO_PASSWORD).status, 401);
     let still = me(&server, &[("cookie", &ana.cookie())]);
     assert_eq!(still.status, 200, "{}", still.body);
@@ -379,13 +317,12 @@ fn eleven_failed_logins_for_one_email_are_refused() {
         assert_eq!(reply.status, 401, "attempt {i}: {}", reply.body);
     }
     let refused = login(&server, ANA, "guess number 11");
-    assert_eq!(refused.status, 429, "{}", refused.body);
-    assert_eq!(refused.code(), "too_many_attempts");
+    assert_error!(refused, 429, "too_many_attempts");
     let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=15 * 60).contains(&retry), "{retry}");
     // Even the right password waits: the limit is what stops the guessing.
     let right = login(&server, ANA, ANA_PASSWORD);
-    assert_eq!((right.status, right.code()), (429, "too_many_attempts"));
+    assert_error!(right, 429, "too_many_attempts");
 }
 
 #[test]
@@ -402,7 +339,7 @@ fn an_expired_session_is_refused_as_expired() {
         .unwrap();
     assert_eq!(changed, 1);
     let expired = me(&server, &[("authorization", &ana.bearer())]);
-    assert_eq!((expired.status, expired.code()), (401, "session_expired"));
+    assert_error!(expired, 401, "session_expired");
 }
 
 #[test]

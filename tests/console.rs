@@ -6,9 +6,9 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::TestServer;
 use common::browser::Browser;
-use common::live::{Api, PASSWORD, Session, Stream, agent_email, live_bundle, set_password};
+use common::live::{Api, PASSWORD, Session, Stream, agent_email, set_password};
+use common::{Bundle, TestServer};
 use fantoccini::Locator;
 use futures_util::SinkExt;
 use serde_json::{Value, json};
@@ -18,15 +18,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A server with the `support` bot and agents 0 and 1 (team `desk`), both with passwords.
 async fn server() -> (TestServer, Api) {
-    let server = tokio::task::spawn_blocking(|| {
-        let server = TestServer::start(|dir| live_bundle(dir, 2, "90s", "10m"), &[]);
-        for i in 0..2 {
-            set_password(&server.bots_dir, &server.data_dir, &agent_email(i));
-        }
-        server
-    })
-    .await
-    .unwrap();
+    let server = Bundle::live(2).serve(&[&agent_email(0), &agent_email(1)]);
     let api = Api::new(&server.url);
     (server, api)
 }
@@ -165,14 +157,12 @@ async fn accept_in_browser(browser: &Browser, conv: &str) {
 }
 
 async fn visitor_says(api: &Api, session: &Session, client_id: &str, text: &str) {
-    let (status, body) = api
-        .post(
-            "/api/v1/visitor/messages",
-            Some(&session.token),
-            json!({"client_id": client_id, "text": text}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.post_ok(
+        "/api/v1/visitor/messages",
+        Some(&session.token),
+        json!({"client_id": client_id, "text": text}),
+    )
+    .await;
 }
 
 fn agent_message(text: &str) -> impl Fn(&Value) -> bool + '_ {
@@ -280,15 +270,13 @@ async fn a_request_rings_is_accepted_and_both_sides_talk() {
     }
 
     // A colleague's note arrives live, marked internal.
-    let (status, body) = api
-        .act(
-            &watcher,
-            &session.conv,
-            "notes",
-            json!({"text": "Billing address changed last week, see ticket 4411."}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.act_ok(
+        &watcher,
+        &session.conv,
+        "notes",
+        json!({"text": "Billing address changed last week, see ticket 4411."}),
+    )
+    .await;
     browser
         .wait_for_text("#messages .msg-note", "Internal note · Agent 1")
         .await;
@@ -367,10 +355,8 @@ async fn a_request_taken_by_another_agent_leaves_new() {
                   .some(b => b.textContent === 'Accept');",
     )
     .await;
-    let (status, body) = api
-        .act(&other.token, &session.conv, "accept", json!({}))
+    api.act_ok(&other.token, &session.conv, "accept", json!({}))
         .await;
-    assert_eq!(status, 200, "{body}");
 
     browser
         .wait_for_text("#conv-notice", "Taken by someone else")
@@ -407,10 +393,8 @@ async fn a_request_taken_by_another_agent_leaves_new() {
     )
     .await;
     browser.wait_for_text("#conn", "Offline").await;
-    let (status, body) = api
-        .act(&other.token, &second.conv, "accept", json!({}))
+    api.act_ok(&other.token, &second.conv, "accept", json!({}))
         .await;
-    assert_eq!(status, 200, "{body}");
     click_labelled(&browser, "conv-actions", "Accept").await;
     browser
         .wait_for_text("#conv-notice", "Taken by someone else")
@@ -721,21 +705,9 @@ bots = ["support"]
 /// search, and the banner of a config reload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn take_over_canned_reconnect_mute_transfer_search_and_reload() {
-    let server = tokio::task::spawn_blocking(|| {
-        let server = TestServer::start(
-            |dir| {
-                live_bundle(dir, 2, "90s", "10m");
-                std::fs::write(dir.join("responses.toml"), RESPONSES).unwrap();
-            },
-            &[],
-        );
-        for i in 0..2 {
-            set_password(&server.bots_dir, &server.data_dir, &agent_email(i));
-        }
-        server
-    })
-    .await
-    .unwrap();
+    let server = Bundle::live(2)
+        .file("responses.toml", RESPONSES)
+        .serve(&[&agent_email(0), &agent_email(1)]);
     let api = Api::new(&server.url);
     let other = api.go_online(&agent_email(1)).await;
     let browser = Browser::start().await;

@@ -6,8 +6,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::TestServer;
-use common::live::{Api, PASSWORD, live_bundle};
+use common::Bundle;
+use common::live::{Api, PASSWORD};
 use common::smtp::header;
 use serde_json::json;
 
@@ -55,11 +55,7 @@ fn link(mail: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_agent_is_invited_once_and_the_link_sets_their_password() {
-    let server = tokio::task::spawn_blocking(|| {
-        TestServer::start(|dir| live_bundle(dir, 1, "90s", "10m"), &[])
-    })
-    .await
-    .unwrap();
+    let server = Bundle::live(1).serve(&[]);
     let data = server.data_dir.clone();
     let invites =
         tokio::task::spawn_blocking(move || mails(&data, "invite", 2, Duration::from_secs(10)))
@@ -76,38 +72,40 @@ async fn a_new_agent_is_invited_once_and_the_link_sets_their_password() {
     );
 
     // The page opens with the agent's address, works without JavaScript.
-    let page = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    let api = Api::new(&server.url);
+    let page = api
+        .request("GET", &url[server.url.len()..])
+        .send()
+        .await
+        .text;
     assert!(
         page.contains("agent0@acme.example") && page.contains("<form method=\"post\""),
         "{page}"
     );
     let token = url.split("token=").nth(1).unwrap().to_string();
     let post = |password: &str, confirm: &str| {
-        let (url, token) = (format!("{}/set-password", server.url), token.clone());
-        let body = format!("token={token}&password={password}&confirm={confirm}");
+        let form = [
+            ("token", &token[..]),
+            ("password", password),
+            ("confirm", confirm),
+        ];
+        let req = api.request("POST", "/set-password").form(&form);
         async move {
-            let resp = reqwest::Client::new()
-                .post(url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            (resp.status().as_u16(), resp.text().await.unwrap())
+            let reply = req.send().await;
+            (reply.status, reply.text)
         }
     };
     let (status, body) = post("short", "short").await;
     assert_eq!(status, 400, "too short is refused: {body}");
-    let (status, _) = post("correct+horse+battery", "something+else").await;
+    let (status, _) = post("correct horse battery", "something else").await;
     assert_eq!(status, 400, "the two must match");
-    let (status, body) = post("correct+horse+battery", "correct+horse+battery").await;
+    let (status, body) = post(PASSWORD, PASSWORD).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Your password is set"), "{body}");
     // The link works once.
-    let (status, _) = post("another+good+password", "another+good+password").await;
+    let (status, _) = post("another good password", "another good password").await;
     assert_eq!(status, 404);
     // And the agent signs in with it.
-    let api = Api::new(&server.url);
     let (status, body) = api
         .post(
             "/api/v1/auth/login",
@@ -123,8 +121,8 @@ async fn a_new_agent_is_invited_once_and_the_link_sets_their_password() {
         .find(|m| header(m, "To").as_deref() == Some("boss@acme.example"))
         .expect("the admin was invited");
     common::live::set_password(&server.bots_dir, &server.data_dir, "boss@acme.example");
-    let status = reqwest::get(link(to_boss)).await.unwrap().status();
-    assert_eq!(status, 404);
+    let dead = api.request("GET", &link(to_boss)[server.url.len()..]);
+    assert_eq!(dead.send().await.status, 404);
 
     // A restart (a reload, too) does not invite anyone twice.
     let server = tokio::task::spawn_blocking(move || server.kill_and_restart())
@@ -141,48 +139,38 @@ async fn a_new_agent_is_invited_once_and_the_link_sets_their_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_visitor_gets_the_transcript_at_the_address_they_gave() {
-    let server = tokio::task::spawn_blocking(|| {
-        TestServer::start(|dir| live_bundle(dir, 1, "90s", "10m"), &[])
-    })
-    .await
-    .unwrap();
+    let server = Bundle::live(1).serve(&[]);
     let api = Api::new(&server.url);
     let session = api.visitor("support").await;
     let token = session["token"].as_str().unwrap().to_string();
     // Without an address there is nothing to send to.
-    let (status, body) = api
-        .post(
+    assert_error!(
+        api.post(
             "/api/v1/visitor/actions",
             Some(&token),
             json!({"type": "email_transcript"}),
         )
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("invalid_input")),
-        "{body}"
+        .await,
+        400,
+        "invalid_input"
     );
 
     // The visitor writes, asks for a person; nobody is online, so the offline form takes
     // their address.
-    let (status, _) = api
-        .post(
-            "/api/v1/visitor/messages",
-            Some(&token),
-            json!({"text": "<b>call me</b>"}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    api.post_ok(
+        "/api/v1/visitor/messages",
+        Some(&token),
+        json!({"text": "<b>call me</b>"}),
+    )
+    .await;
     api.request_live_chat(&token).await;
-    let (status, body) = api
-        .post(
-            "/api/v1/visitor/actions",
-            Some(&token),
-            json!({"type": "form", "form": "contact",
+    api.post_ok(
+        "/api/v1/visitor/actions",
+        Some(&token),
+        json!({"type": "form", "form": "contact",
                    "values": {"email": "ada@example.com", "message": "Please write back."}}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    )
+    .await;
     // Now the transcript goes there, and only there.
     let (status, body) = api
         .post(
@@ -219,24 +207,20 @@ async fn a_visitor_gets_the_transcript_at_the_address_they_gave() {
         "escaped in the HTML part: {body}"
     );
     // Three requests an hour (the refused one above counted too), then a clear refusal.
-    let (status, _) = api
-        .post(
+    api.post_ok(
+        "/api/v1/visitor/actions",
+        Some(&token),
+        json!({"type": "email_transcript"}),
+    )
+    .await;
+    assert_error!(
+        api.post(
             "/api/v1/visitor/actions",
             Some(&token),
             json!({"type": "email_transcript"}),
         )
-        .await;
-    assert_eq!(status, 200);
-    let (status, body) = api
-        .post(
-            "/api/v1/visitor/actions",
-            Some(&token),
-            json!({"type": "email_transcript"}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (429, Some("too_many_requests")),
-        "{body}"
+        .await,
+        429,
+        "too_many_requests"
     );
 }

@@ -8,25 +8,23 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::TestServer;
-use common::live::{
-    Api, Console, Session, Stream, agent_email, live_bundle, live_bundle_max, set_password,
-    start_with,
-};
+use common::live::{Api, Console, Session, Stream, agent_email};
+use common::{Bundle, TestServer};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
 const BOSS: &str = "boss@acme.example";
 
-/// A server on `live_bundle` with `agents` agents of `max_chats` each; every agent (and the
+/// A server on `Bundle::live` with `agents` agents of `max_chats` each; every agent (and the
 /// admin) has the test password.
 fn start(agents: usize, max_chats: u32, accept_timeout: &str, idle_timeout: &str) -> TestServer {
     let mut emails: Vec<String> = (0..agents).map(agent_email).collect();
     emails.push(BOSS.to_string());
-    start_with(
-        |dir| live_bundle_max(dir, agents, max_chats, accept_timeout, idle_timeout),
-        &emails,
-    )
+    let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
+    Bundle::live(agents)
+        .max_chats(max_chats)
+        .live_chat(|d| d.accept_timeout(accept_timeout).idle_timeout(idle_timeout))
+        .serve(&emails)
 }
 
 fn seq(v: &Value) -> i64 {
@@ -173,30 +171,27 @@ async fn unanswered_request_times_out_and_the_offline_form_reaches_the_agent() {
     ];
     for (values, field) in bad {
         let (status, body) = submit_form(&api, &v.token, "contact", values.clone()).await;
-        assert_eq!(status, 400, "{values}: {body}");
-        assert_eq!(body["error"]["code"], "invalid_input", "{values}: {body}");
+        assert_error!((status, &body), 400, "invalid_input", "{values}");
         assert!(
             body["error"]["message"].as_str().unwrap().contains(field),
             "the error names `{field}`: {body}"
         );
     }
-    let (status, body) = submit_form(&api, &v.token, "contact", json!({"email": 5})).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("invalid_body")),
-        "{body}"
+    assert_error!(
+        submit_form(&api, &v.token, "contact", json!({"email": 5})).await,
+        400,
+        "invalid_body"
     );
-    let (status, body) = submit_form(
-        &api,
-        &v.token,
-        "survey",
-        json!({"email": "ada@example.com", "message": "Hi"}),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("invalid_state")),
-        "{body}"
+    assert_error!(
+        submit_form(
+            &api,
+            &v.token,
+            "survey",
+            json!({"email": "ada@example.com", "message": "Hi"}),
+        )
+        .await,
+        409,
+        "invalid_state"
     );
     assert_eq!(
         api.history(&v.token, 0).await,
@@ -233,17 +228,16 @@ async fn unanswered_request_times_out_and_the_offline_form_reaches_the_agent() {
     assert_eq!(details["visitor"]["email"], "ada@example.com");
 
     // The form is answered: sending it again is refused and stores nothing more.
-    let (status, body) = submit_form(
-        &api,
-        &v.token,
-        "contact",
-        json!({"email": "ada@example.com", "message": "Again"}),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("invalid_state")),
-        "{body}"
+    assert_error!(
+        submit_form(
+            &api,
+            &v.token,
+            "contact",
+            json!({"email": "ada@example.com", "message": "Again"}),
+        )
+        .await,
+        409,
+        "invalid_state"
     );
     assert_eq!(
         api.details(&agent.token, &v.conv).await["forms"]
@@ -349,8 +343,7 @@ async fn silent_visitor_ends_the_chat_and_each_message_pushes_the_end_back() {
 
     let asked = Instant::now();
     api.request_live_chat(&v.token).await;
-    let (status, body) = api.act(&agent.token, &v.conv, "accept", json!({})).await;
-    assert_eq!(status, 200, "{body}");
+    api.act_ok(&agent.token, &v.conv, "accept", json!({})).await;
 
     // The visitor writes a second in: the idle deadline moves from asked+2s to wrote+2s.
     let early = widget
@@ -361,14 +354,12 @@ async fn silent_visitor_ends_the_chat_and_each_message_pushes_the_end_back() {
         "{early:#?}"
     );
     let wrote = Instant::now();
-    let (status, body) = api
-        .post(
-            "/api/v1/visitor/messages",
-            Some(&v.token),
-            json!({"client_id": "still-here", "text": "Still there?"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.post_ok(
+        "/api/v1/visitor/messages",
+        Some(&v.token),
+        json!({"client_id": "still-here", "text": "Still there?"}),
+    )
+    .await;
 
     // Past the first deadline (asked + 2s, plus half a second) the chat goes on.
     let until = Duration::from_millis(2500).saturating_sub(asked.elapsed());
@@ -410,17 +401,15 @@ async fn silent_visitor_ends_the_chat_and_each_message_pushes_the_end_back() {
     assert_eq!(ends, 1);
 
     // The ended chat takes no more messages…
-    let (status, body) = api
-        .post(
+    assert_error!(
+        api.post(
             "/api/v1/visitor/messages",
             Some(&v.token),
             json!({"text": "Hello again"}),
         )
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("invalid_state")),
-        "{body}"
+        .await,
+        409,
+        "invalid_state"
     );
     // …but the visitor coming back (with their token) starts a new conversation, as the
     // same visitor, and can talk again.
@@ -434,14 +423,13 @@ async fn silent_visitor_ends_the_chat_and_each_message_pushes_the_end_back() {
     assert!(status == 200 || status == 201, "{back}");
     assert_ne!(back["conversation_id"], v.conv.as_str(), "{back}");
     assert_eq!(back["token"], v.token.as_str());
-    let (status, body) = api
-        .post(
+    let body = api
+        .post_ok(
             "/api/v1/visitor/messages",
             Some(&v.token),
             json!({"text": "Hello again"}),
         )
         .await;
-    assert_eq!(status, 200, "{body}");
     assert_eq!(body["conversation_id"], back["conversation_id"]);
     let earlier = api
         .details(&agent.token, back["conversation_id"].as_str().unwrap())
@@ -487,8 +475,7 @@ async fn twenty_agents_accept_at_once_and_exactly_one_wins() {
         let winner = winners[0].clone();
         for (email, status, body) in &results {
             if *email != winner {
-                assert_eq!(*status, 409, "{email}: {body}");
-                assert_eq!(body["error"]["code"], "already_taken", "{email}: {body}");
+                assert_error!((*status, body), 409, "already_taken", "{email}");
             }
         }
 
@@ -566,8 +553,7 @@ async fn one_agent_with_room_for_two_accepts_five_at_once_and_gets_two() {
     assert_eq!(won.len(), 2, "{results:#?}");
     for (conv, status, body) in &results {
         if !won.contains(conv) {
-            assert_eq!(*status, 409, "{body}");
-            assert_eq!(body["error"]["code"], "at_capacity", "{body}");
+            assert_error!((*status, body), 409, "at_capacity");
         }
     }
     let view = api.agent_view(&agent.token, &agent_email(0)).await;
@@ -608,23 +594,19 @@ async fn one_agent_with_room_for_two_accepts_five_at_once_and_gets_two() {
         .stream
         .wait_until(WAIT, "the ringing to stop", all_ring(json!([])))
         .await;
-    let (status, body) = api.act(&agent.token, &won[0], "resolve", json!({})).await;
-    assert_eq!(status, 200, "{body}");
+    api.act_ok(&agent.token, &won[0], "resolve", json!({}))
+        .await;
     agent
         .stream
         .wait_until(WAIT, "ringing again", all_ring(json!([agent_email(0)])))
         .await;
-    let (status, body) = api
-        .act(&agent.token, &waiting[0].conv, "accept", json!({}))
+    api.act_ok(&agent.token, &waiting[0].conv, "accept", json!({}))
         .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = api
-        .act(&agent.token, &waiting[1].conv, "accept", json!({}))
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("at_capacity")),
-        "{body}"
+    assert_error!(
+        api.act(&agent.token, &waiting[1].conv, "accept", json!({}))
+            .await,
+        409,
+        "at_capacity"
     );
     let view = api.agent_view(&agent.token, &agent_email(0)).await;
     assert_eq!(view["active_chats"], 2, "{view}");
@@ -644,25 +626,23 @@ async fn traffic(
 ) -> Vec<i64> {
     let mut seqs = Vec::new();
     for i in from..to {
-        let (status, body) = api
-            .post(
+        let body = api
+            .post_ok(
                 "/api/v1/visitor/messages",
                 Some(&visitor),
                 json!({"client_id": format!("v-{i}"), "text": format!("visitor {i}")}),
             )
             .await;
-        assert_eq!(status, 200, "{body}");
         seqs.push(seq(&body));
         if i % 3 == 0 {
-            let (status, body) = api
-                .act(
+            let body = api
+                .act_ok(
                     &agent,
                     &conv,
                     "messages",
                     json!({"client_id": format!("a-{i}"), "text": format!("agent {i}")}),
                 )
                 .await;
-            assert_eq!(status, 200, "{body}");
             seqs.push(seq(&body));
         }
     }
@@ -691,8 +671,7 @@ async fn streams_and_history_resume_after_a_disconnect_without_gaps_or_repeats()
     let v = api.session("support").await;
     let widget = api.visitor_stream(&v.token, 0).await;
     api.request_live_chat(&v.token).await;
-    let (status, body) = api.act(&agent, &v.conv, "accept", json!({})).await;
-    assert_eq!(status, 200, "{body}");
+    api.act_ok(&agent, &v.conv, "accept", json!({})).await;
     let run = |from, to| {
         tokio::spawn(traffic(
             api.clone(),
@@ -786,22 +765,20 @@ async fn a_retried_client_id_stores_one_message_and_answers_the_same() {
     };
 
     // While the bot leads (it answers too), a retry answers the visitor's message again.
-    let (status, first) = api
-        .post(
+    let first = api
+        .post_ok(
             "/api/v1/visitor/messages",
             Some(&v.token),
             say("r-1", "hello?"),
         )
         .await;
-    assert_eq!(status, 200, "{first}");
-    let (status, again) = api
-        .post(
+    let again = api
+        .post_ok(
             "/api/v1/visitor/messages",
             Some(&v.token),
             say("r-1", "hello?"),
         )
         .await;
-    assert_eq!(status, 200, "{again}");
     assert_eq!(again["message_id"], first["message_id"]);
     assert_eq!(again["seq"], first["seq"]);
     assert_eq!(
@@ -842,8 +819,7 @@ async fn a_retried_client_id_stores_one_message_and_answers_the_same() {
 
     // In a live chat: the same write sent twice at once, by each side.
     api.request_live_chat(&v.token).await;
-    let (status, body) = api.act(&agent.token, &v.conv, "accept", json!({})).await;
-    assert_eq!(status, 200, "{body}");
+    api.act_ok(&agent.token, &v.conv, "accept", json!({})).await;
     let twice = |path: String, token: String, body: Value| {
         let api = api.clone();
         async move {
@@ -874,15 +850,14 @@ async fn a_retried_client_id_stores_one_message_and_answers_the_same() {
     assert_eq!((s1, s2), (200, 200), "{b1} {b2}");
     assert_eq!(b1["message_id"], b2["message_id"]);
     assert_eq!(b1["seq"], b2["seq"]);
-    let (status, again) = api
-        .act(
+    let again = api
+        .act_ok(
             &agent.token,
             &v.conv,
             "messages",
             say("a-same", "Let me look"),
         )
         .await;
-    assert_eq!(status, 200);
     assert_eq!(again["message_id"], b1["message_id"]);
     assert_eq!(again["duplicate"], true);
 
@@ -908,14 +883,12 @@ async fn a_retried_client_id_stores_one_message_and_answers_the_same() {
     assert_eq!(count(&history, "Let me look"), 1);
 
     // A note too: retried, it is stored once.
-    let (status, note) = api
-        .act(&agent.token, &v.conv, "notes", say("n-1", "Call them back"))
+    let note = api
+        .act_ok(&agent.token, &v.conv, "notes", say("n-1", "Call them back"))
         .await;
-    assert_eq!(status, 200, "{note}");
-    let (status, again) = api
-        .act(&agent.token, &v.conv, "notes", say("n-1", "Call them back"))
+    let again = api
+        .act_ok(&agent.token, &v.conv, "notes", say("n-1", "Call them back"))
         .await;
-    assert_eq!(status, 200, "{again}");
     assert_eq!(again["message_id"], note["message_id"]);
     assert_eq!(again["seq"], note["seq"]);
     assert_eq!(again["duplicate"], true);
@@ -923,18 +896,16 @@ async fn a_retried_client_id_stores_one_message_and_answers_the_same() {
     assert_eq!(notes.as_array().unwrap().len(), 1, "{notes}");
 
     // Each side's ids are its own: the visitor's "1" and the agent's "1" are two messages.
-    let (status, mine) = api
-        .post(
+    let mine = api
+        .post_ok(
             "/api/v1/visitor/messages",
             Some(&v.token),
             say("1", "Visitor one"),
         )
         .await;
-    assert_eq!(status, 200, "{mine}");
-    let (status, theirs) = api
-        .act(&agent.token, &v.conv, "messages", say("1", "Agent one"))
+    let theirs = api
+        .act_ok(&agent.token, &v.conv, "messages", say("1", "Agent one"))
         .await;
-    assert_eq!(status, 200, "{theirs}");
     assert_ne!(
         theirs["message_id"], mine["message_id"],
         "the agent's message was dropped"
@@ -950,22 +921,12 @@ const BILLERS: [&str; 2] = ["biller0@acme.example", "biller1@acme.example"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn takeover_transfer_unassign_mute_and_reopen() {
-    let mut emails: Vec<String> = (0..2).map(agent_email).collect();
-    emails.extend(BILLERS.iter().map(|b| b.to_string()));
-    let server = start_with(
-        |dir| {
-            live_bundle_max(dir, 2, 3, "90s", "10m");
-            let mut roster = std::fs::read_to_string(dir.join("agents.toml")).unwrap();
-            roster.push_str("\n[[team]]\nid = \"billing\"\nbots = [\"support\"]\n");
-            for (i, email) in BILLERS.iter().enumerate() {
-                roster.push_str(&format!(
-                    "\n[[agent]]\nname = \"Biller {i}\"\nemail = \"{email}\"\nteams = [\"billing\"]\n"
-                ));
-            }
-            std::fs::write(dir.join("agents.toml"), roster).unwrap();
-        },
-        &emails,
-    );
+    let server = Bundle::live(2)
+        .max_chats(3)
+        .team("billing", &["support"])
+        .agent("Biller 0", BILLERS[0], "billing")
+        .agent("Biller 1", BILLERS[1], "billing")
+        .serve(&[&agent_email(0), &agent_email(1), BILLERS[0], BILLERS[1]]);
     let api = Api::new(&server.url);
     let mut a0 = api.go_online(&agent_email(0)).await;
     let mut a1 = api.go_online(&agent_email(1)).await;
@@ -978,11 +939,8 @@ async fn takeover_transfer_unassign_mute_and_reopen() {
         let token = v.token.clone();
         let body = json!({"client_id": client_id, "text": text});
         async move {
-            let (status, body) = api
-                .post("/api/v1/visitor/messages", Some(&token), body)
-                .await;
-            assert_eq!(status, 200, "{body}");
-            body
+            api.post_ok("/api/v1/visitor/messages", Some(&token), body)
+                .await
         }
     };
     let a0_token = a0.token.clone();
@@ -993,8 +951,7 @@ async fn takeover_transfer_unassign_mute_and_reopen() {
     };
 
     // Agent 0 takes the conversation from the bot; the visitor is told, the bot pauses.
-    let (status, body) = api.act(&a0.token, &v.conv, "takeover", json!({})).await;
-    assert_eq!(status, 200, "{body}");
+    api.act_ok(&a0.token, &v.conv, "takeover", json!({})).await;
     let told = widget
         .wait_for(WAIT, "the takeover message", |e| is_notice(e, "takeover"))
         .await;
@@ -1007,11 +964,10 @@ async fn takeover_transfer_unassign_mute_and_reopen() {
         (d["status"].as_str(), d["assignee"].as_str()),
         (Some("chatting"), Some(agent_email(0).as_str()))
     );
-    let (status, body) = api.act(&a1.token, &v.conv, "takeover", json!({})).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("invalid_state")),
-        "{body}"
+    assert_error!(
+        api.act(&a1.token, &v.conv, "takeover", json!({})).await,
+        409,
+        "invalid_state"
     );
     let before = visitor_says("t-1", "Are you a person?").await;
     let after = api.history(&v.token, seq(&before) - 1).await;
@@ -1027,15 +983,13 @@ async fn takeover_transfer_unassign_mute_and_reopen() {
         .await;
 
     // Agent 0 hands it to agent 1.
-    let (status, body) = api
-        .act(
-            &a0.token,
-            &v.conv,
-            "transfer",
-            json!({"agent": agent_email(1)}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.act_ok(
+        &a0.token,
+        &v.conv,
+        "transfer",
+        json!({"agent": agent_email(1)}),
+    )
+    .await;
     let moved = a1
         .stream
         .event("conversation.transferred", Some(&v.conv))
@@ -1048,23 +1002,19 @@ async fn takeover_transfer_unassign_mute_and_reopen() {
         })
         .await;
     assert_eq!(status_of(&v.conv).await["assignee"], agent_email(1));
-    let (status, body) = api
-        .act(&a0.token, &v.conv, "messages", json!({"text": "Still me"}))
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (403, Some("not_allowed")),
-        "{body}"
+    assert_error!(
+        api.act(&a0.token, &v.conv, "messages", json!({"text": "Still me"}))
+            .await,
+        403,
+        "not_allowed"
     );
-    let (status, body) = api
-        .act(
-            &a1.token,
-            &v.conv,
-            "messages",
-            json!({"client_id": "x-1", "text": "Agent 1 here"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.act_ok(
+        &a1.token,
+        &v.conv,
+        "messages",
+        json!({"client_id": "x-1", "text": "Agent 1 here"}),
+    )
+    .await;
     widget
         .wait_for(WAIT, "agent 1's message", |e| {
             e["data"]["text"] == "Agent 1 here"
@@ -1072,10 +1022,8 @@ async fn takeover_transfer_unassign_mute_and_reopen() {
         .await;
 
     // Agent 1 sends it to the billing team: it rings the billers only.
-    let (status, body) = api
-        .act(&a1.token, &v.conv, "transfer", json!({"team": "billing"}))
+    api.act_ok(&a1.token, &v.conv, "transfer", json!({"team": "billing"}))
         .await;
-    assert_eq!(status, 200, "{body}");
     let ringing = b0.stream.event("livechat.ringing", Some(&v.conv)).await;
     assert_eq!(ringing["data"]["agents"], json!(BILLERS));
     assert_eq!(ringing["data"]["team"], "billing");
@@ -1089,18 +1037,15 @@ async fn takeover_transfer_unassign_mute_and_reopen() {
         "{d}"
     );
     assert_eq!(d["assignee"], Value::Null);
-    let (status, body) = api.act(&a0.token, &v.conv, "accept", json!({})).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("not_available")),
-        "{body}"
+    assert_error!(
+        api.act(&a0.token, &v.conv, "accept", json!({})).await,
+        409,
+        "not_available"
     );
 
     // Biller 0 accepts, then gives it back: it rings biller 1 only.
-    let (status, body) = api.act(&b0.token, &v.conv, "accept", json!({})).await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = api.act(&b0.token, &v.conv, "unassign", json!({})).await;
-    assert_eq!(status, 200, "{body}");
+    api.act_ok(&b0.token, &v.conv, "accept", json!({})).await;
+    api.act_ok(&b0.token, &v.conv, "unassign", json!({})).await;
     let ringing = b1
         .stream
         .wait_for(WAIT, "ringing without biller 0", |e| {
@@ -1145,36 +1090,28 @@ async fn takeover_transfer_unassign_mute_and_reopen() {
         .get("/api/v1/conversations?status=new", Some(&a0.token))
         .await;
     assert!(ids(&awaiting).contains(&w.conv), "{awaiting}");
-    let (status, body) = api.act(&a1.token, &w.conv, "accept", json!({})).await;
-    assert_eq!(status, 200, "{body}");
+    api.act_ok(&a1.token, &w.conv, "accept", json!({})).await;
     // Resolved, then reopened while agent 1 is away: it waits again, and this time it
     // rings agent 0, the only one available (their mute was for the earlier wait).
-    let (status, body) = api.act(&a1.token, &w.conv, "resolve", json!({})).await;
-    assert_eq!(status, 200, "{body}");
+    api.act_ok(&a1.token, &w.conv, "resolve", json!({})).await;
     api.set_accepting(&a1.token, false).await;
-    let (status, body) = api
-        .post(
-            "/api/v1/visitor/messages",
-            Some(&w.token),
-            json!({"text": "It broke again"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.post_ok(
+        "/api/v1/visitor/messages",
+        Some(&w.token),
+        json!({"text": "It broke again"}),
+    )
+    .await;
     let d = status_of(&w.conv).await;
     assert_eq!(d["status"], "new", "{d}");
     assert_eq!(d["ringing"], json!([agent_email(0)]), "{d}");
-    let (status, body) = api.act(&a0.token, &w.conv, "accept", json!({})).await;
-    assert_eq!(status, 200, "{body}");
+    api.act_ok(&a0.token, &w.conv, "accept", json!({})).await;
     api.set_accepting(&a1.token, true).await;
 
     // Biller 1 takes the first one and resolves it; the visitor writes again: it reopens,
     // back to biller 1, who is still available.
-    let (status, body) = api.act(&b1.token, &v.conv, "accept", json!({})).await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = api
-        .act(&b1.token, &v.conv, "resolve", json!({"note": "sorted"}))
+    api.act_ok(&b1.token, &v.conv, "accept", json!({})).await;
+    api.act_ok(&b1.token, &v.conv, "resolve", json!({"note": "sorted"}))
         .await;
-    assert_eq!(status, 200, "{body}");
     widget.event("conversation.resolved", Some(&v.conv)).await;
     assert_eq!(status_of(&v.conv).await["status"], "resolved");
     visitor_says("t-2", "Sorry, one more thing").await;
@@ -1198,10 +1135,8 @@ async fn takeover_transfer_unassign_mute_and_reopen() {
     );
     assert_eq!(d["resolve_note"], Value::Null);
     assert_eq!(d["resolved_at"], Value::Null);
-    let (status, body) = api
-        .act(&b1.token, &v.conv, "messages", json!({"text": "Of course"}))
+    api.act_ok(&b1.token, &v.conv, "messages", json!({"text": "Of course"}))
         .await;
-    assert_eq!(status, 200, "{body}");
     widget
         .wait_for(WAIT, "the reply after reopening", |e| {
             e["data"]["text"] == "Of course"
@@ -1214,25 +1149,13 @@ async fn takeover_transfer_unassign_mute_and_reopen() {
 /// it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_assignment_offers_one_agent_at_a_time_then_the_next() {
-    let server = tokio::task::spawn_blocking(|| {
-        TestServer::start(
-            |dir| {
-                live_bundle(dir, 2, "30s", "10m");
-                let path = dir.join("support.toml");
-                let text = std::fs::read_to_string(&path).unwrap().replace(
-                    "[live_chat.desk]\n",
-                    "[live_chat.desk]\nassignment = \"auto\"\noffer_timeout = \"1s\"\n",
-                );
-                std::fs::write(path, text).unwrap();
-            },
-            &[],
-        )
-    })
-    .await
-    .unwrap();
-    for i in 0..2 {
-        set_password(&server.bots_dir, &server.data_dir, &agent_email(i));
-    }
+    let server = Bundle::live(2)
+        .live_chat(|d| {
+            d.accept_timeout("30s")
+                .set("assignment", "\"auto\"")
+                .set("offer_timeout", "\"1s\"")
+        })
+        .serve(&[&agent_email(0), &agent_email(1)]);
     let api = Api::new(&server.url);
     let mut first = api.go_online(&agent_email(0)).await;
     let second = api.go_online(&agent_email(1)).await;
@@ -1247,10 +1170,11 @@ async fn auto_assignment_offers_one_agent_at_a_time_then_the_next() {
         "{offer}"
     );
     let (status, body) = api.act(&second.token, &v.conv, "accept", json!({})).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("not_available")),
-        "only the offered agent may take it: {body}"
+    assert_error!(
+        (status, body),
+        409,
+        "not_available",
+        "only the offered agent may take it"
     );
 
     // Agent 0 lets the offer run out: it passes to agent 1, who takes it.
@@ -1261,8 +1185,8 @@ async fn auto_assignment_offers_one_agent_at_a_time_then_the_next() {
         })
         .await;
     assert_eq!(passed["conversation_id"], v.conv.as_str());
-    let (status, body) = api.act(&second.token, &v.conv, "accept", json!({})).await;
-    assert_eq!(status, 200, "{body}");
+    api.act_ok(&second.token, &v.conv, "accept", json!({}))
+        .await;
     let details = api.details(&second.token, &v.conv).await;
     assert_eq!(details["assignee"], agent_email(1).as_str());
 }

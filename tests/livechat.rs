@@ -4,26 +4,21 @@ mod common;
 
 use std::time::Duration;
 
-use common::TestServer;
-use common::live::{Api, Console, live_bundle, set_password};
+use common::live::{Api, Console};
+use common::{Bundle, TestServer};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
 
 fn start(agents: usize, accept_timeout: &str, idle_timeout: &str) -> TestServer {
-    let server = TestServer::start(
-        |dir| live_bundle(dir, agents, accept_timeout, idle_timeout),
-        &[],
-    );
-    for i in 0..agents {
-        set_password(
-            &server.bots_dir,
-            &server.data_dir,
-            &format!("agent{i}@acme.example"),
-        );
-    }
-    set_password(&server.bots_dir, &server.data_dir, "boss@acme.example");
-    server
+    let mut emails: Vec<String> = (0..agents)
+        .map(|i| format!("agent{i}@acme.example"))
+        .collect();
+    emails.push("boss@acme.example".into());
+    let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
+    Bundle::live(agents)
+        .live_chat(|d| d.accept_timeout(accept_timeout).idle_timeout(idle_timeout))
+        .serve(&emails)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,14 +64,12 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
     widget.event("flow.step", Some(&conv)).await;
 
     // They pick "Talk to a person" and ask for live chat: the agent's console rings.
-    let (status, body) = api
-        .post(
-            "/api/v1/visitor/actions",
-            Some(&token),
-            json!({"type": "choice", "index": 0}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.post_ok(
+        "/api/v1/visitor/actions",
+        Some(&token),
+        json!({"type": "choice", "index": 0}),
+    )
+    .await;
     let (status, body) = api
         .post(
             "/api/v1/visitor/actions",
@@ -109,14 +102,12 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
     );
 
     // The agent accepts: the visitor is told who joined.
-    let (status, body) = api
-        .post(
-            &format!("/api/v1/conversations/{conv}/accept"),
-            Some(&agent),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.post_ok(
+        &format!("/api/v1/conversations/{conv}/accept"),
+        Some(&agent),
+        json!({}),
+    )
+    .await;
     widget
         .wait_for(WAIT, "the assigned message", |v| {
             v["data"]["text"] == "Agent 0 has joined the chat."
@@ -124,14 +115,13 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
         .await;
 
     // Messages both ways, each delivered over the other side's socket.
-    let (status, sent) = api
-        .post(
+    let sent = api
+        .post_ok(
             "/api/v1/visitor/messages",
             Some(&token),
             json!({"client_id": "v-1", "text": "My invoice is wrong"}),
         )
         .await;
-    assert_eq!(status, 200, "{sent}");
     let got = console
         .wait_for(WAIT, "the visitor's message", |v| {
             v["data"]["text"] == "My invoice is wrong"
@@ -139,14 +129,12 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
         .await;
     assert_eq!(got["data"]["message_id"], sent["message_id"]);
     assert_eq!(got["seq"], sent["seq"]);
-    let (status, _) = api
-        .post(
-            &format!("/api/v1/conversations/{conv}/messages"),
-            Some(&agent),
-            json!({"client_id": "a-1", "text": "Let me check that for you."}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    api.post_ok(
+        &format!("/api/v1/conversations/{conv}/messages"),
+        Some(&agent),
+        json!({"client_id": "a-1", "text": "Let me check that for you."}),
+    )
+    .await;
     let reply = widget
         .wait_for(WAIT, "the agent's reply", |v| {
             v["data"]["text"] == "Let me check that for you."
@@ -159,14 +147,12 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
     );
 
     // A note stays internal.
-    let (status, _) = api
-        .post(
-            &format!("/api/v1/conversations/{conv}/notes"),
-            Some(&agent),
-            json!({"text": "VIP customer"}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    api.post_ok(
+        &format!("/api/v1/conversations/{conv}/notes"),
+        Some(&agent),
+        json!({"text": "VIP customer"}),
+    )
+    .await;
     console.event("note.created", Some(&conv)).await;
     // The list shows the newest message of each chat, never a note.
     let (_, mine) = api
@@ -179,49 +165,41 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
     );
 
     // Resolve with a note, then close; the visitor sees both, never the note.
-    let (status, body) = api
-        .post(
-            &format!("/api/v1/conversations/{conv}/resolve"),
-            Some(&agent),
-            json!({"note": "refund issued"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.post_ok(
+        &format!("/api/v1/conversations/{conv}/resolve"),
+        Some(&agent),
+        json!({"note": "refund issued"}),
+    )
+    .await;
     let resolved = widget.event("conversation.resolved", Some(&conv)).await;
     assert!(resolved["data"].get("note").is_none(), "{resolved}");
 
     // The visitor rates the chat, once; the agent's console hears it.
     let rate =
         |rating: &str| json!({"type": "rate", "rating": rating, "comment": "Quick and kind"});
-    let (status, body) = api
-        .post("/api/v1/visitor/actions", Some(&token), rate("good"))
+    api.post_ok("/api/v1/visitor/actions", Some(&token), rate("good"))
         .await;
-    assert_eq!(status, 200, "{body}");
     let rated = console.event("conversation.rated", Some(&conv)).await;
     assert_eq!(
         rated["data"],
         json!({"rating": "good", "comment": "Quick and kind", "agent": "agent0@acme.example"})
     );
-    let (status, body) = api
-        .post("/api/v1/visitor/actions", Some(&token), rate("bad"))
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("invalid_state")),
-        "{body}"
+    assert_error!(
+        api.post("/api/v1/visitor/actions", Some(&token), rate("bad"))
+            .await,
+        409,
+        "invalid_state"
     );
     let (status, body) = api
         .post("/api/v1/visitor/actions", Some(&token), rate("meh"))
         .await;
     assert_eq!(status, 400, "{body}");
-    let (status, _) = api
-        .post(
-            &format!("/api/v1/conversations/{conv}/close"),
-            Some(&agent),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    api.post_ok(
+        &format!("/api/v1/conversations/{conv}/close"),
+        Some(&agent),
+        json!({}),
+    )
+    .await;
     widget.event("conversation.closed", Some(&conv)).await;
     assert!(
         !widget.seen.iter().any(|v| v["type"] == "note.created"
@@ -255,17 +233,16 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
             .unwrap_or_else(|| panic!("{t} in {texts:?}"))
     };
     assert!(pos("My invoice is wrong") < pos("Let me check that for you."));
-    let resp = reqwest::Client::new()
-        .get(format!(
-            "{}/api/v1/conversations/{conv}/transcript.csv",
-            server.url
-        ))
-        .bearer_auth(&agent)
+    let reply = api
+        .request(
+            "GET",
+            &format!("/api/v1/conversations/{conv}/transcript.csv"),
+        )
+        .bearer(&agent)
         .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let csv = resp.text().await.unwrap();
+        .await;
+    assert_eq!(reply.status, 200);
+    let csv = reply.text;
     assert!(csv.starts_with("time,author,agent,text\r\n"), "{csv}");
     assert!(
         csv.contains("My invoice is wrong") && !csv.contains("VIP customer"),
@@ -273,8 +250,7 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
     );
 
     // The dashboard counts it: one request, accepted, resolved, with its durations.
-    let (status, stats) = api.get("/api/v1/stats", Some(&agent)).await;
-    assert_eq!(status, 200, "{stats}");
+    let stats = api.get_ok("/api/v1/stats", Some(&agent)).await;
     let total = &stats["total"];
     assert_eq!(total["conversations"], 1, "{stats}");
     assert_eq!(total["live_chat_requests"], 1);
@@ -301,23 +277,16 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_get_the_canned_responses_of_their_bots() {
-    let server = TestServer::start(
-        |dir| {
-            live_bundle(dir, 1, "90s", "10m");
-            std::fs::write(
-                dir.join("responses.toml"),
-                "[[response]]\nshortcut = \"hello\"\ntext = \"Hello! How can I help?\"\n\n\
-                 [[response]]\nshortcut = \"refund\"\ntext = \"Refunds take 5 days.\"\nbots = [\"support\"]\n",
-            )
-            .unwrap();
-        },
-        &[],
-    );
-    set_password(&server.bots_dir, &server.data_dir, "agent0@acme.example");
+    let server = Bundle::live(1)
+        .file(
+            "responses.toml",
+            "[[response]]\nshortcut = \"hello\"\ntext = \"Hello! How can I help?\"\n\n\
+             [[response]]\nshortcut = \"refund\"\ntext = \"Refunds take 5 days.\"\nbots = [\"support\"]\n",
+        )
+        .serve(&["agent0@acme.example"]);
     let api = Api::new(&server.url);
     let agent = api.login("agent0@acme.example").await;
-    let (status, body) = api.get("/api/v1/responses", Some(&agent)).await;
-    assert_eq!(status, 200, "{body}");
+    let body = api.get_ok("/api/v1/responses", Some(&agent)).await;
     let shortcuts: Vec<&str> = body["responses"]
         .as_array()
         .unwrap()
@@ -372,14 +341,12 @@ async fn waiting_visitors_see_their_place_in_the_queue() {
         .await;
     // The first is taken: the second moves up, and hears it.
     let conv0 = visitors[0].1.clone();
-    let (status, _) = api
-        .post(
-            &format!("/api/v1/conversations/{conv0}/accept"),
-            Some(&agent),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    api.post_ok(
+        &format!("/api/v1/conversations/{conv0}/accept"),
+        Some(&agent),
+        json!({}),
+    )
+    .await;
     visitors[1]
         .2
         .wait_for(WAIT, "position 1", |v| {
@@ -392,37 +359,24 @@ async fn waiting_visitors_see_their_place_in_the_queue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_browser_language_list_picks_the_bot_language() {
-    let server = TestServer::start(
-        |dir| {
-            live_bundle(dir, 0, "90s", "10m");
-            std::fs::write(
-                dir.join("bilingual.toml"),
-                r#"name = "Bilingual"
+    let bilingual = r#"name = "Bilingual"
 languages = ["en", "de"]
 
 [[step]]
 id = "start"
 say = { en = "Hello!", de = "Hallo!" }
-"#,
-            )
-            .unwrap();
-        },
-        &[],
-    );
+"#;
+    let server = Bundle::live(0).bot("bilingual", bilingual).serve(&[]);
     let api = Api::new(&server.url);
-    let start = |accept: &'static str| {
-        let api = api.clone();
+    let start = |accept: &str| {
+        let req = api
+            .request("POST", "/api/v1/visitor/sessions")
+            .header("accept-language", accept)
+            .json(json!({"bot": "bilingual"}));
         async move {
-            let resp = api
-                .http
-                .post(format!("{}/api/v1/visitor/sessions", api.url))
-                .header("accept-language", accept)
-                .json(&json!({"bot": "bilingual"}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 201);
-            resp.json::<serde_json::Value>().await.unwrap()
+            let reply = req.send().await;
+            assert_eq!(reply.status, 201);
+            reply.body
         }
     };
     // French first, which the bot does not speak: German, the next the browser accepts.
@@ -443,20 +397,11 @@ say = { en = "Hello!", de = "Hallo!" }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conversations_export_as_csv_for_a_period_and_the_callers_bots() {
-    let server = TestServer::start(
-        |dir| {
-            live_bundle(dir, 1, "90s", "10m");
-            // A second bot that agent0's team does not serve.
-            std::fs::write(
-                dir.join("other.toml"),
-                "name = \"Other\"\n[[step]]\nid = \"start\"\nsay = \"Hi\"\n",
-            )
-            .unwrap();
-        },
-        &[],
-    );
-    set_password(&server.bots_dir, &server.data_dir, "agent0@acme.example");
-    set_password(&server.bots_dir, &server.data_dir, "boss@acme.example");
+    // A second bot that agent0's team does not serve.
+    let other = "name = \"Other\"\n[[step]]\nid = \"start\"\nsay = \"Hi\"\n";
+    let server = Bundle::live(1)
+        .bot("other", other)
+        .serve(&["agent0@acme.example", "boss@acme.example"]);
     let api = Api::new(&server.url);
     let agent = api.login("agent0@acme.example").await;
     let boss = api.login("boss@acme.example").await;
@@ -475,22 +420,14 @@ async fn conversations_export_as_csv_for_a_period_and_the_callers_bots() {
     let other = api.visitor("other").await;
     let other = other["conversation_id"].as_str().unwrap().to_string();
 
-    let csv = |token: String, query: &'static str| {
-        let api = api.clone();
+    let csv = |token: String, query: &str| {
+        let req = api
+            .request("GET", &format!("/api/v1/conversations.csv{query}"))
+            .bearer(&token);
         async move {
-            let resp = api
-                .http
-                .get(format!("{}/api/v1/conversations.csv{query}", api.url))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap();
-            let status = resp.status().as_u16();
-            let disposition = resp
-                .headers()
-                .get("content-disposition")
-                .map(|v| v.to_str().unwrap().to_string());
-            (status, disposition, resp.text().await.unwrap())
+            let reply = req.send().await;
+            let disposition = reply.header("content-disposition").map(str::to_string);
+            (reply.status, disposition, reply.text)
         }
     };
     // The agent sees the conversations of the bots their teams serve, in the default week.

@@ -8,21 +8,13 @@ use std::time::Duration;
 
 use common::live::{Api, Console, PASSWORD, set_password};
 use common::smtp::{SmtpServer, header};
-use common::{TestServer, livechat};
+use common::{Bundle, TestServer, livechat};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(15);
 
 /// A bot whose offline form mails the team, with a subject made from the visitor's name.
-fn bundle(dir: &Path) {
-    std::fs::write(
-        dir.join("agents.toml"),
-        "[[team]]\nid = \"desk\"\nbots = [\"support\"]\n\n[[agent]]\nname = \"Ana Lima\"\nemail = \"ana@acme.example\"\nteams = [\"desk\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("support.toml"),
-        r#"name = "Acme Support"
+const SUPPORT: &str = r#"name = "Acme Support"
 
 [[step]]
 id = "start"
@@ -43,9 +35,14 @@ fields = [
 email_to = ["support@acme.example", "lead@acme.example"]
 subject = "Offline message from {{ name }}"
 thank_you = "Thanks, we'll reply by email."
-"#,
-    )
-    .unwrap();
+"#;
+
+fn bundle(dir: &Path) {
+    Bundle::new()
+        .team("desk", &["support"])
+        .agent("Ana Lima", "ana@acme.example", "desk")
+        .bot("support", SUPPORT)
+        .write(dir);
 }
 
 const ADMIN: &str = "admin-secret";
@@ -67,18 +64,8 @@ fn start_with_smtp(smtp: &SmtpServer) -> TestServer {
 
 /// The outbox's mails of `kind` with `status`, through the admin API.
 fn outbox(server: &TestServer, status: &str, kind: &str) -> usize {
-    let url = format!("{}/api/v1/admin/outbox?status={status}", server.url);
-    let body: serde_json::Value = common::on_own_runtime(async move {
-        reqwest::Client::new()
-            .get(url)
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    let path = format!("/api/v1/admin/outbox?status={status}");
+    let (_, body) = server.api().get(&path, Some(ADMIN));
     body["items"]
         .as_array()
         .unwrap()
@@ -88,49 +75,20 @@ fn outbox(server: &TestServer, status: &str, kind: &str) -> usize {
 }
 
 fn metric(server: &TestServer, name_and_labels: &str) -> i64 {
-    let text = common::on_own_runtime({
-        let url = format!("{}/metrics", server.url);
-        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
-    });
+    let text = server.api().request("GET", "/metrics").wait().text;
     text.lines()
         .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse::<f64>().ok())
         .unwrap_or(-1.0) as i64
 }
 
 fn post_form(server: &TestServer, fields: &[(&str, &str)]) -> (u16, String) {
-    let url = format!("{}/bots/support/contact", server.url);
-    let fields: Vec<(String, String)> = fields
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    common::on_own_runtime(async move {
-        let resp = reqwest::Client::new()
-            .post(url)
-            .header("referer", "https://acme.example/pricing")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(
-                fields
-                    .iter()
-                    .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
-                    .collect::<Vec<_>>()
-                    .join("&"),
-            )
-            .send()
-            .await
-            .unwrap();
-        (resp.status().as_u16(), resp.text().await.unwrap())
-    })
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    let reply = server
+        .api()
+        .request("POST", "/bots/support/contact")
+        .header("referer", "https://acme.example/pricing")
+        .form(fields)
+        .wait();
+    (reply.status, reply.text)
 }
 
 #[test]
@@ -139,10 +97,11 @@ fn the_contact_page_mails_the_team_with_the_right_headers_and_escaped_body() {
     let server = start_with_smtp(&smtp);
 
     // The page works without JavaScript: a plain form.
-    let page = common::on_own_runtime({
-        let url = format!("{}/bots/support/contact", server.url);
-        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
-    });
+    let page = server
+        .api()
+        .request("GET", "/bots/support/contact")
+        .wait()
+        .text;
     assert!(
         page.contains("<form method=\"post\"") && page.contains("name=\"message\""),
         "{page}"
@@ -264,16 +223,11 @@ fn a_form_with_bad_values_is_refused_and_mails_nothing() {
         "the page shows what to fix: {body}"
     );
     // A field the form does not have cannot be used to add a recipient either.
-    let (status, body) = common::post_json(
-        &format!("{}/api/v1/bots/support/offline", server.url),
-        &[],
-        &json!({"values": {"name": "Eve", "email": "eve@example.com", "message": "hi", "email_to": "victim@example.com"}}).to_string(),
-    );
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("invalid_form")),
-        "{body}"
-    );
+    assert_error!(server.api().post(
+        "/api/v1/bots/support/offline",
+        None,
+        json!({"values": {"name": "Eve", "email": "eve@example.com", "message": "hi", "email_to": "victim@example.com"}}),
+    ), 400, "invalid_form");
     std::thread::sleep(Duration::from_millis(500));
     assert!(smtp.mails_of("offline_form").is_empty());
     assert_eq!(outbox(&server, "pending", "offline_form"), 0);
@@ -424,21 +378,14 @@ fn send_test_email_checks_the_setup() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_request_mails_the_team_and_its_offline_form_reaches_them() {
     let smtp = SmtpServer::start();
-    let server = tokio::task::spawn_blocking({
-        let port = smtp.port;
-        move || {
-            let conf_dir = tempfile::tempdir().unwrap().keep();
-            let conf = conf_dir.join("livechat.toml");
-            std::fs::write(
-                &conf,
-                format!("outbox_retry = \"200ms\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n"),
-            )
-            .unwrap();
-            TestServer::start(bundle, &[("LIVECHAT_CONFIG", conf.to_str().unwrap())])
-        }
-    })
-    .await
+    let port = smtp.port;
+    let conf = tempfile::tempdir().unwrap().keep().join("livechat.toml");
+    std::fs::write(
+        &conf,
+        format!("outbox_retry = \"200ms\"\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n"),
+    )
     .unwrap();
+    let server = TestServer::start(bundle, &[("LIVECHAT_CONFIG", conf.to_str().unwrap())]);
     set_password(&server.bots_dir, &server.data_dir, "ana@acme.example");
     let api = Api::new(&server.url);
     // Online and accepting (its console open) for as long as the test runs.
@@ -459,14 +406,10 @@ async fn a_timed_out_request_mails_the_team_and_its_offline_form_reaches_them() 
     )
     .await;
     widget.event("livechat.timeout", None).await;
-    let (status, body) = api
-        .post(
-            "/api/v1/visitor/actions",
-            Some(&token),
-            json!({"type": "form", "form": "contact", "values": {"name": "Dee", "email": "dee@example.com", "message": "please call me"}}),
-        )
+    let values = json!({"name": "Dee", "email": "dee@example.com", "message": "please call me"});
+    let form = json!({"type": "form", "form": "contact", "values": values});
+    api.post_ok("/api/v1/visitor/actions", Some(&token), form)
         .await;
-    assert_eq!(status, 200, "{body}");
     let mails = tokio::task::spawn_blocking(move || {
         smtp.wait_for_kind("missed_request", 1, WAIT);
         smtp.wait_for_kind("offline_form", 1, WAIT);

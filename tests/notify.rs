@@ -12,8 +12,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use common::TestServer;
 use common::live::{Api, Console, set_password_with};
+use common::{Bundle, TestServer};
 use serde_json::{Value, json};
 
 type Seen = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
@@ -43,15 +43,7 @@ async fn receiver() -> (String, Seen) {
     (url, seen)
 }
 
-fn bundle(dir: &std::path::Path) {
-    std::fs::write(
-        dir.join("agents.toml"),
-        "[[team]]\nid = \"desk\"\nbots = [\"support\"]\n\n[[agent]]\nname = \"Ana Lima\"\nemail = \"ana@acme.example\"\nteams = [\"desk\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("support.toml"),
-        r#"name = "Acme Support"
+const SUPPORT: &str = r#"name = "Acme Support"
 
 [[step]]
 id = "start"
@@ -69,9 +61,14 @@ secret = "${CRM_SECRET}"
 [webhook.slack-off]
 kind = "slack"
 url = "${SLACK_HOOK:-}"
-"#,
-    )
-    .unwrap();
+"#;
+
+fn bundle(dir: &std::path::Path) {
+    Bundle::new()
+        .team("desk", &["support"])
+        .agent("Ana Lima", "ana@acme.example", "desk")
+        .bot("support", SUPPORT)
+        .write(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,19 +81,14 @@ async fn a_new_request_calls_the_webhook_signed_and_retries_after_a_500() {
         "outbox_retry = \"200ms\"\npublic_url = \"https://chat.acme.example\"\n",
     )
     .unwrap();
-    let conf_str = conf_path.to_str().unwrap().to_string();
-    let server = tokio::task::spawn_blocking(move || {
-        TestServer::start(
-            bundle,
-            &[
-                ("CRM_HOOK", hook.as_str()),
-                ("CRM_SECRET", "s3cret"),
-                ("LIVECHAT_CONFIG", conf_str.as_str()),
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let server = TestServer::start(
+        bundle,
+        &[
+            ("CRM_HOOK", hook.as_str()),
+            ("CRM_SECRET", "s3cret"),
+            ("LIVECHAT_CONFIG", conf_path.to_str().unwrap()),
+        ],
+    );
     set_password_with(
         &server.bots_dir,
         &server.data_dir,
@@ -162,12 +154,7 @@ async fn a_new_request_calls_the_webhook_signed_and_retries_after_a_500() {
         "{payload}"
     );
     // The switched-off Slack webhook (`${SLACK_HOOK:-}` unset) was never queued.
-    let metrics = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api.request("GET", "/metrics").send().await.text;
     assert!(
         metrics.contains("livechat_outbox{kind=\"webhook\",status=\"sent\"} 1"),
         "{metrics}"

@@ -6,16 +6,17 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::TestServer;
-use common::live::{Api, Console, live_bundle, set_password};
+use common::Bundle;
+use common::live::{Api, Console};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_traffic_loses_nothing_acknowledged_and_timers_still_fire() {
-    let server = TestServer::start(|dir| live_bundle(dir, 1, "4s", "10m"), &[]);
-    set_password(&server.bots_dir, &server.data_dir, "agent0@acme.example");
+    let server = Bundle::live(1)
+        .live_chat(|d| d.accept_timeout("4s"))
+        .serve(&["agent0@acme.example"]);
     let api = Api::new(&server.url);
     let Console {
         token: agent,
@@ -75,18 +76,14 @@ async fn kill_9_during_traffic_loses_nothing_acknowledged_and_timers_still_fire(
                     )
                 };
                 let body = json!({"client_id": client_id, "text": format!("message {client_id}")});
-                let sent = api
-                    .http
-                    .post(format!("{}{path}", api.url))
-                    .bearer_auth(token)
-                    .json(&body)
-                    .send()
-                    .await;
-                let Ok(resp) = sent else { break };
-                if resp.status() != 200 {
+                let sent = api.request("POST", &path).bearer(token).json(body);
+                let Ok(reply) = sent.try_send().await else {
+                    break;
+                };
+                if reply.status != 200 {
                     break;
                 }
-                let Ok(v) = resp.json::<Value>().await else {
+                let Ok(v) = serde_json::from_str::<Value>(&reply.text) else {
                     break;
                 };
                 acked.lock().unwrap().push((
@@ -156,20 +153,17 @@ async fn kill_9_during_traffic_loses_nothing_acknowledged_and_timers_still_fire(
     );
 
     // And the conversation goes on.
-    let (status, body) = api
-        .post(
-            "/api/v1/visitor/messages",
-            Some(&a_token),
-            json!({"client_id": "after", "text": "still there?"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.post_ok(
+        "/api/v1/visitor/messages",
+        Some(&a_token),
+        json!({"client_id": "after", "text": "still there?"}),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_reload_keeps_every_socket_open_and_tells_agents() {
-    let server = TestServer::start(|dir| live_bundle(dir, 1, "90s", "10m"), &[]);
-    set_password(&server.bots_dir, &server.data_dir, "agent0@acme.example");
+    let server = Bundle::live(1).serve(&["agent0@acme.example"]);
     let api = Api::new(&server.url);
     let agent = api.login("agent0@acme.example").await;
     let mut console = api.agent_stream(&agent, 0).await;

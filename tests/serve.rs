@@ -6,16 +6,19 @@ mod common;
 use std::fs;
 use std::time::Duration;
 
-use common::{TestServer, bot, livechat, post_json, save_atomically, write_bundle};
+use common::{Bundle, TestServer, bot, livechat, save_atomically};
+
+/// Team `support` serves both bots; Ana is its agent.
+fn ana() -> Bundle {
+    Bundle::new().agent("Ana Lima", "ana@acme.example", "support")
+}
 
 fn two_bots(dir: &std::path::Path) {
-    write_bundle(
-        dir,
-        &[
-            ("support", &bot("Support", "Hi there")),
-            ("sales", &bot("Sales", "Hello")),
-        ],
-    );
+    ana()
+        .team("support", &["support", "sales"])
+        .bot("support", bot("Support", "Hi there"))
+        .bot("sales", bot("Sales", "Hello"))
+        .write(dir);
 }
 
 #[test]
@@ -107,10 +110,7 @@ fn a_deleted_and_recreated_file_reloads_both_times() {
     // The team serves `sales`; without the bot the roster would be invalid, so the
     // roster changes with it, in one burst.
     fs::remove_file(&sales).unwrap();
-    save_atomically(
-        &server.bots_dir.join("agents.toml"),
-        "[[team]]\nid = \"support\"\nbots = [\"support\"]\n\n[[agent]]\nname = \"Ana Lima\"\nemail = \"ana@acme.example\"\nteams = [\"support\"]\n",
-    );
+    ana().team("support", &["support"]).write(&server.bots_dir);
     let (h, _) = server.wait_for(Duration::from_secs(5), "sales removed", |h| {
         h["config_revision"] == 2
     });
@@ -193,7 +193,9 @@ fn serve_without_a_bundle_directory_says_how_to_make_one() {
 #[test]
 fn the_admin_api_applies_a_bundle_remotely_and_refuses_bad_callers() {
     let server = TestServer::start(two_bots, &[("LIVECHAT_ADMIN_TOKEN", "s3cret-token")]);
-    let endpoint = format!("{}/api/v1/admin/config", server.url);
+    let api = server.api();
+    let apply =
+        |token: &str, body: &str| api.call("POST", "/api/v1/admin/config", Some(token), Some(body));
 
     // Remote apply through the CLI.
     let local = tempfile::tempdir().unwrap();
@@ -222,45 +224,30 @@ fn the_admin_api_applies_a_bundle_remotely_and_refuses_bad_callers() {
     assert!(installed.contains("Remote hello"));
 
     // A wrong token, malformed JSON, a path in a file name, an invalid bundle.
-    let (status, body) = post_json(
-        &endpoint,
-        &[("authorization", "Bearer nope")],
-        "{\"files\":{}}",
+    assert_error!(apply("nope", "{\"files\":{}}"), 401, "unauthorized");
+    assert_error!(
+        apply("s3cret-token", "{\"files\": {,}}"),
+        400,
+        "invalid_json"
     );
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (401, Some("unauthorized"))
+    assert_error!(
+        apply("s3cret-token", "{\"files\": {\"a\": 1}}"),
+        400,
+        "invalid_body"
     );
-    let auth = [("authorization", "Bearer s3cret-token")];
-    let (status, body) = post_json(&endpoint, &auth, "{\"files\": {,}}");
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("invalid_json"))
+    assert_error!(
+        apply(
+            "s3cret-token",
+            "{\"files\": {\"../evil.toml\": \"name = 'x'\"}}",
+        ),
+        400,
+        "invalid_file_name"
     );
-    let (status, body) = post_json(&endpoint, &auth, "{\"files\": {\"a\": 1}}");
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("invalid_body"))
-    );
-    let (status, body) = post_json(
-        &endpoint,
-        &auth,
-        "{\"files\": {\"../evil.toml\": \"name = 'x'\"}}",
-    );
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("invalid_file_name"))
-    );
-    let (status, body) = post_json(
-        &endpoint,
-        &auth,
+    let (status, body) = apply(
+        "s3cret-token",
         "{\"files\": {\"x.toml\": \"name = 'x'\\n[[step]]\\nid = 'a'\\ngoto = 'nowhere'\\n\"}}",
     );
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (422, Some("invalid_bundle")),
-        "{body}"
-    );
+    assert_error!((status, &body), 422, "invalid_bundle");
     let first = &body["error"]["diagnostics"][0];
     assert_eq!(
         (first["file"].as_str(), first["line"].as_i64()),
@@ -274,31 +261,26 @@ fn the_admin_api_applies_a_bundle_remotely_and_refuses_bad_callers() {
 #[test]
 fn the_admin_api_is_off_without_a_token() {
     let server = TestServer::start(two_bots, &[]);
-    let (status, body) = post_json(
-        &format!("{}/api/v1/admin/config", server.url),
-        &[("authorization", "Bearer anything")],
-        "{\"files\":{}}",
+    let (status, body) = server.api().call(
+        "POST",
+        "/api/v1/admin/config",
+        Some("anything"),
+        Some("{\"files\":{}}"),
     );
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (403, Some("admin_api_disabled"))
-    );
+    assert_error!((status, body), 403, "admin_api_disabled");
 }
 
 #[test]
 fn metrics_ask_for_their_token_when_one_is_set() {
     let server = TestServer::start(two_bots, &[("LIVECHAT_METRICS_TOKEN", "scrape-me")]);
-    let url = format!("{}/metrics", server.url);
-    let scrape = |auth: Option<&'static str>| {
-        let url = url.clone();
-        common::on_own_runtime(async move {
-            let mut req = reqwest::Client::new().get(&url);
-            if let Some(a) = auth {
-                req = req.header("authorization", a);
-            }
-            let resp = req.send().await.expect("request");
-            (resp.status().as_u16(), resp.text().await.unwrap())
-        })
+    let scrape = |auth: Option<&str>| {
+        let headers: Vec<_> = auth.map(|a| ("authorization", a)).into_iter().collect();
+        let reply = server
+            .api()
+            .request("GET", "/metrics")
+            .headers(&headers)
+            .wait();
+        (reply.status, reply.text)
     };
     for auth in [None, Some("Bearer wrong"), Some("Basic c2NyYXBlLW1l")] {
         let (status, body) = scrape(auth);
@@ -310,7 +292,7 @@ fn metrics_ask_for_their_token_when_one_is_set() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("livechat_config_revision 1"), "{body}");
     // Health stays open: load balancers probe it without a token.
-    let health = common::get_json(&format!("{}/healthz", server.url)).unwrap();
+    let health = server.api().request("GET", "/healthz").wait().body;
     assert_eq!(health["status"], "ok", "{health}");
 }
 
@@ -322,19 +304,9 @@ fn every_html_page_carries_the_security_headers() {
         ("/console", 200),
         ("/set-password?token=nope", 404),
     ] {
-        let url = format!("{}{path}", server.url);
-        let (got, headers) = common::on_own_runtime(async move {
-            let resp = reqwest::get(&url).await.expect("request");
-            (resp.status().as_u16(), resp.headers().clone())
-        });
-        assert_eq!(got, status, "{path}");
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string()
-        };
+        let page = server.api().request("GET", path).wait();
+        assert_eq!(page.status, status, "{path}");
+        let header = |name: &str| page.header(name).unwrap_or("").to_string();
         assert!(header("content-type").starts_with("text/html"), "{path}");
         assert_eq!(header("x-frame-options"), "DENY", "{path}");
         assert_eq!(header("x-content-type-options"), "nosniff", "{path}");

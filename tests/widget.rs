@@ -6,9 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::TestServer;
 use common::browser::Browser;
-use common::live::{Api, agent_email, live_bundle, set_password};
+use common::live::{Api, agent_email};
+use common::{Bundle, TestServer};
 use fantoccini::Locator;
 use fantoccini::elements::{Element, ShadowRoot};
 use futures_util::SinkExt;
@@ -16,28 +16,15 @@ use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-/// The server with the `support` bot of `live_bundle` and one agent with a password; with
+/// The server with the `support` bot of `Bundle::live` and one agent with a password; with
 /// `collect`, the Live Chat action asks for the visitor's name and email first.
 async fn start_server(collect: bool) -> TestServer {
-    tokio::task::spawn_blocking(move || {
-        let server = TestServer::start(
-            |dir| {
-                live_bundle(dir, 1, "90s", "10m");
-                if collect {
-                    let path = dir.join("support.toml");
-                    let bot = std::fs::read_to_string(&path)
-                        .unwrap()
-                        .replace("route = [", "collect = [\"name\", \"email\"]\nroute = [");
-                    std::fs::write(&path, bot).unwrap();
-                }
-            },
-            &[],
-        );
-        set_password(&server.bots_dir, &server.data_dir, &agent_email(0));
-        server
-    })
-    .await
-    .unwrap()
+    let bundle = Bundle::live(1);
+    match collect {
+        true => bundle.live_chat(|d| d.set("collect", r#"["name", "email"]"#)),
+        false => bundle,
+    }
+    .serve(&[&agent_email(0)])
 }
 
 /// Serves `html` at `/` from a second origin (another port): the site that embeds the widget.
@@ -397,14 +384,12 @@ async fn embedded_widget_on_another_origin_chats_with_an_agent_and_resumes_after
     assert_eq!(last["conversation_id"], conv.as_str());
 
     // The agent resolves the chat: the widget asks how it was, once, and thanks for the answer.
-    let (status, body) = api
-        .post(
-            &format!("/api/v1/conversations/{conv}/resolve"),
-            Some(&console.token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api.post_ok(
+        &format!("/api/v1/conversations/{conv}/resolve"),
+        Some(&console.token),
+        json!({}),
+    )
+    .await;
     w.wait_for_text("How was this chat?").await;
     w.click(".lc-rate-good").await;
     w.wait_for_text("Thanks for your feedback!").await;
@@ -459,10 +444,11 @@ async fn full_page_chat_runs_the_flow_and_the_offline_form() {
         noscript.contains(r#"href="/bots/support/contact""#),
         "{noscript}"
     );
-    let contact = reqwest::get(format!("{}/bots/support/contact", server.url))
-        .await
-        .unwrap();
-    assert_eq!(contact.status(), 200);
+    let contact = Api::new(&server.url)
+        .request("GET", "/bots/support/contact")
+        .send()
+        .await;
+    assert_eq!(contact.status, 200);
 
     // The panel is open and full-size, without a launcher or a close button.
     w.wait_for_text("Hi! What can we do for you?").await;

@@ -1,5 +1,6 @@
-//! Clients for the live chat API as a visitor's widget and an agent's console speak it:
-//! real HTTP with reqwest, real WebSockets with tokio-tungstenite.
+//! The one client of the tests, `Api`: the live chat API as a visitor's widget and an
+//! agent's console speak it, real HTTP with reqwest and real WebSockets with
+//! tokio-tungstenite; `Api::blocking` for the tests that are synchronous by design.
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -17,66 +18,6 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use super::livechat;
 
 pub const PASSWORD: &str = "correct horse battery";
-
-/// A bundle with one bot (`support`) whose Live Chat action rings team `desk`, and `agents`
-/// agents `agent0@acme.example` … in that team. `accept_timeout` and `idle_timeout` are
-/// given so timer tests can be short.
-pub fn live_bundle(dir: &Path, agents: usize, accept_timeout: &str, idle_timeout: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut roster = String::from("[[team]]\nid = \"desk\"\nbots = [\"support\"]\n\n");
-    for i in 0..agents {
-        roster.push_str(&format!(
-            "[[agent]]\nname = \"Agent {i}\"\nemail = \"agent{i}@acme.example\"\nmax_chats = 2\nteams = [\"desk\"]\n\n"
-        ));
-    }
-    roster.push_str(
-        "[[agent]]\nname = \"Boss\"\nemail = \"boss@acme.example\"\nrole = \"admin\"\nteams = [\"desk\"]\n",
-    );
-    std::fs::write(dir.join("agents.toml"), roster).unwrap();
-    std::fs::write(
-        dir.join("support.toml"),
-        format!(
-            r#"name = "Acme Support"
-
-[[step]]
-id = "start"
-say = "Hi! What can we do for you?"
-choices = [
-  {{ label = "Talk to a person", goto = "human" }},
-  {{ label = "Nothing, thanks", goto = "bye" }},
-]
-
-[[step]]
-id = "human"
-live_chat = "desk"
-
-[[step]]
-id = "bye"
-say = "Thanks for visiting."
-end = true
-
-[live_chat.desk]
-welcome_message = "Let me find someone for you."
-handoff_message = "Connecting you to our team…"
-assigned_message = "{{{{ agent.name }}}} has joined the chat."
-timeout_message = "Sorry, nobody is free right now."
-offline_message = "We're offline at the moment."
-accept_timeout = "{accept_timeout}"
-idle_timeout = "{idle_timeout}"
-offline_form = "contact"
-route = [{{ team = "desk" }}]
-
-[offline_form.contact]
-fields = [
-  {{ name = "email", label = "Email", type = "email", required = true }},
-  {{ name = "message", label = "Message", type = "textarea", required = true, max = 2000 }},
-]
-email_to = ["support@acme.example"]
-"#
-        ),
-    )
-    .unwrap();
-}
 
 /// Sets an agent's password through the real CLI, reading it from standard input.
 pub fn set_password(bots_dir: &Path, data_dir: &Path, email: &str) {
@@ -105,11 +46,12 @@ pub fn set_password_with(bots_dir: &Path, data_dir: &Path, email: &str, env: &[(
     );
 }
 
-/// A JSON API client.
+/// The one client of the tests: JSON calls with `call`/`get`/`post`, anything else (other
+/// methods, headers, forms, pages) with `request(..).send()`.
 #[derive(Clone)]
 pub struct Api {
     pub url: String,
-    pub http: reqwest::Client,
+    http: reqwest::Client,
 }
 
 impl Api {
@@ -120,6 +62,24 @@ impl Api {
         }
     }
 
+    /// The same client for a test that is synchronous by design.
+    pub fn blocking(url: &str) -> Blocking {
+        Blocking(Api {
+            url: url.to_string(),
+            // Each call runs on a runtime of its own: a kept connection would outlive it.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
+        })
+    }
+
+    /// A request to `path` of the server, sent by `Request::send`.
+    pub fn request(&self, method: &str, path: &str) -> Request {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        Request(self.http.request(method, format!("{}{path}", self.url)))
+    }
+
     /// Sends `body` (JSON text, or nothing) with an optional bearer token.
     pub async fn call(
         &self,
@@ -128,23 +88,15 @@ impl Api {
         token: Option<&str>,
         body: Option<&str>,
     ) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        let mut req = self.request(method, path);
         if let Some(t) = token {
-            req = req.bearer_auth(t);
+            req = req.bearer(t);
         }
         if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
+            req = req.json(b);
         }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let reply = req.send().await;
+        (reply.status, reply.body)
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
@@ -154,6 +106,16 @@ impl Api {
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         self.call("GET", path, token, None).await
+    }
+
+    /// `post`, expecting 200; answers the body.
+    pub async fn post_ok(&self, path: &str, token: Option<&str>, body: Value) -> Value {
+        ok(path, self.post(path, token, body).await)
+    }
+
+    /// `get`, expecting 200; answers the body.
+    pub async fn get_ok(&self, path: &str, token: Option<&str>) -> Value {
+        ok(path, self.get(path, token).await)
     }
 
     /// Logs an agent in; answers their bearer token.
@@ -227,6 +189,143 @@ impl Api {
     }
 }
 
+/// A request being built; `send` answers the whole `Reply`.
+pub struct Request(reqwest::RequestBuilder);
+
+impl Request {
+    pub fn header(self, name: &str, value: &str) -> Request {
+        Request(self.0.header(name, value))
+    }
+
+    pub fn headers(self, headers: &[(&str, &str)]) -> Request {
+        headers.iter().fold(self, |req, (k, v)| req.header(k, v))
+    }
+
+    pub fn bearer(self, token: &str) -> Request {
+        Request(self.0.bearer_auth(token))
+    }
+
+    /// `body` as JSON text (sent as is, so tests may send broken JSON too).
+    pub fn json(self, body: impl ToString) -> Request {
+        self.header("content-type", "application/json").body(body)
+    }
+
+    /// `body` as is, with no content type.
+    pub fn body(self, body: impl ToString) -> Request {
+        Request(self.0.body(body.to_string()))
+    }
+
+    /// An HTML form's body, `fields` URL-encoded.
+    pub fn form(self, fields: &[(&str, &str)]) -> Request {
+        let encode = |s: &str| -> String {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        };
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        self.header("content-type", "application/x-www-form-urlencoded")
+            .body(body.join("&"))
+    }
+
+    /// Sends it; panics if the server does not answer.
+    pub async fn send(self) -> Reply {
+        self.try_send().await.expect("request")
+    }
+
+    /// `send` for a synchronous test (on a client of `Api::blocking`).
+    pub fn wait(self) -> Reply {
+        block_on(self.send())
+    }
+
+    /// `try_send` for a synchronous test (on a client of `Api::blocking`).
+    pub fn try_wait(self) -> Result<Reply, reqwest::Error> {
+        block_on(self.try_send())
+    }
+
+    /// Sends it; an error if the server does not answer.
+    pub async fn try_send(self) -> Result<Reply, reqwest::Error> {
+        let resp = self.0.send().await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
+        Ok(Reply {
+            status,
+            headers,
+            text,
+            body,
+        })
+    }
+}
+
+/// What the server answered.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    /// The body as JSON (the text as a JSON string when it is not JSON).
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// `Api` for a synchronous test: every call runs to its end on a runtime of its own.
+pub struct Blocking(pub Api);
+
+impl Blocking {
+    /// A request to send with `Request::wait`.
+    pub fn request(&self, method: &str, path: &str) -> Request {
+        self.0.request(method, path)
+    }
+
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        block_on(self.0.call(method, path, token, body))
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        block_on(self.0.get(path, token))
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        block_on(self.0.post(path, token, body))
+    }
+}
+
+/// Runs `fut` to its end on a fresh runtime in a thread of its own, so async tests may
+/// call a blocking helper too.
+pub fn block_on<T: Send>(fut: impl std::future::Future<Output = T> + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(fut)
+        })
+        .join()
+        .unwrap()
+    })
+}
+
 pub struct Stream {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// Every frame received so far.
@@ -289,34 +388,9 @@ impl Stream {
 
 // ---- Helpers of the lifecycle and API error tests --------------------------------------
 
-/// The email of the numbered agent of `live_bundle`.
+/// The email of the numbered agent of `Bundle::live`.
 pub fn agent_email(i: usize) -> String {
     format!("agent{i}@acme.example")
-}
-
-/// `live_bundle`, with every numbered agent allowed `max_chats` chats at once.
-pub fn live_bundle_max(
-    dir: &Path,
-    agents: usize,
-    max_chats: u32,
-    accept_timeout: &str,
-    idle_timeout: &str,
-) {
-    live_bundle(dir, agents, accept_timeout, idle_timeout);
-    let path = dir.join("agents.toml");
-    let roster = std::fs::read_to_string(&path).unwrap();
-    let roster = roster.replace("max_chats = 2\n", &format!("max_chats = {max_chats}\n"));
-    std::fs::write(&path, roster).unwrap();
-}
-
-/// Starts the server on the bundle `setup` writes and gives every agent of `emails` the
-/// test password.
-pub fn start_with(setup: impl FnOnce(&Path), emails: &[String]) -> super::TestServer {
-    let server = super::TestServer::start(setup, &[]);
-    for email in emails {
-        set_password(&server.bots_dir, &server.data_dir, email);
-    }
-    server
 }
 
 /// An agent with the console open: their token and their event stream.
@@ -461,6 +535,17 @@ impl Api {
         )
         .await
     }
+
+    /// `act`, expecting 200; answers the body.
+    pub async fn act_ok(&self, agent_token: &str, conv: &str, verb: &str, body: Value) -> Value {
+        ok(verb, self.act(agent_token, conv, verb, body).await)
+    }
+}
+
+/// The body of a 200 reply (async callers cannot pass their place on: `what` says which).
+fn ok(what: &str, (status, body): (u16, Value)) -> Value {
+    assert_eq!(status, 200, "{what}: {body}");
+    body
 }
 
 impl Stream {

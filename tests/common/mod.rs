@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod bundle;
 pub mod live;
 pub mod smtp;
 
@@ -11,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+#[allow(unused_imports)]
+pub use bundle::{Bundle, bot};
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_livechat")
@@ -36,30 +40,6 @@ pub fn save_atomically(path: &Path, text: &str) {
     ));
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
-}
-
-/// A small valid bundle: one team, one agent, the given bots.
-pub fn write_bundle(dir: &Path, bots: &[(&str, &str)]) {
-    std::fs::create_dir_all(dir).unwrap();
-    let team_bots: Vec<String> = bots.iter().map(|(id, _)| format!("\"{id}\"")).collect();
-    std::fs::write(
-        dir.join("agents.toml"),
-        format!(
-            "[[team]]\nid = \"support\"\nbots = [{}]\n\n[[agent]]\nname = \"Ana Lima\"\nemail = \"ana@acme.example\"\nteams = [\"support\"]\n",
-            team_bots.join(", ")
-        ),
-    )
-    .unwrap();
-    for (id, text) in bots {
-        std::fs::write(dir.join(format!("{id}.toml")), text).unwrap();
-    }
-}
-
-/// A valid bot whose greeting is `greeting`.
-pub fn bot(name: &str, greeting: &str) -> String {
-    format!(
-        "name = \"{name}\"\n\n[[step]]\nid = \"start\"\nsay = \"{greeting}\"\nlive_chat = \"desk\"\n\n[[step]]\nid = \"bye\"\nsay = \"Bye\"\nend = true\n\n[live_chat.desk]\naccept_timeout = \"90s\"\n"
-    )
 }
 
 pub struct TestServer {
@@ -160,7 +140,17 @@ impl TestServer {
 
     /// `GET /healthz` as JSON (`null` while the server does not answer).
     pub fn health(&self) -> serde_json::Value {
-        get_json(&format!("{}/healthz", self.url)).unwrap_or(serde_json::Value::Null)
+        self.api()
+            .request("GET", "/healthz")
+            .try_wait()
+            .ok()
+            .and_then(|reply| serde_json::from_str(&reply.text).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The client for this server, for a synchronous test.
+    pub fn api(&self) -> live::Blocking {
+        live::Api::blocking(&self.url)
     }
 
     /// Polls `/healthz` until `done` holds; panics with `what` and the last answer after `limit`.
@@ -228,51 +218,53 @@ impl Drop for TestServer {
         let _ = self.child.wait();
     }
 }
-
-/// A blocking GET that parses JSON, over a fresh connection (tests stay simple and sync).
-/// Runs on its own thread, so async tests may call it too.
-pub fn get_json(url: &str) -> Option<serde_json::Value> {
-    let url = url.to_string();
-    on_own_runtime(async move {
-        let resp = reqwest::get(&url).await.ok()?;
-        resp.json().await.ok()
-    })
+/// Asserts that a reply is a refusal with `status` and the stable error `code`; the reply
+/// is `(status, body)`, `(status, &body)` or a `Reply`, and any further arguments say what
+/// was refused.
+#[macro_export]
+macro_rules! assert_error {
+    ($reply:expr, $status:expr, $code:expr $(,)?) => {
+        $crate::common::check_error(&$reply, $status, $code, "")
+    };
+    ($reply:expr, $status:expr, $code:expr, $($what:tt)+) => {
+        $crate::common::check_error(&$reply, $status, $code, &format!($($what)+))
+    };
 }
 
-/// Runs a future to completion on a fresh runtime in a thread of its own.
-pub fn on_own_runtime<T: Send + 'static>(
-    fut: impl std::future::Future<Output = T> + Send + 'static,
-) -> T {
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(fut)
-    })
-    .join()
-    .unwrap()
+/// A reply `assert_error!` can check.
+pub trait Refusal {
+    fn status_and_body(&self) -> (u16, &serde_json::Value);
 }
 
-/// A blocking POST of JSON; answers (status, body).
-pub fn post_json(url: &str, headers: &[(&str, &str)], body: &str) -> (u16, serde_json::Value) {
-    let url = url.to_string();
-    let body = body.to_string();
-    let headers: Vec<(String, String)> = headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    on_own_runtime(async move {
-        let mut req = reqwest::Client::new()
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body);
-        for (k, v) in &headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
-        (status, body)
-    })
+impl Refusal for (u16, serde_json::Value) {
+    fn status_and_body(&self) -> (u16, &serde_json::Value) {
+        (self.0, &self.1)
+    }
+}
+
+impl Refusal for (u16, &serde_json::Value) {
+    fn status_and_body(&self) -> (u16, &serde_json::Value) {
+        (self.0, self.1)
+    }
+}
+
+impl Refusal for live::Reply {
+    fn status_and_body(&self) -> (u16, &serde_json::Value) {
+        (self.status, &self.body)
+    }
+}
+
+#[track_caller]
+pub fn check_error(reply: &impl Refusal, status: u16, code: &str, what: &str) {
+    let (got, body) = reply.status_and_body();
+    let what = if what.is_empty() {
+        String::new()
+    } else {
+        format!("{what}: ")
+    };
+    assert_eq!(
+        (got, body["error"]["code"].as_str()),
+        (status, Some(code)),
+        "{what}{body}"
+    );
 }

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{TestServer, livechat, on_own_runtime, write_bundle};
+use common::live::{Api, block_on};
+use common::{Bundle, TestServer, livechat};
 
 /// Copies `examples/bots` into the server's bots directory.
 fn example_bundle(dir: &Path) {
@@ -29,9 +30,18 @@ struct Got {
     body: String,
 }
 
+/// One bot, `plain` (no offline form), and one agent with the default role.
+fn plain_bundle(dir: &std::path::Path) {
+    Bundle::new()
+        .team("support", &["plain"])
+        .agent("Ana Lima", "ana@acme.example", "support")
+        .bot("plain", common::bot("Plain", "Hello"))
+        .write(dir);
+}
+
 fn get(url: &str) -> Got {
     let url = url.to_string();
-    on_own_runtime(async move {
+    block_on(async move {
         let resp = reqwest::get(&url).await.expect("GET");
         let header = |name: &str| {
             resp.headers()
@@ -57,7 +67,7 @@ fn post_form(url: &str, form: &[(&str, &str)]) -> Got {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    on_own_runtime(async move {
+    block_on(async move {
         let body: String = form
             .iter()
             .map(|(k, v)| format!("{k}={}", v.replace(' ', "+")))
@@ -127,10 +137,7 @@ fn the_landing_page_links_the_console_and_every_bots_pages() {
     assert!(!body.contains("<script"), "no script on the landing page");
 
     // A bot without an offline form has no contact link.
-    let plain = TestServer::start(
-        |dir| write_bundle(dir, &[("plain", &common::bot("Plain", "Hello"))]),
-        &[],
-    );
+    let plain = TestServer::start(plain_bundle, &[]);
     let body = get(&format!("{}/", plain.url)).body;
     assert!(body.contains(r#"href="/chat/plain""#), "{body}");
     assert!(!body.contains("/bots/plain/contact"), "{body}");
@@ -221,12 +228,13 @@ fn the_setup_link_works_once_and_is_not_printed_once_someone_can_sign_in() {
     assert!(again.body.contains("not valid any more"), "{}", again.body);
     assert_eq!(get(&url).status, 404);
     let login = |password: &str| {
-        common::post_json(
-            &format!("{}/api/v1/auth/login", server.url),
-            &[],
-            &serde_json::json!({"email": "ana.lima@example.com", "password": password}).to_string(),
-        )
-        .0
+        Api::blocking(&server.url)
+            .post(
+                "/api/v1/auth/login",
+                None,
+                serde_json::json!({"email": "ana.lima@example.com", "password": password}),
+            )
+            .0
     };
     assert_eq!(login("a first password"), 200);
     assert_eq!(login("another password"), 401);
@@ -242,11 +250,8 @@ fn the_setup_link_works_once_and_is_not_printed_once_someone_can_sign_in() {
 
 #[test]
 fn without_an_admin_the_setup_line_says_so() {
-    // `write_bundle`'s only agent has the default role.
-    let server = TestServer::start(
-        |dir| write_bundle(dir, &[("plain", &common::bot("Plain", "Hello"))]),
-        &[],
-    );
+    // `plain_bundle`'s only agent has the default role.
+    let server = TestServer::start(plain_bundle, &[]);
     let line = server
         .printed("livechat setup:", Duration::from_secs(10))
         .expect("a setup line");
@@ -293,7 +298,7 @@ fn stderr_of_a_run(args: &[&str], env: &[(&str, &str)], config: Option<&str>) ->
     // The setup line follows: it is printed after the startup's log lines.
     let setup = lines.next().expect("the setup line").unwrap();
     assert!(setup.starts_with("livechat setup:"), "{setup}");
-    let health = common::get_json(&format!("{url}/healthz")).expect("healthz");
+    let (_, health) = Api::blocking(&url).get("/healthz", None);
     assert_eq!(health["status"], "ok");
     child.kill().unwrap();
     child.wait().unwrap();

@@ -10,8 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::TestServer;
-use common::live::live_bundle;
+use common::{Bundle, TestServer};
 
 /// Reads until the server closes the connection; answers what it said and when it closed.
 fn until_closed(tcp: &mut TcpStream, limit: Duration) -> (String, Duration) {
@@ -36,7 +35,7 @@ fn until_closed(tcp: &mut TcpStream, limit: Duration) -> (String, Duration) {
 #[test]
 fn slow_clients_are_cut_off_and_capped() {
     let server = TestServer::start(
-        |dir| live_bundle(dir, 1, "90s", "10m"),
+        |dir| Bundle::live(1).write(dir),
         &[
             ("LIVECHAT_HEADER_TIMEOUT", "1s"),
             ("LIVECHAT_REQUEST_TIMEOUT", "1s"),
@@ -89,7 +88,8 @@ fn slow_clients_are_cut_off_and_capped() {
     assert!(took < Duration::from_secs(3), "answered after {took:?}");
 
     // The address's third event socket is refused; closing one frees its place.
-    common::on_own_runtime(async move {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
         let url = |_: ()| server.url.replacen("http://", "ws://", 1) + "/api/v1/visitor/events";
         let first = tokio_tungstenite::connect_async(url(()))
             .await
@@ -122,7 +122,7 @@ fn slow_clients_are_cut_off_and_capped() {
 #[test]
 fn connections_over_the_cap_wait_for_a_place() {
     let server = TestServer::start(
-        |dir| live_bundle(dir, 1, "90s", "10m"),
+        |dir| Bundle::live(1).write(dir),
         &[
             ("LIVECHAT_HEADER_TIMEOUT", "30s"),
             ("LIVECHAT_MAX_CONNECTIONS", "4"),

@@ -103,9 +103,7 @@ impl AppState {
             settings: config.settings,
             live: config.live,
             engine,
-            limits: Arc::new(crate::http::limits::Limits::new(
-                settings.limits.sockets_per_address,
-            )),
+            limits: Arc::new(crate::http::limits::Limits::new(&settings.limits)),
         };
         let inviter = state.clone();
         tokio::task::spawn_blocking(move || inviter.invite_new_agents());

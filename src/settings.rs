@@ -87,6 +87,12 @@ pub struct LimitsFile {
     pub request_timeout: Option<crate::config::values::DurationValue>,
     /// Open WebSockets (widgets and consoles) per client address (default 500).
     pub sockets_per_address: Option<usize>,
+    /// New visitor sessions per client address in 10 minutes (default 100).
+    pub sessions_per_address: Option<usize>,
+    /// Transcript mails to one address in a day (default 3).
+    pub transcripts_per_recipient: Option<usize>,
+    /// Transcript mails from the whole server in an hour (default 100).
+    pub transcripts_per_hour: Option<usize>,
 }
 
 /// Resolved `[limits]`.
@@ -96,6 +102,9 @@ pub struct ServerLimits {
     pub header_timeout: std::time::Duration,
     pub request_timeout: std::time::Duration,
     pub sockets_per_address: usize,
+    pub sessions_per_address: usize,
+    pub transcripts_per_recipient: usize,
+    pub transcripts_per_hour: usize,
 }
 
 impl Default for ServerLimits {
@@ -105,6 +114,9 @@ impl Default for ServerLimits {
             header_timeout: std::time::Duration::from_secs(10),
             request_timeout: std::time::Duration::from_secs(60),
             sockets_per_address: 500,
+            sessions_per_address: 100,
+            transcripts_per_recipient: 3,
+            transcripts_per_hour: 100,
         }
     }
 }
@@ -332,11 +344,31 @@ fn resolve_limits(file: &LimitsFile) -> Result<ServerLimits, SettingsError> {
             file.sockets_per_address,
             d.sockets_per_address,
         )?,
+        sessions_per_address: env_or(
+            "LIVECHAT_SESSIONS_PER_ADDRESS",
+            file.sessions_per_address,
+            d.sessions_per_address,
+        )?,
+        transcripts_per_recipient: env_or(
+            "LIVECHAT_TRANSCRIPTS_PER_RECIPIENT",
+            file.transcripts_per_recipient,
+            d.transcripts_per_recipient,
+        )?,
+        transcripts_per_hour: env_or(
+            "LIVECHAT_TRANSCRIPTS_PER_HOUR",
+            file.transcripts_per_hour,
+            d.transcripts_per_hour,
+        )?,
     };
-    if limits.max_connections == 0 || limits.sockets_per_address == 0 {
+    if limits.max_connections == 0
+        || limits.sockets_per_address == 0
+        || limits.sessions_per_address == 0
+    {
         return Err(SettingsError::Invalid {
             path: "limits".into(),
-            message: "max_connections and sockets_per_address must be at least 1".into(),
+            message: "max_connections, sockets_per_address and sessions_per_address must be at \
+                      least 1"
+                .into(),
         });
     }
     Ok(limits)

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::Bundle;
-use common::live::{Api, PASSWORD};
+use common::live::{Api, PASSWORD, agent_email};
 use common::smtp::header;
 use serde_json::json;
 
@@ -137,48 +137,81 @@ async fn a_new_agent_is_invited_once_and_the_link_sets_their_password() {
     assert_eq!(again.len(), 2, "still the two first invitations");
 }
 
+/// The transcript goes only where a visitor said, in a chat one of the team took part in
+/// (#10: no mail cannon for strangers), at most `transcripts_per_recipient` times a day.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_visitor_gets_the_transcript_at_the_address_they_gave() {
-    let server = Bundle::live(1).serve(&[]);
+    let server = Bundle::live(1)
+        .live_chat(|d| d.set("collect", "[\"email\"]"))
+        .serve(&[&agent_email(0)]);
     let api = Api::new(&server.url);
-    let session = api.visitor("support").await;
-    let token = session["token"].as_str().unwrap().to_string();
+    let transcript = |token: String| {
+        let api = api.clone();
+        async move {
+            api.post(
+                "/api/v1/visitor/actions",
+                Some(&token),
+                json!({"type": "email_transcript"}),
+            )
+            .await
+        }
+    };
+    let stranger = api.session("support").await;
     // Without an address there is nothing to send to.
     assert_error!(
-        api.post(
-            "/api/v1/visitor/actions",
-            Some(&token),
-            json!({"type": "email_transcript"}),
-        )
-        .await,
+        transcript(stranger.token.clone()).await,
         400,
         "invalid_input"
     );
-
-    // The visitor writes, asks for a person; nobody is online, so the offline form takes
-    // their address.
-    api.post_ok(
-        "/api/v1/visitor/messages",
-        Some(&token),
-        json!({"text": "<b>call me</b>"}),
-    )
-    .await;
-    api.request_live_chat(&token).await;
+    // Nobody online: the offline form takes an address, but no one of the team saw it, so
+    // the server mails nothing there.
+    api.request_live_chat(&stranger.token).await;
     api.post_ok(
         "/api/v1/visitor/actions",
-        Some(&token),
+        Some(&stranger.token),
         json!({"type": "form", "form": "contact",
-                   "values": {"email": "ada@example.com", "message": "Please write back."}}),
+                   "values": {"email": "victim@example.com", "message": "spam"}}),
     )
     .await;
-    // Now the transcript goes there, and only there.
-    let (status, body) = api
-        .post(
-            "/api/v1/visitor/actions",
-            Some(&token),
-            json!({"type": "email_transcript"}),
-        )
-        .await;
+    assert_error!(transcript(stranger.token.clone()).await, 403, "not_allowed");
+
+    // A chat with an agent: the visitor gives their address when asking for a person.
+    let mut agent = api.go_online(&agent_email(0)).await;
+    let chat = |text: &'static str| {
+        let api = api.clone();
+        let agent_token = agent.token.clone();
+        async move {
+            let visitor = api.session("support").await;
+            api.post_ok(
+                "/api/v1/visitor/messages",
+                Some(&visitor.token),
+                json!({"text": "<b>call me</b>"}),
+            )
+            .await;
+            api.request_live_chat(&visitor.token).await;
+            api.post_ok(
+                "/api/v1/visitor/messages",
+                Some(&visitor.token),
+                json!({"text": "ada@example.com"}),
+            )
+            .await;
+            api.post_ok(
+                &format!("/api/v1/conversations/{}/accept", visitor.conv),
+                Some(&agent_token),
+                json!({}),
+            )
+            .await;
+            api.post_ok(
+                &format!("/api/v1/conversations/{}/messages", visitor.conv),
+                Some(&agent_token),
+                json!({ "text": text }),
+            )
+            .await;
+            visitor
+        }
+    };
+    let ada = chat("Happy to help, Ada.").await;
+    let (status, body) = transcript(ada.token.clone()).await;
     assert_eq!(
         (status, body["sent_to"].as_str()),
         (200, Some("ada@example.com")),
@@ -189,12 +222,17 @@ async fn a_visitor_gets_the_transcript_at_the_address_they_gave() {
         tokio::task::spawn_blocking(move || mails(&data, "transcript", 1, Duration::from_secs(10)))
             .await
             .unwrap();
+    assert_eq!(mails.len(), 1, "nothing went to the stranger's address");
     let mail = &mails[0];
     assert_eq!(header(mail, "To").as_deref(), Some("ada@example.com"));
     let body = mail.replace("=\r\n", "").replace("=\n", "");
     assert!(
         body.contains("Hi! What can we do for you?"),
         "the bot's words: {body}"
+    );
+    assert!(
+        body.contains("Happy to help, Ada."),
+        "the agent's words: {body}"
     );
     // The visitor's own words: as text in the plain part, escaped in the HTML part.
     assert!(
@@ -206,21 +244,21 @@ async fn a_visitor_gets_the_transcript_at_the_address_they_gave() {
         !body.contains("<b>call me</b></"),
         "escaped in the HTML part: {body}"
     );
-    // Three requests an hour (the refused one above counted too), then a clear refusal.
-    api.post_ok(
-        "/api/v1/visitor/actions",
-        Some(&token),
-        json!({"type": "email_transcript"}),
-    )
-    .await;
+    // Three requests an hour per visitor, then a clear refusal.
+    assert_eq!(transcript(ada.token.clone()).await.0, 200);
+    assert_eq!(transcript(ada.token.clone()).await.0, 200);
     assert_error!(
-        api.post(
-            "/api/v1/visitor/actions",
-            Some(&token),
-            json!({"type": "email_transcript"}),
-        )
-        .await,
+        transcript(ada.token.clone()).await,
         429,
         "too_many_requests"
     );
+    // Three mails a day to one address, whoever asks: a second visitor giving the same
+    // address gets none.
+    let again = chat("Hello again.").await;
+    assert_error!(
+        transcript(again.token.clone()).await,
+        429,
+        "too_many_requests"
+    );
+    agent.stream.ws.close(None).await.ok();
 }

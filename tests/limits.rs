@@ -157,3 +157,76 @@ fn connections_over_the_cap_wait_for_a_place() {
     let (said, _) = until_closed(&mut fifth, Duration::from_secs(5));
     assert!(said.starts_with("HTTP/1.1 200"), "{said}");
 }
+
+/// Issue #10, finding 3: one address cannot grow the database or the server's memory
+/// without limit by starting sessions. With `sessions_per_address = 100`, a flood from one
+/// address gets 100 new sessions and then `429 too_many_sessions`; a visitor coming back
+/// with their token still resumes. `LIVECHAT_TEST_FLOOD` sets the flood's size (5,000 here;
+/// the figures in docs/security.md are from 50,000), and the test prints the server's
+/// resident memory before and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_sessions_from_one_address_is_refused_after_the_limit() {
+    let flood: usize = std::env::var("LIVECHAT_TEST_FLOOD")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5_000);
+    let server = TestServer::start(
+        |dir| Bundle::live(1).write(dir),
+        &[("LIVECHAT_SESSIONS_PER_ADDRESS", "100")],
+    );
+    let api = common::live::Api::new(&server.url);
+    let rss = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let pid = server.child.id();
+    let first = api.session("support").await;
+    let idle_kib = rss(pid);
+    let (mut created, mut refused) = (1usize, 0usize);
+    let body = serde_json::json!({"bot": "support"});
+    for _ in 1..flood {
+        let (status, reply) = api
+            .post("/api/v1/visitor/sessions", None, body.clone())
+            .await;
+        match status {
+            201 => created += 1,
+            429 => {
+                assert_eq!(reply["error"]["code"], "too_many_sessions", "{reply}");
+                refused += 1;
+            }
+            other => panic!("{other}: {reply}"),
+        }
+    }
+    let after_kib = rss(pid);
+    eprintln!(
+        "{flood} session requests from one address: {created} created, {refused} refused; \
+         RSS {idle_kib} KiB idle, {after_kib} KiB after"
+    );
+    assert_eq!(created, 100);
+    assert_eq!(refused, flood - 100);
+    // The database holds those 100 conversations and no more.
+    let db = rusqlite::Connection::open_with_flags(
+        server.data_dir.join("livechat.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let stored: i64 = db
+        .query_row("SELECT count(*) FROM conversations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 100);
+    // A visitor with their token is no stranger: they resume.
+    let (status, reply) = api
+        .post(
+            "/api/v1/visitor/sessions",
+            None,
+            serde_json::json!({"bot": "support", "token": first.token}),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["conversation_id"], first.conv.as_str());
+}

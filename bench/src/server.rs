@@ -338,6 +338,7 @@ pub fn spawn_serve(
         // limits a real site never reaches are raised by setting, as an operator would.
         .env("LIVECHAT_SOCKETS_PER_ADDRESS", "1000000")
         .env("LIVECHAT_MAX_CONNECTIONS", "1000000")
+        .env("LIVECHAT_SESSIONS_PER_ADDRESS", "1000000")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

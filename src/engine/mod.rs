@@ -59,6 +59,9 @@ pub enum EngineError {
     /// A mail template failed to render (the operator's templates directory).
     #[error("{0}")]
     Template(String),
+    /// A limit on what one client (or the whole server) may do was reached.
+    #[error("{message}")]
+    Limited { code: &'static str, message: String },
 }
 
 /// What a command did, for the HTTP answer.
@@ -106,7 +109,6 @@ pub struct AgentRef {
 }
 
 /// A new or resumed visitor session.
-#[derive(Debug, Clone, Default)]
 pub struct StartSession {
     pub bot: String,
     pub token: Option<String>,
@@ -114,6 +116,9 @@ pub struct StartSession {
     pub language: Option<String>,
     pub country: Option<String>,
     pub ip: Option<String>,
+    /// Asked only when a new conversation would start (not on a resume): false refuses
+    /// it with `too_many_sessions` (the caller's limit per client address).
+    pub allow_new: Box<dyn FnOnce() -> bool + Send>,
 }
 
 #[derive(Debug, Clone)]
@@ -573,8 +578,14 @@ impl Engine {
     }
 
     /// Mails the visitor the transcript of their current conversation, to the address they
-    /// gave in it (the only visitor-chosen recipient; the HTTP layer rate-limits it).
-    pub async fn email_transcript(&self, visitor: &VisitorRef) -> Result<String, EngineError> {
+    /// gave in it: the only visitor-chosen recipient, so only for a chat one of the team
+    /// took part in (they saw the address), and only when `allow(address)` (the caller's
+    /// limits per recipient and for the server) says so.
+    pub async fn email_transcript(
+        &self,
+        visitor: &VisitorRef,
+        allow: impl FnOnce(&str) -> bool,
+    ) -> Result<String, EngineError> {
         let id = self.visitor_conversation(visitor).await?;
         let conv = self.peek(&id).await?;
         let Some(email) = conv
@@ -586,6 +597,17 @@ impl Engine {
                 "there is no email address in this conversation to send the transcript to".into(),
             )));
         };
+        if !conv.had_a_person() {
+            return Err(EngineError::Rejected(Rejection::NotAllowed(
+                "the transcript is mailed only for a chat with one of the team".into(),
+            )));
+        }
+        if !allow(&email) {
+            return Err(EngineError::Limited {
+                code: "too_many_requests",
+                message: "this address was sent its transcripts for today; try again later".into(),
+            });
+        }
         let conv_id = conv.id.clone();
         let rows = self
             .inner

@@ -22,6 +22,12 @@ impl Engine {
                 Resume::Stranger => {}
             }
         }
+        if !(req.allow_new)() {
+            return Err(EngineError::Limited {
+                code: "too_many_sessions",
+                message: "too many new chats from this address; try again in a few minutes".into(),
+            });
+        }
         let now = Timestamp::now();
         let (token, token_hash, visitor_id) = match returning {
             Some((token, visitor_id)) => (token, None, visitor_id),

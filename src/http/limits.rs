@@ -53,6 +53,18 @@ impl Window {
         }
     }
 
+    /// Whether an attempt would be allowed now (records nothing).
+    pub fn would_allow(&self, key: &str) -> bool {
+        let now = Instant::now();
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(key).is_none_or(|q| {
+            q.iter()
+                .filter(|t| now.duration_since(**t) < self.window)
+                .count()
+                < self.max
+        })
+    }
+
     /// Records an attempt; false when the key is over its limit (nothing recorded then).
     pub fn allow(&self, key: &str) -> bool {
         let now = Instant::now();
@@ -82,17 +94,26 @@ impl Window {
 pub struct Limits {
     submissions: Window,
     transcripts: Window,
+    /// Transcript mails per recipient address, and for the whole server.
+    recipients: Window,
+    all_transcripts: Window,
+    /// New visitor sessions per client address.
+    sessions: Window,
     sockets_per_address: usize,
     /// Open WebSockets per client address.
     sockets: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl Limits {
-    pub fn new(sockets_per_address: usize) -> Limits {
+    pub fn new(settings: &crate::settings::ServerLimits) -> Limits {
+        const HOUR: Duration = Duration::from_secs(60 * 60);
         Limits {
             submissions: Window::new(5, Duration::from_secs(10 * 60)),
-            transcripts: Window::new(3, Duration::from_secs(60 * 60)),
-            sockets_per_address,
+            transcripts: Window::new(3, HOUR),
+            recipients: Window::new(settings.transcripts_per_recipient, 24 * HOUR),
+            all_transcripts: Window::new(settings.transcripts_per_hour, HOUR),
+            sessions: Window::new(settings.sessions_per_address, Duration::from_secs(10 * 60)),
+            sockets_per_address: settings.sockets_per_address,
             sockets: Mutex::new(HashMap::new()),
         }
     }
@@ -120,6 +141,21 @@ impl Limits {
     pub fn allow_transcript(&self, visitor: &str) -> bool {
         self.transcripts.allow(visitor)
     }
+
+    /// A transcript mail to `address`: within its daily limit and the server's hourly cap.
+    /// Only a mail that goes counts against either.
+    pub fn allow_recipient(&self, address: &str) -> bool {
+        let address = address.trim().to_lowercase();
+        if !self.all_transcripts.would_allow("") || !self.recipients.allow(&address) {
+            return false;
+        }
+        self.all_transcripts.allow("")
+    }
+
+    /// A new visitor session from a client address.
+    pub fn allow_session(&self, ip: IpAddr) -> bool {
+        self.sessions.allow(&ip.to_string())
+    }
 }
 
 #[cfg(test)]
@@ -128,7 +164,11 @@ mod tests {
 
     #[test]
     fn an_address_holds_its_socket_places_until_they_are_dropped() {
-        let limits = Arc::new(Limits::new(2));
+        let settings = crate::settings::ServerLimits {
+            sockets_per_address: 2,
+            ..Default::default()
+        };
+        let limits = Arc::new(Limits::new(&settings));
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let first = limits.open_socket(a).unwrap();

@@ -173,6 +173,9 @@ impl From<EngineError> for AppError {
             }
             EngineError::Store(e) => AppError::internal(e),
             EngineError::Template(e) => AppError::internal(e),
+            EngineError::Limited { code, message } => {
+                AppError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+            }
         }
     }
 }

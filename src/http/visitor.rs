@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
-use axum::extract::{FromRequestParts, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -57,6 +59,7 @@ const MAX_URL: usize = 2048;
 pub async fn start_session(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     ApiJson(req): ApiJson<SessionRequest>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     let bundle = state.live.load().bundle.clone();
@@ -90,6 +93,11 @@ pub async fn start_session(
             language,
             country: country(&state, &headers),
             ip: None,
+            allow_new: {
+                let limits = state.limits.clone();
+                let ip = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+                Box::new(move || ip.is_none_or(|ip| limits.allow_session(ip)))
+            },
         })
         .await?;
     let status = if started.resumed {
@@ -300,7 +308,11 @@ pub async fn post_action(
                     "the transcript was sent several times already; try again later",
                 ));
             }
-            let to = state.engine.email_transcript(&visitor).await?;
+            let limits = state.limits.clone();
+            let to = state
+                .engine
+                .email_transcript(&visitor, |address| limits.allow_recipient(address))
+                .await?;
             return Ok(Json(json!({ "sent_to": to })));
         }
         ActionRequest::Rate { rating, comment } => Command::Rate { rating, comment },

@@ -256,6 +256,12 @@ impl Rejection {
 }
 
 impl Conversation {
+    /// Whether one of the team took part (accepted, was assigned, or took over): what a
+    /// rating and the transcript mail need.
+    pub fn had_a_person(&self) -> bool {
+        self.assigned_at.is_some() || self.assignee.is_some()
+    }
+
     /// Whether `other` is this conversation with at most newer activity: when the visitor
     /// last wrote, and the idle deadline that follows from it. (What every message of a
     /// running chat changes, and nothing else.)

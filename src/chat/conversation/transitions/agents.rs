@@ -300,8 +300,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         comment: Option<String>,
     ) -> Result<(), Rejection> {
         self.require(&[Status::Resolved, Status::Ended])?;
-        let had_a_person = self.conv.assigned_at.is_some() || self.conv.assignee.is_some();
-        if !had_a_person || self.conv.rating.is_some() {
+        if !self.conv.had_a_person() || self.conv.rating.is_some() {
             return Err(self.invalid_state());
         }
         let comment = optional_text(comment, MAX_COMMENT_CHARS, "the comment")?;

@@ -5,6 +5,7 @@ mod admin;
 mod agent;
 mod assets;
 mod auth;
+mod client;
 pub mod error;
 mod extract;
 mod health;

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::client::ClientAddr;
 use super::error::{ApiJson, ApiQuery, AppError};
 use super::origin::check_bot_origin;
 use crate::chat::conversation::Command;
@@ -56,6 +57,7 @@ const MAX_URL: usize = 2048;
 
 pub async fn start_session(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
     ApiJson(req): ApiJson<SessionRequest>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
@@ -88,7 +90,7 @@ pub async fn start_session(
             token: req.token.clone(),
             page_url: req.page_url.clone(),
             language,
-            country: country(&state, &headers),
+            country: country(&state, client, &headers),
             ip: None,
         })
         .await?;
@@ -168,8 +170,12 @@ pub fn accept_language(headers: &HeaderMap, bot: &crate::config::schema::Bot) ->
     crate::chat::conversation::preferred_language(bot, value)
 }
 
-/// The visitor's country, from the header a trusted proxy sets (`country_header`).
-fn country(state: &AppState, headers: &HeaderMap) -> Option<String> {
+/// The visitor's country, from the header a trusted proxy sets (`country_header`); from
+/// anyone else, a header the client chose.
+fn country(state: &AppState, client: ClientAddr, headers: &HeaderMap) -> Option<String> {
+    if !client.via_trusted_proxy {
+        return None;
+    }
     let name = state.settings.country_header.as_deref()?;
     let value = headers.get(name)?.to_str().ok()?.trim();
     (value.len() == 2 && value.chars().all(|c| c.is_ascii_alphabetic()))

@@ -6,6 +6,7 @@ mod agent;
 mod assets;
 mod auth;
 mod client;
+mod compressed;
 pub mod error;
 mod extract;
 mod health;

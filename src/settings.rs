@@ -2,7 +2,7 @@
 //! Every subcommand that reads the live bundle or the database takes the same flags.
 
 use std::fs;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -29,6 +29,10 @@ pub struct ServerArgs {
     /// line) for log shippers [default: text].
     #[arg(long, env = "LIVECHAT_LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,
+    /// Reverse proxies whose X-Forwarded-For / Forwarded name the client: CIDRs separated
+    /// by commas, like `127.0.0.1/32,::1/128` [default: none].
+    #[arg(long, env = "LIVECHAT_TRUSTED_PROXIES", global = true)]
+    pub trusted_proxies: Option<String>,
 }
 
 /// The shape of log lines.
@@ -55,8 +59,12 @@ pub struct SettingsFile {
     /// When set, `/metrics` asks for it as a bearer token.
     pub metrics_token: Option<EnvString>,
     /// A request header holding the visitor's country (ISO 3166 alpha-2) that a trusted
-    /// proxy in front sets, like `CF-IPCountry`; used by `route` rules on `country`.
+    /// proxy in front sets, like `CF-IPCountry`; used by `route` rules on `country`. Read
+    /// only from requests whose TCP peer is one of `trusted_proxies`.
     pub country_header: Option<String>,
+    /// The reverse proxies (CIDRs) whose `X-Forwarded-For` / `Forwarded` headers name the
+    /// client. Default: none, and every client is its TCP peer.
+    pub trusted_proxies: Option<Vec<String>>,
     /// Outgoing mail. Absent: every mail is written as an `.eml` file under `DATA_DIR/mail`.
     pub smtp: Option<SmtpFile>,
     /// The sender of every mail, like `Acme Support <support@acme.example>`.
@@ -174,6 +182,8 @@ pub struct Settings {
     /// `None`: `/metrics` is open (to whoever reaches the listen address).
     pub metrics_token: Option<String>,
     pub country_header: Option<String>,
+    /// Peers whose forwarding headers are believed (see `http::client`).
+    pub trusted_proxies: Vec<Cidr>,
     /// `None`: mail goes to files in `DATA_DIR/mail`.
     pub smtp: Option<Smtp>,
     pub mail_from: String,
@@ -196,6 +206,74 @@ pub enum SettingsError {
     Invalid { path: String, message: String },
     #[error("invalid listen address `{0}` (write it like 127.0.0.1:8080)")]
     Listen(String),
+    #[error(
+        "trusted_proxies: `{0}` is not an address or a network (write it like 10.0.0.0/8 or ::1/128)"
+    )]
+    Cidr(String),
+}
+
+/// An IP network, `address/prefix-length` (`10.0.0.0/8`, `2001:db8::/32`); a bare address
+/// is the network of that address alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = SettingsError;
+
+    fn from_str(text: &str) -> Result<Cidr, SettingsError> {
+        let invalid = || SettingsError::Cidr(text.to_string());
+        let (addr, len) = match text.trim().split_once('/') {
+            Some((addr, len)) => (addr, Some(len)),
+            None => (text.trim(), None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| invalid())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            None => max,
+            Some(len) if len.bytes().all(|b| b.is_ascii_digit()) => {
+                len.parse::<u8>().map_err(|_| invalid())?
+            }
+            Some(_) => return Err(invalid()),
+        };
+        if len > max {
+            return Err(invalid());
+        }
+        Ok(Cidr { addr, len })
+    }
+}
+
+impl Cidr {
+    /// Whether `ip` is in the network. An IPv4 client that reaches a dual-stack listener
+    /// as `::ffff:a.b.c.d` is the IPv4 address it maps.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr.to_canonical(), ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.len),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.len),
+            _ => false,
+        }
+    }
+}
+
+/// Whether the first `bits` bits of two addresses are the same.
+fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
+    let (whole, rest) = (usize::from(bits / 8), bits % 8);
+    if a[..whole] != b[..whole] {
+        return false;
+    }
+    rest == 0 || (a[whole] ^ b[whole]) >> (8 - rest) == 0
+}
+
+/// A list of networks, from the flag (comma-separated) or the file's array.
+fn cidrs<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Vec<Cidr>, SettingsError> {
+    items
+        .into_iter()
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::parse)
+        .collect()
 }
 
 /// A secret from the settings file (`${VAR}` resolved), else from the environment variable
@@ -271,6 +349,11 @@ impl ServerArgs {
             admin_token,
             metrics_token,
             country_header: file.country_header.clone(),
+            trusted_proxies: match (&self.trusted_proxies, &file.trusted_proxies) {
+                (Some(flag), _) => cidrs(flag.split(','))?,
+                (None, Some(list)) => cidrs(list.iter().map(String::as_str))?,
+                (None, None) => Vec::new(),
+            },
             smtp: match &file.smtp {
                 None => None,
                 Some(smtp) => Some(resolve_smtp(smtp)?),
@@ -398,4 +481,70 @@ fn resolve_smtp(file: &SmtpFile) -> Result<Smtp, SettingsError> {
             .map(|t| t.get())
             .unwrap_or(std::time::Duration::from_secs(15)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn networks_hold_their_addresses_and_no_others() {
+        let net: Cidr = "10.1.0.0/16".parse().unwrap();
+        assert!(net.contains(ip("10.1.0.0")) && net.contains(ip("10.1.255.7")));
+        assert!(!net.contains(ip("10.2.0.1")) && !net.contains(ip("::1")));
+        let odd: Cidr = "192.168.4.0/22".parse().unwrap();
+        assert!(odd.contains(ip("192.168.7.255")));
+        assert!(!odd.contains(ip("192.168.8.0")) && !odd.contains(ip("192.168.3.255")));
+        let v6: Cidr = "2001:db8:cafe::/48".parse().unwrap();
+        assert!(v6.contains(ip("2001:db8:cafe:1::9")));
+        assert!(!v6.contains(ip("2001:db8:caff::1")) && !v6.contains(ip("10.0.0.1")));
+        let one: Cidr = "127.0.0.1".parse().unwrap();
+        assert!(one.contains(ip("127.0.0.1")) && !one.contains(ip("127.0.0.2")));
+        // A dual-stack listener sees IPv4 clients as mapped IPv6 addresses.
+        assert!(one.contains(ip("::ffff:127.0.0.1")));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(ip("203.0.113.9")) && !all.contains(ip("::1")));
+    }
+
+    #[test]
+    fn garbage_is_no_network() {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "10.0.0.0/8/8",
+            "localhost",
+            "10.0.0.0 /8x",
+            "fe80::1%eth0",
+        ] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn trusted_proxies_from_the_file_or_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("livechat.toml");
+        std::fs::write(&path, "trusted_proxies = [\"127.0.0.1/32\", \"::1\"]\n").unwrap();
+        let mut args = ServerArgs {
+            config: Some(path),
+            ..ServerArgs::default()
+        };
+        let proxies = args.resolve().unwrap().trusted_proxies;
+        assert_eq!(proxies.len(), 2);
+        assert!(proxies[1].contains(ip("::1")));
+        args.trusted_proxies = Some("10.0.0.0/8, 172.16.0.0/12".into());
+        let proxies = args.resolve().unwrap().trusted_proxies;
+        assert!(proxies.len() == 2 && proxies[1].contains(ip("172.31.0.1")));
+        args.trusted_proxies = Some("10.0.0.0/8,nope".into());
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("`nope`"), "{err}");
+    }
 }

@@ -340,3 +340,27 @@ fn the_admin_upload_refuses_a_caller_without_the_token_before_reading_the_body()
         assert!(answer.contains("\"unauthorized\""), "{auth:?}: {answer}");
     }
 }
+
+/// What a container's HEALTHCHECK runs: 0 while the server answers `ok`, 1 once it is gone.
+#[test]
+fn healthcheck_says_whether_the_server_answers() {
+    let mut server = TestServer::start(two_bots, &[]);
+    let listen = server.url.trim_start_matches("http://").to_string();
+    let check = || {
+        livechat()
+            .args(["healthcheck", "--listen", &listen])
+            .output()
+            .unwrap()
+    };
+    let up = check();
+    assert_eq!(up.status.code(), Some(0), "{up:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&up.stdout).trim(),
+        format!("ok: http://{listen}/healthz")
+    );
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let down = check();
+    assert_eq!(down.status.code(), Some(1), "{down:?}");
+    assert!(String::from_utf8_lossy(&down.stderr).starts_with("unhealthy: "));
+}

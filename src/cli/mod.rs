@@ -5,6 +5,7 @@
 
 mod agent;
 mod apply;
+mod healthcheck;
 mod history;
 mod init;
 mod rollback;
@@ -71,6 +72,8 @@ pub enum Command {
         /// Where to send it.
         address: String,
     },
+    /// Ask the running server for /healthz: exit 0 when it is up, 1 when not.
+    Healthcheck,
     /// Write a commented starter bundle into DIR.
     Init {
         dir: std::path::PathBuf,
@@ -91,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Init { dir, force } => init::run(&dir, force),
         Command::SendTestEmail { address } => send_test_email::run(&cli.server, &address),
         Command::Agent(args) => agent::run(&cli.server, args),
+        Command::Healthcheck => healthcheck::run(&cli.server),
     }
 }
 

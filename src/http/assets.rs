@@ -1,38 +1,51 @@
 //! The browser side, embedded in the binary: the widget script visitors' pages load, the
-//! full-page chat, and the agent console. Plain JavaScript, no build step.
+//! full-page chat, and the agent console. Plain JavaScript, no build step; sent compressed
+//! and cacheable (`compressed::Asset`).
 
-use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use std::sync::LazyLock;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use super::compressed::Asset;
 use super::error::AppError;
 use super::page::page;
 
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+static WIDGET_JS_ASSET: Asset = Asset::new(JS, WIDGET_JS);
+static WIDGET_CSS_ASSET: Asset = Asset::new(CSS, include_str!("../../assets/widget.css"));
+static CONSOLE_CSS_ASSET: Asset = Asset::new(CSS, include_str!("../../assets/console.css"));
+
 const WIDGET_JS: &str = include_str!("../../assets/widget.js");
-const WIDGET_CSS: &str = include_str!("../../assets/widget.css");
-const CONSOLE_CSS: &str = include_str!("../../assets/console.css");
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            // Short: a new release is picked up within minutes without a cache-busting URL.
-            (header::CACHE_CONTROL, "public, max-age=300"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        body,
-    )
-        .into_response()
+/// The widget's URL that may be cached for a year, for the snippet on customers' pages:
+/// `/widget.js?v=<version>`. A new release has a new version.
+pub fn widget_js_path() -> String {
+    format!("/widget.js?v={}", WIDGET_JS_ASSET.version())
 }
 
-pub async fn widget_js() -> Response {
-    asset("text/javascript; charset=utf-8", WIDGET_JS)
+/// Whether the query names the asset's current version (`v=…`): only then is the answer
+/// immutable. An old version's URL gets today's file, cached briefly.
+fn versioned(query: &Option<String>, asset: &Asset) -> bool {
+    query.as_deref().is_some_and(|q| {
+        q.split('&')
+            .any(|pair| pair.strip_prefix("v=") == Some(asset.version()))
+    })
 }
 
-pub async fn widget_css() -> Response {
-    asset("text/css; charset=utf-8", WIDGET_CSS)
+pub async fn widget_js(headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let asset = &WIDGET_JS_ASSET;
+    asset.respond(&headers, versioned(&query, asset))
+}
+
+pub async fn widget_css(headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let asset = &WIDGET_CSS_ASSET;
+    asset.respond(&headers, versioned(&query, asset))
 }
 
 /// The agent console's ES modules (`assets/console/`), by file name: served at
@@ -84,19 +97,28 @@ const CONSOLE_MODULES: &[(&str, &str)] = &[
     ("stream.js", include_str!("../../assets/console/stream.js")),
 ];
 
+/// `CONSOLE_MODULES` as assets, in the same order. Their URLs carry no version (they
+/// import each other by relative path), so browsers revalidate them by `ETag`.
+static CONSOLE_ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
+    CONSOLE_MODULES
+        .iter()
+        .map(|(_, body)| Asset::new(JS, body))
+        .collect()
+});
+
 /// `GET /console/js/{name}`: one module of the agent console. An unknown name answers
 /// like any unknown path.
-pub async fn console_module(Path(name): Path<String>) -> Response {
-    match CONSOLE_MODULES.iter().find(|(file, _)| *file == name) {
-        Some((_, body)) => asset("text/javascript; charset=utf-8", body),
+pub async fn console_module(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    match CONSOLE_MODULES.iter().position(|(file, _)| *file == name) {
+        Some(i) => CONSOLE_ASSETS[i].respond(&headers, false),
         None => {
             AppError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint").into_response()
         }
     }
 }
 
-pub async fn console_css() -> Response {
-    asset("text/css; charset=utf-8", CONSOLE_CSS)
+pub async fn console_css(headers: HeaderMap) -> Response {
+    CONSOLE_CSS_ASSET.respond(&headers, false)
 }
 
 /// `GET /chat/{bot}`: the chat as a page of its own (a link to share, or a fallback).
@@ -216,7 +238,7 @@ mod tests {
         use axum::extract::Path;
         use axum::http::{StatusCode, header};
 
-        let res = super::console_module(Path("lists.js".to_string())).await;
+        let res = super::console_module(Path("lists.js".to_string()), Default::default()).await;
         assert_eq!(res.status(), StatusCode::OK);
         let h = res.headers();
         assert_eq!(h[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
@@ -228,7 +250,7 @@ mod tests {
         assert!(body.starts_with(b"/* The lists on the left"));
 
         for name in ["nope.js", "lists", "../assets.rs", "app.js/"] {
-            let res = super::console_module(Path(name.to_string())).await;
+            let res = super::console_module(Path(name.to_string()), Default::default()).await;
             assert_eq!(res.status(), StatusCode::NOT_FOUND, "{name}");
             assert_eq!(
                 res.headers()[header::CONTENT_TYPE],

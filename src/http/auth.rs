@@ -1,11 +1,10 @@
 //! Agent login and logout, and `GET /api/v1/me`. How a request is authenticated is
 //! `crate::auth::AuthAgent`; this file hands out and takes back sessions.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::client::ClientAddr;
 use super::error::{ApiJson, AppError};
 use crate::auth::limiter::LoginLimiter;
 use crate::auth::{self, AuthAgent, credentials, password, session};
@@ -35,18 +35,15 @@ struct LoginRequest {
     password: String,
 }
 
-/// The client's address is known when the server runs with connect info; without it the
-/// limit holds per email only.
-type Client = Option<Extension<ConnectInfo<SocketAddr>>>;
-
 async fn login(
     State(state): State<AppState>,
     Extension(limiter): Extension<Arc<LoginLimiter>>,
-    client: Client,
+    client: ClientAddr,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Response, Response> {
     let email = auth::email_key(&request.email);
-    let client = client.map(|Extension(ConnectInfo(addr))| addr.ip());
+    // Without connect info (a router in a unit test) the limit holds per email only.
+    let client = client.ip;
     let attempt = match limiter.begin(&email, client, Instant::now()) {
         Ok(attempt) => attempt,
         Err(wait) => {

@@ -23,6 +23,8 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
         "config_error": config_error,
         "config_errors": errors,
         "bots": live.bundle.bots.keys().collect::<Vec<_>>(),
+        // The widget's versioned URL, for the snippet: cached by browsers for a year.
+        "widget_js": super::assets::widget_js_path(),
     }))
 }
 

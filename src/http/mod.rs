@@ -5,6 +5,8 @@ mod admin;
 mod agent;
 mod assets;
 mod auth;
+mod client;
+mod compressed;
 pub mod error;
 pub(crate) mod extract;
 mod health;

@@ -3,16 +3,16 @@
 //! page from an invitation.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use axum::Form;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::client::ClientAddr;
 use super::error::{ApiJson, AppError, blocking};
 use super::page::page;
 use crate::chat::text::render_text;
@@ -112,7 +112,7 @@ pub async fn contact_page(
 
 pub async fn contact_submit(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     headers: HeaderMap,
     Path(bot_id): Path<String>,
     Form(mut values): Form<BTreeMap<String, String>>,
@@ -129,7 +129,7 @@ pub async fn contact_submit(
         return no_form(&bot_id).into_response();
     };
     let lang = language(bot, &headers);
-    let ip = peer.ip().to_string();
+    let ip = client.key();
     if !state.limits.allow_submission(&ip) {
         let errors = BTreeMap::from([(
             "_form".to_string(),
@@ -182,11 +182,11 @@ pub struct OfflineRequest {
 /// `POST /api/v1/bots/{bot}/offline`: the same as the contact page, as JSON.
 pub async fn offline_api(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     Path(bot_id): Path<String>,
     ApiJson(req): ApiJson<OfflineRequest>,
 ) -> Result<(StatusCode, axum::Json<Value>), AppError> {
-    let ip = peer.ip().to_string();
+    let ip = client.key();
     if !state.limits.allow_submission(&ip) {
         return Err(AppError::new(
             StatusCode::TOO_MANY_REQUESTS,

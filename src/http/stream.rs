@@ -9,18 +9,17 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::net::SocketAddr;
-
 use axum::Extension;
+use axum::extract::FromRef;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, FromRef};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::client::ClientAddr;
 use super::error::{ApiQuery, AppError, not_a_websocket};
 use super::extract::signed_in;
 use super::limits::{ConnPermit, SocketPlace};
@@ -111,13 +110,13 @@ type Hold = (Option<SocketPlace>, Option<Extension<ConnPermit>>);
 /// `sockets_per_address` already.
 fn hold(
     state: &AppState,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    client: ClientAddr,
     permit: Option<Extension<ConnPermit>>,
 ) -> Result<Hold, AppError> {
-    let Some(Extension(ConnectInfo(peer))) = peer else {
+    let Some(ip) = client.ip else {
         return Ok((None, permit));
     };
-    match state.limits.open_socket(peer.ip()) {
+    match state.limits.open_socket(ip) {
         Some(place) => Ok((Some(place), permit)),
         None => Err(AppError::new(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
@@ -130,13 +129,13 @@ fn hold(
 pub async fn visitor_events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    client: ClientAddr,
     permit: Option<Extension<ConnPermit>>,
     ApiQuery(q): ApiQuery<After>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
     let ws = ws.map_err(not_a_websocket)?;
-    let hold = hold(&state, peer, permit)?;
+    let hold = hold(&state, client, permit)?;
     Ok(limits(ws).on_upgrade(move |mut socket| async move {
         let _hold = hold;
         let Some(visitor) = visitor_auth(&state, &headers, &mut socket).await else {
@@ -234,7 +233,7 @@ async fn visitor_auth(
 pub async fn agent_events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    client: ClientAddr,
     permit: Option<Extension<ConnPermit>>,
     agent: AuthAgent,
     ApiQuery(q): ApiQuery<After>,
@@ -258,7 +257,7 @@ pub async fn agent_events(
         admin: agent.is_admin(),
     };
     let bots = state.engine.bots_of(&who);
-    let hold = hold(&state, peer, permit)?;
+    let hold = hold(&state, client, permit)?;
     Ok(limits(ws).on_upgrade(move |socket| async move {
         let _hold = hold;
         // Subscribed before the agent counts as online: whoever sees them online (and then,

@@ -3,16 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::client::ClientAddr;
 use super::error::{ApiJson, ApiQuery, AppError};
 use super::origin::check_bot_origin;
 use crate::chat::conversation::Command;
@@ -58,8 +57,8 @@ const MAX_URL: usize = 2048;
 
 pub async fn start_session(
     State(state): State<AppState>,
+    client: ClientAddr,
     headers: HeaderMap,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     ApiJson(req): ApiJson<SessionRequest>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     let bundle = state.live.load().bundle.clone();
@@ -91,12 +90,11 @@ pub async fn start_session(
             token: req.token.clone(),
             page_url: req.page_url.clone(),
             language,
-            country: country(&state, &headers),
+            country: country(&state, client, &headers),
             ip: None,
             allow_new: {
                 let limits = state.limits.clone();
-                let ip = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
-                Box::new(move || ip.is_none_or(|ip| limits.allow_session(ip)))
+                Box::new(move || client.ip.is_none_or(|ip| limits.allow_session(ip)))
             },
         })
         .await?;
@@ -176,8 +174,12 @@ pub fn accept_language(headers: &HeaderMap, bot: &crate::config::schema::Bot) ->
     crate::chat::conversation::preferred_language(bot, value)
 }
 
-/// The visitor's country, from the header a trusted proxy sets (`country_header`).
-fn country(state: &AppState, headers: &HeaderMap) -> Option<String> {
+/// The visitor's country, from the header a trusted proxy sets (`country_header`); from
+/// anyone else, a header the client chose.
+fn country(state: &AppState, client: ClientAddr, headers: &HeaderMap) -> Option<String> {
+    if !client.via_trusted_proxy {
+        return None;
+    }
     let name = state.settings.country_header.as_deref()?;
     let value = headers.get(name)?.to_str().ok()?.trim();
     (value.len() == 2 && value.chars().all(|c| c.is_ascii_alphabetic()))

@@ -171,7 +171,7 @@ impl From<EngineError> for AppError {
                     }),
                 )
             }
-            EngineError::Store(e) => AppError::internal(e),
+            EngineError::Store(e) => e.into(),
             EngineError::Template(e) => AppError::internal(e),
         }
     }

@@ -81,12 +81,18 @@ impl Health {
     }
 
     /// A group failed to commit: logged once when writes start failing, not per group.
-    pub(super) fn write_failed(&self, reason: &str) {
+    /// `unavailable`: the storage's failure (clients get 503), else one of ours (500).
+    pub(super) fn write_failed(&self, reason: &str, unavailable: bool) {
         let mut failing = self.lock();
         if failing.is_none() {
+            let answer = if unavailable {
+                "503 storage_unavailable"
+            } else {
+                "500 internal"
+            };
             tracing::error!(
-                "the database cannot be written: {reason}; writes answer 503 \
-                 storage_unavailable until it can (reads go on)"
+                "the database cannot be written: {reason}; writes answer {answer} until it \
+                 can (reads go on)"
             );
             *failing = Some(Failing {
                 reason: reason.to_string(),

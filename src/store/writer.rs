@@ -365,7 +365,7 @@ fn run(
                 if !failure.unavailable {
                     tracing::error!("group commit failed: {}", failure.message);
                 }
-                health.write_failed(&failure.message);
+                health.write_failed(&failure.message, failure.unavailable);
             }
             (Ok(()), None) => health.write_succeeded(),
         }

@@ -200,4 +200,26 @@ mod tests {
         let conn = open(&data).unwrap();
         assert_eq!(MIGRATIONS.pending_migrations(&conn).unwrap(), 0);
     }
+
+    #[test]
+    fn the_storage_failing_is_told_apart_from_other_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        open(tmp.path()).unwrap();
+        let read_only = Connection::open_with_flags(
+            tmp.path().join(DB_FILE),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let e = StoreError::from(
+            read_only
+                .execute_batch("CREATE TABLE t (n INTEGER)")
+                .unwrap_err(),
+        );
+        assert!(e.is_unavailable(), "read only: {e}");
+        let conn = open(tmp.path()).unwrap();
+        let e = StoreError::from(conn.execute_batch("SELECT * FROM nowhere").unwrap_err());
+        assert!(!e.is_unavailable(), "a bad query: {e}");
+        assert!(StoreError::Unavailable("full".into()).is_unavailable());
+        assert!(!StoreError::Commit("x".into()).is_unavailable());
+    }
 }

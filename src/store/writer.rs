@@ -502,4 +502,57 @@ mod tests {
         ids.sort();
         assert_eq!(ids, stored);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_on_a_full_database_acknowledge_only_what_was_stored() {
+        let (dir, writer) = writer();
+        writer
+            .run(|c| {
+                c.execute_batch("CREATE TABLE b (n INTEGER, x BLOB)")?;
+                let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                c.pragma_update(None, "max_page_count", pages + 60)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        // Bursts of writes, so that groups hold many jobs when the limit binds.
+        let mut acked = Vec::new();
+        let mut refused = 0;
+        for burst in 0..20 {
+            let pending: Vec<_> = (0..25)
+                .map(|i| {
+                    let w = writer.clone();
+                    let n = burst * 100 + i;
+                    tokio::spawn(async move {
+                        w.run(move |c| {
+                            c.execute("INSERT INTO b VALUES (?1, zeroblob(1500))", [n])?;
+                            Ok(n)
+                        })
+                        .await
+                    })
+                })
+                .collect();
+            for p in pending {
+                match p.await.unwrap() {
+                    Ok(n) => acked.push(n),
+                    Err(e) => {
+                        assert!(e.is_unavailable(), "{e}");
+                        refused += 1;
+                    }
+                }
+            }
+        }
+        assert!(refused > 0 && !acked.is_empty(), "{refused} refused");
+        let conn = rusqlite::Connection::open(dir.path().join(crate::store::DB_FILE)).unwrap();
+        let mut stored: Vec<i64> = conn
+            .prepare("SELECT n FROM b")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        stored.sort();
+        acked.sort();
+        assert_eq!(stored, acked, "exactly the acknowledged writes are stored");
+    }
 }

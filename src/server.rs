@@ -87,6 +87,11 @@ impl AppState {
             outbound.clone(),
         )
         .await?;
+        tokio::spawn(store::health::watch(
+            engine.writer().downgrade(),
+            settings.data_dir.clone(),
+            settings.low_space_warning,
+        ));
         tokio::spawn(
             outbox::Worker {
                 readers: engine.readers().clone(),

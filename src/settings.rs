@@ -79,6 +79,9 @@ pub struct SettingsFile {
     /// `[limits]`: what one client may hold of the server.
     #[serde(default)]
     pub limits: LimitsFile,
+    /// Below this much free space where the database is, the server warns in its log: a
+    /// size (`500MB`, `2GiB`) or a share of the file system (`5%`, the default).
+    pub low_space_warning: Option<String>,
 }
 
 /// `[limits]` of livechat.toml; each also from an environment variable.
@@ -191,6 +194,7 @@ pub struct Settings {
     pub outbox_retry: std::time::Duration,
     pub limits: ServerLimits,
     pub log_format: LogFormat,
+    pub low_space_warning: SpaceThreshold,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -369,8 +373,24 @@ impl ServerArgs {
                 .unwrap_or(std::time::Duration::from_secs(5)),
             limits: resolve_limits(&file.limits)?,
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+            low_space_warning: low_space_warning(file.low_space_warning.as_deref())?,
         })
     }
+}
+
+/// `LIVECHAT_LOW_SPACE_WARNING`, else `low_space_warning` of the file, else 5 %.
+fn low_space_warning(file: Option<&str>) -> Result<SpaceThreshold, SettingsError> {
+    let (text, key) = match std::env::var("LIVECHAT_LOW_SPACE_WARNING") {
+        Ok(text) if !text.is_empty() => (text, "LIVECHAT_LOW_SPACE_WARNING"),
+        _ => match file {
+            Some(text) => (text.to_string(), "low_space_warning"),
+            None => return Ok(SpaceThreshold::default()),
+        },
+    };
+    text.parse().map_err(|message| SettingsError::Invalid {
+        path: key.into(),
+        message,
+    })
 }
 
 /// A setting from its environment variable, else from the file, else its default.
@@ -546,5 +566,91 @@ mod tests {
         args.trusted_proxies = Some("10.0.0.0/8,nope".into());
         let err = args.resolve().unwrap_err().to_string();
         assert!(err.contains("`nope`"), "{err}");
+    }
+}
+
+/// `low_space_warning`: below this much free space where the database is, the server warns
+/// in its log (and `/healthz` and `/metrics` say so).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SpaceThreshold {
+    Bytes(u64),
+    /// Percent of the file system's size.
+    Percent(f64),
+}
+
+impl SpaceThreshold {
+    pub fn bytes(self, total: u64) -> u64 {
+        match self {
+            SpaceThreshold::Bytes(n) => n,
+            SpaceThreshold::Percent(p) => (total as f64 * p / 100.0) as u64,
+        }
+    }
+}
+
+impl std::str::FromStr for SpaceThreshold {
+    type Err = String;
+
+    /// `5%`, `500MB`, `2GiB`, `0` (never warn).
+    fn from_str(text: &str) -> Result<SpaceThreshold, String> {
+        let text = text.trim();
+        if let Some(p) = text.strip_suffix('%') {
+            return match p.trim().parse::<f64>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => Ok(SpaceThreshold::Percent(p)),
+                _ => Err(format!("`{text}` is not a percentage from 0% to 100%")),
+            };
+        }
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let unit_size: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            "kib" => 1 << 10,
+            "mib" => 1 << 20,
+            "gib" => 1 << 30,
+            _ => return Err(format!("`{text}`: write a size like 500MB or 2GiB, or 5%")),
+        };
+        number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit_size))
+            .map(SpaceThreshold::Bytes)
+            .ok_or_else(|| format!("`{text}`: write a size like 500MB or 2GiB, or 5%"))
+    }
+}
+
+impl std::fmt::Display for SpaceThreshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpaceThreshold::Bytes(n) => write!(f, "{:.1} MB", *n as f64 / 1e6),
+            SpaceThreshold::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl Default for SpaceThreshold {
+    fn default() -> Self {
+        SpaceThreshold::Percent(5.0)
+    }
+}
+
+#[cfg(test)]
+mod space_tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_parse_as_sizes_or_percentages() {
+        let t = |s: &str| s.parse::<SpaceThreshold>();
+        assert_eq!(t("5%"), Ok(SpaceThreshold::Percent(5.0)));
+        assert_eq!(t("500MB"), Ok(SpaceThreshold::Bytes(500_000_000)));
+        assert_eq!(t("2 GiB"), Ok(SpaceThreshold::Bytes(2 << 30)));
+        assert_eq!(t("0"), Ok(SpaceThreshold::Bytes(0)));
+        assert!(t("120%").is_err());
+        assert!(t("lots").is_err());
+        assert!(t("5 parsecs").is_err());
+        assert_eq!(SpaceThreshold::Percent(5.0).bytes(1_000), 50);
     }
 }

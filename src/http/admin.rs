@@ -99,7 +99,10 @@ pub async fn apply_config(
                     conn, &dir, &bundle, "api", None, dry_run,
                 ))
             })?
-            .map_err(AppError::internal);
+            .map_err(|e| match e {
+                deploy::DeployError::Store(e) => AppError::from(e),
+                other => AppError::internal(other),
+            });
         drop(lock);
         // Make it live now rather than when the watcher notices.
         if !dry_run {
@@ -182,8 +185,7 @@ pub async fn retry_outbox(
         .engine
         .writer()
         .run(move |c| crate::mail::outbox::retry(c, &id, jiff::Timestamp::now()))
-        .await
-        .map_err(AppError::internal)?;
+        .await?;
     if !done {
         return Err(AppError::new(
             StatusCode::NOT_FOUND,

@@ -48,16 +48,43 @@ impl AppError {
     }
 }
 
-/// A store failure is ours: logged, and a 500 `internal` for the client.
+/// Seconds a client is asked to wait before it writes again while the storage fails.
+pub const STORAGE_RETRY_AFTER: u64 = 10;
+
+impl AppError {
+    /// The database cannot be written now (disk full, I/O error, read only): `503
+    /// storage_unavailable` with `Retry-After`. The writer logs the cause once when writes
+    /// start failing, so this logs it per request only at `debug`.
+    pub fn storage_unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::debug!("write refused, the storage fails: {cause}");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "the server cannot store anything right now; nothing was saved, try again later",
+        )
+        .with_details(json!({ "retry_after": STORAGE_RETRY_AFTER }))
+    }
+}
+
+/// A store failure: `503 storage_unavailable` when the storage fails (see
+/// [`crate::store::StoreError::is_unavailable`]), else ours: logged, and a 500 `internal`.
 impl From<crate::store::StoreError> for AppError {
     fn from(e: crate::store::StoreError) -> Self {
-        AppError::internal(e)
+        if e.is_unavailable() {
+            AppError::storage_unavailable(e)
+        } else {
+            AppError::internal(e)
+        }
     }
 }
 
 impl From<rusqlite::Error> for AppError {
     fn from(e: rusqlite::Error) -> Self {
-        AppError::internal(e)
+        if crate::store::unavailable(&e) {
+            AppError::storage_unavailable(e)
+        } else {
+            AppError::internal(e)
+        }
     }
 }
 
@@ -86,7 +113,14 @@ impl IntoResponse for AppError {
         if let (Some(Value::Object(extra)), Some(obj)) = (self.details, error.as_object_mut()) {
             obj.extend(extra);
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if self.code == "storage_unavailable" {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(STORAGE_RETRY_AFTER),
+            );
+        }
+        response
     }
 }
 

@@ -1,4 +1,5 @@
-//! `GET /healthz`: is the server up, which config revision is live, and did the last edit fail.
+//! `GET /healthz`: is the server up, can it store, which config revision is live, and did
+//! the last edit fail.
 
 use axum::Json;
 use axum::extract::State;
@@ -6,6 +7,9 @@ use serde_json::{Value, json};
 
 use super::AppState;
 
+/// `status` is `ok`, or `degraded` while the database cannot be written (reads and open
+/// sockets still work). The answer is `200` either way: a load balancer that took the one
+/// server out would cut those too, and there is no other server to send the traffic to.
 pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
     let live = state.live.load();
     let errors = live.error.as_deref().unwrap_or_default();
@@ -16,8 +20,17 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
             .collect::<Vec<_>>()
             .join("\n")
     });
+    let health = state.engine.writer().health();
+    let failing = health.failing();
     Json(json!({
-        "status": "ok",
+        "status": if failing.is_some() { "degraded" } else { "ok" },
+        "store": {
+            "writable": failing.is_none(),
+            "error": failing.as_ref().map(|f| f.reason.clone()),
+            "failing_since": failing.as_ref().map(|f| f.since),
+            "free_bytes": health.free_bytes(),
+            "low_space": health.low_space(),
+        },
         "config_revision": live.revision.as_ref().map(|r| r.number),
         "config_hash": live.revision.as_ref().map(|r| r.hash.clone()),
         "config_error": config_error,
@@ -115,6 +128,36 @@ pub async fn metrics(
         "counter",
         vec![(String::new(), jobs as f64)],
     );
+    let health = engine.writer().health();
+    metric(
+        "livechat_store_writable",
+        "1 while the database can be written, 0 while writes fail (disk full, I/O error).",
+        "gauge",
+        vec![(
+            String::new(),
+            if health.failing().is_none() { 1.0 } else { 0.0 },
+        )],
+    );
+    if let (Some(free), Some(total)) = (health.free_bytes(), health.total_bytes()) {
+        metric(
+            "livechat_data_dir_free_bytes",
+            "Free space of the data directory's file system, as of the last check.",
+            "gauge",
+            vec![(String::new(), free as f64)],
+        );
+        metric(
+            "livechat_data_dir_size_bytes",
+            "Size of the data directory's file system.",
+            "gauge",
+            vec![(String::new(), total as f64)],
+        );
+        metric(
+            "livechat_data_dir_low_space",
+            "1 while the free space is below low_space_warning.",
+            "gauge",
+            vec![(String::new(), if health.low_space() { 1.0 } else { 0.0 })],
+        );
+    }
     let mut outbox_samples = Vec::new();
     for kind in ["mail", "webhook"] {
         for status in ["pending", "sent", "dead"] {

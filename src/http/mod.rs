@@ -173,7 +173,7 @@ impl From<EngineError> for AppError {
                     }),
                 )
             }
-            EngineError::Store(e) => AppError::internal(e),
+            EngineError::Store(e) => e.into(),
             EngineError::Template(e) => AppError::internal(e),
             EngineError::Limited { code, message } => {
                 AppError::new(StatusCode::TOO_MANY_REQUESTS, code, message)

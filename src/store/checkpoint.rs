@@ -67,16 +67,27 @@ pub fn start(data_dir: &Path) -> Result<Link, StoreError> {
 }
 
 fn run(conn: &Connection, rx: &mpsc::Receiver<()>, gate: &Mutex<()>) {
+    // Logged when checkpoints start failing and when they work again, not each time: on a
+    // full disk every commit that still fits in the WAL would add a line.
+    let mut failing = false;
     while rx.recv().is_ok() {
-        match checkpoint(conn) {
+        let outcome = match checkpoint(conn) {
             Ok((frames, _)) if frames >= RESTART_AT => {
                 let _quiet = gate.lock().unwrap_or_else(|p| p.into_inner());
-                if let Err(e) = checkpoint(conn) {
-                    tracing::warn!("WAL checkpoint failed (the next one retries): {e}");
-                }
+                checkpoint(conn).map(|_| ())
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("WAL checkpoint failed (the next one retries): {e}"),
+            other => other.map(|_| ()),
+        };
+        match outcome {
+            Err(e) if !failing => {
+                tracing::warn!("WAL checkpoint failed (retried after each commit): {e}");
+                failing = true;
+            }
+            Ok(()) if failing => {
+                tracing::info!("WAL checkpoints work again");
+                failing = false;
+            }
+            _ => {}
         }
         thread::sleep(PAUSE);
     }

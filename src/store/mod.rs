@@ -1,6 +1,7 @@
 //! SQLite storage: one database file in the data directory, WAL mode, embedded migrations.
 
 pub mod checkpoint;
+pub mod health;
 pub mod migrations;
 pub mod reader;
 pub mod revisions;
@@ -53,6 +54,35 @@ pub enum StoreError {
     Commit(String),
     #[error("stored data cannot be read: {0}")]
     Corrupt(String),
+    /// The database cannot be written now (disk full, I/O error, read-only): nothing was
+    /// written, and a later try may succeed once the operator has made room.
+    #[error("the database cannot be written now: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// Whether this is the storage failing (the disk full, an I/O error, the database read
+    /// only) rather than a fault of the request or of ours: a retry later may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Sqlite(e) | StoreError::Open { source: e, .. } => unavailable(e),
+            StoreError::Migrate(rusqlite_migration::Error::RusqliteError { err, .. }) => {
+                unavailable(err)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether SQLite failed because the storage cannot take writes: `SQLITE_FULL`,
+/// `SQLITE_IOERR`, `SQLITE_READONLY`, `SQLITE_CANTOPEN` or `SQLITE_PERM`.
+pub fn unavailable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(DiskFull | SystemIoFailure | ReadOnly | CannotOpen | PermissionDenied)
+    )
 }
 
 /// Runs `work` all or nothing. Inside the writer's group transaction it is a savepoint;
@@ -169,5 +199,27 @@ mod tests {
         // Opening again runs no migration twice.
         let conn = open(&data).unwrap();
         assert_eq!(MIGRATIONS.pending_migrations(&conn).unwrap(), 0);
+    }
+
+    #[test]
+    fn the_storage_failing_is_told_apart_from_other_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        open(tmp.path()).unwrap();
+        let read_only = Connection::open_with_flags(
+            tmp.path().join(DB_FILE),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let e = StoreError::from(
+            read_only
+                .execute_batch("CREATE TABLE t (n INTEGER)")
+                .unwrap_err(),
+        );
+        assert!(e.is_unavailable(), "read only: {e}");
+        let conn = open(tmp.path()).unwrap();
+        let e = StoreError::from(conn.execute_batch("SELECT * FROM nowhere").unwrap_err());
+        assert!(!e.is_unavailable(), "a bad query: {e}");
+        assert!(StoreError::Unavailable("full".into()).is_unavailable());
+        assert!(!StoreError::Commit("x".into()).is_unavailable());
     }
 }

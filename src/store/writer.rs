@@ -10,21 +10,58 @@
 //! the jobs, in the same transaction (the search index is brought up to date there), and
 //! WAL checkpoints run on a thread of their own (see [`super::checkpoint`]), so the writer's
 //! time goes to the jobs.
+//!
+//! A group that cannot commit (the disk full, an I/O error) fails as a whole: each of its
+//! callers gets the error, nothing of it is acknowledged, and the thread goes on with the
+//! next group, so writes resume by themselves once there is room again. The outcome of
+//! each group is recorded in the store's [`Health`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Weak, mpsc};
 use std::thread;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::StoreError;
+use super::health::Health;
 
+/// Why a group did not commit; every caller in it gets it.
+#[derive(Debug, Clone)]
+struct Failure {
+    message: String,
+    /// The storage cannot take writes (see [`super::unavailable`]).
+    unavailable: bool,
+}
+
+impl Failure {
+    fn of(e: &rusqlite::Error) -> Failure {
+        Failure {
+            message: e.to_string(),
+            unavailable: super::unavailable(e),
+        }
+    }
+}
+
+impl From<Failure> for StoreError {
+    fn from(f: Failure) -> StoreError {
+        if f.unavailable {
+            StoreError::Unavailable(f.message)
+        } else {
+            StoreError::Commit(f.message)
+        }
+    }
+}
+
+type Commit = Result<(), Failure>;
 /// Runs after the group commit: `Ok` when the job's writes are durable.
-type Finisher = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Finisher = Box<dyn FnOnce(Commit) + Send>;
 /// A committed group's finishers, handed to the async runtime.
-type Done = tokio::sync::mpsc::UnboundedSender<(Vec<Finisher>, Result<(), String>)>;
-type Job = Box<dyn FnOnce(&Connection) -> Finisher + Send>;
+type Done = tokio::sync::mpsc::UnboundedSender<(Vec<Finisher>, Commit)>;
+/// A job, given the connection to run on, or `None` when its group has failed before its
+/// turn (it then only waits for the group's failure). Answers its finisher and, when it
+/// failed because the storage cannot take writes, why.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> (Finisher, Option<Failure>) + Send>;
 
 /// The most jobs one transaction takes; more wait for the next commit.
 const MAX_GROUP: usize = 512;
@@ -48,8 +85,31 @@ impl GroupStep for () {
 
 #[derive(Clone)]
 pub struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: Arc<mpsc::Sender<Job>>,
     counts: Arc<Counts>,
+    health: Arc<Health>,
+}
+
+/// A writer that does not keep its thread running (for tasks that watch it).
+pub struct WeakWriter {
+    jobs: Weak<mpsc::Sender<Job>>,
+    counts: Arc<Counts>,
+    health: Arc<Health>,
+}
+
+impl WeakWriter {
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// The writer, while some [`Writer`] still holds its thread.
+    pub fn upgrade(&self) -> Option<Writer> {
+        Some(Writer {
+            jobs: self.jobs.upgrade()?,
+            counts: self.counts.clone(),
+            health: self.health.clone(),
+        })
+    }
 }
 
 /// What the writer has done since it started (for `/metrics`).
@@ -77,6 +137,8 @@ impl Writer {
         let (tx, rx) = mpsc::channel::<Job>();
         let counts = Arc::new(Counts::default());
         let counted = counts.clone();
+        let health = Arc::new(Health::default());
+        let recorded = health.clone();
         // A group's callers are told on one task of the runtime: the writer wakes it once
         // per group instead of waking each caller itself (each wake a system call, and on
         // two cores often a switch away from the writer).
@@ -91,9 +153,38 @@ impl Writer {
         });
         thread::Builder::new()
             .name("livechat-writer".into())
-            .spawn(move || run(conn, rx, step, checkpointer, done, &counted))
+            .spawn(move || run(conn, rx, step, checkpointer, done, &counted, &recorded))
             .expect("spawn the writer thread");
-        Writer { jobs: tx, counts }
+        Writer {
+            jobs: Arc::new(tx),
+            counts,
+            health,
+        }
+    }
+
+    /// Whether the store can be written, as the last group found it, and the free space.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// This writer without keeping its thread running.
+    pub fn downgrade(&self) -> WeakWriter {
+        WeakWriter {
+            jobs: Arc::downgrade(&self.jobs),
+            counts: self.counts.clone(),
+            health: self.health.clone(),
+        }
+    }
+
+    /// A small real write (the database header's application id, to the value it has): it
+    /// fails while the storage takes no writes, and so tells when it takes them again.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.run(|conn| {
+            let id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+            conn.pragma_update(None, "application_id", id)?;
+            Ok(())
+        })
+        .await
     }
 
     /// Group commits and jobs so far.
@@ -149,19 +240,28 @@ impl Writer {
         A: FnOnce(&T) + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |conn: &Connection| {
-            let result = in_savepoint(conn, work);
-            Box::new(move |commit: Result<(), String>| {
+        let job: Job = Box::new(move |conn: Option<&Connection>| {
+            let result = conn.map(|conn| in_savepoint(conn, work));
+            let failed = match &result {
+                Some(Err(e)) if e.is_unavailable() => Some(Failure {
+                    message: e.to_string(),
+                    unavailable: true,
+                }),
+                _ => None,
+            };
+            let finish: Finisher = Box::new(move |commit: Commit| {
                 let result = match (result, commit) {
-                    (Ok(value), Ok(())) => {
+                    (Some(Ok(value)), Ok(())) => {
                         after(&value);
                         Ok(value)
                     }
-                    (Ok(_), Err(e)) => Err(StoreError::Commit(e)),
-                    (Err(e), _) => Err(e),
+                    (Some(Err(e)), _) => Err(e),
+                    (_, Err(failure)) => Err(failure.into()),
+                    (None, Ok(())) => Err(StoreError::Commit("the write did not run".into())),
                 };
                 let _ = reply.send(result);
-            })
+            });
+            (finish, failed)
         });
         self.jobs.send(job).map_err(|_| stopped())?;
         Ok(answer)
@@ -198,6 +298,7 @@ fn run(
     checkpointer: Option<super::checkpoint::Link>,
     done: Option<Done>,
     counts: &Counts,
+    health: &Health,
 ) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
@@ -211,28 +312,63 @@ fn run(
         let gate = checkpointer.as_ref().map(|link| link.group());
         counts.groups.fetch_add(1, Ordering::Relaxed);
         counts.jobs.fetch_add(group.len() as u64, Ordering::Relaxed);
-        let begun = conn
+        // `Err` once the group cannot commit any more: then the jobs after do not run.
+        let mut group_failed = conn
             .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| e.to_string());
-        let finishers: Vec<Finisher> = match &begun {
-            Ok(()) => group.into_iter().map(|job| job(&conn)).collect(),
-            Err(_) => Vec::new(),
-        };
-        let stepped = begun.is_ok()
-            && step
-                .before_commit(&conn)
-                .inspect_err(|e| tracing::warn!("group step failed (retried next group): {e}"))
-                .is_ok();
-        let commit = begun.and_then(|()| {
-            conn.execute_batch("COMMIT").map_err(|e| {
-                let _ = conn.execute_batch("ROLLBACK");
-                e.to_string()
-            })
-        });
-        if let Err(e) = &commit {
-            tracing::error!("group commit failed: {e}");
+            .map_err(|e| Failure::of(&e))
+            .err();
+        // A job that failed because the storage takes no writes (its own savepoint undone).
+        let mut job_failed = None;
+        let mut finishers: Vec<Finisher> = Vec::with_capacity(group.len());
+        for job in group {
+            let on = group_failed.is_none().then_some(&conn);
+            let (finish, failed) = job(on);
+            finishers.push(finish);
+            if on.is_some() && conn.is_autocommit() {
+                // SQLite rolled the whole transaction back on an I/O error or a full disk
+                // (it may): the jobs before this one are undone too, and the ones after
+                // must not run outside the group's transaction.
+                group_failed = Some(failed.clone().unwrap_or_else(|| Failure {
+                    message: "the group's transaction was rolled back".into(),
+                    unavailable: false,
+                }));
+            }
+            if failed.is_some() {
+                job_failed = failed;
+            }
         }
-        step.after_commit(stepped && commit.is_ok());
+        let commit = match group_failed {
+            Some(failure) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                step.after_commit(false);
+                Err(failure)
+            }
+            None => {
+                let stepped = step
+                    .before_commit(&conn)
+                    .inspect_err(|e| tracing::warn!("group step failed (retried next group): {e}"))
+                    .is_ok();
+                let commit = conn.execute_batch("COMMIT").map_err(|e| {
+                    if !conn.is_autocommit() {
+                        let _ = conn.execute_batch("ROLLBACK");
+                    }
+                    Failure::of(&e)
+                });
+                step.after_commit(stepped && commit.is_ok());
+                commit
+            }
+        };
+        match (&commit, &job_failed) {
+            (Err(failure), _) | (Ok(()), Some(failure)) => {
+                if !failure.unavailable {
+                    tracing::error!("group commit failed: {}", failure.message);
+                }
+                health.write_failed(&failure.message, failure.unavailable);
+            }
+            (Ok(()), None) => health.write_succeeded(),
+        }
         drop(gate);
         if let (Some(link), Ok(())) = (&checkpointer, &commit) {
             link.ring();
@@ -250,7 +386,7 @@ fn run(
     }
 }
 
-fn finish(finishers: Vec<Finisher>, commit: &Result<(), String>) {
+fn finish(finishers: Vec<Finisher>, commit: &Commit) {
     for finish in finishers {
         finish(commit.clone());
     }
@@ -307,5 +443,116 @@ mod tests {
             count, 3,
             "the duplicate's insert was undone, the others kept"
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_database_fails_its_writes_plainly_and_the_writer_goes_on_when_there_is_room() {
+        let (dir, writer) = writer();
+        writer
+            .run(|c| {
+                c.execute_batch("CREATE TABLE b (x BLOB)")?;
+                let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                // SQLite's own limit on the file's size answers SQLITE_FULL like a full disk.
+                c.pragma_update(None, "max_page_count", pages + 20)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let insert = || {
+            writer.run(|c| {
+                c.execute("INSERT INTO b (x) VALUES (zeroblob(4000))", [])?;
+                Ok(c.last_insert_rowid())
+            })
+        };
+        let mut stored = Vec::new();
+        let refused = loop {
+            match insert().await {
+                Ok(id) => stored.push(id),
+                Err(e) => break e,
+            }
+            assert!(stored.len() < 100, "the limit never bound");
+        };
+        assert!(refused.is_unavailable(), "{refused}");
+        assert!(!stored.is_empty());
+        let failing = writer.health().failing().expect("the health says so");
+        assert!(failing.reason.contains("full"), "{}", failing.reason);
+        // The writer is still there: a write that fits goes through meanwhile…
+        writer
+            .run(|c| Ok(c.execute("DELETE FROM t", [])?))
+            .await
+            .unwrap();
+        assert!(writer.health().failing().is_none(), "a commit clears it");
+        assert!(insert().await.unwrap_err().is_unavailable());
+        // …and once there is room, writes succeed again, without a restart.
+        writer
+            .run(|c| Ok(c.pragma_update(None, "max_page_count", 1_000_000)?))
+            .await
+            .unwrap();
+        stored.push(insert().await.unwrap());
+        assert!(writer.health().failing().is_none());
+        // Every acknowledged write is there, nothing else.
+        let conn = rusqlite::Connection::open(dir.path().join(crate::store::DB_FILE)).unwrap();
+        let mut ids: Vec<i64> = conn
+            .prepare("SELECT rowid FROM b ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        ids.sort();
+        assert_eq!(ids, stored);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_on_a_full_database_acknowledge_only_what_was_stored() {
+        let (dir, writer) = writer();
+        writer
+            .run(|c| {
+                c.execute_batch("CREATE TABLE b (n INTEGER, x BLOB)")?;
+                let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                c.pragma_update(None, "max_page_count", pages + 60)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        // Bursts of writes, so that groups hold many jobs when the limit binds.
+        let mut acked = Vec::new();
+        let mut refused = 0;
+        for burst in 0..20 {
+            let pending: Vec<_> = (0..25)
+                .map(|i| {
+                    let w = writer.clone();
+                    let n = burst * 100 + i;
+                    tokio::spawn(async move {
+                        w.run(move |c| {
+                            c.execute("INSERT INTO b VALUES (?1, zeroblob(1500))", [n])?;
+                            Ok(n)
+                        })
+                        .await
+                    })
+                })
+                .collect();
+            for p in pending {
+                match p.await.unwrap() {
+                    Ok(n) => acked.push(n),
+                    Err(e) => {
+                        assert!(e.is_unavailable(), "{e}");
+                        refused += 1;
+                    }
+                }
+            }
+        }
+        assert!(refused > 0 && !acked.is_empty(), "{refused} refused");
+        let conn = rusqlite::Connection::open(dir.path().join(crate::store::DB_FILE)).unwrap();
+        let mut stored: Vec<i64> = conn
+            .prepare("SELECT n FROM b")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        stored.sort();
+        acked.sort();
+        assert_eq!(stored, acked, "exactly the acknowledged writes are stored");
     }
 }

@@ -52,6 +52,8 @@ pub struct TestServer {
     pub env: Vec<(String, String)>,
     /// What it printed to standard output after the `listening` line, line by line.
     pub stdout: Arc<Mutex<Vec<String>>>,
+    /// What it logged to standard error, line by line.
+    pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl TestServer {
@@ -113,11 +115,14 @@ impl TestServer {
             }
         });
         let stderr = child.stderr.take().unwrap();
+        let logged = Arc::new(Mutex::new(Vec::new()));
+        let log = logged.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if std::env::var_os("LIVECHAT_TEST_LOG").is_some() {
                     eprintln!("[server] {line}");
                 }
+                log.lock().unwrap().push(line);
             }
         });
         let server = TestServer {
@@ -131,6 +136,7 @@ impl TestServer {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             stdout,
+            stderr: logged,
         };
         server.wait_for(Duration::from_secs(10), "healthz answers", |h| {
             h["status"] == "ok"
@@ -197,6 +203,26 @@ impl TestServer {
                 .unwrap()
                 .iter()
                 .find(|l| l.starts_with(prefix))
+            {
+                return Some(line.clone());
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The first log line that contains `needle`, waited for up to `limit`.
+    pub fn logged(&self, needle: &str, limit: Duration) -> Option<String> {
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self
+                .stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
             {
                 return Some(line.clone());
             }

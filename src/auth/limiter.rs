@@ -3,7 +3,7 @@
 //! failure ages out. Kept in memory: a restart forgets, which costs a guesser little.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -43,8 +43,9 @@ impl LoginLimiter {
         LoginLimiter::default()
     }
 
-    /// Starts a login for `email_key` from `client` (when the address is known), or refuses
-    /// it with how long to wait.
+    /// Starts a login for `email_key` from `client` (when the address is known, as the
+    /// network one client controls: `http::address::network`), or refuses it with how long
+    /// to wait.
     pub fn begin(
         &self,
         email_key: &str,
@@ -52,7 +53,7 @@ impl LoginLimiter {
         now: Instant,
     ) -> Result<Attempt, Duration> {
         let mut keys = vec![Key::Email(email_key.to_string())];
-        keys.extend(client.map(|ip| Key::Client(network(ip))));
+        keys.extend(client.map(Key::Client));
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.sweep(now);
         let mut wait = Duration::ZERO;
@@ -122,20 +123,6 @@ fn forget_old(times: &mut VecDeque<Instant>, now: Instant) {
     }
 }
 
-/// The unit one client controls: an IPv4 address, or an IPv6 /64 (one site's network).
-fn network(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let bits = u128::from(v6) & (u128::MAX << 64);
-                IpAddr::V6(Ipv6Addr::from(bits))
-            }
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,24 +184,6 @@ mod tests {
                 .begin("ana@acme.example", Some(elsewhere), t0)
                 .is_ok()
         );
-    }
-
-    #[test]
-    fn ipv6_clients_are_counted_per_64_network() {
-        let limiter = LoginLimiter::new();
-        let t0 = Instant::now();
-        for i in 0..MAX_FAILURES {
-            let ip: IpAddr = format!("2001:db8:1:2::{i:x}").parse().unwrap();
-            let _ = limiter
-                .begin(&format!("g{i}@x.example"), Some(ip), t0)
-                .unwrap();
-        }
-        let same_net: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
-        let other_net: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert!(limiter.begin("ana@x.example", Some(same_net), t0).is_err());
-        assert!(limiter.begin("ana@x.example", Some(other_net), t0).is_ok());
-        let mapped: IpAddr = "::ffff:203.0.113.7".parse().unwrap();
-        assert_eq!(network(mapped), "203.0.113.7".parse::<IpAddr>().unwrap());
     }
 
     #[test]

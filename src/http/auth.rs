@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::address::network;
 use super::error::{ApiJson, AppError};
 use crate::auth::limiter::LoginLimiter;
 use crate::auth::{self, AuthAgent, credentials, password, session};
@@ -46,7 +47,7 @@ async fn login(
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Response, Response> {
     let email = auth::email_key(&request.email);
-    let client = client.map(|Extension(ConnectInfo(addr))| addr.ip());
+    let client = client.map(|Extension(ConnectInfo(addr))| network(addr.ip()));
     let attempt = match limiter.begin(&email, client, Instant::now()) {
         Ok(attempt) => attempt,
         Err(wait) => {

@@ -1,6 +1,7 @@
 //! HTTP routes. Handlers are thin: they check the caller and the input, then call into
 //! the config, the store or the engine.
 
+mod address;
 mod admin;
 mod agent;
 mod assets;

@@ -1060,3 +1060,40 @@ async fn the_widget_may_call_the_visitor_api_from_another_site() {
     assert_eq!(call.status, 200);
     assert_eq!(call.header("access-control-allow-origin"), Some("*"));
 }
+
+/// The offline-message endpoint is for pages of this server (the widget sends its offline
+/// form through the visitor API): it answers no CORS, so a page elsewhere cannot make its
+/// visitors' browsers post messages, while a same-site or non-browser call still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offline_endpoint_answers_no_cors() {
+    let server = Bundle::live(1).serve(&[]);
+    let api = Api::new(&server.url);
+    let path = "/api/v1/bots/support/offline";
+    let preflight = api
+        .request("OPTIONS", path)
+        .header("origin", "https://elsewhere.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await;
+    assert_eq!(preflight.header("access-control-allow-origin"), None);
+    assert_eq!(preflight.header("access-control-allow-methods"), None);
+    assert_error!(preflight, 405, "method_not_allowed");
+    let values = json!({"values": {"email": "zoe@example.com", "message": "Call me back"}});
+    let call = api
+        .request("POST", path)
+        .header("origin", "https://elsewhere.example")
+        .json(&values)
+        .send()
+        .await;
+    assert_eq!(call.status, 201, "{}", call.body);
+    assert_eq!(call.header("access-control-allow-origin"), None);
+    // The visitor API next to it still answers other sites.
+    let session = api
+        .request("OPTIONS", "/api/v1/visitor/sessions")
+        .header("origin", "https://elsewhere.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await;
+    assert_eq!(session.header("access-control-allow-origin"), Some("*"));
+}

@@ -55,6 +55,12 @@ async fn login(
             return Err(too_many_attempts(wait));
         }
     };
+    // An email guessed at from many addresses is slowed down, never locked: the real
+    // agent still signs in, at worst `limiter::MAX_DELAY` later.
+    if !attempt.delay.is_zero() {
+        tracing::info!(%email, delay = ?attempt.delay, "login slowed: recent failures for this email");
+        tokio::time::sleep(attempt.delay).await;
+    }
     // The same steps whether or not the email is an agent's, so that the time the answer
     // takes says nothing about which emails exist.
     let agent = auth::roster_agent(&state.live.load().bundle.roster, &email).cloned();

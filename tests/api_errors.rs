@@ -1060,3 +1060,86 @@ async fn the_widget_may_call_the_visitor_api_from_another_site() {
     assert_eq!(call.status, 200);
     assert_eq!(call.header("access-control-allow-origin"), Some("*"));
 }
+
+/// The offline-message endpoint is for pages of this server (the widget sends its offline
+/// form through the visitor API): it answers no CORS, so a page elsewhere cannot make its
+/// visitors' browsers post messages, while a same-site or non-browser call still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offline_endpoint_answers_no_cors() {
+    let server = Bundle::live(1).serve(&[]);
+    let api = Api::new(&server.url);
+    let path = "/api/v1/bots/support/offline";
+    let preflight = api
+        .request("OPTIONS", path)
+        .header("origin", "https://elsewhere.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await;
+    assert_eq!(preflight.header("access-control-allow-origin"), None);
+    assert_eq!(preflight.header("access-control-allow-methods"), None);
+    assert_error!(preflight, 405, "method_not_allowed");
+    let values = json!({"values": {"email": "zoe@example.com", "message": "Call me back"}});
+    let call = api
+        .request("POST", path)
+        .header("origin", "https://elsewhere.example")
+        .json(&values)
+        .send()
+        .await;
+    assert_eq!(call.status, 201, "{}", call.body);
+    assert_eq!(call.header("access-control-allow-origin"), None);
+    // The visitor API next to it still answers other sites.
+    let session = api
+        .request("OPTIONS", "/api/v1/visitor/sessions")
+        .header("origin", "https://elsewhere.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await;
+    assert_eq!(session.header("access-control-allow-origin"), Some("*"));
+}
+
+/// Issue #10: a waiting request routed to a team is that team's. An agent of another team
+/// of the bot may read it, but not accept, transfer (to their own team, to accept it then)
+/// or resolve it; an admin may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_outside_the_routed_team_may_read_a_waiting_request_but_not_take_it() {
+    const BEA: &str = "bea@acme.example";
+    let server = Bundle::live(1)
+        .team("billing", &["support"])
+        .agent("Bea", BEA, "billing")
+        .live_chat(|d| d.route(r#"[{ team = "billing" }]"#))
+        .serve(&[&agent_email(0), BEA, BOSS]);
+    let api = Api::new(&server.url);
+    let ana = api.go_online(&agent_email(0)).await; // team desk
+    let _bea = api.go_online(BEA).await; // team billing
+    let boss = api.login(BOSS).await;
+    let visitor = api.session("support").await;
+    api.request_live_chat(&visitor.token).await;
+    let conv = &visitor.conv;
+    let before = api.details(&ana.token, conv).await;
+    assert_eq!(
+        (&before["status"], &before["team"]),
+        (&json!("new"), &json!("billing"))
+    );
+
+    let accept = api.act(&ana.token, conv, "accept", json!({})).await;
+    assert_error!(accept, 409, "not_available", "accept");
+    let transfer = api
+        .act(&ana.token, conv, "transfer", json!({"team": "desk"}))
+        .await;
+    assert_error!(transfer, 403, "not_allowed", "transfer to her own team");
+    let resolve = api.act(&ana.token, conv, "resolve", json!({})).await;
+    assert_error!(resolve, 403, "not_allowed", "resolve");
+    let after = api.details(&ana.token, conv).await;
+    assert_eq!(
+        (&after["status"], &after["team"], &after["assignee"]),
+        (&json!("new"), &json!("billing"), &Value::Null)
+    );
+
+    // An admin may move it to her team; then it is hers to take.
+    api.act_ok(&boss, conv, "transfer", json!({"team": "desk"}))
+        .await;
+    api.act_ok(&ana.token, conv, "accept", json!({})).await;
+    let taken = api.details(&ana.token, conv).await;
+    assert_eq!(taken["assignee"], json!(agent_email(0)));
+}

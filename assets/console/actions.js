@@ -6,6 +6,7 @@ import { $, h, clear, button, announce } from './dom.js';
 import { API, api, reason, REASONS } from './api.js';
 import { session, isMe, isAdmin } from './state.js';
 import { includes } from './format.js';
+import { forTeams } from './sections.js';
 import { openId, conv, loadOpen, notice, setNotice } from './conversation.js';
 import { scheduleRefresh } from './lists.js';
 import { focusComposer } from './composer.js';
@@ -24,25 +25,28 @@ export function renderActions(d) {
   const mine = isMe(d.assignee);
   const admin = isAdmin();
   const muted = includes(d.muted, me);
-  const key = [d.id, d.status, d.assignee, admin, muted].join('|');
+  // A waiting request routed to another team is read-only here (the server refuses too).
+  const ours = forTeams(d, admin ? null : session.me.teams);
+  const key = [d.id, d.status, d.assignee, d.team, admin, muted].join('|');
   if (key === shownKey) return; // the same buttons: keep them (a click may be under way)
   shownKey = key;
   const bar = $('conv-actions');
   clear(bar);
   const st = d.status;
   const open = st === 'assigned' || st === 'chatting';
-  if (st === 'new') {
+  const waiting = st === 'new' && ours;
+  if (waiting) {
     bar.appendChild(button('Accept', 'primary', accept));
     if (!muted) {
       bar.appendChild(button('Mute', '', () => command('mute', undefined, 'Muted: it waits under Awaiting.')));
     }
   }
   if (st === 'bot' || st === 'collecting') bar.appendChild(button('Take over', 'primary', takeOver));
-  if (st === 'new' || (open && (mine || admin))) bar.appendChild(button('Transfer', '', showTransfer));
+  if (waiting || (open && (mine || admin))) bar.appendChild(button('Transfer', '', showTransfer));
   if (open && mine) {
     bar.appendChild(button('Give back', '', () => command('unassign', undefined, 'Given back: it rings for the others.')));
   }
-  if (st === 'collecting' || st === 'new' || (open && (mine || admin))) {
+  if (st === 'collecting' || waiting || (open && (mine || admin))) {
     bar.appendChild(button('Resolve', '', showResolve));
   }
   if (st === 'bot' || st === 'resolved' || st === 'ended') {

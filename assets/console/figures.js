@@ -42,11 +42,14 @@ export function totalRows(total) {
   return rows;
 }
 
-/** One CSV cell. A cell a spreadsheet would run as a formula gets a quote in front. */
+/** One CSV cell. A cell a spreadsheet would run as a formula gets a quote in front: one
+ *  that starts a formula, or any of whose `,`/`;`/tab-separated parts does (spreadsheets in
+ *  many locales split on `;`); the same rule as the server's CSV (`engine::queries`). A
+ *  cell holding a separator is quoted, so it stays one cell whatever the split. */
 export function csvCell(v) {
   let s = v == null ? '' : String(v);
-  if (/^[=+\-@\t\r]/.test(s)) s = "'" + s;
-  return /[",\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
+  if (/^[\t\r]|(^|[,;\t])[=+\-@]/.test(s)) s = "'" + s;
+  return /[",;\t\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
 }
 
 function csvLine(cells) {

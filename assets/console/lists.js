@@ -76,7 +76,7 @@ export async function refresh() {
 
 function renderLists() {
   const me = session.me.email;
-  const groups = groupBySection(convs.values(), me);
+  const groups = groupBySection(convs.values(), me, isAdmin() ? null : session.me.teams);
   const focused = document.activeElement && document.activeElement.getAttribute('data-id');
   for (const name of SECTIONS) {
     const sec = $('sec-' + name);

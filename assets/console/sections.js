@@ -8,10 +8,19 @@ export const SECTIONS = ['new', 'awaiting', 'mine', 'others', 'bot', 'resolved']
 
 export const TITLE = 'livechat console';
 
-/** Where `conv` is listed for the agent `me` (an email). */
-export function sectionOf(conv, me) {
+/** Whether an agent in `teams` (null or undefined: an admin, who may do anything) may
+ *  take `conv` while it waits: it is routed to one of their teams, or to no team (then any
+ *  team serving its bot rings). A request routed elsewhere they may only read. */
+export function forTeams(conv, teams) {
+  return !teams || !conv.team || includes(teams, conv.team);
+}
+
+/** Where `conv` is listed for the agent `me` (an email) in `teams` (see `forTeams`): a
+ *  waiting request routed to another team is listed with the others' chats. */
+export function sectionOf(conv, me, teams) {
   switch (conv.status) {
     case 'new':
+      if (!forTeams(conv, teams)) return 'others';
       return includes(conv.muted, me) ? 'awaiting' : 'new';
     case 'assigned':
     case 'chatting':
@@ -49,9 +58,9 @@ export function since(conv) {
 }
 
 /** The conversations by section, each in the order given (the server's order). */
-export function groupBySection(convs, me) {
+export function groupBySection(convs, me, teams) {
   const groups = Object.fromEntries(SECTIONS.map((name) => [name, []]));
-  for (const conv of convs) groups[sectionOf(conv, me)].push(conv);
+  for (const conv of convs) groups[sectionOf(conv, me, teams)].push(conv);
   return groups;
 }
 
@@ -67,6 +76,7 @@ export function rowKey(conv, section, me) {
 export function rowMeta(conv, section, nameOf) {
   const meta = [conv.bot];
   if (section === 'others' && conv.assignee) meta.push(nameOf(conv.assignee));
+  if (section === 'others' && conv.status === 'new') meta.push('waiting for team ' + conv.team);
   if (
     section === 'resolved' || section === 'bot' ||
     conv.status === 'chatting' || conv.status === 'assigned'

@@ -1,15 +1,31 @@
-//! The brake on password guessing: after `MAX_FAILURES` failed logins for one email, or
-//! from one client address, within `WINDOW`, further logins are refused until the oldest
-//! failure ages out. Kept in memory: a restart forgets, which costs a guesser little.
+//! The brake on password guessing, in two parts that an attacker cannot turn against the
+//! agent they guess at:
+//!
+//! - **Per client address**: after `MAX_FAILURES` failed logins from one client network
+//!   (an address, an IPv6 /64) within `WINDOW`, its further logins are refused, whatever
+//!   the email, until the oldest failure ages out.
+//! - **Per account, a delay, never a lock**: after `FREE_FAILURES` failed logins for one
+//!   email within `WINDOW`, each further login for it, from anywhere, waits before its
+//!   password is checked: `FIRST_DELAY`, doubling with each failure, at most `MAX_DELAY`.
+//!   Guesses from many addresses slow down; the real agent still signs in, at worst
+//!   `MAX_DELAY` later.
+//!
+//! Kept in memory: a restart forgets, which costs a guesser little.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Failed logins allowed per email and per client address within `WINDOW`.
+/// Failed logins allowed per client network within `WINDOW`.
 pub const MAX_FAILURES: usize = 10;
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Failed logins for one email within `WINDOW` before its logins are slowed down.
+pub const FREE_FAILURES: usize = 3;
+pub const FIRST_DELAY: Duration = Duration::from_millis(250);
+pub const MAX_DELAY: Duration = Duration::from_secs(4);
+/// Failures remembered per key: more change nothing (the delay is at its most by then).
+const REMEMBERED: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
@@ -36,6 +52,16 @@ struct State {
 pub struct Attempt {
     keys: Vec<Key>,
     at: Instant,
+    /// How long the login waits before its password is checked.
+    pub delay: Duration,
+}
+
+/// The wait before checking a password for an email with `failures` recent failures.
+pub fn delay_after(failures: usize) -> Duration {
+    match failures.checked_sub(FREE_FAILURES) {
+        None => Duration::ZERO,
+        Some(over) => FIRST_DELAY.saturating_mul(1 << over.min(16)).min(MAX_DELAY),
+    }
 }
 
 impl LoginLimiter {
@@ -43,40 +69,45 @@ impl LoginLimiter {
         LoginLimiter::default()
     }
 
-    /// Starts a login for `email_key` from `client` (when the address is known), or refuses
-    /// it with how long to wait.
+    /// Starts a login for `email_key` from `client` (when the address is known, as the
+    /// network one client controls: `http::address::network`), with the delay it waits;
+    /// or refuses it, when the client network has used up its tries, with how long to
+    /// wait. The email's failures never refuse a login.
     pub fn begin(
         &self,
         email_key: &str,
         client: Option<IpAddr>,
         now: Instant,
     ) -> Result<Attempt, Duration> {
-        let mut keys = vec![Key::Email(email_key.to_string())];
-        keys.extend(client.map(|ip| Key::Client(network(ip))));
+        let email = Key::Email(email_key.to_string());
+        let client = client.map(Key::Client);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.sweep(now);
-        let mut wait = Duration::ZERO;
-        for key in &keys {
-            if let Some(times) = state.failures.get_mut(key) {
-                forget_old(times, now);
-                if times.len() >= MAX_FAILURES {
-                    // Allowed again once enough of the oldest have aged out.
-                    let frees = times[times.len() - MAX_FAILURES];
-                    wait = wait.max((frees + WINDOW).saturating_duration_since(now));
-                }
+        if let Some(times) = client.as_ref().and_then(|k| state.failures.get_mut(k)) {
+            forget_old(times, now);
+            if times.len() >= MAX_FAILURES {
+                // Allowed again once enough of the oldest have aged out.
+                let frees = times[times.len() - MAX_FAILURES];
+                return Err((frees + WINDOW).saturating_duration_since(now));
             }
         }
-        if !wait.is_zero() {
-            return Err(wait);
-        }
+        let failures = state.failures.get_mut(&email).map_or(0, |times| {
+            forget_old(times, now);
+            times.len()
+        });
+        let keys: Vec<Key> = std::iter::once(email).chain(client).collect();
         for key in &keys {
-            state
-                .failures
-                .entry(key.clone())
-                .or_default()
-                .push_back(now);
+            let times = state.failures.entry(key.clone()).or_default();
+            times.push_back(now);
+            if times.len() > REMEMBERED {
+                times.pop_front();
+            }
         }
-        Ok(Attempt { keys, at: now })
+        Ok(Attempt {
+            keys,
+            at: now,
+            delay: delay_after(failures),
+        })
     }
 
     /// The attempt succeeded: it is no failure.
@@ -122,20 +153,6 @@ fn forget_old(times: &mut VecDeque<Instant>, now: Instant) {
     }
 }
 
-/// The unit one client controls: an IPv4 address, or an IPv6 /64 (one site's network).
-fn network(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let bits = u128::from(v6) & (u128::MAX << 64);
-                IpAddr::V6(Ipv6Addr::from(bits))
-            }
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,28 +173,31 @@ mod tests {
     }
 
     #[test]
-    fn the_eleventh_failure_for_an_email_is_refused_until_the_first_ages_out() {
+    fn failures_for_an_email_slow_its_logins_down_and_never_refuse_them() {
         let limiter = LoginLimiter::new();
         let t0 = Instant::now();
-        fail_times(&limiter, "ana@acme.example", None, t0, 1);
-        fail_times(&limiter, "ana@acme.example", None, t0 + MINUTE, 9);
-        let wait = limiter
-            .begin("ana@acme.example", None, t0 + 2 * MINUTE)
-            .unwrap_err();
-        assert_eq!(wait, 13 * MINUTE);
-        // Other emails are not held back by Ana's failures.
-        assert!(
-            limiter
-                .begin("bo@acme.example", None, t0 + 2 * MINUTE)
-                .is_ok()
+        let delays: Vec<Duration> = (0..9)
+            .map(|_| limiter.begin("ana@acme.example", None, t0).unwrap().delay)
+            .collect();
+        let ms = Duration::from_millis;
+        assert_eq!(
+            delays,
+            [0, 0, 0, 250, 500, 1000, 2000, 4000, 4000].map(ms).to_vec()
         );
-        // Once the first failure is 15 minutes old, one more attempt is allowed.
-        assert!(limiter.begin("ana@acme.example", None, t0 + WINDOW).is_ok());
-        assert!(
-            limiter
-                .begin("ana@acme.example", None, t0 + WINDOW)
-                .is_err()
-        );
+        // A hundred more from anywhere: slower, never refused, never slower than the most.
+        for i in 0..100u8 {
+            let ip = Some(IpAddr::from([198, 51, 100, i]));
+            let attempt = limiter.begin("ana@acme.example", ip, t0 + MINUTE);
+            assert_eq!(attempt.unwrap().delay, MAX_DELAY);
+        }
+        // Other emails are not slowed by Ana's failures.
+        let bo = limiter.begin("bo@acme.example", None, t0 + MINUTE).unwrap();
+        assert_eq!(bo.delay, Duration::ZERO);
+        // Once the failures are 15 minutes old, no delay.
+        let later = limiter
+            .begin("ana@acme.example", None, t0 + MINUTE + WINDOW)
+            .unwrap();
+        assert_eq!(later.delay, Duration::ZERO);
     }
 
     #[test]
@@ -200,39 +220,40 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_clients_are_counted_per_64_network() {
+    fn a_client_address_is_refused_until_its_first_failure_ages_out() {
         let limiter = LoginLimiter::new();
+        let ip = Some(IpAddr::from([203, 0, 113, 7]));
         let t0 = Instant::now();
-        for i in 0..MAX_FAILURES {
-            let ip: IpAddr = format!("2001:db8:1:2::{i:x}").parse().unwrap();
-            let _ = limiter
-                .begin(&format!("g{i}@x.example"), Some(ip), t0)
-                .unwrap();
-        }
-        let same_net: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
-        let other_net: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert!(limiter.begin("ana@x.example", Some(same_net), t0).is_err());
-        assert!(limiter.begin("ana@x.example", Some(other_net), t0).is_ok());
-        let mapped: IpAddr = "::ffff:203.0.113.7".parse().unwrap();
-        assert_eq!(network(mapped), "203.0.113.7".parse::<IpAddr>().unwrap());
+        fail_times(&limiter, "g@acme.example", ip, t0, 1);
+        fail_times(
+            &limiter,
+            "h@acme.example",
+            ip,
+            t0 + MINUTE,
+            MAX_FAILURES - 1,
+        );
+        let wait = limiter
+            .begin("ana@acme.example", ip, t0 + 2 * MINUTE)
+            .unwrap_err();
+        assert_eq!(wait, 13 * MINUTE);
+        assert!(limiter.begin("ana@acme.example", ip, t0 + WINDOW).is_ok());
+        assert!(limiter.begin("ana@acme.example", ip, t0 + WINDOW).is_err());
     }
 
     #[test]
     fn a_successful_login_takes_back_its_own_attempt_only() {
         let limiter = LoginLimiter::new();
         let t0 = Instant::now();
-        fail_times(&limiter, "ana@acme.example", None, t0, MAX_FAILURES - 1);
+        fail_times(&limiter, "ana@acme.example", None, t0, FREE_FAILURES - 1);
         let ok = limiter
             .begin("ana@acme.example", None, t0 + MINUTE)
             .unwrap();
         limiter.succeeded(ok);
-        // Nine failures stand; a tenth is allowed, an eleventh is not.
-        assert!(limiter.begin("ana@acme.example", None, t0 + MINUTE).is_ok());
-        assert!(
-            limiter
-                .begin("ana@acme.example", None, t0 + MINUTE)
-                .is_err()
-        );
+        // The failures stand: one more is free, the next is slowed.
+        let free = limiter.begin("ana@acme.example", None, t0 + MINUTE);
+        assert_eq!(free.unwrap().delay, Duration::ZERO);
+        let slowed = limiter.begin("ana@acme.example", None, t0 + MINUTE);
+        assert_eq!(slowed.unwrap().delay, FIRST_DELAY);
     }
 
     #[test]

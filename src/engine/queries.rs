@@ -479,13 +479,21 @@ pub async fn conversations_csv(
 }
 
 /// One CSV field: quoted when it needs to be, and never read as a formula by a spreadsheet.
+/// Spreadsheets in many locales split on `;` (or a tab) rather than `,`, so a field is
+/// guarded when any of its `,`/`;`/tab-separated parts starts a formula, and quoted
+/// whenever it holds any of those separators, which keeps it one cell whatever the
+/// spreadsheet splits on.
 fn csv_field(s: &str) -> String {
-    let guarded = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    const SEPARATORS: [char; 3] = [',', ';', '\t'];
+    let formula = s.starts_with('\r')
+        || s.split(SEPARATORS)
+            .any(|part| part.starts_with(['=', '+', '-', '@']));
+    let guarded = if formula || s.starts_with('\t') {
         format!("'{s}")
     } else {
         s.to_string()
     };
-    if guarded.contains([',', '"', '\n', '\r']) {
+    if guarded.contains([',', ';', '\t', '"', '\n', '\r']) {
         format!("\"{}\"", guarded.replace('"', "\"\""))
     } else {
         guarded
@@ -510,6 +518,22 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
+    }
+
+    #[test]
+    fn csv_guards_formulas_after_any_separator_a_spreadsheet_may_split_on() {
+        // A `;` or tab splitting spreadsheet would see `=cmd…` as a cell of its own.
+        assert_eq!(
+            csv_field("ok;=cmd|' /C calc'!A0"),
+            "\"'ok;=cmd|' /C calc'!A0\""
+        );
+        assert_eq!(csv_field("ok\t+1"), "\"'ok\t+1\"");
+        assert_eq!(csv_field("a,@SUM(1)"), "\"'a,@SUM(1)\"");
+        assert_eq!(csv_field("x;-2"), "\"'x;-2\"");
+        // A separator alone only quotes, so the field stays one cell.
+        assert_eq!(csv_field("yes; thanks"), "\"yes; thanks\"");
+        assert_eq!(csv_field("\tx"), "\"'\tx\"");
+        assert_eq!(csv_field("a - b"), "a - b");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::address::network;
 use super::client::ClientAddr;
 use super::error::{ApiJson, AppError};
 use crate::auth::limiter::LoginLimiter;
@@ -43,7 +44,7 @@ async fn login(
 ) -> Result<Response, Response> {
     let email = auth::email_key(&request.email);
     // Without connect info (a router in a unit test) the limit holds per email only.
-    let client = client.ip;
+    let client = client.ip.map(network);
     let attempt = match limiter.begin(&email, client, Instant::now()) {
         Ok(attempt) => attempt,
         Err(wait) => {
@@ -51,6 +52,12 @@ async fn login(
             return Err(too_many_attempts(wait));
         }
     };
+    // An email guessed at from many addresses is slowed down, never locked: the real
+    // agent still signs in, at worst `limiter::MAX_DELAY` later.
+    if !attempt.delay.is_zero() {
+        tracing::info!(%email, delay = ?attempt.delay, "login slowed: recent failures for this email");
+        tokio::time::sleep(attempt.delay).await;
+    }
     // The same steps whether or not the email is an agent's, so that the time the answer
     // takes says nothing about which emails exist.
     let agent = auth::roster_agent(&state.live.load().bundle.roster, &email).cloned();

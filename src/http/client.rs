@@ -26,12 +26,6 @@ pub struct ClientAddr {
 }
 
 impl ClientAddr {
-    /// The key of per-address limits: the address as text, or `unknown`.
-    pub fn key(&self) -> String {
-        self.ip
-            .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
-    }
-
     /// The client of a request that came from `peer` with `headers`.
     pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> ClientAddr {
         let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));

@@ -1,6 +1,7 @@
 //! What one client may hold or make the server do: open WebSockets per client address,
-//! offline-form submissions per address, transcript mails per visitor. In memory: a
-//! restart forgets them, which is fine for limits this short.
+//! offline-form submissions per address, transcript mails per visitor. An address is
+//! counted by `address::network` (an IPv6 client by its /64). In memory: a restart forgets
+//! them, which is fine for limits this short.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -8,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
+
+use super::address::network;
 
 /// One of the server's `max_connections` places (see `server::listen`). Every request
 /// carries one in its extensions; a WebSocket handler keeps it for the socket's life, so
@@ -120,6 +123,7 @@ impl Limits {
 
     /// A WebSocket place for a client address, or None when it holds its limit already.
     pub fn open_socket(self: &Arc<Self>, ip: IpAddr) -> Option<SocketPlace> {
+        let ip = network(ip);
         let mut open = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(ip).or_default();
         if *n >= self.sockets_per_address {
@@ -133,8 +137,8 @@ impl Limits {
     }
 
     /// Offline-form submissions from one client address.
-    pub fn allow_submission(&self, ip: &str) -> bool {
-        self.submissions.allow(ip)
+    pub fn allow_submission(&self, ip: IpAddr) -> bool {
+        self.submissions.allow(&network(ip).to_string())
     }
 
     /// Transcript mails for one visitor.
@@ -154,7 +158,7 @@ impl Limits {
 
     /// A new visitor session from a client address.
     pub fn allow_session(&self, ip: IpAddr) -> bool {
-        self.sessions.allow(&ip.to_string())
+        self.sessions.allow(&network(ip).to_string())
     }
 }
 
@@ -177,6 +181,28 @@ mod tests {
         assert!(limits.open_socket(b).is_some());
         drop(first);
         assert!(limits.open_socket(a).is_some());
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_per_64_network() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let settings = crate::settings::ServerLimits {
+            sockets_per_address: 1,
+            sessions_per_address: 1,
+            ..Default::default()
+        };
+        let limits = Arc::new(Limits::new(&settings));
+        for i in 0..5 {
+            assert!(limits.allow_submission(ip(&format!("2001:db8:1:2::{i:x}"))));
+        }
+        assert!(!limits.allow_submission(ip("2001:db8:1:2:ffff::1")));
+        assert!(limits.allow_submission(ip("2001:db8:1:3::1")));
+        let _place = limits.open_socket(ip("2001:db8:1:2::1")).unwrap();
+        assert!(limits.open_socket(ip("2001:db8:1:2::2")).is_none());
+        assert!(limits.open_socket(ip("2001:db8:1:3::1")).is_some());
+        assert!(limits.allow_session(ip("2001:db8:1:2::1")));
+        assert!(!limits.allow_session(ip("2001:db8:1:2::2")));
+        assert!(limits.allow_session(ip("2001:db8:1:3::1")));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! HTTP routes. Handlers are thin: they check the caller and the input, then call into
 //! the config, the store or the engine.
 
+mod address;
 mod admin;
 mod agent;
 mod assets;
@@ -24,6 +25,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
+use std::time::Duration;
 
 use crate::chat::conversation::Rejection;
 use crate::engine::EngineError;
@@ -71,7 +73,6 @@ pub fn router(state: AppState) -> Router {
             "/bots/{bot}/contact",
             get(pages::contact_page).post(pages::contact_submit),
         )
-        .route("/api/v1/bots/{bot}/offline", post(pages::offline_api))
         .route(
             "/set-password",
             get(pages::set_password_page).post(pages::set_password_submit),
@@ -87,7 +88,7 @@ pub fn router(state: AppState) -> Router {
         .route("/demo/{bot}", get(landing::demo))
         .route("/favicon.svg", get(landing::favicon))
         .route("/favicon.ico", get(landing::favicon));
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .route("/api/v1/admin/outbox", get(admin::outbox))
@@ -101,36 +102,50 @@ pub fn router(state: AppState) -> Router {
         .merge(visitor)
         .merge(agent)
         .merge(pages)
-        .merge(browser)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        // A request, its body read included, gets `request_timeout` (a WebSocket's life is
-        // not a request: the upgrade answers at once).
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                    AppError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "request_timeout",
-                        "the request took too long; send it again",
-                    )
-                }))
-                .timeout(request_timeout),
-        )
+        .merge(browser);
+    // Routes that answer no CORS: they join after the CORS layer, bounded the same way.
+    let cors_free = Router::new().route(
+        "/api/v1/bots/{bot}/offline",
+        post(pages::offline_api).fallback(method_not_allowed),
+    );
+    bounded(routes, request_timeout)
         .fallback(|| async {
             AppError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
-        .method_not_allowed_fallback(|| async {
-            AppError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this endpoint does not take that method",
-            )
-        })
+        .method_not_allowed_fallback(method_not_allowed)
         // Outermost, so it answers preflights before routing: the widget calls from other
         // sites. No credentials are allowed across origins, so the agent API's cookie never
         // rides along; bearer tokens are not ambient, so they open nothing either.
         .layer(visitor::cors())
+        // Not for other sites: the widget sends its offline form through the visitor API,
+        // and this endpoint checks no `allowed_origins`, so with CORS any page could make
+        // its visitors' browsers post messages from their many addresses.
+        .merge(bounded(cors_free, request_timeout))
         .with_state(state)
+}
+
+/// Every route's body limit and request timeout: a request, its body read included, gets
+/// `request_timeout` (a WebSocket's life is not a request: the upgrade answers at once).
+fn bounded(routes: Router<AppState>, request_timeout: Duration) -> Router<AppState> {
+    routes.layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).layer(
+        tower::ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                AppError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request took too long; send it again",
+                )
+            }))
+            .timeout(request_timeout),
+    )
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
 }
 
 /// How the engine's answers reach clients: a status and a stable code.

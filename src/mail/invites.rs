@@ -14,6 +14,9 @@ use crate::config::Roster;
 use crate::config::schema::Role;
 use crate::store::StoreError;
 
+/// The outbox's `kind` of an invitation mail.
+pub const KIND: &str = "invite";
+
 pub const LIFETIME: SignedDuration = SignedDuration::from_hours(7 * 24);
 
 /// How long the first-run setup link that `serve` prints stays valid: it is on a screen or
@@ -155,7 +158,7 @@ pub fn invite_new_agents(
             outbox::enqueue(
                 tx,
                 &Item::Mail(Mail {
-                    kind: "invite".into(),
+                    kind: KIND.into(),
                     to: vec![agent.email.as_str().to_string()],
                     reply_to: None,
                     subject,

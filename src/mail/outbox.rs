@@ -258,6 +258,10 @@ impl Worker {
         let now = Timestamp::now();
         let id = due.id.clone();
         let attempts = due.attempts + 1;
+        let kept = match (&result, &due.item) {
+            (Ok(_), Ok(item)) => as_kept_once_sent(item),
+            _ => None,
+        };
         let record = match &result {
             Ok(note) => {
                 tracing::info!("outbox: {id} delivered ({note})");
@@ -286,9 +290,10 @@ impl Worker {
             .run(move |c| {
                 match record {
                     Outcome::Sent => c.execute(
-                        "UPDATE outbox SET status = 'sent', attempts = ?2, sent_at = ?3, last_error = NULL
+                        "UPDATE outbox SET status = 'sent', attempts = ?2, sent_at = ?3, last_error = NULL,
+                         payload = coalesce(?4, payload)
                          WHERE id = ?1",
-                        params![id, attempts, now.to_string()],
+                        params![id, attempts, now.to_string(), kept],
                     )?,
                     Outcome::Dead(e) => c.execute(
                         "UPDATE outbox SET status = 'dead', attempts = ?2, last_error = ?3 WHERE id = ?1",
@@ -367,6 +372,24 @@ impl Worker {
     }
 }
 
+/// What an item's stored payload becomes once it is sent, when not itself: an invitation
+/// holds the one-time set-password link, which the database must not keep (only its hash,
+/// in `invites`), so its body is dropped; who it went to and the subject stay.
+fn as_kept_once_sent(item: &Item) -> Option<String> {
+    match item {
+        Item::Mail(mail) if mail.kind == super::invites::KIND => {
+            let note = "(not kept: this invitation's set-password link is secret)".to_string();
+            let kept = Item::Mail(Mail {
+                text: note.clone(),
+                html: note,
+                ..mail.clone()
+            });
+            serde_json::to_string(&kept).ok()
+        }
+        _ => None,
+    }
+}
+
 enum Outcome {
     Sent,
     Dead(String),
@@ -384,5 +407,24 @@ mod tests {
         assert_eq!(backoff(base, 2), Duration::from_secs(10));
         assert_eq!(backoff(base, 3), Duration::from_secs(20));
         assert_eq!(backoff(base, 20), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn a_sent_invitation_keeps_no_link_and_other_mail_is_kept_as_it_was() {
+        let mail = |kind: &str| Mail {
+            kind: kind.into(),
+            to: vec!["ana@acme.example".into()],
+            reply_to: None,
+            subject: "Hello".into(),
+            text: "http://x/set-password?token=T0k3nAbc".into(),
+            html: "<a href=\"http://x/set-password?token=T0k3nAbc\">".into(),
+        };
+        let kept = as_kept_once_sent(&Item::Mail(mail("invite"))).unwrap();
+        assert!(!kept.contains("T0k3nAbc"), "{kept}");
+        assert!(
+            kept.contains("ana@acme.example") && kept.contains("Hello"),
+            "{kept}"
+        );
+        assert_eq!(as_kept_once_sent(&Item::Mail(mail("offline_form"))), None);
     }
 }

@@ -159,6 +159,7 @@ impl Bundle {
 pub struct Desk {
     accept_timeout: String,
     idle_timeout: String,
+    route: String,
     more: Vec<String>,
 }
 
@@ -167,6 +168,7 @@ impl Default for Desk {
         Desk {
             accept_timeout: "90s".into(),
             idle_timeout: "10m".into(),
+            route: r#"[{ team = "desk" }]"#.into(),
             more: Vec::new(),
         }
     }
@@ -183,6 +185,12 @@ impl Desk {
         self
     }
 
+    /// The action's `route` (TOML), instead of `[{ team = "desk" }]`.
+    pub fn route(mut self, route: &str) -> Desk {
+        self.route = route.into();
+        self
+    }
+
     /// One more `key = value` line of the action.
     pub fn set(mut self, key: &str, value: &str) -> Desk {
         self.more.push(format!("{key} = {value}"));
@@ -190,7 +198,7 @@ impl Desk {
     }
 
     fn bot(&self) -> String {
-        let (accept, idle) = (&self.accept_timeout, &self.idle_timeout);
+        let (accept, idle, route) = (&self.accept_timeout, &self.idle_timeout, &self.route);
         let more: String = self.more.iter().map(|l| format!("{l}\n")).collect();
         format!(
             r#"name = "Acme Support"
@@ -221,7 +229,7 @@ offline_message = "We're offline at the moment."
 accept_timeout = "{accept}"
 idle_timeout = "{idle}"
 offline_form = "contact"
-route = [{{ team = "desk" }}]
+route = {route}
 {more}
 [offline_form.contact]
 fields = [

@@ -44,6 +44,14 @@ test('CSV cells: quoted when needed, formulas defused', () => {
   assert.equal(csvCell(0), '0');
 });
 
+test('CSV cells: a formula after a separator a spreadsheet may split on is defused', () => {
+  assert.equal(csvCell("ok;=cmd|' /C calc'!A0"), `"'ok;=cmd|' /C calc'!A0"`);
+  assert.equal(csvCell('ok\t+1'), `"'ok\t+1"`);
+  assert.equal(csvCell('a,@SUM(1)'), `"'a,@SUM(1)"`);
+  assert.equal(csvCell('yes; thanks'), '"yes; thanks"');
+  assert.equal(csvCell('a - b'), 'a - b');
+});
+
 test('the report CSV: per bot in order, then all, then per agent', () => {
   const figures = { conversations: 1, live_chat_requests: 1, accepted: 1, resolved: 1 };
   const csv = reportCsv({

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  TITLE, groupBySection, listQueries, mergeLists, newRinging, rowKey, rowMeta, sectionOf,
+  TITLE, forTeams, groupBySection, listQueries, mergeLists, newRinging, rowKey, rowMeta, sectionOf,
   since, titleFor,
 } from '../sections.js';
 
@@ -18,6 +18,21 @@ test('each status is listed where an agent looks for it', () => {
   for (const status of ['resolved', 'ended', 'closed']) {
     assert.equal(sectionOf({ status }, ME), 'resolved', status);
   }
+});
+
+test('a request waiting for another team is listed with the others\' chats, read-only', () => {
+  const billing = { status: 'new', bot: 'support', team: 'billing' };
+  // An agent of team desk: not theirs to take.
+  assert.equal(forTeams(billing, ['desk']), false);
+  assert.equal(sectionOf(billing, ME, ['desk']), 'others');
+  assert.equal(rowMeta(billing, 'others', (e) => e), 'support · waiting for team billing');
+  // Their own team's, one routed to no team, and anything for an admin (no teams given).
+  assert.equal(sectionOf(billing, ME, ['desk', 'billing']), 'new');
+  assert.equal(sectionOf({ status: 'new', team: null }, ME, ['desk']), 'new');
+  assert.equal(forTeams(billing, null), true);
+  assert.equal(sectionOf(billing, ME, null), 'new');
+  // Once taken, it is listed as any chat of someone else's.
+  assert.equal(sectionOf({ ...billing, status: 'chatting', assignee: 'x@y' }, ME, ['desk']), 'others');
 });
 
 test('grouping keeps the server\'s order within each section', () => {

@@ -248,6 +248,40 @@ fn routing_picks_the_team_that_rings() {
 }
 
 #[test]
+fn an_agent_outside_the_routed_team_cannot_move_a_waiting_request_to_accept_it() {
+    let w = World::new(support_bot("", ""));
+    let to_team = |by: &str, t: &str| Command::Transfer {
+        by: by.into(),
+        to: TransferTarget::Team(t.into()),
+    };
+    let c = w.start();
+    let (c, _) = w.ok(
+        &c,
+        Command::Choose {
+            step: None,
+            pick: Pick::Value("billing".into()),
+        },
+    );
+    let (c, _) = w.ok(&c, request());
+    assert_eq!(c.team.as_deref(), Some("billing"));
+    // Bea serves the bot, but not billing: no transfer, no accept, no resolve.
+    assert_eq!(w.code(&c, to_team(BEA, "support")), "not_allowed");
+    assert_eq!(w.code(&c, accept(BEA)), "not_available");
+    let resolve = Command::Resolve {
+        by: BEA.into(),
+        note: None,
+    };
+    assert_eq!(w.code(&c, resolve), "not_allowed");
+    // The routed team and an admin may move it.
+    assert_eq!(
+        w.ok(&c, to_team(CID, "support")).0.team.as_deref(),
+        Some("support")
+    );
+    let (moved, _) = w.ok(&c, to_team(ADM, "support"));
+    assert_eq!(w.ok(&moved, accept(BEA)).0.assignee.as_deref(), Some(BEA));
+}
+
+#[test]
 fn request_needs_a_live_chat_action() {
     let w = World::new(support_bot("", ""));
     let c = w.start();

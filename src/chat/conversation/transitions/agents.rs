@@ -143,6 +143,13 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
                 "only the assigned agent or an admin transfers".into(),
             ));
         }
+        // A waiting request is its routed team's: an agent outside it may read it, but not
+        // move it to a team (their own, say) where they could then accept it.
+        if self.conv.assignee.is_none() && !from.is_admin() && !self.serves(from) {
+            return Err(Rejection::NotAllowed(
+                "only the routed team or an admin transfers a waiting request".into(),
+            ));
+        }
         let previous = self.conv.assignee.clone();
         match to {
             TransferTarget::Agent(email) => {

@@ -1,6 +1,7 @@
 //! SQLite storage: one database file in the data directory, WAL mode, embedded migrations.
 
 pub mod checkpoint;
+pub mod lock;
 pub mod migrations;
 pub mod reader;
 pub mod revisions;

@@ -99,7 +99,10 @@ pub fn backup(data_dir: &Path, file: &Path, force: bool) -> Result<Summary, Back
     source.execute_batch("BEGIN DEFERRED")?;
     source.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
     let summary = {
-        let mut dest = Connection::open(&tmp.path)?;
+        let mut dest = Connection::open(&tmp.path).map_err(|source| StoreError::Open {
+            path: tmp.path.display().to_string(),
+            source,
+        })?;
         Backup::new(&source, &mut dest)?.run_to_completion(STEP_PAGES, STEP_PAUSE, None)?;
         // The source's pages say WAL; a backup is one file that opens without a -wal or
         // -shm beside it (the server turns WAL on again when it opens a restored copy).

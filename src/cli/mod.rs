@@ -1,13 +1,17 @@
 //! The command line: one file per subcommand; `main.rs` only dispatches here.
 //!
-//! Exit codes: 0 success, 1 the input is invalid (a bundle with errors, a refused apply),
-//! 2 the command could not run (unreadable directory, database error, bad flags).
+//! Exit codes: 0 success, 1 the input is invalid (a bundle with errors, a refused apply, a
+//! file that is not a livechat database, a backup that would overwrite a file),
+//! 2 the command could not run (unreadable directory, database error, bad flags), 3 the data
+//! directory is in use: a server runs on it (`restore`).
 
 mod agent;
 mod apply;
+mod backup;
 mod healthcheck;
 mod history;
 mod init;
+mod restore;
 mod rollback;
 mod send_test_email;
 mod serve;
@@ -74,6 +78,19 @@ pub enum Command {
     },
     /// Ask the running server for /healthz: exit 0 when it is up, 1 when not.
     Healthcheck,
+    /// Copy the database into FILE, consistently, while the server runs.
+    Backup {
+        /// Where to write the copy (a temporary file beside it is renamed to it).
+        file: std::path::PathBuf,
+        /// Overwrite FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Replace the database with a backup; the server must be stopped.
+    Restore {
+        /// A file written by `livechat backup`.
+        file: std::path::PathBuf,
+    },
     /// Write a commented starter bundle into DIR.
     Init {
         dir: std::path::PathBuf,
@@ -95,6 +112,8 @@ pub fn main() -> ExitCode {
         Command::SendTestEmail { address } => send_test_email::run(&cli.server, &address),
         Command::Agent(args) => agent::run(&cli.server, args),
         Command::Healthcheck => healthcheck::run(&cli.server),
+        Command::Backup { file, force } => backup::run(&cli.server, &file, force),
+        Command::Restore { file } => restore::run(&cli.server, &file),
     }
 }
 

@@ -8,6 +8,7 @@ use crate::http::AppState;
 use crate::mail::invites::{self, FirstRun};
 use crate::server;
 use crate::settings::{LogFormat, ServerArgs};
+use crate::store::lock::DataDirLock;
 
 pub fn run(args: &ServerArgs) -> ExitCode {
     let settings = match args.resolve() {
@@ -15,6 +16,12 @@ pub fn run(args: &ServerArgs) -> ExitCode {
         Err(e) => return super::fail(e),
     };
     init_logging(settings.log_format);
+    // Held until the server has stopped: `livechat restore` refuses while it is, and a second
+    // server on the same database is refused here.
+    let _owner = match DataDirLock::try_acquire(&settings.data_dir) {
+        Ok(lock) => lock,
+        Err(e) => return super::fail(e),
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return super::fail(format!("cannot start the async runtime: {e}")),

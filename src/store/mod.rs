@@ -1,7 +1,9 @@
 //! SQLite storage: one database file in the data directory, WAL mode, embedded migrations.
 
+pub mod backup;
 pub mod checkpoint;
 pub mod health;
+pub mod lock;
 pub mod migrations;
 pub mod reader;
 pub mod revisions;

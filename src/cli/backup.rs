@@ -1,0 +1,39 @@
+//! `livechat backup FILE`: a consistent copy of the database, taken while the server serves.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::settings::ServerArgs;
+use crate::store::backup::{self, BackupError, Summary};
+
+pub fn run(server: &ServerArgs, file: &Path, force: bool) -> ExitCode {
+    let settings = match server.resolve() {
+        Ok(settings) => settings,
+        Err(e) => return super::fail(e),
+    };
+    match backup::backup(&settings.data_dir, file, force) {
+        Ok(summary) => {
+            println!("wrote {}: {}", file.display(), describe(&summary));
+            ExitCode::SUCCESS
+        }
+        Err(e @ BackupError::Exists(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+        Err(e) => super::fail(e),
+    }
+}
+
+/// `1404928 bytes (1.3 MiB), last event seq 1234, config revision 3, schema version 9`.
+pub(crate) fn describe(summary: &Summary) -> String {
+    let revision = summary
+        .revision
+        .map_or("none".to_string(), |r| r.to_string());
+    format!(
+        "{} bytes ({:.1} MiB), last event seq {}, config revision {revision}, schema version {}",
+        summary.bytes,
+        summary.bytes as f64 / (1024.0 * 1024.0),
+        summary.last_seq,
+        summary.schema_version
+    )
+}

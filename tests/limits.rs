@@ -60,15 +60,21 @@ fn slow_clients_are_cut_off_and_capped() {
             tcp
         })
         .collect();
+    let opened = start.elapsed();
     for tcp in &mut slow {
         until_closed(tcp, Duration::from_secs(5));
     }
     let all_cut = start.elapsed();
+    // Never cut at all before the fix; the bound leaves room for a busy machine.
     assert!(
-        all_cut < Duration::from_secs(4),
-        "200 slow headers cut in {all_cut:?}"
+        all_cut < opened + Duration::from_secs(8),
+        "{count} slow headers: opened in {opened:?}, cut in {all_cut:?}"
     );
-    eprintln!("200 slow-header connections cut in {all_cut:?}");
+    eprintln!(
+        "{count} slow-header connections opened in {opened:?}, all cut {:?} after the last \
+         was opened (header_timeout 1s)",
+        all_cut - opened
+    );
 
     // A kept-alive connection that idles after its request is closed as well.
     let mut idle = TcpStream::connect(&addr).unwrap();

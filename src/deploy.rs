@@ -77,13 +77,18 @@ pub fn apply_noted(
     apply_locked(conn, live_dir, bundle, source, note, dry_run)
 }
 
-/// Takes the bundle directory's lock for installing (creating the directory if need be).
-pub fn lock_exclusive(live_dir: &Path) -> Result<BundleLock, DeployError> {
-    let install_err = |source| DeployError::Install {
+/// How a failure to write into `live_dir` is reported.
+fn install_error(live_dir: &Path) -> impl Fn(io::Error) -> DeployError + '_ {
+    move |source| DeployError::Install {
         dir: live_dir.display().to_string(),
         source,
-    };
-    fs::create_dir_all(live_dir).map_err(install_err)?;
+    }
+}
+
+/// Takes the bundle directory's lock for installing (creating the directory if need be).
+pub fn lock_exclusive(live_dir: &Path) -> Result<BundleLock, DeployError> {
+    let install_err = install_error(live_dir);
+    fs::create_dir_all(live_dir).map_err(&install_err)?;
     BundleLock::exclusive(live_dir).map_err(install_err)
 }
 
@@ -97,10 +102,7 @@ pub fn apply_locked(
     note: Option<&str>,
     dry_run: bool,
 ) -> Result<ApplyOutcome, DeployError> {
-    let install_err = |source| DeployError::Install {
-        dir: live_dir.display().to_string(),
-        source,
-    };
+    let install_err = install_error(live_dir);
     let live = revisions::latest(conn)?;
     let base_bundle = match &live {
         Some(revision) => stored_bundle(revision),

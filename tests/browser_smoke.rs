@@ -7,19 +7,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
-use common::browser::Browser;
+use common::browser::{Browser, host_site};
+use common::bundle::example_bundle;
 use serde_json::Value;
-
-/// Copies `examples/bots` into the server's bots directory.
-fn example_bundle(dir: &std::path::Path) {
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bots");
-    for entry in std::fs::read_dir(examples).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
-        }
-    }
-}
 
 /// The text of the widget's shadow root, polled until `pred` holds for it.
 async fn widget_text_until(browser: &Browser, what: &str, pred: impl Fn(&str) -> bool) -> String {
@@ -84,22 +74,13 @@ async fn the_example_bots_pages_start_on_their_own_server() {
 
     // A page on another origin that mounts the support bot's full-page chat: the bot lists
     // only example.com sites, so the chat is refused, with a notice and the contact form.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let elsewhere = format!("http://{}", listener.local_addr().unwrap());
     let html = format!(
         r#"<!doctype html><html><head><meta charset="utf-8"><title>Elsewhere</title></head>
 <body><main id="livechat-page"></main>
 <script src="{}/widget.js" data-bot="support" data-mode="page"></script></body></html>"#,
         server.url
     );
-    let app = axum::Router::new().route(
-        "/",
-        axum::routing::get(move || {
-            let html = html.clone();
-            async move { axum::response::Html(html) }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let elsewhere = host_site(html).await;
     browser.goto(&elsewhere).await;
     let text = widget_text_until(&browser, "the refusal", |t| t.contains("can't start")).await;
     assert!(

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::TestServer;
 use common::browser::Browser;
+use common::bundle::example_bundle;
 use fantoccini::Locator;
 use fantoccini::elements::Element;
 use fantoccini::wd::WindowHandle;
@@ -18,17 +19,6 @@ use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(15);
 const PASSWORD: &str = "my first password";
-
-/// Copies `examples/bots` into the server's bots directory.
-fn example_bundle(dir: &std::path::Path) {
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bots");
-    for entry in std::fs::read_dir(examples).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
-        }
-    }
-}
 
 async fn js(browser: &Browser, script: &str) -> Value {
     browser.client.execute(script, vec![]).await.unwrap()

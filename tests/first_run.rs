@@ -5,23 +5,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::bundle::example_bundle;
 use common::live::{Api, block_on};
 use common::{Bundle, TestServer, livechat};
-
-/// Copies `examples/bots` into the server's bots directory.
-fn example_bundle(dir: &Path) {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bots");
-    for entry in std::fs::read_dir(examples).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
-        }
-    }
-}
 
 struct Got {
     status: u16,

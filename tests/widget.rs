@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::browser::Browser;
+use common::browser::host_site;
 use common::live::{Api, agent_email};
 use common::{Bundle, TestServer};
 use fantoccini::Locator;
@@ -25,21 +26,6 @@ async fn start_server(collect: bool) -> TestServer {
         false => bundle,
     }
     .serve(&[&agent_email(0)])
-}
-
-/// Serves `html` at `/` from a second origin (another port): the site that embeds the widget.
-async fn host_site(html: String) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new().route(
-        "/",
-        axum::routing::get(move || {
-            let html = html.clone();
-            async move { axum::response::Html(html) }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
 }
 
 /// A shop page that embeds the widget, with rules that would break a widget living in the

@@ -125,12 +125,7 @@ pub async fn console_css(headers: HeaderMap) -> Response {
 pub async fn chat_page(State(state): State<AppState>, Path(bot_id): Path<String>) -> Response {
     let bundle = state.live.load().bundle.clone();
     let Some(bot) = bundle.bots.get(&bot_id) else {
-        return AppError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_bot",
-            format!("there is no bot `{bot_id}`"),
-        )
-        .into_response();
+        return AppError::unknown_bot(&bot_id).into_response();
     };
     page(
         &state,

@@ -32,6 +32,15 @@ impl AppError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// `404 unknown_bot`: there is no bot with this id in the live bundle.
+    pub fn unknown_bot(bot_id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "unknown_bot",
+            format!("there is no bot `{bot_id}`"),
+        )
+    }
+
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = Some(details);
         self

@@ -80,12 +80,7 @@ pub async fn landing(State(state): State<AppState>) -> Response {
 pub async fn demo(State(state): State<AppState>, Path(bot_id): Path<String>) -> Response {
     let bundle = state.live.load().bundle.clone();
     let Some(bot) = bundle.bots.get(&bot_id) else {
-        return AppError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_bot",
-            format!("there is no bot `{bot_id}`"),
-        )
-        .into_response();
+        return AppError::unknown_bot(&bot_id).into_response();
     };
     page(
         &state,

@@ -155,11 +155,7 @@ impl From<EngineError> for AppError {
             EngineError::NotFound => {
                 AppError::new(StatusCode::NOT_FOUND, "not_found", "no such conversation")
             }
-            EngineError::UnknownBot(bot) => AppError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_bot",
-                format!("there is no bot `{bot}`"),
-            ),
+            EngineError::UnknownBot(bot) => AppError::unknown_bot(&bot),
             EngineError::BadToken => AppError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_token",

@@ -62,13 +62,10 @@ pub async fn start_session(
     ApiJson(req): ApiJson<SessionRequest>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     let bundle = state.live.load().bundle.clone();
-    let bot = bundle.bots.get(&req.bot).ok_or_else(|| {
-        AppError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_bot",
-            format!("there is no bot `{}`", req.bot),
-        )
-    })?;
+    let bot = bundle
+        .bots
+        .get(&req.bot)
+        .ok_or_else(|| AppError::unknown_bot(&req.bot))?;
     check_bot_origin(&headers, &req.bot, bot, &state.settings.public_url)?;
     if req.page_url.as_deref().is_some_and(|u| u.len() > MAX_URL)
         || req.referrer.as_deref().is_some_and(|u| u.len() > MAX_URL)
@@ -152,13 +149,10 @@ pub async fn widget(
     ApiQuery(q): ApiQuery<WidgetQuery>,
 ) -> Result<Json<Value>, AppError> {
     let bundle = state.live.load().bundle.clone();
-    let bot = bundle.bots.get(&q.bot).ok_or_else(|| {
-        AppError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_bot",
-            format!("there is no bot `{}`", q.bot),
-        )
-    })?;
+    let bot = bundle
+        .bots
+        .get(&q.bot)
+        .ok_or_else(|| AppError::unknown_bot(&q.bot))?;
     check_bot_origin(&headers, &q.bot, bot, &state.settings.public_url)?;
     let wanted = q.language.or_else(|| accept_language(&headers, bot));
     let lang = crate::chat::conversation::pick_language(bot, wanted.as_deref());

@@ -161,3 +161,19 @@ impl Drop for Browser {
         let _ = self.driver.kill();
     }
 }
+
+/// Serves `html` at `/` from a second origin (another loopback port): a site that embeds
+/// the widget, or one the bot does not allow. Answers its URL.
+pub async fn host_site(html: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let html = html.clone();
+            async move { axum::response::Html(html) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}

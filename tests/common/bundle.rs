@@ -248,3 +248,14 @@ pub fn bot(name: &str, greeting: &str) -> String {
         "name = \"{name}\"\n\n[[step]]\nid = \"start\"\nsay = \"{greeting}\"\nlive_chat = \"desk\"\n\n[[step]]\nid = \"bye\"\nsay = \"Bye\"\nend = true\n\n[live_chat.desk]\naccept_timeout = \"90s\"\n"
     )
 }
+
+/// Copies `examples/bots` (the bundle a new user serves first) into `dir`.
+pub fn example_bundle(dir: &Path) {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bots");
+    for entry in std::fs::read_dir(examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::browser::Browser;
@@ -308,8 +307,7 @@ async fn a_request_rings_is_accepted_and_both_sides_talk() {
         "return document.documentElement.scrollWidth <= window.innerWidth;",
     )
     .await;
-    let png = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/img/console.png");
-    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
+    let png = common::browser::screenshot_path("console.png");
     browser.screenshot(&png).await;
     assert!(std::fs::metadata(&png).unwrap().len() > 10_000);
 

@@ -337,8 +337,7 @@ async fn embedded_widget_on_another_origin_chats_with_an_agent_and_resumes_after
         ""
     );
 
-    let png = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/img/widget.png");
-    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
+    let png = common::browser::screenshot_path("widget.png");
     browser.screenshot(&png).await;
 
     // A reload resumes the same conversation (token in localStorage), open as it was.

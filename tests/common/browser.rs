@@ -177,3 +177,16 @@ pub async fn host_site(html: String) -> String {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     url
 }
+
+/// Where a test saves a screenshot: `docs/img/NAME` when `LIVECHAT_UPDATE_SCREENSHOTS` is
+/// set (to refresh the pictures the docs show), else a file in the temporary directory, so
+/// that a test run leaves the checkout as it found it.
+pub fn screenshot_path(name: &str) -> std::path::PathBuf {
+    let dir = if std::env::var_os("LIVECHAT_UPDATE_SCREENSHOTS").is_some() {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/img")
+    } else {
+        std::env::temp_dir().join(format!("livechat-screenshots-{}", std::process::id()))
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}

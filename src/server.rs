@@ -87,6 +87,7 @@ impl AppState {
             outbound.clone(),
         )
         .await?;
+        engine.start_expiry(settings.limits.bot_expiry);
         tokio::spawn(store::health::watch(
             engine.writer().downgrade(),
             settings.data_dir.clone(),

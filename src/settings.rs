@@ -104,6 +104,9 @@ pub struct LimitsFile {
     pub transcripts_per_recipient: Option<usize>,
     /// Transcript mails from the whole server in an hour (default 100).
     pub transcripts_per_hour: Option<usize>,
+    /// A conversation still with the bot that sees no visitor for this long ends and
+    /// leaves memory (default `1d`).
+    pub bot_expiry: Option<crate::config::values::DurationValue>,
 }
 
 /// Resolved `[limits]`.
@@ -116,6 +119,7 @@ pub struct ServerLimits {
     pub sessions_per_address: usize,
     pub transcripts_per_recipient: usize,
     pub transcripts_per_hour: usize,
+    pub bot_expiry: std::time::Duration,
 }
 
 impl Default for ServerLimits {
@@ -128,6 +132,7 @@ impl Default for ServerLimits {
             sessions_per_address: 100,
             transcripts_per_recipient: 3,
             transcripts_per_hour: 100,
+            bot_expiry: std::time::Duration::from_secs(86_400),
         }
     }
 }
@@ -462,7 +467,14 @@ fn resolve_limits(file: &LimitsFile) -> Result<ServerLimits, SettingsError> {
             file.transcripts_per_hour,
             d.transcripts_per_hour,
         )?,
+        bot_expiry: env_duration("LIVECHAT_BOT_EXPIRY", file.bot_expiry, d.bot_expiry)?,
     };
+    if limits.bot_expiry < std::time::Duration::from_secs(1) {
+        return Err(SettingsError::Invalid {
+            path: "limits.bot_expiry".into(),
+            message: "must be at least 1s".into(),
+        });
+    }
     if limits.max_connections == 0
         || limits.sockets_per_address == 0
         || limits.sessions_per_address == 0

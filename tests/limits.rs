@@ -241,3 +241,71 @@ async fn a_flood_of_sessions_from_one_address_is_refused_after_the_limit() {
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["conversation_id"], first.conv.as_str());
 }
+
+/// Issue #10, finding 3: conversations still with the bot did not expire. Now one that sees
+/// no visitor for `bot_expiry` ends (`conversation.ended`, reason `expired`), leaves the
+/// engine's memory (the `livechat_open_conversations` gauge) and is not loaded at the next
+/// start; one whose visitor keeps writing stays; a visitor coming back later gets a new
+/// conversation under the same token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_left_with_the_bot_expire_and_leave_memory() {
+    let server = TestServer::start(
+        |dir| Bundle::live(1).write(dir),
+        &[("LIVECHAT_BOT_EXPIRY", "3s")],
+    );
+    let api = common::live::Api::new(&server.url);
+    let left = api.session("support").await;
+    let busy = api.session("support").await;
+    assert_eq!(open_conversations(&api).await, 2.0);
+
+    // The busy visitor writes every second for five seconds: never quiet for three.
+    for i in 0..5 {
+        api.post_ok(
+            "/api/v1/visitor/messages",
+            Some(&busy.token),
+            serde_json::json!({"text": format!("still here {i}")}),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let events = api.history(&left.token, 0).await;
+    let ended = events
+        .iter()
+        .find(|e| e["type"] == "conversation.ended")
+        .unwrap_or_else(|| panic!("no end in {events:?}"));
+    assert_eq!(ended["data"]["reason"], "expired", "{ended}");
+    let events = api.history(&busy.token, 0).await;
+    assert!(
+        events.iter().all(|e| e["type"] != "conversation.ended"),
+        "{events:?}"
+    );
+    assert_eq!(open_conversations(&api).await, 1.0);
+
+    // Not loaded again at the next start; the returning visitor starts anew.
+    let server = tokio::task::block_in_place(|| server.kill_and_restart());
+    let api = common::live::Api::new(&server.url);
+    assert_eq!(open_conversations(&api).await, 1.0);
+    let (status, reply) = api
+        .post(
+            "/api/v1/visitor/sessions",
+            None,
+            serde_json::json!({"bot": "support", "token": left.token}),
+        )
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    assert_eq!(reply["resumed"], false);
+    assert_ne!(reply["conversation_id"], left.conv.as_str());
+}
+
+/// The `livechat_open_conversations` gauge of `/metrics`.
+async fn open_conversations(api: &common::live::Api) -> f64 {
+    let reply = api.request("GET", "/metrics").send().await;
+    reply
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("livechat_open_conversations "))
+        .unwrap_or_else(|| panic!("no gauge in {}", reply.text))
+        .trim()
+        .parse()
+        .unwrap()
+}

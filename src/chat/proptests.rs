@@ -228,6 +228,9 @@ impl Sim {
             19 => Command::AcceptTimeout,
             20 => Command::IdleTimeout,
             21 => Command::OfferTimeout,
+            22 => Command::Expire {
+                after: std::time::Duration::from_secs(300),
+            },
             _ => Command::AgentsChanged,
         }
     }

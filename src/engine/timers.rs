@@ -70,3 +70,60 @@ impl Engine {
         }
     }
 }
+
+impl Engine {
+    /// Ends conversations still with the bot that saw no visitor for `after` (the server's
+    /// `bot_expiry`), so an abandoned widget costs no memory and is not loaded again at the
+    /// next start. Sweeps every quarter of `after`, at least every minute.
+    pub fn start_expiry(&self, after: Duration) {
+        let engine = self.clone();
+        let every = (after / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let ended = engine.expire_quiet(after).await;
+                if ended > 0 {
+                    tracing::info!("{ended} conversations left with the bot expired");
+                }
+            }
+        });
+    }
+
+    /// One sweep: how many conversations it ended.
+    async fn expire_quiet(&self, after: Duration) -> usize {
+        let ids: Vec<String> = self.convs().keys().cloned().collect();
+        let mut ended = 0;
+        for id in ids {
+            let due = {
+                let Some(entry) = self.convs().get(&id).cloned() else {
+                    continue;
+                };
+                // Busy means in use: not quiet, so not due. The clone is dropped before the
+                // command runs, so a conversation that ends leaves memory (`run`).
+                let Ok(conv) = entry.try_lock() else {
+                    continue;
+                };
+                let last = conv
+                    .last_visitor_at
+                    .map_or(conv.opened_at, |at| at.max(conv.opened_at));
+                conv.status == Status::Bot
+                    && Duration::try_from(Timestamp::now().duration_since(last))
+                        .is_ok_and(|quiet| quiet >= after)
+            };
+            if !due {
+                continue;
+            }
+            match self
+                .run(&id, Command::Expire { after }, None, |_| Ok(()))
+                .await
+            {
+                Ok(_) => ended += 1,
+                Err(EngineError::Rejected(_)) => {}
+                Err(e) => tracing::error!("expiring {id}: {e}"),
+            }
+        }
+        ended
+    }
+}

@@ -83,6 +83,12 @@ pub enum Command {
     AcceptTimeout,
     IdleTimeout,
     OfferTimeout,
+    /// A conversation still with the bot, which nobody has touched for `after` (the
+    /// server's `bot_expiry`), ends and leaves memory. Refused in any other status, or when
+    /// the visitor was active more recently.
+    Expire {
+        after: std::time::Duration,
+    },
     /// Agents' presence, availability or load changed, or the config was reloaded: ring
     /// (or offer) anew for a waiting request.
     AgentsChanged,
@@ -120,6 +126,7 @@ impl Command {
             Command::AcceptTimeout => "accept timeout",
             Command::IdleTimeout => "idle timeout",
             Command::OfferTimeout => "offer timeout",
+            Command::Expire { .. } => "expire",
             Command::AgentsChanged => "agents changed",
             Command::Rate { .. } => "rate",
         }

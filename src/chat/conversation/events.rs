@@ -151,6 +151,9 @@ pub enum EndReason {
     Visitor,
     /// The visitor was silent for `idle_timeout` during a live chat.
     Idle,
+    /// The conversation never left the bot and saw no visitor for the server's
+    /// `bot_expiry`.
+    Expired,
 }
 
 /// Which of a Live Chat action's messages a system message is.

@@ -672,6 +672,31 @@ fn idle_visitors_end_the_chat() {
 }
 
 #[test]
+fn conversations_left_with_the_bot_expire() {
+    let mut w = World::new(support_bot("", ""));
+    let day = Duration::from_secs(86_400);
+    let expire = || Command::Expire { after: day };
+    let c = w.start(); // opened at ts(0)
+    w.now = ts(86_399);
+    assert_eq!(w.code(&c, expire()), "invalid_state");
+    // The visitor's activity pushes it back.
+    w.now = ts(3_600);
+    let (c, _) = w.ok(&c, visitor("anyone there?"));
+    w.now = ts(86_400);
+    assert_eq!(w.code(&c, expire()), "invalid_state");
+    w.now = ts(3_600 + 86_400);
+    let (ended, ev) = w.ok(&c, expire());
+    assert_eq!(kinds(&ev), ["conversation.ended"]);
+    assert_eq!(ev[0].data()["reason"], "expired");
+    assert_eq!((ended.status, ended.ended_at), (Status::Ended, Some(w.now)));
+    // Only conversations still with the bot: a request, a chat or an ended one stays.
+    w.now = ts(10 * 86_400);
+    for c in [w.ringing(), w.assigned(ANA), ended] {
+        assert_eq!(w.code(&c, expire()), "invalid_state", "{:?}", c.status);
+    }
+}
+
+#[test]
 fn the_visitor_can_end_the_chat() {
     let w = World::new(support_bot("", ""));
     for c in [w.start(), w.ringing(), w.assigned(BEA)] {

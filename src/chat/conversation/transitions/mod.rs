@@ -64,6 +64,7 @@ pub fn apply(conv: &Conversation, cmd: Command, ctx: &Ctx<'_>) -> Result<Transit
         Command::AcceptTimeout => tx.accept_timeout()?,
         Command::IdleTimeout => tx.idle_timeout()?,
         Command::OfferTimeout => tx.offer_timeout()?,
+        Command::Expire { after } => tx.expire(after)?,
         Command::AgentsChanged => tx.agents_changed(),
         Command::Rate { rating, comment } => tx.rate(rating, comment)?,
     }

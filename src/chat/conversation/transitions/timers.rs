@@ -34,6 +34,21 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         Ok(())
     }
 
+    /// Ends a conversation that never left the bot and saw no visitor for `after`.
+    pub(super) fn expire(&mut self, after: std::time::Duration) -> Result<(), Rejection> {
+        self.require(&[Status::Bot])?;
+        let last = self
+            .conv
+            .last_visitor_at
+            .map_or(self.conv.opened_at, |at| at.max(self.conv.opened_at));
+        let quiet = self.ctx.now.duration_since(last);
+        if quiet.is_negative() || quiet.unsigned_abs() < after {
+            return Err(self.invalid_state());
+        }
+        self.end(EndReason::Expired);
+        Ok(())
+    }
+
     pub(super) fn agents_changed(&mut self) {
         if self.conv.status == Status::New {
             self.ring(false);

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::browser::Browser;
-use common::live::{Api, PASSWORD, Session, Stream, agent_email, set_password};
+use common::live::{Api, PASSWORD, Session, Stream, agent_email};
 use common::{Bundle, TestServer};
 use fantoccini::Locator;
 use futures_util::SinkExt;
@@ -57,7 +57,8 @@ async fn wait_js(browser: &Browser, what: &str, script: &str) {
 }
 
 /// From here on, the page keeps its uncaught errors and rejections in `window.errors` and
-/// the WebSockets it opens in `window.sockets` (`window.RealWebSocket` is the original).
+/// the WebSockets it opens in `window.sockets` (`window.RealWebSocket` is the original);
+/// `window.fetching` counts its API calls in flight, `window.fetchedAt` when one last ended.
 async fn instrument(browser: &Browser) {
     js(
         browser,
@@ -65,6 +66,13 @@ async fn instrument(browser: &Browser) {
          addEventListener('error', e => errors.push(String(e.message)));
          addEventListener('unhandledrejection', e => errors.push(String(e.reason)));
          window.sockets = [];
+         window.fetching = 0;
+         window.fetchedAt = Date.now();
+         const realFetch = window.fetch;
+         window.fetch = (...args) => {
+           fetching += 1;
+           return realFetch(...args).finally(() => { fetching -= 1; fetchedAt = Date.now(); });
+         };
          window.RealWebSocket = WebSocket;
          window.WebSocket = function (url) {
            const ws = new RealWebSocket(url);
@@ -440,15 +448,31 @@ async fn a_note_stays_internal() {
         .await;
     browser.wait_for_text("#messages .msg-note", note).await;
 
-    // A new password ends the session: the next request answers 401 and the console
-    // goes back to the sign-in screen.
-    let (bots, data) = (server.bots_dir.clone(), server.data_dir.clone());
-    tokio::task::spawn_blocking(move || set_password(&bots, &data, &agent_email(0)))
+    // Signing out elsewhere (another tab, or a script with the same session) ends this
+    // tab's session too: with nothing else happening, its socket is told (`session_ended`)
+    // and the console goes back to the sign-in screen saying why (issue #10, finding 1).
+    // The session cookie is HttpOnly; the browser's driver still reads it. First the
+    // console settles (no call in flight for half a second), so that no call of its own
+    // learns of the end before the socket does.
+    wait_js(
+        &browser,
+        "the console is idle",
+        "return fetching === 0 && Date.now() - fetchedAt > 500;",
+    )
+    .await;
+    let cookie = browser
+        .client
+        .get_named_cookie("livechat_session")
         .await
-        .unwrap();
-    visitor_says(&api, &session, "v-2", "Hello?").await;
+        .expect("the session cookie");
+    let reply = api
+        .request("POST", "/api/v1/auth/logout")
+        .bearer(cookie.value())
+        .send()
+        .await;
+    assert_eq!(reply.status, 204, "{}", reply.text);
     browser
-        .wait_for_text("#signin-error", "Your session has ended")
+        .wait_for_text("#signin-error", "You were signed out")
         .await;
     assert!(browser.text_of("#signin-view").await.contains("Sign in"));
     finish(browser).await;

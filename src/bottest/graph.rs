@@ -1,9 +1,11 @@
 //! A bot's flow as a picture (`livechat graph`): Mermaid or Graphviz DOT, drawn from the
 //! successor rule of `config::graph`, so the picture is the flow the runtime follows.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use crate::chat::flow::{default_language, vars_json};
+use crate::chat::text::render_text;
 use crate::config::graph::{self, Exit};
 use crate::config::schema::{Bot, FlowButton, Text};
 
@@ -38,15 +40,10 @@ struct Edge {
     dashed: bool,
 }
 
-fn first(text: &Text) -> String {
-    match text {
-        Text::Plain(t) => t.as_str().to_string(),
-        Text::PerLanguage(map) => map
-            .values()
-            .next()
-            .map(|t| t.as_str().to_string())
-            .unwrap_or_default(),
-    }
+/// A text as a visitor of the bot's first language sees it before any variable is set.
+fn first(bot: &Bot, text: &Text) -> String {
+    let lang = default_language(bot);
+    render_text(text, lang, &vars_json(bot, &BTreeMap::new()))
 }
 
 fn short(text: &str) -> String {
@@ -73,14 +70,14 @@ fn build(bot: &Bot) -> (Vec<Node>, Vec<Edge>) {
         Some(n) => step_node(n),
         None => {
             *end_used = true;
-            "end".to_string()
+            "done".to_string()
         }
     };
     for (i, step) in bot.steps.iter().enumerate() {
         let mut label = step.id.get_ref().clone();
         if let Some(say) = &step.say {
             label.push('\n');
-            label.push_str(&short(&first(say)));
+            label.push_str(&short(&first(bot, say)));
         }
         if let Some(ask) = &step.ask {
             let _ = write!(label, "\nasks {}", ask.var.get_ref());
@@ -100,7 +97,7 @@ fn build(bot: &Bot) -> (Vec<Node>, Vec<Edge>) {
             let next = graph::next(bot, i, exit);
             let (label, dashed) = match exit {
                 Exit::Continue => (String::new(), false),
-                Exit::Choice(c) => (short(&first(&step.choices[c].label)), false),
+                Exit::Choice(c) => (short(&first(bot, &step.choices[c].label)), false),
                 Exit::Answer => ("answer".into(), false),
                 Exit::Skip => ("skip".into(), true),
                 Exit::NoLiveChat => {
@@ -203,7 +200,7 @@ fn build(bot: &Bot) -> (Vec<Node>, Vec<Edge>) {
     }
     if end_used {
         nodes.push(Node {
-            id: "end".into(),
+            id: "done".into(),
             label: "end".into(),
             kind: NodeKind::End,
         });

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 
 use super::apply::print;
 use crate::bottest::graph::{Style, render};
-use crate::config;
+use crate::config::load::{FileCtx, parse_bot};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum GraphFormat {
@@ -26,26 +26,29 @@ pub struct GraphArgs {
     pub format: GraphFormat,
 }
 
+/// Draws the bot from its own file: a bot the rest of the bundle does not validate with
+/// yet (an unreachable step, say) can still be drawn, its unreachable steps marked.
 pub fn run(args: GraphArgs) -> ExitCode {
     let dir = args.dir.unwrap_or_else(|| PathBuf::from("."));
-    let bundle = match config::load_dir(&dir, &config::process_env) {
-        Ok(Ok(bundle)) => bundle,
-        Ok(Err(diags)) => return super::apply::refused(&dir.display().to_string(), &diags),
-        Err(e) => return super::fail(e),
+    let file = format!("{}.toml", args.bot);
+    let path = dir.join(&file);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => return super::fail(format!("cannot read {}: {e}", path.display())),
     };
-    let Some(bot) = bundle.bots.get(&args.bot) else {
-        let ids: Vec<&str> = bundle.bots.keys().map(String::as_str).collect();
-        return super::fail(format!(
-            "no bot `{}` in {}; it has {}",
-            args.bot,
-            dir.display(),
-            ids.join(", ")
-        ));
+    let mut ctx = FileCtx::new(&file, &text);
+    let bot = parse_bot(&mut ctx);
+    let Some(bot) = bot.filter(|_| ctx.diags.is_empty()) else {
+        for d in &ctx.diags {
+            eprintln!("{}", d.render(&dir.display().to_string()));
+        }
+        eprintln!("error: {file} has errors; no graph was drawn");
+        return ExitCode::from(1);
     };
     let style = match args.format {
         GraphFormat::Mermaid => Style::Mermaid,
         GraphFormat::Dot => Style::Dot,
     };
-    print(&render(bot, style));
+    print(&render(&bot, style));
     ExitCode::SUCCESS
 }

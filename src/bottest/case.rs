@@ -175,7 +175,7 @@ impl StepSpec {
     }
 
     /// The step's action and where it is written; `Ok(None)` for a step of expectations only.
-    pub fn action(&self) -> Result<Option<(Range<usize>, Action)>, (Range<usize>, String)> {
+    pub fn action(&self) -> Result<Option<Spanned<Action>>, (Range<usize>, String)> {
         let mut all = self.actions();
         if all.len() > 1 {
             return Err((
@@ -185,7 +185,7 @@ impl StepSpec {
         }
         match all.pop() {
             None => Ok(None),
-            Some((span, Ok(a))) => Ok(Some((span, a))),
+            Some((span, Ok(a))) => Ok(Some(Spanned::new(span, a))),
             Some((span, Err(e))) => Err((span, e)),
         }
     }
@@ -270,10 +270,14 @@ fn check_case(case: &Case, bundle: &Bundle, err: &mut impl FnMut(Range<usize>, S
     for step in &case.steps {
         match step.action() {
             Err((span, e)) => err(span, e),
-            Ok(Some((span, Action::Accept(a)))) if !known_agent(&a) => {
-                err(span, format!("no agent `{a}` in agents.toml"));
+            Ok(Some(a)) => {
+                if let Action::Accept(email) = a.get_ref()
+                    && !known_agent(email)
+                {
+                    err(a.span(), format!("no agent `{email}` in agents.toml"));
+                }
             }
-            Ok(_) => {}
+            Ok(None) => {}
         }
         if let Some(s) = &step.step
             && graph::position(bot, s.get_ref()).is_none()

@@ -121,12 +121,12 @@ pub fn run_case(loaded: &Loaded, bundle: &Bundle) -> CaseResult {
         }
     };
     for step in &c.steps {
-        if let Ok(Some((span, action))) = step.action()
-            && let Err(e) = s.act(&action)
+        if let Ok(Some(action)) = step.action()
+            && let Err(e) = s.act(action.get_ref())
         {
             fail(
                 &mut result,
-                span,
+                action.span(),
                 "the conversation refused this",
                 "the step to happen".into(),
                 e,

@@ -97,6 +97,37 @@ mod tests {
     use super::*;
     use crate::chat::flow::tests::bot;
 
+    #[test]
+    fn the_mail_subject_sees_variables_and_fields_and_fields_win() {
+        let b = bot(r#"
+name = "Night"
+[offline_form.f]
+email_to = ["oncall@acme.example"]
+subject = "[{{ bot.name }}] {{ urgency }}: {{ topic }} from {{ email }}"
+fields = [
+  { name = "email", label = "Email", type = "email", required = true },
+  { name = "topic", label = "Topic" },
+]
+"#);
+        let vars = BTreeMap::from([
+            ("urgency".to_string(), "outage".to_string()),
+            ("topic".to_string(), "from the flow".to_string()),
+        ]);
+        let values = BTreeMap::from([
+            ("email".to_string(), "kim@x.example".to_string()),
+            ("topic".to_string(), "API".to_string()),
+        ]);
+        let form = &b.offline_form["f"];
+        assert_eq!(
+            mail_subject(&b, form, &vars, &values),
+            "[Night] outage: API from kim@x.example"
+        );
+        assert_eq!(
+            mail_subject(&b, form, &BTreeMap::new(), &values),
+            "[Night] : API from kim@x.example"
+        );
+    }
+
     fn form() -> OfflineForm {
         let b = bot(r#"
 name = "B"

@@ -67,11 +67,12 @@ pub fn run(server: &ServerArgs, args: ApplyArgs) -> ExitCode {
 }
 
 /// Runs the bundle's test cases before it is installed: the line the summary ends with, or
-/// the exit code of a refusal (a case failed: 1; the test files have errors: 1).
+/// the exit code of a refusal (a case failed, or a test file has errors: 1).
 fn tests_line(dir: &Path, bundle: &Bundle, skip: bool) -> Result<String, ExitCode> {
     let shown = dir.display().to_string();
     match super::test::run_suite(dir, bundle) {
-        Ok(suite) if suite.results.is_empty() => Ok("Tests: none (no cases in tests/).\n".into()),
+        // A bundle without cases: nothing to say.
+        Ok(suite) if suite.results.is_empty() => Ok(String::new()),
         Ok(suite) if suite.failed() == 0 => {
             Ok(format!("Tests: {}.\n", super::test::summary(&suite)))
         }

@@ -148,6 +148,10 @@ pub struct Conversation {
     pub email: Option<String>,
     /// One of the bot's languages.
     pub language: String,
+    /// The language the visitor's browser asked for, as given (`es-MX`): what a `route`
+    /// rule's `language` matches, also when the bot does not speak it.
+    #[serde(default)]
+    pub browser_language: Option<String>,
     pub page_url: Option<String>,
     pub country: Option<String>,
     pub opened_at: Timestamp,
@@ -318,6 +322,7 @@ impl Conversation {
             name,
             email,
             language,
+            browser_language: visitor.language.filter(|l| !l.trim().is_empty()),
             page_url: visitor.page_url,
             country: visitor.country,
             opened_at: now,

@@ -6,6 +6,7 @@
 //! `tests/layers.rs` keeps the imports pointing down.
 
 pub mod auth;
+pub mod bottest;
 pub mod chat;
 pub mod cli;
 pub mod config;

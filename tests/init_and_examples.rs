@@ -145,7 +145,10 @@ fn load_examples() -> (tempfile::TempDir, Bundle) {
     let tmp = tempfile::tempdir().unwrap();
     for entry in fs::read_dir(examples_dir()).unwrap() {
         let entry = entry.unwrap();
-        fs::copy(entry.path(), tmp.path().join(entry.file_name())).unwrap();
+        // `tests/` holds the bundle's test cases, not bots.
+        if entry.path().is_file() {
+            fs::copy(entry.path(), tmp.path().join(entry.file_name())).unwrap();
+        }
     }
     let bundle = load(tmp.path());
     (tmp, bundle)

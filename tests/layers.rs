@@ -15,6 +15,7 @@ fn allowed(from: &str) -> Option<Vec<&'static str>> {
     Some(match from {
         "ids" | "config" => vec![],
         "settings" | "chat" => vec!["config"],
+        "bottest" => vec!["config", "chat"],
         "store" => vec!["config", "chat", "ids", "settings"],
         "hub" | "auth" | "mail" | "webhooks" | "deploy" => MIDDLE.to_vec(),
         "engine" => MIDDLE.to_vec(),

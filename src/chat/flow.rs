@@ -115,7 +115,7 @@ pub enum FlowError {
     NothingToGoBackTo,
 }
 
-fn button_name(b: FlowButton) -> &'static str {
+pub fn button_name(b: FlowButton) -> &'static str {
     match b {
         FlowButton::Skip => "skip",
         FlowButton::Back => "back",

@@ -3,10 +3,29 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::schema::{FieldKind, OfflineForm};
+use crate::config::schema::{Bot, FieldKind, OfflineForm};
 use crate::config::values::is_valid_email;
 
-use super::flow::valid_phone;
+use super::flow::{valid_phone, vars_json};
+use super::text::render;
+
+/// The subject of the mail a submitted offline form sends: the form's `subject` rendered
+/// with `bot.name`, the conversation's variables (`vars`; empty for the contact page) and
+/// the submitted fields by name, a field winning over a variable of the same name.
+pub fn mail_subject(
+    bot: &Bot,
+    form: &OfflineForm,
+    vars: &BTreeMap<String, String>,
+    values: &BTreeMap<String, String>,
+) -> String {
+    let mut all = vars.clone();
+    all.extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut ctx = vars_json(bot, &all);
+    if let (serde_json::Value::Object(map), Some(name)) = (&mut ctx, all.get("name")) {
+        map.insert("visitor".into(), serde_json::json!({ "name": name }));
+    }
+    render(form.subject.as_str(), &ctx)
+}
 
 /// One field that does not fit, with a message for the visitor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +96,37 @@ pub fn validate_form(
 mod tests {
     use super::*;
     use crate::chat::flow::tests::bot;
+
+    #[test]
+    fn the_mail_subject_sees_variables_and_fields_and_fields_win() {
+        let b = bot(r#"
+name = "Night"
+[offline_form.f]
+email_to = ["oncall@acme.example"]
+subject = "[{{ bot.name }}] {{ urgency }}: {{ topic }} from {{ email }}"
+fields = [
+  { name = "email", label = "Email", type = "email", required = true },
+  { name = "topic", label = "Topic" },
+]
+"#);
+        let vars = BTreeMap::from([
+            ("urgency".to_string(), "outage".to_string()),
+            ("topic".to_string(), "from the flow".to_string()),
+        ]);
+        let values = BTreeMap::from([
+            ("email".to_string(), "kim@x.example".to_string()),
+            ("topic".to_string(), "API".to_string()),
+        ]);
+        let form = &b.offline_form["f"];
+        assert_eq!(
+            mail_subject(&b, form, &vars, &values),
+            "[Night] outage: API from kim@x.example"
+        );
+        assert_eq!(
+            mail_subject(&b, form, &BTreeMap::new(), &values),
+            "[Night] : API from kim@x.example"
+        );
+    }
 
     fn form() -> OfflineForm {
         let b = bot(r#"

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::schema::{LiveChat, Role, Route, Team};
+use crate::config::schema::{Agent, LiveChat, Role, Route, Team};
 
 /// An agent as the state machine sees it: the roster entry plus live presence and load,
 /// supplied by the caller.
@@ -22,6 +22,25 @@ pub struct AgentView {
 }
 
 impl AgentView {
+    /// A roster entry as the state machine sees it, given its presence and load.
+    pub fn of(agent: &Agent, online: bool, accepting: bool, active_chats: u32) -> AgentView {
+        AgentView {
+            email: agent.email.as_str().to_lowercase(),
+            name: agent.name.clone(),
+            role: agent.role,
+            teams: agent
+                .teams
+                .get_ref()
+                .iter()
+                .map(|t| t.get_ref().clone())
+                .collect(),
+            accepting,
+            online,
+            active_chats,
+            max_chats: *agent.max_chats.get_ref(),
+        }
+    }
+
     pub fn has_capacity(&self) -> bool {
         self.active_chats < self.max_chats
     }

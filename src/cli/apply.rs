@@ -27,6 +27,9 @@ pub struct ApplyArgs {
     /// The server's admin token (see `admin_token` in livechat.toml).
     #[arg(long, env = "LIVECHAT_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Install even if the bundle's test cases (`DIR/tests/*.toml`) fail.
+    #[arg(long)]
+    pub skip_tests: bool,
 }
 
 pub fn run(server: &ServerArgs, args: ApplyArgs) -> ExitCode {
@@ -34,12 +37,16 @@ pub fn run(server: &ServerArgs, args: ApplyArgs) -> ExitCode {
     let shown = dir.display().to_string();
     if let Some(url) = &args.server {
         let token = args.token.as_deref().unwrap_or_default();
-        return upload(url, token, &dir, args.dry_run);
+        return upload(url, token, &dir, args.dry_run, args.skip_tests);
     }
     let bundle = match config::load_dir(&dir, &config::process_env) {
         Ok(Ok(bundle)) => bundle,
         Ok(Err(diags)) => return refused(&shown, &diags),
         Err(e) => return super::fail(e),
+    };
+    let tests = match tests_line(&dir, &bundle, args.skip_tests) {
+        Ok(line) => line,
+        Err(code) => return code,
     };
     let settings = match server.resolve() {
         Ok(settings) => settings,
@@ -52,9 +59,46 @@ pub fn run(server: &ServerArgs, args: ApplyArgs) -> ExitCode {
     match deploy::apply(&conn, &settings.bots_dir, &bundle, "apply", args.dry_run) {
         Ok(outcome) => {
             print(&report(&shown, &settings.bots_dir, &outcome, args.dry_run));
+            print(&tests);
             ExitCode::SUCCESS
         }
         Err(e) => super::fail(e),
+    }
+}
+
+/// Runs the bundle's test cases before it is installed: the line the summary ends with, or
+/// the exit code of a refusal (a case failed, or a test file has errors: 1).
+fn tests_line(dir: &Path, bundle: &Bundle, skip: bool) -> Result<String, ExitCode> {
+    let shown = dir.display().to_string();
+    match super::test::run_suite(dir, bundle) {
+        // A bundle without cases: nothing to say.
+        Ok(suite) if suite.results.is_empty() => Ok(String::new()),
+        Ok(suite) if suite.failed() == 0 => {
+            Ok(format!("Tests: {}.\n", super::test::summary(&suite)))
+        }
+        Ok(suite) if skip => Ok(format!(
+            "Tests: {} — installed anyway (--skip-tests).\n",
+            super::test::summary(&suite)
+        )),
+        Ok(suite) => {
+            let mut out = super::test::text_report(&shown, &suite);
+            let failed: Vec<String> = suite
+                .results
+                .iter()
+                .filter(|r| !r.passed)
+                .map(|r| format!("`{}`", r.name))
+                .collect();
+            out.push_str(&format!(
+                "error: {} of the bundle's test cases failed ({}); nothing was installed (--skip-tests to install anyway)\n",
+                failed.len(),
+                failed.join(", ")
+            ));
+            let _ = io::stderr().lock().write_all(out.as_bytes());
+            Err(ExitCode::from(1))
+        }
+        Err(_) if skip => Ok("Tests: skipped (--skip-tests).\n".into()),
+        Err(super::test::NotRun::Invalid(diags)) => Err(refused(&shown, &diags)),
+        Err(super::test::NotRun::Other(e)) => Err(super::fail(e)),
     }
 }
 
@@ -157,7 +201,7 @@ struct RemoteDiagnostic {
 
 /// Uploads the bundle in `dir`; the server validates it again with its own environment,
 /// where the `${VAR}` secrets are set, and answers with the plan.
-fn upload(url: &str, token: &str, dir: &Path, dry_run: bool) -> ExitCode {
+fn upload(url: &str, token: &str, dir: &Path, dry_run: bool, skip_tests: bool) -> ExitCode {
     let shown = dir.display().to_string();
     let sources = match config::read_dir(dir) {
         Ok((sources, diags)) if diags.is_empty() => sources,
@@ -166,9 +210,14 @@ fn upload(url: &str, token: &str, dir: &Path, dry_run: bool) -> ExitCode {
     };
     // Everything but the secrets can be checked here, without a round trip.
     let any_secret = |_: &str| Some(String::new());
-    if let Err(diags) = Bundle::from_sources(sources.clone(), &any_secret) {
-        return refused(&shown, &diags);
-    }
+    let local = match Bundle::from_sources(sources.clone(), &any_secret) {
+        Ok(bundle) => bundle,
+        Err(diags) => return refused(&shown, &diags),
+    };
+    let tests = match tests_line(dir, &local, skip_tests) {
+        Ok(line) => line,
+        Err(code) => return code,
+    };
     let base = url.trim_end_matches('/');
     if base.starts_with("http://") && !is_loopback_url(base) {
         eprintln!("warning: {base} is plain http: the admin token travels unencrypted");
@@ -196,6 +245,7 @@ fn upload(url: &str, token: &str, dir: &Path, dry_run: bool) -> ExitCode {
         return match serde_json::from_str::<Applied>(&text) {
             Ok(applied) => {
                 print(&remote_report(&shown, base, &applied, dry_run));
+                print(&tests);
                 ExitCode::SUCCESS
             }
             Err(e) => super::fail(format!("{base} answered with something unexpected: {e}")),

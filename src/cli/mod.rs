@@ -1,13 +1,15 @@
 //! The command line: one file per subcommand; `main.rs` only dispatches here.
 //!
 //! Exit codes: 0 success, 1 the input is invalid (a bundle with errors, a refused apply, a
-//! file that is not a livechat database, a backup that would overwrite a file),
+//! failed test case, a file that is not a livechat database, a backup that would overwrite a
+//! file),
 //! 2 the command could not run (unreadable directory, database error, bad flags), 3 the data
 //! directory is in use: a server runs on it (`restore`).
 
 mod agent;
 mod apply;
 mod backup;
+mod graph;
 mod healthcheck;
 mod history;
 mod init;
@@ -15,6 +17,8 @@ mod restore;
 mod rollback;
 mod send_test_email;
 mod serve;
+mod test;
+mod try_;
 mod validate;
 
 use std::process::ExitCode;
@@ -54,8 +58,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// Show the plan for a bundle and install it as a new revision.
+    /// Show the plan for a bundle, run its tests and install it as a new revision.
     Apply(apply::ApplyArgs),
+    /// Run the bundle's test cases (`DIR/tests/*.toml`) through the conversation core.
+    Test(test::TestArgs),
+    /// Talk to a bot in the terminal (a script on standard input); `:save` writes a case.
+    Try(try_::TryArgs),
+    /// Draw a bot's flow as Mermaid or Graphviz DOT.
+    Graph(graph::GraphArgs),
     /// List the installed revisions.
     History {
         #[arg(long, value_enum, default_value_t)]
@@ -106,6 +116,9 @@ pub fn main() -> ExitCode {
         Command::Serve => serve::run(&cli.server),
         Command::Validate { dir, format } => validate::run(&cli.server, dir, format),
         Command::Apply(args) => apply::run(&cli.server, args),
+        Command::Test(args) => test::run(args),
+        Command::Try(args) => try_::run(args),
+        Command::Graph(args) => graph::run(args),
         Command::History { format } => history::run(&cli.server, format),
         Command::Rollback { revision, dry_run } => rollback::run(&cli.server, revision, dry_run),
         Command::Init { dir, force } => init::run(&dir, force),

@@ -18,13 +18,22 @@ pub fn run(server: &ServerArgs, dir: Option<PathBuf>, format: Format) -> ExitCod
             Err(e) => return super::fail(e),
         },
     };
-    let result = match config::load_dir(&dir, &config::process_env) {
+    let mut result = match config::load_dir(&dir, &config::process_env) {
         Ok(result) => result,
         Err(e) => return super::fail(e),
     };
+    // The test cases beside the bundle must parse and name its bots, steps and agents.
+    let mut cases = 0;
+    if let Ok(bundle) = &result {
+        match super::test::check_tests(&dir, bundle) {
+            Ok(n) => cases = n,
+            Err(super::test::NotRun::Invalid(diags)) => result = Err(diags),
+            Err(super::test::NotRun::Other(e)) => return super::fail(e),
+        }
+    }
     let dir = dir.display().to_string();
     let report = match format {
-        Format::Text => text_report(&dir, &result),
+        Format::Text => text_report(&dir, &result, cases),
         Format::Json => json_report(&result) + "\n",
     };
     // A closed pipe (`livechat validate | head`) is not worth a panic.
@@ -36,8 +45,13 @@ pub fn run(server: &ServerArgs, dir: Option<PathBuf>, format: Format) -> ExitCod
     }
 }
 
-fn text_report(dir: &str, result: &Result<Bundle, Vec<Diagnostic>>) -> String {
+fn text_report(dir: &str, result: &Result<Bundle, Vec<Diagnostic>>, cases: usize) -> String {
     match result {
+        Ok(bundle) if cases > 0 => format!(
+            "{dir}: valid — {}; {}\n",
+            summary(bundle),
+            count(cases, "test case", "test cases")
+        ),
         Ok(bundle) => format!("{dir}: valid — {}\n", summary(bundle)),
         Err(diags) => {
             let mut out = String::new();

@@ -29,7 +29,6 @@ use serde_json::{Value, json};
 use crate::chat::conversation::{Command, Conversation, Ctx, Rejection, Status, Visitor};
 use crate::chat::routing::AgentView;
 use crate::config::Live;
-use crate::config::hours::OpeningHours;
 use crate::config::schema::{Bot, Role};
 use crate::config::{self, Bundle};
 use crate::hub::{Frame, Hub};
@@ -386,7 +385,7 @@ impl Engine {
             Command::RequestLiveChat { action } => action.as_deref(),
             _ => None,
         };
-        let open = is_open(&conv, &bot, requested, now);
+        let open = conv.within_hours(&bot, requested, now);
         let ctx = Ctx {
             now,
             bot: &bot,
@@ -632,17 +631,6 @@ impl Engine {
     /// Sessions of the writer in flight, for `/metrics` later; also keeps `Started` honest.
     pub fn open_conversations(&self) -> usize {
         self.convs().len()
-    }
-}
-
-/// Within the opening hours of the Live Chat action the request goes to.
-fn is_open(conv: &Conversation, bot: &Bot, requested: Option<&str>, now: Timestamp) -> bool {
-    let Some(action) = conv.action_for(bot, requested) else {
-        return true;
-    };
-    match bot.live_chat.get(action).and_then(|a| a.hours.as_ref()) {
-        None => true,
-        Some(hours) => OpeningHours::parse(hours).is_ok_and(|h| h.is_open(now)),
     }
 }
 

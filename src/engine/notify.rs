@@ -2,10 +2,11 @@
 //! events and the live config. Pure apart from template rendering.
 
 use jiff::Timestamp;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::chat::conversation::{Conversation, Event, EventData};
-use crate::chat::text::{render, render_text};
+use crate::chat::form::mail_subject;
+use crate::chat::text::render_text;
 use crate::config::Bundle;
 use crate::config::schema::{Bot, FieldKind, LiveChat, OfflineForm};
 use crate::config::values::is_valid_email;
@@ -21,6 +22,8 @@ pub struct Submission<'a> {
     pub form_id: &'a str,
     pub form: &'a OfflineForm,
     pub values: &'a std::collections::BTreeMap<String, String>,
+    /// The conversation's variables, which the subject sees besides the fields.
+    pub vars: &'a std::collections::BTreeMap<String, String>,
     pub conversation_id: Option<&'a str>,
     pub page_url: Option<&'a str>,
     pub language: &'a str,
@@ -47,13 +50,7 @@ pub fn form_items(out: &Outbound, s: &Submission<'_>, now: Timestamp) -> Result<
         .filter_map(|f| s.values.get(f.name.get_ref()))
         .find(|v| is_valid_email(v))
         .cloned();
-    let mut vars: serde_json::Map<String, Value> = s
-        .values
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
-    vars.insert("bot".into(), json!({ "name": s.bot.header.name.get_ref() }));
-    let subject = render(s.form.subject.as_str(), &Value::Object(vars));
+    let subject = mail_subject(s.bot, s.form, s.vars, s.values);
     let console_url = s.conversation_id.map(|id| out.console_url(Some(id)));
     let ctx = json!({
         "subject": subject,
@@ -198,6 +195,7 @@ pub fn transition_items(
                     form_id,
                     form,
                     values,
+                    vars: &conv.flow.vars,
                     conversation_id: Some(&conv.id),
                     page_url: conv.page_url.as_deref(),
                     language: &conv.language,

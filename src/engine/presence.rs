@@ -56,21 +56,12 @@ impl Engine {
             .iter()
             .map(|a| {
                 let email = a.email.as_str().to_lowercase();
-                AgentView {
-                    accepting: p.accepting.contains(&email),
-                    online: p.sockets.get(&email).copied().unwrap_or(0) > 0,
-                    active_chats: p.load.get(&email).map_or(0, |s| s.len() as u32),
-                    max_chats: *a.max_chats.get_ref(),
-                    name: a.name.clone(),
-                    role: a.role,
-                    teams: a
-                        .teams
-                        .get_ref()
-                        .iter()
-                        .map(|t| t.get_ref().clone())
-                        .collect(),
-                    email,
-                }
+                AgentView::of(
+                    a,
+                    p.sockets.get(&email).copied().unwrap_or(0) > 0,
+                    p.accepting.contains(&email),
+                    p.load.get(&email).map_or(0, |s| s.len() as u32),
+                )
             })
             .collect()
     }

@@ -1215,3 +1215,29 @@ fn names_and_codes_are_stable() {
         Duration::from_secs(90)
     );
 }
+
+#[test]
+fn a_route_by_language_sees_the_browser_language_even_one_the_bot_does_not_speak() {
+    let w = World::new(bot(r#"
+name = "S"
+[[step]]
+id = "start"
+live_chat = "desk"
+[live_chat.desk]
+route = [{ when = { language = ["es", "pt"] }, team = "billing" }, { team = "support" }]
+"#));
+    let start = |lang: &str| {
+        let visitor = Visitor {
+            language: Some(lang.into()),
+            ..Visitor::default()
+        };
+        Conversation::start("c1", "support", "v1", visitor, &w.bot, w.now).conversation
+    };
+    let spanish = start("es-MX");
+    assert_eq!(spanish.language, "en", "the bot speaks English only");
+    assert_eq!(w.ok(&spanish, request()).0.team.as_deref(), Some("billing"));
+    assert_eq!(
+        w.ok(&start("de"), request()).0.team.as_deref(),
+        Some("support")
+    );
+}

@@ -12,6 +12,7 @@ use super::show::show_flow;
 use super::transitions::apply;
 use crate::chat::flow::{self, FlowState};
 use crate::chat::routing::AgentView;
+use crate::config::hours::OpeningHours;
 use crate::config::schema::{Bot, Team};
 use crate::config::values::is_valid_email;
 
@@ -147,6 +148,10 @@ pub struct Conversation {
     pub email: Option<String>,
     /// One of the bot's languages.
     pub language: String,
+    /// The language the visitor's browser asked for, as given (`es-MX`): what a `route`
+    /// rule's `language` matches, also when the bot does not speak it.
+    #[serde(default)]
+    pub browser_language: Option<String>,
     pub page_url: Option<String>,
     pub country: Option<String>,
     pub opened_at: Timestamp,
@@ -177,6 +182,9 @@ pub struct Visitor {
     pub country: Option<String>,
     pub name: Option<String>,
     pub email: Option<String>,
+    /// Conversation variables set before the first step (what `livechat test` cases start
+    /// with); `name` and `email` above win over these.
+    pub vars: BTreeMap<String, String>,
 }
 
 /// A visitor's rating of a chat.
@@ -282,7 +290,7 @@ impl Conversation {
         now: Timestamp,
     ) -> Transition {
         let language = pick_language(bot, visitor.language.as_deref());
-        let mut vars = BTreeMap::new();
+        let mut vars = visitor.vars;
         let name = visitor
             .name
             .filter(|n| valid_name(n))
@@ -314,6 +322,7 @@ impl Conversation {
             name,
             email,
             language,
+            browser_language: visitor.language.filter(|l| !l.trim().is_empty()),
             page_url: visitor.page_url,
             country: visitor.country,
             opened_at: now,
@@ -345,6 +354,19 @@ impl Conversation {
     /// Runs one command. See `apply`.
     pub fn apply(&self, cmd: Command, ctx: &Ctx<'_>) -> Result<Transition, Rejection> {
         apply(self, cmd, ctx)
+    }
+
+    /// Whether the Live Chat action a request would go to (see `action_for`) is within its
+    /// opening hours at `now`: what the caller passes as `Ctx::open`. `true` when the action
+    /// has no `hours`, or the bot has no action.
+    pub fn within_hours(&self, bot: &Bot, requested: Option<&str>, now: Timestamp) -> bool {
+        let Some(action) = self.action_for(bot, requested) else {
+            return true;
+        };
+        match bot.live_chat.get(action).and_then(|a| a.hours.as_ref()) {
+            None => true,
+            Some(hours) => OpeningHours::parse(hours).is_ok_and(|h| h.is_open(now)),
+        }
     }
 
     /// The Live Chat action a request would go to: `requested` if given, else the one of

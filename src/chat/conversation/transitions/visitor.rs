@@ -116,7 +116,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             a,
             &c.flow.vars,
             c.page_url.as_deref(),
-            &c.language,
+            c.browser_language.as_deref().unwrap_or(&c.language),
             c.country.as_deref(),
         );
         self.notice(&a.welcome_message, Notice::Welcome, None);

@@ -41,12 +41,7 @@ impl AuthAgent {
             email: super::email_key(agent.email.as_str()),
             name: agent.name.clone(),
             role: agent.role,
-            teams: agent
-                .teams
-                .get_ref()
-                .iter()
-                .map(|t| t.get_ref().clone())
-                .collect(),
+            teams: agent.team_ids().map(str::to_string).collect(),
             max_chats: *agent.max_chats.get_ref(),
             token_hash,
         }

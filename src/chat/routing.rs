@@ -28,12 +28,7 @@ impl AgentView {
             email: agent.email.as_str().to_lowercase(),
             name: agent.name.clone(),
             role: agent.role,
-            teams: agent
-                .teams
-                .get_ref()
-                .iter()
-                .map(|t| t.get_ref().clone())
-                .collect(),
+            teams: agent.team_ids().map(str::to_string).collect(),
             accepting,
             online,
             active_chats,

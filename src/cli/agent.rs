@@ -170,12 +170,7 @@ fn list(settings: &Settings, roster: &Roster, format: Format) -> ExitCode {
                 Role::Agent => "agent",
                 Role::Admin => "admin",
             },
-            teams: a
-                .teams
-                .get_ref()
-                .iter()
-                .map(|t| t.get_ref().as_str())
-                .collect(),
+            teams: a.team_ids().collect(),
             max_chats: *a.max_chats.get_ref(),
             password_set: with_password.contains(&auth::email_key(a.email.as_str())),
         })

@@ -531,6 +531,13 @@ pub struct Agent {
     pub teams: Spanned<Vec<Spanned<String>>>,
 }
 
+impl Agent {
+    /// The ids of the agent's teams, in the order the roster lists them.
+    pub fn team_ids(&self) -> impl Iterator<Item = &str> {
+        self.teams.get_ref().iter().map(|t| t.get_ref().as_str())
+    }
+}
+
 fn default_max_chats() -> Spanned<u32> {
     Spanned::new(0..0, 3)
 }

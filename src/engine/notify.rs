@@ -237,12 +237,7 @@ fn missed_request_mail(
         .roster
         .agents
         .iter()
-        .filter(|a| {
-            a.teams
-                .get_ref()
-                .iter()
-                .any(|t| teams.contains(&t.get_ref().as_str()))
-        })
+        .filter(|a| a.team_ids().any(|t| teams.contains(&t)))
         .map(|a| a.email.as_str().to_string())
         .collect();
     if to.is_empty() {

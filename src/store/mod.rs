@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod health;
 pub mod lock;
 pub mod migrations;
+pub mod privacy;
 pub mod reader;
 pub mod revisions;
 pub mod search;

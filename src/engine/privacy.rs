@@ -124,7 +124,8 @@ impl Engine {
         keep: Duration,
         mail_dir: &Path,
     ) -> Result<Removed, EngineError> {
-        let cutoff_time = Timestamp::now() - jiff::SignedDuration::try_from(keep).unwrap_or_default();
+        let cutoff_time =
+            Timestamp::now() - jiff::SignedDuration::try_from(keep).unwrap_or_default();
         let cutoff = persist::stamp(cutoff_time);
         let outbox_cutoff = cutoff_time.to_string();
         let mut total = Removed::default();
@@ -144,6 +145,7 @@ impl Engine {
                             let left = rows::erase_expired_leftovers(c, &cutoff)?;
                             erased.forms += left.forms;
                             erased.visitors += left.visitors;
+                            erased.visitor_ids.extend(left.visitor_ids);
                             outbox.extend(crate::mail::outbox::forget_settled_before(
                                 c,
                                 &outbox_cutoff,
@@ -161,6 +163,9 @@ impl Engine {
                 break;
             }
             self.drop_live(&erased);
+            for visitor in &erased.visitor_ids {
+                self.forget_visitor(visitor);
+            }
             let removed = self.finish(erased, outbox, mail_dir).await?;
             total.add(&removed);
             if !more {

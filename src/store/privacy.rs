@@ -4,7 +4,8 @@
 //! that visitor's conversations with one bot. Erasing deletes their rows and leaves each of
 //! their events in the log as a tombstone (type `redacted`, empty data), so every `seq`
 //! stays and a replay after any point has no gap. Deleted text must not linger in the
-//! database or its WAL, so erasing runs with `secure_delete` (freed space is zeroed), the
+//! database or its WAL, so connections run with `secure_delete` (freed space is zeroed:
+//! also the space rows leave when pages split, long before an erase), the
 //! search index physically drops a deleted message's terms (FTS5 `secure-delete`, set by
 //! migration 5), and [`truncate_wal`] afterwards copies the WAL into the database and cuts
 //! it to nothing, old page images with it.
@@ -32,6 +33,8 @@ pub struct Erased {
     /// Events turned into tombstones.
     pub events: usize,
     pub visitors: usize,
+    /// The visitors whose profile was removed.
+    pub visitor_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,16 +182,15 @@ fn messages_of(conn: &Connection, conversation_id: &str) -> Result<Vec<Value>, S
     Ok(rows)
 }
 
-/// Turns zeroing of freed space on for the writes of `work`, then back off: deleted text is
-/// overwritten in the pages that held it (which the WAL then carries), not just unlinked.
+/// Runs `work` with zeroing of freed space on (as every connection of `store::connect` has
+/// it): deleted text is overwritten in the pages that held it, not just unlinked. It stays
+/// on: space freed earlier without it could hold copies of the text.
 pub fn securely<T>(
     conn: &Connection,
     work: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     conn.pragma_update(None, "secure_delete", true)?;
-    let result = work(conn);
-    conn.pragma_update(None, "secure_delete", false)?;
-    result
+    work(conn)
 }
 
 /// Erases a visitor: their conversations (see [`erase_conversations`]), their offline forms
@@ -199,9 +201,13 @@ pub fn erase_visitor(conn: &Connection, visitor_id: &str) -> Result<Erased, Stor
     erased.forms += conn
         .prepare_cached("DELETE FROM form_submissions WHERE visitor_id = ?1")?
         .execute([visitor_id])?;
-    erased.visitors += conn
+    let gone = conn
         .prepare_cached("DELETE FROM visitors WHERE id = ?1")?
         .execute([visitor_id])?;
+    erased.visitors += gone;
+    if gone > 0 {
+        erased.visitor_ids.push(visitor_id.to_string());
+    }
     Ok(erased)
 }
 
@@ -277,11 +283,15 @@ pub fn erase_expired_leftovers(conn: &Connection, cutoff: &str) -> Result<Erased
            AND (visitor_id IS NULL OR visitor_id NOT IN (SELECT id FROM visitors))",
         [cutoff],
     )?;
-    erased.visitors += conn.execute(
+    let mut stmt = conn.prepare(
         "DELETE FROM visitors WHERE last_seen_at < ?1
-           AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.visitor_id = visitors.id)",
-        [cutoff],
+           AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.visitor_id = visitors.id)
+         RETURNING id",
     )?;
+    erased.visitor_ids = stmt
+        .query_map([cutoff], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    erased.visitors = erased.visitor_ids.len();
     Ok(erased)
 }
 
@@ -354,7 +364,10 @@ mod tests {
         seed(&conn, "v_a", "c_a", "parcel alpha");
         seed(&conn, "v_b", "c_b", "parcel beta");
         let exported = export(&conn, "v_a").unwrap().unwrap();
-        assert_eq!(exported["conversations"][0]["messages"][0]["text"], "parcel alpha");
+        assert_eq!(
+            exported["conversations"][0]["messages"][0]["text"],
+            "parcel alpha"
+        );
         let erased = securely(&conn, |c| erase_visitor(c, "v_a")).unwrap();
         assert_eq!((erased.messages, erased.events, erased.visitors), (1, 1, 1));
         assert_eq!(export(&conn, "v_a").unwrap(), None);
@@ -371,8 +384,11 @@ mod tests {
             .unwrap();
         assert_eq!(seqs, 2, "no event is deleted");
         // The index still takes new messages and stays consistent.
-        conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')", [])
-            .unwrap();
+        conn.execute(
+            "INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')",
+            [],
+        )
+        .unwrap();
     }
 
     #[test]
@@ -380,7 +396,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open(dir.path()).unwrap();
         seed(&conn, "v_a", "c_a", "old");
-        assert_eq!(expired_conversations(&conn, "t0", 10).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            expired_conversations(&conn, "t0", 10).unwrap(),
+            Vec::<String>::new()
+        );
         assert_eq!(expired_conversations(&conn, "t2", 10).unwrap(), vec!["c_a"]);
         securely(&conn, |c| erase_conversations(c, &["c_a".to_string()])).unwrap();
         let left = securely(&conn, |c| erase_expired_leftovers(c, "t2")).unwrap();

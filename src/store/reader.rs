@@ -27,7 +27,10 @@ impl Readers {
 
     /// The data directory the database is in.
     pub fn data_dir(&self) -> PathBuf {
-        self.path.parent().map(Path::to_path_buf).unwrap_or_default()
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 
     /// Runs `query` on a read connection in a blocking thread.

@@ -112,8 +112,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open(dir.path()).unwrap();
         let writer = Writer::start_with(conn, SearchIndex, None);
-        writer.run(|c| insert(c, "m1", "first parcel")).await.unwrap();
-        writer.run(|c| insert(c, "m2", "erased parcel")).await.unwrap();
+        writer
+            .run(|c| insert(c, "m1", "first parcel"))
+            .await
+            .unwrap();
+        writer
+            .run(|c| insert(c, "m2", "erased parcel"))
+            .await
+            .unwrap();
         // The newest message erased (as `store::privacy` does), then a new one, which SQLite
         // gives the freed row id.
         writer
@@ -128,7 +134,10 @@ mod tests {
             })
             .await
             .unwrap();
-        writer.run(|c| insert(c, "m3", "later parcel")).await.unwrap();
+        writer
+            .run(|c| insert(c, "m3", "later parcel"))
+            .await
+            .unwrap();
         assert_eq!(found(dir.path(), "parcel"), vec!["m1", "m3"]);
         assert_eq!(found(dir.path(), "erased"), Vec::<String>::new());
     }

@@ -14,7 +14,8 @@ let confirming = null; // the visitor id whose erase waits for a confirmation
 export function privacySection(visitor) {
   if (!isAdmin() || !visitor || !visitor.id) return null;
   const id = visitor.id;
-  const part = h('div', { class: 'privacy' }, h('h3', null, 'Visitor data'));
+  const part = h('div', { class: 'privacy' }, h('h3', null, 'Visitor data'),
+    h('p', { class: 'privacy-id' }, 'Visitor id: ', h('code', null, id)));
   if (confirming === id) {
     part.appendChild(h('p', { class: 'privacy-warning', role: 'alert' },
       'Erase ' + (visitor.name || visitor.email || 'this visitor') + ' and everything about '

@@ -603,6 +603,32 @@ mod tests {
         let err = args.resolve().unwrap_err().to_string();
         assert!(err.contains("`nope`"), "{err}");
     }
+
+    #[test]
+    fn retention_is_kept_forever_unless_set_and_never_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("livechat.toml");
+        let args = ServerArgs {
+            config: Some(path.clone()),
+            ..ServerArgs::default()
+        };
+        std::fs::write(&path, "listen = \"127.0.0.1:0\"\n").unwrap();
+        assert_eq!(args.resolve().unwrap().retention, None);
+        std::fs::write(&path, "retention = \"180d\"\n").unwrap();
+        let keep = args.resolve().unwrap().retention.unwrap();
+        assert_eq!(keep, std::time::Duration::from_secs(180 * 86_400));
+        assert_eq!(
+            retention_sweep_every(keep),
+            std::time::Duration::from_secs(3600)
+        );
+        assert_eq!(
+            retention_sweep_every(std::time::Duration::from_secs(2)),
+            std::time::Duration::from_secs(1)
+        );
+        std::fs::write(&path, "retention = \"0s\"\n").unwrap();
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("longer than zero"), "{err}");
+    }
 }
 
 /// `low_space_warning`: below this much free space where the database is, the server warns

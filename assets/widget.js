@@ -740,7 +740,9 @@
         stopPoll();
         setConn(true);
       } else if (f.type === "error") {
-        if (f.error && f.error.code === "invalid_token") s.onclose = ws = null, s.close(), start(true);
+        // Forgotten (or erased by an admin): what was shown goes, a fresh session starts.
+        const gone = f.error && (f.error.code === "invalid_token" || f.error.code === "visitor_erased");
+        if (gone) s.onclose = ws = null, s.close(), start(true);
       } else apply(f, true);
     };
     s.onclose = () => ws === s && lost();

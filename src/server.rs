@@ -105,6 +105,14 @@ impl AppState {
             }
             .run(),
         );
+        if let Some(keep) = settings.retention {
+            tokio::spawn(crate::engine::privacy::retention_loop(
+                engine.clone(),
+                keep,
+                crate::settings::retention_sweep_every(keep),
+                settings.data_dir.join("mail"),
+            ));
+        }
         let state = AppState {
             settings: config.settings,
             live: config.live,

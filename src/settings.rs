@@ -82,6 +82,10 @@ pub struct SettingsFile {
     /// Below this much free space where the database is, the server warns in its log: a
     /// size (`500MB`, `2GiB`) or a share of the file system (`5%`, the default).
     pub low_space_warning: Option<String>,
+    /// How long settled conversations are kept, like `90d` or `1y`: a sweeper erases
+    /// conversations resolved, ended or closed longer ago (see docs/privacy.md). Default:
+    /// kept forever.
+    pub retention: Option<crate::config::values::DurationValue>,
 }
 
 /// `[limits]` of livechat.toml; each also from an environment variable.
@@ -200,6 +204,8 @@ pub struct Settings {
     pub limits: ServerLimits,
     pub log_format: LogFormat,
     pub low_space_warning: SpaceThreshold,
+    /// `None`: conversations are kept forever.
+    pub retention: Option<std::time::Duration>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -379,8 +385,38 @@ impl ServerArgs {
             limits: resolve_limits(&file.limits)?,
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             low_space_warning: low_space_warning(file.low_space_warning.as_deref())?,
+            retention: retention(file.retention)?,
         })
     }
+}
+
+/// `LIVECHAT_RETENTION`, else `retention` of the file, else none (keep forever). Zero is
+/// refused: it would erase a conversation the moment it is settled.
+fn retention(
+    file: Option<crate::config::values::DurationValue>,
+) -> Result<Option<std::time::Duration>, SettingsError> {
+    match std::env::var("LIVECHAT_RETENTION") {
+        Ok(text) if !text.trim().is_empty() => match humantime::parse_duration(text.trim()) {
+            Ok(d) if !d.is_zero() => Ok(Some(d)),
+            _ => Err(SettingsError::Invalid {
+                path: "LIVECHAT_RETENTION".into(),
+                message: format!(
+                    "`{text}` is not a retention period: write a duration longer than zero, \
+                     like `90d` or `1y`"
+                ),
+            }),
+        },
+        _ => Ok(file.map(|d| d.get())),
+    }
+}
+
+/// How often the retention sweeper looks: a quarter of the period, between a second and
+/// an hour.
+pub fn retention_sweep_every(retention: std::time::Duration) -> std::time::Duration {
+    (retention / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(3600),
+    )
 }
 
 /// `LIVECHAT_LOW_SPACE_WARNING`, else `low_space_warning` of the file, else 5 %.
@@ -578,6 +614,32 @@ mod tests {
         args.trusted_proxies = Some("10.0.0.0/8,nope".into());
         let err = args.resolve().unwrap_err().to_string();
         assert!(err.contains("`nope`"), "{err}");
+    }
+
+    #[test]
+    fn retention_is_kept_forever_unless_set_and_never_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("livechat.toml");
+        let args = ServerArgs {
+            config: Some(path.clone()),
+            ..ServerArgs::default()
+        };
+        std::fs::write(&path, "listen = \"127.0.0.1:0\"\n").unwrap();
+        assert_eq!(args.resolve().unwrap().retention, None);
+        std::fs::write(&path, "retention = \"180d\"\n").unwrap();
+        let keep = args.resolve().unwrap().retention.unwrap();
+        assert_eq!(keep, std::time::Duration::from_secs(180 * 86_400));
+        assert_eq!(
+            retention_sweep_every(keep),
+            std::time::Duration::from_secs(3600)
+        );
+        assert_eq!(
+            retention_sweep_every(std::time::Duration::from_secs(2)),
+            std::time::Duration::from_secs(1)
+        );
+        std::fs::write(&path, "retention = \"0s\"\n").unwrap();
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("longer than zero"), "{err}");
     }
 }
 

@@ -874,3 +874,84 @@ async fn take_over_canned_reconnect_mute_transfer_search_and_reload() {
         .await;
     finish(browser).await;
 }
+
+/// The visitor data buttons of the details panel: an agent has none; an admin exports the
+/// visitor's data as a file and erases them after confirming (a first try is cancelled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_admins_export_and_erase_a_visitor_and_erasing_asks_first() {
+    let boss = "boss@acme.example";
+    let server = Bundle::live(1).serve(&[&agent_email(0), boss]);
+    let api = Api::new(&server.url);
+    let started = api.visitor("support").await;
+    let session = Session {
+        token: started["token"].as_str().unwrap().to_string(),
+        conv: started["conversation_id"].as_str().unwrap().to_string(),
+    };
+    visitor_says(&api, &session, "p1", "my browser parcel").await;
+    // With the bot still: under "With the bot", a section that opens on a click.
+    let row = format!("#sec-bot .row[data-id='{}']", session.conv);
+
+    // An agent opens the conversation: the details have no visitor data part.
+    let browser = Browser::start().await;
+    sign_in(&browser, &server.url, &agent_email(0)).await;
+    browser.click("#sec-bot summary").await;
+    browser.click(&row).await;
+    browser.wait_for_text("#details", "Visitor").await;
+    browser
+        .wait_for_text("#messages", "my browser parcel")
+        .await;
+    let buttons = js(
+        &browser,
+        "return document.querySelectorAll('#details .privacy, .privacy-export, .privacy-erase').length;",
+    )
+    .await;
+    assert_eq!(buttons, json!(0), "an agent sees the visitor data buttons");
+    finish(browser).await;
+
+    // An admin exports, then erases after confirming.
+    let browser = Browser::start().await;
+    sign_in(&browser, &server.url, boss).await;
+    js(
+        &browser,
+        "window.exported = [];
+         const make = URL.createObjectURL;
+         URL.createObjectURL = (blob) => { blob.text().then((t) => exported.push(t)); return make(blob); };",
+    )
+    .await;
+    browser.click("#sec-bot summary").await;
+    browser.click(&row).await;
+    browser.wait_for_text("#details", "Export data").await;
+    click_labelled(&browser, "details", "Export data").await;
+    wait_js(
+        &browser,
+        "the export holds the visitor's messages",
+        "return exported.length === 1 && exported[0].includes('my browser parcel');",
+    )
+    .await;
+    click_labelled(&browser, "details", "Erase visitor…").await;
+    browser
+        .wait_for_text("#details", "This cannot be undone.")
+        .await;
+    click_labelled(&browser, "details", "Cancel").await;
+    click_labelled(&browser, "details", "Erase visitor…").await;
+    click_labelled(&browser, "details", "Erase for good").await;
+    browser.wait_for_text("#toast", "erased").await;
+    wait_js(
+        &browser,
+        "the erased conversation is closed and gone from the lists",
+        &format!(
+            "return document.getElementById('conv-pane').hidden
+               && !document.querySelector(\"{row}\");"
+        ),
+    )
+    .await;
+    let admin = api.login(boss).await;
+    let (status, _) = api
+        .get(
+            &format!("/api/v1/conversations/{}", session.conv),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(status, 404);
+    finish(browser).await;
+}

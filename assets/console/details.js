@@ -6,6 +6,7 @@ import { $, h, clear } from './dom.js';
 import { now, nameOf } from './state.js';
 import { clock, ratingText, safeUrl, statusLabel, valueText } from './format.js';
 import { conv, openConv } from './conversation.js';
+import { privacySection } from './privacy.js';
 
 function expanded() {
   return $('details-toggle').getAttribute('aria-expanded') === 'true';
@@ -19,6 +20,11 @@ export function toggleDetails() {
   if (open && close) close.focus();
   else if (!open) $('details-toggle').focus();
 }
+
+// The visitor data part asks for the panel again when its confirmation opens or closes.
+document.addEventListener('livechat:details', () => {
+  if (conv) renderDetails(conv);
+});
 
 export function detailsOpen() {
   return expanded();
@@ -78,6 +84,8 @@ export function renderDetails(d) {
       h('li', null, h('button', { type: 'button', class: 'link', onclick: () => openConv(e.id) },
         clock(e.opened_at, t) + ' · ' + statusLabel(e.status))))));
   }
+  const privacy = privacySection(d.visitor);
+  if (privacy) aside.appendChild(privacy);
   const narrow = window.matchMedia('(max-width: 1100px)').matches;
   aside.hidden = narrow && !expanded();
 }

@@ -1,11 +1,11 @@
 /* What each event of the stream changes: presence and config reloads here, the rest in
  * the lists (refreshed) and in the open conversation (applied at once). */
 
-import { $ } from './dom.js';
+import { $, toast } from './dom.js';
 import { session, isMe } from './state.js';
 import { ms } from './format.js';
 import { scheduleRefresh, markUnread } from './lists.js';
-import { openId, applyToOpen, refreshOpen } from './conversation.js';
+import { openId, applyToOpen, refreshOpen, closeConv } from './conversation.js';
 import { onTyping } from './composer.js';
 import { loadAgents, loadResponses, setAccepting } from './session.js';
 
@@ -38,6 +38,16 @@ export function onFrame(f) {
   }
   const id = f.conversation_id;
   if (!id) return;
+  if (f.type === 'conversation.erased' || f.type === 'redacted') {
+    // An admin erased the visitor (live), or the replay passes a tombstone of an erased
+    // conversation: nothing to show, the lists drop it.
+    if (f.type === 'conversation.erased' && id === openId) {
+      closeConv();
+      toast('That conversation was erased.');
+    }
+    scheduleRefresh();
+    return;
+  }
   const live = (ms(f.at) || 0) >= session.startedAt + session.skew - REPLAY_SLACK_MS;
   if (f.type === 'message.created' && data.author === 'visitor' && id !== openId && live) {
     markUnread(id);

@@ -4,7 +4,7 @@
 //! failed test case, a file that is not a livechat database, a backup that would overwrite a
 //! file),
 //! 2 the command could not run (unreadable directory, database error, bad flags), 3 the data
-//! directory is in use: a server runs on it (`restore`).
+//! directory is in use: a server runs on it (`restore`, `visitor erase`).
 
 mod agent;
 mod apply;
@@ -20,6 +20,7 @@ mod serve;
 mod test;
 mod try_;
 mod validate;
+mod visitor;
 
 use std::process::ExitCode;
 
@@ -101,6 +102,8 @@ pub enum Command {
         /// A file written by `livechat backup`.
         file: std::path::PathBuf,
     },
+    /// A visitor's personal data: `visitor export ID`, `visitor erase ID`.
+    Visitor(visitor::VisitorArgs),
     /// Write a commented starter bundle into DIR.
     Init {
         dir: std::path::PathBuf,
@@ -127,6 +130,7 @@ pub fn main() -> ExitCode {
         Command::Healthcheck => healthcheck::run(&cli.server),
         Command::Backup { file, force } => backup::run(&cli.server, &file, force),
         Command::Restore { file } => restore::run(&cli.server, &file),
+        Command::Visitor(args) => visitor::run(&cli.server, args),
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod notify;
 mod persist;
 mod presence;
+pub mod privacy;
 pub mod queries;
 mod signals;
 pub mod stats;

@@ -505,3 +505,76 @@ pub async fn stats(
     .map_err(AppError::internal)?;
     Ok(Json(stats))
 }
+
+/// Personal data requests are for admins only: `403 not_allowed` for any other agent.
+fn admin_only(agent: &AuthAgent) -> Result<(), AppError> {
+    if agent.is_admin() {
+        Ok(())
+    } else {
+        Err(AppError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "not_allowed",
+            "only an admin may export or erase a visitor's data",
+        ))
+    }
+}
+
+fn no_visitor() -> AppError {
+    AppError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        "no such visitor",
+    )
+}
+
+/// `GET /api/v1/visitors/{id}/export`: everything stored about a visitor, as a JSON file.
+pub async fn export_visitor(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, AppError> {
+    admin_only(&agent)?;
+    let mut exported = match state.engine.export_visitor(&id).await {
+        Err(crate::engine::EngineError::NotFound) => return Err(no_visitor()),
+        other => other?,
+    };
+    exported["exported_at"] = json!(jiff::Timestamp::now().to_string());
+    exported["exported_by"] = json!(agent.email);
+    let filename: String = id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    Ok((
+        [(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"visitor-{filename}.json\""),
+        )],
+        Json(exported),
+    ))
+}
+
+/// `DELETE /api/v1/visitors/{id}`: erases a visitor and everything about them.
+pub async fn erase_visitor(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    admin_only(&agent)?;
+    let mail_dir = state.settings.data_dir.join("mail");
+    let removed = match state.engine.erase_visitor(&id, &mail_dir).await {
+        Err(crate::engine::EngineError::NotFound) => return Err(no_visitor()),
+        other => other?,
+    };
+    tracing::info!("visitor {id} erased by {}", agent.email);
+    Ok(Json(json!({
+        "visitor_id": id,
+        "erased": {
+            "conversations": removed.conversations,
+            "messages": removed.messages,
+            "forms": removed.forms,
+            "events_redacted": removed.events_redacted,
+            "outbox_items": removed.outbox_items,
+            "mail_files": removed.mail_files,
+        },
+    })))
+}

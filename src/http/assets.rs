@@ -80,6 +80,10 @@ const CONSOLE_MODULES: &[(&str, &str)] = &[
     ("format.js", include_str!("../../assets/console/format.js")),
     ("lists.js", include_str!("../../assets/console/lists.js")),
     (
+        "privacy.js",
+        include_str!("../../assets/console/privacy.js"),
+    ),
+    (
         "reports.js",
         include_str!("../../assets/console/reports.js"),
     ),

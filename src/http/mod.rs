@@ -24,7 +24,7 @@ use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use std::time::Duration;
 
 use crate::chat::conversation::Rejection;
@@ -67,7 +67,9 @@ pub fn router(state: AppState) -> Router {
         .route(&conversation("takeover"), post(agent::takeover))
         .route(&conversation("mute"), post(agent::mute))
         .route(&conversation("resolve"), post(agent::resolve))
-        .route(&conversation("close"), post(agent::close));
+        .route(&conversation("close"), post(agent::close))
+        .route("/api/v1/visitors/{id}", delete(agent::erase_visitor))
+        .route("/api/v1/visitors/{id}/export", get(agent::export_visitor));
     let pages = Router::new()
         .route(
             "/bots/{bot}/contact",

@@ -365,6 +365,16 @@ async fn run(
                     if !send(&mut socket, text).await {
                         break;
                     }
+                    if frame.kind == Some(crate::engine::privacy::VISITOR_ERASED) {
+                        // The visitor is gone: their socket ends with the error frame.
+                        let _ = socket
+                            .send(Message::Close(Some(CloseFrame {
+                                code: VISITOR_ERASED_CLOSE,
+                                reason: Utf8Bytes::from_static("visitor_erased"),
+                            })))
+                            .await;
+                        break;
+                    }
                 }
                 Err(RecvError::Lagged(_)) => match catch_up(&mut socket, &engine, &who, last).await {
                     Some(l) => last = l,
@@ -392,6 +402,8 @@ async fn run(
 
 /// The close code of a console socket whose session ended (a private-use code).
 const SESSION_ENDED_CLOSE: u16 = 4001;
+/// The close code of a widget socket whose visitor was erased.
+const VISITOR_ERASED_CLOSE: u16 = 4002;
 
 /// Asks again whether an agent socket's session holds. `Some(why)` when it ended; when it
 /// holds, the socket takes the agent's role and teams as the live roster has them now.

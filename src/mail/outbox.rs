@@ -84,6 +84,50 @@ pub fn enqueue_encoded(
     Ok(id)
 }
 
+/// Deletes every item about the given conversations (a mail or webhook body that names one
+/// of their ids: the console links and webhook payloads all do) and every mail to `email`
+/// (a transcript); answers their ids, which also name their mail files (see
+/// `transport::remove_mail_files`). Pending items are never sent; sent ones lose their copy.
+pub fn forget(
+    conn: &Connection,
+    conversation_ids: &[String],
+    email: Option<&str>,
+) -> Result<Vec<String>, StoreError> {
+    let mut ids = Vec::new();
+    for conversation in conversation_ids {
+        let mut stmt =
+            conn.prepare_cached("DELETE FROM outbox WHERE instr(payload, ?1) > 0 RETURNING id")?;
+        let gone = stmt.query_map([conversation], |r| r.get::<_, String>(0))?;
+        for id in gone {
+            ids.push(id?);
+        }
+    }
+    if let Some(email) = email.filter(|e| !e.is_empty()) {
+        let mut stmt = conn.prepare_cached(
+            "DELETE FROM outbox WHERE kind = 'mail' AND EXISTS
+               (SELECT 1 FROM json_each(payload, '$.to') WHERE lower(value) = lower(?1))
+             RETURNING id",
+        )?;
+        let gone = stmt.query_map([email], |r| r.get::<_, String>(0))?;
+        for id in gone {
+            ids.push(id?);
+        }
+    }
+    Ok(ids)
+}
+
+/// Deletes the items delivered (or given up on) that were queued before `cutoff` (a time
+/// as `Timestamp`'s `Display` writes it); answers their ids. Retention's part of the outbox.
+pub fn forget_settled_before(conn: &Connection, cutoff: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "DELETE FROM outbox WHERE status IN ('sent', 'dead') AND created_at < ?1 RETURNING id",
+    )?;
+    let ids = stmt
+        .query_map([cutoff], |r| r.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
 /// The delay before attempt `attempts + 1`: `base`, doubling, at most an hour.
 pub fn backoff(base: Duration, attempts: i64) -> Duration {
     let doublings = (attempts - 1).clamp(0, 30) as u32;

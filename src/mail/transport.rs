@@ -162,12 +162,32 @@ pub fn build(from: &str, mail: &Mail, message_id: &str) -> Result<Message, SendE
     Ok(message)
 }
 
-fn write_file(dir: &Path, message_id: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    let name: String = message_id
+/// Removes the mail files the file transport wrote for these outbox items, if any; answers
+/// how many it removed.
+pub fn remove_mail_files(dir: &Path, outbox_ids: &[String]) -> usize {
+    let mut removed = 0;
+    for id in outbox_ids {
+        let path = dir.join(format!("{}.eml", file_stem(id)));
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("cannot remove the mail file {}: {e}", path.display()),
+        }
+    }
+    removed
+}
+
+/// The name of an outbox item's mail file, without `.eml`.
+fn file_stem(message_id: &str) -> String {
+    message_id
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .collect();
+        .collect()
+}
+
+fn write_file(dir: &Path, message_id: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let name = file_stem(message_id);
     let path = dir.join(format!("{name}.eml"));
     let tmp = dir.join(format!(".{name}.eml.tmp"));
     std::fs::write(&tmp, bytes)?;

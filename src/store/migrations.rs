@@ -138,6 +138,10 @@ const STEPS: &[M<'static>] = &[
         "DROP TRIGGER messages_fts_insert;
         DROP INDEX messages_conversation;",
     ),
+    // 5: erasing a visitor removes their words from the search index itself: with FTS5's
+    // `secure-delete`, a deleted row's terms are taken out of the index pages, where a plain
+    // delete would only add a marker and leave them until a merge.
+    M::up("INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1);"),
 ];
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod health;
 pub mod lock;
 pub mod migrations;
+pub mod privacy;
 pub mod reader;
 pub mod revisions;
 pub mod search;
@@ -165,6 +166,10 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // runs every job in one) SQLite copies each page before its first change, to be able
     // to roll back to it; on disk that was a temporary file written for every job.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Space that rows leave (deleted, updated, moved when a page splits) is zeroed, not
+    // left behind with its old bytes: erasing a visitor (`store::privacy`) must leave no
+    // copy of their text in free space, which SQLite otherwise keeps until reused.
+    conn.pragma_update(None, "secure_delete", true)?;
     // After a checkpoint has emptied it, a WAL that grew under a burst is cut back to this.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     Ok(())
@@ -196,6 +201,7 @@ mod tests {
         assert_eq!(pragma("synchronous"), "1"); // NORMAL
         assert_eq!(pragma("busy_timeout"), "5000");
         assert_eq!(pragma("temp_store"), "2"); // MEMORY
+        assert_eq!(pragma("secure_delete"), "1");
         assert_eq!(pragma("page_size"), PAGE_SIZE.to_string());
         drop(conn);
         // Opening again runs no migration twice.

@@ -25,6 +25,14 @@ impl Readers {
         }
     }
 
+    /// The data directory the database is in.
+    pub fn data_dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
     /// Runs `query` on a read connection in a blocking thread.
     pub async fn read<T, Q>(&self, query: Q) -> Result<T, StoreError>
     where

@@ -7,29 +7,21 @@
 //! every acknowledged message: the index commits with the messages it covers. (Should the
 //! indexing itself fail, the group still commits and the next group catches up, from the
 //! index's own highest row id after a restart.)
+//!
+//! The mark of what is indexed is the index's own highest row id, read at each commit
+//! (one lookup): erasing a visitor deletes messages, and when theirs were the newest, the
+//! next message takes a row id again that a mark kept in memory would count as indexed.
 
 use rusqlite::Connection;
 
 use super::writer::GroupStep;
 
-/// Indexes the messages above the highest row id it has indexed.
-pub struct SearchIndex {
-    /// Every message with a row id up to this is in the index.
-    upto: i64,
-    /// Indexed in the current group, not yet committed.
-    pending: Option<i64>,
-}
+/// Indexes the messages above the highest row id the index holds.
+pub struct SearchIndex;
 
 impl SearchIndex {
-    /// The mark starts at the highest row id in the index itself (its `docsize` table has a
-    /// row per document), so messages a failed step left out are indexed by the first group.
-    pub fn new(conn: &Connection) -> rusqlite::Result<SearchIndex> {
-        Ok(SearchIndex {
-            upto: conn
-                .prepare("SELECT coalesce(max(id), 0) FROM messages_fts_docsize")?
-                .query_row([], |r| r.get(0))?,
-            pending: None,
-        })
+    pub fn new(_conn: &Connection) -> rusqlite::Result<SearchIndex> {
+        Ok(SearchIndex)
     }
 }
 
@@ -38,26 +30,27 @@ fn highest(conn: &Connection) -> rusqlite::Result<i64> {
         .query_row([], |r| r.get(0))
 }
 
+/// The highest row id in the index (its `docsize` table has a row per document).
+fn indexed(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT coalesce(max(id), 0) FROM messages_fts_docsize")?
+        .query_row([], |r| r.get(0))
+}
+
 impl GroupStep for SearchIndex {
     fn before_commit(&mut self, conn: &Connection) -> rusqlite::Result<()> {
         let top = highest(conn)?;
-        if top > self.upto {
+        let upto = indexed(conn)?;
+        if top > upto {
             conn.prepare_cached(
                 "INSERT INTO messages_fts (rowid, text)
                  SELECT rowid, text FROM messages WHERE rowid > ?1 AND rowid <= ?2",
             )?
-            .execute([self.upto, top])?;
-            self.pending = Some(top);
+            .execute([upto, top])?;
         }
         Ok(())
     }
 
-    fn after_commit(&mut self, committed: bool) {
-        if let (true, Some(top)) = (committed, self.pending) {
-            self.upto = top;
-        }
-        self.pending = None;
-    }
+    fn after_commit(&mut self, _committed: bool) {}
 }
 
 #[cfg(test)]
@@ -112,6 +105,41 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(found(dir.path(), "parcel"), vec!["m1", "m2"]);
+    }
+
+    #[tokio::test]
+    async fn a_message_that_takes_the_row_id_of_an_erased_one_is_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(dir.path()).unwrap();
+        let writer = Writer::start_with(conn, SearchIndex, None);
+        writer
+            .run(|c| insert(c, "m1", "first parcel"))
+            .await
+            .unwrap();
+        writer
+            .run(|c| insert(c, "m2", "erased parcel"))
+            .await
+            .unwrap();
+        // The newest message erased (as `store::privacy` does), then a new one, which SQLite
+        // gives the freed row id.
+        writer
+            .run(|c| {
+                c.execute(
+                    "INSERT INTO messages_fts (messages_fts, rowid, text)
+                     SELECT 'delete', rowid, text FROM messages WHERE id = 'm2'",
+                    [],
+                )?;
+                c.execute("DELETE FROM messages WHERE id = 'm2'", [])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        writer
+            .run(|c| insert(c, "m3", "later parcel"))
+            .await
+            .unwrap();
+        assert_eq!(found(dir.path(), "parcel"), vec!["m1", "m3"]);
+        assert_eq!(found(dir.path(), "erased"), Vec::<String>::new());
     }
 
     #[tokio::test]

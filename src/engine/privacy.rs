@@ -1,0 +1,318 @@
+//! Personal data in the live engine: a visitor's export, erasing a visitor, and the
+//! retention sweep. The rows go in one writer job (see `store::privacy`); what the engine
+//! holds of them (conversations in memory, their timers, agents' load, the token cache)
+//! goes with them, the visitor's open sockets are ended, and the WAL is cut back so no old
+//! page image keeps the text.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::store::privacy::{self as rows, Erased};
+
+/// Conversations one retention pass erases at most (in one writer job); the next pass, at
+/// once, takes the rest.
+const SWEEP_BATCH: usize = 200;
+
+/// A second look for mail files, after a mail that was being delivered during the erase
+/// may have been written.
+const LATE_MAIL_CHECK: Duration = Duration::from_secs(30);
+
+/// What an erase or a sweep removed, for the answer and the log.
+#[derive(Debug, Clone, Default)]
+pub struct Removed {
+    pub conversations: usize,
+    pub messages: usize,
+    pub forms: usize,
+    pub events_redacted: usize,
+    pub visitors: usize,
+    pub outbox_items: usize,
+    pub mail_files: usize,
+    /// Whether the WAL was emptied afterwards (false: readers held it; it empties at a
+    /// later checkpoint).
+    pub wal_truncated: bool,
+}
+
+impl Engine {
+    /// Everything stored about a visitor (see `store::privacy::export`).
+    pub async fn export_visitor(&self, visitor_id: &str) -> Result<Value, EngineError> {
+        let id = visitor_id.to_string();
+        let exported = self
+            .inner
+            .readers
+            .read(move |c| rows::export(c, &id))
+            .await?
+            .ok_or(EngineError::NotFound)?;
+        Ok(exported)
+    }
+
+    /// Erases a visitor and everything about them; `mail_dir` is where the file transport
+    /// writes mail. `NotFound` when there is no such visitor.
+    pub async fn erase_visitor(
+        &self,
+        visitor_id: &str,
+        mail_dir: &Path,
+    ) -> Result<Removed, EngineError> {
+        let id = visitor_id.to_string();
+        let ids = self
+            .inner
+            .readers
+            .read(move |c| {
+                if rows::visitor_exists(c, &id)? {
+                    Ok(Some(rows::conversations_of(c, &id)?))
+                } else {
+                    Ok(None)
+                }
+            })
+            .await?
+            .ok_or(EngineError::NotFound)?;
+        self.forget_visitor(visitor_id);
+        // Commands in flight on these conversations finish first; later ones find them gone.
+        let entries: Vec<_> = {
+            let convs = self.convs();
+            ids.iter().filter_map(|id| convs.get(id).cloned()).collect()
+        };
+        let mut held = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            held.push(entry.lock().await);
+        }
+        let id = visitor_id.to_string();
+        let (erased, outbox) = self
+            .inner
+            .writer
+            .run(move |c| {
+                rows::securely(c, |c| {
+                    let email = rows::email_of(c, &id)?;
+                    let ids = rows::conversations_of(c, &id)?;
+                    let outbox = crate::mail::outbox::forget(c, &ids, email.as_deref())?;
+                    Ok((rows::erase_visitor(c, &id)?, outbox))
+                })
+            })
+            .await?;
+        self.drop_live(&erased);
+        drop(held);
+        // A token looked up while the erase was in flight may have been cached again.
+        self.forget_visitor(visitor_id);
+        self.inner.hub.publish(Frame {
+            visitor_id: Some(visitor_id.to_string()),
+            visitor_json: Some(
+                json!({"type": "error", "error": {"code": "visitor_erased",
+                    "message": "this visitor's data was erased"}})
+                .to_string(),
+            ),
+            kind: Some(VISITOR_ERASED),
+            ..Frame::default()
+        });
+        let removed = self.finish(erased, outbox, mail_dir).await?;
+        tracing::info!(
+            "erased visitor {visitor_id}: {} conversations, {} messages, {} forms, {} events \
+             redacted, {} outbox items, {} mail files",
+            removed.conversations,
+            removed.messages,
+            removed.forms,
+            removed.events_redacted,
+            removed.outbox_items,
+            removed.mail_files
+        );
+        Ok(removed)
+    }
+
+    /// One retention pass: erases settled conversations last changed more than `keep` ago,
+    /// the profiles of visitors left with none, offline forms sent outside a conversation
+    /// and delivered outbox items as old; then the next batch, until none is left.
+    pub async fn sweep_retention(
+        &self,
+        keep: Duration,
+        mail_dir: &Path,
+    ) -> Result<Removed, EngineError> {
+        let cutoff_time =
+            Timestamp::now() - jiff::SignedDuration::try_from(keep).unwrap_or_default();
+        let cutoff = persist::stamp(cutoff_time);
+        let outbox_cutoff = cutoff_time.to_string();
+        let mut total = Removed::default();
+        loop {
+            let cutoff = cutoff.clone();
+            let outbox_cutoff = outbox_cutoff.clone();
+            let (erased, outbox, more) = self
+                .inner
+                .writer
+                .run(move |c| {
+                    rows::securely(c, |c| {
+                        let ids = rows::expired_conversations(c, &cutoff, SWEEP_BATCH)?;
+                        let mut outbox = crate::mail::outbox::forget(c, &ids, None)?;
+                        let mut erased = rows::erase_conversations(c, &ids)?;
+                        let more = ids.len() == SWEEP_BATCH;
+                        if !more {
+                            let left = rows::erase_expired_leftovers(c, &cutoff)?;
+                            erased.forms += left.forms;
+                            erased.visitors += left.visitors;
+                            erased.visitor_ids.extend(left.visitor_ids);
+                            outbox.extend(crate::mail::outbox::forget_settled_before(
+                                c,
+                                &outbox_cutoff,
+                            )?);
+                        }
+                        Ok((erased, outbox, more))
+                    })
+                })
+                .await?;
+            let nothing = erased.conversations.is_empty()
+                && erased.forms == 0
+                && erased.visitors == 0
+                && outbox.is_empty();
+            if nothing {
+                break;
+            }
+            self.drop_live(&erased);
+            for visitor in &erased.visitor_ids {
+                self.forget_visitor(visitor);
+            }
+            let removed = self.finish(erased, outbox, mail_dir).await?;
+            total.add(&removed);
+            if !more {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Forgets a visitor's tokens and current conversation in the cache.
+    fn forget_visitor(&self, visitor_id: &str) {
+        let mut known = self.known();
+        known.tokens.retain(|_, v| v.id != visitor_id);
+        known.current.remove(visitor_id);
+    }
+
+    /// Drops what the engine holds of erased conversations, and tells the consoles.
+    fn drop_live(&self, erased: &Erased) {
+        let mut load_changed = false;
+        let mut queues = BTreeSet::new();
+        for conv in &erased.conversations {
+            self.convs().remove(&conv.id);
+            self.state_written().remove(&conv.id);
+            if let Some((timer, _)) = self
+                .inner
+                .timers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&conv.id)
+            {
+                timer.abort();
+            }
+            if let Some(agent) = &conv.assignee {
+                let mut presence = self.presence();
+                if let Some(held) = presence.load.get_mut(agent) {
+                    load_changed |= held.remove(&conv.id);
+                }
+            }
+            if conv.status == Status::New.as_str() {
+                queues.insert(conv.bot.clone());
+            }
+            self.inner.hub.publish(Frame {
+                conversation_id: Some(conv.id.clone()),
+                bot: Some(conv.bot.clone()),
+                agent_json: Some(
+                    json!({
+                        "type": CONVERSATION_ERASED,
+                        "conversation_id": conv.id,
+                        "at": Timestamp::now().to_string(),
+                        "data": {},
+                    })
+                    .to_string(),
+                ),
+                kind: Some(CONVERSATION_ERASED),
+                ..Frame::default()
+            });
+        }
+        if load_changed {
+            self.agents_changed();
+        }
+        for bot in queues {
+            self.publish_queue(bot);
+        }
+    }
+
+    /// After the rows are gone: the WAL cut back, the mail files removed (and looked for
+    /// once more a little later).
+    async fn finish(
+        &self,
+        erased: Erased,
+        outbox: Vec<String>,
+        mail_dir: &Path,
+    ) -> Result<Removed, EngineError> {
+        let db = self.inner.readers.data_dir();
+        let wal_truncated = tokio::task::spawn_blocking(move || rows::truncate_wal(&db))
+            .await
+            .map_err(|e| StoreError::Commit(format!("the WAL checkpoint failed: {e}")))??;
+        let dir: PathBuf = mail_dir.to_path_buf();
+        let ids = outbox.clone();
+        let mail_files = tokio::task::spawn_blocking(move || {
+            crate::mail::transport::remove_mail_files(&dir, &ids)
+        })
+        .await
+        .unwrap_or(0);
+        let dir: PathBuf = mail_dir.to_path_buf();
+        let ids = outbox.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(LATE_MAIL_CHECK).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                crate::mail::transport::remove_mail_files(&dir, &ids)
+            })
+            .await;
+        });
+        if !wal_truncated {
+            tracing::warn!("after an erase, the WAL could not be emptied yet (readers held it)");
+        }
+        Ok(Removed {
+            conversations: erased.conversations.len(),
+            messages: erased.messages,
+            forms: erased.forms,
+            events_redacted: erased.events,
+            visitors: erased.visitors,
+            outbox_items: outbox.len(),
+            mail_files,
+            wal_truncated,
+        })
+    }
+}
+
+impl Removed {
+    fn add(&mut self, other: &Removed) {
+        self.conversations += other.conversations;
+        self.messages += other.messages;
+        self.forms += other.forms;
+        self.events_redacted += other.events_redacted;
+        self.visitors += other.visitors;
+        self.outbox_items += other.outbox_items;
+        self.mail_files += other.mail_files;
+        self.wal_truncated = other.wal_truncated;
+    }
+}
+
+/// The hub frame that ends an erased visitor's sockets.
+pub const VISITOR_ERASED: &str = "visitor.erased";
+/// The console frame (not stored) saying a conversation was erased.
+pub const CONVERSATION_ERASED: &str = "conversation.erased";
+
+/// Runs the retention sweep every `every` (and once at start) while the engine lives.
+pub async fn retention_loop(engine: Engine, keep: Duration, every: Duration, mail_dir: PathBuf) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match engine.sweep_retention(keep, &mail_dir).await {
+            Ok(r) if r.conversations + r.forms + r.visitors + r.outbox_items > 0 => {
+                tracing::info!(
+                    "retention: erased {} conversations, {} visitor profiles, {} forms, {} \
+                     outbox items, {} mail files",
+                    r.conversations,
+                    r.visitors,
+                    r.forms,
+                    r.outbox_items,
+                    r.mail_files
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("retention sweep failed (tried again later): {e}"),
+        }
+    }
+}

@@ -145,8 +145,8 @@ async fn call() {
     // It rings in the console; the agent accepts and the call starts on both sides.
     until(
         &agent,
-        "the request",
-        "return !!document.querySelector('#sec-new .row');",
+        "the request, marked as video",
+        "const c = document.querySelector('#sec-new .row .chip.video'); return !!c && c.textContent === 'Video';",
     )
     .await;
     js(&agent, "document.querySelector('#sec-new .row').click();").await;

@@ -86,6 +86,37 @@ pub struct SettingsFile {
     /// conversations resolved, ended or closed longer ago (see docs/privacy.md). Default:
     /// kept forever.
     pub retention: Option<crate::config::values::DurationValue>,
+    /// `[webrtc]`: how video calls find a way between the two browsers.
+    #[serde(default)]
+    pub webrtc: WebrtcFile,
+}
+
+/// `[webrtc]` of livechat.toml. Without it a call uses host candidates only: it connects
+/// when both browsers can reach each other directly (one network).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebrtcFile {
+    /// STUN server URLs, like `stun:turn.example.com:3478`.
+    #[serde(default)]
+    pub stun: Vec<String>,
+    /// TURN server URLs, like `turn:turn.example.com:3478?transport=udp`.
+    #[serde(default)]
+    pub turn: Vec<String>,
+    /// The secret shared with the TURN server (coturn's `static-auth-secret` with
+    /// `use-auth-secret`), usually `${TURN_SECRET}`: each caller gets a credential made
+    /// from it that expires after `credential_ttl`.
+    pub turn_secret: Option<EnvString>,
+    /// How long a TURN credential holds (default `1h`).
+    pub credential_ttl: Option<crate::config::values::DurationValue>,
+}
+
+/// Resolved `[webrtc]`.
+#[derive(Debug, Clone, Default)]
+pub struct Webrtc {
+    pub stun: Vec<String>,
+    pub turn: Vec<String>,
+    pub turn_secret: Option<String>,
+    pub credential_ttl: std::time::Duration,
 }
 
 /// `[limits]` of livechat.toml; each also from an environment variable.
@@ -206,6 +237,7 @@ pub struct Settings {
     pub low_space_warning: SpaceThreshold,
     /// `None`: conversations are kept forever.
     pub retention: Option<std::time::Duration>,
+    pub webrtc: Webrtc,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -386,6 +418,7 @@ impl ServerArgs {
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             low_space_warning: low_space_warning(file.low_space_warning.as_deref())?,
             retention: retention(file.retention)?,
+            webrtc: resolve_webrtc(&file.webrtc)?,
         })
     }
 }
@@ -523,6 +556,43 @@ fn resolve_limits(file: &LimitsFile) -> Result<ServerLimits, SettingsError> {
         });
     }
     Ok(limits)
+}
+
+fn resolve_webrtc(file: &WebrtcFile) -> Result<Webrtc, SettingsError> {
+    let invalid = |message: String| SettingsError::Invalid {
+        path: "webrtc".into(),
+        message,
+    };
+    let turn_secret = token(
+        &file.turn_secret,
+        "webrtc.turn_secret",
+        "LIVECHAT_TURN_SECRET",
+    )?;
+    if !file.turn.is_empty() && turn_secret.is_none() {
+        return Err(invalid(
+            "`turn` servers need a `turn_secret` (coturn's static-auth-secret)".into(),
+        ));
+    }
+    let schemes = |urls: &[String], allowed: &[&str]| {
+        urls.iter()
+            .find(|u| !allowed.iter().any(|s| u.starts_with(s)))
+            .cloned()
+    };
+    if let Some(bad) = schemes(&file.stun, &["stun:", "stuns:"]) {
+        return Err(invalid(format!("`{bad}` is not a stun: or stuns: URL")));
+    }
+    if let Some(bad) = schemes(&file.turn, &["turn:", "turns:"]) {
+        return Err(invalid(format!("`{bad}` is not a turn: or turns: URL")));
+    }
+    Ok(Webrtc {
+        stun: file.stun.clone(),
+        turn: file.turn.clone(),
+        turn_secret,
+        credential_ttl: file
+            .credential_ttl
+            .map(|d| d.get())
+            .unwrap_or(std::time::Duration::from_secs(3600)),
+    })
 }
 
 fn resolve_smtp(file: &SmtpFile) -> Result<Smtp, SettingsError> {

@@ -11,6 +11,7 @@ import { openId, conv, loadOpen, notice, setNotice } from './conversation.js';
 import { scheduleRefresh } from './lists.js';
 import { focusComposer } from './composer.js';
 import { loadAgents } from './session.js';
+import { offerCall, inCall } from './call.js';
 
 let shownKey = ''; // what the buttons were last built from
 
@@ -27,7 +28,7 @@ export function renderActions(d) {
   const muted = includes(d.muted, me);
   // A waiting request routed to another team is read-only here (the server refuses too).
   const ours = forTeams(d, admin ? null : session.me.teams);
-  const key = [d.id, d.status, d.assignee, d.team, admin, muted].join('|');
+  const key = [d.id, d.status, d.assignee, d.team, admin, muted, inCall(d.id)].join('|');
   if (key === shownKey) return; // the same buttons: keep them (a click may be under way)
   shownKey = key;
   const bar = $('conv-actions');
@@ -45,6 +46,7 @@ export function renderActions(d) {
   if (waiting || (open && (mine || admin))) bar.appendChild(button('Transfer', '', showTransfer));
   if (open && mine) {
     bar.appendChild(button('Give back', '', () => command('unassign', undefined, 'Given back: it rings for the others.')));
+    if (!inCall(d.id)) bar.appendChild(button('Video call', '', () => offerCall(d.id)));
   }
   if (st === 'collecting' || waiting || (open && (mine || admin))) {
     bar.appendChild(button('Resolve', '', showResolve));

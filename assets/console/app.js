@@ -15,7 +15,7 @@
  * outside (they wrap `window.WebSocket`, which stream.js looks up at each connect). */
 
 import { $ } from './dom.js';
-import { onSignIn, onSignOut, onAcceptingChange, resume } from './session.js';
+import { onSignIn, onSignOut, onAcceptingChange, onVideoChange, resume } from './session.js';
 import { toggleSound, unlockAudio } from './sound.js';
 import { search } from './lists.js';
 import { conv, openId, closeConv } from './conversation.js';
@@ -34,6 +34,7 @@ function wire() {
   on('signin-form', 'submit', onSignIn);
   on('signout', 'click', onSignOut);
   on('accepting', 'change', onAcceptingChange);
+  on('video-calls', 'change', onVideoChange);
   on('sound', 'click', toggleSound);
   on('banner-close', 'click', () => { $('banner').hidden = true; });
 

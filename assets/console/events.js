@@ -7,7 +7,8 @@ import { ms } from './format.js';
 import { scheduleRefresh, markUnread } from './lists.js';
 import { openId, applyToOpen, refreshOpen, closeConv } from './conversation.js';
 import { onTyping } from './composer.js';
-import { loadAgents, loadResponses, setAccepting } from './session.js';
+import { loadAgents, loadResponses, setAccepting, setVideo } from './session.js';
+import { onCallFrame } from './call.js';
 
 /** Events older than this before the console started are history, not unread news. */
 const REPLAY_SLACK_MS = 5000;
@@ -27,6 +28,7 @@ export function onFrame(f) {
         a.max_chats = data.max_chats;
       }
       if (isMe(data.agent)) setAccepting(data.accepting);
+      if (isMe(data.agent)) setVideo(data.video !== false);
       return;
     case 'config.reloaded':
       $('banner-text').textContent = 'Config updated to revision ' + data.revision;
@@ -49,6 +51,8 @@ export function onFrame(f) {
     return;
   }
   const live = (ms(f.at) || 0) >= session.startedAt + session.skew - REPLAY_SLACK_MS;
+  if (f.type === 'signal' || f.type.startsWith('video.')) onCallFrame(f, live);
+  if (f.type === 'signal') return;
   if (f.type === 'message.created' && data.author === 'visitor' && id !== openId && live) {
     markUnread(id);
   }

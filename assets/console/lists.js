@@ -128,6 +128,7 @@ function row(c, section, key) {
     },
     h('span', { class: 'row-top' },
       h('span', { class: 'row-name' }, visitorName(c)),
+      (c.video || c.in_call) && h('span', { class: 'chip video' }, c.in_call ? 'On a call' : 'Video'),
       h('span', {
         class: 'row-timer', 'data-since': from || '', 'data-mode': mode,
         title: mode === 'wait' ? 'Waiting time' : null,

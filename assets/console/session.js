@@ -2,6 +2,7 @@
  * with the agent: the roster, the canned responses, the "Accept chats" switch. The session
  * itself is the server's cookie; this tab keeps only the CSRF token. */
 
+import { resetCall } from './call.js';
 import { $, h, add, clear, toast, announce } from './dom.js';
 import { api, reason, onSessionEnded } from './api.js';
 import { session, resetSession, store, load } from './state.js';
@@ -91,6 +92,7 @@ function signedOut(message) {
   resetReports();
   clearTyping();
   resetSound();
+  resetCall();
   store('livechat.csrf', null);
   resetSession();
   showSignIn(message);
@@ -125,6 +127,7 @@ export async function loadAgents() {
     session.agents = data.agents || [];
     const mine = session.agents.find((a) => a.email === session.me.email);
     if (mine) setAccepting(mine.accepting);
+    if (mine) setVideo(mine.video !== false);
   } catch (e) {
     // the next call that fails says so
   }
@@ -143,6 +146,25 @@ export function setAccepting(on) {
   const box = $('accepting');
   box.checked = !!on;
   box.setAttribute('aria-checked', String(!!on));
+}
+
+export function setVideo(on) {
+  const box = $('video-calls');
+  box.checked = !!on;
+  box.setAttribute('aria-checked', String(!!on));
+}
+
+/** "Video calls": off, video requests do not ring me (text requests still do). */
+export async function onVideoChange() {
+  const want = $('video-calls').checked;
+  try {
+    const data = await api('PUT', '/me/availability', { video: want });
+    setVideo(data.video);
+    announce(data.video ? 'Video requests ring you.' : 'Video requests do not ring you.');
+  } catch (err) {
+    setVideo(!want);
+    toast('Could not change "Video calls": ' + reason(err));
+  }
 }
 
 export async function onAcceptingChange() {

@@ -129,6 +129,13 @@ export function sendTyping(conversationId) {
   return true;
 }
 
+/** Sends a frame on the socket (a call's signalling); false when it is not open. */
+export function sendFrame(frame) {
+  if (!ws || ws.readyState !== ws.OPEN) return false;
+  ws.send(JSON.stringify(frame));
+  return true;
+}
+
 /** Closes the stream for good (sign-out); the next agent starts from scratch. */
 export function stopStream() {
   clearTimeout(timer);

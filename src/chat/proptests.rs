@@ -157,6 +157,7 @@ impl Sim {
                     accepting: s.accepting,
                     online: s.online,
                     max_chats: s.max_chats,
+                    video: true,
                 }
             })
             .collect()

@@ -19,6 +19,8 @@ pub struct AgentView {
     /// Conversations assigned to this agent and not yet resolved (assigned or chatting).
     pub active_chats: u32,
     pub max_chats: u32,
+    /// Takes video calls (an agent may opt out in the console).
+    pub video: bool,
 }
 
 impl AgentView {
@@ -33,6 +35,7 @@ impl AgentView {
             online,
             active_chats,
             max_chats: *agent.max_chats.get_ref(),
+            video: true,
         }
     }
 
@@ -190,6 +193,7 @@ pub(crate) mod tests {
             online: true,
             active_chats: 0,
             max_chats: 3,
+            video: true,
         }
     }
 

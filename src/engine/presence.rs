@@ -27,6 +27,23 @@ impl Engine {
         Ok(())
     }
 
+    /// The "Take video calls" toggle: off, video requests do not ring this agent.
+    pub fn set_video(&self, email: &str, video: bool) {
+        let email = email.to_lowercase();
+        let changed = {
+            let mut p = self.presence();
+            if video {
+                p.no_video.remove(&email)
+            } else {
+                p.no_video.insert(email.clone())
+            }
+        };
+        if changed {
+            self.publish_presence(&email);
+            self.agents_changed();
+        }
+    }
+
     /// Marks the agent online while the returned guard lives (one per open event socket).
     pub fn connect_agent(&self, email: &str) -> PresenceGuard {
         let email = email.to_lowercase();
@@ -56,12 +73,14 @@ impl Engine {
             .iter()
             .map(|a| {
                 let email = a.email.as_str().to_lowercase();
-                AgentView::of(
+                let mut view = AgentView::of(
                     a,
                     p.sockets.get(&email).copied().unwrap_or(0) > 0,
                     p.accepting.contains(&email),
                     p.load.get(&email).map_or(0, |s| s.len() as u32),
-                )
+                );
+                view.video = !p.no_video.contains(&email);
+                view
             })
             .collect()
     }
@@ -79,6 +98,7 @@ impl Engine {
                 "accepting": a.accepting,
                 "active_chats": a.active_chats,
                 "max_chats": a.max_chats,
+                "video": a.video,
             }
         });
         self.inner.hub.publish(Frame {
@@ -128,7 +148,49 @@ impl Engine {
             agent_json: Some(json.clone()),
             visitor_json: (!from_visitor).then_some(json),
             kind: Some("typing"),
+            to_agent: None,
         });
+    }
+
+    /// Passes a call's signalling (an offer, an answer, an ICE candidate, a mute) between
+    /// the conversation's visitor and the agent who has it, and to nobody else: false when
+    /// the conversation has no call or the sender is not one of its two sides.
+    pub fn signal(
+        &self,
+        conv: &Conversation,
+        from_visitor: bool,
+        sender: &str,
+        data: &Value,
+    ) -> bool {
+        let Some(agent) = conv.assignee.as_deref() else {
+            return false;
+        };
+        if conv.call.is_none() || (!from_visitor && agent != sender) {
+            return false;
+        }
+        let json = json!({
+            "type": "signal",
+            "conversation_id": conv.id,
+            "at": Timestamp::now().to_string(),
+            "data": { "from": if from_visitor { "visitor" } else { "agent" }, "signal": data },
+        })
+        .to_string();
+        let (agent_json, visitor_json) = if from_visitor {
+            (Some(json), None)
+        } else {
+            (None, Some(json))
+        };
+        self.inner.hub.publish(Frame {
+            seq: None,
+            conversation_id: Some(conv.id.clone()),
+            bot: Some(conv.bot.clone()),
+            visitor_id: Some(conv.visitor_id.clone()),
+            agent_json,
+            visitor_json,
+            kind: Some("signal"),
+            to_agent: Some(agent.to_string()),
+        });
+        true
     }
 
     /// The visitor's place among the waiting requests of their bot and team (1 = next),
@@ -222,6 +284,8 @@ pub(super) struct Presence {
     pub(super) accepting: HashSet<String>,
     /// Conversations each agent holds (assigned or chatting).
     pub(super) load: HashMap<String, BTreeSet<String>>,
+    /// Agents who switched "Take video calls" off (kept while the server runs).
+    pub(super) no_video: HashSet<String>,
 }
 
 /// Removes the agent's socket from presence when dropped.

@@ -280,6 +280,8 @@ pub fn summary(conv: &Conversation) -> Value {
         "live_chat": conv.live_chat,
         "ringing": conv.ringing,
         "muted": conv.muted,
+        "video": conv.video,
+        "in_call": conv.call.as_ref().is_some_and(|c| c.started_at.is_some()),
         "language": conv.language,
         "page_url": conv.page_url,
         "country": conv.country,

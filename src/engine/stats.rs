@@ -34,6 +34,8 @@ struct Tally {
     rated_good: u64,
     rated_bad: u64,
     messages: BTreeMap<String, u64>,
+    calls: u64,
+    call_secs: Vec<f64>,
     wait_secs: Vec<f64>,
     resolve_secs: Vec<f64>,
 }
@@ -51,6 +53,8 @@ impl Tally {
             "offline_forms": self.forms,
             "ratings": { "good": self.rated_good, "bad": self.rated_bad },
             "messages": self.messages,
+            "video_calls": self.calls,
+            "call_duration_secs": summary(&mut self.call_secs),
             "time_to_accept_secs": summary(&mut self.wait_secs),
             "time_to_resolve_secs": summary(&mut self.resolve_secs),
         })
@@ -86,7 +90,8 @@ fn compute(c: &rusqlite::Connection, q: &StatsQuery) -> Result<Value, StoreError
         "SELECT conversation_id, bot, type, at, data FROM events
          WHERE at >= ? AND at < ? AND type IN ('conversation.started', 'livechat.requested',
            'livechat.accepted', 'livechat.timeout', 'livechat.offline',
-           'conversation.resolved', 'form.submitted', 'message.created', 'conversation.rated')",
+           'conversation.resolved', 'form.submitted', 'message.created', 'conversation.rated',
+           'video.started', 'video.ended')",
     );
     let mut args = vec![super::persist::stamp(q.from), super::persist::stamp(q.to)];
     if let Some(bot) = &q.bot {
@@ -151,6 +156,10 @@ fn compute(c: &rusqlite::Connection, q: &StatsQuery) -> Result<Value, StoreError
                 }
             }
             EventData::FormSubmitted { .. } => t.forms += 1,
+            EventData::VideoStarted { .. } => t.calls += 1,
+            EventData::VideoEnded { duration_secs, .. } if *duration_secs > 0 => {
+                t.call_secs.push(*duration_secs as f64);
+            }
             EventData::ConversationRated { rating, .. } => match rating {
                 Rating::Good => t.rated_good += 1,
                 Rating::Bad => t.rated_bad += 1,

@@ -123,7 +123,12 @@ mod tests {
             kinds.insert(event.kind());
         }
         assert_eq!(rows.len(), 92);
-        assert_eq!(kinds.len(), EventKind::ALL.len(), "{kinds:?}");
+        // Every kind there was in 0.1: all but the `video.*` events, which came after.
+        let since: Vec<_> = EventKind::ALL
+            .into_iter()
+            .filter(|k| !k.as_str().starts_with("video."))
+            .collect();
+        assert_eq!(kinds.into_iter().collect::<Vec<_>>(), since);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::chat::conversation::{Command, TransferTarget};
 use crate::engine::queries::{self, ListFilter};
 use crate::engine::{AgentRef, Outcome};
 
-fn agent_ref(agent: &AuthAgent) -> AgentRef {
+pub(super) fn agent_ref(agent: &AuthAgent) -> AgentRef {
     AgentRef {
         email: agent.email.clone(),
         admin: agent.is_admin(),
@@ -27,7 +27,12 @@ fn agent_ref(agent: &AuthAgent) -> AgentRef {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Availability {
-    accepting: bool,
+    /// "Accept chats".
+    #[serde(default)]
+    accepting: Option<bool>,
+    /// "Take video calls".
+    #[serde(default)]
+    video: Option<bool>,
 }
 
 pub async fn set_availability(
@@ -35,11 +40,27 @@ pub async fn set_availability(
     agent: AuthAgent,
     ApiJson(req): ApiJson<Availability>,
 ) -> Result<Json<Value>, AppError> {
-    state
+    if req.accepting.is_none() && req.video.is_none() {
+        return Err(AppError::bad_request(
+            "invalid_body",
+            "give `accepting`, `video` or both",
+        ));
+    }
+    if let Some(accepting) = req.accepting {
+        state.engine.set_accepting(&agent.email, accepting).await?;
+    }
+    if let Some(video) = req.video {
+        state.engine.set_video(&agent.email, video);
+    }
+    let me = state
         .engine
-        .set_accepting(&agent.email, req.accepting)
-        .await?;
-    Ok(Json(json!({ "accepting": req.accepting })))
+        .agent_views()
+        .into_iter()
+        .find(|a| a.email == agent.email);
+    Ok(Json(json!({
+        "accepting": me.as_ref().map_or(req.accepting.unwrap_or(false), |a| a.accepting),
+        "video": me.as_ref().is_none_or(|a| a.video),
+    })))
 }
 
 /// Every agent of the roster with presence and load (the console's team panel).
@@ -57,6 +78,7 @@ pub async fn agents(State(state): State<AppState>, _agent: AuthAgent) -> Json<Va
                 "accepting": a.accepting,
                 "active_chats": a.active_chats,
                 "max_chats": a.max_chats,
+                "video": a.video,
             })
         })
         .collect();
@@ -239,6 +261,10 @@ bodiless! {
     mute => |a| Command::Mute { agent: a.email.clone() };
     /// Archives a resolved or ended conversation.
     close => |_| Command::Close;
+    /// The assignee offers the visitor a video call.
+    offer_video => |a| Command::OfferVideo { agent: a.email.clone() };
+    /// The assignee hangs up (or withdraws the offer).
+    end_video => |a| Command::EndVideo { by: a.email.clone() };
 }
 
 #[derive(Debug, Deserialize)]

@@ -58,6 +58,7 @@ const CONSOLE_MODULES: &[(&str, &str)] = &[
     ),
     ("api.js", include_str!("../../assets/console/api.js")),
     ("app.js", include_str!("../../assets/console/app.js")),
+    ("call.js", include_str!("../../assets/console/call.js")),
     ("canned.js", include_str!("../../assets/console/canned.js")),
     (
         "composer.js",

@@ -19,6 +19,7 @@ mod pages;
 mod state;
 mod stream;
 mod visitor;
+mod webrtc;
 
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/visitor/actions", post(visitor::post_action))
         .route("/api/v1/visitor/history", get(visitor::history))
         .route("/api/v1/visitor/queue", get(visitor::queue))
+        .route("/api/v1/visitor/webrtc", get(webrtc::visitor_ice))
         .route("/api/v1/visitor/widget", get(visitor::widget))
         .route("/api/v1/visitor/events", get(stream::visitor_events));
     let conversation = |path: &str| format!("/api/v1/conversations/{{id}}/{path}");
@@ -69,7 +71,10 @@ pub fn router(state: AppState) -> Router {
         .route(&conversation("resolve"), post(agent::resolve))
         .route(&conversation("close"), post(agent::close))
         .route("/api/v1/visitors/{id}", delete(agent::erase_visitor))
-        .route("/api/v1/visitors/{id}/export", get(agent::export_visitor));
+        .route("/api/v1/visitors/{id}/export", get(agent::export_visitor))
+        .route(&conversation("video"), post(agent::offer_video))
+        .route(&conversation("video/end"), post(agent::end_video))
+        .route(&conversation("webrtc"), get(webrtc::agent_ice));
     let pages = Router::new()
         .route(
             "/bots/{bot}/contact",

@@ -89,15 +89,14 @@ impl Who {
                 .visitor_json
                 .as_deref()
                 .filter(|_| frame.visitor_id.as_deref() == Some(v.id.as_str())),
-            Who::Agent { bots, .. } => {
-                frame
-                    .agent_json
-                    .as_deref()
-                    .filter(|_| match (bots, &frame.bot) {
-                        (None, _) | (_, None) => true,
-                        (Some(bots), Some(bot)) => bots.contains(bot),
-                    })
-            }
+            Who::Agent { bots, agent, .. } => frame
+                .agent_json
+                .as_deref()
+                .filter(|_| match (bots, &frame.bot) {
+                    (None, _) | (_, None) => true,
+                    (Some(bots), Some(bot)) => bots.contains(bot),
+                })
+                .filter(|_| frame.to_agent.as_ref().is_none_or(|to| *to == agent.email)),
         }
     }
 }
@@ -332,6 +331,7 @@ async fn run(
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     let mut last_typing = tokio::time::Instant::now() - TYPING_EVERY;
+    let mut signals = SignalBudget::new();
     let is_agent = matches!(who, Who::Agent { .. });
     let mut recheck = tokio::time::interval(SESSION_CHECK_EVERY);
     recheck.tick().await;
@@ -383,11 +383,33 @@ async fn run(
                 Err(RecvError::Closed) => break,
             },
             incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Text(text))) => {
-                    if last_typing.elapsed() >= TYPING_EVERY && on_client_frame(&engine, &who, &text).await {
+                Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientFrame>(&text) {
+                    Ok(frame) if frame.kind == "signal" => {
+                        if !signals.take() {
+                            let _ = send(&mut socket, &error_frame(
+                                "too_many_signals",
+                                "this socket sent call signalling faster than allowed",
+                            )).await;
+                            let _ = socket
+                                .send(Message::Close(Some(CloseFrame {
+                                    code: POLICY_CLOSE,
+                                    reason: Utf8Bytes::from_static("too_many_signals"),
+                                })))
+                                .await;
+                            break;
+                        }
+                        on_signal(&engine, &who, frame).await;
+                    }
+                    // Passed on at most once a second.
+                    Ok(frame)
+                        if frame.kind == "typing"
+                            && last_typing.elapsed() >= TYPING_EVERY
+                            && on_typing(&engine, &who, &frame).await =>
+                    {
                         last_typing = tokio::time::Instant::now();
                     }
-                }
+                    _ => {}
+                },
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => {}
             },
@@ -440,16 +462,76 @@ struct ClientFrame {
     kind: String,
     #[serde(default)]
     conversation_id: Option<String>,
+    /// A `signal` frame's payload: an object, passed on as it is.
+    #[serde(default)]
+    data: Option<serde_json::Map<String, Value>>,
 }
 
-/// Handles a frame a client sent: only `typing` means anything. True if it was passed on.
-async fn on_client_frame(engine: &Engine, who: &Who, text: &str) -> bool {
-    let Ok(frame) = serde_json::from_str::<ClientFrame>(text) else {
+/// The close code of a socket that broke a limit of what it may send.
+const POLICY_CLOSE: u16 = 1008;
+
+/// How many `signal` frames a socket may send: a burst (the ICE candidates of a call come
+/// many at once) refilled at a steady rate.
+struct SignalBudget {
+    tokens: f64,
+    at: tokio::time::Instant,
+}
+
+impl SignalBudget {
+    const BURST: f64 = 100.0;
+    const PER_SECOND: f64 = 20.0;
+
+    fn new() -> SignalBudget {
+        SignalBudget {
+            tokens: Self::BURST,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * Self::PER_SECOND;
+        self.tokens = (self.tokens + refill).min(Self::BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A call's signalling from this socket: to the other side of the call only, and only
+/// while the sender is a side of it (checked at every frame). Anything else is dropped.
+async fn on_signal(engine: &Engine, who: &Who, frame: ClientFrame) -> bool {
+    let Some(data) = frame.data.map(Value::Object) else {
         return false;
     };
-    if frame.kind != "typing" {
-        return false;
+    match who {
+        Who::Visitor(v) => {
+            let Ok(id) = engine.visitor_conversation(v).await else {
+                return false;
+            };
+            let Ok(conv) = engine.peek(&id).await else {
+                return false;
+            };
+            engine.signal(&conv, true, "visitor", &data)
+        }
+        Who::Agent { agent, .. } => {
+            let Some(id) = frame.conversation_id else {
+                return false;
+            };
+            match engine.agent_may_see(agent, &id).await {
+                Ok(conv) => engine.signal(&conv, false, &agent.email, &data),
+                Err(_) => false,
+            }
+        }
     }
+}
+
+/// A `typing` frame: passed on to the other side. True if it was.
+async fn on_typing(engine: &Engine, who: &Who, frame: &ClientFrame) -> bool {
     match who {
         Who::Visitor(v) => {
             let Ok(id) = engine.visitor_conversation(v).await else {
@@ -463,10 +545,10 @@ async fn on_client_frame(engine: &Engine, who: &Who, text: &str) -> bool {
             true
         }
         Who::Agent { agent, name, .. } => {
-            let Some(id) = frame.conversation_id else {
+            let Some(id) = &frame.conversation_id else {
                 return false;
             };
-            match engine.agent_may_see(agent, &id).await {
+            match engine.agent_may_see(agent, id).await {
                 Ok(conv) => {
                     engine.typing(&conv, false, Some(name));
                     true

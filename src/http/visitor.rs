@@ -250,11 +250,15 @@ pub enum ActionRequest {
         action: Option<String>,
     },
     RequestVideo {
-        // Accepted so clients can send it already; video is not built yet.
         #[serde(default)]
-        #[allow(dead_code)]
         action: Option<String>,
     },
+    /// The visitor takes the call the agent offered.
+    AcceptVideo,
+    /// The visitor declines it; the chat goes on in text.
+    DeclineVideo,
+    /// The visitor hangs up.
+    EndVideo,
     End,
     Skip,
     Back,
@@ -289,13 +293,12 @@ pub async fn post_action(
         }
         ActionRequest::Form { form, values } => Command::SubmitForm { form, values },
         ActionRequest::RequestLiveChat { action } => Command::RequestLiveChat { action },
-        ActionRequest::RequestVideo { .. } => {
-            return Err(AppError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "not_supported",
-                "video chat is not available yet; request a text chat",
-            ));
-        }
+        ActionRequest::RequestVideo { action } => Command::RequestVideo { action },
+        ActionRequest::AcceptVideo => Command::AnswerVideo { accept: true },
+        ActionRequest::DeclineVideo => Command::AnswerVideo { accept: false },
+        ActionRequest::EndVideo => Command::EndVideo {
+            by: "visitor".into(),
+        },
         ActionRequest::EmailTranscript => {
             if !state.limits.allow_transcript(&visitor.id) {
                 return Err(AppError::new(

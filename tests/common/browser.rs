@@ -27,6 +27,11 @@ fn free_port() -> u16 {
 impl Browser {
     /// Starts chromedriver and a headless Chromium with a fresh profile.
     pub async fn start() -> Browser {
+        Browser::start_with(&[]).await
+    }
+
+    /// The same, with more Chromium flags (fake camera and microphone for calls, say).
+    pub async fn start_with(extra: &[&str]) -> Browser {
         // Both of rustls's crypto back ends are in the build (from different crates): say
         // which one the WebDriver client uses.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -47,23 +52,25 @@ impl Browser {
         }
         let profile = tempfile::tempdir().unwrap();
         let mut caps = serde_json::Map::new();
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,900",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
         caps.insert(
             "goog:chromeOptions".into(),
-            json!({
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless=new",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ]
-            }),
+            json!({"binary": "/usr/bin/chromium", "args": args}),
         );
         let client = ClientBuilder::rustls()
             .expect("rustls connector")

@@ -35,6 +35,22 @@ pub enum Command {
     RequestLiveChat {
         action: Option<String>,
     },
+    /// The visitor asks for a person on a video call (an action with `video` in `modes`).
+    RequestVideo {
+        action: Option<String>,
+    },
+    /// The assigned agent offers a video call inside the chat.
+    OfferVideo {
+        agent: String,
+    },
+    /// The visitor accepts or declines the agent's offer.
+    AnswerVideo {
+        accept: bool,
+    },
+    /// Either side hangs up (`by`: "visitor" or the agent's email).
+    EndVideo {
+        by: String,
+    },
     /// The visitor sends the offline form shown to them.
     SubmitForm {
         form: String,
@@ -112,6 +128,10 @@ impl Command {
             Command::Back => "back",
             Command::RequestLiveChat { .. } => "request live chat",
             Command::SubmitForm { .. } => "submit form",
+            Command::RequestVideo { .. } => "request video",
+            Command::OfferVideo { .. } => "offer video",
+            Command::AnswerVideo { .. } => "answer video",
+            Command::EndVideo { .. } => "end video",
             Command::Accept { .. } => "accept",
             Command::AgentMessage { .. } => "agent message",
             Command::Note { .. } => "note",

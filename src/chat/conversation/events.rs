@@ -104,6 +104,21 @@ pub enum EventData {
         /// Free-form: the form's own field names.
         values: BTreeMap<String, String>,
     },
+    /// A video call asked for: by the visitor with their request (`by: "visitor"`), or by
+    /// the assigned agent inside a chat (`by`: the agent's email).
+    #[serde(rename = "video.requested")]
+    VideoRequested { by: String, action: Option<String> },
+    /// The call begins: the agent accepted a video request, or the visitor accepted the
+    /// agent's offer. From here the two browsers connect peer to peer.
+    #[serde(rename = "video.started")]
+    VideoStarted { agent: String },
+    /// The call is over: hung up, declined, or the chat ended under it.
+    #[serde(rename = "video.ended")]
+    VideoEnded {
+        by: String,
+        reason: VideoEndReason,
+        duration_secs: i64,
+    },
     #[serde(rename = "conversation.rated")]
     ConversationRated {
         rating: Rating,
@@ -156,6 +171,18 @@ pub enum EndReason {
     Expired,
 }
 
+/// Why a video call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoEndReason {
+    /// One side hung up.
+    Hangup,
+    /// The visitor declined the agent's offer.
+    Declined,
+    /// The chat was resolved, transferred, given back or ended while the call was on.
+    ChatEnded,
+}
+
 /// Which of a Live Chat action's messages a system message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -166,6 +193,8 @@ pub enum Notice {
     Timeout,
     Assigned,
     Takeover,
+    /// The `video_message`, when an agent accepts a video request.
+    Video,
 }
 
 /// `message.created`: `author` and `text`, and what applies to the message.
@@ -342,6 +371,9 @@ impl EventData {
             EventData::NoteCreated { .. } => EventKind::NoteCreated,
             EventData::FormSubmitted { .. } => EventKind::FormSubmitted,
             EventData::ConversationRated { .. } => EventKind::ConversationRated,
+            EventData::VideoRequested { .. } => EventKind::VideoRequested,
+            EventData::VideoStarted { .. } => EventKind::VideoStarted,
+            EventData::VideoEnded { .. } => EventKind::VideoEnded,
         }
     }
 
@@ -411,10 +443,13 @@ pub enum EventKind {
     NoteCreated,
     FormSubmitted,
     ConversationRated,
+    VideoRequested,
+    VideoStarted,
+    VideoEnded,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 20] = [
         EventKind::ConversationStarted,
         EventKind::MessageCreated,
         EventKind::FlowStep,
@@ -432,6 +467,9 @@ impl EventKind {
         EventKind::NoteCreated,
         EventKind::FormSubmitted,
         EventKind::ConversationRated,
+        EventKind::VideoRequested,
+        EventKind::VideoStarted,
+        EventKind::VideoEnded,
     ];
 
     /// The event type name of the API (`docs/api.md`): a contract.
@@ -454,6 +492,9 @@ impl EventKind {
             EventKind::NoteCreated => "note.created",
             EventKind::FormSubmitted => "form.submitted",
             EventKind::ConversationRated => "conversation.rated",
+            EventKind::VideoRequested => "video.requested",
+            EventKind::VideoStarted => "video.started",
+            EventKind::VideoEnded => "video.ended",
         }
     }
 }

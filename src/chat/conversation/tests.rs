@@ -1241,3 +1241,95 @@ route = [{ when = { language = ["es", "pt"] }, team = "billing" }, { team = "sup
         Some("support")
     );
 }
+
+fn end_video(by: &str) -> Command {
+    Command::EndVideo { by: by.into() }
+}
+
+#[test]
+fn a_video_request_rings_agents_who_take_video_and_accepting_starts_the_call() {
+    let mut w = World::new(support_bot(
+        "modes = [\"text\", \"video\"]\nvideo_message = \"{{ agent.name }} accepted your video call.\"",
+        "",
+    ));
+    // Bea does not take video: only Ana (and the admin's team does not serve support).
+    w.agent_mut(BEA).video = false;
+    let c = w.start();
+    let (c, ev) = w.ok(&c, Command::RequestVideo { action: None });
+    assert_eq!(kinds(&ev)[0], "video.requested");
+    assert_eq!(ev[0].data()["by"], "visitor");
+    assert!(c.video && c.call.is_none());
+    assert_eq!(ringing_of(&ev), [ANA]);
+    w.now = ts(30);
+    let (c, ev) = w.ok(&c, accept(ANA));
+    assert!(kinds(&ev).contains(&"video.started"), "{:?}", kinds(&ev));
+    assert!(said(&ev).contains(&pair("system", "Ana Lima accepted your video call.")));
+    assert_eq!(c.call.as_ref().and_then(|c| c.started_at), Some(ts(30)));
+    // The text chat goes on during the call; the visitor hangs up after 95 seconds.
+    let (c, _) = w.ok(&c, visitor("can you see me?"));
+    w.now = ts(125);
+    assert_eq!(w.code(&c, end_video(BEA)), "not_allowed");
+    let (c, ev) = w.ok(&c, end_video("visitor"));
+    assert_eq!(kinds(&ev), ["video.ended"]);
+    assert_eq!(ev[0].data()["duration_secs"], 95);
+    assert_eq!(ev[0].data()["reason"], "hangup");
+    assert!(c.call.is_none() && !c.video && c.status == Status::Chatting);
+    assert_eq!(w.code(&c, end_video("visitor")), "invalid_state");
+}
+
+#[test]
+fn video_requests_need_an_action_with_video_and_agents_who_take_it() {
+    let w = World::new(support_bot("", ""));
+    assert_eq!(
+        w.code(&w.start(), Command::RequestVideo { action: None }),
+        "not_allowed"
+    );
+    // Nobody takes video: the request goes the offline way at once.
+    let mut w = World::new(support_bot("modes = [\"video\"]", ""));
+    for a in w.agents.iter_mut() {
+        a.video = false;
+    }
+    // A plain request to a video-only action is a video request.
+    let (c, ev) = w.ok(&w.start(), request());
+    assert_eq!(kinds(&ev)[0], "video.requested");
+    assert!(kinds(&ev).contains(&"livechat.offline"), "{:?}", kinds(&ev));
+    assert_eq!((c.status, c.video), (Status::Bot, false));
+}
+
+#[test]
+fn an_agent_offers_a_call_in_a_chat_and_the_visitor_answers() {
+    let mut w = World::new(support_bot("modes = [\"text\", \"video\"]", ""));
+    let c = w.assigned(ANA);
+    assert_eq!(
+        w.code(&c, Command::OfferVideo { agent: BEA.into() }),
+        "not_allowed"
+    );
+    assert_eq!(
+        w.code(&c, Command::AnswerVideo { accept: true }),
+        "invalid_state"
+    );
+    let (offered, ev) = w.ok(&c, Command::OfferVideo { agent: ANA.into() });
+    assert_eq!(ev[0].data()["by"], ANA);
+    // Declined: the chat goes on in text.
+    let (c, ev) = w.ok(&offered, Command::AnswerVideo { accept: false });
+    assert_eq!(kinds(&ev), ["video.ended"]);
+    assert_eq!(ev[0].data()["reason"], "declined");
+    assert!(c.call.is_none());
+    // Accepted, then the chat is resolved under it: the call ends with it.
+    let (c, _) = w.ok(&c, Command::OfferVideo { agent: ANA.into() });
+    w.now = ts(10);
+    let (c, ev) = w.ok(&c, Command::AnswerVideo { accept: true });
+    assert_eq!(kinds(&ev), ["video.started"]);
+    w.now = ts(70);
+    let (c, ev) = w.ok(
+        &c,
+        Command::Resolve {
+            by: ANA.into(),
+            note: None,
+        },
+    );
+    assert_eq!(kinds(&ev)[0], "video.ended");
+    assert_eq!(ev[0].data()["reason"], "chat_ended");
+    assert_eq!(ev[0].data()["duration_secs"], 60);
+    assert!(c.call.is_none());
+}

@@ -171,6 +171,22 @@ pub struct Conversation {
     #[serde(default)]
     pub rating_comment: Option<String>,
     pub deadlines: Deadlines,
+    /// The current request asks for a video call: it rings only agents who take video,
+    /// and accepting it starts the call.
+    #[serde(default)]
+    pub video: bool,
+    /// The video call under way or offered, if any.
+    #[serde(default)]
+    pub call: Option<Call>,
+}
+
+/// A video call of a conversation: offered (by the agent, not yet answered) or on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Call {
+    /// `visitor`, or the email of the agent who offered it.
+    pub requested_by: String,
+    /// When both sides were in (`None`: offered, not yet answered).
+    pub started_at: Option<Timestamp>,
 }
 
 /// What the visitor brings when a conversation starts.
@@ -336,6 +352,8 @@ impl Conversation {
             rating: None,
             rating_comment: None,
             deadlines: Deadlines::default(),
+            video: false,
+            call: None,
         };
         let mut events = vec![EventData::ConversationStarted {
             bot: conv.bot.clone(),

@@ -51,6 +51,10 @@ impl EventData {
             EventData::NoteCreated { .. } => return None,
             EventData::FormSubmitted { .. } => &["form"],
             EventData::ConversationRated { .. } => &["rating", "comment"],
+            // `by` is "visitor" or an agent's email: the visitor learns only which side.
+            EventData::VideoRequested { .. } => &["action"],
+            EventData::VideoStarted { .. } => &[],
+            EventData::VideoEnded { .. } => &["reason", "duration_secs"],
         })
     }
 
@@ -76,7 +80,7 @@ mod tests {
     use super::*;
     use crate::chat::conversation::events::{
         Ask, Author, Choice, Collect, EndReason, FlowStep, FormFieldView, Link, LiveChatOffer,
-        Message, Notice, OfflineFormView, OfflineReason,
+        Message, Notice, OfflineFormView, OfflineReason, VideoEndReason,
     };
     use crate::chat::conversation::types::Rating;
 
@@ -326,6 +330,25 @@ mod tests {
                     agent: Some(ANA.into()),
                 },
                 Some(json!({"rating": "bad", "comment": "slow"})),
+            ),
+            (
+                EventData::VideoRequested {
+                    by: ANA.into(),
+                    action: Some("desk".into()),
+                },
+                Some(json!({"action": "desk"})),
+            ),
+            (
+                EventData::VideoStarted { agent: ANA.into() },
+                Some(json!({})),
+            ),
+            (
+                EventData::VideoEnded {
+                    by: ANA.into(),
+                    reason: VideoEndReason::Hangup,
+                    duration_secs: 61,
+                },
+                Some(json!({"reason": "hangup", "duration_secs": 61})),
             ),
         ]
     }

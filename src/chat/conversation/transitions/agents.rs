@@ -122,6 +122,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
                 "only the assigned agent unassigns themselves".into(),
             ));
         }
+        self.end_call_with_chat(by);
         // They gave it back: it does not ring for them again.
         self.conv.muted.insert(by.to_string());
         self.emit(EventData::ConversationAssigned {
@@ -151,6 +152,10 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             ));
         }
         let previous = self.conv.assignee.clone();
+        if previous.is_some() {
+            // The call was with the previous agent; the new one may offer another.
+            self.end_call_with_chat(by);
+        }
         match to {
             TransferTarget::Agent(email) => {
                 let agent = self.agent(&email)?;
@@ -273,6 +278,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             ));
         }
         let note = optional_text(note, MAX_MESSAGE_CHARS, "the note")?;
+        self.end_call_with_chat(by);
         let now = self.ctx.now;
         self.clear_waiting();
         let c = &mut self.conv;

@@ -133,6 +133,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
     /// the action has one, else the flow going on.
     pub(super) fn back_to_bot(&mut self) {
         self.clear_waiting();
+        self.conv.video = false;
         let c = &mut self.conv;
         c.status = Status::Bot;
         c.assignee = None;
@@ -251,7 +252,13 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             takeover: false,
         });
         let a = self.action();
-        self.notice(&a.assigned_message, Notice::Assigned, Some(agent));
+        if self.conv.video && self.conv.call.is_none() {
+            // A video request: the agent who takes it joins the call.
+            self.notice(&a.video_message, Notice::Video, Some(agent));
+            self.start_call(agent.email.clone());
+        } else {
+            self.notice(&a.assigned_message, Notice::Assigned, Some(agent));
+        }
     }
 
     /// A visitor message on a resolved conversation: back to its agent if they can take
@@ -278,6 +285,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
     }
 
     pub(super) fn end(&mut self, reason: EndReason) {
+        self.end_call_with_chat("visitor");
         self.clear_waiting();
         self.conv.status = Status::Ended;
         self.conv.ended_at = Some(self.ctx.now);

@@ -4,6 +4,7 @@
 mod agents;
 mod handoff;
 mod timers;
+mod video;
 mod visitor;
 
 use std::sync::LazyLock;
@@ -13,7 +14,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::commands::Command;
-use super::events::{Author, Event, EventData, Message, Notice};
+use super::events::{Author, Event, EventData, Message, Notice, VideoEndReason};
 use super::types::{Conversation, Ctx, Rejection, Status, Transition};
 use crate::chat::flow::{self, FlowError};
 use crate::chat::routing::{self, AgentView};
@@ -44,8 +45,18 @@ pub fn apply(conv: &Conversation, cmd: Command, ctx: &Ctx<'_>) -> Result<Transit
         Command::Skip => tx.flow_input(flow::skip)?,
         Command::Back if conv.status == Status::Collecting => tx.withdraw_request(),
         Command::Back => tx.flow_input(flow::back)?,
-        Command::RequestLiveChat { action } => tx.request_live_chat(action)?,
+        Command::RequestLiveChat { action } if tx.video_only(action.as_deref()) => {
+            tx.request_video(action)?
+        }
+        Command::RequestLiveChat { action } => {
+            tx.conv.video = false;
+            tx.request_live_chat(action)?
+        }
         Command::SubmitForm { form, values } => tx.submit_form(form, values)?,
+        Command::RequestVideo { action } => tx.request_video(action)?,
+        Command::OfferVideo { agent } => tx.offer_video(&agent)?,
+        Command::AnswerVideo { accept } => tx.answer_video(accept)?,
+        Command::EndVideo { by } => tx.end_video(&by, VideoEndReason::Hangup)?,
         Command::Accept { agent } => tx.accept(&agent)?,
         Command::AgentMessage { agent, text } => tx.agent_message(&agent, text)?,
         Command::Note { agent, text } => tx.note(&agent, text)?,
@@ -95,14 +106,20 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             .unwrap_or(&DEFAULT_LIVE_CHAT)
     }
 
+    /// Who may take the waiting request now; for a video request, only agents who take
+    /// video.
     fn eligible(&self) -> Vec<&'c AgentView> {
-        routing::eligible_agents(
+        let mut agents = routing::eligible_agents(
             self.ctx.agents,
             self.ctx.teams,
             &self.conv.bot,
             self.conv.team.as_deref(),
             &self.conv.muted,
-        )
+        );
+        if self.conv.video {
+            agents.retain(|a| a.video);
+        }
+        agents
     }
 
     /// A conversation can only go to someone who can see it: an agent of a team serving

@@ -445,8 +445,8 @@ async fn conversations_export_as_csv_for_a_period_and_the_callers_bots() {
         "{body}"
     );
     assert!(
-        lines[1].ends_with(",1,0,,,"),
-        "one visitor message, no note, no rating: {body}"
+        lines[1].ends_with(",1,0,,,,0,0"),
+        "one visitor message, no note, no rating, no video call: {body}"
     );
     assert!(!body.contains(&other));
     // An admin sees every bot's; `bot` narrows.

@@ -207,6 +207,21 @@ async fn a_video_call_is_signalled_between_its_two_sides_only() {
     let (status, stats) = api.get("/api/v1/stats", Some(&ana.token)).await;
     assert_eq!(status, 200, "{stats}");
     assert_eq!(stats["total"]["video_calls"], 1, "{stats}");
+    let csv = api
+        .request("GET", "/api/v1/conversations.csv")
+        .bearer(&ana.token)
+        .send()
+        .await;
+    let row = csv
+        .text
+        .lines()
+        .find(|l| l.starts_with(&caller.conv))
+        .unwrap_or_else(|| panic!("{}", csv.text));
+    let secs = ended["data"]["duration_secs"].as_i64().unwrap();
+    assert!(
+        row.ends_with(&format!(",1,{secs}")),
+        "one call of {secs} s: {row}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -422,7 +422,10 @@ pub async fn conversations_csv(
             let mut stmt = c.prepare_cached(
                 "SELECT c.state, v.name, v.email,
                    (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.kind = 'visitor'),
-                   (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.kind = 'agent')
+                   (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.kind = 'agent'),
+                   (SELECT count(*) FROM events e WHERE e.conversation_id = c.id AND e.type = 'video.started'),
+                   (SELECT coalesce(sum(json_extract(e.data, '$.duration_secs')), 0) FROM events e
+                     WHERE e.conversation_id = c.id AND e.type = 'video.ended')
                  FROM conversations c JOIN visitors v ON v.id = c.visitor_id
                  WHERE c.created_at >= ?1 AND c.created_at < ?2 AND (?3 IS NULL OR c.bot = ?3)
                  ORDER BY c.created_at, c.rowid",
@@ -430,7 +433,8 @@ pub async fn conversations_csv(
             let mut out = String::from(
                 "id,bot,status,opened_at,requested_at,assigned_at,resolved_at,closed_at,\
                  assignee,team,visitor_name,visitor_email,country,language,page_url,\
-                 visitor_messages,agent_messages,resolve_note,rating,rating_comment\r\n",
+                 visitor_messages,agent_messages,resolve_note,rating,rating_comment,\
+                 video_calls,call_secs\r\n",
             );
             let rows = stmt.query_map(rusqlite::params![from, to, bot], |r| {
                 Ok((
@@ -439,10 +443,12 @@ pub async fn conversations_csv(
                     r.get::<_, Option<String>>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
                 ))
             })?;
             for row in rows {
-                let (state, vname, vemail, from_visitor, from_agents) = row?;
+                let (state, vname, vemail, from_visitor, from_agents, calls, call_secs) = row?;
                 let conv: Conversation =
                     serde_json::from_str(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 if visible.as_ref().is_some_and(|bots| !bots.contains(&conv.bot)) {
@@ -470,6 +476,8 @@ pub async fn conversations_csv(
                     conv.resolve_note.clone().unwrap_or_default(),
                     conv.rating.map(|r| r.as_str().to_string()).unwrap_or_default(),
                     conv.rating_comment.clone().unwrap_or_default(),
+                    calls.to_string(),
+                    call_secs.to_string(),
                 ];
                 let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
                 out.push_str(&line.join(","));

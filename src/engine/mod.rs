@@ -360,6 +360,11 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let entry = self.conversation(id).await?;
         let mut conv = entry.lock().await;
+        // An entry leaves the map while held only when its conversation is erased (a
+        // visitor's erase, retention): a command that waited for it finds nothing.
+        if !self.convs().get(id).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
+            return Err(EngineError::NotFound);
+        }
         allow(&conv)?;
         let adds_load = matches!(
             cmd,
@@ -383,7 +388,9 @@ impl Engine {
         let agents = self.agent_views();
         let now = Timestamp::now();
         let requested = match &cmd {
-            Command::RequestLiveChat { action } => action.as_deref(),
+            Command::RequestLiveChat { action } | Command::RequestVideo { action } => {
+                action.as_deref()
+            }
             _ => None,
         };
         let open = conv.within_hours(&bot, requested, now);

@@ -47,21 +47,6 @@
       unavailable: "This chat can't start on this page.",
       contact: "Write to us instead",
       video: "Video call",
-      offer: "{} invites you to a video call",
-      join: "Join with camera",
-      audio: "Audio only",
-      decline: "Decline",
-      mute: "Mute",
-      unmute: "Unmute",
-      camoff: "Camera off",
-      camon: "Camera on",
-      share: "Share screen",
-      unshare: "Stop sharing",
-      hangup: "Hang up",
-      callended: "Call ended",
-      muted: "Muted",
-      nocam: "Camera off",
-      calling: "Connecting the call…",
     },
     de: {
       send: "Senden",
@@ -93,21 +78,6 @@
       unavailable: "Dieser Chat kann auf dieser Seite nicht starten.",
       contact: "Schreiben Sie uns stattdessen",
       video: "Videoanruf",
-      offer: "{} lädt Sie zu einem Videoanruf ein",
-      join: "Mit Kamera beitreten",
-      audio: "Nur Audio",
-      decline: "Ablehnen",
-      mute: "Stumm",
-      unmute: "Ton an",
-      camoff: "Kamera aus",
-      camon: "Kamera an",
-      share: "Bildschirm teilen",
-      unshare: "Teilen beenden",
-      hangup: "Auflegen",
-      callended: "Anruf beendet",
-      muted: "Stumm",
-      nocam: "Kamera aus",
-      calling: "Anruf wird verbunden…",
     },
     es: {
       send: "Enviar",
@@ -139,21 +109,6 @@
       unavailable: "Este chat no puede iniciarse en esta página.",
       contact: "Escríbanos en su lugar",
       video: "Videollamada",
-      offer: "{} le invita a una videollamada",
-      join: "Unirse con cámara",
-      audio: "Solo audio",
-      decline: "Rechazar",
-      mute: "Silenciar",
-      unmute: "Activar sonido",
-      camoff: "Apagar cámara",
-      camon: "Encender cámara",
-      share: "Compartir pantalla",
-      unshare: "Dejar de compartir",
-      hangup: "Colgar",
-      callended: "Llamada terminada",
-      muted: "Silenciado",
-      nocam: "Cámara apagada",
-      calling: "Conectando la llamada…",
     },
     fr: {
       send: "Envoyer",
@@ -185,21 +140,6 @@
       unavailable: "Ce chat ne peut pas démarrer sur cette page.",
       contact: "Écrivez-nous plutôt",
       video: "Appel vidéo",
-      offer: "{} vous invite à un appel vidéo",
-      join: "Rejoindre avec la caméra",
-      audio: "Audio seulement",
-      decline: "Refuser",
-      mute: "Couper le micro",
-      unmute: "Activer le micro",
-      camoff: "Couper la caméra",
-      camon: "Activer la caméra",
-      share: "Partager l'écran",
-      unshare: "Arrêter le partage",
-      hangup: "Raccrocher",
-      callended: "Appel terminé",
-      muted: "Micro coupé",
-      nocam: "Caméra coupée",
-      calling: "Connexion de l'appel…",
     },
     it: {
       send: "Invia",
@@ -231,21 +171,6 @@
       unavailable: "Questa chat non può iniziare su questa pagina.",
       contact: "Scriveteci invece",
       video: "Videochiamata",
-      offer: "{} ti invita a una videochiamata",
-      join: "Partecipa con la fotocamera",
-      audio: "Solo audio",
-      decline: "Rifiuta",
-      mute: "Disattiva audio",
-      unmute: "Attiva audio",
-      camoff: "Spegni fotocamera",
-      camon: "Accendi fotocamera",
-      share: "Condividi schermo",
-      unshare: "Interrompi condivisione",
-      hangup: "Riaggancia",
-      callended: "Chiamata terminata",
-      muted: "Audio disattivato",
-      nocam: "Fotocamera spenta",
-      calling: "Collegamento della chiamata…",
     },
     nl: {
       send: "Verzenden",
@@ -277,21 +202,6 @@
       unavailable: "Deze chat kan op deze pagina niet starten.",
       contact: "Schrijf ons liever",
       video: "Videogesprek",
-      offer: "{} nodigt je uit voor een videogesprek",
-      join: "Deelnemen met camera",
-      audio: "Alleen audio",
-      decline: "Weigeren",
-      mute: "Dempen",
-      unmute: "Dempen opheffen",
-      camoff: "Camera uit",
-      camon: "Camera aan",
-      share: "Scherm delen",
-      unshare: "Delen stoppen",
-      hangup: "Ophangen",
-      callended: "Gesprek beëindigd",
-      muted: "Gedempt",
-      nocam: "Camera uit",
-      calling: "Gesprek wordt verbonden…",
     },
     pt: {
       send: "Enviar",
@@ -323,21 +233,6 @@
       unavailable: "Esta conversa não pode começar nesta página.",
       contact: "Escreva-nos em vez disso",
       video: "Videochamada",
-      offer: "{} convida você para uma videochamada",
-      join: "Entrar com câmera",
-      audio: "Só áudio",
-      decline: "Recusar",
-      mute: "Silenciar",
-      unmute: "Ativar som",
-      camoff: "Desligar câmera",
-      camon: "Ligar câmera",
-      share: "Compartilhar tela",
-      unshare: "Parar de compartilhar",
-      hangup: "Desligar",
-      callended: "Chamada encerrada",
-      muted: "Silenciado",
-      nocam: "Câmera desligada",
-      calling: "Conectando a chamada…",
     },
   };
   let L;
@@ -577,14 +472,14 @@
         return setPrompt(h("div", { class: "lc-prompt" }, btn(L.again, "lc-primary lc-again", () => start())));
       case "video.requested":
         // The visitor's own request comes before any agent: with one, it is their offer.
-        return agentName && !rtc && offerCall();
+        return agentName && withCall((c) => c.offer());
       case "video.started":
         setPrompt(null);
-        return live && startCall();
+        return live && withCall((c) => c.start());
       case "video.ended":
-        return endCall(d);
+        return withCall((c) => c.end(d));
       case "signal":
-        return rtc && d.from === "agent" && onSignal(d.signal || {});
+        return d.from === "agent" && withCall((c) => c.signal(d.signal || {}));
       case "conversation.rated":
         rated = true;
         log.querySelectorAll(".lc-rate").forEach((e) => e.remove());
@@ -597,131 +492,22 @@
         }
     }
   }
-  // -- video calls: peer to peer with the agent's console, which makes the offer; the
-  // server only passes the signalling on. `camera`: join with the camera (else audio only).
-  let rtc = null, camera = true;
+  // -- video calls: the code is in /widget-call.js, loaded the first time a call is
+  // offered or starts, so that page views without one do not carry it.
+  let callMod = null, callLoading = null, camera = true;
   const sendSignal = (data) => ws && wsReady && ws.send(JSON.stringify({ type: "signal", data }));
-  function offerCall() {
-    const box = h("div", { class: "lc-prompt lc-offer" });
-    const answer = (accept, cam) => () => ((camera = cam), act({ type: accept ? "accept_video" : "decline_video" }, box));
-    box.append(h("div", { class: "lc-note", text: L.offer.replace("{}", agentName || L.someone) }),
-      btn(L.join, "lc-primary lc-join", answer(true, true)), btn(L.audio, "lc-secondary lc-audio", answer(true, false)),
-      btn(L.decline, "lc-minor lc-decline", answer(false, false)));
-    setPrompt(box);
-  }
-  async function startCall() {
-    if (rtc) return;
-    const remote = h("video", { class: "lc-remote", autoplay: true, playsinline: true });
-    const local = h("video", { class: "lc-local", autoplay: true, playsinline: true });
-    local.muted = true;
-    const state = h("div", { class: "lc-call-state", role: "status", text: L.calling });
-    const timer = h("span", { class: "lc-timer", text: "0:00" });
-    const view = h("div", { class: "lc-call" }, remote, local, state);
-    const c = (rtc = { view, remote, local, state, pending: [], pc: null, stream: null, screen: null, cam: null });
-    const toggle = (cls, on, off, kind) => {
-      const b = btn(on, cls, () => {
-        const t = c.stream && c.stream.getTracks().find((x) => x.kind === kind);
-        if (!t) return;
-        t.enabled = !t.enabled;
-        b.textContent = t.enabled ? on : off;
-        b.setAttribute("aria-pressed", String(!t.enabled));
-        tellState();
-      });
-      return b;
-    };
-    const share = btn(L.share, "lc-minor lc-share", () => (c.screen ? unshare() : shareScreen()));
-    view.append(h("div", { class: "lc-call-bar" }, timer, toggle("lc-minor lc-mute", L.mute, L.unmute, "audio"),
-      toggle("lc-minor lc-cam", L.camoff, L.camon, "video"), share,
-      btn(L.hangup, "lc-hangup", () => act({ type: "end_video" }, null))));
-    c.shareBtn = share;
-    panel.insertBefore(view, banner);
-    const began = Date.now();
-    c.tick = setInterval(() => (timer.textContent = clock((Date.now() - began) / 1000)), 1000);
-    let servers = [];
-    try { servers = (await call("GET", "webrtc")).ice_servers || []; } catch (e) { /* host candidates only */ }
-    if (rtc !== c) return;
-    const pc = (c.pc = new RTCPeerConnection({ iceServers: servers }));
-    pc.onicecandidate = (e) => e.candidate && sendSignal({ candidate: e.candidate.toJSON() });
-    pc.ontrack = (e) => {
-      if (!remote.srcObject) remote.srcObject = new MediaStream();
-      remote.srcObject.addTrack(e.track);
-    };
-    pc.onconnectionstatechange = () => {
-      view.dataset.state = pc.connectionState;
-      if (pc.connectionState === "connected") state.textContent = "";
-    };
-    try {
-      c.stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: camera });
-    } catch (e) {
-      c.stream = new MediaStream();
+  function withCall(use) {
+    if (!callLoading) {
+      callLoading = new Promise((ok, fail) => {
+        const s = document.createElement("script");
+        Object.assign(s, { src: ORIGIN + "/widget-call.js", async: true, onload: ok, onerror: fail });
+        document.head.append(s);
+      }).then(() => (callMod = window.__livechatCall({ h, btn, act, call, sendSignal, panel, banner, note,
+        setPrompt, prompt: () => promptEl, lang: () => widget.language, agent: () => agentName || L.someone,
+        camera: (on) => (on === undefined ? camera : (camera = on)) })));
     }
-    local.srcObject = c.stream;
-    c.cam = c.stream.getVideoTracks()[0] || null;
-    for (const s of c.pending.splice(0)) await onSignal(s);
+    return callLoading.then(() => use(callMod), () => note(L.error));
   }
-  function tellState() {
-    const on = (kind) => !!(rtc && rtc.stream && rtc.stream.getTracks().some((t) => t.kind === kind && t.enabled));
-    sendSignal({ state: { muted: !on("audio"), camera: on("video") || !!(rtc && rtc.screen) } });
-  }
-  const videoSender = () => rtc.pc.getTransceivers().find((t) => t.receiver.track.kind === "video");
-  async function shareScreen() {
-    try {
-      const s = await navigator.mediaDevices.getDisplayMedia({ video: true });
-      rtc.screen = s.getVideoTracks()[0];
-      rtc.screen.onended = unshare;
-      await videoSender().sender.replaceTrack(rtc.screen);
-      rtc.shareBtn.textContent = L.unshare;
-      tellState();
-    } catch (e) { /* the visitor cancelled */ }
-  }
-  async function unshare() {
-    if (!rtc || !rtc.screen) return;
-    rtc.screen.stop();
-    rtc.screen = null;
-    await videoSender().sender.replaceTrack(rtc.cam);
-    rtc.shareBtn.textContent = L.share;
-    tellState();
-  }
-  // The agent's offer, its ICE candidates, and whether the agent is muted or has the
-  // camera off. Before the call is set up, they wait.
-  async function onSignal(s) {
-    const c = rtc;
-    if (!c.pc || !c.stream) return c.pending.push(s);
-    try {
-      if (s.sdp && s.sdp.type === "offer") {
-        await c.pc.setRemoteDescription(s.sdp);
-        // Every line sends, with no track yet where the visitor has none: the screen
-        // can take the video line later without a new offer.
-        for (const t of c.pc.getTransceivers()) {
-          t.direction = "sendrecv";
-          const track = c.stream.getTracks().find((x) => x.kind === t.receiver.track.kind);
-          if (track) await t.sender.replaceTrack(track), t.sender.setStreams && t.sender.setStreams(c.stream);
-        }
-        await c.pc.setLocalDescription(await c.pc.createAnswer());
-        sendSignal({ sdp: c.pc.localDescription.toJSON() });
-        tellState();
-      } else if (s.candidate) {
-        await c.pc.addIceCandidate(s.candidate);
-      } else if (s.state) {
-        c.view.classList.toggle("lc-peer-muted", !!s.state.muted);
-        c.view.classList.toggle("lc-peer-nocam", !s.state.camera);
-        c.state.textContent = [s.state.muted && L.muted, !s.state.camera && L.nocam].filter(Boolean).join(" · ");
-      }
-    } catch (e) { /* a stale or broken signal: the call goes on or ends by hang-up */ }
-  }
-  function endCall(d) {
-    if (rtc) {
-      clearInterval(rtc.tick);
-      if (rtc.stream) rtc.stream.getTracks().forEach((t) => t.stop());
-      if (rtc.screen) rtc.screen.stop();
-      if (rtc.pc) rtc.pc.close();
-      rtc.view.remove();
-      rtc = null;
-    }
-    if (promptEl && promptEl.classList.contains("lc-offer")) setPrompt(null);
-    if (d.reason !== "declined") note(L.callended + " (" + clock(d.duration_secs || 0) + ")");
-  }
-  const clock = (secs) => Math.floor(secs / 60) + ":" + String(Math.floor(secs % 60)).padStart(2, "0");
 
   // Once a chat a person had is over: good or bad, once. The answer comes back as the
   // `conversation.rated` event, which replaces the question with thanks.

@@ -18,10 +18,13 @@ const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
 static WIDGET_JS_ASSET: Asset = Asset::new(JS, WIDGET_JS);
+static WIDGET_CALL_ASSET: Asset = Asset::new(JS, WIDGET_CALL_JS);
 static WIDGET_CSS_ASSET: Asset = Asset::new(CSS, include_str!("../../assets/widget.css"));
 static CONSOLE_CSS_ASSET: Asset = Asset::new(CSS, include_str!("../../assets/console.css"));
 
 const WIDGET_JS: &str = include_str!("../../assets/widget.js");
+/// The widget's video calls, fetched by the widget only when a call is offered or starts.
+const WIDGET_CALL_JS: &str = include_str!("../../assets/widget-call.js");
 
 /// The widget's URL that may be cached for a year, for the snippet on customers' pages:
 /// `/widget.js?v=<version>`. A new release has a new version.
@@ -40,6 +43,11 @@ fn versioned(query: &Option<String>, asset: &Asset) -> bool {
 
 pub async fn widget_js(headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let asset = &WIDGET_JS_ASSET;
+    asset.respond(&headers, versioned(&query, asset))
+}
+
+pub async fn widget_call_js(headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let asset = &WIDGET_CALL_ASSET;
     asset.respond(&headers, versioned(&query, asset))
 }
 
@@ -152,7 +160,7 @@ pub async fn console(State(state): State<AppState>) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::{CONSOLE_MODULES, WIDGET_JS};
+    use super::{CONSOLE_MODULES, WIDGET_CALL_JS, WIDGET_JS};
 
     /// Small modules stay small: a file past 400 lines wants splitting by what it does.
     #[test]
@@ -279,30 +287,33 @@ mod tests {
     /// missing a name would show English there; one with a name of its own, nothing.
     #[test]
     fn every_widget_language_has_every_text() {
-        let table = &WIDGET_JS[WIDGET_JS.find("const STR = {").unwrap()..];
-        let table = &table[..table.find("\n  };").unwrap()];
-        // (language, its names): a language starts on a line `    xx: {`, each text is a
-        // line `      name: "…",`.
-        let mut languages: Vec<(String, Vec<String>)> = Vec::new();
-        for line in table.lines().skip(1) {
-            if let Some(code) = line
-                .strip_prefix("    ")
-                .and_then(|l| l.strip_suffix(": {"))
-            {
-                languages.push((code.to_string(), Vec::new()));
-            } else if let Some((name, _)) = line
-                .strip_prefix("      ")
-                .and_then(|l| l.split_once(": \""))
-            {
-                languages.last_mut().unwrap().1.push(name.to_string());
+        // The widget's own texts, and its calls' (widget-call.js): the same languages.
+        for (script, at_least) in [(WIDGET_JS, 28), (WIDGET_CALL_JS, 15)] {
+            let table = &script[script.find("const STR = {").unwrap()..];
+            let table = &table[..table.find("\n  };").unwrap()];
+            // (language, its names): a language starts on a line `    xx: {`, each text is
+            // a line `      name: "…",`.
+            let mut languages: Vec<(String, Vec<String>)> = Vec::new();
+            for line in table.lines().skip(1) {
+                if let Some(code) = line
+                    .strip_prefix("    ")
+                    .and_then(|l| l.strip_suffix(": {"))
+                {
+                    languages.push((code.to_string(), Vec::new()));
+                } else if let Some((name, _)) = line
+                    .strip_prefix("      ")
+                    .and_then(|l| l.split_once(": \""))
+                {
+                    languages.last_mut().unwrap().1.push(name.to_string());
+                }
             }
+            let english = languages[0].1.clone();
+            assert!(english.len() >= at_least, "{english:?}");
+            for (code, names) in &languages {
+                assert_eq!(names, &english, "the widget's `{code}` texts");
+            }
+            let codes: Vec<&str> = languages.iter().map(|(c, _)| c.as_str()).collect();
+            assert_eq!(codes, ["en", "de", "es", "fr", "it", "nl", "pt"]);
         }
-        let english = languages[0].1.clone();
-        assert!(english.len() >= 28, "{english:?}");
-        for (code, names) in &languages {
-            assert_eq!(names, &english, "the widget's `{code}` texts");
-        }
-        let codes: Vec<&str> = languages.iter().map(|(c, _)| c.as_str()).collect();
-        assert_eq!(codes, ["en", "de", "es", "fr", "it", "nl", "pt"]);
     }
 }

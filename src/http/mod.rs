@@ -86,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         );
     let browser = Router::new()
         .route("/widget.js", get(assets::widget_js))
+        .route("/widget-call.js", get(assets::widget_call_js))
         .route("/widget.css", get(assets::widget_css))
         .route("/console/js/{name}", get(assets::console_module))
         .route("/console.css", get(assets::console_css))

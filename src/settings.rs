@@ -82,6 +82,9 @@ pub struct SettingsFile {
     /// Below this much free space where the database is, the server warns in its log: a
     /// size (`500MB`, `2GiB`) or a share of the file system (`5%`, the default).
     pub low_space_warning: Option<String>,
+    /// Below this much free space where the database is, uploads of attachments are
+    /// refused (chat goes on): a size or a share of the file system (default `2%`).
+    pub attachment_reserve: Option<String>,
 }
 
 /// `[limits]` of livechat.toml; each also from an environment variable.
@@ -200,6 +203,7 @@ pub struct Settings {
     pub limits: ServerLimits,
     pub log_format: LogFormat,
     pub low_space_warning: SpaceThreshold,
+    pub attachment_reserve: SpaceThreshold,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -378,18 +382,34 @@ impl ServerArgs {
                 .unwrap_or(std::time::Duration::from_secs(5)),
             limits: resolve_limits(&file.limits)?,
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
-            low_space_warning: low_space_warning(file.low_space_warning.as_deref())?,
+            low_space_warning: space_threshold(
+                "LIVECHAT_LOW_SPACE_WARNING",
+                "low_space_warning",
+                file.low_space_warning.as_deref(),
+                SpaceThreshold::default(),
+            )?,
+            attachment_reserve: space_threshold(
+                "LIVECHAT_ATTACHMENT_RESERVE",
+                "attachment_reserve",
+                file.attachment_reserve.as_deref(),
+                SpaceThreshold::Percent(2.0),
+            )?,
         })
     }
 }
 
-/// `LIVECHAT_LOW_SPACE_WARNING`, else `low_space_warning` of the file, else 5 %.
-fn low_space_warning(file: Option<&str>) -> Result<SpaceThreshold, SettingsError> {
-    let (text, key) = match std::env::var("LIVECHAT_LOW_SPACE_WARNING") {
-        Ok(text) if !text.is_empty() => (text, "LIVECHAT_LOW_SPACE_WARNING"),
+/// The environment variable `env`, else `key` of the file, else `default`.
+fn space_threshold(
+    env: &'static str,
+    key: &'static str,
+    file: Option<&str>,
+    default: SpaceThreshold,
+) -> Result<SpaceThreshold, SettingsError> {
+    let (text, key) = match std::env::var(env) {
+        Ok(text) if !text.is_empty() => (text, env),
         _ => match file {
-            Some(text) => (text.to_string(), "low_space_warning"),
-            None => return Ok(SpaceThreshold::default()),
+            Some(text) => (text.to_string(), key),
+            None => return Ok(default),
         },
     };
     text.parse().map_err(|message| SettingsError::Invalid {

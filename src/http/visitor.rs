@@ -185,7 +185,12 @@ fn country(state: &AppState, client: ClientAddr, headers: &HeaderMap) -> Option<
 pub struct MessageRequest {
     #[serde(default)]
     client_id: Option<String>,
+    /// May be left out when the message carries files.
+    #[serde(default)]
     text: String,
+    /// Ids of uploads (`POST /api/v1/visitor/attachments`) the message carries.
+    #[serde(default)]
+    attachments: Vec<String>,
 }
 
 /// Longest `client_id` accepted.
@@ -213,11 +218,20 @@ pub async fn post_message(
     ApiJson(req): ApiJson<MessageRequest>,
 ) -> Result<Json<Value>, AppError> {
     check_client_id(&req.client_id)?;
+    let attachments = super::attachments::for_message(
+        &state,
+        req.attachments,
+        super::attachments::Sender::Visitor(&visitor.id),
+    )
+    .await?;
     let (conversation_id, outcome) = state
         .engine
         .visitor_command(
             &visitor,
-            Command::VisitorMessage { text: req.text },
+            Command::VisitorMessage {
+                text: req.text,
+                attachments,
+            },
             client_key("visitor", req.client_id),
         )
         .await?;

@@ -38,7 +38,7 @@ pub fn apply(conv: &Conversation, cmd: Command, ctx: &Ctx<'_>) -> Result<Transit
         return Err(tx.invalid_state());
     }
     match cmd {
-        Command::VisitorMessage { text } => tx.visitor_message(text)?,
+        Command::VisitorMessage { text, attachments } => tx.visitor_message(text, attachments)?,
         Command::Choose { step, pick } => tx.choose(step, pick)?,
         Command::Answer { text } => tx.answer(text)?,
         Command::Skip => tx.flow_input(flow::skip)?,
@@ -47,7 +47,11 @@ pub fn apply(conv: &Conversation, cmd: Command, ctx: &Ctx<'_>) -> Result<Transit
         Command::RequestLiveChat { action } => tx.request_live_chat(action)?,
         Command::SubmitForm { form, values } => tx.submit_form(form, values)?,
         Command::Accept { agent } => tx.accept(&agent)?,
-        Command::AgentMessage { agent, text } => tx.agent_message(&agent, text)?,
+        Command::AgentMessage {
+            agent,
+            text,
+            attachments,
+        } => tx.agent_message(&agent, text, attachments)?,
         Command::Note { agent, text } => tx.note(&agent, text)?,
         Command::Assign {
             by,

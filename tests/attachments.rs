@@ -312,13 +312,26 @@ async fn both_ways(w: &mut World) {
     assert_ne!(up.json()["id"], id.as_str());
     assert_eq!(w.stored_files(), before);
 
-    // No text and no files is still an empty message; notes carry no files.
+    // Neither text nor files is no message; a blank text is an empty one; notes carry no files.
     let (status, body) = w
         .api
         .post(
             "/api/v1/visitor/messages",
             Some(&w.visitor.token),
             json!({"attachments": []}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_body")),
+        "{body}"
+    );
+    let (status, body) = w
+        .api
+        .post(
+            "/api/v1/visitor/messages",
+            Some(&w.visitor.token),
+            json!({"text": " ", "attachments": []}),
         )
         .await;
     assert_eq!(

@@ -247,8 +247,8 @@ pub struct TextRequest {
     #[serde(default)]
     client_id: Option<String>,
     /// May be left out when a message carries files.
-    #[serde(default)]
-    text: String,
+    #[serde(default, deserialize_with = "super::visitor::present_text")]
+    text: Option<String>,
     /// Ids of uploads to this conversation a message carries (not notes).
     #[serde(default)]
     attachments: Vec<String>,
@@ -265,6 +265,7 @@ async fn write_text(
     make: fn(String, String, Vec<Attachment>) -> Command,
 ) -> Result<Json<Value>, AppError> {
     check_client_id(&req.client_id)?;
+    let text = super::visitor::body_text(req.text, &req.attachments)?;
     if kind == "note" && !req.attachments.is_empty() {
         return Err(AppError::bad_request(
             "invalid_input",
@@ -284,7 +285,7 @@ async fn write_text(
         .await?
     };
     let key = client_key(&format!("{kind}:{}", agent.email), req.client_id);
-    let cmd = make(agent.email.clone(), req.text, attachments);
+    let cmd = make(agent.email.clone(), text, attachments);
     command(state, agent, id, cmd, key).await
 }
 

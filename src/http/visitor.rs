@@ -186,11 +186,28 @@ pub struct MessageRequest {
     #[serde(default)]
     client_id: Option<String>,
     /// May be left out when the message carries files.
-    #[serde(default)]
-    text: String,
+    #[serde(default, deserialize_with = "present_text")]
+    text: Option<String>,
     /// Ids of uploads (`POST /api/v1/visitor/attachments`) the message carries.
     #[serde(default)]
     attachments: Vec<String>,
+}
+
+/// A `text` that is there is a string (`null` is refused, as a wrong type).
+pub fn present_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
+}
+
+/// A message's text: required, unless the message carries files.
+pub fn body_text(text: Option<String>, attachments: &[String]) -> Result<String, AppError> {
+    match text {
+        Some(text) => Ok(text),
+        None if !attachments.is_empty() => Ok(String::new()),
+        None => Err(AppError::bad_request(
+            "invalid_body",
+            "send `text`, or `attachments` (with an optional `text`)",
+        )),
+    }
 }
 
 /// Longest `client_id` accepted.
@@ -218,6 +235,7 @@ pub async fn post_message(
     ApiJson(req): ApiJson<MessageRequest>,
 ) -> Result<Json<Value>, AppError> {
     check_client_id(&req.client_id)?;
+    let text = body_text(req.text, &req.attachments)?;
     let attachments = super::attachments::for_message(
         &state,
         req.attachments,
@@ -228,10 +246,7 @@ pub async fn post_message(
         .engine
         .visitor_command(
             &visitor,
-            Command::VisitorMessage {
-                text: req.text,
-                attachments,
-            },
+            Command::VisitorMessage { text, attachments },
             client_key("visitor", req.client_id),
         )
         .await?;

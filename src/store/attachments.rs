@@ -346,6 +346,85 @@ mod tests {
         assert!(sniff(b"GIF89a").inline());
     }
 
+    fn upload(conn: &Connection, dir: &Path, id: &str, content: &str, created_ms: i64) -> PathBuf {
+        let sha = format!("{content:0>64}");
+        let temp = dir.join(format!("{id}.part"));
+        std::fs::write(&temp, content).unwrap();
+        let row = Stored {
+            id: id.into(),
+            sha256: sha.clone(),
+            name: "a.pdf".into(),
+            mime: "application/pdf".into(),
+            size: content.len() as u64,
+            width: None,
+            height: None,
+            bot: "support".into(),
+            visitor_id: Some("v_1".into()),
+            agent_email: None,
+            conversation_id: None,
+            created_ms,
+        };
+        let dest = file_path(dir, &sha);
+        insert(conn, &row, &temp, &dest).unwrap();
+        assert!(!temp.exists(), "the upload is put in place or dropped");
+        dest
+    }
+
+    fn conversation(conn: &Connection, id: &str) {
+        conn.execute(
+            "INSERT INTO conversations (id, visitor_id, bot, status, created_at, updated_at, state)
+             VALUES (?1, 'v_1', 'support', 'chatting', 'x', 'x', '{}')",
+            [id],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_file_is_stored_once_and_goes_with_the_last_upload_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::MIGRATIONS.to_latest(&mut conn).unwrap();
+        conn.execute(
+            "INSERT INTO visitors (id, token_hash, bot, created_at, last_seen_at)
+             VALUES ('v_1', 'h', 'support', 'x', 'x')",
+            [],
+        )
+        .unwrap();
+        let now = 10 * UNUSED_FOR_MS;
+        conversation(&conn, "c_1");
+        conversation(&conn, "c_2");
+        // The same bytes sent in two conversations, and an upload nobody used.
+        let shared = upload(&conn, dir.path(), "a_1", "abc", now);
+        assert_eq!(upload(&conn, dir.path(), "a_2", "abc", now), shared);
+        let unused = upload(&conn, dir.path(), "a_3", "def", now - UNUSED_FOR_MS - 1);
+        let fresh = upload(&conn, dir.path(), "a_4", "ghi", now);
+        link(&conn, "m_1", "c_1", &["a_1".into()], now).unwrap();
+        link(&conn, "m_2", "c_2", &["a_2".into()], now).unwrap();
+        assert_eq!(
+            conversation_bytes(&conn, Some("c_1"), Some("v_1"), None).unwrap(),
+            3 + 3 + 3
+        );
+
+        // An hour on, the unused upload goes; the fresh one and the used ones stay.
+        assert_eq!(sweep(&conn, dir.path(), now).unwrap(), 1);
+        assert!(!unused.exists() && fresh.exists() && shared.exists());
+        // One conversation gone: its upload goes, the file stays for the other.
+        conn.execute("DELETE FROM conversations WHERE id = 'c_1'", [])
+            .unwrap();
+        assert_eq!(sweep(&conn, dir.path(), now).unwrap(), 1);
+        assert!(shared.exists());
+        assert!(get(&conn, "a_1").unwrap().is_none());
+        // The last one gone: the file goes too, and the message no longer lists it.
+        conn.execute("DELETE FROM conversations WHERE id = 'c_2'", [])
+            .unwrap();
+        assert_eq!(sweep(&conn, dir.path(), now).unwrap(), 1);
+        assert!(!shared.exists());
+        let links: i64 = conn
+            .query_row("SELECT count(*) FROM message_attachments", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(links, 0);
+    }
+
     #[test]
     fn dimensions_come_from_the_header() {
         let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();

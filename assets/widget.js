@@ -372,6 +372,7 @@
     if (src) avatar.src = src;
     endBtn.textContent = L.end;
     sendBtn.textContent = L.send;
+    attachBtn.hidden = w.attachments === false; // the bot takes no files
     attachBtn.setAttribute("aria-label", L.attach);
     attachBtn.title = L.attach;
     if (closeBtn) closeBtn.setAttribute("aria-label", L.close);

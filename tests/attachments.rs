@@ -468,6 +468,10 @@ async fn limits_refuse_with_nothing_stored(w: &World) {
     assert_eq!(r.status, 415, "{:?}", r.json());
     assert_eq!(r.json()["error"]["code"], "type_not_allowed");
     let closed = w.api.session("closed").await;
+    // Its widget shows no file button.
+    let started = w.api.visitor("closed").await;
+    assert_eq!(started["widget"]["attachments"], false, "{started}");
+    assert_eq!(w.api.visitor("tiny").await["widget"]["attachments"], true);
     let r = w
         .visitor_upload(&closed.token, "a.png", "image/png", &png(1, 1))
         .await;

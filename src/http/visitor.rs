@@ -130,6 +130,7 @@ fn widget_json(bot_id: &str, bot: &crate::config::Bot, lang: &str) -> Value {
         },
         "avatar_url": w.avatar_url,
         "auto_open_secs": w.auto_open.map(|d| d.get().as_secs()),
+        "attachments": bot.header.attachments.enabled,
         "language": lang,
     })
 }

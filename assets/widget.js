@@ -47,6 +47,8 @@
       unavailable: "This chat can't start on this page.",
       contact: "Write to us instead",
       video: "Video call",
+      attach: "Attach a file",
+      cancel: "Cancel",
     },
     de: {
       send: "Senden",
@@ -78,6 +80,8 @@
       unavailable: "Dieser Chat kann auf dieser Seite nicht starten.",
       contact: "Schreiben Sie uns stattdessen",
       video: "Videoanruf",
+      attach: "Datei anhängen",
+      cancel: "Abbrechen",
     },
     es: {
       send: "Enviar",
@@ -109,6 +113,8 @@
       unavailable: "Este chat no puede iniciarse en esta página.",
       contact: "Escríbanos en su lugar",
       video: "Videollamada",
+      attach: "Adjuntar un archivo",
+      cancel: "Cancelar",
     },
     fr: {
       send: "Envoyer",
@@ -140,6 +146,8 @@
       unavailable: "Ce chat ne peut pas démarrer sur cette page.",
       contact: "Écrivez-nous plutôt",
       video: "Appel vidéo",
+      attach: "Joindre un fichier",
+      cancel: "Annuler",
     },
     it: {
       send: "Invia",
@@ -171,6 +179,8 @@
       unavailable: "Questa chat non può iniziare su questa pagina.",
       contact: "Scriveteci invece",
       video: "Videochiamata",
+      attach: "Allega un file",
+      cancel: "Annulla",
     },
     nl: {
       send: "Verzenden",
@@ -202,6 +212,8 @@
       unavailable: "Deze chat kan op deze pagina niet starten.",
       contact: "Schrijf ons liever",
       video: "Videogesprek",
+      attach: "Bestand bijvoegen",
+      cancel: "Annuleren",
     },
     pt: {
       send: "Enviar",
@@ -233,6 +245,8 @@
       unavailable: "Esta conversa não pode começar nesta página.",
       contact: "Escreva-nos em vez disso",
       video: "Videochamada",
+      attach: "Anexar um arquivo",
+      cancel: "Cancelar",
     },
   };
   let L;
@@ -313,9 +327,12 @@
   const typing = h("div", { class: "lc-typing", "aria-live": "polite" });
   const input = h("input", { class: "lc-input" });
   const sendBtn = h("button", { type: "submit", class: "lc-send" });
+  const fileIn = h("input", { type: "file", multiple: true, hidden: true,
+    onchange: () => { sendFiles([...fileIn.files]); fileIn.value = ""; } });
+  const attachBtn = h("button", { type: "button", class: "lc-attach", text: "+", onclick: () => fileIn.click() });
   const panel = h("div", { class: "lc-panel", id: "lc-panel", role: "dialog", hidden: !PAGE },
     h("div", { class: "lc-head" }, avatar, h("div", { class: "lc-heads" }, title, sub), endBtn, closeBtn),
-    banner, log, typing, h("form", { class: "lc-compose", onsubmit: send }, input, sendBtn));
+    banner, log, typing, h("form", { class: "lc-compose", onsubmit: send }, attachBtn, fileIn, input, sendBtn));
   wrap.append(...(PAGE ? [panel] : [launcher, panel]));
   root.append(css, wrap);
   panel.addEventListener("keydown", (e) => e.key === "Escape" && toggle(false));
@@ -362,6 +379,9 @@
     if (src) avatar.src = src;
     endBtn.textContent = L.end;
     sendBtn.textContent = L.send;
+    attachBtn.hidden = w.attachments === false; // the bot takes no files
+    attachBtn.setAttribute("aria-label", L.attach);
+    attachBtn.title = L.attach;
     if (closeBtn) closeBtn.setAttribute("aria-label", L.close);
     input.setAttribute("aria-label", L.msg);
     status();
@@ -373,7 +393,7 @@
     banner.textContent = connBad ? L.conn : queued ? (place > 0 ? L.place.replace("{}", place) : L.queue) : "";
     banner.hidden = !banner.textContent;
     endBtn.hidden = ended || resolved;
-    input.disabled = sendBtn.disabled = ended;
+    input.disabled = sendBtn.disabled = attachBtn.disabled = ended;
   }
   function setConn(ok) {
     clearTimeout(connTimer);
@@ -539,7 +559,10 @@
       // Back after a reopen: the agent who writes is the one chatting.
       if (!resolved && d.name && !agentName) (agentName = d.name), status();
     }
-    add(bubble(d.author, d.text, d.author === "agent" && (d.name || L.someone), at));
+    const b = bubble(d.author, d.text, d.author === "agent" && (d.name || L.someone), at);
+    const files = filesEl(d.attachments);
+    if (files) b.append(files);
+    add(b);
     if (live && !isOpen && d.author !== "visitor") launcher.classList.add("lc-unread");
   }
 
@@ -693,6 +716,85 @@
     m.el.classList.remove("lc-pending");
     m.state.remove();
   }
+  // -- files: each one uploaded with progress and a Cancel, then sent as a message of its own
+  const sizeText = (n) => (n >= 1e6 ? (n / 1e6).toFixed(1) + " MB" : n >= 1e3 ? Math.round(n / 1e3) + " KB" : (n || 0) + " B");
+  // Pictures, players and downloads send no token: they load through a signed link.
+  const signed = (id) => call("GET", "attachments/" + encodeURIComponent(id) + "/link").then((r) => ORIGIN + r.url, () => null);
+  function filesEl(list) {
+    if (!Array.isArray(list) || !list.length) return null;
+    const box = h("div", { class: "lc-files" });
+    for (const a of list) {
+      const type = String(a.type || ""), name = String(a.name || "file");
+      if (type.startsWith("image/")) {
+        const img = h("img", { class: "lc-file-img", alt: name });
+        const link = h("a", { target: "_blank", rel: "noopener noreferrer" }, img);
+        signed(a.id).then((u) => u && ((img.src = u), (link.href = u)));
+        box.append(link);
+      } else if (type.startsWith("audio/") || type.startsWith("video/")) {
+        const media = h(type.startsWith("audio/") ? "audio" : "video", { class: "lc-file-media", controls: true, preload: "metadata", title: name });
+        signed(a.id).then((u) => u && (media.src = u));
+        box.append(media);
+      } else {
+        box.append(h("a", { class: "lc-file", href: "#", text: name + " · " + sizeText(a.size),
+          onclick: (e) => { e.preventDefault(); signed(a.id).then((u) => u && location.assign(u)); } }));
+      }
+    }
+    return box;
+  }
+  function upload(file, m) {
+    return new Promise((resolve, reject) => {
+      const x = new XMLHttpRequest();
+      m.abort = () => x.abort();
+      x.open("POST", API + "attachments?name=" + encodeURIComponent(file.name || "file"));
+      x.setRequestHeader("Authorization", "Bearer " + token);
+      x.upload.onprogress = (e) => e.lengthComputable && (m.state.firstChild.textContent = L.sending + " " + Math.round(100 * e.loaded / e.total) + " %");
+      x.onload = () => {
+        let d = null;
+        try { d = JSON.parse(x.responseText); } catch (e) { d = null; }
+        if (x.status === 201 && d) resolve(d);
+        else reject(new Error((d && d.error && d.error.message) || L.error));
+      };
+      x.onerror = () => reject(new Error(L.error));
+      x.onabort = () => reject(new Error(L.cancel));
+      x.send(file);
+    });
+  }
+  async function sendFiles(files) {
+    if (ended || !token) return;
+    for (const file of files) {
+      const m = { state: h("div", { class: "lc-state" }, h("span", { text: L.sending }), " ") };
+      m.state.append(btn(L.cancel, "lc-minor lc-cancel", () => m.abort && m.abort()));
+      m.el = bubble("visitor", file.name || "file");
+      m.el.classList.add("lc-pending");
+      m.el.append(m.state);
+      add(m.el);
+      try {
+        const a = await upload(file, m);
+        m.abort = null;
+        const r = await call("POST", "messages", { client_id: uuid(), attachments: [a.id] });
+        if (seen.has(r.message_id)) m.el.remove(); // its event drew it already
+        else {
+          seen.add(r.message_id);
+          m.el.replaceWith(h("div", { class: "lc-msg lc-visitor" }, filesEl([a])));
+        }
+        caughtUp();
+      } catch (e) {
+        m.el.classList.replace("lc-pending", "lc-failed");
+        m.state.textContent = L.failed + e.message;
+      }
+    }
+  }
+  const dropped = (e) => [...((e.clipboardData || e.dataTransfer || {}).files || [])];
+  input.addEventListener("paste", (e) => {
+    const files = dropped(e);
+    if (files.length) e.preventDefault(), sendFiles(files);
+  });
+  panel.addEventListener("dragover", (e) => e.preventDefault());
+  panel.addEventListener("drop", (e) => {
+    const files = dropped(e);
+    if (files.length) e.preventDefault(), sendFiles(files);
+  });
+
   let typedAt = 0; // tell the agent, at most every 2 s
   input.addEventListener("input", () => {
     if (wsReady && input.value && Date.now() - typedAt >= 2000) {

@@ -88,6 +88,10 @@ impl AppState {
         )
         .await?;
         engine.start_expiry(settings.limits.bot_expiry);
+        tokio::spawn(store::attachments::sweep_every(
+            engine.writer().downgrade(),
+            settings.data_dir.clone(),
+        ));
         tokio::spawn(store::health::watch(
             engine.writer().downgrade(),
             settings.data_dir.clone(),

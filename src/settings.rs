@@ -86,6 +86,9 @@ pub struct SettingsFile {
     /// conversations resolved, ended or closed longer ago (see docs/privacy.md). Default:
     /// kept forever.
     pub retention: Option<crate::config::values::DurationValue>,
+    /// Below this much free space where the database is, uploads of attachments are
+    /// refused (chat goes on): a size or a share of the file system (default `2%`).
+    pub attachment_reserve: Option<String>,
     /// `[webrtc]`: how video calls find a way between the two browsers.
     #[serde(default)]
     pub webrtc: WebrtcFile,
@@ -238,6 +241,7 @@ pub struct Settings {
     /// `None`: conversations are kept forever.
     pub retention: Option<std::time::Duration>,
     pub webrtc: Webrtc,
+    pub attachment_reserve: SpaceThreshold,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -416,7 +420,18 @@ impl ServerArgs {
                 .unwrap_or(std::time::Duration::from_secs(5)),
             limits: resolve_limits(&file.limits)?,
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
-            low_space_warning: low_space_warning(file.low_space_warning.as_deref())?,
+            low_space_warning: space_threshold(
+                "LIVECHAT_LOW_SPACE_WARNING",
+                "low_space_warning",
+                file.low_space_warning.as_deref(),
+                SpaceThreshold::default(),
+            )?,
+            attachment_reserve: space_threshold(
+                "LIVECHAT_ATTACHMENT_RESERVE",
+                "attachment_reserve",
+                file.attachment_reserve.as_deref(),
+                SpaceThreshold::Percent(2.0),
+            )?,
             retention: retention(file.retention)?,
             webrtc: resolve_webrtc(&file.webrtc)?,
         })
@@ -452,13 +467,18 @@ pub fn retention_sweep_every(retention: std::time::Duration) -> std::time::Durat
     )
 }
 
-/// `LIVECHAT_LOW_SPACE_WARNING`, else `low_space_warning` of the file, else 5 %.
-fn low_space_warning(file: Option<&str>) -> Result<SpaceThreshold, SettingsError> {
-    let (text, key) = match std::env::var("LIVECHAT_LOW_SPACE_WARNING") {
-        Ok(text) if !text.is_empty() => (text, "LIVECHAT_LOW_SPACE_WARNING"),
+/// The environment variable `env`, else `key` of the file, else `default`.
+fn space_threshold(
+    env: &'static str,
+    key: &'static str,
+    file: Option<&str>,
+    default: SpaceThreshold,
+) -> Result<SpaceThreshold, SettingsError> {
+    let (text, key) = match std::env::var(env) {
+        Ok(text) if !text.is_empty() => (text, env),
         _ => match file {
-            Some(text) => (text.to_string(), "low_space_warning"),
-            None => return Ok(SpaceThreshold::default()),
+            Some(text) => (text.to_string(), key),
+            None => return Ok(default),
         },
     };
     text.parse().map_err(|message| SettingsError::Invalid {

@@ -243,7 +243,10 @@ async fn visitor_to_agent_and_back_then_resolved_and_closed() {
         .await;
     assert_eq!(reply.status, 200);
     let csv = reply.text;
-    assert!(csv.starts_with("time,author,agent,text\r\n"), "{csv}");
+    assert!(
+        csv.starts_with("time,author,agent,text,attachments\r\n"),
+        "{csv}"
+    );
     assert!(
         csv.contains("My invoice is wrong") && !csv.contains("VIP customer"),
         "{csv}"
@@ -445,8 +448,8 @@ async fn conversations_export_as_csv_for_a_period_and_the_callers_bots() {
         "{body}"
     );
     assert!(
-        lines[1].ends_with(",1,0,,,,0,0"),
-        "one visitor message, no note, no rating, no video call: {body}"
+        lines[1].ends_with(",1,0,0,,,,0,0"),
+        "one visitor message, no note, no file, no rating, no video call: {body}"
     );
     assert!(!body.contains(&other));
     // An admin sees every bot's; `bot` narrows.

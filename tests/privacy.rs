@@ -28,6 +28,26 @@ fn db_bytes(data_dir: &Path) -> Vec<u8> {
     bytes
 }
 
+/// How many stored attachment files hold `needle`.
+fn files_with(data_dir: &Path, needle: &str) -> usize {
+    let mut found = 0;
+    let mut dirs = vec![data_dir.join("files")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if holds(&std::fs::read(&path).unwrap_or_default(), needle) {
+                found += 1;
+            }
+        }
+    }
+    found
+}
+
 fn holds(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -128,6 +148,32 @@ async fn an_erased_visitor_is_gone_from_the_database_search_and_mail_and_the_log
     )
     .await;
 
+    // A picture with the marker in its name and its bytes, sent in the chat.
+    let mut picture = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\0\x10\0\0\0\x10\x08\x02\0\0\0".to_vec();
+    picture.extend_from_slice(format!("tEXt comment {alpha}").as_bytes());
+    let upload: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/visitor/attachments?name=parcel-{alpha}.png",
+            server.url
+        ))
+        .bearer_auth(&a_token)
+        .header("content-type", "image/png")
+        .body(picture)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let file_id = upload["id"].as_str().unwrap_or_else(|| panic!("{upload}"));
+    api.post_ok(
+        "/api/v1/visitor/messages",
+        Some(&a_token),
+        json!({"attachments": [file_id]}),
+    )
+    .await;
+    assert_eq!(files_with(&server.data_dir, alpha), 1);
+
     // Visitor B, who stays.
     let b = api.session("support").await;
     say(&api, &b.token, &format!("hello {beta}")).await;
@@ -181,7 +227,11 @@ async fn an_erased_visitor_is_gone_from_the_database_search_and_mail_and_the_log
         exported["forms"][0]["values"]["message"],
         json!(format!("call me about {alpha}"))
     );
-    assert_eq!(exported["attachments"], json!([]));
+    assert_eq!(
+        exported["attachments"][0]["name"],
+        json!(format!("parcel-{alpha}.png")),
+        "{exported}"
+    );
 
     // The erase.
     let (status, body) = api.call("DELETE", &erase, Some(&boss), None).await;
@@ -230,6 +280,11 @@ async fn an_erased_visitor_is_gone_from_the_database_search_and_mail_and_the_log
         api.call("DELETE", &erase, Some(&boss), None).await,
         404,
         "not_found"
+    );
+    assert_eq!(
+        files_with(&server.data_dir, alpha),
+        0,
+        "the erased visitor's file is still stored"
     );
     let bytes = db_bytes(&server.data_dir);
     assert!(

@@ -25,6 +25,7 @@ import {
   closePicker, onComposerInput, onComposerKey, onSend, renderNoteMode,
 } from './composer.js';
 import { closeReports, loadReports, toggleReports } from './reports.js';
+import { setupAttachments } from './attachments.js';
 
 function on(id, type, handler) {
   $(id).addEventListener(type, handler);
@@ -73,6 +74,7 @@ function wire() {
   on('composer-text', 'keydown', onComposerKey);
   on('composer-text', 'blur', () => setTimeout(closePicker, 150));
   on('note-mode', 'change', renderNoteMode);
+  setupAttachments();
 
   document.addEventListener('keydown', (ev) => {
     if (ev.key !== 'Escape' || $('conv-pane').hidden) return;

@@ -11,6 +11,7 @@ import { renderActions, resetActions, hideForms } from './actions.js';
 import { renderDetails } from './details.js';
 import { renderComposer, resetComposer, clearTyping } from './composer.js';
 import { leaveReports } from './reports.js';
+import { attachmentsEl } from './attachments.js';
 
 /** The id of the open conversation, and its details once loaded (else null). */
 export let openId = null;
@@ -104,6 +105,7 @@ export function applyToOpen(f) {
     appendMsg({
       id: data.message_id, seq: f.seq, at: f.at, text: data.text,
       kind: f.type === 'note.created' ? 'note' : data.author, agent: data.agent || null,
+      attachments: data.attachments,
     });
     if (data.author === 'visitor') clearTyping();
     return;
@@ -211,5 +213,6 @@ function messageEl(m) {
   },
   h('div', { class: 'msg-meta' }, h('span', { class: 'msg-who' }, author(m)), ' ',
     h('time', { datetime: m.at }, clock(m.at, now()))),
-  h('div', { class: 'msg-text' }, m.text));
+  m.text ? h('div', { class: 'msg-text' }, m.text) : null,
+  attachmentsEl(m.attachments));
 }

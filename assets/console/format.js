@@ -93,3 +93,11 @@ export function ratingText(rating) {
   const word = rating.rating === 'good' ? 'Good' : 'Bad';
   return rating.comment ? word + ': ' + rating.comment : word;
 }
+
+/** A file's size for people: `1.2 MB`, `340 KB`, `12 B`. */
+export function fileSize(n) {
+  const bytes = Number(n) || 0;
+  if (bytes >= 1e6) return (bytes / 1e6).toFixed(1) + ' MB';
+  if (bytes >= 1e3) return Math.round(bytes / 1e3) + ' KB';
+  return bytes + ' B';
+}

@@ -119,7 +119,10 @@ impl<'b> Session<'b> {
     pub fn act(&mut self, action: &Action) -> Result<(), String> {
         self.recent.clear();
         match action {
-            Action::Type(text) => self.apply(Command::VisitorMessage { text: text.clone() }),
+            Action::Type(text) => self.apply(Command::VisitorMessage {
+                text: text.clone(),
+                attachments: Vec::new(),
+            }),
             Action::Click(label) => self.click(label),
             Action::Submit(values) => {
                 let Waiting::OfflineForm(form) = &self.conv.flow.waiting else {

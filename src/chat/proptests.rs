@@ -177,6 +177,7 @@ impl Sim {
         match kind {
             0 => Command::VisitorMessage {
                 text: texts[b % texts.len()].into(),
+                attachments: Vec::new(),
             },
             1 => Command::Choose {
                 step: None,
@@ -199,6 +200,7 @@ impl Sim {
             8 => Command::AgentMessage {
                 agent: ea,
                 text: "hi".into(),
+                attachments: Vec::new(),
             },
             9 => Command::Note {
                 agent: ea,
@@ -395,7 +397,10 @@ proptest! {
         // Whatever was assigned can always be wound down and closed.
         let closed: BTreeSet<usize> = (0..n_convs).filter(|i| sim.convs[*i].status == Status::Closed).collect();
         for i in closed {
-            let cmd = Command::VisitorMessage { text: "hello?".into() };
+            let cmd = Command::VisitorMessage {
+                text: "hello?".into(),
+                attachments: Vec::new(),
+            };
             sim.run(i, cmd)?;
             prop_assert_eq!(sim.convs[i].status, Status::Closed);
         }

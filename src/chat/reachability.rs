@@ -93,7 +93,10 @@ fn reached_at_runtime(bot: &Bot) -> BTreeSet<String> {
     let mut actions: Vec<Command> = (0..MAX_CHOICES).map(choose).collect();
     actions.extend([
         Command::Answer { text: "x".into() },
-        Command::VisitorMessage { text: "x".into() },
+        Command::VisitorMessage {
+            text: "x".into(),
+            attachments: Vec::new(),
+        },
         Command::Skip,
         Command::Back,
         Command::RequestLiveChat { action: None },

@@ -525,6 +525,32 @@ fn bot_node(bot: &Bot) -> Node {
             ]),
         ),
         (
+            "attachments",
+            Node::Fields(vec![
+                ("enabled", leaf(h.attachments.enabled.to_string())),
+                (
+                    "types",
+                    leaf(format!(
+                        "[{}]",
+                        h.attachments
+                            .types
+                            .iter()
+                            .map(word_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                ),
+                (
+                    "max_size",
+                    leaf(format!("{}B", h.attachments.max_size.get())),
+                ),
+                (
+                    "conversation_total",
+                    leaf(format!("{}B", h.attachments.conversation_total.get())),
+                ),
+            ]),
+        ),
+        (
             "step",
             Node::Items {
                 noun: "step",

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::values::{Color, DurationValue, Email, EnvString, Template};
+use super::values::{ByteSize, Color, DurationValue, Email, EnvString, Template};
 
 /// One bot: the file `bots/<id>.toml`. Its id is the file name.
 ///
@@ -42,6 +42,73 @@ pub struct BotHeader {
     /// Widget appearance.
     #[serde(default)]
     pub widget: Widget,
+    /// Files visitors and agents send in a chat (`[attachments]`).
+    #[serde(default)]
+    pub attachments: Attachments,
+}
+
+/// `[attachments]` of a bot file: whether files may be sent in its chats, which kinds, and
+/// how large.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attachments {
+    /// Whether visitors and agents may send files at all (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The kinds allowed, as told by the file's content (default all of them).
+    #[serde(default = "all_attachment_kinds")]
+    pub types: Vec<AttachmentKind>,
+    /// The largest file (default `10MB`).
+    #[serde(default = "default_attachment_size")]
+    pub max_size: ByteSize,
+    /// All files of one conversation together (default `50MB`).
+    #[serde(default = "default_conversation_total")]
+    pub conversation_total: ByteSize,
+}
+
+impl Default for Attachments {
+    fn default() -> Self {
+        Attachments {
+            enabled: true,
+            types: all_attachment_kinds(),
+            max_size: default_attachment_size(),
+            conversation_total: default_conversation_total(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn all_attachment_kinds() -> Vec<AttachmentKind> {
+    vec![
+        AttachmentKind::Image,
+        AttachmentKind::Audio,
+        AttachmentKind::Video,
+        AttachmentKind::Pdf,
+        AttachmentKind::File,
+    ]
+}
+
+fn default_attachment_size() -> ByteSize {
+    ByteSize(10_000_000)
+}
+
+fn default_conversation_total() -> ByteSize {
+    ByteSize(50_000_000)
+}
+
+/// What a file is, decided from its first bytes: a raster image (PNG, JPEG, GIF, WebP), audio,
+/// video, a PDF, or any other file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachmentKind {
+    Image,
+    Audio,
+    Video,
+    Pdf,
+    File,
 }
 
 fn default_languages() -> Vec<Spanned<String>> {

@@ -99,6 +99,51 @@ impl<'de> Deserialize<'de> for DurationValue {
     }
 }
 
+/// A size in bytes written like `10MB`, `500KB` or `2GiB` (a plain number is bytes); more
+/// than zero, at most 1 GiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// The largest size a setting takes.
+    pub const MAX: u64 = 1 << 30;
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    pub fn parse(text: &str) -> Option<u64> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let unit_size: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            "kib" => 1 << 10,
+            "mib" => 1 << 20,
+            "gib" => 1 << 30,
+            _ => return None,
+        };
+        number.parse::<u64>().ok()?.checked_mul(unit_size)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match ByteSize::parse(&s) {
+            Some(n) if n > 0 && n <= ByteSize::MAX => Ok(ByteSize(n)),
+            _ => Err(de::Error::custom(format!(
+                "invalid size `{s}`: write a number and a unit from 1B to 1GiB, like `10MB` or `512KiB`"
+            ))),
+        }
+    }
+}
+
 /// A CSS hex colour: `#rgb` or `#rrggbb`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Color(pub String);

@@ -41,6 +41,8 @@ struct PendingMessage {
     kind: String,
     agent: Option<String>,
     text: String,
+    /// The ids of the files it carries, in order.
+    attachments: Vec<String>,
 }
 
 impl Pending {
@@ -59,19 +61,23 @@ impl Pending {
             let kind = event.kind();
             let mut event = event.clone();
             let message = match &event {
-                EventData::MessageCreated(m) => {
-                    Some((m.author.as_str(), m.agent.clone(), m.text.clone()))
-                }
+                EventData::MessageCreated(m) => Some((
+                    m.author.as_str(),
+                    m.agent.clone(),
+                    m.text.clone(),
+                    m.attachments.iter().map(|a| a.id.clone()).collect(),
+                )),
                 EventData::NoteCreated { agent, text, .. } => {
-                    Some(("note", Some(agent.clone()), text.clone()))
+                    Some(("note", Some(agent.clone()), text.clone(), Vec::new()))
                 }
                 _ => None,
             }
-            .map(|(kind, agent, text)| PendingMessage {
+            .map(|(kind, agent, text, attachments)| PendingMessage {
                 id: wire::new_sortable_id("m"),
                 kind: kind.to_string(),
                 agent,
                 text,
+                attachments,
             });
             if let Some(m) = &message {
                 event.set_message_id(m.id.clone());
@@ -196,6 +202,13 @@ pub fn write_transition(conn: &Connection, p: &Pending) -> Result<Vec<i64>, Stor
             .execute(params![
                 m.id, conv.id, seq, m.kind, m.agent, m.text, cid, p.at
             ])?;
+            crate::store::attachments::link(
+                conn,
+                &m.id,
+                &conv.id,
+                &m.attachments,
+                p.now.as_millisecond(),
+            )?;
         }
         if let Some((form, values)) = &event.form {
             conn.prepare_cached(

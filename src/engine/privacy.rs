@@ -239,6 +239,14 @@ impl Engine {
         outbox: Vec<String>,
         mail_dir: &Path,
     ) -> Result<Removed, EngineError> {
+        if !erased.files.is_empty() {
+            let shas = erased.files.clone();
+            let data_dir = self.inner.readers.data_dir();
+            self.inner
+                .writer
+                .run(move |c| crate::store::attachments::remove_unreferenced(c, &data_dir, &shas))
+                .await?;
+        }
         let db = self.inner.readers.data_dir();
         let wal_truncated = tokio::task::spawn_blocking(move || rows::truncate_wal(&db))
             .await

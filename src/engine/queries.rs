@@ -325,10 +325,17 @@ pub async fn details(readers: &Readers, conv: Conversation) -> Result<Value, Sto
                     "at": r.get::<_, String>(5)?,
                 }))
             })?;
+            let mut files: std::collections::HashMap<String, Vec<Value>> = Default::default();
+            for (message, file) in crate::store::attachments::by_message(c, &conv.id)? {
+                files.entry(message).or_default().push(json!(file.view()));
+            }
             let mut messages = Vec::new();
             let mut notes = Vec::new();
             for row in rows {
-                let row = row?;
+                let mut row = row?;
+                if let Some(list) = row["id"].as_str().and_then(|id| files.remove(id)) {
+                    row["attachments"] = json!(list);
+                }
                 if row["kind"] == "note" {
                     notes.push(row);
                 } else {
@@ -379,20 +386,25 @@ pub async fn transcript_csv(
     readers
         .read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT at, kind, author, text FROM messages
+                "SELECT at, kind, author, text,
+                   (SELECT group_concat(a.name, '; ' ORDER BY ma.position)
+                    FROM message_attachments ma JOIN attachments a ON a.id = ma.attachment_id
+                    WHERE ma.message_id = messages.id)
+                 FROM messages
                  WHERE conversation_id = ?1 AND kind != 'note' ORDER BY seq",
             )?;
-            let mut out = String::from("time,author,agent,text\r\n");
+            let mut out = String::from("time,author,agent,text,attachments\r\n");
             let rows = stmt.query_map([&conversation_id], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, Option<String>>(2)?,
                     r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
                 ))
             })?;
             for row in rows {
-                let (at, kind, agent, text) = row?;
+                let (at, kind, agent, text, files) = row?;
                 out.push_str(&csv_field(&at));
                 out.push(',');
                 out.push_str(&csv_field(&kind));
@@ -400,6 +412,8 @@ pub async fn transcript_csv(
                 out.push_str(&csv_field(agent.as_deref().unwrap_or("")));
                 out.push(',');
                 out.push_str(&csv_field(&text));
+                out.push(',');
+                out.push_str(&csv_field(files.as_deref().unwrap_or("")));
                 out.push_str("\r\n");
             }
             Ok(out)
@@ -425,7 +439,10 @@ pub async fn conversations_csv(
                    (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.kind = 'agent'),
                    (SELECT count(*) FROM events e WHERE e.conversation_id = c.id AND e.type = 'video.started'),
                    (SELECT coalesce(sum(json_extract(e.data, '$.duration_secs')), 0) FROM events e
-                     WHERE e.conversation_id = c.id AND e.type = 'video.ended')
+                     WHERE e.conversation_id = c.id AND e.type = 'video.ended'),
+                   (SELECT count(*) FROM attachments a
+                    JOIN message_attachments ma ON ma.attachment_id = a.id
+                    WHERE a.conversation_id = c.id)
                  FROM conversations c JOIN visitors v ON v.id = c.visitor_id
                  WHERE c.created_at >= ?1 AND c.created_at < ?2 AND (?3 IS NULL OR c.bot = ?3)
                  ORDER BY c.created_at, c.rowid",
@@ -433,7 +450,7 @@ pub async fn conversations_csv(
             let mut out = String::from(
                 "id,bot,status,opened_at,requested_at,assigned_at,resolved_at,closed_at,\
                  assignee,team,visitor_name,visitor_email,country,language,page_url,\
-                 visitor_messages,agent_messages,resolve_note,rating,rating_comment,\
+                 visitor_messages,agent_messages,attachments,resolve_note,rating,rating_comment,\
                  video_calls,call_secs\r\n",
             );
             let rows = stmt.query_map(rusqlite::params![from, to, bot], |r| {
@@ -445,10 +462,12 @@ pub async fn conversations_csv(
                     r.get::<_, i64>(4)?,
                     r.get::<_, i64>(5)?,
                     r.get::<_, i64>(6)?,
+                    r.get::<_, i64>(7)?,
                 ))
             })?;
             for row in rows {
-                let (state, vname, vemail, from_visitor, from_agents, calls, call_secs) = row?;
+                let (state, vname, vemail, from_visitor, from_agents, calls, call_secs, files) =
+                    row?;
                 let conv: Conversation =
                     serde_json::from_str(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 if visible.as_ref().is_some_and(|bots| !bots.contains(&conv.bot)) {
@@ -473,6 +492,7 @@ pub async fn conversations_csv(
                     conv.page_url.clone().unwrap_or_default(),
                     from_visitor.to_string(),
                     from_agents.to_string(),
+                    files.to_string(),
                     conv.resolve_note.clone().unwrap_or_default(),
                     conv.rating.map(|r| r.as_str().to_string()).unwrap_or_default(),
                     conv.rating_comment.clone().unwrap_or_default(),

@@ -13,7 +13,7 @@ use super::AppState;
 use super::error::{ApiJson, ApiQuery, AppError, body_rejection, json_error};
 use super::visitor::{check_client_id, client_key};
 use crate::auth::AuthAgent;
-use crate::chat::conversation::{Command, TransferTarget};
+use crate::chat::conversation::{Attachment, Command, TransferTarget};
 use crate::engine::queries::{self, ListFilter};
 use crate::engine::{AgentRef, Outcome};
 
@@ -272,7 +272,12 @@ bodiless! {
 pub struct TextRequest {
     #[serde(default)]
     client_id: Option<String>,
-    text: String,
+    /// May be left out when a message carries files.
+    #[serde(default, deserialize_with = "super::visitor::present_text")]
+    text: Option<String>,
+    /// Ids of uploads to this conversation a message carries (not notes).
+    #[serde(default)]
+    attachments: Vec<String>,
 }
 
 /// A text the agent writes: `kind` keeps its client ids apart (a note and a message never
@@ -283,11 +288,31 @@ async fn write_text(
     id: &str,
     req: TextRequest,
     kind: &str,
-    make: fn(String, String) -> Command,
+    make: fn(String, String, Vec<Attachment>) -> Command,
 ) -> Result<Json<Value>, AppError> {
     check_client_id(&req.client_id)?;
+    let text = super::visitor::body_text(req.text, &req.attachments)?;
+    if kind == "note" && !req.attachments.is_empty() {
+        return Err(AppError::bad_request(
+            "invalid_input",
+            "notes carry no files",
+        ));
+    }
+    let attachments = if req.attachments.is_empty() {
+        Vec::new()
+    } else {
+        // Whether the agent may see the conversation is asked before its files are.
+        state.engine.agent_may_see(&agent_ref(agent), id).await?;
+        super::attachments::for_message(
+            state,
+            req.attachments,
+            super::attachments::Sender::Agent(id),
+        )
+        .await?
+    };
     let key = client_key(&format!("{kind}:{}", agent.email), req.client_id);
-    command(state, agent, id, make(agent.email.clone(), req.text), key).await
+    let cmd = make(agent.email.clone(), text, attachments);
+    command(state, agent, id, cmd, key).await
 }
 
 pub async fn message(
@@ -296,9 +321,18 @@ pub async fn message(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<TextRequest>,
 ) -> Result<Json<Value>, AppError> {
-    write_text(&state, &agent, &id, req, "agent", |agent, text| {
-        Command::AgentMessage { agent, text }
-    })
+    write_text(
+        &state,
+        &agent,
+        &id,
+        req,
+        "agent",
+        |agent, text, attachments| Command::AgentMessage {
+            agent,
+            text,
+            attachments,
+        },
+    )
     .await
 }
 
@@ -308,7 +342,7 @@ pub async fn note(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<TextRequest>,
 ) -> Result<Json<Value>, AppError> {
-    write_text(&state, &agent, &id, req, "note", |agent, text| {
+    write_text(&state, &agent, &id, req, "note", |agent, text, _| {
         Command::Note { agent, text }
     })
     .await

@@ -66,6 +66,10 @@ const CONSOLE_MODULES: &[(&str, &str)] = &[
     ),
     ("api.js", include_str!("../../assets/console/api.js")),
     ("app.js", include_str!("../../assets/console/app.js")),
+    (
+        "attachments.js",
+        include_str!("../../assets/console/attachments.js"),
+    ),
     ("call.js", include_str!("../../assets/console/call.js")),
     ("canned.js", include_str!("../../assets/console/canned.js")),
     (

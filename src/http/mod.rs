@@ -5,6 +5,7 @@ mod address;
 mod admin;
 mod agent;
 mod assets;
+mod attachments;
 mod auth;
 mod client;
 mod compressed;
@@ -48,7 +49,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/visitor/queue", get(visitor::queue))
         .route("/api/v1/visitor/webrtc", get(webrtc::visitor_ice))
         .route("/api/v1/visitor/widget", get(visitor::widget))
-        .route("/api/v1/visitor/events", get(stream::visitor_events));
+        .route("/api/v1/visitor/events", get(stream::visitor_events))
+        .route(
+            "/api/v1/visitor/attachments",
+            post(attachments::visitor_upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/api/v1/visitor/attachments/{id}/link",
+            get(attachments::visitor_link),
+        )
+        .route("/api/v1/attachments/{id}", get(attachments::fetch));
     let conversation = |path: &str| format!("/api/v1/conversations/{{id}}/{path}");
     let agent = Router::new()
         .route("/api/v1/me/availability", put(agent::set_availability))
@@ -62,6 +72,10 @@ pub fn router(state: AppState) -> Router {
         .route(&conversation("transcript.csv"), get(agent::transcript))
         .route(&conversation("accept"), post(agent::accept))
         .route(&conversation("messages"), post(agent::message))
+        .route(
+            &conversation("attachments"),
+            post(attachments::agent_upload).layer(DefaultBodyLimit::disable()),
+        )
         .route(&conversation("notes"), post(agent::note))
         .route(&conversation("assign"), post(agent::assign))
         .route(&conversation("unassign"), post(agent::unassign))

@@ -130,6 +130,7 @@ fn widget_json(bot_id: &str, bot: &crate::config::Bot, lang: &str) -> Value {
         },
         "avatar_url": w.avatar_url,
         "auto_open_secs": w.auto_open.map(|d| d.get().as_secs()),
+        "attachments": bot.header.attachments.enabled,
         "language": lang,
     })
 }
@@ -185,7 +186,29 @@ fn country(state: &AppState, client: ClientAddr, headers: &HeaderMap) -> Option<
 pub struct MessageRequest {
     #[serde(default)]
     client_id: Option<String>,
-    text: String,
+    /// May be left out when the message carries files.
+    #[serde(default, deserialize_with = "present_text")]
+    text: Option<String>,
+    /// Ids of uploads (`POST /api/v1/visitor/attachments`) the message carries.
+    #[serde(default)]
+    attachments: Vec<String>,
+}
+
+/// A `text` that is there is a string (`null` is refused, as a wrong type).
+pub fn present_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
+}
+
+/// A message's text: required, unless the message carries files.
+pub fn body_text(text: Option<String>, attachments: &[String]) -> Result<String, AppError> {
+    match text {
+        Some(text) => Ok(text),
+        None if !attachments.is_empty() => Ok(String::new()),
+        None => Err(AppError::bad_request(
+            "invalid_body",
+            "send `text`, or `attachments` (with an optional `text`)",
+        )),
+    }
 }
 
 /// Longest `client_id` accepted.
@@ -213,11 +236,18 @@ pub async fn post_message(
     ApiJson(req): ApiJson<MessageRequest>,
 ) -> Result<Json<Value>, AppError> {
     check_client_id(&req.client_id)?;
+    let text = body_text(req.text, &req.attachments)?;
+    let attachments = super::attachments::for_message(
+        &state,
+        req.attachments,
+        super::attachments::Sender::Visitor(&visitor.id),
+    )
+    .await?;
     let (conversation_id, outcome) = state
         .engine
         .visitor_command(
             &visitor,
-            Command::VisitorMessage { text: req.text },
+            Command::VisitorMessage { text, attachments },
             client_key("visitor", req.client_id),
         )
         .await?;

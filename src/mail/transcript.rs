@@ -17,11 +17,22 @@ pub type Row = (String, Option<String>, String, String);
 /// The messages a visitor sees of a conversation, in order.
 pub fn rows(conn: &Connection, conversation_id: &str) -> Result<Vec<Row>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT kind, author, text, at FROM messages
+        "SELECT kind, author, text, at,
+           (SELECT group_concat(a.name, ', ' ORDER BY ma.position)
+            FROM message_attachments ma JOIN attachments a ON a.id = ma.attachment_id
+            WHERE ma.message_id = messages.id)
+         FROM messages
          WHERE conversation_id = ?1 AND kind != 'note' ORDER BY seq",
     )?;
     let rows = stmt.query_map([conversation_id], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        let text: String = r.get(2)?;
+        // Files are listed by name (the mail carries none of them).
+        let text = match r.get::<_, Option<String>>(4)? {
+            None => text,
+            Some(files) if text.is_empty() => format!("[Files: {files}]"),
+            Some(files) => format!("{text}\n[Files: {files}]"),
+        };
+        Ok((r.get(0)?, r.get(1)?, text, r.get(3)?))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

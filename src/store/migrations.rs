@@ -142,6 +142,35 @@ const STEPS: &[M<'static>] = &[
     // `secure-delete`, a deleted row's terms are taken out of the index pages, where a plain
     // delete would only add a marker and leave them until a merge.
     M::up("INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1);"),
+    // 6: attachments. A file is stored once per content (`sha256`, under DATA_DIR/files);
+    // a row per upload says who sent it and, once a message refers to it, the conversation
+    // it belongs to. `message_attachments` lists each message's files in order.
+    M::up(
+        "CREATE TABLE attachments (
+            id              TEXT PRIMARY KEY,
+            sha256          TEXT NOT NULL,
+            name            TEXT NOT NULL,
+            type            TEXT NOT NULL,
+            size            INTEGER NOT NULL,
+            width           INTEGER,
+            height          INTEGER,
+            bot             TEXT NOT NULL,
+            visitor_id      TEXT,
+            agent_email     TEXT,
+            conversation_id TEXT,
+            created_ms      INTEGER NOT NULL,
+            used_ms         INTEGER
+        );
+        CREATE INDEX attachments_sha256 ON attachments (sha256);
+        CREATE INDEX attachments_conversation ON attachments (conversation_id);
+        CREATE INDEX attachments_unused ON attachments (created_ms) WHERE used_ms IS NULL;
+        CREATE TABLE message_attachments (
+            message_id      TEXT NOT NULL,
+            position        INTEGER NOT NULL,
+            attachment_id   TEXT NOT NULL,
+            PRIMARY KEY (message_id, position)
+        );",
+    ),
 ];
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! SQLite storage: one database file in the data directory, WAL mode, embedded migrations.
 
+pub mod attachments;
 pub mod backup;
 pub mod checkpoint;
 pub mod health;

@@ -35,6 +35,9 @@ pub struct Erased {
     pub visitors: usize,
     /// The visitors whose profile was removed.
     pub visitor_ids: Vec<String>,
+    /// The stored files (by SHA-256) of the attachments removed; a file goes from the disk
+    /// once no other upload refers to it (`store::attachments::remove_unreferenced`).
+    pub files: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,8 +161,34 @@ pub fn export(conn: &Connection, visitor_id: &str) -> Result<Option<Value>, Stor
         "visitor": profile,
         "conversations": conversations,
         "forms": forms,
-        "attachments": [],
+        "attachments": attachments_of(conn, visitor_id)?,
     })))
+}
+
+/// The metadata of the files in the visitor's conversations and of their own uploads
+/// (not the files: they are served to whoever may see them).
+fn attachments_of(conn: &Connection, visitor_id: &str) -> Result<Vec<Value>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.id, a.name, a.type, a.size, a.conversation_id, a.agent_email, a.created_ms
+         FROM attachments a
+         WHERE a.visitor_id = ?1
+            OR a.conversation_id IN (SELECT id FROM conversations WHERE visitor_id = ?1)
+         ORDER BY a.created_ms, a.id",
+    )?;
+    let rows = stmt
+        .query_map([visitor_id], |r| {
+            Ok(json!({
+                "id": r.get::<_, String>(0)?,
+                "name": r.get::<_, String>(1)?,
+                "type": r.get::<_, String>(2)?,
+                "size": r.get::<_, i64>(3)?,
+                "conversation_id": r.get::<_, Option<String>>(4)?,
+                "from_agent": r.get::<_, Option<String>>(5)?,
+                "created_ms": r.get::<_, i64>(6)?,
+            }))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }
 
 fn messages_of(conn: &Connection, conversation_id: &str) -> Result<Vec<Value>, StoreError> {
@@ -201,6 +230,12 @@ pub fn erase_visitor(conn: &Connection, visitor_id: &str) -> Result<Erased, Stor
     erased.forms += conn
         .prepare_cached("DELETE FROM form_submissions WHERE visitor_id = ?1")?
         .execute([visitor_id])?;
+    // Uploads the visitor made that no message used yet.
+    let files: Vec<String> = conn
+        .prepare_cached("DELETE FROM attachments WHERE visitor_id = ?1 RETURNING sha256")?
+        .query_map([visitor_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    erased.files.extend(files);
     let gone = conn
         .prepare_cached("DELETE FROM visitors WHERE id = ?1")?
         .execute([visitor_id])?;
@@ -243,6 +278,16 @@ pub fn erase_conversations(conn: &Connection, ids: &[String]) -> Result<Erased, 
         erased.forms += conn
             .prepare_cached("DELETE FROM form_submissions WHERE conversation_id = ?1")?
             .execute([id])?;
+        conn.prepare_cached(
+            "DELETE FROM message_attachments WHERE attachment_id IN
+               (SELECT id FROM attachments WHERE conversation_id = ?1)",
+        )?
+        .execute([id])?;
+        let files: Vec<String> = conn
+            .prepare_cached("DELETE FROM attachments WHERE conversation_id = ?1 RETURNING sha256")?
+            .query_map([id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        erased.files.extend(files);
         erased.events += conn
             .prepare_cached(
                 "UPDATE events SET type = ?2, data = '{}', visitor_visible = 0

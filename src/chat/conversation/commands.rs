@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::chat::flow::Pick;
 
+use super::events::Attachment;
 use super::types::{Rating, Rejection};
 
 /// Longest message or note accepted, in characters.
@@ -15,9 +16,10 @@ pub const COLLECT_RETRY: &str = "Sorry, that doesn't look right. Please try agai
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// The visitor writes.
+    /// The visitor writes (`text` may be empty when files come with it).
     VisitorMessage {
         text: String,
+        attachments: Vec<Attachment>,
     },
     /// The visitor clicks a choice (`step`: the step it belongs to, to catch stale clicks).
     Choose {
@@ -62,6 +64,7 @@ pub enum Command {
     AgentMessage {
         agent: String,
         text: String,
+        attachments: Vec<Attachment>,
     },
     /// An internal note, never shown to the visitor.
     Note {
@@ -178,6 +181,23 @@ pub(super) fn message_text(text: &str) -> Result<String, Rejection> {
 pub(super) fn valid_name(name: &str) -> bool {
     let n = name.trim();
     !n.is_empty() && n.chars().count() <= MAX_NAME_CHARS
+}
+
+/// Longest list of files one message carries.
+pub const MAX_ATTACHMENTS: usize = 10;
+
+/// A message's text and files: the text may be empty when files come with it.
+pub(super) fn message_body(text: &str, attachments: &[Attachment]) -> Result<String, Rejection> {
+    if attachments.len() > MAX_ATTACHMENTS {
+        return Err(Rejection::InvalidInput(format!(
+            "a message carries at most {MAX_ATTACHMENTS} files"
+        )));
+    }
+    if attachments.is_empty() || !text.trim().is_empty() {
+        message_text(text)
+    } else {
+        Ok(String::new())
+    }
 }
 
 /// An optional free text (a closing note, a rating comment): trimmed, `None` when empty,

@@ -223,6 +223,25 @@ pub struct Message {
     /// An agent's message: their display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Files sent with a visitor's or an agent's message, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file a message carries, as clients see it: `type` is what its content is (decided by
+/// the server), `url` where those allowed fetch it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    pub url: String,
 }
 
 impl Message {
@@ -238,6 +257,7 @@ impl Message {
             notice: None,
             agent: None,
             name: None,
+            attachments: Vec::new(),
         }
     }
 }

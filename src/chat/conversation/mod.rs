@@ -30,11 +30,12 @@ mod types;
 mod visitor_view;
 
 pub use commands::{
-    COLLECT_RETRY, Command, MAX_COMMENT_CHARS, MAX_MESSAGE_CHARS, MAX_NAME_CHARS, TransferTarget,
+    COLLECT_RETRY, Command, MAX_ATTACHMENTS, MAX_COMMENT_CHARS, MAX_MESSAGE_CHARS, MAX_NAME_CHARS,
+    TransferTarget,
 };
 pub use events::{
-    Ask, Author, Choice, Collect, EndReason, Event, EventData, EventKind, FlowStep, FormFieldView,
-    Link, LiveChatOffer, Message, Notice, OfflineFormView, OfflineReason,
+    Ask, Attachment, Author, Choice, Collect, EndReason, Event, EventData, EventKind, FlowStep,
+    FormFieldView, Link, LiveChatOffer, Message, Notice, OfflineFormView, OfflineReason,
 };
 pub use language::{pick_language, preferred_language};
 pub use transitions::apply;

@@ -174,12 +174,16 @@ pub(crate) fn accept(a: &str) -> Command {
     Command::Accept { agent: a.into() }
 }
 pub(crate) fn visitor(t: &str) -> Command {
-    Command::VisitorMessage { text: t.into() }
+    Command::VisitorMessage {
+        text: t.into(),
+        attachments: Vec::new(),
+    }
 }
 pub(crate) fn agent_says(a: &str, t: &str) -> Command {
     Command::AgentMessage {
         agent: a.into(),
         text: t.into(),
+        attachments: Vec::new(),
     }
 }
 pub(crate) fn pair(a: &str, t: &str) -> (String, String) {

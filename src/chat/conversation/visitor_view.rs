@@ -23,6 +23,7 @@ impl EventData {
                 "collect",
                 "notice",
                 "name",
+                "attachments",
             ],
             // Every shape of it is made for the widget.
             EventData::FlowStep(_) => &[

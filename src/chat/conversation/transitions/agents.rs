@@ -1,9 +1,11 @@
 //! What agents do.
 
 use super::Tx;
+use crate::chat::conversation::commands::message_body;
 use crate::chat::conversation::commands::{
     MAX_COMMENT_CHARS, MAX_MESSAGE_CHARS, TransferTarget, message_text, optional_text,
 };
+use crate::chat::conversation::events::Attachment;
 use crate::chat::conversation::events::{Author, EventData, Message, Notice};
 use crate::chat::conversation::types::{Deadlines, Rating, Rejection, Status};
 use crate::chat::routing::{self, AgentView};
@@ -56,8 +58,13 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         Ok(())
     }
 
-    pub(super) fn agent_message(&mut self, email: &str, text: String) -> Result<(), Rejection> {
-        let text = message_text(&text)?;
+    pub(super) fn agent_message(
+        &mut self,
+        email: &str,
+        text: String,
+        attachments: Vec<Attachment>,
+    ) -> Result<(), Rejection> {
+        let text = message_body(&text, &attachments)?;
         let agent = self.agent(email)?;
         self.require(&[Status::Assigned, Status::Chatting])?;
         if !self.is_assignee(email) {
@@ -69,6 +76,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         self.message(Message {
             agent: Some(agent.email.clone()),
             name: Some(agent.name.clone()),
+            attachments,
             ..Message::new(Author::Agent, text)
         });
         Ok(())

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use super::{Tx, after};
 use crate::chat::conversation::commands::{COLLECT_RETRY, valid_name};
+use crate::chat::conversation::events::Attachment;
 use crate::chat::conversation::events::{
     Author, Collect, EndReason, EventData, FlowStep, FormFieldView, Message, Notice,
     OfflineFormView, OfflineReason,
@@ -315,11 +316,18 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
 
     /// A message from the visitor: recorded, and the idle timer starts over.
     pub(super) fn visitor_said(&mut self, text: &str) {
+        self.visitor_said_with(text, Vec::new());
+    }
+
+    pub(super) fn visitor_said_with(&mut self, text: &str, attachments: Vec<Attachment>) {
         self.conv.last_visitor_at = Some(self.ctx.now);
         if self.conv.status.live() {
             self.touch_idle();
         }
-        self.message(Message::new(Author::Visitor, text.to_string()));
+        self.message(Message {
+            attachments,
+            ..Message::new(Author::Visitor, text.to_string())
+        });
     }
 
     pub(super) fn touch_idle(&mut self) {

@@ -39,7 +39,7 @@ pub fn apply(conv: &Conversation, cmd: Command, ctx: &Ctx<'_>) -> Result<Transit
         return Err(tx.invalid_state());
     }
     match cmd {
-        Command::VisitorMessage { text } => tx.visitor_message(text)?,
+        Command::VisitorMessage { text, attachments } => tx.visitor_message(text, attachments)?,
         Command::Choose { step, pick } => tx.choose(step, pick)?,
         Command::Answer { text } => tx.answer(text)?,
         Command::Skip => tx.flow_input(flow::skip)?,
@@ -58,7 +58,11 @@ pub fn apply(conv: &Conversation, cmd: Command, ctx: &Ctx<'_>) -> Result<Transit
         Command::AnswerVideo { accept } => tx.answer_video(accept)?,
         Command::EndVideo { by } => tx.end_video(&by, VideoEndReason::Hangup)?,
         Command::Accept { agent } => tx.accept(&agent)?,
-        Command::AgentMessage { agent, text } => tx.agent_message(&agent, text)?,
+        Command::AgentMessage {
+            agent,
+            text,
+            attachments,
+        } => tx.agent_message(&agent, text, attachments)?,
         Command::Note { agent, text } => tx.note(&agent, text)?,
         Command::Assign {
             by,

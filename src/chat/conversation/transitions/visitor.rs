@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use super::Tx;
+use crate::chat::conversation::commands::message_body;
 use crate::chat::conversation::commands::message_text;
+use crate::chat::conversation::events::Attachment;
 use crate::chat::conversation::events::{Author, EndReason, EventData, Message, Notice};
 use crate::chat::conversation::types::{Rejection, Status};
 use crate::chat::flow::{self, FlowError, FlowState, Pick, Waiting};
@@ -14,8 +16,12 @@ use crate::config::schema::Bot;
 use crate::config::values::is_valid_email;
 
 impl<'c, 'a: 'c> Tx<'c, 'a> {
-    pub(super) fn visitor_message(&mut self, text: String) -> Result<(), Rejection> {
-        let text = message_text(&text)?;
+    pub(super) fn visitor_message(
+        &mut self,
+        text: String,
+        attachments: Vec<Attachment>,
+    ) -> Result<(), Rejection> {
+        let text = message_body(&text, &attachments)?;
         self.require(&[
             Status::Bot,
             Status::Collecting,
@@ -24,8 +30,11 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             Status::Chatting,
             Status::Resolved,
         ])?;
-        self.visitor_said(&text);
+        let files_only = text.is_empty();
+        self.visitor_said_with(&text, attachments);
         match self.conv.status {
+            // Files alone answer no question and match no keyword: the bot waits.
+            Status::Bot | Status::Collecting if files_only => {}
             Status::Bot => {
                 let (state, outputs) =
                     flow::text(self.ctx.bot, &self.conv.flow, &self.conv.language, &text);

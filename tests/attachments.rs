@@ -1,0 +1,875 @@
+//! Attachments over the real server: uploads by a visitor and an agent, messages that carry
+//! them (`message.created` lists them), downloads byte for byte, and the hostile side:
+//! files that pretend to be something else are served inert, other people get 404, limits
+//! refuse with nothing stored, and the disk reserve refuses files while chat goes on.
+//! One server serves every section; the reserve needs a second one.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::live::{Api, Console, Session, agent_email};
+use common::{Bundle, TestServer, bot};
+use serde_json::{Value, json};
+
+/// `text` for a query string.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A PNG's signature and header chunk for `w` × `h` (no pixels: nothing here decodes them).
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    b.extend(w.to_be_bytes());
+    b.extend(h.to_be_bytes());
+    b.extend(b"\x08\x06\0\0\0 some more bytes of a picture");
+    b
+}
+
+const PDF: &[u8] = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n";
+const SVG: &[u8] = b"<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"><script>alert(2)</script></svg>";
+const HTML: &[u8] =
+    b"<!doctype html><html><body><script>alert(document.cookie)</script></body></html>";
+
+/// A WAV header and a second of silence-ish bytes.
+fn wav() -> Vec<u8> {
+    let mut b = b"RIFF\x24\x1f\0\0WAVEfmt ".to_vec();
+    b.extend([0u8; 8000]);
+    b
+}
+
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    bytes: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
+    }
+}
+
+struct World {
+    server: TestServer,
+    api: Api,
+    http: reqwest::Client,
+    agent: Console,
+    visitor: Session,
+}
+
+impl World {
+    async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        self.try_send(req).await.expect("the server answers")
+    }
+
+    async fn try_send(&self, req: reqwest::RequestBuilder) -> Result<Reply, reqwest::Error> {
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await?.to_vec();
+        Ok(Reply {
+            status,
+            headers,
+            bytes,
+        })
+    }
+
+    /// Uploads `bytes` as the visitor with this token.
+    async fn visitor_upload(&self, token: &str, name: &str, mime: &str, bytes: &[u8]) -> Reply {
+        let req = self
+            .http
+            .post(format!(
+                "{}/api/v1/visitor/attachments?name={}",
+                self.server.url,
+                encode(name)
+            ))
+            .bearer_auth(token)
+            .header("content-type", mime)
+            .body(bytes.to_vec());
+        self.send(req).await
+    }
+
+    async fn agent_upload(&self, conv: &str, name: &str, mime: &str, bytes: &[u8]) -> Reply {
+        let req = self
+            .http
+            .post(format!(
+                "{}/api/v1/conversations/{conv}/attachments?name={}",
+                self.server.url,
+                encode(name)
+            ))
+            .bearer_auth(&self.agent.token)
+            .header("content-type", mime)
+            .body(bytes.to_vec());
+        self.send(req).await
+    }
+
+    /// `GET` of a path of the server, with a bearer token when given.
+    async fn get(&self, path: &str, token: Option<&str>, range: Option<&str>) -> Reply {
+        let mut req = self.http.get(format!("{}{path}", self.server.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(r) = range {
+            req = req.header("range", r);
+        }
+        self.send(req).await
+    }
+
+    /// The stored files (not counting uploads in progress).
+    fn stored_files(&self) -> usize {
+        fn walk(dir: &Path, n: &mut usize) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, n);
+                } else {
+                    *n += 1;
+                }
+            }
+        }
+        let mut n = 0;
+        walk(&self.server.data_dir.join("files"), &mut n);
+        n
+    }
+}
+
+/// Every attachment response is inert in a browser, whatever the file.
+fn assert_inert(r: &Reply, what: &str) {
+    assert_eq!(r.header("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(r.header("content-security-policy"), "sandbox", "{what}");
+}
+
+fn assert_download(r: &Reply, what: &str) {
+    assert_eq!(r.status, 200, "{what}");
+    assert_inert(r, what);
+    assert_eq!(
+        r.header("content-type"),
+        "application/octet-stream",
+        "{what}"
+    );
+    assert!(
+        r.header("content-disposition").starts_with("attachment;"),
+        "{what}: {}",
+        r.header("content-disposition")
+    );
+}
+
+async fn world() -> World {
+    let tiny = format!(
+        "{}\n[attachments]\nmax_size = \"1KB\"\ntypes = [\"image\"]\n",
+        bot("Tiny", "Hi")
+    );
+    let closed = format!("{}\n[attachments]\nenabled = false\n", bot("Closed", "Hi"));
+    let server = Bundle::live(1)
+        .bot("tiny", tiny)
+        .bot("closed", closed)
+        .serve(&[&agent_email(0)]);
+    let api = Api::new(&server.url);
+    let agent = api.go_online(&agent_email(0)).await;
+    let visitor = api.session("support").await;
+    api.request_live_chat(&visitor.token).await;
+    api.act_ok(&agent.token, &visitor.conv, "accept", json!({}))
+        .await;
+    World {
+        server,
+        api,
+        http: reqwest::Client::new(),
+        agent,
+        visitor,
+    }
+}
+
+#[tokio::test]
+async fn attachments_go_both_ways_and_are_served_safely() {
+    let mut w = world().await;
+    both_ways(&mut w).await;
+    hostile_files_are_inert(&w).await;
+    only_those_who_may_see_get_them(&w).await;
+    limits_refuse_with_nothing_stored(&w).await;
+    audio_is_served_in_ranges(&w).await;
+    a_huge_picture_costs_nothing(&w).await;
+}
+
+async fn both_ways(w: &mut World) {
+    let shot = png(64, 48);
+    let up = w
+        .visitor_upload(&w.visitor.token, "screen shot.png", "image/png", &shot)
+        .await;
+    assert_eq!(up.status, 201, "{:?}", up.json());
+    let a = up.json();
+    assert!(a["id"].as_str().unwrap().starts_with("a_"), "{a}");
+    assert_eq!(a["name"], "screen shot.png");
+    assert_eq!(a["type"], "image/png");
+    assert_eq!(a["size"], shot.len());
+    assert_eq!(
+        (a["width"].as_u64(), a["height"].as_u64()),
+        (Some(64), Some(48))
+    );
+    let id = a["id"].as_str().unwrap().to_string();
+
+    // A message of files alone; sent twice with one client id, it is one message.
+    let body = json!({"client_id": "shot-1", "attachments": [id]});
+    let first = w
+        .api
+        .post_ok(
+            "/api/v1/visitor/messages",
+            Some(&w.visitor.token),
+            body.clone(),
+        )
+        .await;
+    let again = w
+        .api
+        .post_ok("/api/v1/visitor/messages", Some(&w.visitor.token), body)
+        .await;
+    assert_eq!(again["duplicate"], true, "{again}");
+    assert_eq!(again["message_id"], first["message_id"]);
+    let event = w
+        .agent
+        .stream
+        .wait_for(Duration::from_secs(10), "the visitor's files", |v| {
+            v["type"] == "message.created" && v["data"]["attachments"].is_array()
+        })
+        .await;
+    let listed = &event["data"]["attachments"][0];
+    assert_eq!(listed["id"], id.as_str(), "{event}");
+    assert_eq!(listed["name"], "screen shot.png");
+    assert_eq!(listed["type"], "image/png");
+    assert_eq!(listed["width"], 64);
+    let url = listed["url"].as_str().unwrap().to_string();
+    assert_eq!(url, format!("/api/v1/attachments/{id}"));
+
+    // The agent sees the picture inline, byte for byte.
+    let got = w.get(&url, Some(&w.agent.token), None).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.bytes, shot);
+    assert_eq!(got.header("content-type"), "image/png");
+    assert!(got.header("content-disposition").starts_with("inline;"));
+    assert_inert(&got, "the screenshot");
+
+    // The agent sends a PDF back with a text; the visitor downloads it byte for byte.
+    let up = w
+        .agent_upload(&w.visitor.conv, "invoice.pdf", "application/pdf", PDF)
+        .await;
+    assert_eq!(up.status, 201, "{:?}", up.json());
+    assert_eq!(up.json()["type"], "application/pdf");
+    let pdf_id = up.json()["id"].as_str().unwrap().to_string();
+    w.api
+        .act_ok(
+            &w.agent.token,
+            &w.visitor.conv,
+            "messages",
+            json!({"text": "Your invoice", "attachments": [pdf_id]}),
+        )
+        .await;
+    let history = w.api.history(&w.visitor.token, 0).await;
+    let sent = history
+        .iter()
+        .find(|e| e["data"]["text"] == "Your invoice")
+        .expect("the agent's message in the visitor's history");
+    assert_eq!(sent["data"]["attachments"][0]["id"], pdf_id.as_str());
+    assert_eq!(sent["data"]["attachments"][0]["name"], "invoice.pdf");
+    let got = w
+        .get(
+            &format!("/api/v1/attachments/{pdf_id}"),
+            Some(&w.visitor.token),
+            None,
+        )
+        .await;
+    assert_download(&got, "the PDF");
+    assert_eq!(got.bytes, PDF);
+    assert!(
+        got.header("content-disposition")
+            .contains("filename*=UTF-8''invoice.pdf"),
+        "{}",
+        got.header("content-disposition")
+    );
+
+    // The same file sent twice is stored once.
+    let before = w.stored_files();
+    let up = w
+        .visitor_upload(&w.visitor.token, "again.png", "image/png", &shot)
+        .await;
+    assert_eq!(up.status, 201);
+    assert_ne!(up.json()["id"], id.as_str());
+    assert_eq!(w.stored_files(), before);
+
+    // Neither text nor files is no message; a blank text is an empty one; notes carry no files.
+    let (status, body) = w
+        .api
+        .post(
+            "/api/v1/visitor/messages",
+            Some(&w.visitor.token),
+            json!({"attachments": []}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_body")),
+        "{body}"
+    );
+    let (status, body) = w
+        .api
+        .post(
+            "/api/v1/visitor/messages",
+            Some(&w.visitor.token),
+            json!({"text": " ", "attachments": []}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_input")),
+        "{body}"
+    );
+    let (status, body) = w
+        .api
+        .act(
+            &w.agent.token,
+            &w.visitor.conv,
+            "notes",
+            json!({"text": "see file", "attachments": [pdf_id]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+}
+
+async fn hostile_files_are_inert(w: &World) {
+    // What each claims to be, and what it is.
+    let mut polyglot = b"GIF89a\x01\x00\x01\x00".to_vec();
+    polyglot.extend(HTML);
+    let cases: [(&str, &str, Vec<u8>, &str); 4] = [
+        (
+            "evil.svg",
+            "image/svg+xml",
+            SVG.to_vec(),
+            "application/octet-stream",
+        ),
+        (
+            "page.png",
+            "image/png",
+            HTML.to_vec(),
+            "application/octet-stream",
+        ),
+        ("poly.gif", "text/html", polyglot, "image/gif"),
+        ("forged.html", "text/html", png(2, 2), "image/png"),
+    ];
+    for (name, claimed, bytes, actual) in cases {
+        let up = w
+            .visitor_upload(&w.visitor.token, name, claimed, &bytes)
+            .await;
+        assert_eq!(up.status, 201, "{name}: {:?}", up.json());
+        assert_eq!(up.json()["type"], actual, "{name}");
+        let url = up.json()["url"].as_str().unwrap().to_string();
+        let got = w.get(&url, Some(&w.visitor.token), None).await;
+        assert_eq!(got.bytes, bytes, "{name}");
+        assert_inert(&got, name);
+        if actual == "application/octet-stream" {
+            assert_download(&got, name);
+        } else {
+            // Shown inline only as the picture its bytes make, never as a page.
+            assert_eq!(got.header("content-type"), actual, "{name}");
+        }
+    }
+}
+
+async fn only_those_who_may_see_get_them(w: &World) {
+    let up = w
+        .visitor_upload(&w.visitor.token, "mine.pdf", "application/pdf", PDF)
+        .await;
+    let id = up.json()["id"].as_str().unwrap().to_string();
+    let url = format!("/api/v1/attachments/{id}");
+    let other = w.api.session("support").await;
+    let not_found = |r: &Reply, what: &str| {
+        assert_eq!(r.status, 404, "{what}");
+        assert_eq!(r.json()["error"]["code"], "not_found", "{what}");
+    };
+    not_found(
+        &w.get(&url, Some(&other.token), None).await,
+        "another visitor",
+    );
+    not_found(&w.get(&url, None, None).await, "nobody");
+    not_found(
+        &w.get(
+            "/api/v1/attachments/a_0000000000000000",
+            Some(&w.visitor.token),
+            None,
+        )
+        .await,
+        "a guessed id",
+    );
+    // Another visitor cannot send it either.
+    let (status, body) = w
+        .api
+        .post(
+            "/api/v1/visitor/messages",
+            Some(&other.token),
+            json!({"text": "look", "attachments": [id]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "unknown_attachment");
+
+    // A signed link opens it without a token, until it expires; a forged one never.
+    let link = w
+        .api
+        .get_ok(
+            &format!("/api/v1/visitor/attachments/{id}/link?ttl=1"),
+            Some(&w.visitor.token),
+        )
+        .await;
+    let signed = link["url"].as_str().unwrap().to_string();
+    assert_eq!(w.get(&signed, None, None).await.bytes, PDF);
+    let forged = signed.replace("sig=", "sig=00");
+    not_found(&w.get(&forged, None, None).await, "a forged link");
+    let (status, _) = w
+        .api
+        .get(
+            &format!("/api/v1/visitor/attachments/{id}/link"),
+            Some(&other.token),
+        )
+        .await;
+    assert_eq!(status, 404, "another visitor's link");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    not_found(&w.get(&signed, None, None).await, "an expired link");
+}
+
+async fn limits_refuse_with_nothing_stored(w: &World) {
+    let before = w.stored_files();
+    let tiny = w.api.session("tiny").await;
+    let big = vec![b'x'; 2000];
+    let mut big_png = png(10, 10);
+    big_png.extend(&big);
+    let r = w
+        .visitor_upload(&tiny.token, "big.png", "image/png", &big_png)
+        .await;
+    assert_eq!(r.status, 413, "{:?}", r.json());
+    assert_eq!(r.json()["error"]["code"], "file_too_large");
+    let r = w
+        .visitor_upload(&tiny.token, "doc.pdf", "application/pdf", PDF)
+        .await;
+    assert_eq!(r.status, 415, "{:?}", r.json());
+    assert_eq!(r.json()["error"]["code"], "type_not_allowed");
+    let closed = w.api.session("closed").await;
+    // Its widget shows no file button.
+    let started = w.api.visitor("closed").await;
+    assert_eq!(started["widget"]["attachments"], false, "{started}");
+    assert_eq!(w.api.visitor("tiny").await["widget"]["attachments"], true);
+    let r = w
+        .visitor_upload(&closed.token, "a.png", "image/png", &png(1, 1))
+        .await;
+    assert_eq!(r.status, 403, "{:?}", r.json());
+    assert_eq!(r.json()["error"]["code"], "attachments_disabled");
+    let r = w
+        .visitor_upload(&w.visitor.token, "empty.png", "image/png", b"")
+        .await;
+    assert_eq!(r.json()["error"]["code"], "empty_file");
+    // Over the default 10 MB of `support`.
+    // Refused on its declared length, before the body is read: the client may see the
+    // connection close while it still sends, or the answer.
+    let huge = vec![0u8; 10_000_001];
+    let req = w
+        .http
+        .post(format!(
+            "{}/api/v1/visitor/attachments?name=huge.bin",
+            w.server.url
+        ))
+        .bearer_auth(&w.visitor.token)
+        .body(huge);
+    if let Ok(r) = w.try_send(req).await {
+        assert_eq!(r.status, 413);
+        assert_eq!(r.json()["error"]["code"], "file_too_large");
+    }
+    assert_eq!(w.stored_files(), before, "a refused upload leaves no file");
+    let tmp = std::fs::read_dir(w.server.data_dir.join("files/tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(tmp, 0, "no upload left half-written");
+}
+
+async fn audio_is_served_in_ranges(w: &World) {
+    let audio = wav();
+    let up = w
+        .visitor_upload(&w.visitor.token, "note.wav", "audio/wav", &audio)
+        .await;
+    assert_eq!(up.json()["type"], "audio/wav");
+    let url = up.json()["url"].as_str().unwrap().to_string();
+    let part = w
+        .get(&url, Some(&w.visitor.token), Some("bytes=4-13"))
+        .await;
+    assert_eq!(part.status, 206);
+    assert_eq!(
+        part.header("content-range"),
+        format!("bytes 4-13/{}", audio.len())
+    );
+    assert_eq!(part.bytes, audio[4..14]);
+    assert_inert(&part, "a range");
+    let tail = w.get(&url, Some(&w.visitor.token), Some("bytes=-5")).await;
+    assert_eq!(tail.bytes, audio[audio.len() - 5..]);
+    let beyond = w
+        .get(&url, Some(&w.visitor.token), Some("bytes=999999-"))
+        .await;
+    assert_eq!(beyond.status, 416);
+}
+
+/// Resident memory of the server process, in kB.
+fn rss_kb(server: &TestServer) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+async fn a_huge_picture_costs_nothing(w: &World) {
+    let before = rss_kb(&w.server);
+    let bomb = png(20_000, 20_000);
+    let up = w
+        .visitor_upload(&w.visitor.token, "bomb.png", "image/png", &bomb)
+        .await;
+    assert_eq!(up.status, 201);
+    // Its size is read from its header; no pixel is ever decoded (no previews are made).
+    assert_eq!(up.json()["width"], 20_000);
+    let after = rss_kb(&w.server);
+    // 20,000 × 20,000 RGBA decoded would be 1.6 GB; allow for ordinary noise.
+    assert!(
+        after < before + 50_000,
+        "RSS went from {before} kB to {after} kB"
+    );
+}
+
+#[tokio::test]
+async fn the_disk_reserve_refuses_files_while_chat_goes_on() {
+    let bundle = Bundle::live(1);
+    let server = TestServer::start(
+        |dir| bundle.write(dir),
+        &[("LIVECHAT_ATTACHMENT_RESERVE", "100%")],
+    );
+    let api = Api::new(&server.url);
+    let visitor = api.session("support").await;
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/visitor/attachments?name=a.png",
+            server.url
+        ))
+        .bearer_auth(&visitor.token)
+        .body(png(1, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 507);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "storage_reserve", "{body}");
+    let sent = api
+        .post_ok(
+            "/api/v1/visitor/messages",
+            Some(&visitor.token),
+            json!({"text": "can you still hear me?"}),
+        )
+        .await;
+    assert!(sent["seq"].is_i64(), "{sent}");
+}
+
+// ---- In real Chromium: the widget and the console ---------------------------------------
+
+/// A real WAV: half a second of a 440 Hz tone, 8 kHz, 16-bit mono.
+fn tone_wav() -> Vec<u8> {
+    let samples: Vec<i16> = (0..4000)
+        .map(|i| ((i as f64 * 440.0 * std::f64::consts::TAU / 8000.0).sin() * 8000.0) as i16)
+        .collect();
+    let data = samples.len() as u32 * 2;
+    let mut b = b"RIFF".to_vec();
+    b.extend((36 + data).to_le_bytes());
+    b.extend(b"WAVEfmt ");
+    b.extend(16u32.to_le_bytes());
+    b.extend(1u16.to_le_bytes()); // PCM
+    b.extend(1u16.to_le_bytes()); // mono
+    b.extend(8000u32.to_le_bytes());
+    b.extend(16000u32.to_le_bytes());
+    b.extend(2u16.to_le_bytes());
+    b.extend(16u16.to_le_bytes());
+    b.extend(b"data");
+    b.extend(data.to_le_bytes());
+    for s in samples {
+        b.extend(s.to_le_bytes());
+    }
+    b
+}
+
+async fn run_js(browser: &common::browser::Browser, script: &str, args: Vec<Value>) -> Value {
+    browser
+        .client
+        .execute(script, args)
+        .await
+        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+}
+
+/// Polls `script` until it answers true.
+async fn wait_true(browser: &common::browser::Browser, what: &str, script: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        if run_js(browser, script, vec![]).await == Value::Bool(true) {
+            return;
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            let text = run_js(browser, "return document.body.innerText;", vec![]).await;
+            panic!("never true: {what}\nthe page says:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A script that pastes files into the element `target` (a CSS selector, in the widget's
+/// shadow root when `shadow`): `arguments[0]` is `[[name, type, bytes]]`, or a PNG drawn on
+/// a canvas when `bytes` is null.
+const PASTE: &str = "
+  const [files, target, shadow, how] = arguments;
+  const done = arguments[arguments.length - 1];
+  const root = shadow ? document.querySelector('[data-livechat]').shadowRoot : document;
+  const picture = () => new Promise((ok) => {
+    const c = document.createElement('canvas');
+    c.width = 40; c.height = 30;
+    const g = c.getContext('2d');
+    g.fillStyle = '#c00'; g.fillRect(0, 0, 40, 30);
+    c.toBlob(ok, 'image/png');
+  });
+  (async () => {
+    const dt = new DataTransfer();
+    for (const [name, type, bytes] of files) {
+      const blob = bytes ? new Blob([new Uint8Array(bytes)], { type }) : await picture();
+      dt.items.add(new File([blob], name, { type }));
+    }
+    const el = root.querySelector(target);
+    el.dispatchEvent(how === 'drop'
+      ? new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true })
+      : new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+    done(true);
+  })().catch((e) => done(String(e)));
+";
+
+async fn paste(
+    browser: &common::browser::Browser,
+    files: Value,
+    target: &str,
+    shadow: bool,
+    how: &str,
+) {
+    let r = browser
+        .client
+        .execute_async(PASTE, vec![files, json!(target), json!(shadow), json!(how)])
+        .await
+        .unwrap();
+    assert_eq!(r, Value::Bool(true), "pasting files failed: {r}");
+}
+
+/// Waits for a `message.created` of `author` carrying files on the agent's stream.
+async fn files_from(console: &mut Console, author: &str) -> Value {
+    console
+        .stream
+        .wait_for(Duration::from_secs(15), "a message with files", |v| {
+            v["type"] == "message.created"
+                && v["data"]["author"] == author
+                && v["data"]["attachments"].is_array()
+        })
+        .await
+}
+
+#[tokio::test]
+async fn in_chromium_files_go_both_ways_and_an_svg_runs_nothing() {
+    let server = Bundle::live(1).serve(&[&agent_email(0)]);
+    let api = Api::new(&server.url);
+    let mut agent = api.go_online(&agent_email(0)).await;
+    let browser = common::browser::Browser::start().await;
+
+    // The visitor asks for a person in the widget; the agent accepts.
+    browser.goto(&format!("{}/chat/support", server.url)).await;
+    wait_true(
+        &browser,
+        "the widget offers a person",
+        "const h = document.querySelector('[data-livechat]');
+         const r = h && h.shadowRoot;
+         if (!r) return false;
+         const live = r.querySelector('.lc-live');
+         if (live) { live.click(); return true; }
+         const c = [...r.querySelectorAll('.lc-choice')]
+           .find((b) => b.textContent === 'Talk to a person');
+         if (c && !window.chose) { window.chose = true; c.click(); }
+         return false;",
+    )
+    .await;
+    let ring = agent.stream.event("livechat.ringing", None).await;
+    let conv = ring["conversation_id"].as_str().unwrap().to_string();
+    api.act_ok(&agent.token, &conv, "accept", json!({})).await;
+
+    // A pasted screenshot and a dropped PDF.
+    paste(
+        &browser,
+        json!([["screenshot.png", "image/png", null]]),
+        ".lc-input",
+        true,
+        "paste",
+    )
+    .await;
+    let shot = files_from(&mut agent, "visitor").await;
+    assert_eq!(
+        shot["data"]["attachments"][0]["type"], "image/png",
+        "{shot}"
+    );
+    paste(
+        &browser,
+        json!([["invoice.pdf", "application/pdf", PDF]]),
+        ".lc-panel",
+        true,
+        "drop",
+    )
+    .await;
+    let pdf = files_from(&mut agent, "visitor").await;
+    assert_eq!(
+        pdf["data"]["attachments"][0]["name"], "invoice.pdf",
+        "{pdf}"
+    );
+    // And an SVG with a script, sent over the API with the widget's own token.
+    let token = run_js(
+        &browser,
+        "return Object.entries(localStorage).find(([k]) => k.startsWith('livechat:'))[1];",
+        vec![],
+    )
+    .await;
+    let token = token.as_str().unwrap().trim_matches('"').to_string();
+    let svg = b"<svg xmlns=\"http://www.w3.org/2000/svg\"><script>top.svgRan = true; top.document.title = 'pwned';</script></svg>";
+    let up = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/visitor/attachments?name=logo.svg",
+            server.url
+        ))
+        .bearer_auth(&token)
+        .header("content-type", "image/svg+xml")
+        .body(svg.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status().as_u16(), 201);
+    let svg_id = up.json::<Value>().await.unwrap()["id"].clone();
+    api.post_ok(
+        "/api/v1/visitor/messages",
+        Some(&token),
+        json!({"attachments": [svg_id]}),
+    )
+    .await;
+
+    // The agent's console: the picture inline, the PDF byte for byte, the SVG inert.
+    browser.goto(&format!("{}/console", server.url)).await;
+    browser.type_into("#signin-email", &agent_email(0)).await;
+    browser
+        .type_into("#signin-password", common::live::PASSWORD)
+        .await;
+    browser.click("#signin-submit").await;
+    browser.wait_for_text("#me", &agent_email(0)).await;
+    browser
+        .click(&format!("#sec-mine .row[data-id='{conv}']"))
+        .await;
+    wait_true(
+        &browser,
+        "the screenshot shows inline",
+        "const i = document.querySelector('#messages .msg-files img');
+         return !!i && i.complete && i.naturalWidth === 40;",
+    )
+    .await;
+    let got = browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const a = [...document.querySelectorAll('#messages .file-card')]
+               .find((e) => e.textContent.startsWith('invoice.pdf'));
+             fetch(a.href).then((r) => r.arrayBuffer())
+               .then((b) => done(Array.from(new Uint8Array(b))), (e) => done(String(e)));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(got, json!(PDF), "the PDF downloads byte for byte");
+    let title = run_js(&browser, "return document.title;", vec![]).await;
+    run_js(
+        &browser,
+        "const a = [...document.querySelectorAll('#messages .file-card')]
+           .find((e) => e.textContent.startsWith('logo.svg'));
+         const f = document.createElement('iframe');
+         f.src = a.href;
+         document.body.append(f);
+         return true;",
+        vec![],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let ran = run_js(
+        &browser,
+        "return [window.svgRan === true, document.title];",
+        vec![],
+    )
+    .await;
+    assert_eq!(ran, json!([false, title]), "the SVG's script ran");
+
+    // The agent pastes a picture and a voice note back.
+    paste(
+        &browser,
+        json!([["reply.png", "image/png", null]]),
+        "#composer-text",
+        false,
+        "paste",
+    )
+    .await;
+    files_from(&mut agent, "agent").await;
+    paste(
+        &browser,
+        json!([["note.wav", "audio/wav", tone_wav()]]),
+        "#composer-text",
+        false,
+        "paste",
+    )
+    .await;
+    let voice = files_from(&mut agent, "agent").await;
+    assert_eq!(
+        voice["data"]["attachments"][0]["type"], "audio/wav",
+        "{voice}"
+    );
+
+    // The visitor sees the picture and plays the voice note.
+    browser.goto(&format!("{}/chat/support", server.url)).await;
+    wait_true(
+        &browser,
+        "the agent's picture shows in the widget",
+        "const h = document.querySelector('[data-livechat]');
+         const i = h && h.shadowRoot && h.shadowRoot.querySelector('.lc-agent .lc-file-img');
+         return !!i && i.complete && i.naturalWidth === 40;",
+    )
+    .await;
+    wait_true(
+        &browser,
+        "the voice note can play",
+        "const h = document.querySelector('[data-livechat]');
+         const a = h && h.shadowRoot && h.shadowRoot.querySelector('.lc-agent audio');
+         if (!a || !a.src) return false;
+         if (a.preload !== 'auto') { a.preload = 'auto'; a.load(); }
+         return a.readyState >= 2;",
+    )
+    .await;
+    browser.close().await;
+}

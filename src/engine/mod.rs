@@ -12,6 +12,7 @@ pub mod notify;
 mod persist;
 mod presence;
 pub mod queries;
+mod reads;
 mod signals;
 pub mod stats;
 mod timers;

@@ -131,6 +131,7 @@ impl Pending {
                 .as_deref()
                 .map(|rest| wire::with_seq(seq, rest)),
             kind: None,
+            agent: None,
         })
     }
 

@@ -137,6 +137,7 @@ impl Engine {
             agent_json: Some(json.clone()),
             visitor_json: (!from_visitor).then_some(json),
             kind: Some("typing"),
+            agent: None,
         });
     }
 

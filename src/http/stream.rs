@@ -89,15 +89,14 @@ impl Who {
                 .visitor_json
                 .as_deref()
                 .filter(|_| frame.visitor_id.as_deref() == Some(v.id.as_str())),
-            Who::Agent { bots, .. } => {
-                frame
-                    .agent_json
-                    .as_deref()
-                    .filter(|_| match (bots, &frame.bot) {
-                        (None, _) | (_, None) => true,
-                        (Some(bots), Some(bot)) => bots.contains(bot),
-                    })
-            }
+            Who::Agent { agent, bots, .. } => frame
+                .agent_json
+                .as_deref()
+                .filter(|_| match (bots, &frame.bot) {
+                    (None, _) | (_, None) => true,
+                    (Some(bots), Some(bot)) => bots.contains(bot),
+                })
+                .filter(|_| frame.agent.as_ref().is_none_or(|a| *a == agent.email)),
         }
     }
 }

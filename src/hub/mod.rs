@@ -27,6 +27,9 @@ pub struct Frame {
     pub visitor_json: Option<String>,
     /// The type of an ephemeral frame (`typing`, `agent.presence`, `config.reloaded`).
     pub kind: Option<&'static str>,
+    /// Only this agent's consoles receive it (`conversation.read`); `None`: every agent who
+    /// serves the bot.
+    pub agent: Option<String>,
 }
 
 /// How many frames a subscriber may fall behind before it must replay from the log.

@@ -6,6 +6,7 @@ pub mod health;
 pub mod lock;
 pub mod migrations;
 pub mod reader;
+pub mod reads;
 pub mod revisions;
 pub mod search;
 pub mod writer;

@@ -818,6 +818,33 @@ fn a_visitor_message_reopens_a_resolved_chat() {
 }
 
 #[test]
+fn a_reopen_that_would_ring_nobody_takes_the_offline_path_at_once() {
+    let mut w = World::new(support_bot("", ""));
+    let c = w.assigned(ANA);
+    let resolve = Command::Resolve {
+        by: ANA.into(),
+        note: None,
+    };
+    let (r, _) = w.ok(&c, resolve);
+    // Ana stopped accepting chats and Bea is away: nobody could hear it ring.
+    w.agent_mut(ANA).accepting = false;
+    w.agent_mut(BEA).online = false;
+    let (o, ev) = w.ok(&r, visitor("one more thing"));
+    let kinds = kinds(&ev);
+    assert!(kinds.contains(&"conversation.reopened"), "{kinds:?}");
+    assert!(kinds.contains(&"livechat.offline"), "{kinds:?}");
+    assert!(!kinds.contains(&"livechat.ringing"), "{kinds:?}");
+    assert_ne!(o.status, Status::New);
+    assert!(o.ringing.is_empty());
+    assert_eq!(o.deadlines.accept, None);
+    let offline = ev
+        .iter()
+        .find(|e| e.kind().as_str() == "livechat.offline")
+        .unwrap();
+    assert_eq!(offline.data()["reason"], "no_agents");
+}
+
+#[test]
 fn a_reopened_chat_rings_those_who_muted_it_before() {
     let mut w = World::new(support_bot("", ""));
     let (m, _) = w.ok(&w.ringing(), Command::Mute { agent: ANA.into() });
@@ -986,6 +1013,27 @@ fn transfer_to_an_unavailable_or_full_agent_is_refused() {
     w.agent_mut(BEA).online = true;
     w.agent_mut(BEA).active_chats = 3;
     assert_eq!(w.code(&c, to_bea), "at_capacity");
+}
+
+#[test]
+fn a_transfer_to_a_team_that_would_ring_nobody_is_refused() {
+    let mut w = World::new(support_bot("", ""));
+    let c = w.assigned(ANA);
+    let to_support = Command::Transfer {
+        by: ANA.into(),
+        to: TransferTarget::Team("support".into()),
+    };
+    // Bea is the only other one of the team: away, the transfer would ring nobody (Ana
+    // gives it away, so it does not ring her).
+    w.agent_mut(BEA).online = false;
+    assert_eq!(w.code(&c, to_support.clone()), "nobody_to_ring");
+    w.agent_mut(BEA).online = true;
+    w.agent_mut(BEA).accepting = false;
+    assert_eq!(w.code(&c, to_support.clone()), "nobody_to_ring");
+    w.agent_mut(BEA).accepting = true;
+    let (t, ev) = w.ok(&c, to_support);
+    assert_eq!(t.status, Status::New);
+    assert_eq!(ringing_of(&ev), [BEA]);
 }
 
 #[test]

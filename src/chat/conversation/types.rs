@@ -229,6 +229,9 @@ pub enum Rejection {
     NotAvailable(String),
     #[error("{0}")]
     NotAllowed(String),
+    /// The request would wait with nobody to ring: refused rather than left unheard.
+    #[error("{0}")]
+    NobodyToRing(String),
     #[error("cannot {command} while the conversation is {status}")]
     InvalidState {
         status: Status,
@@ -248,6 +251,7 @@ impl Rejection {
             Rejection::AtCapacity(_) => "at_capacity",
             Rejection::NotAvailable(_) => "not_available",
             Rejection::NotAllowed(_) => "not_allowed",
+            Rejection::NobodyToRing(_) => "nobody_to_ring",
             Rejection::InvalidState { .. } => "invalid_state",
             Rejection::UnknownAgent(_) => "unknown_agent",
             Rejection::InvalidInput(_) => "invalid_input",

@@ -4,12 +4,14 @@
 import { $ } from './dom.js';
 import { session, isMe } from './state.js';
 import { ms } from './format.js';
-import { scheduleRefresh, markUnread } from './lists.js';
+import { scheduleRefresh, convs } from './lists.js';
+import { onRead } from './reads.js';
+import { notifyFrame } from './notifications.js';
 import { openId, applyToOpen, refreshOpen } from './conversation.js';
 import { onTyping } from './composer.js';
 import { loadAgents, loadResponses, setAccepting } from './session.js';
 
-/** Events older than this before the console started are history, not unread news. */
+/** Events older than this before the console started are history, not news to notify. */
 const REPLAY_SLACK_MS = 5000;
 
 export function onFrame(f) {
@@ -28,6 +30,9 @@ export function onFrame(f) {
       }
       if (isMe(data.agent)) setAccepting(data.accepting);
       return;
+    case 'conversation.read':
+      onRead(f);
+      return;
     case 'config.reloaded':
       $('banner-text').textContent = 'Config updated to revision ' + data.revision;
       $('banner').hidden = false;
@@ -39,9 +44,7 @@ export function onFrame(f) {
   const id = f.conversation_id;
   if (!id) return;
   const live = (ms(f.at) || 0) >= session.startedAt + session.skew - REPLAY_SLACK_MS;
-  if (f.type === 'message.created' && data.author === 'visitor' && id !== openId && live) {
-    markUnread(id);
-  }
+  if (live) notifyFrame(f, convs.get(id));
   if (id === openId) applyToOpen(f);
   scheduleRefresh();
 }

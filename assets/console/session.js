@@ -13,6 +13,9 @@ import { clearTyping } from './composer.js';
 import { restoreSeq, startStream, stopStream } from './stream.js';
 import { renderSound, resetSound, unlockAudio } from './sound.js';
 import { onFrame, onReconnect } from './events.js';
+import { resetAlerts } from './notifications.js';
+import { resetReads } from './reads.js';
+import { openLinked } from './links.js';
 
 let ticker = null;
 
@@ -91,6 +94,8 @@ function signedOut(message) {
   resetReports();
   clearTyping();
   resetSound();
+  resetAlerts();
+  resetReads();
   store('livechat.csrf', null);
   resetSession();
   showSignIn(message);
@@ -113,7 +118,9 @@ function start(agent) {
   loadAgents();
   loadResponses();
   refresh().then(() => {
-    if (!session.stopped) startStream({ frame: onFrame, reopened: onReconnect });
+    if (session.stopped) return;
+    startStream({ frame: onFrame, reopened: onReconnect });
+    openLinked();
   });
   ticker = setInterval(tick, 1000);
 }

@@ -426,7 +426,7 @@ impl Engine {
         let next = transition.conversation;
         let events = transition.events;
         let items = self
-            .outbox_items(&bundle, &bot, &next, &events, now)
+            .outbox_items(&bundle, &bot, conv.status, &next, &events, now)
             .await?;
         let ring = !items.is_empty();
         let hub = self.inner.hub.clone();
@@ -543,17 +543,16 @@ impl Engine {
         &self,
         bundle: &Bundle,
         bot: &Bot,
+        was: Status,
         conv: &Conversation,
         events: &[crate::chat::conversation::Event],
         now: Timestamp,
     ) -> Result<Vec<crate::mail::outbox::Item>, EngineError> {
         use crate::chat::conversation::EventKind;
-        let wants_lines = events.iter().any(|e| {
-            matches!(
-                e.kind(),
-                EventKind::LivechatRequested | EventKind::LivechatTimeout
-            )
-        });
+        let wants_lines = notify::starts_ringing(was, events)
+            || events
+                .iter()
+                .any(|e| e.kind() == EventKind::LivechatTimeout);
         let wants_any = wants_lines || events.iter().any(|e| e.kind() == EventKind::FormSubmitted);
         if !wants_any {
             return Ok(Vec::new());
@@ -571,6 +570,7 @@ impl Engine {
             &self.inner.outbound,
             bundle,
             bot,
+            was,
             conv,
             events,
             &lines,

@@ -1,5 +1,7 @@
 //! The new-request alert goes out when the request starts ringing: after the name and
-//! email the Live Chat action collects, so the team-chat card names the visitor.
+//! email the Live Chat action collects, so the team-chat card names the visitor. And
+//! routing by language sees the language the visitor's browser asked for first, not the
+//! one the (English-only) bot answers in.
 
 mod common;
 
@@ -44,6 +46,7 @@ live_chat = "desk"
 [live_chat.desk]
 collect = ["name", "email"]
 notify = ["crm"]
+route = [{ when = { language = ["es", "pt"] }, team = "desk" }]
 
 [webhook.crm]
 kind = "generic"
@@ -51,7 +54,7 @@ url = "${CRM_HOOK}"
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_request_alert_waits_for_the_collected_name_and_carries_it() {
+async fn the_request_alert_waits_for_the_collected_name_and_routing_sees_the_asked_language() {
     let (hook, seen) = receiver().await;
     let server = TestServer::start(
         |dir| {
@@ -121,4 +124,32 @@ async fn the_request_alert_waits_for_the_collected_name_and_carries_it() {
             .ends_with(&format!("/console#/conversations/{}", visitor.conv)),
         "{body}"
     );
+
+    // That visitor's browser asked for nothing: no language rule matched.
+    assert_eq!(
+        api.details(&token_of(&api).await, &visitor.conv).await["team"],
+        Value::Null
+    );
+
+    // A browser that asks for Spanish first, on a bot that speaks only English.
+    let reply = api
+        .request("POST", "/api/v1/visitor/sessions")
+        .header("Accept-Language", "es-MX, en;q=0.5")
+        .json(json!({"bot": "support"}))
+        .send()
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let token = reply.body["token"].as_str().unwrap().to_string();
+    let conv = reply.body["conversation_id"].as_str().unwrap().to_string();
+    api.request_live_chat(&token).await;
+    let details = api.details(&token_of(&api).await, &conv).await;
+    assert_eq!(details["language"], "en", "the bot answers in English");
+    assert_eq!(
+        details["team"], "desk",
+        "routed by the Spanish it was asked for"
+    );
+}
+
+async fn token_of(api: &Api) -> String {
+    api.login("ana@acme.example").await
 }

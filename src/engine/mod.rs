@@ -115,6 +115,8 @@ pub struct StartSession {
     pub token: Option<String>,
     pub page_url: Option<String>,
     pub language: Option<String>,
+    /// The first language the visitor asked for, for routing (`None`: `language`).
+    pub requested_language: Option<String>,
     pub country: Option<String>,
     pub ip: Option<String>,
     /// Asked only when a new conversation would start (not on a resume): false refuses

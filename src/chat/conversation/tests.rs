@@ -1263,3 +1263,53 @@ fn names_and_codes_are_stable() {
         Duration::from_secs(90)
     );
 }
+
+#[test]
+fn routing_by_language_sees_the_language_the_visitor_asked_for() {
+    let w = World::new(bot(r#"
+name = "Sales"
+languages = ["en"]
+[[step]]
+id = "start"
+say = "Hi"
+live_chat = "desk"
+[live_chat.desk]
+route = [{ when = { language = ["es", "pt"] }, team = "billing" }]
+"#));
+    let start = |visitor: Visitor| {
+        Conversation::start("c1", "support", "v1", visitor, &w.bot, w.now).conversation
+    };
+    // The bot speaks English only, yet a browser that asked for Spanish first is routed
+    // by Spanish.
+    let c = start(Visitor {
+        language: Some("en".into()),
+        requested_language: Some("es-MX".into()),
+        ..Visitor::default()
+    });
+    assert_eq!(c.language, "en");
+    assert_eq!(c.requested_language.as_deref(), Some("es-MX"));
+    assert_eq!(w.ok(&c, request()).0.team.as_deref(), Some("billing"));
+    // Without a separate request, the preferred language stands for it.
+    let c = start(Visitor {
+        language: Some("pt".into()),
+        ..Visitor::default()
+    });
+    assert_eq!(c.language, "en");
+    assert_eq!(w.ok(&c, request()).0.team.as_deref(), Some("billing"));
+    let c = start(Visitor {
+        language: Some("en-GB".into()),
+        ..Visitor::default()
+    });
+    assert_eq!(w.ok(&c, request()).0.team, None);
+}
+
+#[test]
+fn the_first_language_a_browser_asks_for_is_its_most_preferred_tag() {
+    assert_eq!(
+        first_language("en;q=0.5, es-MX, pt;q=0.8").as_deref(),
+        Some("es-MX")
+    );
+    assert_eq!(first_language("*, fr;q=0.1").as_deref(), Some("fr"));
+    assert_eq!(first_language("de;q=0, *"), None);
+    assert_eq!(first_language(""), None);
+}

@@ -147,6 +147,10 @@ pub struct Conversation {
     pub email: Option<String>,
     /// One of the bot's languages.
     pub language: String,
+    /// The first language the visitor asked for (`es-MX`), whether or not the bot speaks
+    /// it: what `route` rules on `language` look at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_language: Option<String>,
     pub page_url: Option<String>,
     pub country: Option<String>,
     pub opened_at: Timestamp,
@@ -173,6 +177,8 @@ pub struct Conversation {
 pub struct Visitor {
     /// Preferred language (`de`, `de-AT`); the bot's first language when it speaks none.
     pub language: Option<String>,
+    /// The first language the visitor asked for (`None`: `language`), for routing.
+    pub requested_language: Option<String>,
     pub page_url: Option<String>,
     pub country: Option<String>,
     pub name: Option<String>,
@@ -301,6 +307,11 @@ impl Conversation {
         if let Some(e) = &email {
             vars.insert("email".to_string(), e.clone());
         }
+        let requested_language = visitor
+            .requested_language
+            .or(visitor.language)
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty());
         let (flow_state, outputs) = flow::start_with(bot, &language, vars);
         let conv = Conversation {
             id: id.into(),
@@ -318,6 +329,7 @@ impl Conversation {
             name,
             email,
             language,
+            requested_language,
             page_url: visitor.page_url,
             country: visitor.country,
             opened_at: now,

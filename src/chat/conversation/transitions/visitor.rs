@@ -112,11 +112,14 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         c.offered.clear();
         c.offered_to = None;
         c.ringing.clear();
+        // The language the visitor asked for, not the one the bot answers in: a bot that
+        // speaks only English still routes a Spanish browser to the Spanish team.
+        let language = c.requested_language.as_deref().unwrap_or(&c.language);
         c.team = routing::route(
             a,
             &c.flow.vars,
             c.page_url.as_deref(),
-            &c.language,
+            language,
             c.country.as_deref(),
         );
         self.notice(&a.welcome_message, Notice::Welcome, None);

@@ -1,7 +1,7 @@
 //! The new-request alert goes out when the request starts ringing: after the name and
 //! email the Live Chat action collects, so the team-chat card names the visitor. And
 //! routing by language sees the language the visitor's browser asked for first, not the
-//! one the (English-only) bot answers in.
+//! one the (English-only) bot answers in; and a typed hand-off phrase asks for a person.
 
 mod common;
 
@@ -37,6 +37,7 @@ async fn receiver() -> (String, Seen) {
 }
 
 const SUPPORT: &str = r#"name = "Acme Support"
+handoff_phrases = ["live agent", "a person"]
 
 [[step]]
 id = "start"
@@ -54,7 +55,7 @@ url = "${CRM_HOOK}"
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_request_alert_waits_for_the_collected_name_and_routing_sees_the_asked_language() {
+async fn the_alert_waits_for_the_collected_name_routing_sees_the_asked_language_typed_handoff() {
     let (hook, seen) = receiver().await;
     let server = TestServer::start(
         |dir| {
@@ -148,6 +149,18 @@ async fn the_request_alert_waits_for_the_collected_name_and_routing_sees_the_ask
         details["team"], "desk",
         "routed by the Spanish it was asked for"
     );
+
+    // A visitor who types a hand-off phrase at a bot step asks for a person.
+    let typed = api.session("support").await;
+    api.post_ok(
+        "/api/v1/visitor/messages",
+        Some(&typed.token),
+        json!({"client_id": "h", "text": "I want to speak with a live agent"}),
+    )
+    .await;
+    let details = api.details(&token_of(&api).await, &typed.conv).await;
+    assert_eq!(details["status"], "collecting", "{details}");
+    assert_eq!(details["live_chat"], "desk");
 }
 
 async fn token_of(api: &Api) -> String {

@@ -1313,3 +1313,51 @@ fn the_first_language_a_browser_asks_for_is_its_most_preferred_tag() {
     assert_eq!(first_language("de;q=0, *"), None);
     assert_eq!(first_language(""), None);
 }
+
+#[test]
+fn a_handoff_phrase_typed_at_any_bot_step_asks_for_a_person() {
+    let w = World::new(bot(r#"
+name = "Sales"
+languages = ["en", "de"]
+handoff_phrases = { en = ["live agent", "a person"], de = ["Mitarbeiter"] }
+[[step]]
+id = "start"
+say = "Hi"
+choices = [{ label = "Pricing", goto = "bye" }]
+[[step]]
+id = "bye"
+say = "Bye"
+end = true
+[live_chat.desk]
+"#));
+    let c = w.start();
+    // Not a choice, but a phrase: the request starts instead of "please pick one".
+    let (r, ev) = w.ok(&c, visitor("I want to speak with a LIVE agent, please!"));
+    assert!(
+        kinds(&ev).contains(&"livechat.requested"),
+        "{:?}",
+        kinds(&ev)
+    );
+    assert_ne!(r.status, Status::Bot);
+    // Words that merely contain a phrase's letters do not count.
+    let (r, ev) = w.ok(&c, visitor("deliver agents"));
+    assert_eq!(r.status, Status::Bot);
+    assert!(!kinds(&ev).contains(&"livechat.requested"));
+    // Another language's phrases hold for a visitor who speaks it.
+    let de = Conversation::start(
+        "c2",
+        "support",
+        "v2",
+        Visitor {
+            language: Some("de-AT".into()),
+            ..Visitor::default()
+        },
+        &w.bot,
+        w.now,
+    )
+    .conversation;
+    let (r, _) = w.ok(&de, visitor("Bitte einen Mitarbeiter"));
+    assert_ne!(r.status, Status::Bot);
+    let (r, _) = w.ok(&c, visitor("Bitte einen Mitarbeiter"));
+    assert_eq!(r.status, Status::Bot, "an English conversation");
+}

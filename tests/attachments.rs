@@ -34,6 +34,10 @@ fn png(w: u32, h: u32) -> Vec<u8> {
     b
 }
 
+/// A disk reserve this machine's free space is sure to clear, whatever else fills its disk:
+/// the reserve has a test of its own.
+const ROOMY: &[(&str, &str)] = &[("LIVECHAT_ATTACHMENT_RESERVE", "1MB")];
+
 const PDF: &[u8] = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n";
 const SVG: &[u8] = b"<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"><script>alert(2)</script></svg>";
 const HTML: &[u8] =
@@ -182,7 +186,7 @@ async fn world() -> World {
     let server = Bundle::live(1)
         .bot("tiny", tiny)
         .bot("closed", closed)
-        .serve(&[&agent_email(0)]);
+        .serve_with(&[&agent_email(0)], ROOMY);
     let api = Api::new(&server.url);
     let agent = api.go_online(&agent_email(0)).await;
     let visitor = api.session("support").await;
@@ -694,7 +698,7 @@ async fn files_from(console: &mut Console, author: &str) -> Value {
 
 #[tokio::test]
 async fn in_chromium_files_go_both_ways_and_an_svg_runs_nothing() {
-    let server = Bundle::live(1).serve(&[&agent_email(0)]);
+    let server = Bundle::live(1).serve_with(&[&agent_email(0)], ROOMY);
     let api = Api::new(&server.url);
     let mut agent = api.go_online(&agent_email(0)).await;
     let browser = common::browser::Browser::start().await;

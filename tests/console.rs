@@ -260,7 +260,9 @@ async fn a_request_rings_is_accepted_and_both_sides_talk() {
         .send(Message::Text(json!({"type": "typing"}).to_string().into()))
         .await
         .unwrap();
-    browser.wait_for_text("#typing", "Visitor is typing").await;
+    // A visitor without a name is "Visitor" and a tag of their id ("Visitor 4F2A").
+    browser.wait_for_text("#typing", " is typing").await;
+    assert!(browser.text_of("#typing").await.starts_with("Visitor "));
     visitor_says(&api, &session, "v-1", "My invoice shows the wrong address.").await;
     browser
         .wait_for_text("#messages", "My invoice shows the wrong address.")

@@ -321,8 +321,28 @@ async fn a_database_of_0_1_is_served_as_it_was() {
 
     let (status, stats) = api.get(STATS, Some(&diego)).await;
     assert_eq!(status, 200, "{stats}");
+    // The figures 0.1 gave stay the same; figures added since (the video calls) may join.
     for figures in ["total", "bots", "agents"] {
-        assert_eq!(stats[figures], answers["stats"][figures], "{figures}");
+        assert_eq!(
+            known_of(&stats[figures], &answers["stats"][figures]),
+            answers["stats"][figures],
+            "{figures}"
+        );
     }
     assert_eq!(stats["total"]["conversations"], 4);
+}
+
+/// `new` with only the object keys `old` has, at every depth.
+fn known_of(new: &Value, old: &Value) -> Value {
+    match (new, old) {
+        (Value::Object(n), Value::Object(o)) => Value::Object(
+            o.keys()
+                .filter_map(|k| n.get(k).map(|v| (k.clone(), known_of(v, &o[k]))))
+                .collect(),
+        ),
+        (Value::Array(n), Value::Array(o)) if n.len() == o.len() => {
+            Value::Array(n.iter().zip(o).map(|(n, o)| known_of(n, o)).collect())
+        }
+        _ => new.clone(),
+    }
 }

@@ -152,6 +152,7 @@ fn request() -> Notification {
         visitor_name: Some("Jane Doe".into()),
         visitor_email: Some("jane@example.com".into()),
         page_url: Some("https://acme.example/pricing".into()),
+        video: false,
         lines: vec![
             "Billing question".into(),
             "I was charged twice for March".into(),

@@ -17,6 +17,7 @@ export const REASONS = {
   not_allowed: 'You are not allowed to do that.',
   not_found: 'This conversation is gone or not yours to see.',
   unknown_agent: 'There is no such agent.',
+  nobody_to_ring: 'Nobody in that team can take it now (online, accepting chats, with room).',
   network: 'The server cannot be reached. Check your connection.',
 };
 

@@ -17,7 +17,10 @@
 import { $ } from './dom.js';
 import { onSignIn, onSignOut, onAcceptingChange, onVideoChange, resume } from './session.js';
 import { toggleSound, unlockAudio } from './sound.js';
-import { search } from './lists.js';
+import { search, setView } from './lists.js';
+import { allowAlerts, onAlertSwitch, toggleAlerts } from './notifications.js';
+import { markOpenRead } from './reads.js';
+import { openLinked } from './links.js';
 import { conv, openId, closeConv } from './conversation.js';
 import { hideForms, onResolve, onTransfer } from './actions.js';
 import { detailsOpen, renderDetails, toggleDetails } from './details.js';
@@ -38,6 +41,13 @@ function wire() {
   on('video-calls', 'change', onVideoChange);
   on('sound', 'click', toggleSound);
   on('banner-close', 'click', () => { $('banner').hidden = true; });
+  on('alerts', 'click', toggleAlerts);
+  on('alerts-allow', 'click', allowAlerts);
+  for (const kind of ['request', 'transfer', 'message']) on('alerts-' + kind, 'change', onAlertSwitch);
+  for (const view of ['all', 'unread', 'done']) on('view-' + view, 'click', () => setView(view));
+  window.addEventListener('hashchange', openLinked);
+  // Back in view: what arrived while the tab was hidden is read now.
+  document.addEventListener('visibilitychange', markOpenRead);
 
   let searchTimer = null;
   on('search', 'input', () => {
@@ -53,6 +63,7 @@ function wire() {
   on('back', 'click', () => {
     const id = openId;
     closeConv();
+    history.replaceState(null, '', location.pathname + location.search);
     const row = id && document.querySelector('.row[data-id="' + CSS.escape(id) + '"]');
     if (row) row.focus();
   });

@@ -6,7 +6,9 @@ import { $, h, clear, announce } from './dom.js';
 import { api, reason, REASONS } from './api.js';
 import { session, now, isMe, nameOf } from './state.js';
 import { clock, statusLabel, visitorName } from './format.js';
-import { markRows, markRead } from './lists.js';
+import { markRows } from './lists.js';
+import { markOpenRead } from './reads.js';
+import { hashOf } from './alerts.js';
 import { renderActions, resetActions, hideForms } from './actions.js';
 import { renderDetails } from './details.js';
 import { renderComposer, resetComposer, clearTyping } from './composer.js';
@@ -56,8 +58,9 @@ export function openConv(id) {
     resetComposer();
   }
   openId = id;
-  markRead(id);
   markRows();
+  // The address says which conversation is open: a reload (or a copied link) opens it.
+  if (location.hash !== hashOf(id)) history.replaceState(null, '', hashOf(id));
   document.body.classList.add('has-open');
   $('conv-empty').hidden = true;
   $('conv-pane').hidden = false;
@@ -82,6 +85,7 @@ export async function loadOpen(id, scrollDown) {
     notice = REASONS.already_taken;
   }
   renderConv(scrollDown);
+  markOpenRead();
 }
 
 /** Loads the open conversation again soon (events come in bursts). */
@@ -108,6 +112,7 @@ export function applyToOpen(f) {
       attachments: data.attachments,
     });
     if (data.author === 'visitor') clearTyping();
+    markOpenRead();
     return;
   }
   const taken = f.type === 'livechat.accepted' || f.type === 'conversation.assigned';

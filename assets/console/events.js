@@ -4,13 +4,15 @@
 import { $, toast } from './dom.js';
 import { session, isMe } from './state.js';
 import { ms } from './format.js';
-import { scheduleRefresh, markUnread } from './lists.js';
+import { scheduleRefresh, convs } from './lists.js';
+import { onRead } from './reads.js';
+import { notifyFrame } from './notifications.js';
 import { openId, applyToOpen, refreshOpen, closeConv } from './conversation.js';
 import { onTyping } from './composer.js';
 import { loadAgents, loadResponses, setAccepting, setVideo } from './session.js';
 import { onCallFrame } from './call.js';
 
-/** Events older than this before the console started are history, not unread news. */
+/** Events older than this before the console started are history, not news to notify. */
 const REPLAY_SLACK_MS = 5000;
 
 export function onFrame(f) {
@@ -29,6 +31,9 @@ export function onFrame(f) {
       }
       if (isMe(data.agent)) setAccepting(data.accepting);
       if (isMe(data.agent)) setVideo(data.video !== false);
+      return;
+    case 'conversation.read':
+      onRead(f);
       return;
     case 'config.reloaded':
       $('banner-text').textContent = 'Config updated to revision ' + data.revision;
@@ -53,9 +58,7 @@ export function onFrame(f) {
   const live = (ms(f.at) || 0) >= session.startedAt + session.skew - REPLAY_SLACK_MS;
   if (f.type === 'signal' || f.type.startsWith('video.')) onCallFrame(f, live);
   if (f.type === 'signal') return;
-  if (f.type === 'message.created' && data.author === 'visitor' && id !== openId && live) {
-    markUnread(id);
-  }
+  if (live) notifyFrame(f, convs.get(id));
   if (id === openId) applyToOpen(f);
   scheduleRefresh();
 }

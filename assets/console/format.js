@@ -62,7 +62,11 @@ export function medianText(t) {
 }
 
 export function visitorName(conv) {
-  return (conv && conv.visitor && conv.visitor.name) || 'Visitor';
+  const v = conv && conv.visitor;
+  if (v && v.name) return v.name;
+  // Without a name, a short stable tag an agent can say out loud: "Visitor 4F2A".
+  const tag = v && typeof v.id === 'string' ? v.id.replace(/[^0-9A-Za-z]/g, '').slice(-4) : '';
+  return tag ? 'Visitor ' + tag.toUpperCase() : 'Visitor';
 }
 
 /** "You" for `me`, an agent's name from the roster, else the address itself. */

@@ -1,11 +1,12 @@
-/* The lists on the left: New, Awaiting, Mine, Others, With the bot, Resolved. They are
- * loaded again (debounced) whenever an event says something changed, and rows that did not
- * change stay the same elements, so a click or the focus is never lost. The ringing of
- * waiting requests (sound, title) is decided here too. */
+/* The lists on the left: New, Awaiting, Mine, Others, With the bot, Resolved, seen
+ * through a view (All, Unread, Done). They are loaded again (debounced) whenever an event
+ * says something changed, and rows that did not change stay the same elements, so a click
+ * or the focus is never lost. The ringing of waiting requests (sound, title, a browser
+ * notification for each new one) is decided here too. */
 
 import { $, h, clear, toast, announce } from './dom.js';
 import { api, reason } from './api.js';
-import { session, now, isAdmin, nameOf } from './state.js';
+import { session, now, isAdmin, nameOf, store, load } from './state.js';
 import { ago, duration, visitorName } from './format.js';
 import {
   SECTIONS, TITLE, groupBySection, listQueries, mergeLists, newRinging, rowKey, rowMeta,
@@ -14,6 +15,8 @@ import {
 import { lastSeq, setLastSeq, streaming } from './stream.js';
 import { beep, lastBeepAt } from './sound.js';
 import { openId, conv, openConv, refreshOpen } from './conversation.js';
+import { VIEWS, badgeCount, inView, parseView } from './alerts.js';
+import { notify, setBadge } from './notifications.js';
 
 const RING_EVERY = 4000; // ms between rings while a request waits for me
 
@@ -23,7 +26,7 @@ export let convs = new Map();
 let query = ''; // the search, if any
 let waiting = null; // while searching: every waiting request (they ring all the same)
 let ringing = new Set(); // the requests that ring for me
-let unread = new Set(); // conversations with visitor messages I have not opened since
+let view = parseView(load('livechat.view', 'local')); // all, unread or done
 let flash = false;
 let timer = null;
 let running = false;
@@ -74,9 +77,32 @@ export async function refresh() {
   }
 }
 
+/** Shows the lists through `name` (all, unread, done), remembered in this browser. */
+export function setView(name) {
+  view = parseView(name);
+  store('livechat.view', view, 'local');
+  if (session.me) renderLists();
+  else renderTabs(null);
+}
+
+function renderTabs(all) {
+  for (const name of VIEWS) {
+    const tab = $('view-' + name);
+    if (tab) tab.setAttribute('aria-selected', String(name === view));
+  }
+  let n = 0;
+  if (all) {
+    for (const name of SECTIONS) n += all[name].filter((c) => inView(c, name, 'unread')).length;
+  }
+  $('view-unread-count').textContent = n ? String(n) : '';
+}
+
 function renderLists() {
   const me = session.me.email;
-  const groups = groupBySection(convs.values(), me, isAdmin() ? null : session.me.teams);
+  const all = groupBySection(convs.values(), me, isAdmin() ? null : session.me.teams);
+  const groups = {};
+  for (const name of SECTIONS) groups[name] = all[name].filter((c) => inView(c, name, view));
+  renderTabs(all);
   const focused = document.activeElement && document.activeElement.getAttribute('data-id');
   for (const name of SECTIONS) {
     const sec = $('sec-' + name);
@@ -98,17 +124,30 @@ function renderLists() {
   markRows();
   $('sec-awaiting').hidden = groups.awaiting.length === 0;
   $('sec-others').hidden = !isAdmin() && groups.others.length === 0;
+  // Unread and Done show only the sections they are about.
+  $('sec-new').hidden = view === 'done';
+  $('sec-mine').hidden = view === 'done';
+  $('sec-bot').hidden = view !== 'all';
+  $('sec-resolved').hidden = view === 'unread';
+  if (view !== 'all') $('sec-others').hidden = groups.others.length === 0;
   if (focused) {
     const back = document.querySelector('.row[data-id="' + CSS.escape(focused) + '"]');
     if (back) back.focus();
   }
   // A request that newly rings for me rings at once.
-  const rings = newRinging(waiting || groups.new, me, ringing);
+  const rings = newRinging(waiting || all.new, me, ringing);
+  const before = ringing;
   ringing = rings.ids;
   if (rings.fresh) {
     announce('New request from ' + visitorName(rings.fresh) + ' (' + rings.fresh.bot + ').');
     beep();
   }
+  for (const c of waiting || all.new) {
+    if (ringing.has(c.id) && !before.has(c.id)) notify('request', c);
+  }
+  const pool = new Map(convs);
+  for (const c of waiting || []) pool.set(c.id, c);
+  setBadge(badgeCount(pool.values(), me));
   updateTimers();
   if (!ringing.size) document.title = TITLE;
   // The open conversation's row may have changed (taken, resolved…).
@@ -129,6 +168,7 @@ function row(c, section, key) {
     h('span', { class: 'row-top' },
       h('span', { class: 'row-name' }, visitorName(c)),
       (c.video || c.in_call) && h('span', { class: 'chip video' }, c.in_call ? 'On a call' : 'Video'),
+      c.unread > 0 ? h('span', { class: 'row-unread', title: 'Unread messages' }, String(c.unread)) : null,
       h('span', {
         class: 'row-timer', 'data-since': from || '', 'data-mode': mode,
         title: mode === 'wait' ? 'Waiting time' : null,
@@ -143,17 +183,17 @@ export function markRows() {
     const id = b.getAttribute('data-id');
     if (id === openId) b.setAttribute('aria-current', 'true');
     else b.removeAttribute('aria-current');
-    b.classList.toggle('unread', unread.has(id) && id !== openId);
+    const c = convs.get(id);
+    b.classList.toggle('unread', !!c && c.unread > 0 && id !== openId);
   }
 }
 
-/** A visitor wrote in a conversation that is not open. */
-export function markUnread(id) {
-  unread.add(id);
-}
-
-export function markRead(id) {
-  unread.delete(id);
+/** The caller's unread count of `id` as the server last said (after a read mark). */
+export function setUnread(id, n) {
+  const c = convs.get(id);
+  if (!c || c.unread === n) return;
+  c.unread = n;
+  if (session.me) renderLists();
 }
 
 function updateTimers() {
@@ -183,7 +223,7 @@ export function resetLists() {
   query = '';
   waiting = null;
   ringing = new Set();
-  unread = new Set();
+  setBadge(0);
   running = false;
   again = false;
 }

@@ -68,7 +68,7 @@ export function groupBySection(convs, me, teams) {
 export function rowKey(conv, section, me) {
   return JSON.stringify([
     conv.id, section, visitorName(conv), conv.bot, conv.status, conv.assignee,
-    conv.last_message, since(conv)[0], ringsFor(conv, me),
+    conv.last_message, since(conv)[0], ringsFor(conv, me), conv.unread || 0,
   ]);
 }
 

@@ -14,6 +14,9 @@ import { clearTyping } from './composer.js';
 import { restoreSeq, startStream, stopStream } from './stream.js';
 import { renderSound, resetSound, unlockAudio } from './sound.js';
 import { onFrame, onReconnect } from './events.js';
+import { resetAlerts } from './notifications.js';
+import { resetReads } from './reads.js';
+import { openLinked } from './links.js';
 
 let ticker = null;
 
@@ -93,6 +96,8 @@ function signedOut(message) {
   clearTyping();
   resetSound();
   resetCall();
+  resetAlerts();
+  resetReads();
   store('livechat.csrf', null);
   resetSession();
   showSignIn(message);
@@ -115,7 +120,9 @@ function start(agent) {
   loadAgents();
   loadResponses();
   refresh().then(() => {
-    if (!session.stopped) startStream({ frame: onFrame, reopened: onReconnect });
+    if (session.stopped) return;
+    startStream({ frame: onFrame, reopened: onReconnect });
+    openLinked();
   });
   ticker = setInterval(tick, 1000);
 }

@@ -63,6 +63,7 @@ impl<'b> Session<'b> {
             name: setup.vars.get("name").cloned(),
             email: setup.vars.get("email").cloned(),
             vars: setup.vars.clone(),
+            requested_language: None,
         };
         let t = Conversation::start("test", bot_id, "visitor", visitor, bot, now);
         Ok(Session {

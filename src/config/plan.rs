@@ -512,6 +512,7 @@ fn bot_node(bot: &Bot) -> Node {
             "languages",
             list(h.languages.iter().map(|s| s.get_ref().as_str())),
         ),
+        ("handoff_phrases", leaf(phrases(&h.handoff_phrases))),
         (
             "widget",
             Node::Fields(vec![
@@ -800,6 +801,25 @@ fn response_node(r: &Response) -> Node {
         ("text", quoted(r.text.as_str())),
         ("bots", list(r.bots.iter().map(|b| b.get_ref().as_str()))),
     ])
+}
+
+/// `handoff_phrases` as one line: `["a", "b"]`, or `{ en = ["a"], es = ["b"] }`.
+fn phrases(p: &crate::config::schema::HandoffPhrases) -> String {
+    use crate::config::schema::HandoffPhrases;
+    let quoted = |list: &Vec<String>| {
+        let items: Vec<String> = list.iter().map(|s| format!("{s:?}")).collect();
+        format!("[{}]", items.join(", "))
+    };
+    match p {
+        HandoffPhrases::Any(list) => quoted(list),
+        HandoffPhrases::PerLanguage(map) => {
+            let parts: Vec<String> = map
+                .iter()
+                .map(|(lang, list)| format!("{lang} = {}", quoted(list)))
+                .collect();
+            format!("{{ {} }}", parts.join(", "))
+        }
+    }
 }
 
 #[cfg(test)]

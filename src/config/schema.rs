@@ -45,6 +45,10 @@ pub struct BotHeader {
     /// Files visitors and agents send in a chat (`[attachments]`).
     #[serde(default)]
     pub attachments: Attachments,
+    /// Typed at any step while the bot leads, any of these starts the bot's Live Chat
+    /// action: one list for every language, or a list per language.
+    #[serde(default)]
+    pub handoff_phrases: HandoffPhrases,
 }
 
 /// `[attachments]` of a bot file: whether files may be sent in its chats, which kinds, and
@@ -73,6 +77,50 @@ impl Default for Attachments {
             types: all_attachment_kinds(),
             max_size: default_attachment_size(),
             conversation_total: default_conversation_total(),
+        }
+    }
+}
+
+/// `handoff_phrases`: `["live agent", …]`, or `{ en = ["live agent"], es = ["agente"] }`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum HandoffPhrases {
+    Any(Vec<String>),
+    PerLanguage(BTreeMap<String, Vec<String>>),
+}
+
+impl Default for HandoffPhrases {
+    fn default() -> Self {
+        HandoffPhrases::Any(Vec::new())
+    }
+}
+
+impl HandoffPhrases {
+    /// Whether any phrase is given at all.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            HandoffPhrases::Any(list) => list.is_empty(),
+            HandoffPhrases::PerLanguage(map) => map.values().all(Vec::is_empty),
+        }
+    }
+
+    /// Whether `text` holds a phrase of one of `languages` (a tag matches its primary
+    /// subtag's list too), ignoring case, punctuation and spacing.
+    pub fn matches(&self, text: &str, languages: &[&str]) -> bool {
+        let said = normalize(text);
+        let hit = |list: &Vec<String>| {
+            list.iter()
+                .map(|p| normalize(p))
+                .any(|p| !p.is_empty() && format!(" {said} ").contains(&format!(" {p} ")))
+        };
+        match self {
+            HandoffPhrases::Any(list) => hit(list),
+            HandoffPhrases::PerLanguage(map) => map.iter().any(|(lang, list)| {
+                languages.iter().any(|l| {
+                    let primary = l.split(['-', '_']).next().unwrap_or(l);
+                    lang.eq_ignore_ascii_case(l) || lang.eq_ignore_ascii_case(primary)
+                }) && hit(list)
+            }),
         }
     }
 }
@@ -109,6 +157,22 @@ pub enum AttachmentKind {
     Video,
     Pdf,
     File,
+}
+
+/// Lowercase words separated by single spaces, punctuation dropped.
+fn normalize(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_alphanumeric() {
+                c.to_lowercase().next().unwrap_or(c)
+            } else {
+                ' '
+            }
+        })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn default_languages() -> Vec<Spanned<String>> {

@@ -227,6 +227,7 @@ fn check_bot(
             );
         }
     }
+    check_handoff_phrases(out, file, bot);
     check_steps(out, file, bot);
     for (name, live_chat) in &bot.live_chat {
         check_live_chat(out, file, bot, name, live_chat, teams, serving);
@@ -612,6 +613,42 @@ fn missing_bot(out: &mut Report<'_>, file: &str, bot: &Spanned<String>, bots: &[
     if !bots.contains(&id.as_str()) {
         let message = format!("bot `{id}` does not exist (there is no `{id}.toml` in this bundle)");
         out.error(file, bot.span(), with_hint(message, id, bots));
+    }
+}
+
+/// `handoff_phrases`: only with a Live Chat action to start, in languages the bot speaks,
+/// and never an empty phrase (which every message would hold).
+fn check_handoff_phrases(out: &mut Report<'_>, file: &str, bot: &Bot) {
+    use crate::config::schema::HandoffPhrases;
+    let phrases = &bot.header.handoff_phrases;
+    if phrases.is_empty() {
+        return;
+    }
+    if bot.live_chat.is_empty() {
+        out.diags.push(Diagnostic::file(
+            file,
+            "`handoff_phrases` needs a `[live_chat.NAME]` action to start".to_string(),
+        ));
+    }
+    let lists: Vec<(Option<&String>, &Vec<String>)> = match phrases {
+        HandoffPhrases::Any(list) => vec![(None, list)],
+        HandoffPhrases::PerLanguage(map) => map.iter().map(|(l, v)| (Some(l), v)).collect(),
+    };
+    for (lang, list) in lists {
+        if let Some(lang) = lang
+            && !bot.header.languages.iter().any(|l| l.get_ref() == lang)
+        {
+            out.diags.push(Diagnostic::file(
+                file,
+                format!("`handoff_phrases` in `{lang}`, which is not one of the bot's `languages`"),
+            ));
+        }
+        if list.iter().any(|p| !p.chars().any(char::is_alphanumeric)) {
+            out.diags.push(Diagnostic::file(
+                file,
+                "`handoff_phrases` holds an empty phrase: every message would match it".to_string(),
+            ));
+        }
     }
 }
 

@@ -13,6 +13,7 @@ mod persist;
 mod presence;
 pub mod privacy;
 pub mod queries;
+mod reads;
 mod signals;
 pub mod stats;
 mod timers;
@@ -114,6 +115,8 @@ pub struct StartSession {
     pub token: Option<String>,
     pub page_url: Option<String>,
     pub language: Option<String>,
+    /// The first language the visitor asked for, for routing (`None`: `language`).
+    pub requested_language: Option<String>,
     pub country: Option<String>,
     pub ip: Option<String>,
     /// Asked only when a new conversation would start (not on a resume): false refuses
@@ -432,7 +435,7 @@ impl Engine {
         let next = transition.conversation;
         let events = transition.events;
         let items = self
-            .outbox_items(&bundle, &bot, &next, &events, now)
+            .outbox_items(&bundle, &bot, conv.status, &next, &events, now)
             .await?;
         let ring = !items.is_empty();
         let hub = self.inner.hub.clone();
@@ -549,17 +552,16 @@ impl Engine {
         &self,
         bundle: &Bundle,
         bot: &Bot,
+        was: Status,
         conv: &Conversation,
         events: &[crate::chat::conversation::Event],
         now: Timestamp,
     ) -> Result<Vec<crate::mail::outbox::Item>, EngineError> {
         use crate::chat::conversation::EventKind;
-        let wants_lines = events.iter().any(|e| {
-            matches!(
-                e.kind(),
-                EventKind::LivechatRequested | EventKind::LivechatTimeout
-            )
-        });
+        let wants_lines = notify::starts_ringing(was, events)
+            || events
+                .iter()
+                .any(|e| e.kind() == EventKind::LivechatTimeout);
         let wants_any = wants_lines || events.iter().any(|e| e.kind() == EventKind::FormSubmitted);
         if !wants_any {
             return Ok(Vec::new());
@@ -577,6 +579,7 @@ impl Engine {
             &self.inner.outbound,
             bundle,
             bot,
+            was,
             conv,
             events,
             &lines,

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use serde_json::json;
 
-use crate::chat::conversation::{Conversation, Event, EventData};
+use crate::chat::conversation::{Conversation, Event, EventData, Status};
 use crate::chat::form::mail_subject;
 use crate::chat::text::render_text;
 use crate::config::Bundle;
@@ -89,6 +89,7 @@ pub fn form_items(out: &Outbound, s: &Submission<'_>, now: Timestamp) -> Result<
         visitor_name,
         visitor_email: reply_to,
         page_url: s.page_url.map(str::to_string),
+        video: false,
         lines: Vec::new(),
         fields,
         console_url: console_url.unwrap_or_else(|| out.console_url(None)),
@@ -131,11 +132,23 @@ pub fn actions_with_form<'b>(bot: &'b Bot, form: &str) -> Vec<&'b LiveChat> {
         .collect()
 }
 
-/// The outbox items of a conversation's transition.
+/// Whether a transition from status `was` with `events` makes a request start ringing:
+/// the moment a new request is announced (after the name and email the action collects,
+/// so the alert names the visitor), not a transfer, a reopen or a ring anew.
+pub fn starts_ringing(was: Status, events: &[Event]) -> bool {
+    matches!(was, Status::Bot | Status::Collecting)
+        && events
+            .iter()
+            .any(|e| matches!(e, EventData::LivechatRinging { .. }))
+}
+
+/// The outbox items of a conversation's transition from status `was`.
+#[allow(clippy::too_many_arguments)]
 pub fn transition_items(
     out: &Outbound,
     bundle: &Bundle,
     bot: &Bot,
+    was: Status,
     conv: &Conversation,
     events: &[Event],
     lines: &[String],
@@ -146,6 +159,23 @@ pub fn transition_items(
         .map(|a| a.notify.iter().map(|n| n.get_ref().clone()).collect())
         .unwrap_or_default();
     let mut items = Vec::new();
+    if starts_ringing(was, events) {
+        let note = Notification {
+            event: NotifyEvent::NewRequest,
+            bot_id: conv.bot.clone(),
+            bot_name: bot.header.name.get_ref().clone(),
+            conversation_id: Some(conv.id.clone()),
+            visitor_name: conv.name.clone(),
+            visitor_email: conv.email.clone(),
+            page_url: conv.page_url.clone(),
+            video: conv.video,
+            lines: lines.to_vec(),
+            fields: Vec::new(),
+            console_url: out.console_url(Some(&conv.id)),
+            at: now,
+        };
+        items.extend(webhook_items(&conv.bot, bot, &notify, &note));
+    }
     for event in events {
         let note = |kind: NotifyEvent| Notification {
             event: kind,
@@ -155,20 +185,13 @@ pub fn transition_items(
             visitor_name: conv.name.clone(),
             visitor_email: conv.email.clone(),
             page_url: conv.page_url.clone(),
+            video: false,
             lines: lines.to_vec(),
             fields: Vec::new(),
             console_url: out.console_url(Some(&conv.id)),
             at: now,
         };
         match event {
-            EventData::LivechatRequested { .. } => {
-                items.extend(webhook_items(
-                    &conv.bot,
-                    bot,
-                    &notify,
-                    &note(NotifyEvent::NewRequest),
-                ));
-            }
             EventData::LivechatTimeout { .. } => {
                 items.extend(webhook_items(
                     &conv.bot,

@@ -161,6 +161,10 @@ pub struct ListFilter {
     /// Full-text search over messages and notes.
     pub q: Option<String>,
     pub limit: usize,
+    /// Whose read marks give each conversation's `unread` count.
+    pub reader: String,
+    /// Only conversations with visitor messages the reader has not read.
+    pub unread: bool,
 }
 
 /// Conversations the caller may see, newest waiting requests first, then most recent.
@@ -183,7 +187,8 @@ fn list_blocking(
         return Ok(Vec::new());
     }
     let mut clauses = Vec::new();
-    let mut args: Vec<String> = Vec::new();
+    // `?1` is the reader, in the unread count of the select list.
+    let mut args: Vec<String> = vec![f.reader.to_lowercase()];
     if let Some(bots) = bots {
         clauses.push(format!("c.bot IN ({})", vec!["?"; bots.len()].join(", ")));
         args.extend(bots.iter().cloned());
@@ -213,6 +218,10 @@ fn list_blocking(
         );
         args.push(q);
     }
+    if f.unread {
+        // The select list's count, by its name.
+        clauses.push("unread > 0".into());
+    }
     let where_sql = if clauses.is_empty() {
         String::new()
     } else {
@@ -223,13 +232,15 @@ fn list_blocking(
         "SELECT c.state, v.name, v.email,
                 (SELECT e.data ->> '$.text' FROM events e
                  WHERE e.conversation_id = c.id AND e.type = 'message.created'
-                 ORDER BY e.seq DESC LIMIT 1)
+                 ORDER BY e.seq DESC LIMIT 1),
+                {} AS unread
          FROM conversations c JOIN visitors v ON v.id = c.visitor_id
          {where_sql}
          ORDER BY CASE c.status WHEN 'new' THEN 0 ELSE 1 END,
                   CASE c.status WHEN 'new' THEN c.requested_at END DESC,
                   c.updated_at DESC
-         LIMIT CAST(? AS INTEGER)"
+         LIMIT CAST(? AS INTEGER)",
+        crate::store::reads::unread_sql("?1")
     ));
     let mut stmt = c.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
@@ -238,17 +249,19 @@ fn list_blocking(
             r.get::<_, Option<String>>(1)?,
             r.get::<_, Option<String>>(2)?,
             r.get::<_, Option<String>>(3)?,
+            r.get::<_, i64>(4)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (state, vname, vemail, last) = row?;
+        let (state, vname, vemail, last, unread) = row?;
         let conv: Conversation =
             serde_json::from_str(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut summary = summary(&conv);
         summary["visitor"]["name"] = json!(conv.name.clone().or(vname));
         summary["visitor"]["email"] = json!(conv.email.clone().or(vemail));
         summary["last_message"] = json!(last);
+        summary["unread"] = json!(unread);
         out.push(summary);
     }
     Ok(out)

@@ -43,6 +43,7 @@ impl Engine {
             visitor_id.clone(),
             Visitor {
                 language: req.language.clone(),
+                requested_language: req.requested_language.clone(),
                 page_url: req.page_url.clone(),
                 country: req.country.clone(),
                 name: None,

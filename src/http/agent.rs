@@ -97,6 +97,9 @@ pub struct ListQuery {
     q: Option<String>,
     #[serde(default)]
     limit: Option<usize>,
+    /// `true`: only conversations with visitor messages the caller has not read.
+    #[serde(default)]
+    unread: Option<bool>,
 }
 
 const STATUSES: [&str; 8] = [
@@ -151,6 +154,8 @@ pub async fn list(
             bot: q.bot,
             q: q.q,
             limit: q.limit.unwrap_or(100),
+            reader: agent.email.clone(),
+            unread: q.unread.unwrap_or(false),
         },
     )
     .await
@@ -184,10 +189,43 @@ pub async fn details(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
     let conv = state.engine.agent_may_see(&agent_ref(&agent), &id).await?;
-    let details = queries::details(state.engine.readers(), conv)
+    let unread = state.engine.unread(&agent.email, &conv.id).await?;
+    let mut details = queries::details(state.engine.readers(), conv)
         .await
         .map_err(AppError::internal)?;
+    details["unread"] = json!(unread);
     Ok(Json(with_bot_name(details, &bot_names(&state))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadRequest {
+    seq: i64,
+}
+
+/// `POST /api/v1/conversations/{id}/read` `{"seq": N}`: the caller has read the
+/// conversation up to event `N`; their other consoles hear `conversation.read`.
+pub async fn read(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ReadRequest>,
+) -> Result<Json<Value>, AppError> {
+    if req.seq < 0 {
+        return Err(AppError::bad_request(
+            "invalid_input",
+            "`seq` is the number of an event: 0 or more",
+        ));
+    }
+    let mark = state
+        .engine
+        .mark_read(&agent_ref(&agent), &id, req.seq)
+        .await?;
+    Ok(Json(json!({
+        "conversation_id": id,
+        "seq": mark.seq,
+        "unread": mark.unread,
+    })))
 }
 
 pub async fn transcript(

@@ -64,6 +64,7 @@ const CONSOLE_MODULES: &[(&str, &str)] = &[
         "actions.js",
         include_str!("../../assets/console/actions.js"),
     ),
+    ("alerts.js", include_str!("../../assets/console/alerts.js")),
     ("api.js", include_str!("../../assets/console/api.js")),
     ("app.js", include_str!("../../assets/console/app.js")),
     (
@@ -91,11 +92,17 @@ const CONSOLE_MODULES: &[(&str, &str)] = &[
         include_str!("../../assets/console/figures.js"),
     ),
     ("format.js", include_str!("../../assets/console/format.js")),
+    ("links.js", include_str!("../../assets/console/links.js")),
     ("lists.js", include_str!("../../assets/console/lists.js")),
+    (
+        "notifications.js",
+        include_str!("../../assets/console/notifications.js"),
+    ),
     (
         "privacy.js",
         include_str!("../../assets/console/privacy.js"),
     ),
+    ("reads.js", include_str!("../../assets/console/reads.js")),
     (
         "reports.js",
         include_str!("../../assets/console/reports.js"),

@@ -70,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/conversations.csv", get(agent::export))
         .route("/api/v1/conversations/{id}", get(agent::details))
         .route(&conversation("transcript.csv"), get(agent::transcript))
+        .route(&conversation("read"), post(agent::read))
         .route(&conversation("accept"), post(agent::accept))
         .route(&conversation("messages"), post(agent::message))
         .route(
@@ -188,6 +189,7 @@ impl From<EngineError> for AppError {
                     Rejection::AlreadyTaken
                     | Rejection::AtCapacity(_)
                     | Rejection::NotAvailable(_)
+                    | Rejection::NobodyToRing(_)
                     | Rejection::InvalidState { .. } => StatusCode::CONFLICT,
                     Rejection::NotAllowed(_) => StatusCode::FORBIDDEN,
                     Rejection::UnknownAgent(_) | Rejection::InvalidInput(_) => {

@@ -80,6 +80,15 @@ pub async fn start_session(
         .clone()
         .or_else(|| accept_language(&headers, bot))
         .filter(|l| l.len() <= 35);
+    // Routing looks at what the visitor asked for first, even in a language the bot lacks.
+    let requested_language = req
+        .language
+        .clone()
+        .or_else(|| {
+            let accept = headers.get(axum::http::header::ACCEPT_LANGUAGE)?;
+            crate::chat::conversation::first_language(accept.to_str().ok()?)
+        })
+        .filter(|l| l.len() <= 35);
     let started = state
         .engine
         .start_session(StartSession {
@@ -87,6 +96,7 @@ pub async fn start_session(
             token: req.token.clone(),
             page_url: req.page_url.clone(),
             language,
+            requested_language,
             country: country(&state, client, &headers),
             ip: None,
             allow_new: {

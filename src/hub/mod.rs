@@ -27,8 +27,8 @@ pub struct Frame {
     pub visitor_json: Option<String>,
     /// The type of an ephemeral frame (`typing`, `agent.presence`, `config.reloaded`).
     pub kind: Option<&'static str>,
-    /// Only this agent's consoles get `agent_json` (a call's signalling), not every agent
-    /// of the bot.
+    /// Only this agent's consoles get `agent_json` (a call's signalling, a
+    /// `conversation.read`); `None`: every agent who serves the bot.
     pub to_agent: Option<String>,
 }
 

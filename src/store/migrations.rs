@@ -171,6 +171,19 @@ const STEPS: &[M<'static>] = &[
             PRIMARY KEY (message_id, position)
         );",
     ),
+    // 7: read marks, per agent and conversation: the last event `seq` the agent has read.
+    // Visitor messages after it are the agent's unread ones. Erasing a conversation takes
+    // its marks along.
+    M::up(
+        "CREATE TABLE reads (
+            agent_email     TEXT NOT NULL,
+            conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            seq             INTEGER NOT NULL,
+            at              TEXT NOT NULL,
+            PRIMARY KEY (agent_email, conversation_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX reads_conversation ON reads (conversation_id);",
+    ),
 ];
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod lock;
 pub mod migrations;
 pub mod privacy;
 pub mod reader;
+pub mod reads;
 pub mod revisions;
 pub mod search;
 pub mod writer;

@@ -42,14 +42,23 @@ fn who(n: &Notification) -> Option<String> {
         .map(|v| text::clip(&v, 100, verbatim).0)
 }
 
+/// The heading: the event's title, or for a new request for a video call, that.
+fn title(n: &Notification) -> &'static str {
+    match n.event {
+        NotifyEvent::NewRequest if n.video => "New video call request",
+        event => event.title(),
+    }
+}
+
 /// The one-line summary (untrusted: contains the visitor's name), not yet escaped.
 fn summary(n: &Notification) -> String {
     let bot = one_line(&n.bot_name);
     let who = who(n);
     match n.event {
         NotifyEvent::NewRequest => format!(
-            "{} is asking for a person on {bot}",
-            who.as_deref().unwrap_or("A visitor")
+            "{} is asking for a {} on {bot}",
+            who.as_deref().unwrap_or("A visitor"),
+            if n.video { "video call" } else { "person" }
         ),
         NotifyEvent::RequestTimedOut => format!(
             "Nobody accepted the request from {} on {bot} in time",
@@ -92,7 +101,7 @@ fn slack_plain(text: impl Into<String>) -> Value {
 
 pub(crate) fn slack(n: &Notification) -> Value {
     let mut budget = Budget::new(SLACK_BUDGET);
-    let title = n.event.title();
+    let title = title(n);
     let mut blocks = vec![json!({
         "type": "header",
         "text": slack_plain(text::clip(title, SLACK_HEADER, verbatim).0),
@@ -196,7 +205,7 @@ fn chat_fact(label: &str, text: String, icon: Option<&str>) -> Value {
 
 pub(crate) fn google_chat(n: &Notification) -> Value {
     let mut budget = Budget::new(CHAT_BUDGET);
-    let title = n.event.title();
+    let title = title(n);
     let bot = text::clip(&chat_trusted(&n.bot_name), 100, verbatim).0;
 
     let mut first: Vec<Value> = facts(n)
@@ -329,7 +338,7 @@ pub fn teams_adaptive_card(n: &Notification) -> Value {
     let at = utc_seconds(n.at);
     let mut body = vec![
         json!({
-            "type": "TextBlock", "text": n.event.title(),
+            "type": "TextBlock", "text": title(n),
             "size": "Large", "weight": "Bolder", "color": color, "wrap": true,
         }),
         // DATE() and TIME() are shown in the reader's own time zone.
@@ -423,7 +432,7 @@ pub fn teams_adaptive_card(n: &Notification) -> Value {
 pub fn teams_message_card(n: &Notification) -> Value {
     let mut budget = Budget::new(TEAMS_BUDGET);
     let (_, theme) = teams_color(n.event);
-    let title = n.event.title();
+    let title = title(n);
     let bot = text::clip(&one_line(&n.bot_name), 100, teams_markdown).0;
 
     let mut first: Vec<Value> = facts(n)
@@ -500,6 +509,7 @@ pub fn teams_message_card(n: &Notification) -> Value {
 pub(crate) fn generic(n: &Notification) -> Value {
     json!({
         "event": n.event.as_str(),
+        "video": n.video,
         "bot": { "id": n.bot_id, "name": n.bot_name },
         "conversation_id": n.conversation_id,
         "visitor": { "name": n.visitor_name, "email": n.visitor_email },
@@ -530,6 +540,7 @@ mod tests {
             visitor_name: Some("Jane Doe".into()),
             visitor_email: Some("jane@example.com".into()),
             page_url: Some("https://acme.example/pricing".into()),
+            video: false,
             lines: vec!["Billing".into(), "I was charged twice".into()],
             fields: vec![],
             console_url: "https://chat.acme.example/console#/conversations/c_01HZX".into(),
@@ -562,6 +573,34 @@ mod tests {
             fields: vec![("Message".into(), HOSTILE.into())],
             ..request()
         }
+    }
+
+    #[test]
+    fn a_request_for_a_video_call_says_so_in_every_format() {
+        let n = Notification {
+            video: true,
+            ..request()
+        };
+        for kind in [
+            WebhookKind::Slack,
+            WebhookKind::GoogleChat,
+            WebhookKind::Teams,
+        ] {
+            let body = payload(kind, &n).to_string();
+            assert!(body.contains("New video call request"), "{kind:?}: {body}");
+        }
+        // Slack's fallback text names the visitor (Google Chat's holds trusted text only).
+        let slack = payload(WebhookKind::Slack, &n).to_string();
+        assert!(
+            slack.contains("Jane Doe is asking for a video call on Support"),
+            "{slack}"
+        );
+        assert_eq!(generic(&n)["video"], true);
+        assert!(
+            !payload(WebhookKind::Slack, &request())
+                .to_string()
+                .contains("video")
+        );
     }
 
     /// Every string anywhere in `v`.
@@ -869,6 +908,7 @@ mod tests {
             v,
             json!({
                 "event": "form.submitted",
+                "video": false,
                 "bot": { "id": "support", "name": "Support" },
                 "conversation_id": null,
                 "visitor": { "name": "Jane Doe", "email": "jane@example.com" },

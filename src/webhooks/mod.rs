@@ -82,6 +82,8 @@ pub struct Notification {
     pub visitor_name: Option<String>,
     pub visitor_email: Option<String>,
     pub page_url: Option<String>,
+    /// A new request for a video call (seed 002's video request notification).
+    pub video: bool,
     /// What the visitor wrote or chose, most recent last (already plain text, may be empty)
     pub lines: Vec<String>,
     /// Offline form answers as (label, value), in form order

@@ -134,7 +134,12 @@ impl Bundle {
 
     /// Starts the server on this bundle and gives each of `passwords` the test password.
     pub fn serve(&self, passwords: &[&str]) -> TestServer {
-        let server = TestServer::start(|dir| self.write(dir), &[]);
+        self.serve_with(passwords, &[])
+    }
+
+    /// The same, with environment variables for the server.
+    pub fn serve_with(&self, passwords: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let server = TestServer::start(|dir| self.write(dir), env);
         for email in passwords {
             set_password(&server.bots_dir, &server.data_dir, email);
         }

@@ -53,6 +53,8 @@ test('medianText shows a median with its 90th percentile, or a dash', () => {
 test('names: the visitor\'s or "Visitor", an agent\'s or "You" or the address', () => {
   assert.equal(visitorName({ visitor: { name: 'Ada' } }), 'Ada');
   assert.equal(visitorName({ visitor: {} }), 'Visitor');
+  assert.equal(visitorName({ visitor: { id: 'v_0193ab4f2a' } }), 'Visitor 4F2A');
+  assert.equal(visitorName({ visitor: { id: 'v_0193ab4f2a', name: 'Ada' } }), 'Ada');
   assert.equal(visitorName(null), 'Visitor');
   const me = { email: 'me@x', name: 'Me' };
   const agents = [{ email: 'bo@x', name: 'Bo' }, me];

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 
-const PURE = ['canned.js', 'figures.js', 'format.js', 'resume.js', 'sections.js'];
+const PURE = ['alerts.js', 'canned.js', 'figures.js', 'format.js', 'resume.js', 'sections.js'];
 const BROWSER =
   /\b(document|window|localStorage|sessionStorage|location|navigator|fetch|WebSocket|setTimeout|setInterval)\b/;
 

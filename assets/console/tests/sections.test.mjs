@@ -72,6 +72,7 @@ test('a row key changes with what the row shows, and only then', () => {
   assert.equal(rowKey({ ...c, variables: { x: 1 } }, 'new', ME), key);
   assert.notEqual(rowKey({ ...c, last_message: 'hello?' }, 'new', ME), key);
   assert.notEqual(rowKey({ ...c, ringing: [] }, 'new', ME), key);
+  assert.notEqual(rowKey({ ...c, unread: 1 }, 'new', ME), key);
   assert.notEqual(rowKey(c, 'awaiting', ME), key);
 });
 

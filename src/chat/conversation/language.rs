@@ -30,6 +30,21 @@ fn match_language(bot: &Bot, wanted: &str) -> Option<String> {
 /// visitor's language, and [`pick_language`] then falls back to the bot's first). Tags
 /// with `q=0` and `*` are never chosen.
 pub fn preferred_language(bot: &Bot, accept: &str) -> Option<String> {
+    let tags = ranked(accept);
+    tags.iter()
+        .find(|(_, tag)| match_language(bot, tag).is_some())
+        .or(tags.first())
+        .map(|(_, tag)| tag.to_string())
+}
+
+/// The first language of a browser's `Accept-Language` list (by `q`, then order), whether
+/// or not the bot speaks it: what routing looks at.
+pub fn first_language(accept: &str) -> Option<String> {
+    ranked(accept).first().map(|(_, tag)| tag.to_string())
+}
+
+/// The tags of an `Accept-Language` list, most preferred first (`q=0` and `*` left out).
+fn ranked(accept: &str) -> Vec<(f32, &str)> {
     let mut tags: Vec<(f32, &str)> = accept
         .split(',')
         .filter_map(|part| {
@@ -43,8 +58,5 @@ pub fn preferred_language(bot: &Bot, accept: &str) -> Option<String> {
         .collect();
     // Stable: equal weights keep the browser's order.
     tags.sort_by(|a, b| b.0.total_cmp(&a.0));
-    tags.iter()
-        .find(|(_, tag)| match_language(bot, tag).is_some())
-        .or(tags.first())
-        .map(|(_, tag)| tag.to_string())
+    tags
 }

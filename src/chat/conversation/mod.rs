@@ -37,7 +37,7 @@ pub use events::{
     Ask, Attachment, Author, Choice, Collect, EndReason, Event, EventData, EventKind, FlowStep,
     FormFieldView, Link, LiveChatOffer, Message, Notice, OfflineFormView, OfflineReason,
 };
-pub use language::{pick_language, preferred_language};
+pub use language::{first_language, pick_language, preferred_language};
 pub use transitions::apply;
 pub use types::{
     Conversation, Ctx, Deadlines, Rating, Rejection, Status, Transition, Visitor, queue_position,

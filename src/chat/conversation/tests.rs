@@ -818,6 +818,33 @@ fn a_visitor_message_reopens_a_resolved_chat() {
 }
 
 #[test]
+fn a_reopen_that_would_ring_nobody_takes_the_offline_path_at_once() {
+    let mut w = World::new(support_bot("", ""));
+    let c = w.assigned(ANA);
+    let resolve = Command::Resolve {
+        by: ANA.into(),
+        note: None,
+    };
+    let (r, _) = w.ok(&c, resolve);
+    // Ana stopped accepting chats and Bea is away: nobody could hear it ring.
+    w.agent_mut(ANA).accepting = false;
+    w.agent_mut(BEA).online = false;
+    let (o, ev) = w.ok(&r, visitor("one more thing"));
+    let kinds = kinds(&ev);
+    assert!(kinds.contains(&"conversation.reopened"), "{kinds:?}");
+    assert!(kinds.contains(&"livechat.offline"), "{kinds:?}");
+    assert!(!kinds.contains(&"livechat.ringing"), "{kinds:?}");
+    assert_ne!(o.status, Status::New);
+    assert!(o.ringing.is_empty());
+    assert_eq!(o.deadlines.accept, None);
+    let offline = ev
+        .iter()
+        .find(|e| e.kind().as_str() == "livechat.offline")
+        .unwrap();
+    assert_eq!(offline.data()["reason"], "no_agents");
+}
+
+#[test]
 fn a_reopened_chat_rings_those_who_muted_it_before() {
     let mut w = World::new(support_bot("", ""));
     let (m, _) = w.ok(&w.ringing(), Command::Mute { agent: ANA.into() });
@@ -986,6 +1013,27 @@ fn transfer_to_an_unavailable_or_full_agent_is_refused() {
     w.agent_mut(BEA).online = true;
     w.agent_mut(BEA).active_chats = 3;
     assert_eq!(w.code(&c, to_bea), "at_capacity");
+}
+
+#[test]
+fn a_transfer_to_a_team_that_would_ring_nobody_is_refused() {
+    let mut w = World::new(support_bot("", ""));
+    let c = w.assigned(ANA);
+    let to_support = Command::Transfer {
+        by: ANA.into(),
+        to: TransferTarget::Team("support".into()),
+    };
+    // Bea is the only other one of the team: away, the transfer would ring nobody (Ana
+    // gives it away, so it does not ring her).
+    w.agent_mut(BEA).online = false;
+    assert_eq!(w.code(&c, to_support.clone()), "nobody_to_ring");
+    w.agent_mut(BEA).online = true;
+    w.agent_mut(BEA).accepting = false;
+    assert_eq!(w.code(&c, to_support.clone()), "nobody_to_ring");
+    w.agent_mut(BEA).accepting = true;
+    let (t, ev) = w.ok(&c, to_support);
+    assert_eq!(t.status, Status::New);
+    assert_eq!(ringing_of(&ev), [BEA]);
 }
 
 #[test]
@@ -1332,4 +1380,102 @@ fn an_agent_offers_a_call_in_a_chat_and_the_visitor_answers() {
     assert_eq!(ev[0].data()["reason"], "chat_ended");
     assert_eq!(ev[0].data()["duration_secs"], 60);
     assert!(c.call.is_none());
+}
+
+#[test]
+fn routing_by_language_sees_the_language_the_visitor_asked_for() {
+    let w = World::new(bot(r#"
+name = "Sales"
+languages = ["en"]
+[[step]]
+id = "start"
+say = "Hi"
+live_chat = "desk"
+[live_chat.desk]
+route = [{ when = { language = ["es", "pt"] }, team = "billing" }]
+"#));
+    let start = |visitor: Visitor| {
+        Conversation::start("c1", "support", "v1", visitor, &w.bot, w.now).conversation
+    };
+    // The bot speaks English only, yet a browser that asked for Spanish first is routed
+    // by Spanish.
+    let c = start(Visitor {
+        language: Some("en".into()),
+        requested_language: Some("es-MX".into()),
+        ..Visitor::default()
+    });
+    assert_eq!(c.language, "en");
+    assert_eq!(c.requested_language.as_deref(), Some("es-MX"));
+    assert_eq!(w.ok(&c, request()).0.team.as_deref(), Some("billing"));
+    // Without a separate request, the preferred language stands for it.
+    let c = start(Visitor {
+        language: Some("pt".into()),
+        ..Visitor::default()
+    });
+    assert_eq!(c.language, "en");
+    assert_eq!(w.ok(&c, request()).0.team.as_deref(), Some("billing"));
+    let c = start(Visitor {
+        language: Some("en-GB".into()),
+        ..Visitor::default()
+    });
+    assert_eq!(w.ok(&c, request()).0.team, None);
+}
+
+#[test]
+fn the_first_language_a_browser_asks_for_is_its_most_preferred_tag() {
+    assert_eq!(
+        first_language("en;q=0.5, es-MX, pt;q=0.8").as_deref(),
+        Some("es-MX")
+    );
+    assert_eq!(first_language("*, fr;q=0.1").as_deref(), Some("fr"));
+    assert_eq!(first_language("de;q=0, *"), None);
+    assert_eq!(first_language(""), None);
+}
+
+#[test]
+fn a_handoff_phrase_typed_at_any_bot_step_asks_for_a_person() {
+    let w = World::new(bot(r#"
+name = "Sales"
+languages = ["en", "de"]
+handoff_phrases = { en = ["live agent", "a person"], de = ["Mitarbeiter"] }
+[[step]]
+id = "start"
+say = "Hi"
+choices = [{ label = "Pricing", goto = "bye" }]
+[[step]]
+id = "bye"
+say = "Bye"
+end = true
+[live_chat.desk]
+"#));
+    let c = w.start();
+    // Not a choice, but a phrase: the request starts instead of "please pick one".
+    let (r, ev) = w.ok(&c, visitor("I want to speak with a LIVE agent, please!"));
+    assert!(
+        kinds(&ev).contains(&"livechat.requested"),
+        "{:?}",
+        kinds(&ev)
+    );
+    assert_ne!(r.status, Status::Bot);
+    // Words that merely contain a phrase's letters do not count.
+    let (r, ev) = w.ok(&c, visitor("deliver agents"));
+    assert_eq!(r.status, Status::Bot);
+    assert!(!kinds(&ev).contains(&"livechat.requested"));
+    // Another language's phrases hold for a visitor who speaks it.
+    let de = Conversation::start(
+        "c2",
+        "support",
+        "v2",
+        Visitor {
+            language: Some("de-AT".into()),
+            ..Visitor::default()
+        },
+        &w.bot,
+        w.now,
+    )
+    .conversation;
+    let (r, _) = w.ok(&de, visitor("Bitte einen Mitarbeiter"));
+    assert_ne!(r.status, Status::Bot);
+    let (r, _) = w.ok(&c, visitor("Bitte einen Mitarbeiter"));
+    assert_eq!(r.status, Status::Bot, "an English conversation");
 }

@@ -148,10 +148,10 @@ pub struct Conversation {
     pub email: Option<String>,
     /// One of the bot's languages.
     pub language: String,
-    /// The language the visitor's browser asked for, as given (`es-MX`): what a `route`
-    /// rule's `language` matches, also when the bot does not speak it.
-    #[serde(default)]
-    pub browser_language: Option<String>,
+    /// The first language the visitor asked for (`es-MX`), whether or not the bot speaks
+    /// it: what `route` rules on `language` look at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_language: Option<String>,
     pub page_url: Option<String>,
     pub country: Option<String>,
     pub opened_at: Timestamp,
@@ -194,6 +194,8 @@ pub struct Call {
 pub struct Visitor {
     /// Preferred language (`de`, `de-AT`); the bot's first language when it speaks none.
     pub language: Option<String>,
+    /// The first language the visitor asked for (`None`: `language`), for routing.
+    pub requested_language: Option<String>,
     pub page_url: Option<String>,
     pub country: Option<String>,
     pub name: Option<String>,
@@ -253,6 +255,9 @@ pub enum Rejection {
     NotAvailable(String),
     #[error("{0}")]
     NotAllowed(String),
+    /// The request would wait with nobody to ring: refused rather than left unheard.
+    #[error("{0}")]
+    NobodyToRing(String),
     #[error("cannot {command} while the conversation is {status}")]
     InvalidState {
         status: Status,
@@ -272,6 +277,7 @@ impl Rejection {
             Rejection::AtCapacity(_) => "at_capacity",
             Rejection::NotAvailable(_) => "not_available",
             Rejection::NotAllowed(_) => "not_allowed",
+            Rejection::NobodyToRing(_) => "nobody_to_ring",
             Rejection::InvalidState { .. } => "invalid_state",
             Rejection::UnknownAgent(_) => "unknown_agent",
             Rejection::InvalidInput(_) => "invalid_input",
@@ -321,6 +327,11 @@ impl Conversation {
         if let Some(e) = &email {
             vars.insert("email".to_string(), e.clone());
         }
+        let requested_language = visitor
+            .requested_language
+            .or(visitor.language)
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty());
         let (flow_state, outputs) = flow::start_with(bot, &language, vars);
         let conv = Conversation {
             id: id.into(),
@@ -338,7 +349,7 @@ impl Conversation {
             name,
             email,
             language,
-            browser_language: visitor.language.filter(|l| !l.trim().is_empty()),
+            requested_language,
             page_url: visitor.page_url,
             country: visitor.country,
             opened_at: now,

@@ -201,6 +201,14 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
                     self.conv.muted.insert(p.clone());
                 }
                 self.conv.team = Some(team.clone());
+                // Nobody of the team could hear it (all away, full, or only the one giving
+                // it away): say so now rather than let it wait unheard.
+                if self.eligible().is_empty() {
+                    return Err(Rejection::NobodyToRing(format!(
+                        "nobody in team `{team}` can take it now (online, accepting chats \
+                         and below their limit)"
+                    )));
+                }
                 self.emit(EventData::ConversationTransferred {
                     by: by.to_string(),
                     from: previous,

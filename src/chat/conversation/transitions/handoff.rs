@@ -279,9 +279,12 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
             assignee: back_to.map(|a| a.email.clone()),
         });
         self.touch_idle();
-        match back_to {
-            Some(_) => self.conv.status = Status::Assigned,
-            None => self.enter_new(),
+        match (back_to, self.offline_reason()) {
+            (Some(_), _) => self.conv.status = Status::Assigned,
+            // Nobody could hear it ring: the action's offline path at once, not a silent
+            // wait until the accept timeout.
+            (None, Some(reason)) => self.offline(reason),
+            (None, None) => self.enter_new(),
         }
     }
 

@@ -35,6 +35,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         match self.conv.status {
             // Files alone answer no question and match no keyword: the bot waits.
             Status::Bot | Status::Collecting if files_only => {}
+            Status::Bot if self.asks_for_a_person(&text) => self.request_live_chat(None)?,
             Status::Bot => {
                 let (state, outputs) =
                     flow::text(self.ctx.bot, &self.conv.flow, &self.conv.language, &text);
@@ -71,6 +72,10 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
                 self.collect_answer(&text);
                 Ok(())
             }
+            Status::Bot if self.asks_for_a_person(&text) => {
+                self.visitor_said(&text);
+                self.request_live_chat(None)
+            }
             Status::Bot => {
                 let (state, outputs) =
                     flow::answer(self.ctx.bot, &self.conv.flow, &self.conv.language, &text)
@@ -94,6 +99,18 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         self.conv.last_visitor_at = Some(self.ctx.now);
         self.set_flow(state, outputs);
         Ok(())
+    }
+
+    /// Whether the visitor typed one of the bot's `handoff_phrases` (in the language the
+    /// bot speaks with them, or the one they asked for), and the bot has a person to offer.
+    fn asks_for_a_person(&self, text: &str) -> bool {
+        let phrases = &self.ctx.bot.header.handoff_phrases;
+        if phrases.is_empty() || self.conv.action_for(self.ctx.bot, None).is_none() {
+            return false;
+        }
+        let mut languages = vec![self.conv.language.as_str()];
+        languages.extend(self.conv.requested_language.as_deref());
+        phrases.matches(text, &languages)
     }
 
     pub(super) fn request_live_chat(&mut self, action: Option<String>) -> Result<(), Rejection> {
@@ -121,11 +138,14 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         c.offered.clear();
         c.offered_to = None;
         c.ringing.clear();
+        // The language the visitor asked for, not the one the bot answers in: a bot that
+        // speaks only English still routes a Spanish browser to the Spanish team.
+        let language = c.requested_language.as_deref().unwrap_or(&c.language);
         c.team = routing::route(
             a,
             &c.flow.vars,
             c.page_url.as_deref(),
-            c.browser_language.as_deref().unwrap_or(&c.language),
+            language,
             c.country.as_deref(),
         );
         self.notice(&a.welcome_message, Notice::Welcome, None);

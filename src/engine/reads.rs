@@ -1,0 +1,52 @@
+//! Read state: an agent marks a conversation read up to an event, and their other consoles
+//! hear of it (`conversation.read`, to that agent only, never stored: a console that was
+//! away loads the counts with the list).
+
+use super::*;
+use crate::store::reads::{self, Mark};
+
+impl Engine {
+    /// Marks `conversation_id` read by `agent` up to `seq` (see `store::reads::set_mark`),
+    /// then tells the agent's consoles.
+    pub async fn mark_read(
+        &self,
+        agent: &AgentRef,
+        conversation_id: &str,
+        seq: i64,
+    ) -> Result<Mark, EngineError> {
+        let conv = self.agent_may_see(agent, conversation_id).await?;
+        let at = Timestamp::now();
+        let (email, id, stamp) = (agent.email.clone(), conv.id.clone(), persist::stamp(at));
+        let mark = self
+            .inner
+            .writer
+            .run(move |c| reads::set_mark(c, &email, &id, seq, &stamp))
+            .await?;
+        let json = json!({
+            "type": "conversation.read",
+            "conversation_id": conv.id,
+            "at": at.to_string(),
+            "data": { "agent": agent.email, "seq": mark.seq, "unread": mark.unread },
+        })
+        .to_string();
+        self.inner.hub.publish(Frame {
+            conversation_id: Some(conv.id.clone()),
+            bot: Some(conv.bot.clone()),
+            agent_json: Some(json),
+            kind: Some("conversation.read"),
+            to_agent: Some(agent.email.clone()),
+            ..Frame::default()
+        });
+        Ok(mark)
+    }
+
+    /// The agent's unread count of a conversation.
+    pub async fn unread(&self, agent: &str, conversation_id: &str) -> Result<i64, EngineError> {
+        let (email, id) = (agent.to_string(), conversation_id.to_string());
+        Ok(self
+            .inner
+            .readers
+            .read(move |c| reads::unread(c, &email, &id))
+            .await?)
+    }
+}

@@ -1,0 +1,359 @@
+//! The console's read state, notifications and deep links in a real headless Chromium:
+//! a deep link opens a waiting request after sign-in and it is accepted there; unread
+//! counts rise with visitor messages, fall on opening, survive a reload and follow in a
+//! second tab; a hidden console shows browser notifications (permission granted through
+//! CDP `Browser.grantPermissions`), and clicking one opens the conversation.
+//!
+//! Headless Chromium has no background tabs to switch to, so "hidden" is simulated in the
+//! page: `document.visibilityState`/`document.hidden` are overridden and `visibilitychange`
+//! dispatched, which is what the console listens to.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use common::browser::Browser;
+use common::live::{Api, PASSWORD, agent_email};
+use common::{Bundle, TestServer};
+use fantoccini::wd::WebDriverCompatibleCommand;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(10);
+type ParseError = <reqwest::Url as std::str::FromStr>::Err;
+
+/// A Chrome DevTools command through chromedriver's `goog/cdp/execute`.
+#[derive(Debug)]
+struct Cdp(Value);
+
+impl WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &reqwest::Url,
+        session: Option<&str>,
+    ) -> Result<reqwest::Url, ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &reqwest::Url) -> (Method, Option<String>) {
+        (Method::POST, Some(self.0.to_string()))
+    }
+}
+
+async fn js(browser: &Browser, script: &str) -> Value {
+    browser
+        .client
+        .execute(script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+}
+
+/// Polls `script` until it returns `true`; panics with `what` and the page's text.
+async fn wait_js(browser: &Browser, what: &str, script: &str) {
+    let start = Instant::now();
+    loop {
+        if js(browser, script).await == Value::Bool(true) {
+            return;
+        }
+        if start.elapsed() > WAIT {
+            let text = js(browser, "return document.body.innerText;").await;
+            panic!(
+                "never true: {what}\nthe page says:\n{}",
+                text.as_str().unwrap_or("")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Keeps the page's uncaught errors in `window.errors`, and every notification it shows
+/// in `window.shown` (the real `Notification` still shows it).
+async fn instrument(browser: &Browser) {
+    js(
+        browser,
+        "window.errors = [];
+         addEventListener('error', e => errors.push(String(e.message)));
+         addEventListener('unhandledrejection', e => errors.push(String(e.reason)));
+         window.shown = [];
+         const Real = window.Notification;
+         window.Notification = class extends Real {
+           constructor(title, options) {
+             super(title, options);
+             shown.push({ title, body: options.body, tag: options.tag, note: this });
+           }
+         };",
+    )
+    .await;
+}
+
+/// Makes the page believe its tab is hidden (`true`) or seen again (`false`).
+async fn set_hidden(browser: &Browser, hidden: bool) {
+    let script = if hidden {
+        "Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+         Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+         document.dispatchEvent(new Event('visibilitychange'));"
+    } else {
+        "delete document.visibilityState; delete document.hidden;
+         document.dispatchEvent(new Event('visibilitychange'));"
+    };
+    js(browser, script).await;
+}
+
+fn row(section: &str, conv: &str) -> String {
+    format!("#sec-{section} .row[data-id='{conv}']")
+}
+
+/// The unread badge of `conv`'s row in `section` ("" when there is none).
+async fn badge(browser: &Browser, section: &str, conv: &str) -> String {
+    let script = format!(
+        "const b = document.querySelector(\"{} .row-unread\"); return b ? b.textContent : '';",
+        row(section, conv)
+    );
+    js(browser, &script)
+        .await
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+async fn wait_badge(browser: &Browser, section: &str, conv: &str, want: &str) {
+    let script = format!(
+        "const b = document.querySelector(\"{} .row-unread\"); return (b ? b.textContent : '') === '{want}';",
+        row(section, conv)
+    );
+    wait_js(browser, &format!("{conv} shows unread `{want}`"), &script).await;
+}
+
+async fn unread_of(api: &Api, token: &str, conv: &str) -> i64 {
+    let d = api.details(token, conv).await;
+    d["unread"].as_i64().unwrap()
+}
+
+async fn says(api: &Api, visitor: &str, id: &str, text: &str) {
+    api.post_ok(
+        "/api/v1/visitor/messages",
+        Some(visitor),
+        json!({"client_id": id, "text": text}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_link_unread_counts_across_tabs_and_notifications_of_a_hidden_console() {
+    let server: TestServer = Bundle::live(2).serve(&[&agent_email(0), &agent_email(1)]);
+    let api = Api::new(&server.url);
+    let me = agent_email(0);
+    // Agent 1 keeps requests ringing (a request nobody can take goes offline at once).
+    let other = api.go_online(&agent_email(1)).await;
+    let browser = Browser::start().await;
+    browser
+        .client
+        .issue_cmd(Cdp(json!({
+            "cmd": "Browser.grantPermissions",
+            "params": { "origin": server.url, "permissions": ["notifications"] },
+        })))
+        .await
+        .expect("grant notifications");
+
+    // (1) The link of a webhook or mail opens the waiting request after sign-in.
+    let a = api.session("support").await;
+    api.request_live_chat(&a.token).await;
+    browser
+        .goto(&format!("{}/console#/conversations/{}", server.url, a.conv))
+        .await;
+    instrument(&browser).await;
+    browser.type_into("#signin-email", &me).await;
+    browser.type_into("#signin-password", PASSWORD).await;
+    browser.click("#signin-submit").await;
+    browser.wait_for_text("#conn", "Live").await;
+    browser.click("label.switch").await;
+    api.wait_agent(&other.token, &me, |v| v["accepting"] == true)
+        .await;
+    wait_js(
+        &browser,
+        "the linked request is open with its Accept button",
+        "return [...document.querySelectorAll('#conv-actions button')]
+                 .some(b => b.textContent.trim() === 'Accept');",
+    )
+    .await;
+    assert_eq!(
+        js(&browser, "return location.hash;").await,
+        format!("#/conversations/{}", a.conv)
+    );
+    js(
+        &browser,
+        "[...document.querySelectorAll('#conv-actions button')]
+            .find(b => b.textContent.trim() === 'Accept').click();",
+    )
+    .await;
+    browser
+        .wait_for_text("#messages", "Agent 0 has joined the chat.")
+        .await;
+    browser.text_of(&row("mine", &a.conv)).await;
+
+    // (2) Unread counts: they rise while the chat is not open…
+    // (Back is shown in narrow windows only; its handler is what closes the chat.)
+    js(&browser, "document.getElementById('back').click();").await;
+    says(&api, &a.token, "a1", "hello?").await;
+    says(&api, &a.token, "a2", "anyone?").await;
+    wait_badge(&browser, "mine", &a.conv, "2").await;
+    wait_js(
+        &browser,
+        "the Unread tab counts one conversation",
+        "return document.getElementById('view-unread-count').textContent === '1';",
+    )
+    .await;
+    wait_js(
+        &browser,
+        "the favicon counts my unread chat",
+        "return document.querySelector('link[rel=icon]').getAttribute('data-count') === '1';",
+    )
+    .await;
+    // … the Unread view shows it, the Done view does not …
+    browser.click("#view-unread").await;
+    browser.text_of(&row("mine", &a.conv)).await;
+    browser.click("#view-done").await;
+    wait_js(
+        &browser,
+        "Done hides open chats",
+        "return document.getElementById('sec-mine').hidden;",
+    )
+    .await;
+    browser.click("#view-all").await;
+    // … survive a reload …
+    browser.client.refresh().await.unwrap();
+    instrument(&browser).await;
+    browser.wait_for_text("#conn", "Live").await;
+    wait_badge(&browser, "mine", &a.conv, "2").await;
+    // … show in a second tab of the same session …
+    // (Opened from the console, the tab gets a copy of its session storage, so it resumes
+    // the session as a duplicated tab does, without signing in again.)
+    let first = browser.client.window().await.unwrap();
+    js(&browser, "window.open('/console', '_blank');").await;
+    let second = browser
+        .client
+        .windows()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|w| *w != first)
+        .expect("the second tab");
+    browser
+        .client
+        .switch_to_window(second.clone())
+        .await
+        .unwrap();
+    browser.wait_for_text("#conn", "Live").await;
+    wait_badge(&browser, "mine", &a.conv, "2").await;
+    // … and fall on opening, in both tabs.
+    browser
+        .client
+        .switch_to_window(first.clone())
+        .await
+        .unwrap();
+    browser.click(&row("mine", &a.conv)).await;
+    browser.wait_for_text("#messages", "anyone?").await;
+    wait_badge(&browser, "mine", &a.conv, "").await;
+    assert_eq!(
+        unread_of(&api, &other.token, &a.conv).await,
+        2,
+        "agent 1 read nothing"
+    );
+    browser.client.switch_to_window(second).await.unwrap();
+    wait_badge(&browser, "mine", &a.conv, "").await;
+    browser.client.close_window().await.unwrap();
+    browser.client.switch_to_window(first).await.unwrap();
+    let token = api.login(&me).await;
+    assert_eq!(unread_of(&api, &token, &a.conv).await, 0);
+
+    // (3) A hidden console: a message in my open chat notifies and stays unread until the
+    // tab is seen again.
+    wait_js(
+        &browser,
+        "the browser allows notifications",
+        "return Notification.permission === 'granted';",
+    )
+    .await;
+    set_hidden(&browser, true).await;
+    says(&api, &a.token, "a3", "I am still here").await;
+    wait_js(
+        &browser,
+        "a notification of the message",
+        &format!(
+            "return shown.some(n => n.tag === 'message:{}' && n.body === 'I am still here');",
+            a.conv
+        ),
+    )
+    .await;
+    assert_eq!(
+        unread_of(&api, &token, &a.conv).await,
+        1,
+        "a hidden tab reads nothing"
+    );
+    set_hidden(&browser, false).await;
+    let start = Instant::now();
+    while unread_of(&api, &token, &a.conv).await != 0 {
+        assert!(
+            start.elapsed() < WAIT,
+            "seen again, it was never marked read"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // (4) A new request while hidden: a notification, a count on the favicon; its click
+    // opens the request, with Accept.
+    set_hidden(&browser, true).await;
+    let b = api.session("support").await;
+    api.request_live_chat(&b.token).await;
+    let tag = format!("request:{}", b.conv);
+    wait_js(
+        &browser,
+        "a notification of the new request",
+        &format!("return shown.some(n => n.tag === '{tag}' && n.title.startsWith('New request'));"),
+    )
+    .await;
+    wait_js(
+        &browser,
+        "the favicon counts the ringing request",
+        "return document.querySelector('link[rel=icon]').getAttribute('data-count') === '1';",
+    )
+    .await;
+    js(
+        &browser,
+        &format!("shown.find(n => n.tag === '{tag}').note.dispatchEvent(new Event('click'));"),
+    )
+    .await;
+    wait_js(
+        &browser,
+        "the clicked request is open with Accept",
+        &format!(
+            "return location.hash === '#/conversations/{}'
+                 && [...document.querySelectorAll('#conv-actions button')]
+                      .some(b => b.textContent.trim() === 'Accept');",
+            b.conv
+        ),
+    )
+    .await;
+    // Switched off, a kind stays quiet (and the switch is remembered in the browser).
+    browser.click("#alerts").await;
+    browser.click("#alerts-message").await;
+    assert_eq!(
+        js(&browser, "return localStorage.getItem('livechat.notify:' + document.querySelector('.me-email').textContent);").await,
+        json!("{\"request\":true,\"transfer\":true,\"message\":false}")
+    );
+    let before = js(&browser, "return shown.length;").await;
+    says(&api, &a.token, "a4", "one more").await;
+    browser
+        .wait_for_text(&row("mine", &a.conv), "one more")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(js(&browser, "return shown.length;").await, before);
+    assert_eq!(badge(&browser, "mine", &a.conv).await, "1");
+
+    let errors = js(&browser, "return window.errors;").await;
+    assert_eq!(errors, json!([]), "the console threw");
+    browser.close().await;
+}

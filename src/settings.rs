@@ -763,24 +763,7 @@ impl std::str::FromStr for SpaceThreshold {
                 _ => Err(format!("`{text}` is not a percentage from 0% to 100%")),
             };
         }
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let unit_size: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "kb" => 1_000,
-            "mb" => 1_000_000,
-            "gb" => 1_000_000_000,
-            "kib" => 1 << 10,
-            "mib" => 1 << 20,
-            "gib" => 1 << 30,
-            _ => return Err(format!("`{text}`: write a size like 500MB or 2GiB, or 5%")),
-        };
-        number
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(unit_size))
+        crate::config::values::ByteSize::parse(text)
             .map(SpaceThreshold::Bytes)
             .ok_or_else(|| format!("`{text}`: write a size like 500MB or 2GiB, or 5%"))
     }

@@ -324,28 +324,14 @@ pub async fn details(readers: &Readers, conv: Conversation) -> Result<Value, Sto
             )?;
             out["visitor"]["name"] = json!(conv.name.clone().or(vname));
             out["visitor"]["email"] = json!(conv.email.clone().or(vemail));
-            let mut stmt = c.prepare_cached(
-                "SELECT id, seq, kind, author, text, at FROM messages
-                 WHERE conversation_id = ?1 ORDER BY seq",
-            )?;
-            let rows = stmt.query_map([&conv.id], |r| {
-                Ok(json!({
-                    "id": r.get::<_, String>(0)?,
-                    "seq": r.get::<_, i64>(1)?,
-                    "kind": r.get::<_, String>(2)?,
-                    "agent": r.get::<_, Option<String>>(3)?,
-                    "text": r.get::<_, String>(4)?,
-                    "at": r.get::<_, String>(5)?,
-                }))
-            })?;
+            let rows = crate::store::privacy::messages_of(c, &conv.id)?;
             let mut files: std::collections::HashMap<String, Vec<Value>> = Default::default();
             for (message, file) in crate::store::attachments::by_message(c, &conv.id)? {
                 files.entry(message).or_default().push(json!(file.view()));
             }
             let mut messages = Vec::new();
             let mut notes = Vec::new();
-            for row in rows {
-                let mut row = row?;
+            for mut row in rows {
                 if let Some(list) = row["id"].as_str().and_then(|id| files.remove(id)) {
                     row["attachments"] = json!(list);
                 }

@@ -191,7 +191,9 @@ fn attachments_of(conn: &Connection, visitor_id: &str) -> Result<Vec<Value>, Sto
     Ok(rows)
 }
 
-fn messages_of(conn: &Connection, conversation_id: &str) -> Result<Vec<Value>, StoreError> {
+/// A conversation's messages and notes, oldest first, as the API shows them:
+/// `{id, seq, kind, agent, text, at}` (the conversation details and a visitor's export).
+pub fn messages_of(conn: &Connection, conversation_id: &str) -> Result<Vec<Value>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, seq, kind, author, text, at FROM messages
          WHERE conversation_id = ?1 ORDER BY seq",

@@ -185,7 +185,26 @@ impl Target {
         // Online (a console socket open) and accepting, so that the request rings.
         self.rt.block_on(async {
             let mut sockets = self.sockets.lock().await;
-            self.agent_socket(&mut sockets).await;
+            let ws = self.agent_socket(&mut sockets).await;
+            // The server counts the agent online only once the upgraded socket runs, after
+            // the handshake has returned here: wait for the socket's own presence frame, or
+            // the request below may find nobody online and stay with the bot.
+            let online = tokio::time::timeout(Duration::from_secs(10), async {
+                while let Some(Ok(frame)) = ws.next().await {
+                    let frame: serde_json::Value =
+                        serde_json::from_str(frame.to_text().unwrap_or("")).unwrap_or_default();
+                    if frame["type"] == "agent.presence" && frame["data"]["online"] == true {
+                        return true;
+                    }
+                }
+                false
+            })
+            .await;
+            assert_eq!(
+                online,
+                Ok(true),
+                "the agent's socket never counted them online"
+            );
         });
         let (status, reply) = self.call(
             "PUT",

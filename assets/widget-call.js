@@ -167,10 +167,10 @@
       w.panel.insertBefore(view, w.banner);
       const began = Date.now();
       c.tick = setInterval(() => (timer.textContent = clock((Date.now() - began) / 1000)), 1000);
-      let servers = [];
-      try { servers = (await w.call("GET", "webrtc")).ice_servers || []; } catch (e) { /* host candidates only */ }
+      let ice = {};
+      try { ice = await w.call("GET", "webrtc"); } catch (e) { /* host candidates only */ }
       if (rtc !== c) return;
-      const pc = (c.pc = new RTCPeerConnection({ iceServers: servers }));
+      const pc = (c.pc = new RTCPeerConnection({ iceServers: ice.ice_servers || [], iceTransportPolicy: ice.ice_transport_policy || "all" }));
       pc.onicecandidate = (e) => e.candidate && w.sendSignal({ candidate: e.candidate.toJSON() });
       pc.ontrack = (e) => {
         if (!remote.srcObject) remote.srcObject = new MediaStream();

@@ -111,6 +111,10 @@ pub struct WebrtcFile {
     pub turn_secret: Option<EnvString>,
     /// How long a TURN credential holds (default `1h`).
     pub credential_ttl: Option<crate::config::values::DurationValue>,
+    /// Calls only through the TURN relay (`iceTransportPolicy: "relay"`): neither side
+    /// learns the other's IP addresses, at the cost of relaying every call. Needs `turn`.
+    #[serde(default)]
+    pub relay_only: bool,
 }
 
 /// Resolved `[webrtc]`.
@@ -120,6 +124,7 @@ pub struct Webrtc {
     pub turn: Vec<String>,
     pub turn_secret: Option<String>,
     pub credential_ttl: std::time::Duration,
+    pub relay_only: bool,
 }
 
 /// `[limits]` of livechat.toml; each also from an environment variable.
@@ -593,6 +598,11 @@ fn resolve_webrtc(file: &WebrtcFile) -> Result<Webrtc, SettingsError> {
             "`turn` servers need a `turn_secret` (coturn's static-auth-secret)".into(),
         ));
     }
+    if file.relay_only && file.turn.is_empty() {
+        return Err(invalid(
+            "`relay_only` needs `turn` servers: without a relay no call could connect".into(),
+        ));
+    }
     let schemes = |urls: &[String], allowed: &[&str]| {
         urls.iter()
             .find(|u| !allowed.iter().any(|s| u.starts_with(s)))
@@ -612,6 +622,7 @@ fn resolve_webrtc(file: &WebrtcFile) -> Result<Webrtc, SettingsError> {
             .credential_ttl
             .map(|d| d.get())
             .unwrap_or(std::time::Duration::from_secs(3600)),
+        relay_only: file.relay_only,
     })
 }
 
@@ -799,5 +810,32 @@ mod space_tests {
         assert!(t("lots").is_err());
         assert!(t("5 parsecs").is_err());
         assert_eq!(SpaceThreshold::Percent(5.0).bytes(1_000), 50);
+    }
+}
+
+#[cfg(test)]
+mod webrtc_tests {
+    use super::*;
+
+    fn webrtc(toml: &str) -> Result<Webrtc, SettingsError> {
+        resolve_webrtc(&toml::from_str(toml).expect("the test's TOML parses"))
+    }
+
+    #[test]
+    fn relay_only_needs_a_relay_and_turn_needs_its_secret() {
+        let refused = webrtc("relay_only = true").unwrap_err().to_string();
+        assert!(refused.contains("`relay_only` needs `turn`"), "{refused}");
+        let refused = webrtc(r#"turn = ["turn:t.example:3478"]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("turn_secret"), "{refused}");
+        let relayed = webrtc(
+            r#"turn = ["turn:t.example:3478"]
+               turn_secret = "s"
+               relay_only = true"#,
+        )
+        .unwrap();
+        assert!(relayed.relay_only);
+        assert!(!webrtc("").unwrap().relay_only);
     }
 }

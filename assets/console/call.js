@@ -73,12 +73,12 @@ async function start(id) {
   box.hidden = false;
   const began = Date.now();
   c.tick = setInterval(() => { timer.textContent = clock((Date.now() - began) / 1000); }, 1000);
-  let servers = [];
+  let ice = {};
   try {
-    servers = (await api('GET', '/conversations/' + encodeURIComponent(id) + '/webrtc')).ice_servers || [];
+    ice = await api('GET', '/conversations/' + encodeURIComponent(id) + '/webrtc');
   } catch (e) { /* host candidates only */ }
   if (call !== c) return;
-  const pc = (c.pc = new RTCPeerConnection({ iceServers: servers }));
+  const pc = (c.pc = new RTCPeerConnection({ iceServers: ice.ice_servers || [], iceTransportPolicy: ice.ice_transport_policy || 'all' }));
   pc.onicecandidate = (e) => e.candidate && signal({ candidate: e.candidate.toJSON() });
   pc.ontrack = (e) => {
     if (!remote.srcObject) remote.srcObject = new MediaStream();
@@ -86,7 +86,12 @@ async function start(id) {
   };
   pc.onconnectionstatechange = () => {
     box.dataset.state = pc.connectionState;
-    if (pc.connectionState === 'connected') state.textContent = '';
+    if (pc.connectionState !== 'connected') return;
+    state.textContent = '';
+    route(pc).then((r) => {
+      box.dataset.route = r;
+      timer.title = r === 'relay' ? 'Through the TURN relay' : 'Direct';
+    });
   };
   try {
     c.stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
@@ -163,10 +168,24 @@ function stop(data) {
   clear(box);
   box.hidden = true;
   box.className = 'call';
+  delete box.dataset.route;
   if (data && data.reason) toast('Call ended after ' + clock(data.duration_secs || 0) + '.');
 }
 
 /** Sign-out or another agent's session: no call survives it. */
 export function resetCall() {
   if (call) stop(null);
+}
+
+// How the call's media travels: 'relay' through the TURN server, else 'host' or 'srflx'
+// (straight between the browsers), from the candidate pair the connection chose.
+async function route(pc) {
+  const stats = await pc.getStats();
+  for (const s of stats.values()) {
+    if (s.type !== 'transport' || !s.selectedCandidatePairId) continue;
+    const pair = stats.get(s.selectedCandidatePairId);
+    const local = pair && stats.get(pair.localCandidateId);
+    if (local) return local.candidateType;
+  }
+  return '';
 }

@@ -82,6 +82,7 @@ pub fn ice_servers(webrtc: &Webrtc, label: &str, now: Timestamp) -> Value {
     }
     json!({
         "ice_servers": servers,
+        "ice_transport_policy": if webrtc.relay_only { "relay" } else { "all" },
         "expires_at": Timestamp::from_second(expires).ok().map(|t| t.to_string()),
     })
 }
@@ -120,6 +121,7 @@ mod tests {
             turn: vec!["turn:turn.example.com:3478?transport=udp".into()],
             turn_secret: Some("north".into()),
             credential_ttl: std::time::Duration::from_secs(3600),
+            relay_only: false,
         };
         let v = ice_servers(
             &full,
@@ -129,5 +131,12 @@ mod tests {
         assert_eq!(v["ice_servers"][0]["urls"][0], "stun:turn.example.com:3478");
         assert_eq!(v["ice_servers"][1]["username"], "1700003600:agent-ana");
         assert_eq!(v["expires_at"], "2023-11-14T23:13:20Z");
+        assert_eq!(v["ice_transport_policy"], "all");
+        let relayed = Webrtc {
+            relay_only: true,
+            ..full
+        };
+        let v = ice_servers(&relayed, "agent-ana", Timestamp::UNIX_EPOCH);
+        assert_eq!(v["ice_transport_policy"], "relay");
     }
 }

@@ -246,23 +246,16 @@ async fn deep_link_unread_counts_across_tabs_and_notifications_of_a_hidden_conso
     browser.wait_for_text("#conn", "Live").await;
     wait_badge(&browser, "mine", &a.conv, "2").await;
     // … show in a second tab of the same session …
-    // (Opened from the console, the tab gets a copy of its session storage, so it resumes
-    // the session as a duplicated tab does, without signing in again.)
+    // (A new tab, not opened from the console: it shares only the browser's cookie, and
+    // resumes the session without signing in again.)
     let first = browser.client.window().await.unwrap();
-    js(&browser, "window.open('/console', '_blank');").await;
-    let second = browser
-        .client
-        .windows()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|w| *w != first)
-        .expect("the second tab");
+    let second = browser.client.new_window(true).await.unwrap().handle;
     browser
         .client
         .switch_to_window(second.clone())
         .await
         .unwrap();
+    browser.goto(&format!("{}/console", server.url)).await;
     browser.wait_for_text("#conn", "Live").await;
     wait_badge(&browser, "mine", &a.conv, "2").await;
     // … and fall on opening, in both tabs.

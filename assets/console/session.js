@@ -1,6 +1,6 @@
 /* Signing in and out, starting the console for an agent and stopping it, and what comes
  * with the agent: the roster, the canned responses, the "Accept chats" switch. The session
- * itself is the server's cookie; this tab keeps only the CSRF token. */
+ * itself is the server's cookie; a tab keeps only the CSRF token. */
 
 import { resetCall } from './call.js';
 import { $, h, add, clear, toast, announce } from './dom.js';
@@ -20,21 +20,29 @@ import { openLinked } from './links.js';
 
 let ticker = null;
 
-/** Shows the sign-in form, or the console of the agent whose session this tab still has. */
+/** Shows the console of the agent whose session this browser has (the cookie: signed in
+ * in another tab, or this tab reloaded), else the sign-in form. A tab that never signed in
+ * learns the session's CSRF token from `/me`, so a link opened in a new tab (a team-chat
+ * alert's, say) goes straight to the conversation. */
 export async function resume() {
-  onSessionEnded(signedOut);
-  const csrf = load('livechat.csrf');
-  if (!csrf) {
-    showSignIn('');
-    return;
-  }
-  session.csrf = csrf;
+  const had = load('livechat.csrf');
+  // A 401 here means "not signed in" for a fresh tab, "session ended" for one that was.
+  onSessionEnded((message) => {
+    store('livechat.csrf', null);
+    showSignIn(had ? message : '');
+  });
+  let data;
   try {
-    const data = await api('GET', '/me');
-    start(data.agent);
+    data = await api('GET', '/me');
   } catch (err) {
     if (err.status !== 401) showSignIn(reason(err));
+    return;
+  } finally {
+    onSessionEnded(signedOut);
   }
+  session.csrf = data.csrf_token || had;
+  store('livechat.csrf', session.csrf);
+  start(data.agent);
 }
 
 function showSignIn(message) {

@@ -689,11 +689,28 @@
     add(m.el);
     post(m, 1000);
   }
-  // Retries reuse the client_id: the server stores the message once.
+  // On the open socket when it can (acked after the commit), else by HTTP. Retries reuse
+  // the client_id: the server stores the message once.
+  const acks = new Map();
+  function viaSocket(b) {
+    const f = JSON.stringify({ type: "message", ...b });
+    // Frames are capped at 16 KiB: long texts go by HTTP.
+    if (!wsReady || f.length > 5000) return null;
+    return new Promise((ok, no) => {
+      const done = (a) => {
+        clearTimeout(t), acks.delete(b.client_id);
+        a.message_id ? ok(a) : no(Object.assign(new Error((a.error && a.error.message) || L.error), { status: a.status }));
+      };
+      const t = setTimeout(done, 5000, {});
+      acks.set(b.client_id, done);
+      ws.send(f);
+    });
+  }
   async function post(m, delay) {
     const tok = token;
     try {
-      const r = await call("POST", "messages", { client_id: m.cid, text: m.text });
+      const b = { client_id: m.cid, text: m.text };
+      const r = await (viaSocket(b) || call("POST", "messages", b));
       if (tok === token) settle(m, r.message_id), caughtUp();
     } catch (e) {
       if (tok !== token || m.done) return;
@@ -878,7 +895,8 @@
         tries = 0;
         stopPoll();
         setConn(true);
-      } else if (f.type === "error") {
+      } else if (f.type === "ack") (acks.get(f.client_id) || Boolean)(f);
+      else if (f.type === "error") {
         // Forgotten (or erased by an admin): what was shown goes, a fresh session starts.
         const gone = f.error && (f.error.code === "invalid_token" || f.error.code === "visitor_erased");
         if (gone) s.onclose = ws = null, s.close(), start(true);
@@ -888,6 +906,7 @@
   }
   // Again after 1, 2, 4 … at most 30 s, from the last seq; after 3 failures, poll meanwhile.
   function lost() {
+    acks.forEach((d) => d({}));
     ws = null;
     wsReady = false;
     setConn(false);

@@ -57,7 +57,9 @@ async fn wait_js(browser: &Browser, what: &str, script: &str) {
 }
 
 /// From here on, the page keeps its uncaught errors and rejections in `window.errors` and
-/// the WebSockets it opens in `window.sockets` (`window.RealWebSocket` is the original);
+/// the WebSockets it opens in `window.sockets` (`window.RealWebSocket` is the original),
+/// what it sends on them in `window.sent`, and with `window.cut` set, a socket drops right
+/// after it sends a message;
 /// `window.fetching` counts its API calls in flight, `window.fetchedAt` when one last ended.
 async fn instrument(browser: &Browser) {
     js(
@@ -74,9 +76,17 @@ async fn instrument(browser: &Browser) {
            return realFetch(...args).finally(() => { fetching -= 1; fetchedAt = Date.now(); });
          };
          window.RealWebSocket = WebSocket;
+         window.sent = [];
+         window.cut = false;
          window.WebSocket = function (url) {
            const ws = new RealWebSocket(url);
            sockets.push(ws);
+           const send = ws.send.bind(ws);
+           ws.send = (data) => {
+             send(data);
+             sent.push(data);
+             if (cut && data.includes('\"type\":\"message\"')) { cut = false; ws.close(); }
+           };
            return ws;
          };",
     )
@@ -804,6 +814,35 @@ async fn take_over_canned_reconnect_mute_transfer_search_and_reload() {
                   .filter(m => m.textContent === 'Missed while offline?').length === 1;",
     )
     .await;
+
+    // A message goes on the socket, which drops right after sending it: the console sends
+    // it again by HTTP with the same client_id; the visitor gets it once, it shows once.
+    js(&browser, "window.cut = true;").await;
+    browser
+        .type_into("#composer-text", "Sent as the socket fell\u{e007}")
+        .await;
+    bot_stream
+        .wait_for(
+            WAIT,
+            "the message sent as the socket fell",
+            agent_message("Sent as the socket fell"),
+        )
+        .await;
+    let again = bot_stream.quiet(Duration::from_millis(800)).await;
+    assert!(
+        !again.iter().any(agent_message("Sent as the socket fell")),
+        "sent twice: {again:?}"
+    );
+    wait_js(
+        &browser,
+        "it shows once, and went on the socket once",
+        "return [...document.querySelectorAll('#messages .msg-text')]
+                  .filter(m => m.textContent === 'Sent as the socket fell').length === 1
+               && sent.filter(f => f.includes('Sent as the socket fell')).length === 1;",
+    )
+    .await;
+    wait_js(&browser, "a third socket", "return sockets.length === 3;").await;
+    browser.wait_for_text("#conn", "Live").await;
 
     // A request rings; Mute moves it under Awaiting and stops the ringing here.
     let (ringing, _stream) = ringing_visitor(&browser, &api).await;

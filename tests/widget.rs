@@ -520,9 +520,10 @@ async fn full_page_chat_runs_the_flow_and_the_offline_form() {
 }
 
 /// The host page wraps `WebSocket` so the test can drop the widget's socket, or refuse new
-/// ones (as a proxy that cannot carry WebSockets would).
+/// ones (as a proxy that cannot carry WebSockets would); it keeps what the widget sent on
+/// its sockets in `__sent`, and with `__cut` set drops the socket right after a message.
 const SOCKET_TAP: &str = r#"<script>
-  window.__sockets = []; window.__refuse = false;
+  window.__sockets = []; window.__sent = []; window.__refuse = false; window.__cut = false;
   const Real = window.WebSocket;
   window.WebSocket = function (url) {
     if (window.__refuse) {
@@ -531,6 +532,12 @@ const SOCKET_TAP: &str = r#"<script>
       return fake;
     }
     const s = new Real(url);
+    const send = s.send.bind(s);
+    s.send = (data) => {
+      send(data);
+      window.__sent.push(data);
+      if (window.__cut && data.includes('"type":"message"')) window.__cut = false, s.close();
+    };
     window.__sockets.push(s);
     return s;
   };
@@ -595,6 +602,56 @@ async fn widget_collects_name_and_email_reconnects_without_gaps_or_doubles_and_p
     assert_eq!(urls.len(), 2, "{urls:?}");
     let after: i64 = urls[1].rsplit("after=").next().unwrap().parse().unwrap();
     assert!(after > 0, "{urls:?}");
+
+    // The visitor writes on the socket, which drops right after sending it, before any
+    // ack: the widget sends it again with the same client_id, and it is stored once.
+    w.js("window.__cut = true", vec![]).await;
+    w.type_into(".lc-input", "sent as the socket fell\u{E007}")
+        .await;
+    agent_hears(&mut console, "sent as the socket fell").await;
+    w.until("the message settled", || async {
+        let settled = "return r.querySelectorAll('.lc-pending, .lc-failed').length === 0";
+        (w.js(settled, vec![]).await == json!(true)).then_some(())
+    })
+    .await;
+    w.one_bubble("sent as the socket fell").await;
+    let frames = w.js("return window.__sent", vec![]).await;
+    let on_socket: Vec<Value> = frames
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| serde_json::from_str::<Value>(f.as_str().unwrap()).ok())
+        .filter(|f| f["type"] == "message" && f["text"] == "sent as the socket fell")
+        .collect();
+    assert_eq!(on_socket.len(), 1, "sent once on the socket: {frames}");
+    let stored = api.details(&console.token, &conv).await["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["text"] == "sent as the socket fell")
+        .count();
+    assert_eq!(stored, 1, "stored once");
+    // Once the socket is back, messages go on it and are acknowledged.
+    w.until("the socket back", || async {
+        let open = "return window.__sockets.length === 3 && window.__sockets[2].readyState === 1";
+        (w.js(open, vec![]).await == json!(true)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.type_into(".lc-input", "on the new socket\u{E007}").await;
+    agent_hears(&mut console, "on the new socket").await;
+    w.until("the second message settled", || async {
+        let settled = "return r.querySelectorAll('.lc-pending, .lc-failed').length === 0";
+        (w.js(settled, vec![]).await == json!(true)).then_some(())
+    })
+    .await;
+    let sent = w
+        .js(
+            "return window.__sent.filter(f => f.includes('on the new socket')).length",
+            vec![],
+        )
+        .await;
+    assert_eq!(sent, json!(1), "the message went on the socket");
 
     // No more sockets: after three failures the widget polls the history.
     w.js(

@@ -9,7 +9,7 @@ import { visitorName } from './format.js';
 import { shortcutAt, matchResponses, fillResponse } from './canned.js';
 import { openId, conv, appendMsg, loadOpen } from './conversation.js';
 import { scheduleRefresh } from './lists.js';
-import { sendTyping } from './stream.js';
+import { sendTyping, writeFrame } from './stream.js';
 
 const TYPING_EVERY = 2000; // ms between typing signals we send
 const TYPING_SHOWN = 4000; // ms a "… is typing" stays without a new signal
@@ -82,7 +82,17 @@ export async function onSend(ev) {
   $('send').disabled = true;
   try {
     const path = '/conversations/' + encodeURIComponent(id) + '/' + (note ? 'notes' : 'messages');
-    const r = await api('POST', path, { client_id: p.client_id, text });
+    const body = { client_id: p.client_id, text };
+    // On the open socket when it can; by HTTP when not, or when the socket went before
+    // its ack (the same client_id: stored once).
+    let r;
+    try {
+      r = await (writeFrame({ type: note ? 'note' : 'message', conversation_id: id, ...body })
+        || api('POST', path, body));
+    } catch (err) {
+      if (err.code !== 'network') throw err;
+      r = await api('POST', path, body);
+    }
     if (pending === p) pending = null;
     if (ta.value === text) {
       ta.value = '';

@@ -3,7 +3,7 @@
  * itself with a growing wait, and says how it is in the top bar. */
 
 import { $ } from './dom.js';
-import { api, sessionEnded } from './api.js';
+import { api, sessionEnded, ApiError, REASONS } from './api.js';
 import { session, store, load } from './state.js';
 import { eventsUrl, isNew, retryDelay, HEALTHY_MS } from './resume.js';
 
@@ -16,6 +16,12 @@ let tries = 0; // failed attempts since the socket last was healthy
 let openedAt = 0;
 let saveTimer = null;
 let handlers = { frame() {}, reopened() {} };
+const acks = new Map(); // client_id → settle(ack), for writes sent on the socket
+/** Longest write frame sent on the socket (in UTF-16 units, so at most 15 KB of UTF-8 under
+ *  the server's 16 KiB frame limit); longer texts go by HTTP. */
+const MAX_WRITE = 5000;
+/** How long a write on the socket waits for its ack before it counts as lost. */
+const ACK_WITHIN_MS = 5000;
 
 function seqKey() {
   return 'livechat.seq:' + session.me.email;
@@ -79,6 +85,11 @@ function connect() {
     } catch (e) {
       return;
     }
+    if (frame.type === 'ack') {
+      const settle = acks.get(frame.client_id);
+      if (settle) settle(frame);
+      return;
+    }
     if (frame.type === 'error' && frame.error && frame.error.code === 'session_ended') {
       // Signed out elsewhere, a new password, or removed from the roster: back to sign-in.
       ws = null;
@@ -89,6 +100,7 @@ function connect() {
     onFrame(frame);
   };
   socket.onclose = () => {
+    lostAcks();
     if (ws !== socket) return;
     ws = null;
     retry(opened);
@@ -136,9 +148,37 @@ export function sendFrame(frame) {
   return true;
 }
 
+/** Writes a message or note on the socket (`frame` is the HTTP body with `type` and
+ *  `conversation_id`): a promise of the HTTP endpoint's answer, sent after the commit, or
+ *  null when the socket is not open or the frame is too long for it. A refusal rejects
+ *  with the endpoint's error; a socket lost before the ack rejects with code `network`, and
+ *  the same `client_id` may then go by HTTP: the server stores the write once. */
+export function writeFrame(frame) {
+  const text = JSON.stringify(frame);
+  if (!ws || ws.readyState !== ws.OPEN || text.length > MAX_WRITE) return null;
+  const socket = ws;
+  return new Promise((resolve, reject) => {
+    const settle = (ack) => {
+      clearTimeout(late);
+      acks.delete(frame.client_id);
+      if (!ack) reject(new ApiError(0, 'network', REASONS.network));
+      else if (ack.error) reject(new ApiError(ack.status, ack.error.code, ack.error.message));
+      else resolve(ack);
+    };
+    const late = setTimeout(settle, ACK_WITHIN_MS, null);
+    acks.set(frame.client_id, settle);
+    socket.send(text);
+  });
+}
+
+function lostAcks() {
+  for (const settle of [...acks.values()]) settle(null);
+}
+
 /** Closes the stream for good (sign-out); the next agent starts from scratch. */
 export function stopStream() {
   clearTimeout(timer);
+  lostAcks();
   if (ws) {
     const socket = ws;
     ws = null;

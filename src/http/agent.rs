@@ -13,7 +13,7 @@ use super::AppState;
 use super::error::{ApiJson, ApiQuery, AppError, body_rejection, json_error};
 use super::visitor::{check_client_id, client_key};
 use crate::auth::AuthAgent;
-use crate::chat::conversation::{Attachment, Command, TransferTarget};
+use crate::chat::conversation::{Command, TransferTarget};
 use crate::engine::queries::{self, ListFilter};
 use crate::engine::{AgentRef, Outcome};
 
@@ -265,12 +265,17 @@ async fn command(
         .engine
         .agent_command(&agent_ref(agent), id, cmd, client_id)
         .await?;
-    Ok(Json(json!({
+    Ok(Json(answer(id, &outcome)))
+}
+
+/// What a command of an agent answers.
+fn answer(id: &str, outcome: &Outcome) -> Value {
+    json!({
         "conversation_id": id,
         "seq": outcome.seq,
         "message_id": outcome.message_id,
         "duplicate": outcome.duplicate,
-    })))
+    })
 }
 
 /// Handlers of the commands that take no body: each is the command the agent gives.
@@ -318,19 +323,26 @@ pub struct TextRequest {
     attachments: Vec<String>,
 }
 
-/// A text the agent writes: `kind` keeps its client ids apart (a note and a message never
-/// answer for each other), `make` turns the text into the command.
-async fn write_text(
+/// What an agent writes in a conversation: a message the visitor sees, or a note for the
+/// team. Each keeps its own client ids (a note and a message never answer for each other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TextKind {
+    Message,
+    Note,
+}
+
+/// An agent's message or note, by HTTP or over their socket: the same checks, the same
+/// answer.
+pub(super) async fn write_text(
     state: &AppState,
-    agent: &AuthAgent,
+    agent: &AgentRef,
     id: &str,
     req: TextRequest,
-    kind: &str,
-    make: fn(String, String, Vec<Attachment>) -> Command,
-) -> Result<Json<Value>, AppError> {
+    kind: TextKind,
+) -> Result<Value, AppError> {
     check_client_id(&req.client_id)?;
     let text = super::visitor::body_text(req.text, &req.attachments)?;
-    if kind == "note" && !req.attachments.is_empty() {
+    if kind == TextKind::Note && !req.attachments.is_empty() {
         return Err(AppError::bad_request(
             "invalid_input",
             "notes carry no files",
@@ -340,7 +352,7 @@ async fn write_text(
         Vec::new()
     } else {
         // Whether the agent may see the conversation is asked before its files are.
-        state.engine.agent_may_see(&agent_ref(agent), id).await?;
+        state.engine.agent_may_see(agent, id).await?;
         super::attachments::for_message(
             state,
             req.attachments,
@@ -348,9 +360,25 @@ async fn write_text(
         )
         .await?
     };
-    let key = client_key(&format!("{kind}:{}", agent.email), req.client_id);
-    let cmd = make(agent.email.clone(), text, attachments);
-    command(state, agent, id, cmd, key).await
+    let (key, cmd) = match kind {
+        TextKind::Message => (
+            client_key(&format!("agent:{}", agent.email), req.client_id),
+            Command::AgentMessage {
+                agent: agent.email.clone(),
+                text,
+                attachments,
+            },
+        ),
+        TextKind::Note => (
+            client_key(&format!("note:{}", agent.email), req.client_id),
+            Command::Note {
+                agent: agent.email.clone(),
+                text,
+            },
+        ),
+    };
+    let outcome = state.engine.agent_command(agent, id, cmd, key).await?;
+    Ok(answer(id, &outcome))
 }
 
 pub async fn message(
@@ -359,19 +387,9 @@ pub async fn message(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<TextRequest>,
 ) -> Result<Json<Value>, AppError> {
-    write_text(
-        &state,
-        &agent,
-        &id,
-        req,
-        "agent",
-        |agent, text, attachments| Command::AgentMessage {
-            agent,
-            text,
-            attachments,
-        },
-    )
-    .await
+    write_text(&state, &agent_ref(&agent), &id, req, TextKind::Message)
+        .await
+        .map(Json)
 }
 
 pub async fn note(
@@ -380,10 +398,9 @@ pub async fn note(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<TextRequest>,
 ) -> Result<Json<Value>, AppError> {
-    write_text(&state, &agent, &id, req, "note", |agent, text, _| {
-        Command::Note { agent, text }
-    })
-    .await
+    write_text(&state, &agent_ref(&agent), &id, req, TextKind::Note)
+        .await
+        .map(Json)
 }
 
 #[derive(Debug, Deserialize)]

@@ -116,12 +116,20 @@ where
     Ok(tokio::task::spawn_blocking(work).await??)
 }
 
+impl AppError {
+    /// The `error` object a client gets: `code`, `message` and any details.
+    pub fn error_object(&self) -> Value {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let (Some(Value::Object(extra)), Some(obj)) = (&self.details, error.as_object_mut()) {
+            obj.extend(extra.clone());
+        }
+        error
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let (Some(Value::Object(extra)), Some(obj)) = (self.details, error.as_object_mut()) {
-            obj.extend(extra);
-        }
+        let error = self.error_object();
         let mut response = (self.status, Json(json!({ "error": error }))).into_response();
         if self.code == "storage_unavailable" {
             response.headers_mut().insert(

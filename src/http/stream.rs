@@ -19,8 +19,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::agent::TextKind;
 use super::client::ClientAddr;
-use super::error::{ApiQuery, AppError, not_a_websocket};
+use super::error::{ApiQuery, AppError, json_error, not_a_websocket};
 use super::extract::signed_in;
 use super::limits::{ConnPermit, SocketPlace};
 use super::origin::{check_bot_origin, same_origin};
@@ -147,7 +148,7 @@ pub async fn visitor_events(
         let frames = state.engine.hub().subscribe_visitor(&visitor.id);
         run(
             socket,
-            state.engine.clone(),
+            state.clone(),
             Who::Visitor(visitor),
             frames,
             q.after,
@@ -273,7 +274,7 @@ pub async fn agent_events(
             bots,
             session,
         };
-        run(socket, state.engine.clone(), who, frames, q.after).await;
+        run(socket, state.clone(), who, frames, q.after).await;
     }))
 }
 
@@ -320,11 +321,12 @@ async fn catch_up(
 /// console hears all and filters by bot.
 async fn run(
     mut socket: WebSocket,
-    engine: Engine,
+    state: AppState,
     mut who: Who,
     mut frames: crate::hub::Subscription,
     after: i64,
 ) {
+    let engine = state.engine.clone();
     let Some(mut last) = catch_up(&mut socket, &engine, &who, after.max(0)).await else {
         return;
     };
@@ -384,6 +386,12 @@ async fn run(
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientFrame>(&text) {
+                    Ok(frame) if frame.kind == "message" || frame.kind == "note" => {
+                        let reply = on_write(&state, &who, &frame.kind, &text).await;
+                        if !send(&mut socket, &reply).await {
+                            break;
+                        }
+                    }
                     Ok(frame) if frame.kind == "signal" => {
                         if !signals.take() {
                             let _ = send(&mut socket, &error_frame(
@@ -528,6 +536,83 @@ async fn on_signal(engine: &Engine, who: &Who, frame: ClientFrame) -> bool {
             }
         }
     }
+}
+
+/// A `message` (or, from an agent, `note`) frame: written exactly as the HTTP endpoint
+/// writes it, with the same checks and errors; the answer is an `ack` frame after the
+/// commit, `{"type":"ack","client_id",…the HTTP answer}` or `{"type":"ack","client_id",
+/// "status","error":{code,message}}`. The frame is the HTTP body plus `type` (and, from an
+/// agent, `conversation_id`); a `client_id` is required, as the client matches answers by it.
+async fn on_write(state: &AppState, who: &Who, kind: &str, text: &str) -> String {
+    let mut body: serde_json::Map<String, Value> = match serde_json::from_str(text) {
+        Ok(b) => b,
+        Err(e) => return nack(None, json_error(e)),
+    };
+    body.remove("type");
+    let conversation = body.remove("conversation_id");
+    let client_id = body.get("client_id").cloned();
+    if !matches!(&client_id, Some(Value::String(_))) {
+        return nack(
+            client_id,
+            AppError::bad_request(
+                "invalid_input",
+                "a message over the socket needs a `client_id`: its ack carries it back",
+            ),
+        );
+    }
+    let body = Value::Object(body);
+    let written = match who {
+        Who::Visitor(visitor) if kind == "message" => {
+            match serde_json::from_value::<super::visitor::MessageRequest>(body) {
+                Ok(req) => super::visitor::send_message(state, visitor, req).await,
+                Err(e) => Err(json_error(e)),
+            }
+        }
+        Who::Visitor(_) => Err(AppError::bad_request(
+            "invalid_input",
+            "a visitor's socket sends `message`, `typing` and `signal` frames",
+        )),
+        Who::Agent { agent, .. } => {
+            let Some(Value::String(id)) = conversation else {
+                return nack(
+                    client_id,
+                    AppError::bad_request(
+                        "invalid_input",
+                        "an agent's message names its `conversation_id`",
+                    ),
+                );
+            };
+            let kind = if kind == "note" {
+                TextKind::Note
+            } else {
+                TextKind::Message
+            };
+            match serde_json::from_value::<super::agent::TextRequest>(body) {
+                Ok(req) => super::agent::write_text(state, agent, &id, req, kind).await,
+                Err(e) => Err(json_error(e)),
+            }
+        }
+    };
+    match written {
+        Ok(Value::Object(mut answer)) => {
+            answer.insert("type".into(), "ack".into());
+            answer.insert("client_id".into(), client_id.unwrap_or_default());
+            Value::Object(answer).to_string()
+        }
+        Ok(_) => nack(client_id, AppError::internal("a write answered no object")),
+        Err(e) => nack(client_id, e),
+    }
+}
+
+/// The `ack` of a write that was refused: the HTTP status and error it would have had.
+fn nack(client_id: Option<Value>, e: AppError) -> String {
+    serde_json::json!({
+        "type": "ack",
+        "client_id": client_id.unwrap_or(Value::Null),
+        "status": e.status.as_u16(),
+        "error": e.error_object(),
+    })
+    .to_string()
 }
 
 /// A `typing` frame: passed on to the other side. True if it was.

@@ -245,10 +245,19 @@ pub async fn post_message(
     AuthVisitor(visitor): AuthVisitor,
     ApiJson(req): ApiJson<MessageRequest>,
 ) -> Result<Json<Value>, AppError> {
+    send_message(&state, &visitor, req).await.map(Json)
+}
+
+/// A visitor's message, by HTTP or over their socket: the same checks, the same answer.
+pub(super) async fn send_message(
+    state: &AppState,
+    visitor: &VisitorRef,
+    req: MessageRequest,
+) -> Result<Value, AppError> {
     check_client_id(&req.client_id)?;
     let text = body_text(req.text, &req.attachments)?;
     let attachments = super::attachments::for_message(
-        &state,
+        state,
         req.attachments,
         super::attachments::Sender::Visitor(&visitor.id),
     )
@@ -256,17 +265,17 @@ pub async fn post_message(
     let (conversation_id, outcome) = state
         .engine
         .visitor_command(
-            &visitor,
+            visitor,
             Command::VisitorMessage { text, attachments },
             client_key("visitor", req.client_id),
         )
         .await?;
-    Ok(Json(json!({
+    Ok(json!({
         "conversation_id": conversation_id,
         "message_id": outcome.message_id,
         "seq": outcome.seq,
         "duplicate": outcome.duplicate,
-    })))
+    }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,9 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
-use common::browser::{Browser, host_site};
+use common::browser::{Browser, host_site, js};
 use common::bundle::example_bundle;
-use serde_json::Value;
 
 /// The text of the widget's shadow root, polled until `pred` holds for it.
 async fn widget_text_until(browser: &Browser, what: &str, pred: impl Fn(&str) -> bool) -> String {
@@ -34,10 +33,6 @@ async fn widget_text_until(browser: &Browser, what: &str, pred: impl Fn(&str) ->
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn js(browser: &Browser, script: &str) -> Value {
-    browser.client.execute(script, vec![]).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

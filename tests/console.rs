@@ -3,9 +3,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::browser::Browser;
+use common::browser::{Browser, js, until};
 use common::live::{Api, PASSWORD, Session, Stream, agent_email};
 use common::{Bundle, TestServer};
 use fantoccini::Locator;
@@ -20,40 +20,6 @@ async fn server() -> (TestServer, Api) {
     let server = Bundle::live(2).serve(&[&agent_email(0), &agent_email(1)]);
     let api = Api::new(&server.url);
     (server, api)
-}
-
-/// Runs `script` in the page (its `return` value comes back).
-async fn js(browser: &Browser, script: &str) -> Value {
-    browser
-        .client
-        .execute(script, vec![])
-        .await
-        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
-}
-
-async fn page_text(browser: &Browser) -> String {
-    js(browser, "return document.body.innerText;")
-        .await
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Polls `script` until it returns `true`; panics with `what` and the page's text.
-async fn wait_js(browser: &Browser, what: &str, script: &str) {
-    let start = Instant::now();
-    loop {
-        if js(browser, script).await == Value::Bool(true) {
-            return;
-        }
-        if start.elapsed() > WAIT {
-            panic!(
-                "never true: {what}\nthe page says:\n{}",
-                page_text(browser).await
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// From here on, the page keeps its uncaught errors and rejections in `window.errors` and
@@ -131,7 +97,7 @@ async fn sign_in(browser: &Browser, url: &str, email: &str) {
 /// online and accepting (`watcher` is any agent's bearer token).
 async fn accept_chats(browser: &Browser, api: &Api, watcher: &str, email: &str) {
     browser.click("label.switch").await;
-    wait_js(
+    until(
         browser,
         "the Accept chats switch is on",
         "return document.getElementById('accepting').checked;",
@@ -165,7 +131,7 @@ async fn accept_in_browser(browser: &Browser, conv: &str) {
     browser
         .text_of(&format!("#sec-mine .row[data-id='{conv}']"))
         .await;
-    wait_js(
+    until(
         browser,
         "the composer writes to the visitor",
         "return !document.getElementById('note-mode').checked;",
@@ -205,7 +171,7 @@ async fn a_request_rings_is_accepted_and_both_sides_talk() {
     let row = format!("#sec-new .row[data-id='{}']", session.conv);
     browser.text_of(&format!("{row}.ringing")).await;
     assert!(browser.text_of(&row).await.contains("Visitor"));
-    wait_js(
+    until(
         &browser,
         "the title flashes",
         "return document.title === '(1) New request';",
@@ -219,7 +185,7 @@ async fn a_request_rings_is_accepted_and_both_sides_talk() {
         })
         .await;
     assert_eq!(assigned["data"]["text"], "Agent 0 has joined the chat.");
-    wait_js(
+    until(
         &browser,
         "the title stops flashing",
         "return document.title === 'livechat console';",
@@ -243,7 +209,7 @@ async fn a_request_rings_is_accepted_and_both_sides_talk() {
                 .any(|v| v["type"] == "typing" && v["data"]["from"] == "agent")
         })
         .await;
-    wait_js(
+    until(
         &browser,
         "the composer is empty again",
         "return document.getElementById('composer-text').value === '';",
@@ -312,7 +278,7 @@ async fn a_request_rings_is_accepted_and_both_sides_talk() {
         .set_window_size(1280 + extra(0), 800 + extra(1))
         .await
         .unwrap();
-    wait_js(
+    until(
         &browser,
         "a 1280×800 page",
         "return innerWidth === 1280 && innerHeight === 800;",
@@ -321,7 +287,7 @@ async fn a_request_rings_is_accepted_and_both_sides_talk() {
     browser
         .type_into("#composer-text", "Let me check that for you")
         .await;
-    wait_js(
+    until(
         &browser,
         "nothing is wider than the window at 1280×800",
         "return document.documentElement.scrollWidth <= window.innerWidth;",
@@ -333,7 +299,7 @@ async fn a_request_rings_is_accepted_and_both_sides_talk() {
 
     // A narrow window: one column, the conversation with a way back to the lists.
     browser.client.set_window_size(480, 800).await.unwrap();
-    wait_js(
+    until(
         &browser,
         "one column on a narrow window",
         "const lists = document.getElementById('lists');
@@ -343,7 +309,7 @@ async fn a_request_rings_is_accepted_and_both_sides_talk() {
     )
     .await;
     browser.click("#back").await;
-    wait_js(
+    until(
         &browser,
         "the lists come back",
         "return document.getElementById('lists').offsetParent !== null;",
@@ -366,7 +332,7 @@ async fn a_request_taken_by_another_agent_leaves_new() {
     let (session, _visitor) = ringing_visitor(&browser, &api).await;
     let row = format!("#sec-new .row[data-id='{}']", session.conv);
     browser.click(&row).await;
-    wait_js(
+    until(
         &browser,
         "the request offers Accept",
         "return [...document.querySelectorAll('#conv-actions button')]
@@ -379,7 +345,7 @@ async fn a_request_taken_by_another_agent_leaves_new() {
     browser
         .wait_for_text("#conv-notice", "Taken by someone else")
         .await;
-    wait_js(
+    until(
         &browser,
         "the request leaves New",
         &format!(
@@ -388,7 +354,7 @@ async fn a_request_taken_by_another_agent_leaves_new() {
         ),
     )
     .await;
-    wait_js(
+    until(
         &browser,
         "no Accept button and no ringing",
         "return ![...document.querySelectorAll('#conv-actions button')]
@@ -466,7 +432,7 @@ async fn a_note_stays_internal() {
     // The session cookie is HttpOnly; the browser's driver still reads it. First the
     // console settles (no call in flight for half a second), so that no call of its own
     // learns of the end before the socket does.
-    wait_js(
+    until(
         &browser,
         "the console is idle",
         "return fetching === 0 && Date.now() - fetchedAt > 500;",
@@ -509,7 +475,7 @@ async fn resolving_with_a_note_moves_it_to_resolved() {
     browser
         .text_of(&format!("#sec-resolved .row[data-id='{}']", session.conv))
         .await;
-    wait_js(
+    until(
         &browser,
         "it leaves Mine",
         &format!(
@@ -560,7 +526,7 @@ async fn resolving_with_a_note_moves_it_to_resolved() {
 
     // Reports: this week's figures, this agent's accept and resolve, and the CSV.
     browser.click("#reports").await;
-    wait_js(
+    until(
         &browser,
         "the reports pane with its totals",
         "return !document.getElementById('reports-pane').hidden
@@ -632,7 +598,7 @@ async fn resolving_with_a_note_moves_it_to_resolved() {
     browser
         .click(&format!("#sec-resolved .row[data-id='{}']", session.conv))
         .await;
-    wait_js(
+    until(
         &browser,
         "the conversation instead of the reports",
         "return document.getElementById('reports-pane').hidden
@@ -642,7 +608,7 @@ async fn resolving_with_a_note_moves_it_to_resolved() {
 
     // Sign out: back to the sign-in screen, and the cookie's session is over.
     browser.click("#signout").await;
-    wait_js(
+    until(
         &browser,
         "the sign-in screen",
         "return !document.getElementById('signin-view').hidden
@@ -768,7 +734,7 @@ async fn take_over_canned_reconnect_mute_transfer_search_and_reload() {
         .await;
 
     // `#hel` offers the canned response; Enter picks it (filled in), Enter sends it.
-    wait_js(
+    until(
         &browser,
         "the composer writes to the visitor",
         "return !document.getElementById('note-mode').checked;",
@@ -778,7 +744,7 @@ async fn take_over_canned_reconnect_mute_transfer_search_and_reload() {
     browser.wait_for_text("#picker", "#hello").await;
     assert!(!browser.text_of("#picker").await.contains("#refund"));
     browser.type_into("#composer-text", "\u{e007}").await;
-    wait_js(
+    until(
         &browser,
         "the response is filled in",
         "return document.getElementById('composer-text').value === 'Hi there, this is Agent 0.';",
@@ -797,7 +763,7 @@ async fn take_over_canned_reconnect_mute_transfer_search_and_reload() {
     // what it missed, once.
     js(&browser, "sockets[0].close();").await;
     visitor_says(&api, &bot_visitor, "b-2", "Missed while offline?").await;
-    wait_js(
+    until(
         &browser,
         "a second socket, after the last seq",
         "return sockets.length === 2 && /after=[1-9]/.test(sockets[1].url);",
@@ -807,7 +773,7 @@ async fn take_over_canned_reconnect_mute_transfer_search_and_reload() {
     browser
         .wait_for_text("#messages", "Missed while offline?")
         .await;
-    wait_js(
+    until(
         &browser,
         "the missed message shows once",
         "return [...document.querySelectorAll('#messages .msg-text')]
@@ -833,7 +799,7 @@ async fn take_over_canned_reconnect_mute_transfer_search_and_reload() {
         !again.iter().any(agent_message("Sent as the socket fell")),
         "sent twice: {again:?}"
     );
-    wait_js(
+    until(
         &browser,
         "it shows once, and went on the socket once",
         "return [...document.querySelectorAll('#messages .msg-text')]
@@ -841,7 +807,7 @@ async fn take_over_canned_reconnect_mute_transfer_search_and_reload() {
                && sent.filter(f => f.includes('Sent as the socket fell')).length === 1;",
     )
     .await;
-    wait_js(&browser, "a third socket", "return sockets.length === 3;").await;
+    until(&browser, "a third socket", "return sockets.length === 3;").await;
     browser.wait_for_text("#conn", "Live").await;
 
     // A request rings; Mute moves it under Awaiting and stops the ringing here.
@@ -853,7 +819,7 @@ async fn take_over_canned_reconnect_mute_transfer_search_and_reload() {
     browser
         .text_of(&format!("#sec-awaiting .row[data-id='{}']", ringing.conv))
         .await;
-    wait_js(
+    until(
         &browser,
         "nothing rings for this agent",
         "return !document.querySelector('.row.ringing') && document.title === 'livechat console';",
@@ -883,7 +849,7 @@ async fn take_over_canned_reconnect_mute_transfer_search_and_reload() {
         .await
         .unwrap();
     click_labelled(&browser, "transfer-form", "Transfer").await;
-    wait_js(
+    until(
         &browser,
         "the chat leaves Mine",
         &format!(
@@ -900,7 +866,7 @@ async fn take_over_canned_reconnect_mute_transfer_search_and_reload() {
     browser
         .text_of(&format!("#lists .row[data-id='{}']", bot_visitor.conv))
         .await;
-    wait_js(
+    until(
         &browser,
         "only the match is listed",
         "return document.querySelectorAll('#lists .row').length === 1;",
@@ -963,7 +929,7 @@ async fn only_admins_export_and_erase_a_visitor_and_erasing_asks_first() {
     browser.click(&row).await;
     browser.wait_for_text("#details", "Export data").await;
     click_labelled(&browser, "details", "Export data").await;
-    wait_js(
+    until(
         &browser,
         "the export holds the visitor's messages",
         "return exported.length === 1 && exported[0].includes('my browser parcel');",
@@ -977,7 +943,7 @@ async fn only_admins_export_and_erase_a_visitor_and_erasing_asks_first() {
     click_labelled(&browser, "details", "Erase visitor…").await;
     click_labelled(&browser, "details", "Erase for good").await;
     browser.wait_for_text("#toast", "erased").await;
-    wait_js(
+    until(
         &browser,
         "the erased conversation is closed and gone from the lists",
         &format!(

@@ -15,7 +15,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
-use common::browser::Browser;
+use common::browser::{Browser, js, until};
 use common::live::{Api, PASSWORD, agent_email};
 use common::{Bundle, TestServer};
 use fantoccini::wd::{WebDriverCompatibleCommand, WindowHandle};
@@ -42,32 +42,6 @@ impl WebDriverCompatibleCommand for Cdp {
 
     fn method_and_body(&self, _: &reqwest::Url) -> (Method, Option<String>) {
         (Method::POST, Some(self.0.to_string()))
-    }
-}
-
-async fn js(browser: &Browser, script: &str) -> Value {
-    browser
-        .client
-        .execute(script, vec![])
-        .await
-        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
-}
-
-/// Polls `script` until it returns `true`; panics with `what` and the page's text.
-async fn wait_js(browser: &Browser, what: &str, script: &str) {
-    let start = Instant::now();
-    loop {
-        if js(browser, script).await == Value::Bool(true) {
-            return;
-        }
-        if start.elapsed() > WAIT {
-            let text = js(browser, "return document.body.innerText;").await;
-            panic!(
-                "never true: {what}\nthe page says:\n{}",
-                text.as_str().unwrap_or("")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -141,7 +115,7 @@ async fn wait_badge(browser: &Browser, section: &str, conv: &str, want: &str) {
         "const b = document.querySelector(\"{} .row-unread\"); return (b ? b.textContent : '') === '{want}';",
         row(section, conv)
     );
-    wait_js(browser, &format!("{conv} shows unread `{want}`"), &script).await;
+    until(browser, &format!("{conv} shows unread `{want}`"), &script).await;
 }
 
 async fn unread_of(api: &Api, token: &str, conv: &str) -> i64 {
@@ -189,7 +163,7 @@ async fn deep_link_unread_counts_across_tabs_and_notifications_of_a_hidden_conso
     browser.click("label.switch").await;
     api.wait_agent(&other.token, &me, |v| v["accepting"] == true)
         .await;
-    wait_js(
+    until(
         &browser,
         "the linked request is open with its Accept button",
         "return [...document.querySelectorAll('#conv-actions button')]
@@ -217,13 +191,13 @@ async fn deep_link_unread_counts_across_tabs_and_notifications_of_a_hidden_conso
     says(&api, &a.token, "a1", "hello?").await;
     says(&api, &a.token, "a2", "anyone?").await;
     wait_badge(&browser, "mine", &a.conv, "2").await;
-    wait_js(
+    until(
         &browser,
         "the Unread tab counts one conversation",
         "return document.getElementById('view-unread-count').textContent === '1';",
     )
     .await;
-    wait_js(
+    until(
         &browser,
         "the favicon counts my unread chat",
         "return document.querySelector('link[rel=icon]').getAttribute('data-count') === '1';",
@@ -233,7 +207,7 @@ async fn deep_link_unread_counts_across_tabs_and_notifications_of_a_hidden_conso
     browser.click("#view-unread").await;
     browser.text_of(&row("mine", &a.conv)).await;
     browser.click("#view-done").await;
-    wait_js(
+    until(
         &browser,
         "Done hides open chats",
         "return document.getElementById('sec-mine').hidden;",
@@ -281,7 +255,7 @@ async fn deep_link_unread_counts_across_tabs_and_notifications_of_a_hidden_conso
 
     // (3) A hidden console: a message in my open chat notifies and stays unread until the
     // tab is seen again.
-    wait_js(
+    until(
         &browser,
         "the browser allows notifications",
         "return Notification.permission === 'granted';",
@@ -291,7 +265,7 @@ async fn deep_link_unread_counts_across_tabs_and_notifications_of_a_hidden_conso
     says(&api, &a.token, "a3", "I am still here").await;
     stays_unread(&api, &token, &a.conv, 1).await;
     show(&browser, console).await;
-    wait_js(
+    until(
         &browser,
         "a notification of the message, made while hidden",
         &format!(
@@ -318,7 +292,7 @@ async fn deep_link_unread_counts_across_tabs_and_notifications_of_a_hidden_conso
     // It rings for two seconds in the background, then the console comes back to the front.
     tokio::time::sleep(Duration::from_secs(2)).await;
     show(&browser, console).await;
-    wait_js(
+    until(
         &browser,
         "a notification of the new request, made while hidden",
         &format!(
@@ -326,7 +300,7 @@ async fn deep_link_unread_counts_across_tabs_and_notifications_of_a_hidden_conso
         ),
     )
     .await;
-    wait_js(
+    until(
         &browser,
         "the favicon counts the ringing request",
         "return document.querySelector('link[rel=icon]').getAttribute('data-count') === '1';",
@@ -337,7 +311,7 @@ async fn deep_link_unread_counts_across_tabs_and_notifications_of_a_hidden_conso
         &format!("shown.find(n => n.tag === '{tag}').note.dispatchEvent(new Event('click'));"),
     )
     .await;
-    wait_js(
+    until(
         &browser,
         "the clicked request is open with Accept",
         &format!(

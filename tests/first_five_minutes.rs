@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
-use common::browser::Browser;
+use common::browser::{Browser, js, until};
 use common::bundle::example_bundle;
 use fantoccini::Locator;
 use fantoccini::elements::Element;
@@ -19,34 +19,6 @@ use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(15);
 const PASSWORD: &str = "my first password";
-
-async fn js(browser: &Browser, script: &str) -> Value {
-    browser.client.execute(script, vec![]).await.unwrap()
-}
-
-/// Polls `script` (a function body) until it returns something truthy; answers that.
-async fn until(browser: &Browser, what: &str, script: &str) -> Value {
-    let start = Instant::now();
-    loop {
-        let v = js(browser, script).await;
-        if !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0)) {
-            return v;
-        }
-        if start.elapsed() > LIMIT {
-            let body = js(
-                browser,
-                "const h = document.querySelector('[data-livechat]');
-                 return document.body.innerText + (h ? '\\n[widget] ' + h.shadowRoot.textContent : '');",
-            )
-            .await;
-            panic!(
-                "{what}: not within {LIMIT:?}; the page says:\n{}",
-                body.as_str().unwrap_or("")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// The widget's shadow root as `r` in `body`.
 fn in_widget(body: &str) -> String {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use common::Bundle;
-use common::browser::Browser;
+use common::browser::{Browser, js, until};
 use common::live::{Api, agent_email};
 
 const CALL_FLAGS: &[&str] = &[
@@ -67,30 +67,6 @@ fn in_namespace<F: std::future::Future<Output = ()> + Send>(name: &str, inside: 
         "the call test inside the namespace:\n{said}"
     );
     assert!(said.contains("1 passed"), "{said}");
-}
-
-/// Runs `script` in the page; its `return` value comes back.
-async fn js(b: &Browser, script: &str) -> Value {
-    b.client
-        .execute(script, vec![])
-        .await
-        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
-}
-
-/// Polls `script` until it returns true.
-async fn until(b: &Browser, what: &str, script: &str) {
-    let start = Instant::now();
-    loop {
-        if js(b, script).await == Value::Bool(true) {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "never true: {what}\n{}",
-            js(b, "return document.body.innerText").await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The widget's shadow root, as `r`, for a widget script.

@@ -197,3 +197,42 @@ pub fn screenshot_path(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
+
+/// How long [`until`] polls.
+const UNTIL: Duration = Duration::from_secs(20);
+
+/// Runs `script` (a function body) in the page; its `return` value comes back. A script
+/// that throws fails the test, naming the script.
+pub async fn js(browser: &Browser, script: &str) -> serde_json::Value {
+    browser
+        .client
+        .execute(script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+}
+
+/// Polls `script` until it returns something truthy (not null, false, "" or 0) and answers
+/// that; after 20 s fails the test with `what` and what the page (and a widget on it) says.
+pub async fn until(browser: &Browser, what: &str, script: &str) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let v = js(browser, script).await;
+        if !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0)) {
+            return v;
+        }
+        if start.elapsed() > UNTIL {
+            let says = js(
+                browser,
+                "const w = document.querySelector('[data-livechat]');
+                 return document.body.innerText
+                   + (w && w.shadowRoot ? '\\n[widget] ' + w.shadowRoot.textContent : '');",
+            )
+            .await;
+            panic!(
+                "{what}: not within {UNTIL:?}; the page says:\n{}",
+                says.as_str().unwrap_or("")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -234,6 +234,28 @@ async fn the_flow_fills_fields_agents_edit_them_exports_carry_them_and_erase_rem
     let d2 = api.details(&ana, &conv).await;
     assert_eq!(d2["contact"][0]["value"], "<i>Initech</i>", "{d2}");
 
+    // The visitor ends the chat and comes back: a new conversation, the same profile.
+    api.post_ok(
+        "/api/v1/visitor/actions",
+        Some(&visitor.token),
+        json!({"type": "end"}),
+    )
+    .await;
+    let (status, again) = api
+        .post(
+            "/api/v1/visitor/sessions",
+            None,
+            json!({"bot": "shop", "token": visitor.token}),
+        )
+        .await;
+    assert_eq!(status, 201, "{again}");
+    let conv2 = again["conversation_id"].as_str().unwrap().to_string();
+    assert_ne!(conv2, conv);
+    let d3 = api.details(&ana, &conv2).await;
+    assert_eq!(d3["visitor"]["id"], d["visitor"]["id"], "{d3}");
+    assert_eq!(d3["contact"][0]["value"], "<i>Initech</i>", "{d3}");
+    assert_eq!(d3["contact"][1]["value"], "Pro", "{d3}");
+
     // The visitor's export holds their values; erasing the visitor removes them.
     let boss = api.login(BOSS).await;
     let vid = d["visitor"]["id"].as_str().unwrap().to_string();
@@ -242,6 +264,10 @@ async fn the_flow_fills_fields_agents_edit_them_exports_carry_them_and_erase_rem
         .await;
     assert_eq!(export["contact"]["company"], "<i>Initech</i>");
     assert_eq!(export["contact"]["plan"], "Pro");
+    // The new conversation holds them too (what its alerts tell).
+    let convs = export["conversations"].as_array().unwrap();
+    assert_eq!(convs.len(), 2, "{export}");
+    assert_eq!(convs[1]["state"]["contact"]["company"], "<i>Initech</i>");
     let (status, body) = api
         .call(
             "DELETE",

@@ -50,3 +50,49 @@ pub fn erase(conn: &Connection, visitor_id: &str) -> Result<usize, StoreError> {
         [visitor_id],
     )?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_set_changed_cleared_and_go_with_their_visitor() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::MIGRATIONS.to_latest(&mut conn).unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        conn.execute(
+            "INSERT INTO visitors (id, token_hash, bot, created_at, last_seen_at)
+             VALUES ('v_1', 'h', 'shop', 'x', 'x')",
+            [],
+        )
+        .unwrap();
+        let fields = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        save(
+            &conn,
+            "v_1",
+            &fields(&[("company", "Acme"), ("plan", "Pro")]),
+            "t1",
+        )
+        .unwrap();
+        save(
+            &conn,
+            "v_1",
+            &fields(&[("company", "Initech"), ("plan", "")]),
+            "t2",
+        )
+        .unwrap();
+        assert_eq!(
+            of_visitor(&conn, "v_1").unwrap(),
+            fields(&[("company", "Initech")])
+        );
+        // Retention deletes the visitor row alone: the values follow it.
+        conn.execute("DELETE FROM visitors WHERE id = 'v_1'", [])
+            .unwrap();
+        assert!(of_visitor(&conn, "v_1").unwrap().is_empty());
+    }
+}

@@ -448,8 +448,8 @@ async fn conversations_export_as_csv_for_a_period_and_the_callers_bots() {
         "{body}"
     );
     assert!(
-        lines[1].ends_with(",1,0,0,,,,0,0"),
-        "one visitor message, no note, no file, no rating, no video call: {body}"
+        lines[1].ends_with(",1,0,0,,,,0,0,"),
+        "one visitor message, no note, no file, no rating, no video call, no contact field: {body}"
     );
     assert!(!body.contains(&other));
     // An admin sees every bot's; `bot` narrows.

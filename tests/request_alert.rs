@@ -166,3 +166,188 @@ async fn the_alert_waits_for_the_collected_name_routing_sees_the_asked_language_
 async fn token_of(api: &Api) -> String {
     api.login("ana@acme.example").await
 }
+
+const SHOP: &str = r#"name = "Acme Shop"
+
+[[contact_field]]
+name = "company"
+label = "Company"
+
+[[contact_field]]
+name = "plan"
+label = "Plan"
+type = "select"
+options = ["Free", "Pro"]
+
+[[step]]
+id = "start"
+say = "What is it about?"
+choices = [
+  { label = "Billing", set = { topic = "billing", "contact.plan" = "Pro" } },
+]
+
+[[step]]
+id = "company"
+say = "Your company?"
+ask = { var = "contact.company" }
+
+[[step]]
+id = "human"
+live_chat = "desk"
+
+[live_chat.desk]
+collect = ["name"]
+notify = ["crm"]
+notify_email = ["sales@acme.example"]
+
+[webhook.crm]
+kind = "generic"
+url = "${CRM_HOOK}"
+"#;
+
+/// The new-request alert and mail tell who (the collected name), where (page, language),
+/// what about (the flow's topic, the contact fields) and link to the request; the mail
+/// goes through the outbox to a real SMTP server with the visitor's text escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alert_and_the_mail_carry_page_language_topic_contact_fields_and_the_deep_link() {
+    let (hook, seen) = receiver().await;
+    let smtp = common::smtp::SmtpServer::start();
+    let conf_dir = tempfile::tempdir().unwrap().keep();
+    let conf = smtp.settings(
+        &conf_dir,
+        "outbox_retry = \"200ms\"\npublic_url = \"http://chat.acme.example\"",
+    );
+    let server = TestServer::start(
+        |dir| {
+            Bundle::new()
+                .team("desk", &["shop"])
+                .agent("Ana Lima", "ana@acme.example", "desk")
+                .bot("shop", SHOP)
+                .write(dir)
+        },
+        &[
+            ("CRM_HOOK", hook.as_str()),
+            ("LIVECHAT_CONFIG", conf.to_str().unwrap()),
+        ],
+    );
+    set_password_with(
+        &server.bots_dir,
+        &server.data_dir,
+        "ana@acme.example",
+        &server.env,
+    );
+    let api = Api::new(&server.url);
+    let Console {
+        stream: mut console,
+        ..
+    } = api.go_online("ana@acme.example").await;
+    let reply = api
+        .request("POST", "/api/v1/visitor/sessions")
+        .header("Accept-Language", "de-CH, en;q=0.5")
+        .json(json!({"bot": "shop", "page_url": "https://acme.example/pricing?x=1"}))
+        .send()
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let token = reply.body["token"].as_str().unwrap().to_string();
+    let conv = reply.body["conversation_id"].as_str().unwrap().to_string();
+    api.post_ok(
+        "/api/v1/visitor/actions",
+        Some(&token),
+        json!({"type": "choice", "value": "Billing"}),
+    )
+    .await;
+    api.post_ok(
+        "/api/v1/visitor/messages",
+        Some(&token),
+        json!({"client_id": "c", "text": "<b>Acme</b> & Co"}),
+    )
+    .await;
+    api.request_live_chat(&token).await;
+    api.post_ok(
+        "/api/v1/visitor/messages",
+        Some(&token),
+        json!({"client_id": "n", "text": "Dana <Scully>"}),
+    )
+    .await;
+    console.event("livechat.ringing", Some(&conv)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no alert");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let body = seen.lock().unwrap()[0].clone();
+    assert_eq!(body["event"], "livechat.requested", "{body}");
+    assert_eq!(body["visitor"]["name"], "Dana <Scully>", "{body}");
+    assert_eq!(body["page_url"], "https://acme.example/pricing?x=1");
+    assert_eq!(body["language"], "de-CH", "{body}");
+    // No `country_header` is set: the server has no source for a country.
+    assert_eq!(body["country"], Value::Null);
+    assert_eq!(body["variables"]["topic"], "billing", "{body}");
+    assert_eq!(
+        body["contact"],
+        json!({"company": "<b>Acme</b> & Co", "plan": "Pro"}),
+        "{body}"
+    );
+    assert!(
+        body["fields"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"label": "Company", "value": "<b>Acme</b> & Co"})),
+        "{body}"
+    );
+    assert_eq!(
+        body["console_url"],
+        format!("http://chat.acme.example/console#/conversations/{conv}")
+    );
+
+    let mails = tokio::task::spawn_blocking(move || {
+        smtp.wait_for_kind("new_request", 1, Duration::from_secs(15))
+    })
+    .await
+    .unwrap();
+    let mail = &mails[0];
+    let header = |name: &str| common::smtp::header(mail, name);
+    assert_eq!(header("To").as_deref(), Some("sales@acme.example"));
+    assert_eq!(
+        header("Subject").as_deref(),
+        Some("New chat request: Dana <Scully>")
+    );
+    let text = decode_qp(mail);
+    for needle in [
+        "https://acme.example/pricing?x=1",
+        "Language: de-CH",
+        "Company: <b>Acme</b> & Co",
+        "topic: billing",
+        &format!("http://chat.acme.example/console#/conversations/{conv}"),
+    ] {
+        assert!(text.contains(needle), "{needle} not in {text}");
+    }
+    // The HTML part escapes what the visitor typed.
+    assert!(
+        text.contains("&lt;b&gt;Acme&lt;&#x2f;b&gt; &amp; Co"),
+        "{text}"
+    );
+    assert!(!text.contains("<b>Acme</b> & Co</td>"), "{text}");
+    assert!(text.contains("Dana &lt;Scully&gt;"), "{text}");
+}
+
+/// Undoes quoted-printable soft breaks and `=XX` escapes, enough to search a body.
+fn decode_qp(s: &str) -> String {
+    let joined = s.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -219,7 +219,7 @@ async fn a_video_call_is_signalled_between_its_two_sides_only() {
         .unwrap_or_else(|| panic!("{}", csv.text));
     let secs = ended["data"]["duration_secs"].as_i64().unwrap();
     assert!(
-        row.ends_with(&format!(",1,{secs}")),
+        row.ends_with(&format!(",1,{secs},")),
         "one call of {secs} s: {row}"
     );
 }

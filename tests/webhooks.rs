@@ -152,12 +152,20 @@ fn request() -> Notification {
         visitor_name: Some("Jane Doe".into()),
         visitor_email: Some("jane@example.com".into()),
         page_url: Some("https://acme.example/pricing".into()),
+        language: Some("en-US".into()),
+        country: None,
+        variables: [("topic".to_string(), "billing".to_string())].into(),
+        contact: [("company".to_string(), "Acme".to_string())].into(),
         video: false,
         lines: vec![
             "Billing question".into(),
             "I was charged twice for March".into(),
         ],
-        fields: vec![],
+        // A new request tells the contact fields (by label) and the flow's variables.
+        fields: vec![
+            ("Company".into(), "Acme".into()),
+            ("topic".into(), "billing".into()),
+        ],
         console_url: "https://chat.acme.example/console#/conversations/c_01HZX4Q7".into(),
         at: "2026-04-20T14:03:05Z".parse().unwrap(),
     }
@@ -177,6 +185,9 @@ fn offline_form() -> Notification {
             ),
         ],
         console_url: "https://chat.acme.example/console#/conversations/c_01HZX9K2".into(),
+        language: None,
+        variables: Default::default(),
+        contact: Default::default(),
         ..request()
     }
 }

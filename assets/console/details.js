@@ -1,12 +1,13 @@
-/* The panel beside the open conversation: who the visitor is, where they came from, the
- * conversation's facts, the flow's variables, offline form answers and earlier chats. On
- * a narrow window it opens with the Details button. */
+/* The panel beside the open conversation: who the visitor is, where they came from, their
+ * contact fields (contact.js), the conversation's facts, the flow's variables, offline form
+ * answers and earlier chats. On a narrow window it opens with the Details button. */
 
 import { $, h, clear } from './dom.js';
 import { now, nameOf } from './state.js';
 import { clock, ratingText, safeUrl, statusLabel, valueText } from './format.js';
 import { conv, openConv } from './conversation.js';
 import { privacySection } from './privacy.js';
+import { contactSection } from './contact.js';
 
 function expanded() {
   return $('details-toggle').getAttribute('aria-expanded') === 'true';
@@ -57,6 +58,8 @@ export function renderDetails(d) {
     ['Name', visitor.name || 'not given'], ['Email', visitor.email], ['Page', page],
     ['Country', d.country], ['Language', d.language],
   ]));
+  const contact = contactSection(d);
+  if (contact) aside.appendChild(contact);
   aside.appendChild(h('h3', null, 'Conversation'));
   aside.appendChild(dl([
     ['Bot', d.bot], ['Team', d.team], ['Status', statusLabel(d.status)],

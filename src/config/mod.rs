@@ -3,6 +3,7 @@
 //! `Bundle::from_sources` is pure: file texts in, a validated bundle or every error out.
 //! Reading a directory, installing a bundle and watching for edits are thin wrappers.
 
+pub mod contacts;
 pub mod diagnostic;
 pub mod graph;
 pub mod hours;

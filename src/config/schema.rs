@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::contacts::ContactField;
 use super::values::{ByteSize, Color, DurationValue, Email, EnvString, Template};
 
 /// One bot: the file `bots/<id>.toml`. Its id is the file name.
@@ -49,6 +50,18 @@ pub struct BotHeader {
     /// action: one list for every language, or a list per language.
     #[serde(default)]
     pub handoff_phrases: HandoffPhrases,
+    /// `[[contact_field]]`: customer details kept per visitor beyond name and email.
+    #[serde(default, rename = "contact_field")]
+    pub contact_fields: Vec<ContactField>,
+}
+
+impl BotHeader {
+    /// The contact field declared as `name`.
+    pub fn contact_field(&self, name: &str) -> Option<&ContactField> {
+        self.contact_fields
+            .iter()
+            .find(|f| f.name.get_ref() == name)
+    }
 }
 
 /// `[attachments]` of a bot file: whether files may be sent in its chats, which kinds, and
@@ -401,6 +414,10 @@ pub struct LiveChat {
     /// Webhooks (keys of `[webhook.*]`) told of new requests, timeouts and offline messages.
     #[serde(default)]
     pub notify: Vec<Spanned<String>>,
+    /// Addresses mailed when a request of this action starts ringing (the new-request
+    /// mail, through the outbox). Only these: a visitor can never choose one.
+    #[serde(default)]
+    pub notify_email: Vec<Email>,
     /// `ring`: every eligible agent rings, first accept wins. `auto`: offered to the
     /// least-loaded eligible agent, then the next after `offer_timeout`.
     #[serde(default)]

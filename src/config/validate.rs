@@ -13,6 +13,7 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::contacts::{self, ContactKind};
 use super::graph;
 use super::hours::OpeningHours;
 use super::load::did_you_mean;
@@ -228,6 +229,7 @@ fn check_bot(
         }
     }
     check_handoff_phrases(out, file, bot);
+    check_contact_fields(out, file, bot);
     check_steps(out, file, bot);
     for (name, live_chat) in &bot.live_chat {
         check_live_chat(out, file, bot, name, live_chat, teams, serving);
@@ -309,6 +311,12 @@ fn check_steps(out: &mut Report<'_>, file: &str, bot: &Bot) {
             );
         }
         if let Some(ask) = &step.ask
+            && let Some(field) = contacts::field_of_var(ask.var.get_ref())
+        {
+            if bot.header.contact_field(field).is_none() {
+                out.error(file, ask.var.span(), undeclared_contact(field, bot));
+            }
+        } else if let Some(ask) = &step.ask
             && !is_identifier(ask.var.get_ref())
         {
             out.error(
@@ -323,6 +331,109 @@ fn check_steps(out: &mut Report<'_>, file: &str, bot: &Bot) {
         }
     }
     check_reachable(out, file, bot);
+}
+
+/// `[[contact_field]]`: names unique and usable as keys, not the built-in ones; a select
+/// has options and only a select has them.
+fn check_contact_fields(out: &mut Report<'_>, file: &str, bot: &Bot) {
+    let fields = &bot.header.contact_fields;
+    out.duplicates(
+        file,
+        fields.iter().map(|f| {
+            (
+                f.name.get_ref().as_str(),
+                f.name.get_ref().as_str(),
+                f.name.span(),
+            )
+        }),
+        |name, line| format!("duplicate contact field `{name}` (first declared on line {line})"),
+    );
+    for f in fields {
+        let name = f.name.get_ref();
+        if !is_identifier(name) {
+            out.error(
+                file,
+                f.name.span(),
+                format!(
+                    "invalid contact field name `{name}`: use lowercase letters, digits and \
+                     `_`, starting with a letter or `_`"
+                ),
+            );
+        } else if name == "name" || name == "email" {
+            out.error(
+                file,
+                f.name.span(),
+                format!(
+                    "contact field `{name}` is built in: every visitor has a name and an \
+                     email, so leave it out of `[[contact_field]]`"
+                ),
+            );
+        }
+        match (f.kind, f.options.is_empty()) {
+            (ContactKind::Select, true) => out.error(
+                file,
+                f.name.span(),
+                format!("contact field `{name}` is a select without `options`"),
+            ),
+            (kind, false) if kind != ContactKind::Select => out.error(
+                file,
+                f.name.span(),
+                format!(
+                    "contact field `{name}` has `options`, but only `type = \"select\"` \
+                     offers them"
+                ),
+            ),
+            _ => {}
+        }
+    }
+    for step in &bot.steps {
+        for choice in &step.choices {
+            for (var, value) in &choice.set {
+                let Some(field) = contacts::field_of_var(var) else {
+                    continue;
+                };
+                match bot.header.contact_field(field) {
+                    None => out.error(
+                        file,
+                        step.id.span(),
+                        format!(
+                            "step `{}` sets `{var}`: {}",
+                            step.id.get_ref(),
+                            undeclared_contact(field, bot)
+                        ),
+                    ),
+                    Some(f) => {
+                        if let Err(why) = f.check(value) {
+                            out.error(
+                                file,
+                                step.id.span(),
+                                format!(
+                                    "step `{}` sets `{var}` to `{value}`, which {why}",
+                                    step.id.get_ref()
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn undeclared_contact(field: &str, bot: &Bot) -> String {
+    let declared: Vec<&str> = bot
+        .header
+        .contact_fields
+        .iter()
+        .map(|f| f.name.get_ref().as_str())
+        .collect();
+    with_hint(
+        format!(
+            "contact field `{field}` is not declared in this bot (no `[[contact_field]]` with `name = \"{field}\"`)"
+        ),
+        field,
+        &declared,
+    )
 }
 
 fn join_and(items: &[&str]) -> String {

@@ -8,6 +8,7 @@
 //! Timers are derived from the deadlines stored with each conversation, so they survive a
 //! restart.
 
+pub mod contacts;
 pub mod notify;
 mod persist;
 mod presence;

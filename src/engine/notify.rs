@@ -89,6 +89,10 @@ pub fn form_items(out: &Outbound, s: &Submission<'_>, now: Timestamp) -> Result<
         visitor_name,
         visitor_email: reply_to,
         page_url: s.page_url.map(str::to_string),
+        language: None,
+        country: None,
+        variables: Default::default(),
+        contact: Default::default(),
         video: false,
         lines: Vec::new(),
         fields,
@@ -132,6 +136,48 @@ pub fn actions_with_form<'b>(bot: &'b Bot, form: &str) -> Vec<&'b LiveChat> {
         .collect()
 }
 
+/// What a new-request alert tells beyond who and where: the contact fields the visitor
+/// gave (by name, and as labelled lines for people) and the flow's other variables (the
+/// topic, what routing looks at; `name` and `email` have their own place).
+struct RequestDetails {
+    variables: std::collections::BTreeMap<String, String>,
+    contact: std::collections::BTreeMap<String, String>,
+    labelled: Vec<(String, String)>,
+}
+
+fn request_details(bot: &Bot, conv: &Conversation) -> RequestDetails {
+    let contact: std::collections::BTreeMap<String, String> = bot
+        .header
+        .contact_fields
+        .iter()
+        .filter_map(|f| {
+            let name = f.name.get_ref();
+            conv.contact.get(name).map(|v| (name.clone(), v.clone()))
+        })
+        .collect();
+    let variables: std::collections::BTreeMap<String, String> = conv
+        .flow
+        .vars
+        .iter()
+        .filter(|(k, _)| {
+            !k.starts_with(crate::config::contacts::VAR_PREFIX) && *k != "name" && *k != "email"
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut labelled: Vec<(String, String)> = bot
+        .header
+        .contact_fields
+        .iter()
+        .filter_map(|f| Some((f.label.clone(), contact.get(f.name.get_ref())?.clone())))
+        .collect();
+    labelled.extend(variables.iter().map(|(k, v)| (k.clone(), v.clone())));
+    RequestDetails {
+        variables,
+        contact,
+        labelled,
+    }
+}
+
 /// Whether a transition from status `was` with `events` makes a request start ringing:
 /// the moment a new request is announced (after the name and email the action collects,
 /// so the alert names the visitor), not a transfer, a reopen or a ring anew.
@@ -160,6 +206,7 @@ pub fn transition_items(
         .unwrap_or_default();
     let mut items = Vec::new();
     if starts_ringing(was, events) {
+        let request = request_details(bot, conv);
         let note = Notification {
             event: NotifyEvent::NewRequest,
             bot_id: conv.bot.clone(),
@@ -168,13 +215,27 @@ pub fn transition_items(
             visitor_name: conv.name.clone(),
             visitor_email: conv.email.clone(),
             page_url: conv.page_url.clone(),
+            language: Some(
+                conv.requested_language
+                    .clone()
+                    .unwrap_or_else(|| conv.language.clone()),
+            ),
+            country: conv.country.clone(),
+            variables: request.variables,
+            contact: request.contact,
             video: conv.video,
             lines: lines.to_vec(),
-            fields: Vec::new(),
+            fields: request.labelled,
             console_url: out.console_url(Some(&conv.id)),
             at: now,
         };
         items.extend(webhook_items(&conv.bot, bot, &notify, &note));
+        if let Some(action) = action.filter(|a| !a.notify_email.is_empty()) {
+            match new_request_mail(out, bot, action, &note) {
+                Ok(mail) => items.push(Item::Mail(mail)),
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
     }
     for event in events {
         let note = |kind: NotifyEvent| Notification {
@@ -185,6 +246,10 @@ pub fn transition_items(
             visitor_name: conv.name.clone(),
             visitor_email: conv.email.clone(),
             page_url: conv.page_url.clone(),
+            language: None,
+            country: None,
+            variables: Default::default(),
+            contact: Default::default(),
             video: false,
             lines: lines.to_vec(),
             fields: Vec::new(),
@@ -233,6 +298,60 @@ pub fn transition_items(
         }
     }
     items
+}
+
+/// The new-request mail to the action's `notify_email`: what the new-request webhook
+/// tells, with the deep link. The HTML part escapes every value (minijinja's HTML
+/// autoescape); the text part is plain text.
+fn new_request_mail(
+    out: &Outbound,
+    bot: &Bot,
+    action: &LiveChat,
+    n: &Notification,
+) -> Result<Mail, String> {
+    let who = n
+        .visitor_name
+        .as_deref()
+        .or(n.visitor_email.as_deref())
+        .unwrap_or("a visitor");
+    // A header line: the visitor's name on one line, not too long.
+    let who: String = who
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(80)
+        .collect();
+    let subject = format!("New chat request: {who}");
+    let ctx = json!({
+        "subject": subject,
+        "public_url": out.public_url,
+        "bot": { "id": n.bot_id, "name": bot.header.name.get_ref() },
+        "visitor": { "name": n.visitor_name, "email": n.visitor_email },
+        "page_url": n.page_url,
+        "language": n.language,
+        "country": n.country,
+        "details": n.fields.iter().map(|(l, v)| json!({"label": l, "value": v})).collect::<Vec<_>>(),
+        "contact": n.contact,
+        "variables": n.variables,
+        "lines": n.lines,
+        "at": n.at.to_string(),
+        "console_url": n.console_url,
+    });
+    let (text, html) = out
+        .templates
+        .render_pair("mail/new_request", &ctx)
+        .map_err(|e| format!("the new request mail template: {e}"))?;
+    Ok(Mail {
+        kind: "new_request".into(),
+        to: action
+            .notify_email
+            .iter()
+            .map(|e| e.as_str().to_string())
+            .collect(),
+        reply_to: n.visitor_email.clone(),
+        subject,
+        text,
+        html,
+    })
 }
 
 /// The notice to the team that a request went unanswered: to the agents of the team it

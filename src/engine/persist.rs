@@ -1,6 +1,8 @@
 //! The engine's SQL: writing a transition (conversation row, events, messages) in one job of
 //! the group commit, and reading conversations and events back.
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -30,6 +32,8 @@ struct PendingEvent {
     data: String,
     message: Option<PendingMessage>,
     form: Option<(String, String)>,
+    /// Contact fields a `contact.updated` sets on the visitor's profile.
+    contact: Option<BTreeMap<String, String>>,
     /// The envelopes without their `seq`, which only the insert gives: `"type":…}`.
     agent_rest: String,
     visitor_rest: Option<String>,
@@ -89,6 +93,10 @@ impl Pending {
                 )),
                 _ => None,
             };
+            let contact = match &event {
+                EventData::ContactUpdated { fields, .. } => Some(fields.clone()),
+                _ => None,
+            };
             let data = event.data();
             let visitor_data = event.visitor_view();
             let visible = visitor_data.is_some();
@@ -101,6 +109,7 @@ impl Pending {
                 data: data.to_string(),
                 message,
                 form,
+                contact,
                 agent_rest,
                 visitor_rest,
             });
@@ -209,6 +218,9 @@ pub fn write_transition(conn: &Connection, p: &Pending) -> Result<Vec<i64>, Stor
                 &m.attachments,
                 p.now.as_millisecond(),
             )?;
+        }
+        if let Some(fields) = &event.contact {
+            crate::store::contacts::save(conn, &conv.visitor_id, fields, &p.at)?;
         }
         if let Some((form, values)) = &event.form {
             conn.prepare_cached(

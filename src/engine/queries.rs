@@ -1,13 +1,14 @@
 //! Reads for the API: event replay for streams, conversation lists, details, transcripts.
 //! Each runs on a read connection in a blocking thread; none takes the conversation locks.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::{Connection, params_from_iter};
 use serde_json::{Value, json};
 
 use super::wire;
 use crate::chat::conversation::Conversation;
+use crate::config::contacts::ContactField;
 use crate::store::StoreError;
 use crate::store::reader::Readers;
 
@@ -312,10 +313,16 @@ pub fn summary(conv: &Conversation) -> Value {
 }
 
 /// Messages, notes and form answers of one conversation, and the visitor's other ones.
-pub async fn details(readers: &Readers, conv: Conversation) -> Result<Value, StoreError> {
+pub async fn details(
+    readers: &Readers,
+    conv: Conversation,
+    contact_fields: Vec<ContactField>,
+) -> Result<Value, StoreError> {
     readers
         .read(move |c| {
             let mut out = summary(&conv);
+            let values = crate::store::contacts::of_visitor(c, &conv.visitor_id)?;
+            out["contact"] = super::contacts::view(&contact_fields, &values);
             // What the visitor gave in an earlier conversation still names them.
             let (vname, vemail): (Option<String>, Option<String>) = c.query_row(
                 "SELECT name, email FROM visitors WHERE id = ?1",
@@ -428,6 +435,7 @@ pub async fn conversations_csv(
     to: jiff::Timestamp,
     bot: Option<String>,
     visible: Option<BTreeSet<String>>,
+    fields_of: BTreeMap<String, Vec<ContactField>>,
 ) -> Result<String, StoreError> {
     let (from, to) = (super::persist::stamp(from), super::persist::stamp(to));
     readers
@@ -450,7 +458,7 @@ pub async fn conversations_csv(
                 "id,bot,status,opened_at,requested_at,assigned_at,resolved_at,closed_at,\
                  assignee,team,visitor_name,visitor_email,country,language,page_url,\
                  visitor_messages,agent_messages,attachments,resolve_note,rating,rating_comment,\
-                 video_calls,call_secs\r\n",
+                 video_calls,call_secs,contact\r\n",
             );
             let rows = stmt.query_map(rusqlite::params![from, to, bot], |r| {
                 Ok((
@@ -472,6 +480,16 @@ pub async fn conversations_csv(
                 if visible.as_ref().is_some_and(|bots| !bots.contains(&conv.bot)) {
                     continue;
                 }
+                let contact = crate::store::contacts::of_visitor(c, &conv.visitor_id)?;
+                let contact = match fields_of.get(&conv.bot) {
+                    Some(fields) => super::contacts::declared_values(fields, &contact),
+                    None => BTreeMap::new(),
+                };
+                let contact = if contact.is_empty() {
+                    String::new()
+                } else {
+                    json!(contact).to_string()
+                };
                 let time = |t: Option<jiff::Timestamp>| t.map(|t| t.to_string()).unwrap_or_default();
                 let fields = [
                     conv.id.clone(),
@@ -497,6 +515,7 @@ pub async fn conversations_csv(
                     conv.rating_comment.clone().unwrap_or_default(),
                     calls.to_string(),
                     call_secs.to_string(),
+                    contact,
                 ];
                 let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
                 out.push_str(&line.join(","));

@@ -36,8 +36,19 @@ impl Engine {
                 (token, Some(hash), wire::new_id("v"))
             }
         };
+        // A returning visitor's contact fields come along, so that this conversation's
+        // alerts tell them too (the store's rows stay the truth for details and exports).
+        let known_contact = if token_hash.is_none() {
+            let vid = visitor_id.clone();
+            self.inner
+                .readers
+                .read(move |c| crate::store::contacts::of_visitor(c, &vid))
+                .await?
+        } else {
+            Default::default()
+        };
         let conversation_id = wire::new_id("c");
-        let transition = Conversation::start(
+        let mut transition = Conversation::start(
             conversation_id.clone(),
             req.bot.clone(),
             visitor_id.clone(),
@@ -53,6 +64,10 @@ impl Engine {
             &bot,
             now,
         );
+        transition.conversation.contact = known_contact
+            .into_iter()
+            .filter(|(name, _)| bot.header.contact_field(name).is_some())
+            .collect();
         let conv = transition.conversation.clone();
         let pending = Arc::new(persist::Pending::new(
             transition.conversation,

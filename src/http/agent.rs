@@ -190,11 +190,54 @@ pub async fn details(
 ) -> Result<Json<Value>, AppError> {
     let conv = state.engine.agent_may_see(&agent_ref(&agent), &id).await?;
     let unread = state.engine.unread(&agent.email, &conv.id).await?;
-    let mut details = queries::details(state.engine.readers(), conv)
+    let fields = contact_fields(&state, &conv.bot);
+    let mut details = queries::details(state.engine.readers(), conv, fields)
         .await
         .map_err(AppError::internal)?;
     details["unread"] = json!(unread);
     Ok(Json(with_bot_name(details, &bot_names(&state))))
+}
+
+/// The contact fields a bot declares (none for a bot no longer in the bundle).
+fn contact_fields(state: &AppState, bot: &str) -> Vec<crate::config::contacts::ContactField> {
+    state
+        .live
+        .load()
+        .bundle
+        .bots
+        .get(bot)
+        .map(|b| b.header.contact_fields.clone())
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactRequest {
+    /// Field name → value; an empty value clears the field.
+    fields: std::collections::BTreeMap<String, String>,
+}
+
+/// `PUT /api/v1/conversations/{id}/contact` `{"fields": {"company": "Acme"}}`: sets contact
+/// fields of the conversation's visitor; answers with every declared field and its value.
+pub async fn set_contact(
+    State(state): State<AppState>,
+    agent: AuthAgent,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ContactRequest>,
+) -> Result<Json<Value>, AppError> {
+    let me = agent_ref(&agent);
+    let outcome = state.engine.set_contact(&me, &id, req.fields).await?;
+    let conv = state.engine.agent_may_see(&me, &id).await?;
+    let fields = contact_fields(&state, &conv.bot);
+    let contact =
+        crate::engine::contacts::of_visitor(state.engine.readers(), conv.visitor_id, fields)
+            .await
+            .map_err(AppError::internal)?;
+    Ok(Json(json!({
+        "conversation_id": id,
+        "seq": outcome.seq,
+        "contact": contact,
+    })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -571,9 +614,18 @@ pub async fn export(
 ) -> Result<impl IntoResponse, AppError> {
     let (from, to) = period(&q)?;
     let visible = scoped_bots(&state, &agent, q.bot.as_deref())?;
-    let csv = queries::conversations_csv(state.engine.readers(), from, to, q.bot, visible)
-        .await
-        .map_err(AppError::internal)?;
+    let fields_of = state
+        .live
+        .load()
+        .bundle
+        .bots
+        .iter()
+        .map(|(id, bot)| (id.clone(), bot.header.contact_fields.clone()))
+        .collect();
+    let csv =
+        queries::conversations_csv(state.engine.readers(), from, to, q.bot, visible, fields_of)
+            .await
+            .map_err(AppError::internal)?;
     let day = |t: jiff::Timestamp| t.strftime("%Y-%m-%d").to_string();
     Ok(csv_attachment(
         format!("conversations-{}-{}.csv", day(from), day(to)),

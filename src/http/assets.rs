@@ -78,6 +78,10 @@ const CONSOLE_MODULES: &[(&str, &str)] = &[
         include_str!("../../assets/console/composer.js"),
     ),
     (
+        "contact.js",
+        include_str!("../../assets/console/contact.js"),
+    ),
+    (
         "conversation.js",
         include_str!("../../assets/console/conversation.js"),
     ),

@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/conversations/{id}", get(agent::details))
         .route(&conversation("transcript.csv"), get(agent::transcript))
         .route(&conversation("read"), post(agent::read))
+        .route(&conversation("contact"), put(agent::set_contact))
         .route(&conversation("accept"), post(agent::accept))
         .route(&conversation("messages"), post(agent::message))
         .route(
@@ -192,9 +193,9 @@ impl From<EngineError> for AppError {
                     | Rejection::NobodyToRing(_)
                     | Rejection::InvalidState { .. } => StatusCode::CONFLICT,
                     Rejection::NotAllowed(_) => StatusCode::FORBIDDEN,
-                    Rejection::UnknownAgent(_) | Rejection::InvalidInput(_) => {
-                        StatusCode::BAD_REQUEST
-                    }
+                    Rejection::UnknownAgent(_)
+                    | Rejection::InvalidInput(_)
+                    | Rejection::InvalidContact(_) => StatusCode::BAD_REQUEST,
                 };
                 AppError::new(status, r.code(), r.to_string())
             }

@@ -47,6 +47,14 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../templates/mail/missed_request.txt"),
     ),
     (
+        "mail/new_request.html",
+        include_str!("../../templates/mail/new_request.html"),
+    ),
+    (
+        "mail/new_request.txt",
+        include_str!("../../templates/mail/new_request.txt"),
+    ),
+    (
         "mail/test.html",
         include_str!("../../templates/mail/test.html"),
     ),

@@ -184,6 +184,17 @@ const STEPS: &[M<'static>] = &[
         ) WITHOUT ROWID;
         CREATE INDEX reads_conversation ON reads (conversation_id);",
     ),
+    // 8: contact fields (`[[contact_field]]` of a bot): the visitor's own values, kept
+    // across their conversations. Erasing the visitor takes them along.
+    M::up(
+        "CREATE TABLE contact_values (
+            visitor_id TEXT NOT NULL REFERENCES visitors (id) ON DELETE CASCADE,
+            field      TEXT NOT NULL,
+            value      TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (visitor_id, field)
+        ) WITHOUT ROWID;",
+    ),
 ];
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 pub mod attachments;
 pub mod backup;
 pub mod checkpoint;
+pub mod contacts;
 pub mod health;
 pub mod lock;
 pub mod migrations;

@@ -162,6 +162,7 @@ pub fn export(conn: &Connection, visitor_id: &str) -> Result<Option<Value>, Stor
         "conversations": conversations,
         "forms": forms,
         "attachments": attachments_of(conn, visitor_id)?,
+        "contact": super::contacts::of_visitor(conn, visitor_id)?,
     })))
 }
 
@@ -238,6 +239,8 @@ pub fn erase_visitor(conn: &Connection, visitor_id: &str) -> Result<Erased, Stor
         .query_map([visitor_id], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     erased.files.extend(files);
+    // Their contact fields (the foreign key would cascade; said here so it is plain).
+    super::contacts::erase(conn, visitor_id)?;
     let gone = conn
         .prepare_cached("DELETE FROM visitors WHERE id = ?1")?
         .execute([visitor_id])?;

@@ -15,6 +15,16 @@ const OPEN: &str = "Open in console";
 const SHORTENED: &str = "Shortened here: the console has everything.";
 const LINES_HEADING: &str = "What they wrote or chose";
 const FORM_HEADING: &str = "Form answers";
+/// The heading of a new request's contact fields and flow variables.
+const DETAILS_HEADING: &str = "Details";
+
+/// What the `fields` of a notification are, as a heading.
+fn fields_heading(n: &Notification) -> &'static str {
+    match n.event {
+        NotifyEvent::NewRequest => DETAILS_HEADING,
+        _ => FORM_HEADING,
+    }
+}
 
 /// The facts shown first in every tool: (label, value, single line).
 fn facts(n: &Notification) -> Vec<(&'static str, String)> {
@@ -29,6 +39,12 @@ fn facts(n: &Notification) -> Vec<(&'static str, String)> {
     out.push(("Bot", one_line(&n.bot_name)));
     if let Some(page) = given(&n.page_url) {
         out.push(("Page", page));
+    }
+    if let Some(language) = given(&n.language) {
+        out.push(("Language", language));
+    }
+    if let Some(country) = given(&n.country) {
+        out.push(("Country", country));
     }
     out
 }
@@ -256,7 +272,7 @@ pub(crate) fn google_chat(n: &Notification) -> Value {
         })
         .collect();
     if !answers.is_empty() {
-        sections.push(json!({ "header": FORM_HEADING, "widgets": answers }));
+        sections.push(json!({ "header": fields_heading(n), "widgets": answers }));
     }
 
     let mut last = Vec::new();
@@ -381,7 +397,7 @@ pub fn teams_adaptive_card(n: &Notification) -> Value {
         })
         .collect();
     if !answers.is_empty() {
-        body.push(adaptive_heading(FORM_HEADING));
+        body.push(adaptive_heading(fields_heading(n)));
         body.extend(answers);
     }
 
@@ -479,7 +495,7 @@ pub fn teams_message_card(n: &Notification) -> Value {
         })
         .collect();
     if !answers.is_empty() {
-        sections.push(json!({ "title": FORM_HEADING, "facts": answers, "markdown": true }));
+        sections.push(json!({ "title": fields_heading(n), "facts": answers, "markdown": true }));
     }
     if budget.cut {
         sections.push(json!({ "text": SHORTENED }));
@@ -514,6 +530,10 @@ pub(crate) fn generic(n: &Notification) -> Value {
         "conversation_id": n.conversation_id,
         "visitor": { "name": n.visitor_name, "email": n.visitor_email },
         "page_url": n.page_url,
+        "language": n.language,
+        "country": n.country,
+        "variables": n.variables,
+        "contact": n.contact,
         "lines": n.lines,
         "fields": n.fields.iter()
             .map(|(label, value)| json!({ "label": label, "value": value }))
@@ -540,6 +560,10 @@ mod tests {
             visitor_name: Some("Jane Doe".into()),
             visitor_email: Some("jane@example.com".into()),
             page_url: Some("https://acme.example/pricing".into()),
+            language: None,
+            country: None,
+            variables: Default::default(),
+            contact: Default::default(),
             video: false,
             lines: vec!["Billing".into(), "I was charged twice".into()],
             fields: vec![],
@@ -913,6 +937,10 @@ mod tests {
                 "conversation_id": null,
                 "visitor": { "name": "Jane Doe", "email": "jane@example.com" },
                 "page_url": "https://acme.example/pricing",
+                "language": null,
+                "country": null,
+                "variables": {},
+                "contact": {},
                 "lines": [],
                 "fields": [
                     { "label": "Your name", "value": "Jane Doe" },

@@ -82,6 +82,15 @@ pub struct Notification {
     pub visitor_name: Option<String>,
     pub visitor_email: Option<String>,
     pub page_url: Option<String>,
+    /// The language the visitor's browser asked for first (a new request).
+    pub language: Option<String>,
+    /// The visitor's country, when the server knows it (a new request).
+    pub country: Option<String>,
+    /// A new request: the flow's variables (the topic and whatever routing looks at), by
+    /// name; contact fields are in `contact`.
+    pub variables: std::collections::BTreeMap<String, String>,
+    /// A new request: the visitor's contact fields, by name.
+    pub contact: std::collections::BTreeMap<String, String>,
     /// A new request for a video call (seed 002's video request notification).
     pub video: bool,
     /// What the visitor wrote or chose, most recent last (already plain text, may be empty)
@@ -112,7 +121,8 @@ pub struct Notification {
 ///   Workflows webhook answers 202 to it and then fails to post it, silently.
 /// - **Generic**: livechat's own JSON, for integrators:
 ///   `{"event","bot":{"id","name"},"conversation_id","visitor":{"name","email"},
-///   "page_url","lines","fields":[{"label","value"}],"console_url","at"}`, values as given
+///   "page_url","language","country","variables":{},"contact":{},"lines",
+///   "fields":[{"label","value"}],"console_url","at"}`, values as given
 ///   (not escaped or shortened), absent ones `null`, `at` in RFC 3339. [`deliver`] signs it.
 pub fn payload(kind: WebhookKind, n: &Notification) -> Value {
     match kind {

@@ -111,6 +111,11 @@ pub enum Command {
     /// Agents' presence, availability or load changed, or the config was reloaded: ring
     /// (or offer) anew for a waiting request.
     AgentsChanged,
+    /// An agent sets contact fields of the visitor (an empty value clears one).
+    SetContact {
+        by: String,
+        fields: BTreeMap<String, String>,
+    },
     /// The visitor rates a chat a person had with them, once it is over.
     Rate {
         rating: Rating,
@@ -152,6 +157,7 @@ impl Command {
             Command::Expire { .. } => "expire",
             Command::AgentsChanged => "agents changed",
             Command::Rate { .. } => "rate",
+            Command::SetContact { .. } => "set contact",
         }
     }
 }

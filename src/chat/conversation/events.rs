@@ -98,6 +98,13 @@ pub enum EventData {
         name: String,
         text: String,
     },
+    /// Contact fields set: by the flow (`by: "visitor"`) or an agent (`by`: their email).
+    /// An empty value clears the field.
+    #[serde(rename = "contact.updated")]
+    ContactUpdated {
+        by: String,
+        fields: BTreeMap<String, String>,
+    },
     #[serde(rename = "form.submitted")]
     FormSubmitted {
         form: String,
@@ -390,6 +397,7 @@ impl EventData {
             EventData::ConversationEnded { .. } => EventKind::ConversationEnded,
             EventData::NoteCreated { .. } => EventKind::NoteCreated,
             EventData::FormSubmitted { .. } => EventKind::FormSubmitted,
+            EventData::ContactUpdated { .. } => EventKind::ContactUpdated,
             EventData::ConversationRated { .. } => EventKind::ConversationRated,
             EventData::VideoRequested { .. } => EventKind::VideoRequested,
             EventData::VideoStarted { .. } => EventKind::VideoStarted,
@@ -466,10 +474,11 @@ pub enum EventKind {
     VideoRequested,
     VideoStarted,
     VideoEnded,
+    ContactUpdated,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 20] = [
+    pub const ALL: [EventKind; 21] = [
         EventKind::ConversationStarted,
         EventKind::MessageCreated,
         EventKind::FlowStep,
@@ -490,6 +499,7 @@ impl EventKind {
         EventKind::VideoRequested,
         EventKind::VideoStarted,
         EventKind::VideoEnded,
+        EventKind::ContactUpdated,
     ];
 
     /// The event type name of the API (`docs/api.md`): a contract.
@@ -515,6 +525,7 @@ impl EventKind {
             EventKind::VideoRequested => "video.requested",
             EventKind::VideoStarted => "video.started",
             EventKind::VideoEnded => "video.ended",
+            EventKind::ContactUpdated => "contact.updated",
         }
     }
 }

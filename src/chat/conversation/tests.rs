@@ -195,6 +195,60 @@ fn answers_fill_the_visitor_profile() {
 }
 
 #[test]
+fn the_flow_and_agents_fill_contact_fields_and_only_with_values_that_fit() {
+    let b = bot(concat!(
+        "name = \"B\"\n",
+        "[[contact_field]]\nname = \"company\"\nlabel = \"Company\"\n",
+        "[[contact_field]]\nname = \"seats\"\nlabel = \"Seats\"\ntype = \"number\"\n",
+        "[[step]]\nid = \"c\"\nask = { var = \"contact.company\" }\n",
+        "[[step]]\nid = \"s\"\nask = { var = \"contact.seats\" }\n",
+        "[[step]]\nid = \"x\"\nsay = \"Thanks\"\n",
+    ));
+    let w = World::new(b);
+    let c = w.start();
+    let (c, ev) = w.ok(
+        &c,
+        Command::Answer {
+            text: " Acme ".into(),
+        },
+    );
+    assert_eq!(c.contact["company"], "Acme");
+    let updated: Vec<_> = ev
+        .iter()
+        .filter(|e| e.kind() == EventKind::ContactUpdated)
+        .collect();
+    assert_eq!(updated.len(), 1);
+    assert_eq!(
+        updated[0].data(),
+        serde_json::json!({"by": "visitor", "fields": {"company": "Acme"}})
+    );
+    // A free-text answer that is no number stays a variable only.
+    let (c, ev) = w.ok(
+        &c,
+        Command::Answer {
+            text: "a few".into(),
+        },
+    );
+    assert!(!c.contact.contains_key("seats"));
+    assert!(ev.iter().all(|e| e.kind() != EventKind::ContactUpdated));
+    // Agents: every field declared and every value fitting, or nothing at all.
+    let set = |fields: &[(&str, &str)]| Command::SetContact {
+        by: "ana@acme.example".into(),
+        fields: fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    assert_eq!(
+        w.code(&c, set(&[("company", "Initech"), ("seats", "many")])),
+        "invalid_contact_field"
+    );
+    assert_eq!(w.code(&c, set(&[("plan", "Pro")])), "invalid_contact_field");
+    let (c, _) = w.ok(&c, set(&[("seats", "12"), ("company", "")]));
+    assert_eq!(c.contact, [("seats".to_string(), "12".to_string())].into());
+}
+
+#[test]
 fn a_request_rings_every_eligible_agent() {
     let w = World::new(support_bot("", ""));
     let c = w.start();

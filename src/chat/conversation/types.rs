@@ -178,6 +178,10 @@ pub struct Conversation {
     /// The video call under way or offered, if any.
     #[serde(default)]
     pub call: Option<Call>,
+    /// Contact fields set in this conversation (by the flow or an agent), by field name.
+    /// The visitor's profile across conversations is the store's `contact_values`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub contact: BTreeMap<String, String>,
 }
 
 /// A video call of a conversation: offered (by the agent, not yet answered) or on.
@@ -267,6 +271,9 @@ pub enum Rejection {
     UnknownAgent(String),
     #[error("{0}")]
     InvalidInput(String),
+    /// A contact field that is not declared, or a value that does not fit its type.
+    #[error("{0}")]
+    InvalidContact(String),
 }
 
 impl Rejection {
@@ -281,6 +288,7 @@ impl Rejection {
             Rejection::InvalidState { .. } => "invalid_state",
             Rejection::UnknownAgent(_) => "unknown_agent",
             Rejection::InvalidInput(_) => "invalid_input",
+            Rejection::InvalidContact(_) => "invalid_contact_field",
         }
     }
 }
@@ -365,6 +373,7 @@ impl Conversation {
             deadlines: Deadlines::default(),
             video: false,
             call: None,
+            contact: BTreeMap::new(),
         };
         let mut events = vec![EventData::ConversationStarted {
             bot: conv.bot.clone(),

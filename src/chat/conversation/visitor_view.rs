@@ -50,6 +50,8 @@ impl EventData {
             EventData::ConversationReopened { .. } => &[],
             EventData::ConversationEnded { .. } => &["reason"],
             EventData::NoteCreated { .. } => return None,
+            // What the team keeps about the visitor is the team's.
+            EventData::ContactUpdated { .. } => return None,
             EventData::FormSubmitted { .. } => &["form"],
             EventData::ConversationRated { .. } => &["rating", "comment"],
             // `by` is "visitor" or an agent's email: the visitor learns only which side.
@@ -350,6 +352,13 @@ mod tests {
                     duration_secs: 61,
                 },
                 Some(json!({"reason": "hangup", "duration_secs": 61})),
+            ),
+            (
+                EventData::ContactUpdated {
+                    by: ANA.into(),
+                    fields: [("company".to_string(), "Acme".to_string())].into(),
+                },
+                None,
             ),
         ]
     }

@@ -352,6 +352,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         {
             self.conv.email = Some(email.clone());
         }
+        self.contact_from_flow();
         show_flow(
             self.ctx.bot,
             &self.conv.flow,

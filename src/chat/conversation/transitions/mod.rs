@@ -2,6 +2,7 @@
 //! each have a file; `handoff` holds the steps they share (ring, offline, collect, assign).
 
 mod agents;
+mod contact;
 mod handoff;
 mod timers;
 mod video;
@@ -35,7 +36,9 @@ pub fn apply(conv: &Conversation, cmd: Command, ctx: &Ctx<'_>) -> Result<Transit
         ctx,
         command: name,
     };
-    if conv.status == Status::Closed {
+    // The visitor's contact details outlive the conversation: agents may edit them from
+    // an archived one too.
+    if conv.status == Status::Closed && !matches!(cmd, Command::SetContact { .. }) {
         return Err(tx.invalid_state());
     }
     match cmd {
@@ -82,6 +85,7 @@ pub fn apply(conv: &Conversation, cmd: Command, ctx: &Ctx<'_>) -> Result<Transit
         Command::Expire { after } => tx.expire(after)?,
         Command::AgentsChanged => tx.agents_changed(),
         Command::Rate { rating, comment } => tx.rate(rating, comment)?,
+        Command::SetContact { by, fields } => tx.set_contact(&by, fields)?,
     }
     Ok(Transition {
         conversation: tx.conv,

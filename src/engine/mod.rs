@@ -8,6 +8,7 @@
 //! Timers are derived from the deadlines stored with each conversation, so they survive a
 //! restart.
 
+mod live_visitors;
 pub mod notify;
 mod persist;
 mod presence;
@@ -38,6 +39,8 @@ use crate::store::reader::Readers;
 use crate::store::writer::Writer;
 use crate::store::{self, StoreError};
 
+use live_visitors::Online;
+pub use live_visitors::{Listening, PageView, Viewed};
 pub use notify::Outbound;
 use presence::Presence;
 pub use presence::PresenceGuard;
@@ -63,6 +66,9 @@ pub enum EngineError {
     /// A limit on what one client (or the whole server) may do was reached.
     #[error("{message}")]
     Limited { code: &'static str, message: String },
+    /// Refused for the state things are in (answered `409` with `code`).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
 }
 
 /// What a command did, for the HTTP answer.
@@ -153,6 +159,8 @@ struct Inner {
     timers: Mutex<HashMap<String, (tokio::task::AbortHandle, Timestamp)>>,
     /// Asked on every visitor call, changed only when a session or conversation starts.
     known: Mutex<Known>,
+    /// Visitors online (see `live_visitors`).
+    online: Mutex<Online>,
     /// When each conversation in play last had its state row written (see `state_due`); a
     /// monotonic clock, so a wall clock stepped back cannot hold writes off.
     state_written: Mutex<HashMap<String, std::time::Instant>>,
@@ -198,6 +206,7 @@ impl Engine {
                 assignment: tokio::sync::Mutex::new(()),
                 timers: Mutex::new(HashMap::new()),
                 known: Mutex::new(Known::default()),
+                online: Mutex::new(Online::default()),
                 state_written: Mutex::new(HashMap::new()),
             }),
         };

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod health;
 pub mod lock;
 pub mod migrations;
+pub mod pageviews;
 pub mod privacy;
 pub mod reader;
 pub mod reads;

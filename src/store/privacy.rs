@@ -30,6 +30,8 @@ pub struct Erased {
     pub conversations: Vec<ErasedConversation>,
     pub messages: usize,
     pub forms: usize,
+    /// Page views the widget reported.
+    pub pageviews: usize,
     /// Events turned into tombstones.
     pub events: usize,
     pub visitors: usize,
@@ -162,6 +164,7 @@ pub fn export(conn: &Connection, visitor_id: &str) -> Result<Option<Value>, Stor
         "conversations": conversations,
         "forms": forms,
         "attachments": attachments_of(conn, visitor_id)?,
+        "pageviews": super::pageviews::of_visitor(conn, visitor_id)?,
     })))
 }
 
@@ -238,6 +241,7 @@ pub fn erase_visitor(conn: &Connection, visitor_id: &str) -> Result<Erased, Stor
         .query_map([visitor_id], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     erased.files.extend(files);
+    erased.pageviews += super::pageviews::erase_of(conn, visitor_id)?;
     let gone = conn
         .prepare_cached("DELETE FROM visitors WHERE id = ?1")?
         .execute([visitor_id])?;

@@ -17,10 +17,11 @@ const WAIT: Duration = Duration::from_secs(10);
 const OLGA: &str = "olga@acme.example";
 const BOSS: &str = "boss@acme.example";
 
-/// The server: `support` (team desk: Agent 0, and the admin) and `other` (team other:
-/// Olga).
+/// The server: `support` (team desk: Agent 0, one chat at a time, and the admin) and
+/// `other` (team other: Olga).
 fn serve(env: &[(&str, &str)]) -> TestServer {
     Bundle::live(1)
+        .max_chats(1)
         .team("other", &["other"])
         .agent("Olga", OLGA, "other")
         .bot("other", bot("Other", "Hi from the other bot"))
@@ -293,6 +294,26 @@ async fn page_views_list_scoped_visitors_and_an_invite_becomes_the_agents_chat()
         "visitor_chatting"
     );
     widget.close().await;
+
+    // Ana holds her one chat: another visitor cannot be hers now.
+    let (_, third) = page_view(
+        &api,
+        None,
+        json!({"bot": "support", "url": "https://acme.example/"}),
+    )
+    .await;
+    let third_id = third["visitor_id"].as_str().unwrap();
+    let third_widget = api
+        .visitor_stream(third["token"].as_str().unwrap(), 0)
+        .await;
+    wait_listed(&api, &ana.token, third_id, |v| v["connected"] == true).await;
+    assert_error!(
+        api.post(&invite(third_id), Some(&ana.token), json!({"text": "Hi"}))
+            .await,
+        409,
+        "at_capacity"
+    );
+    third_widget.close().await;
 
     // Page views are personal data: in the export, gone with an erase.
     let export = api

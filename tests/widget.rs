@@ -596,7 +596,12 @@ async fn widget_collects_name_and_email_reconnects_without_gaps_or_doubles_and_p
         .map(|u| u.as_str().unwrap())
         .collect();
     assert_eq!(urls.len(), opened + 1, "{urls:?}");
-    let after: i64 = urls[opened].rsplit("after=").next().unwrap().parse().unwrap();
+    let after: i64 = urls[opened]
+        .rsplit("after=")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(after > 0, "{urls:?}");
 
     // No more sockets: after three failures the widget polls the history.

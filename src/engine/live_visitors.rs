@@ -20,6 +20,9 @@ pub const ACTIVE_FOR: Duration = Duration::from_secs(120);
 const INVITE_FOR: Duration = Duration::from_secs(600);
 /// Pages remembered per visitor online, the current one included.
 const RECENT_PAGES: usize = 3;
+/// What the registry keeps of an address, title or referrer (the store keeps them whole):
+/// a bound on the memory one visitor online takes.
+const KEEP_BYTES: usize = 512;
 /// How often visitors who left are looked for.
 const EXPIRE_EVERY: Duration = Duration::from_secs(5);
 
@@ -258,8 +261,8 @@ impl Engine {
             self.resumable(&visitor).await?
         };
         let page = Page {
-            url: view.url,
-            title: view.title,
+            url: clip(view.url),
+            title: view.title.map(clip),
             at: now,
         };
         let invite = {
@@ -301,7 +304,7 @@ impl Engine {
                             alive_at: Instant::now(),
                             recent: VecDeque::from([page]),
                             pages: 1,
-                            referrer: view.referrer,
+                            referrer: view.referrer.map(clip),
                             language: view.language,
                             country: view.country,
                             sockets: 0,
@@ -364,7 +367,7 @@ impl Engine {
             .filter(|(_, e)| bots.as_ref().is_none_or(|b| b.contains(&e.bot)))
             .map(|(id, e)| (id.clone(), e.clone()))
             .collect();
-        found.sort_by(|a, b| b.1.last_seen.cmp(&a.1.last_seen));
+        found.sort_by_key(|(_, e)| std::cmp::Reverse(e.last_seen));
         found
             .iter()
             .map(|(id, e)| self.online_json(id, e))
@@ -611,6 +614,18 @@ impl Engine {
         self.publish_online(visitor_id);
         Ok(())
     }
+}
+
+/// At most `KEEP_BYTES` of `s`, cut at a character boundary.
+fn clip(mut s: String) -> String {
+    if s.len() > KEEP_BYTES {
+        let mut end = KEEP_BYTES;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
 }
 
 fn conflict(code: &'static str, message: &str) -> EngineError {

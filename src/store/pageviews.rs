@@ -16,10 +16,12 @@ pub struct NewPageView<'a> {
     pub referrer: Option<&'a str>,
 }
 
-/// Stores a page view at `at` (a stored time) and marks the visitor seen then.
+/// Stores a page view at `at` (a stored time) and marks the visitor seen then. A visitor
+/// erased or swept meanwhile gets no row (their token is unknown from now on).
 pub fn insert(conn: &Connection, view: &NewPageView<'_>, at: &str) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO pageviews (visitor_id, url, title, referrer, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO pageviews (visitor_id, url, title, referrer, at)
+         SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM visitors WHERE id = ?1)",
     )?
     .execute(params![
         view.visitor_id,
@@ -130,6 +132,14 @@ mod tests {
             "2030-01-01",
         )
         .unwrap();
+        // A visitor erased meanwhile: no row.
+        insert(
+            &conn,
+            &view("v_gone", "https://shop.example/c"),
+            "2030-01-01",
+        )
+        .unwrap();
+        assert!(of_visitor(&conn, "v_gone").unwrap().is_empty());
         let swept = sweep(&conn, "2025-01-01").unwrap();
         assert_eq!(swept.pageviews, 1);
         assert_eq!(swept.visitor_ids, vec!["v_old".to_string()]);

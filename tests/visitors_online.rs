@@ -363,7 +363,16 @@ async fn page_views_list_scoped_visitors_and_an_invite_becomes_the_agents_chat()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_views_are_limited_per_address_and_swept_after_their_retention() {
+    // The test talks to the server as a trusted proxy that names the visitor's country.
+    let conf = tempfile::tempdir().unwrap();
+    let file = conf.path().join("livechat.toml");
+    std::fs::write(
+        &file,
+        "country_header = \"CF-IPCountry\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+    )
+    .unwrap();
     let server = serve(&[
+        ("LIVECHAT_CONFIG", file.to_str().unwrap()),
         ("LIVECHAT_PAGEVIEWS_PER_ADDRESS", "5"),
         ("LIVECHAT_SESSIONS_PER_ADDRESS", "3"),
         ("LIVECHAT_PAGEVIEW_RETENTION", "3s"),
@@ -372,8 +381,18 @@ async fn page_views_are_limited_per_address_and_swept_after_their_retention() {
     let boss = api.login(BOSS).await;
     let view = |url: &str| json!({"bot": "support", "url": url});
     // Two new visitors (two of the three new sessions), the second one chats (the third).
-    let (status, browsing) = page_view(&api, None, view("https://acme.example/a")).await;
-    assert_eq!(status, 201, "{browsing}");
+    let browsing = api
+        .request("POST", "/api/v1/visitor/pageviews")
+        .header("CF-IPCountry", "de")
+        .json(view("https://acme.example/a"))
+        .send()
+        .await;
+    assert_eq!(browsing.status, 201, "{}", browsing.body);
+    let browsing = browsing.body;
+    let seen = listed(&api, &boss, browsing["visitor_id"].as_str().unwrap())
+        .await
+        .expect("listed");
+    assert_eq!(seen["country"], "DE", "{seen}");
     let (status, chatting) = page_view(&api, None, view("https://acme.example/b")).await;
     assert_eq!(status, 201, "{chatting}");
     let chatting_token = chatting["token"].as_str().unwrap();

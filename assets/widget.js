@@ -348,11 +348,13 @@
   let resolved = false; // resolved by the agent: over until the visitor writes again
   let liveLabel = null; // the Live Chat button shown, echoed once the request is made
   let isOpen = PAGE, booted = false, connTimer, typingTimer;
+  let invite = null; // an agent's invitation shown, until the visitor answers it
 
   function toggle(on) {
     if (PAGE) return;
-    // A page view costs nothing: the session (and the conversation) starts on first open.
-    if (on && !token && !conv) start();
+    // A page view starts no conversation: it starts on first open (or on the answer to
+    // an invitation).
+    if (on && !conv && !invite) start();
     isOpen = on;
     panel.hidden = !on;
     wrap.classList.toggle("lc-open", on);
@@ -455,6 +457,7 @@
       lastSeq = ev.seq;
     }
     const d = ev.data || {};
+    if (ev.type === "invite") return invited(d);
     // A conversation started after this one's events (in another tab, say) replaces it.
     if (ev.type === "conversation.started" && ev.conversation_id !== conv && convSeq && ev.seq > convSeq) reset(ev.conversation_id);
     if (ev.conversation_id !== conv) return; // an earlier conversation of this visitor
@@ -511,6 +514,15 @@
           typingTimer = setTimeout(hideTyping, 5000);
         }
     }
+  }
+  // An agent's invitation: the panel opens with it; the reply starts the chat, theirs.
+  function invited(d) {
+    if (conv || !d.text) return;
+    invite = d;
+    log.textContent = "";
+    promptEl = null;
+    add(bubble("agent", d.text, d.name || L.someone));
+    toggle(true);
   }
   // -- video calls: the code is in /widget-call.js, loaded the first time a call is
   // offered or starts, so that page views without one do not carry it.
@@ -675,10 +687,15 @@
   }
 
   // -- sending
-  function send(e) {
+  async function send(e) {
     e.preventDefault();
     const text = input.value.trim();
     if (!text || ended || !token) return;
+    if (invite && !conv) {
+      invite = null;
+      await start();
+      if (!conv) return;
+    }
     input.value = "";
     setInput(null); // the ask is answered; what follows is chat
     const state = h("div", { class: "lc-state", text: L.sending });
@@ -941,16 +958,19 @@
     polling = false;
   }
 
-  // Before any session: only how the launcher looks.
-  async function preview() {
+  // Before any chat: the page view (the visitor keeps one token across pages), how the
+  // launcher looks, and the socket an invitation comes on. An open chat resumes.
+  async function pageview() {
     let r;
     try {
-      r = await call("GET", "widget?bot=" + encodeURIComponent(BOT) +
-        "&language=" + encodeURIComponent(navigator.language || ""), null, true);
+      r = await call("POST", "pageviews", { bot: BOT, url: cut(location.href), title: document.title.slice(0, 300),
+        referrer: cut(document.referrer), language: navigator.language || undefined });
     } catch (e) {
       if (!transient(e)) return console.warn("livechat: " + e.message);
-      return setTimeout(preview, 5000);
+      return setTimeout(pageview, 5000);
     }
+    keep("localStorage", KEY, (token = r.token));
+    if (r.conversation_id) return start();
     applyWidget(r.widget || {});
     booted = true;
     reveal();
@@ -959,11 +979,13 @@
       keep("sessionStorage", KEY + ":auto", "1");
       setTimeout(() => isOpen || toggle(true), widget.auto_open_secs * 1000);
     }
+    connect();
+    if (r.invite) invited(r.invite);
   }
 
   const mount = () => (document.getElementById(PAGE ? "livechat-page" : "-") || document.body).append(host);
   document.body ? mount() : addEventListener("DOMContentLoaded", mount);
   setInput(null);
-  // A returning visitor (or the full page) resumes at once; a new one only looks.
-  PAGE || token ? start() : preview();
+  // The full page chats at once; a widget reports the page view first.
+  PAGE ? start() : pageview();
 })();

@@ -88,6 +88,10 @@ impl AppState {
         )
         .await?;
         engine.start_expiry(settings.limits.bot_expiry);
+        engine.start_live_visitors(
+            settings.limits.visitors_online,
+            settings.limits.pageview_retention,
+        );
         tokio::spawn(store::attachments::sweep_every(
             engine.writer().downgrade(),
             settings.data_dir.clone(),

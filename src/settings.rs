@@ -150,6 +150,13 @@ pub struct LimitsFile {
     /// A conversation still with the bot that sees no visitor for this long ends and
     /// leaves memory (default `1d`).
     pub bot_expiry: Option<crate::config::values::DurationValue>,
+    /// Page views the widget may report per client address in a minute (default 120).
+    pub pageviews_per_address: Option<usize>,
+    /// How long page views are kept (default `30d`); a sweeper deletes older ones.
+    pub pageview_retention: Option<crate::config::values::DurationValue>,
+    /// Visitors the server follows live for "Visitors online" at most (default 5000);
+    /// page views beyond it are stored but not listed.
+    pub visitors_online: Option<usize>,
 }
 
 /// Resolved `[limits]`.
@@ -163,6 +170,9 @@ pub struct ServerLimits {
     pub transcripts_per_recipient: usize,
     pub transcripts_per_hour: usize,
     pub bot_expiry: std::time::Duration,
+    pub pageviews_per_address: usize,
+    pub pageview_retention: std::time::Duration,
+    pub visitors_online: usize,
 }
 
 impl Default for ServerLimits {
@@ -176,6 +186,9 @@ impl Default for ServerLimits {
             transcripts_per_recipient: 3,
             transcripts_per_hour: 100,
             bot_expiry: std::time::Duration::from_secs(86_400),
+            pageviews_per_address: 120,
+            pageview_retention: std::time::Duration::from_secs(30 * 86_400),
+            visitors_online: 5000,
         }
     }
 }
@@ -562,7 +575,28 @@ fn resolve_limits(file: &LimitsFile) -> Result<ServerLimits, SettingsError> {
             d.transcripts_per_hour,
         )?,
         bot_expiry: env_duration("LIVECHAT_BOT_EXPIRY", file.bot_expiry, d.bot_expiry)?,
+        pageviews_per_address: env_or(
+            "LIVECHAT_PAGEVIEWS_PER_ADDRESS",
+            file.pageviews_per_address,
+            d.pageviews_per_address,
+        )?,
+        pageview_retention: env_duration(
+            "LIVECHAT_PAGEVIEW_RETENTION",
+            file.pageview_retention,
+            d.pageview_retention,
+        )?,
+        visitors_online: env_or(
+            "LIVECHAT_VISITORS_ONLINE",
+            file.visitors_online,
+            d.visitors_online,
+        )?,
     };
+    if limits.pageview_retention < std::time::Duration::from_secs(1) {
+        return Err(SettingsError::Invalid {
+            path: "limits.pageview_retention".into(),
+            message: "must be at least 1s".into(),
+        });
+    }
     if limits.bot_expiry < std::time::Duration::from_secs(1) {
         return Err(SettingsError::Invalid {
             path: "limits.bot_expiry".into(),
@@ -572,11 +606,12 @@ fn resolve_limits(file: &LimitsFile) -> Result<ServerLimits, SettingsError> {
     if limits.max_connections == 0
         || limits.sockets_per_address == 0
         || limits.sessions_per_address == 0
+        || limits.pageviews_per_address == 0
     {
         return Err(SettingsError::Invalid {
             path: "limits".into(),
-            message: "max_connections, sockets_per_address and sessions_per_address must be at \
-                      least 1"
+            message: "max_connections, sockets_per_address, sessions_per_address and \
+                      pageviews_per_address must be at least 1"
                 .into(),
         });
     }

@@ -29,6 +29,7 @@ import {
 } from './composer.js';
 import { closeReports, loadReports, toggleReports } from './reports.js';
 import { setupAttachments } from './attachments.js';
+import { onVisitorNoticeSwitch } from './visitors.js';
 
 function on(id, type, handler) {
   $(id).addEventListener(type, handler);
@@ -44,6 +45,7 @@ function wire() {
   on('alerts', 'click', toggleAlerts);
   on('alerts-allow', 'click', allowAlerts);
   for (const kind of ['request', 'transfer', 'message']) on('alerts-' + kind, 'change', onAlertSwitch);
+  on('alerts-visitor', 'change', onVisitorNoticeSwitch);
   for (const view of ['all', 'unread', 'done']) on('view-' + view, 'click', () => setView(view));
   window.addEventListener('hashchange', openLinked);
   // Back in view: what arrived while the tab was hidden is read now.

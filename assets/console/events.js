@@ -11,6 +11,7 @@ import { openId, applyToOpen, refreshOpen, closeConv } from './conversation.js';
 import { onTyping } from './composer.js';
 import { loadAgents, loadResponses, setAccepting, setVideo } from './session.js';
 import { onCallFrame } from './call.js';
+import { loadVisitors, onVisitorFrame } from './visitors.js';
 
 /** Events older than this before the console started are history, not news to notify. */
 const REPLAY_SLACK_MS = 5000;
@@ -34,6 +35,10 @@ export function onFrame(f) {
       return;
     case 'conversation.read':
       onRead(f);
+      return;
+    case 'visitor.active':
+    case 'visitor.left':
+      onVisitorFrame(f, (ms(f.at) || 0) >= session.startedAt + session.skew - REPLAY_SLACK_MS);
       return;
     case 'config.reloaded':
       $('banner-text').textContent = 'Config updated to revision ' + data.revision;
@@ -68,4 +73,5 @@ export function onReconnect() {
   scheduleRefresh(0);
   refreshOpen();
   loadAgents();
+  loadVisitors();
 }

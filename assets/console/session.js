@@ -15,6 +15,7 @@ import { restoreSeq, startStream, stopStream } from './stream.js';
 import { renderSound, resetSound, unlockAudio } from './sound.js';
 import { onFrame, onReconnect } from './events.js';
 import { resetAlerts } from './notifications.js';
+import { resetVisitors, startVisitors } from './visitors.js';
 import { resetReads } from './reads.js';
 import { openLinked } from './links.js';
 
@@ -105,6 +106,7 @@ function signedOut(message) {
   resetSound();
   resetCall();
   resetAlerts();
+  resetVisitors();
   resetReads();
   store('livechat.csrf', null);
   resetSession();
@@ -130,6 +132,7 @@ function start(agent) {
   refresh().then(() => {
     if (session.stopped) return;
     startStream({ frame: onFrame, reopened: onReconnect });
+    startVisitors();
     openLinked();
   });
   ticker = setInterval(tick, 1000);

@@ -9,6 +9,7 @@
 //! restart.
 
 pub mod contacts;
+mod live_visitors;
 pub mod notify;
 mod persist;
 mod presence;
@@ -39,6 +40,8 @@ use crate::store::reader::Readers;
 use crate::store::writer::Writer;
 use crate::store::{self, StoreError};
 
+use live_visitors::Online;
+pub use live_visitors::{Listening, PageView, Viewed};
 pub use notify::Outbound;
 use presence::Presence;
 pub use presence::PresenceGuard;
@@ -64,6 +67,9 @@ pub enum EngineError {
     /// A limit on what one client (or the whole server) may do was reached.
     #[error("{message}")]
     Limited { code: &'static str, message: String },
+    /// Refused for the state things are in (answered `409` with `code`).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
 }
 
 /// What a command did, for the HTTP answer.
@@ -154,6 +160,8 @@ struct Inner {
     timers: Mutex<HashMap<String, (tokio::task::AbortHandle, Timestamp)>>,
     /// Asked on every visitor call, changed only when a session or conversation starts.
     known: Mutex<Known>,
+    /// Visitors online (see `live_visitors`).
+    online: Mutex<Online>,
     /// When each conversation in play last had its state row written (see `state_due`); a
     /// monotonic clock, so a wall clock stepped back cannot hold writes off.
     state_written: Mutex<HashMap<String, std::time::Instant>>,
@@ -199,6 +207,7 @@ impl Engine {
                 assignment: tokio::sync::Mutex::new(()),
                 timers: Mutex::new(HashMap::new()),
                 known: Mutex::new(Known::default()),
+                online: Mutex::new(Online::default()),
                 state_written: Mutex::new(HashMap::new()),
             }),
         };

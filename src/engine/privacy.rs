@@ -23,6 +23,7 @@ pub struct Removed {
     pub conversations: usize,
     pub messages: usize,
     pub forms: usize,
+    pub pageviews: usize,
     pub events_redacted: usize,
     pub visitors: usize,
     pub outbox_items: usize,
@@ -92,6 +93,7 @@ impl Engine {
         drop(held);
         // A token looked up while the erase was in flight may have been cached again.
         self.forget_visitor(visitor_id);
+        self.leave_live(visitor_id);
         self.inner.hub.publish(Frame {
             visitor_id: Some(visitor_id.to_string()),
             visitor_json: Some(
@@ -176,7 +178,7 @@ impl Engine {
     }
 
     /// Forgets a visitor's tokens and current conversation in the cache.
-    fn forget_visitor(&self, visitor_id: &str) {
+    pub(super) fn forget_visitor(&self, visitor_id: &str) {
         let mut known = self.known();
         known.tokens.retain(|_, v| v.id != visitor_id);
         known.current.remove(visitor_id);
@@ -274,6 +276,7 @@ impl Engine {
             conversations: erased.conversations.len(),
             messages: erased.messages,
             forms: erased.forms,
+            pageviews: erased.pageviews,
             events_redacted: erased.events,
             visitors: erased.visitors,
             outbox_items: outbox.len(),
@@ -288,6 +291,7 @@ impl Removed {
         self.conversations += other.conversations;
         self.messages += other.messages;
         self.forms += other.forms;
+        self.pageviews += other.pageviews;
         self.events_redacted += other.events_redacted;
         self.visitors += other.visitors;
         self.outbox_items += other.outbox_items;

@@ -109,7 +109,7 @@ impl Engine {
                 },
             )
             .await?;
-        let events: Vec<Value> = pending
+        let mut events: Vec<Value> = pending
             .frames(&seqs)
             .filter_map(|f| f.visitor_json)
             .filter_map(|j| serde_json::from_str(&j).ok())
@@ -121,6 +121,19 @@ impl Engine {
             .insert(conv.id.clone(), Arc::new(tokio::sync::Mutex::new(conv)));
         self.known()
             .remember_current(visitor_id.clone(), conversation_id.clone());
+        // An agent invited this visitor: their chat is that agent's, opened by the words
+        // of the invitation (see `live_visitors`).
+        let invited = self.take_invite(&visitor_id);
+        if let Some((agent, text)) = invited {
+            self.answer_invite(&conversation_id, agent, text).await;
+            events = queries::conversation_visitor_events(
+                &self.inner.readers,
+                &conversation_id,
+                queries::PAGE,
+            )
+            .await?;
+        }
+        self.chat_started(&visitor_id, &conversation_id);
         Ok(Started {
             token,
             visitor_id,

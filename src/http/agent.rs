@@ -739,6 +739,7 @@ pub async fn erase_visitor(
             "conversations": removed.conversations,
             "messages": removed.messages,
             "forms": removed.forms,
+            "pageviews": removed.pageviews,
             "events_redacted": removed.events_redacted,
             "outbox_items": removed.outbox_items,
             "mail_files": removed.mail_files,

@@ -123,6 +123,10 @@ const CONSOLE_MODULES: &[(&str, &str)] = &[
     ("sound.js", include_str!("../../assets/console/sound.js")),
     ("state.js", include_str!("../../assets/console/state.js")),
     ("stream.js", include_str!("../../assets/console/stream.js")),
+    (
+        "visitors.js",
+        include_str!("../../assets/console/visitors.js"),
+    ),
 ];
 
 /// `CONSOLE_MODULES` as assets, in the same order. Their URLs carry no version (they

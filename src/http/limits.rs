@@ -102,6 +102,8 @@ pub struct Limits {
     all_transcripts: Window,
     /// New visitor sessions per client address.
     sessions: Window,
+    /// Page views the widget reports, per client address.
+    pageviews: Window,
     sockets_per_address: usize,
     /// Open WebSockets per client address.
     sockets: Mutex<HashMap<IpAddr, usize>>,
@@ -116,6 +118,7 @@ impl Limits {
             recipients: Window::new(settings.transcripts_per_recipient, 24 * HOUR),
             all_transcripts: Window::new(settings.transcripts_per_hour, HOUR),
             sessions: Window::new(settings.sessions_per_address, Duration::from_secs(10 * 60)),
+            pageviews: Window::new(settings.pageviews_per_address, Duration::from_secs(60)),
             sockets_per_address: settings.sockets_per_address,
             sockets: Mutex::new(HashMap::new()),
         }
@@ -159,6 +162,11 @@ impl Limits {
     /// A new visitor session from a client address.
     pub fn allow_session(&self, ip: IpAddr) -> bool {
         self.sessions.allow(&network(ip).to_string())
+    }
+
+    /// A page view reported from a client address.
+    pub fn allow_pageview(&self, ip: IpAddr) -> bool {
+        self.pageviews.allow(&network(ip).to_string())
     }
 }
 

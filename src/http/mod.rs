@@ -20,6 +20,7 @@ mod pages;
 mod state;
 mod stream;
 mod visitor;
+mod visitors_online;
 mod webrtc;
 
 use axum::Router;
@@ -49,6 +50,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/visitor/queue", get(visitor::queue))
         .route("/api/v1/visitor/webrtc", get(webrtc::visitor_ice))
         .route("/api/v1/visitor/widget", get(visitor::widget))
+        .route(
+            "/api/v1/visitor/pageviews",
+            post(visitors_online::page_view),
+        )
         .route("/api/v1/visitor/events", get(stream::visitor_events))
         .route(
             "/api/v1/visitor/attachments",
@@ -86,6 +91,11 @@ pub fn router(state: AppState) -> Router {
         .route(&conversation("mute"), post(agent::mute))
         .route(&conversation("resolve"), post(agent::resolve))
         .route(&conversation("close"), post(agent::close))
+        .route("/api/v1/visitors", get(visitors_online::list))
+        .route(
+            "/api/v1/visitors/{id}/invite",
+            post(visitors_online::invite),
+        )
         .route("/api/v1/visitors/{id}", delete(agent::erase_visitor))
         .route("/api/v1/visitors/{id}/export", get(agent::export_visitor))
         .route(&conversation("video"), post(agent::offer_video))
@@ -213,6 +223,9 @@ impl From<EngineError> for AppError {
             EngineError::Template(e) => AppError::internal(e),
             EngineError::Limited { code, message } => {
                 AppError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+            }
+            EngineError::Conflict { code, message } => {
+                AppError::new(StatusCode::CONFLICT, code, message)
             }
         }
     }

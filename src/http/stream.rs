@@ -146,6 +146,8 @@ pub async fn visitor_events(
         // rather than hold it for the socket's life (most of an idle widget's memory).
         drop(headers);
         let frames = state.engine.hub().subscribe_visitor(&visitor.id);
+        // Online while the widget listens (and can hear an invitation).
+        let _listening = state.engine.visitor_listening(&visitor);
         run(
             socket,
             state.clone(),

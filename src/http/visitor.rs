@@ -53,7 +53,7 @@ pub struct SessionRequest {
 }
 
 /// Longest page URL or referrer kept.
-const MAX_URL: usize = 2048;
+pub(super) const MAX_URL: usize = 2048;
 
 pub async fn start_session(
     State(state): State<AppState>,
@@ -124,7 +124,7 @@ pub async fn start_session(
 }
 
 /// How the widget looks, in `lang`: what its launcher and panel need.
-fn widget_json(bot_id: &str, bot: &crate::config::Bot, lang: &str) -> Value {
+pub(super) fn widget_json(bot_id: &str, bot: &crate::config::Bot, lang: &str) -> Value {
     let w = &bot.header.widget;
     let ctx = json!({ "bot": { "name": bot.header.name.get_ref() } });
     json!({
@@ -181,7 +181,7 @@ pub fn accept_language(headers: &HeaderMap, bot: &crate::config::schema::Bot) ->
 
 /// The visitor's country, from the header a trusted proxy sets (`country_header`); from
 /// anyone else, a header the client chose.
-fn country(state: &AppState, client: ClientAddr, headers: &HeaderMap) -> Option<String> {
+pub(super) fn country(state: &AppState, client: ClientAddr, headers: &HeaderMap) -> Option<String> {
     if !client.via_trusted_proxy {
         return None;
     }

@@ -195,6 +195,20 @@ const STEPS: &[M<'static>] = &[
             PRIMARY KEY (visitor_id, field)
         ) WITHOUT ROWID;",
     ),
+    // 9: page views the widget reports, kept for `pageview_retention`. A visitor may now
+    // exist without a conversation (their token only); erasing them takes these along.
+    M::up(
+        "CREATE TABLE pageviews (
+            id         INTEGER PRIMARY KEY,
+            visitor_id TEXT NOT NULL REFERENCES visitors (id) ON DELETE CASCADE,
+            url        TEXT NOT NULL,
+            title      TEXT,
+            referrer   TEXT,
+            at         TEXT NOT NULL
+        );
+        CREATE INDEX pageviews_visitor ON pageviews (visitor_id);
+        CREATE INDEX pageviews_at ON pageviews (at);",
+    ),
 ];
 
 #[cfg(test)]

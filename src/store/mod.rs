@@ -7,6 +7,7 @@ pub mod contacts;
 pub mod health;
 pub mod lock;
 pub mod migrations;
+pub mod pageviews;
 pub mod privacy;
 pub mod reader;
 pub mod reads;

@@ -30,6 +30,8 @@ pub struct Erased {
     pub conversations: Vec<ErasedConversation>,
     pub messages: usize,
     pub forms: usize,
+    /// Page views the widget reported.
+    pub pageviews: usize,
     /// Events turned into tombstones.
     pub events: usize,
     pub visitors: usize,
@@ -163,6 +165,7 @@ pub fn export(conn: &Connection, visitor_id: &str) -> Result<Option<Value>, Stor
         "forms": forms,
         "attachments": attachments_of(conn, visitor_id)?,
         "contact": super::contacts::of_visitor(conn, visitor_id)?,
+        "pageviews": super::pageviews::of_visitor(conn, visitor_id)?,
     })))
 }
 
@@ -241,6 +244,7 @@ pub fn erase_visitor(conn: &Connection, visitor_id: &str) -> Result<Erased, Stor
     erased.files.extend(files);
     // Their contact fields (the foreign key would cascade; said here so it is plain).
     super::contacts::erase(conn, visitor_id)?;
+    erased.pageviews += super::pageviews::erase_of(conn, visitor_id)?;
     let gone = conn
         .prepare_cached("DELETE FROM visitors WHERE id = ?1")?
         .execute([visitor_id])?;

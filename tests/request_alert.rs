@@ -47,6 +47,7 @@ live_chat = "desk"
 [live_chat.desk]
 collect = ["name", "email"]
 notify = ["crm"]
+modes = ["text", "video"]
 route = [{ when = { language = ["es", "pt"] }, team = "desk" }]
 
 [webhook.crm]
@@ -125,6 +126,43 @@ async fn the_alert_waits_for_the_collected_name_routing_sees_the_asked_language_
             .ends_with(&format!("/console#/conversations/{}", visitor.conv)),
         "{body}"
     );
+    assert_eq!(body["video"], false, "{body}");
+
+    // A request for a video call says so in its alert.
+    let caller = api.session("support").await;
+    api.post_ok(
+        "/api/v1/visitor/actions",
+        Some(&caller.token),
+        json!({"type": "request_video"}),
+    )
+    .await;
+    for (id, text) in [("vn", "Fox Mulder"), ("ve", "fox@example.com")] {
+        api.post_ok(
+            "/api/v1/visitor/messages",
+            Some(&caller.token),
+            json!({"client_id": id, "text": text}),
+        )
+        .await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let video = loop {
+        let found = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|b| b["conversation_id"] == caller.conv.as_str())
+            .cloned();
+        if let Some(body) = found {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no alert for the video request"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(video["video"], true, "{video}");
+    assert_eq!(video["visitor"]["name"], "Fox Mulder", "{video}");
 
     // That visitor's browser asked for nothing: no language rule matched.
     assert_eq!(

@@ -184,6 +184,13 @@ const STEPS: &[M<'static>] = &[
         ) WITHOUT ROWID;
         CREATE INDEX reads_conversation ON reads (conversation_id);",
     ),
+    // 8: what the server learnt of an upload's content: the type of its preview (a smaller,
+    // re-encoded picture kept beside the file, `store::previews`; NULL when none was made)
+    // and the length of a recording read from its header (`store::media`).
+    M::up(
+        "ALTER TABLE attachments ADD COLUMN preview TEXT;
+        ALTER TABLE attachments ADD COLUMN duration_ms INTEGER;",
+    ),
 ];
 
 #[cfg(test)]

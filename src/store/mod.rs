@@ -2,6 +2,7 @@
 
 pub mod attachments;
 pub mod backup;
+pub mod backup_files;
 pub mod checkpoint;
 pub mod health;
 pub mod lock;

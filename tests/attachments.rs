@@ -825,7 +825,10 @@ async fn in_chromium_files_go_both_ways_and_an_svg_runs_nothing() {
         &browser,
         "the screenshot shows inline",
         "const i = document.querySelector('#messages .msg-files img');
-         return !!i && i.complete && i.naturalWidth === 40;",
+         // The server's preview inline; the link opens the original.
+         return !!i && i.complete && i.naturalWidth === 40
+           && i.getAttribute('src').endsWith('/preview')
+           && !i.parentElement.getAttribute('href').endsWith('/preview');",
     )
     .await;
     let got = browser
@@ -893,7 +896,8 @@ async fn in_chromium_files_go_both_ways_and_an_svg_runs_nothing() {
         "the agent's picture shows in the widget",
         "const h = document.querySelector('[data-livechat]');
          const i = h && h.shadowRoot && h.shadowRoot.querySelector('.lc-agent .lc-file-img');
-         return !!i && i.complete && i.naturalWidth === 40;",
+         return !!i && i.complete && i.naturalWidth === 40 && i.src.includes('/preview?')
+           && !!i.parentElement.href && !i.parentElement.href.includes('/preview');",
     )
     .await;
     wait_true(

@@ -753,17 +753,22 @@
   // -- files: each one uploaded with progress and a Cancel, then sent as a message of its own
   const sizeText = (n) => (n >= 1e6 ? (n / 1e6).toFixed(1) + " MB" : n >= 1e3 ? Math.round(n / 1e3) + " KB" : (n || 0) + " B");
   // Pictures, players and downloads send no token: they load through a signed link.
-  const signed = (id) => call("GET", "attachments/" + encodeURIComponent(id) + "/link").then((r) => ORIGIN + r.url, () => null);
+  const link = (id) => call("GET", "attachments/" + encodeURIComponent(id) + "/link");
+  const signed = (id) => link(id).then((r) => ORIGIN + r.url, () => null);
   function filesEl(list) {
     if (!Array.isArray(list) || !list.length) return null;
     const box = h("div", { class: "lc-files" });
     for (const a of list) {
       const type = String(a.type || ""), name = String(a.name || "file");
       if (type.startsWith("image/")) {
+        // The server's preview inline (smaller, no metadata); a click opens the original.
         const img = h("img", { class: "lc-file-img", alt: name });
-        const link = h("a", { target: "_blank", rel: "noopener noreferrer" }, img);
-        signed(a.id).then((u) => u && ((img.src = u), (link.href = u)));
-        box.append(link);
+        const open = h("a", { target: "_blank", rel: "noopener noreferrer" }, img);
+        link(a.id).then((r) => {
+          img.src = ORIGIN + (r.preview_url || r.url);
+          open.href = ORIGIN + r.url;
+        }, () => null);
+        box.append(open);
       } else if (type.startsWith("audio/") || type.startsWith("video/")) {
         const media = h(type.startsWith("audio/") ? "audio" : "video", { class: "lc-file-media", controls: true, preload: "metadata", title: name });
         signed(a.id).then((u) => u && (media.src = u));

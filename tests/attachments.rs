@@ -211,6 +211,7 @@ async fn attachments_go_both_ways_and_are_served_safely() {
     limits_refuse_with_nothing_stored(&w).await;
     audio_is_served_in_ranges(&w).await;
     a_huge_picture_costs_nothing(&w).await;
+    previews_are_small_and_carry_no_metadata(&mut w).await;
 }
 
 async fn both_ways(w: &mut World) {
@@ -543,15 +544,45 @@ fn rss_kb(server: &TestServer) -> u64 {
         .unwrap()
 }
 
+/// A real PNG of `side` × `side` black pixels (1-bit grey): a few dozen kilobytes that
+/// decode to `side`² bytes or more.
+fn png_bomb(side: u32) -> Vec<u8> {
+    use std::io::Write;
+    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        out.extend((data.len() as u32).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend(kind);
+        out.extend(data);
+        out.extend(crc.sum().to_be_bytes());
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = side.to_be_bytes().to_vec();
+    ihdr.extend(side.to_be_bytes());
+    ihdr.extend([1, 0, 0, 0, 0]); // 1 bit, grey, deflate, no filter, no interlace
+    chunk(&mut out, b"IHDR", &ihdr);
+    let row = vec![0u8; 1 + side.div_ceil(8) as usize];
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    for _ in 0..side {
+        z.write_all(&row).unwrap();
+    }
+    chunk(&mut out, b"IDAT", &z.finish().unwrap());
+    chunk(&mut out, b"IEND", b"");
+    out
+}
+
 async fn a_huge_picture_costs_nothing(w: &World) {
     let before = rss_kb(&w.server);
-    let bomb = png(20_000, 20_000);
+    let bomb = png_bomb(20_000);
+    assert!(bomb.len() < 1_000_000, "{} bytes", bomb.len());
     let up = w
         .visitor_upload(&w.visitor.token, "bomb.png", "image/png", &bomb)
         .await;
-    assert_eq!(up.status, 201);
-    // Its size is read from its header; no pixel is ever decoded (no previews are made).
+    assert_eq!(up.status, 201, "{:?}", up.json());
+    // Its size is read from its header; over the pixel bound no pixel is decoded: no preview.
     assert_eq!(up.json()["width"], 20_000);
+    assert!(up.json().get("preview_url").is_none(), "{}", up.json());
     let after = rss_kb(&w.server);
     // 20,000 × 20,000 RGBA decoded would be 1.6 GB; allow for ordinary noise.
     assert!(
@@ -794,7 +825,10 @@ async fn in_chromium_files_go_both_ways_and_an_svg_runs_nothing() {
         &browser,
         "the screenshot shows inline",
         "const i = document.querySelector('#messages .msg-files img');
-         return !!i && i.complete && i.naturalWidth === 40;",
+         // The server's preview inline; the link opens the original.
+         return !!i && i.complete && i.naturalWidth === 40
+           && i.getAttribute('src').endsWith('/preview')
+           && !i.parentElement.getAttribute('href').endsWith('/preview');",
     )
     .await;
     let got = browser
@@ -862,7 +896,8 @@ async fn in_chromium_files_go_both_ways_and_an_svg_runs_nothing() {
         "the agent's picture shows in the widget",
         "const h = document.querySelector('[data-livechat]');
          const i = h && h.shadowRoot && h.shadowRoot.querySelector('.lc-agent .lc-file-img');
-         return !!i && i.complete && i.naturalWidth === 40;",
+         return !!i && i.complete && i.naturalWidth === 40 && i.src.includes('/preview?')
+           && !!i.parentElement.href && !i.parentElement.href.includes('/preview');",
     )
     .await;
     wait_true(
@@ -876,4 +911,219 @@ async fn in_chromium_files_go_both_ways_and_an_svg_runs_nothing() {
     )
     .await;
     browser.close().await;
+}
+
+// ---- Previews ----------------------------------------------------------------------------
+
+/// The markers of a JPEG's segments before its scan (SOI first).
+fn jpeg_markers(bytes: &[u8]) -> Vec<u8> {
+    assert_eq!(&bytes[..2], b"\xff\xd8", "a JPEG");
+    let mut markers = vec![0xd8];
+    let mut i = 2;
+    while i + 4 <= bytes.len() && bytes[i] == 0xff {
+        let marker = bytes[i + 1];
+        markers.push(marker);
+        if marker == 0xda {
+            break;
+        }
+        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+        i += 2 + len;
+    }
+    markers
+}
+
+/// A photo as a phone sends it: 1600 × 1200 with an EXIF segment whose GPS IFD says where.
+fn photo_with_gps() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(1600, 1200, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+    });
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85)
+        .encode_image(&img)
+        .unwrap();
+    // TIFF, big-endian: IFD0 with one entry, the GPS IFD pointer (0x8825), to a GPS IFD with
+    // GPSLatitudeRef "N" and GPSLatitude 48/1 0/1 0/1.
+    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
+    tiff.extend([0, 1, 0x88, 0x25, 0, 4, 0, 0, 0, 1, 0, 0, 0, 26, 0, 0, 0, 0]);
+    tiff.extend([0, 2]);
+    tiff.extend([0, 1, 0, 2, 0, 0, 0, 2, b'N', 0, 0, 0]);
+    tiff.extend([0, 2, 0, 5, 0, 0, 0, 3, 0, 0, 0, 56]);
+    tiff.extend([0, 0, 0, 0]);
+    for n in [48u32, 1, 0, 1, 0, 1] {
+        tiff.extend(n.to_be_bytes());
+    }
+    let mut app1 = b"\xff\xe1".to_vec();
+    app1.extend(((2 + 6 + tiff.len()) as u16).to_be_bytes());
+    app1.extend(b"Exif\0\0");
+    app1.extend(tiff);
+    jpeg.splice(2..2, app1);
+    jpeg
+}
+
+async fn previews_are_small_and_carry_no_metadata(w: &mut World) {
+    let photo = photo_with_gps();
+    assert!(
+        jpeg_markers(&photo).contains(&0xe1),
+        "the photo has its EXIF"
+    );
+    let up = w
+        .visitor_upload(&w.visitor.token, "IMG_0001.jpg", "image/jpeg", &photo)
+        .await;
+    assert_eq!(up.status, 201, "{:?}", up.json());
+    let a = up.json();
+    // The original's size, from its frame header.
+    assert_eq!(
+        (a["width"].as_u64(), a["height"].as_u64()),
+        (Some(1600), Some(1200))
+    );
+    let id = a["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        a["preview_url"],
+        format!("/api/v1/attachments/{id}/preview"),
+        "{a}"
+    );
+
+    // The preview: a JPEG within the box, with no APP1 (EXIF) segment and no GPS anywhere.
+    let preview = w
+        .get(
+            a["preview_url"].as_str().unwrap(),
+            Some(&w.visitor.token),
+            None,
+        )
+        .await;
+    assert_eq!(preview.status, 200);
+    assert_inert(&preview, "the preview");
+    assert_eq!(preview.header("content-type"), "image/jpeg");
+    let markers = jpeg_markers(&preview.bytes);
+    assert!(!markers.contains(&0xe1), "no APP1 in {markers:x?}");
+    assert!(
+        !preview.bytes.windows(4).any(|b| b == b"Exif"),
+        "no Exif anywhere in the preview"
+    );
+    let shown = image::load_from_memory(&preview.bytes).unwrap();
+    assert_eq!((shown.width(), shown.height()), (800, 600));
+
+    // The original is kept as sent, metadata and all.
+    let original = w
+        .get(
+            &format!("/api/v1/attachments/{id}"),
+            Some(&w.visitor.token),
+            None,
+        )
+        .await;
+    assert_eq!(original.status, 200);
+    assert!(original.bytes == photo, "the original, byte for byte");
+
+    // The visitor's signed link opens both, without a token; others get 404.
+    let link = w
+        .get(
+            &format!("/api/v1/visitor/attachments/{id}/link"),
+            Some(&w.visitor.token),
+            None,
+        )
+        .await
+        .json();
+    let signed = w
+        .get(link["preview_url"].as_str().unwrap(), None, None)
+        .await;
+    assert_eq!(signed.bytes, preview.bytes);
+    let other = w.api.session("support").await;
+    let denied = w
+        .get(a["preview_url"].as_str().unwrap(), Some(&other.token), None)
+        .await;
+    assert_eq!(denied.status, 404);
+
+    // In a message, the agent's event carries the preview too.
+    w.api
+        .post_ok(
+            "/api/v1/visitor/messages",
+            Some(&w.visitor.token),
+            json!({"client_id": "photo-1", "attachments": [id]}),
+        )
+        .await;
+    let event = w
+        .agent
+        .stream
+        .wait_for(Duration::from_secs(10), "the photo", |v| {
+            v["type"] == "message.created" && v["data"]["attachments"][0]["id"] == id.as_str()
+        })
+        .await;
+    assert_eq!(
+        event["data"]["attachments"][0]["preview_url"],
+        a["preview_url"]
+    );
+
+    // A picture with transparency keeps it: a PNG preview.
+    let mut clear = image::RgbaImage::from_pixel(900, 300, image::Rgba([200, 0, 0, 255]));
+    clear.put_pixel(5, 5, image::Rgba([0, 0, 0, 0]));
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    clear.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
+    let up = w
+        .visitor_upload(&w.visitor.token, "logo.png", "image/png", bytes.get_ref())
+        .await;
+    assert_eq!(up.status, 201);
+    let got = w
+        .get(
+            up.json()["preview_url"].as_str().unwrap(),
+            Some(&w.visitor.token),
+            None,
+        )
+        .await;
+    assert_eq!(got.header("content-type"), "image/png");
+    let shown = image::load_from_memory(&got.bytes).unwrap();
+    assert_eq!((shown.width(), shown.height()), (800, 267));
+
+    // Broken pictures upload as they are, with no preview: a PNG header with nothing after
+    // it, a JPEG frame header with no scan.
+    let mut broken_jpeg = b"\xff\xd8\xff\xc0\x00\x11\x08\x00\x64\x00\x64\x03".to_vec();
+    broken_jpeg.extend([1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
+    broken_jpeg.extend(b"\xff\xd9");
+    for (name, mime, bytes) in [
+        ("cut.png", "image/png", png(640, 480)),
+        ("cut.jpg", "image/jpeg", broken_jpeg),
+    ] {
+        let up = w.visitor_upload(&w.visitor.token, name, mime, &bytes).await;
+        assert_eq!(up.status, 201, "{name}: {:?}", up.json());
+        assert_eq!(up.json()["type"], mime, "{name}");
+        assert!(
+            up.json().get("preview_url").is_none(),
+            "{name}: {}",
+            up.json()
+        );
+        let id = up.json()["id"].as_str().unwrap().to_string();
+        let none = w
+            .get(
+                &format!("/api/v1/attachments/{id}/preview"),
+                Some(&w.visitor.token),
+                None,
+            )
+            .await;
+        assert_eq!(none.status, 404, "{name}");
+        let kept = w
+            .get(
+                &format!("/api/v1/attachments/{id}"),
+                Some(&w.visitor.token),
+                None,
+            )
+            .await;
+        assert_eq!(kept.bytes, bytes, "{name}");
+    }
+    // A recording's length comes from its header (WAV); a file that is not one has none.
+    let up = w
+        .visitor_upload(&w.visitor.token, "tone.wav", "audio/wav", &tone_wav())
+        .await;
+    assert_eq!(up.status, 201);
+    assert_eq!(up.json()["duration"], 0.5, "{}", up.json());
+    assert!(up.json().get("preview_url").is_none());
+    let up = w
+        .visitor_upload(&w.visitor.token, "bare.wav", "audio/wav", &wav())
+        .await;
+    assert!(up.json().get("duration").is_none(), "{}", up.json());
+
+    // No preview is left half-written among the uploads in progress.
+    let tmp = w.server.data_dir.join("files").join("tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
 }

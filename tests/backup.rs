@@ -437,3 +437,105 @@ fn restore_refuses_a_file_that_is_not_a_livechat_database() {
     names.sort();
     assert_eq!(names, [".serve.lock", "livechat.db"]);
 }
+
+/// Uploads `bytes` as the visitor; answers the attachment.
+async fn upload(url: &str, token: &str, name: &str, bytes: &[u8]) -> Value {
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/api/v1/visitor/attachments?name={name}"))
+        .bearer_auth(token)
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    resp.json().await.unwrap()
+}
+
+async fn download(url: &str, token: &str, path: &str) -> (u16, Vec<u8>) {
+    let resp = reqwest::Client::new()
+        .get(format!("{url}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
+}
+
+/// The files under a directory, two levels down (`ab/<name>`).
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for sub in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(sub.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            names.push(f.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_carries_the_attachment_files_and_restore_puts_them_back() {
+    let mut server = bundle().serve_with(&[], &[("LIVECHAT_ATTACHMENT_RESERVE", "1MB")]);
+    let api = Api::new(&server.url);
+    let visitor = api.session("support").await;
+    let pdf = b"%PDF-1.4\n1 0 obj << >> endobj\n%%EOF\n".to_vec();
+    let mut png = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_pixel(40, 30, image::Rgb([1, 2, 3]))
+        .write_to(&mut png, image::ImageFormat::Png)
+        .unwrap();
+    let png = png.into_inner();
+    let a_pdf = upload(&server.url, &visitor.token, "a.pdf", &pdf).await;
+    let a_png = upload(&server.url, &visitor.token, "b.png", &png).await;
+    assert!(a_png["preview_url"].is_string(), "{a_png}");
+
+    let file = server.dir.path().join("backup.db");
+    let out = run(&["backup"], &file, &server.data_dir);
+    let printed = text(&out.stdout);
+    assert!(out.status.success(), "backup: {}", text(&out.stderr));
+    // The PDF, the picture and its preview.
+    assert!(printed.contains("3 attachment files (3 new)"), "{printed}");
+    let files_dir = server.dir.path().join("backup.db.files");
+    assert_eq!(files_under(&files_dir).len(), 3);
+    // Again with --force: nothing new is copied.
+    let out = run(&["backup", "--force"], &file, &server.data_dir);
+    assert!(
+        text(&out.stdout).contains("3 attachment files (0 new)"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // The server's disk loses its files; the restore brings them back.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let data_dir = server.data_dir.clone();
+    std::fs::remove_dir_all(data_dir.join("files")).unwrap();
+    let out = run(&["restore"], &file, &data_dir);
+    let printed = text(&out.stdout);
+    assert!(out.status.success(), "restore: {}", text(&out.stderr));
+    assert!(printed.contains("3 attachment files (3 new)"), "{printed}");
+    assert_eq!(
+        files_under(&data_dir.join("files")),
+        files_under(&files_dir)
+    );
+
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let bots_dir = server.bots_dir.clone();
+    drop(server);
+    let server = TestServer::start_in(dir, bots_dir, data_dir, &[]);
+    for (a, bytes) in [(&a_pdf, &pdf), (&a_png, &png)] {
+        let path = a["url"].as_str().unwrap();
+        let (status, got) = download(&server.url, &visitor.token, path).await;
+        assert_eq!((status, &got), (200, bytes), "{a}");
+    }
+    let (status, _) = download(
+        &server.url,
+        &visitor.token,
+        a_png["preview_url"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+}

@@ -90,3 +90,58 @@ fn a_short_bench_run_prints_every_figure_and_passes_its_checks() {
     assert!(line("losing accepts answered 409 already_taken").ends_with(" 12"));
     assert!(outcome.ok, "a check failed:\n{out}");
 }
+
+#[test]
+fn uploads_during_the_chat_load_print_their_figures() {
+    let outcome = bench::run_args([
+        "livechat-bench",
+        "--quiet",
+        "--server-bin",
+        env!("CARGO_BIN_EXE_livechat"),
+        "chat",
+        "--visitors",
+        "4",
+        "--agents",
+        "2",
+        "--team-size",
+        "2",
+        "--reconnects",
+        "0",
+        "--interval",
+        "100ms",
+        "--duration",
+        "1500ms",
+        "--uploaders",
+        "4",
+        "--upload-size",
+        "200000",
+        "--uploads-each",
+        "2",
+    ])
+    .expect("the bench runs");
+    let out = &outcome.output;
+    println!("{out}");
+    let line = |label: &str| -> &str {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` in the output:\n{out}"))
+    };
+    assert!(line("uploads stored (201)").ends_with(" 8"), "{out}");
+    for figure in [
+        "uploads per second",
+        "upload (HTTP round trip)",
+        "chat delivery without uploads",
+        "chat delivery during uploads",
+        "server RSS before the uploads",
+        "server RSS peak during the uploads",
+        "server RSS after the uploads",
+    ] {
+        let l = line(figure);
+        assert!(
+            l.chars().any(|c| c.is_ascii_digit()) && !l.contains("no samples"),
+            "`{figure}` has no figure: {l}"
+        );
+    }
+    assert!(line("every upload stored").contains(" ok ("), "{out}");
+    assert!(outcome.ok, "a check failed:\n{out}");
+}

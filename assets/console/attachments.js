@@ -1,5 +1,6 @@
-/* Files in the chat. Receiving: pictures inline (a click opens the full size), audio and
- * video with the browser's players, anything else a download card with its name and size.
+/* Files in the chat. Receiving: pictures inline as the server's preview (a click opens the
+ * original), audio and video with the browser's players, anything else a download card
+ * with its name and size.
  * Sending: the Attach button, pasting or dropping files on the message box; each file is
  * uploaded with progress and a Cancel, then sent as a message of its own. File names are
  * what visitors chose: they go in as text only. */
@@ -20,8 +21,10 @@ function fileEl(a) {
   const type = String(a.type || '');
   const url = String(a.url || '');
   if (type.startsWith('image/')) {
+    // The server's preview when it made one (smaller, no metadata); a click opens the original.
+    const shown = String(a.preview_url || url);
     return h('a', { class: 'file file-image', href: url, target: '_blank', rel: 'noopener' },
-      h('img', { src: url, alt: a.name, loading: 'lazy' }));
+      h('img', { src: shown, alt: a.name, loading: 'lazy' }));
   }
   if (type.startsWith('audio/')) {
     return h('audio', { class: 'file file-audio', src: url, controls: true, preload: 'metadata', title: a.name });

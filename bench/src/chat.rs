@@ -27,6 +27,7 @@ use super::machine::{self, CpuMeter, WRITER_THREAD};
 use super::report::Section;
 use super::server::{BundleSpec, Target, save_atomically};
 use super::stats::Samples;
+use super::uploads::{self, UploadOpts};
 
 #[derive(Debug, Clone)]
 pub struct ChatOpts {
@@ -40,6 +41,8 @@ pub struct ChatOpts {
     pub reconnect_gap: Duration,
     pub concurrency: usize,
     pub drain: Duration,
+    /// Visitors uploading files during the steady phase (`uploads.rs`).
+    pub uploads: Option<UploadOpts>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +69,9 @@ pub(super) struct Ledger {
     /// How many times each message arrived on the other side's socket.
     pub(super) received: HashMap<Key, u32>,
     pub(super) delivery: [Samples; 2],
+    /// Each timed delivery: (sent at, microseconds it took), to tell those sent during the
+    /// uploads from the rest.
+    pub(super) timed: Vec<(u64, u64)>,
     pub(super) ack: [Samples; 2],
     pub(super) errors: usize,
     pub(super) first_errors: Vec<String>,
@@ -209,6 +215,7 @@ impl Shared {
         *count += 1;
         if *count == 1 && !replayed {
             ledger.delivery[dir as usize].push_us(now.saturating_sub(sent));
+            ledger.timed.push((sent, now.saturating_sub(sent)));
         }
     }
 }
@@ -514,6 +521,26 @@ pub async fn run(
             )));
         }
     }
+    // Uploads from a third into the steady phase; the rest of the run is the baseline.
+    let uploader = o.uploads.map(|u| {
+        let visitors: Vec<String> = chats
+            .iter()
+            .flatten()
+            .take(u.uploaders)
+            .map(|c| c.token.clone())
+            .collect();
+        let (api, shared) = (api.clone(), shared.clone());
+        progress.say(&format!(
+            "{} visitors will upload {} file(s) of {} bytes each",
+            visitors.len(),
+            u.each,
+            u.size
+        ));
+        tokio::spawn(async move {
+            tokio::time::sleep_until(start + duration / 3).await;
+            uploads::run(&api, visitors, u, pid, || shared.now_us()).await
+        })
+    });
     let reloader = reload.map(|r| {
         let api = api.clone();
         let dir = target.bots_dir.clone().unwrap_or_default();
@@ -534,6 +561,13 @@ pub async fn run(
     for s in senders {
         let _ = s.await;
     }
+    let uploaded = match uploader {
+        Some(u) => Some(
+            u.await
+                .map_err(|e| anyhow!("the upload task failed: {e}"))?,
+        ),
+        None => None,
+    };
     let reload_results = match reloader {
         Some(r) => Some(
             r.await
@@ -824,6 +858,17 @@ pub async fn run(
         },
     );
     let mut sections = vec![s];
+    if let (Some(o), Some(u)) = (o.uploads, &uploaded) {
+        let (mut during, mut without) = (Samples::default(), Samples::default());
+        for &(sent, took) in &ledger.timed {
+            if (u.window_us.0..=u.window_us.1).contains(&sent) {
+                during.push_us(took);
+            } else {
+                without.push_us(took);
+            }
+        }
+        sections.push(uploads::section(o, u, &during, &without, rss_end));
+    }
     if let Some(results) = reload_results {
         let seen = shared
             .reloads_seen

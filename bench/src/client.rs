@@ -42,6 +42,24 @@ impl Api {
         })
     }
 
+    /// A visitor's file upload (the body is the file); answers the status.
+    pub async fn upload(&self, token: &str, name: &str, body: Vec<u8>) -> anyhow::Result<u16> {
+        let resp = self
+            .http
+            .post(format!(
+                "{}/api/v1/visitor/attachments?name={name}",
+                self.url
+            ))
+            .bearer_auth(token)
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        resp.bytes().await?;
+        Ok(status)
+    }
+
     /// One call; answers the status and the body (JSON, or the text as a JSON string).
     pub async fn call(
         &self,

@@ -19,6 +19,7 @@ mod socketio;
 mod startup;
 mod stats;
 mod store;
+mod uploads;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -142,6 +143,15 @@ struct ChatArgs {
     /// How long acknowledged messages may take to arrive after the last send.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     drain: Duration,
+    /// Visitors that upload files at once, a third into the steady phase (0: none).
+    #[arg(long, default_value_t = 0)]
+    uploaders: usize,
+    /// Bytes of each uploaded file.
+    #[arg(long, default_value_t = 1_000_000)]
+    upload_size: usize,
+    /// Files each uploading visitor sends, one after the other.
+    #[arg(long, default_value_t = 3)]
+    uploads_each: usize,
 }
 
 impl ChatArgs {
@@ -160,6 +170,11 @@ impl ChatArgs {
             reconnect_gap: self.reconnect_gap.unwrap_or(self.interval),
             concurrency: self.concurrency,
             drain: self.drain,
+            uploads: (self.uploaders > 0).then_some(uploads::UploadOpts {
+                uploaders: self.uploaders.min(self.visitors),
+                size: self.upload_size.max(1),
+                each: self.uploads_each.max(1),
+            }),
         }
     }
 }

@@ -89,6 +89,10 @@ live_chat = "desk"
 accept_timeout = "30m"
 idle_timeout = "30m"
 route = [{{ team = "team{team}" }}]
+
+# The uploads of `chat --uploaders` (a few files of a megabyte per chat).
+[attachments]
+conversation_total = "1GiB"
 "#
         )
     }

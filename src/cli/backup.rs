@@ -24,16 +24,24 @@ pub fn run(server: &ServerArgs, file: &Path, force: bool) -> ExitCode {
     }
 }
 
-/// `1404928 bytes (1.3 MiB), last event seq 1234, config revision 3, schema version 9`.
+/// `1404928 bytes (1.3 MiB), last event seq 1234, config revision 3, schema version 9,
+/// 12 attachment files (2 new)` (and `, 1 missing` for files removed after the snapshot).
 pub(crate) fn describe(summary: &Summary) -> String {
     let revision = summary
         .revision
         .map_or("none".to_string(), |r| r.to_string());
+    let missing = match summary.files.missing {
+        0 => String::new(),
+        n => format!(", {n} missing"),
+    };
     format!(
-        "{} bytes ({:.1} MiB), last event seq {}, config revision {revision}, schema version {}",
+        "{} bytes ({:.1} MiB), last event seq {}, config revision {revision}, schema version {}, \
+         {} attachment files ({} new{missing})",
         summary.bytes,
         summary.bytes as f64 / (1024.0 * 1024.0),
         summary.last_seq,
-        summary.schema_version
+        summary.schema_version,
+        summary.files.files,
+        summary.files.new
     )
 }

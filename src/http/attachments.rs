@@ -27,8 +27,10 @@ use super::error::{ApiQuery, AppError, blocking};
 use super::visitor::AuthVisitor;
 use crate::auth::AuthAgent;
 use crate::chat::conversation::{Attachment, MAX_ATTACHMENTS};
+use crate::config::schema::AttachmentKind;
 use crate::engine::AgentRef;
 use crate::store::attachments::{self as files, Stored};
+use crate::store::{media, previews};
 
 /// Longest file name kept, in characters.
 const MAX_NAME_CHARS: usize = 200;
@@ -229,8 +231,36 @@ async fn receive(
             "this chat does not take files of this type",
         ));
     }
-    let (width, height) = files::dimensions(&head, sniffed.mime).unzip();
     let sha256 = hex::encode(hasher.finalize());
+    // What the header tells (a picture's size, a recording's length), then the preview:
+    // reused when this content has one already, else made within the decoder's bounds.
+    let (source, mime, dir, sha) = (path.clone(), sniffed.mime, data_dir.clone(), sha256.clone());
+    let (size_px, duration_ms, stored_preview) = blocking(move || {
+        Ok::<_, AppError>((
+            media::dimensions(&source, &head, mime),
+            (mime == "audio/wav")
+                .then(|| media::wav_duration_ms(&source))
+                .flatten(),
+            previews::existing(&dir, &sha),
+        ))
+    })
+    .await?;
+    let mut preview_temp = Temp(None);
+    let preview = match stored_preview {
+        Some(mime) => Some(mime),
+        None if sniffed.kind == AttachmentKind::Image => {
+            let out = path.with_extension("preview");
+            preview_temp.0 = Some(out.clone());
+            let made = previews::make(path.clone(), sniffed.mime, size_px, out).await;
+            if made.is_none() {
+                // Whatever a failed decoder left.
+                drop(std::mem::replace(&mut preview_temp, Temp(None)));
+            }
+            made
+        }
+        None => None,
+    };
+    let (width, height) = size_px.unzip();
     let is_agent = agent_email.is_some();
     let row = Stored {
         id: crate::ids::new_sortable_id("a"),
@@ -247,14 +277,20 @@ async fn receive(
         conversation_id: is_agent.then_some(conversation),
         created_ms: jiff::Timestamp::now().as_millisecond(),
         sha256,
+        preview: preview.map(str::to_string),
+        duration_ms,
     };
-    let dest = files::file_path(&data_dir, &row.sha256);
-    let job = row.clone();
-    state
-        .write(move |c| files::insert(c, &job, &path, &dest))
+    let mut job = row;
+    let new_preview = preview_temp.0.clone();
+    let row = state
+        .write(move |c| {
+            files::insert(c, &mut job, &data_dir, &path, new_preview.as_deref())?;
+            Ok::<_, crate::store::StoreError>(job)
+        })
         .await?;
     // In place (or removed, when the content was stored already): nothing to clean up.
     temp.0 = None;
+    preview_temp.0 = None;
     let view = serde_json::to_value(view(&row)).map_err(AppError::internal)?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -398,24 +434,67 @@ pub async fn fetch(
     ApiQuery(q): ApiQuery<FetchQuery>,
     request: Request,
 ) -> Result<Response, AppError> {
+    let (parts, a) = allowed(&state, id, &q, request).await?;
+    let path = files::file_path(&state.settings.data_dir, &a.sha256);
+    let file = Served {
+        mime: &a.mime,
+        name: &a.name,
+        size: a.size,
+    };
+    serve(&path, file, parts.headers.get(header::RANGE)).await
+}
+
+/// `GET /api/v1/attachments/{id}/preview`: the picture's preview (made by the server, no
+/// metadata), for whoever may see the file; 404 when it has none.
+pub async fn fetch_preview(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<FetchQuery>,
+    request: Request,
+) -> Result<Response, AppError> {
+    let (parts, a) = allowed(&state, id, &q, request).await?;
+    let mime = a.preview.as_deref().ok_or_else(not_found)?;
+    let path = previews::preview_path(&state.settings.data_dir, &a.sha256);
+    let size = match tokio::fs::metadata(&path).await {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
+        Err(e) => return Err(AppError::internal(e)),
+    };
+    let ext = if mime == "image/png" { "png" } else { "jpg" };
+    let stem = a.name.rsplit_once('.').map_or(a.name.as_str(), |(s, _)| s);
+    let name = format!("{stem}-preview.{ext}");
+    let file = Served {
+        mime,
+        name: &name,
+        size,
+    };
+    serve(&path, file, parts.headers.get(header::RANGE)).await
+}
+
+/// The file of `id` and the request's parts, when the caller may see it; else 404.
+async fn allowed(
+    state: &AppState,
+    id: String,
+    q: &FetchQuery,
+    request: Request,
+) -> Result<(axum::http::request::Parts, Stored), AppError> {
     let (mut parts, _) = request.into_parts();
     let key = id.clone();
     let a = state
         .read(move |c| files::get(c, &key))
         .await?
         .ok_or_else(not_found)?;
-    let mut allowed = signed_ok(&a.id, &q);
+    let mut allowed = signed_ok(&a.id, q);
     if !allowed && let Some(token) = crate::auth::bearer(&parts.headers) {
-        allowed = visitor_may_see(&state, token, &a).await;
+        allowed = visitor_may_see(state, token, &a).await;
     }
-    if !allowed && let Ok(agent) = AuthAgent::from_request_parts(&mut parts, &state).await {
-        allowed = agent_may_see(&state, &agent, &a).await;
+    if !allowed && let Ok(agent) = AuthAgent::from_request_parts(&mut parts, state).await {
+        allowed = agent_may_see(state, &agent, &a).await;
     }
     if !allowed {
         return Err(not_found());
     }
-    let path = files::file_path(&state.settings.data_dir, &a.sha256);
-    serve(&path, &a, parts.headers.get(header::RANGE)).await
+    Ok((parts, a))
 }
 
 #[derive(Debug, Deserialize)]
@@ -446,10 +525,18 @@ pub async fn visitor_link(
     let ttl = q.ttl.unwrap_or(LINK_TTL).clamp(1, LINK_TTL);
     let expires = jiff::Timestamp::now().as_second() + ttl;
     let sig = hex::encode(link_mac(&a.id, expires).finalize().into_bytes());
-    Ok(Json(json!({
+    let mut answer = json!({
         "url": format!("/api/v1/attachments/{}?expires={expires}&sig={sig}", a.id),
         "expires": expires,
-    })))
+    });
+    // One signature opens the file and its preview (which shows no more than the file).
+    if a.preview.is_some() {
+        answer["preview_url"] = json!(format!(
+            "/api/v1/attachments/{}/preview?expires={expires}&sig={sig}",
+            a.id
+        ));
+    }
+    Ok(Json(answer))
 }
 
 /// `filename*` of `Content-Disposition` (RFC 5987), with a plain ASCII `filename` first.
@@ -514,9 +601,16 @@ fn range(value: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u64)>, (
     Ok(Some((first, last)))
 }
 
+/// What a response says of the file it sends.
+struct Served<'a> {
+    mime: &'a str,
+    name: &'a str,
+    size: u64,
+}
+
 async fn serve(
     path: &FsPath,
-    a: &Stored,
+    a: Served<'_>,
     range_header: Option<&HeaderValue>,
 ) -> Result<Response, AppError> {
     let sniffed_inline = ["image/", "audio/", "video/"]
@@ -530,7 +624,7 @@ async fn serve(
     let size = a.size;
     let mut headers = HeaderMap::new();
     let content_type = if sniffed_inline {
-        HeaderValue::from_str(&a.mime)
+        HeaderValue::from_str(a.mime)
             .unwrap_or(HeaderValue::from_static("application/octet-stream"))
     } else {
         HeaderValue::from_static("application/octet-stream")
@@ -538,7 +632,7 @@ async fn serve(
     headers.insert(header::CONTENT_TYPE, content_type);
     headers.insert(
         header::CONTENT_DISPOSITION,
-        disposition(sniffed_inline, &a.name),
+        disposition(sniffed_inline, a.name),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,

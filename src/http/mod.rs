@@ -63,7 +63,11 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/visitor/attachments/{id}/link",
             get(attachments::visitor_link),
         )
-        .route("/api/v1/attachments/{id}", get(attachments::fetch));
+        .route("/api/v1/attachments/{id}", get(attachments::fetch))
+        .route(
+            "/api/v1/attachments/{id}/preview",
+            get(attachments::fetch_preview),
+        );
     let conversation = |path: &str| format!("/api/v1/conversations/{{id}}/{path}");
     let agent = Router::new()
         .route("/api/v1/me/availability", put(agent::set_availability))

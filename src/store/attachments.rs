@@ -117,6 +117,10 @@ pub struct Stored {
     /// Set by an agent's upload, and by the first message that refers to it.
     pub conversation_id: Option<String>,
     pub created_ms: i64,
+    /// The type of the picture's preview (`store::previews`), when one was made.
+    pub preview: Option<String>,
+    /// The length of a recording, when its header tells (`store::media`).
+    pub duration_ms: Option<u64>,
 }
 
 impl Stored {
@@ -129,18 +133,37 @@ impl Stored {
             size: self.size,
             width: self.width,
             height: self.height,
+            duration: self.duration_ms.map(|ms| ms as f64 / 1000.0),
             url: format!("/api/v1/attachments/{}", self.id),
+            preview_url: self
+                .preview
+                .as_ref()
+                .map(|_| format!("/api/v1/attachments/{}/preview", self.id)),
         }
     }
 }
 
 /// Records an upload and puts its file in place: `temp` becomes the file of its content,
-/// or is removed when that content is stored already.
-pub fn insert(conn: &Connection, a: &Stored, temp: &Path, dest: &Path) -> Result<(), StoreError> {
+/// or is removed when that content is stored already; the same for the preview made from
+/// it (`preview_temp`), kept beside it. An upload that counts on the preview stored already
+/// (`a.preview` without `preview_temp`) loses it when that preview went meanwhile.
+pub fn insert(
+    conn: &Connection,
+    a: &mut Stored,
+    data_dir: &Path,
+    temp: &Path,
+    preview_temp: Option<&Path>,
+) -> Result<(), StoreError> {
+    let dest = file_path(data_dir, &a.sha256);
+    let preview_dest = super::previews::preview_path(data_dir, &a.sha256);
+    if preview_temp.is_none() && !preview_dest.exists() {
+        a.preview = None;
+    }
     conn.prepare_cached(
         "INSERT INTO attachments (id, sha256, name, type, size, width, height, bot,
-                                  visitor_id, agent_email, conversation_id, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                  visitor_id, agent_email, conversation_id, created_ms,
+                                  preview, duration_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         a.id,
@@ -154,7 +177,9 @@ pub fn insert(conn: &Connection, a: &Stored, temp: &Path, dest: &Path) -> Result
         a.visitor_id,
         a.agent_email,
         a.conversation_id,
-        a.created_ms
+        a.created_ms,
+        a.preview,
+        a.duration_ms.map(|ms| ms as i64)
     ])?;
     let io = |e: std::io::Error| StoreError::Unavailable(format!("cannot store a file: {e}"));
     if dest.exists() {
@@ -163,7 +188,14 @@ pub fn insert(conn: &Connection, a: &Stored, temp: &Path, dest: &Path) -> Result
         if let Some(dir) = dest.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        std::fs::rename(temp, dest).map_err(io)?;
+        std::fs::rename(temp, &dest).map_err(io)?;
+    }
+    if let Some(preview) = preview_temp {
+        if preview_dest.exists() {
+            std::fs::remove_file(preview).map_err(io)?;
+        } else {
+            std::fs::rename(preview, &preview_dest).map_err(io)?;
+        }
     }
     Ok(())
 }
@@ -178,7 +210,7 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<Stored>, StoreError> {
 }
 
 const COLUMNS: &str = "a.id, a.sha256, a.name, a.type, a.size, a.width, a.height, a.bot,
-    a.visitor_id, a.agent_email, a.conversation_id, a.created_ms";
+    a.visitor_id, a.agent_email, a.conversation_id, a.created_ms, a.preview, a.duration_ms";
 
 fn stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
     stored_at(r, 0)
@@ -199,6 +231,8 @@ fn stored_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Stored> {
         agent_email: r.get(at + 9)?,
         conversation_id: r.get(at + 10)?,
         created_ms: r.get(at + 11)?,
+        preview: r.get(at + 12)?,
+        duration_ms: r.get::<_, Option<i64>>(at + 13)?.map(|ms| ms.max(0) as u64),
     })
 }
 
@@ -292,7 +326,8 @@ pub fn sweep(conn: &Connection, data_dir: &Path, now_ms: i64) -> Result<usize, S
 }
 
 /// Removes from the disk each file of `shas` that no upload refers to any more (after an
-/// erase took their rows). Returns how many files went.
+/// erase took their rows), with its preview. Returns how many files went (previews not
+/// counted).
 pub fn remove_unreferenced(
     conn: &Connection,
     data_dir: &Path,
@@ -308,6 +343,11 @@ pub fn remove_unreferenced(
             .query_row([&sha], |r| r.get(0))?;
         if still {
             continue;
+        }
+        match std::fs::remove_file(super::previews::preview_path(data_dir, &sha)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(error = %e, sha256 = %sha, "cannot remove a preview"),
         }
         match std::fs::remove_file(file_path(data_dir, &sha)) {
             Ok(()) => removed += 1,
@@ -363,7 +403,7 @@ mod tests {
         let sha = format!("{content:0>64}");
         let temp = dir.join(format!("{id}.part"));
         std::fs::write(&temp, content).unwrap();
-        let row = Stored {
+        let mut row = Stored {
             id: id.into(),
             sha256: sha.clone(),
             name: "a.pdf".into(),
@@ -376,9 +416,11 @@ mod tests {
             agent_email: None,
             conversation_id: None,
             created_ms,
+            preview: None,
+            duration_ms: None,
         };
         let dest = file_path(dir, &sha);
-        insert(conn, &row, &temp, &dest).unwrap();
+        insert(conn, &mut row, dir, &temp, None).unwrap();
         assert!(!temp.exists(), "the upload is put in place or dropped");
         dest
     }
@@ -411,6 +453,9 @@ mod tests {
         assert_eq!(upload(&conn, dir.path(), "a_2", "abc", now), shared);
         let unused = upload(&conn, dir.path(), "a_3", "def", now - UNUSED_FOR_MS - 1);
         let fresh = upload(&conn, dir.path(), "a_4", "ghi", now);
+        // The shared file's preview lives beside it and goes with it.
+        let preview = crate::store::previews::preview_path(dir.path(), &format!("{:0>64}", "abc"));
+        std::fs::write(&preview, b"preview").unwrap();
         link(&conn, "m_1", "c_1", &["a_1".into()], now).unwrap();
         link(&conn, "m_2", "c_2", &["a_2".into()], now).unwrap();
         assert_eq!(
@@ -425,13 +470,13 @@ mod tests {
         conn.execute("DELETE FROM conversations WHERE id = 'c_1'", [])
             .unwrap();
         assert_eq!(sweep(&conn, dir.path(), now).unwrap(), 1);
-        assert!(shared.exists());
+        assert!(shared.exists() && preview.exists());
         assert!(get(&conn, "a_1").unwrap().is_none());
         // The last one gone: the file goes too, and the message no longer lists it.
         conn.execute("DELETE FROM conversations WHERE id = 'c_2'", [])
             .unwrap();
         assert_eq!(sweep(&conn, dir.path(), now).unwrap(), 1);
-        assert!(!shared.exists());
+        assert!(!shared.exists() && !preview.exists());
         let links: i64 = conn
             .query_row("SELECT count(*) FROM message_attachments", [], |r| r.get(0))
             .unwrap();

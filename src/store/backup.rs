@@ -20,6 +20,7 @@ use rusqlite::backup::Backup;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use rusqlite_migration::SchemaVersion;
 
+use super::backup_files::{self, Copied};
 use super::lock::{DataDirLock, LockError};
 use super::{DB_FILE, MIGRATIONS, StoreError};
 
@@ -72,10 +73,13 @@ pub struct Summary {
     pub revision: Option<i64>,
     /// How many migrations have run on it (`PRAGMA user_version`).
     pub schema_version: i64,
+    /// The attachment files copied beside it (`FILE.files`, [`super::backup_files`]).
+    pub files: Copied,
 }
 
 /// Copies `DATA_DIR/livechat.db` into `file`, through a temporary file beside it renamed
-/// into place at the end. Refuses to replace an existing `file` unless `force`.
+/// into place at the end, and the attachment files the copy refers to into `FILE.files`.
+/// Refuses to replace an existing `file` unless `force`.
 pub fn backup(data_dir: &Path, file: &Path, force: bool) -> Result<Summary, BackupError> {
     let db = data_dir.join(DB_FILE);
     if !db.is_file() {
@@ -109,6 +113,12 @@ pub fn backup(data_dir: &Path, file: &Path, force: bool) -> Result<Summary, Back
         stand_alone(&dest)?;
         summarize(&dest, 0)?
     };
+    // The files of the same snapshot.
+    let shas = if has_table(&source, "attachments")? {
+        backup_files::referenced(&source)?
+    } else {
+        Vec::new()
+    };
     source.execute_batch("COMMIT")?;
     drop(source);
     sync(&tmp.path)?;
@@ -116,7 +126,22 @@ pub fn backup(data_dir: &Path, file: &Path, force: bool) -> Result<Summary, Back
     let bytes = fs::metadata(file)
         .map_err(io_error("cannot read", file))?
         .len();
-    Ok(Summary { bytes, ..summary })
+    let files_dir = backup_files::dir_of(file);
+    let files = backup_files::copy_out(data_dir, &shas, &files_dir)
+        .map_err(io_error("cannot copy the attachment files to", &files_dir))?;
+    Ok(Summary {
+        bytes,
+        files,
+        ..summary
+    })
+}
+
+fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get(0),
+    )
 }
 
 /// What `restore` did.
@@ -128,7 +153,8 @@ pub struct Restored {
 }
 
 /// Puts a copy of `file` in place of `DATA_DIR/livechat.db`, after checking that it is a
-/// sound livechat database. Refuses while a server runs on the data directory (it holds
+/// sound livechat database, and the attachment files of `FILE.files` (when there) back
+/// under `DATA_DIR/files`. Refuses while a server runs on the data directory (it holds
 /// the directory's lock, see [`DataDirLock`]); keeps the database it replaces as
 /// `livechat.db.before-restore-<time>`.
 pub fn restore(data_dir: &Path, file: &Path) -> Result<Restored, BackupError> {
@@ -138,9 +164,15 @@ pub fn restore(data_dir: &Path, file: &Path) -> Result<Restored, BackupError> {
     // The copy that is checked is the copy that is installed.
     let staged = Staged::new(data_dir.join(format!(".{DB_FILE}.restore-{}", std::process::id())));
     fs::copy(file, &staged.path).map_err(io_error("cannot copy the backup to", &staged.path))?;
-    let summary = check(&staged.path, file)?;
+    let mut summary = check(&staged.path, file)?;
     owned_like(&staged.path, data_dir);
     sync(&staged.path)?;
+    // The files first: once the database is in place, what it refers to is there.
+    let files_dir = backup_files::dir_of(file);
+    summary.files = backup_files::copy_in(&files_dir, data_dir).map_err(io_error(
+        "cannot copy the attachment files from",
+        &files_dir,
+    ))?;
     let kept = set_aside(data_dir)?;
     let db = data_dir.join(DB_FILE);
     fs::rename(&staged.path, &db).map_err(io_error("cannot rename the backup to", &db))?;
@@ -212,6 +244,7 @@ fn summarize(conn: &Connection, bytes: u64) -> Result<Summary, BackupError> {
         last_seq,
         revision: conn.query_row("SELECT MAX(number) FROM revisions", [], |r| r.get(0))?,
         schema_version: conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
+        files: Copied::default(),
     })
 }
 

@@ -209,6 +209,13 @@ const STEPS: &[M<'static>] = &[
         CREATE INDEX pageviews_visitor ON pageviews (visitor_id);
         CREATE INDEX pageviews_at ON pageviews (at);",
     ),
+    // 10: what the server learnt of an upload's content: the type of its preview (a smaller,
+    // re-encoded picture kept beside the file, `store::previews`; NULL when none was made)
+    // and the length of a recording read from its header (`store::media`).
+    M::up(
+        "ALTER TABLE attachments ADD COLUMN preview TEXT;
+        ALTER TABLE attachments ADD COLUMN duration_ms INTEGER;",
+    ),
 ];
 
 #[cfg(test)]

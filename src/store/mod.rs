@@ -2,12 +2,15 @@
 
 pub mod attachments;
 pub mod backup;
+pub mod backup_files;
 pub mod checkpoint;
 pub mod contacts;
 pub mod health;
 pub mod lock;
+pub mod media;
 pub mod migrations;
 pub mod pageviews;
+pub mod previews;
 pub mod privacy;
 pub mod reader;
 pub mod reads;

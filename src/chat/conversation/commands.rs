@@ -14,7 +14,7 @@ pub const MAX_NAME_CHARS: usize = 200;
 /// Said when a collected name or email does not fit.
 pub const COLLECT_RETRY: &str = "Sorry, that doesn't look right. Please try again.";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// The visitor writes (`text` may be empty when files come with it).
     VisitorMessage {

@@ -237,7 +237,7 @@ pub struct Message {
 
 /// A file a message carries, as clients see it: `type` is what its content is (decided by
 /// the server), `url` where those allowed fetch it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attachment {
     pub id: String,
     pub name: String,
@@ -248,7 +248,13 @@ pub struct Attachment {
     pub width: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
+    /// Seconds of a recording, when its header tells (WAV).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<f64>,
     pub url: String,
+    /// A smaller copy of a picture, made by the server without the original's metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_url: Option<String>,
 }
 
 impl Message {

@@ -10,6 +10,9 @@ use crate::server;
 use crate::settings::{LogFormat, ServerArgs};
 use crate::store::lock::DataDirLock;
 
+/// Threads for blocking work (the default is 512).
+const MAX_BLOCKING_THREADS: usize = 32;
+
 pub fn run(args: &ServerArgs) -> ExitCode {
     let settings = match args.resolve() {
         Ok(s) => s,
@@ -22,7 +25,14 @@ pub fn run(args: &ServerArgs) -> ExitCode {
         Ok(lock) => lock,
         Err(e) => return super::fail(e),
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Blocking work (file writes of uploads, reads of the store, previews) queues for at
+    // most this many threads: a burst of uploads otherwise starts a thread per upload, and
+    // each one's stack and allocator arena stays in the server's memory afterwards.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return super::fail(format!("cannot start the async runtime: {e}")),
     };

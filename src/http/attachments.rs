@@ -49,6 +49,9 @@ enum Uploader {
     Agent { email: String, conversation: String },
 }
 
+/// The most of an upload held in memory on its way to the file.
+const WRITE_CHUNK: usize = 256 * 1024;
+
 /// `POST /api/v1/visitor/attachments`: the body is the file.
 pub async fn visitor_upload(
     State(state): State<AppState>,
@@ -193,6 +196,8 @@ async fn receive(
     ));
     let path = temp.0.clone().expect("just set");
     let mut file = tokio::fs::File::create(&path).await.map_err(io_error)?;
+    // Each write hands at most this much to a blocking thread (tokio's default is 2 MiB).
+    file.set_max_buf_size(WRITE_CHUNK);
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut head = Vec::with_capacity(files::SNIFF_BYTES);

@@ -167,8 +167,9 @@
       w.panel.insertBefore(view, w.banner);
       const began = Date.now();
       c.tick = setInterval(() => (timer.textContent = clock((Date.now() - began) / 1000)), 1000);
-      let ice = {};
-      try { ice = await w.call("GET", "webrtc"); } catch (e) { /* host candidates only */ }
+      // Unknown policy (the lookup failed): relay only, so no address leaves this browser.
+      let ice = { ice_transport_policy: "relay" };
+      try { ice = await w.call("GET", "webrtc"); } catch (e) { /* the call will not connect */ }
       if (rtc !== c) return;
       const pc = (c.pc = new RTCPeerConnection({ iceServers: ice.ice_servers || [], iceTransportPolicy: ice.ice_transport_policy || "all" }));
       pc.onicecandidate = (e) => e.candidate && w.sendSignal({ candidate: e.candidate.toJSON() });

@@ -276,6 +276,13 @@ async fn writes_over_the_socket_match_http_and_are_stored_once() {
     )
     .await;
     assert_eq!(nack["error"]["code"], "invalid_input", "{nack}");
+    // A field of the wrong shape still gets its answer.
+    let nack = write(
+        &mut ana.stream,
+        json!({"type": "note", "client_id": "a10", "conversation_id": 42, "text": "hm"}),
+    )
+    .await;
+    assert_eq!(nack["error"]["code"], "invalid_input", "{nack}");
 
     // Scoping: Olga (another team's bot) may not write in Ana's conversation, on the
     // socket as by HTTP.

@@ -73,10 +73,12 @@ async function start(id) {
   box.hidden = false;
   const began = Date.now();
   c.tick = setInterval(() => { timer.textContent = clock((Date.now() - began) / 1000); }, 1000);
-  let ice = {};
+  // Without the answer the server's policy is unknown: relay only (no addresses leave
+  // this browser), so a failed lookup costs the call, never the agent's addresses.
+  let ice = { ice_transport_policy: 'relay' };
   try {
     ice = await api('GET', '/conversations/' + encodeURIComponent(id) + '/webrtc');
-  } catch (e) { /* host candidates only */ }
+  } catch (e) { toast('The call has no network settings: ' + reason(e)); }
   if (call !== c) return;
   const pc = (c.pc = new RTCPeerConnection({ iceServers: ice.ice_servers || [], iceTransportPolicy: ice.ice_transport_policy || 'all' }));
   pc.onicecandidate = (e) => e.candidate && signal({ candidate: e.candidate.toJSON() });

@@ -33,7 +33,8 @@ use crate::engine::{AgentRef, Engine, VisitorRef, queries};
 use crate::hub::Frame;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 
-/// Bounds on what a client may send: typing signals and the auth frame are tiny.
+/// Bounds on what a client may send: a frame (auth, typing, a call's signal, a message
+/// written on the socket) is at most 16 KiB; longer messages go by HTTP.
 const MAX_MESSAGE: usize = 16 * 1024;
 const PING_EVERY: Duration = Duration::from_secs(25);
 /// How long a visitor socket may take to send its auth frame.
@@ -388,8 +389,12 @@ async fn run(
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientFrame>(&text) {
-                    Ok(frame) if frame.kind == "message" || frame.kind == "note" => {
-                        let reply = on_write(&state, &who, &frame.kind, &text).await;
+                    // Writes are routed by their `type` alone: any other field of the wrong
+                    // shape still gets its answer.
+                    _ if let Ok(kind) = serde_json::from_str::<FrameType>(&text)
+                        && (kind.kind == "message" || kind.kind == "note") =>
+                    {
+                        let reply = on_write(&state, &who, &kind.kind, &text).await;
                         if !send(&mut socket, &reply).await {
                             break;
                         }
@@ -408,7 +413,7 @@ async fn run(
                                 .await;
                             break;
                         }
-                        on_signal(&engine, &who, frame).await;
+                        on_signal(&engine, &who, frame, state.settings.webrtc.relay_only).await;
                     }
                     // Passed on at most once a second.
                     Ok(frame)
@@ -466,6 +471,13 @@ fn is_config_reload(frame: &Arc<Frame>) -> bool {
     frame.kind == Some("config.reloaded")
 }
 
+/// Just the `type` of a client frame.
+#[derive(Deserialize)]
+struct FrameType {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
 #[derive(Deserialize)]
 struct ClientFrame {
     #[serde(rename = "type")]
@@ -514,9 +526,17 @@ impl SignalBudget {
 
 /// A call's signalling from this socket: to the other side of the call only, and only
 /// while the sender is a side of it (checked at every frame). Anything else is dropped.
-async fn on_signal(engine: &Engine, who: &Who, frame: ClientFrame) -> bool {
-    let Some(data) = frame.data.map(Value::Object) else {
+async fn on_signal(engine: &Engine, who: &Who, frame: ClientFrame, relay_only: bool) -> bool {
+    let Some(data) = frame.data else {
         return false;
+    };
+    let data = if relay_only {
+        match relayed_only(data) {
+            Some(d) => Value::Object(d),
+            None => return false,
+        }
+    } else {
+        Value::Object(data)
     };
     match who {
         Who::Visitor(v) => {
@@ -617,6 +637,37 @@ fn nack(client_id: Option<Value>, e: AppError) -> String {
     .to_string()
 }
 
+/// With `[webrtc] relay_only`, what one side may tell the other of its network: relay
+/// candidates only. Browsers are told to gather nothing else; should one not be (the
+/// lookup of its ICE settings failed, a client of its own), a host or server-reflexive
+/// candidate, which carries its addresses, is dropped here, and such lines are cut from a
+/// session description.
+fn relayed_only(
+    mut data: serde_json::Map<String, Value>,
+) -> Option<serde_json::Map<String, Value>> {
+    let is_relay = |line: &str| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words.windows(2).any(|w| w == ["typ", "relay"])
+    };
+    if let Some(candidate) = data.get("candidate") {
+        let line = candidate
+            .get("candidate")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        // An empty candidate ends the gathering: nothing in it.
+        if !line.is_empty() && !is_relay(line) {
+            return None;
+        }
+    }
+    if let Some(Value::String(sdp)) = data.get_mut("sdp").and_then(|d| d.get_mut("sdp")) {
+        *sdp = sdp
+            .split_inclusive('\n')
+            .filter(|l| !l.trim_start().starts_with("a=candidate:") || is_relay(l))
+            .collect();
+    }
+    Some(data)
+}
+
 /// A `typing` frame: passed on to the other side. True if it was.
 async fn on_typing(engine: &Engine, who: &Who, frame: &ClientFrame) -> bool {
     match who {
@@ -643,5 +694,36 @@ async fn on_typing(engine: &Engine, who: &Who, frame: &ClientFrame) -> bool {
                 Err(_) => false,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relayed_only;
+    use serde_json::{Value, json};
+
+    fn map(v: Value) -> serde_json::Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn relay_only_passes_relay_candidates_and_nothing_that_names_an_address() {
+        let host = json!({"candidate": {"candidate":
+            "candidate:1 1 udp 2122260223 192.168.1.20 54321 typ host generation 0"}});
+        let srflx = json!({"candidate": {"candidate":
+            "candidate:2 1 udp 1686052607 203.0.113.7 61000 typ srflx raddr 192.168.1.20 rport 54321"}});
+        let relay = json!({"candidate": {"candidate":
+            "candidate:3 1 udp 41885439 198.51.100.9 49160 typ relay raddr 203.0.113.7 rport 61000"}});
+        assert!(relayed_only(map(host)).is_none());
+        assert!(relayed_only(map(srflx)).is_none());
+        assert!(relayed_only(map(relay.clone())).is_some());
+        assert!(relayed_only(map(json!({"candidate": {"candidate": ""}}))).is_some());
+        assert!(relayed_only(map(json!({"state": {"muted": true}}))).is_some());
+        let sdp = "v=0\r\na=candidate:1 1 udp 1 192.168.1.20 5 typ host\r\n\
+                   a=candidate:3 1 udp 1 198.51.100.9 6 typ relay raddr 0.0.0.0 rport 0\r\na=end\r\n";
+        let cut = relayed_only(map(json!({"sdp": {"type": "offer", "sdp": sdp}}))).unwrap();
+        let cut = cut["sdp"]["sdp"].as_str().unwrap();
+        assert!(!cut.contains("192.168.1.20"), "{cut}");
+        assert!(cut.contains("typ relay") && cut.starts_with("v=0") && cut.ends_with("a=end\r\n"));
     }
 }

@@ -727,11 +727,13 @@
     const tok = token;
     try {
       const b = { client_id: m.cid, text: m.text };
-      const r = await (viaSocket(b) || call("POST", "messages", b));
+      // After a failure on the socket (no ack, or it closed), retries go by HTTP.
+      const r = await ((!m.h && viaSocket(b)) || call("POST", "messages", b));
       if (tok === token) settle(m, r.message_id), caughtUp();
     } catch (e) {
       if (tok !== token || m.done) return;
       if (transient(e)) {
+        m.h = 1;
         m.state.textContent = L.retry;
         return setTimeout(() => post(m, Math.min(delay * 2, 30000)), delay);
       }
@@ -984,6 +986,7 @@
       keep("sessionStorage", KEY + ":auto", "1");
       setTimeout(() => isOpen || toggle(true), widget.auto_open_secs * 1000);
     }
+    lastSeq = r.last_seq || 0;
     connect();
     if (r.invite) invited(r.invite);
   }

@@ -3,8 +3,8 @@
 //!
 //! A page view gives a visitor a token without a conversation (the `visitors` row only),
 //! so the widget keeps one token across pages and a chat they start later is theirs. The
-//! registry of who is online is memory only: a restart forgets it, and the next page view
-//! or the widget's socket brings a visitor back. Agents hear it as `visitor.active` and
+//! registry of who is online is memory only: a restart forgets it, and the visitor's next
+//! page view brings them back (their widget's socket alone does not). Agents hear it as `visitor.active` and
 //! `visitor.left` frames, scoped to the bots they serve; visitors never see those.
 
 use std::collections::VecDeque;
@@ -120,10 +120,16 @@ impl Default for Online {
 pub struct Listening {
     engine: Engine,
     visitor_id: String,
+    /// Whether this socket was counted (the visitor was in the registry when it opened):
+    /// only a counted socket is taken off the count when it closes.
+    counted: bool,
 }
 
 impl Drop for Listening {
     fn drop(&mut self) {
+        if !self.counted {
+            return;
+        }
         let mut online = self.engine.online();
         if let Some(e) = online.entries.get_mut(&self.visitor_id) {
             e.sockets = e.sockets.saturating_sub(1);
@@ -345,13 +351,16 @@ impl Engine {
     /// Marks the visitor online while their widget's socket is open.
     pub fn visitor_listening(&self, visitor: &VisitorRef) -> Listening {
         let mut online = self.online();
-        if let Some(e) = online.entries.get_mut(&visitor.id) {
+        let entry = online.entries.get_mut(&visitor.id);
+        let counted = entry.is_some();
+        if let Some(e) = entry {
             e.sockets += 1;
             e.alive_at = Instant::now();
         }
         Listening {
             engine: self.clone(),
             visitor_id: visitor.id.clone(),
+            counted,
         }
     }
 

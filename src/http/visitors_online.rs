@@ -116,12 +116,16 @@ pub async fn page_view(
     } else {
         StatusCode::OK
     };
+    // Where a browsing visitor's socket starts: nothing before now is theirs to hear again
+    // (a returning visitor's old conversations would otherwise replay at every page).
+    let last_seq = crate::engine::queries::last_seq(state.engine.readers()).await?;
     Ok((
         status,
         Json(json!({
             "token": viewed.token,
             "visitor_id": viewed.visitor_id,
             "conversation_id": viewed.conversation_id,
+            "last_seq": last_seq,
             "invite": viewed.invite,
             "widget": widget_json(&req.bot, bot, &shown),
         })),

@@ -36,10 +36,17 @@ export function contactSection(d) {
   if (kept && kept.id === d.id) return kept.el;
   kept = null;
   const status = h('p', { class: 'contact-status', role: 'status' });
+  // Each field's input and what it showed when last drawn or saved (a field's name may be
+  // any word, `length` too: never looked up through `form.elements`). Only what the agent
+  // changed is sent, so a stored value the input cannot show (a select's option that is
+  // gone) is not cleared by saving another field.
+  const inputs = new Map();
   const rows = fields.map((f) => {
     const id = 'contact-' + f.name;
+    const el = input(f, id);
+    inputs.set(f.name, { el, shown: el.value });
     return h('div', { class: 'contact-row' },
-      h('label', { for: id }, f.label || f.name), input(f, id));
+      h('label', { for: id }, f.label || f.name), el);
   });
   const form = h('form', { class: 'contact-form', novalidate: true }, rows,
     h('button', { type: 'submit', class: 'btn' }, 'Save contact'), status);
@@ -52,9 +59,8 @@ export function contactSection(d) {
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const changed = {};
-    for (const f of fields) {
-      const now = form.elements[f.name].value;
-      if (now !== (f.value == null ? '' : f.value)) changed[f.name] = now;
+    for (const [name, { el, shown }] of inputs) {
+      if (el.value !== shown) changed[name] = el.value;
     }
     if (!Object.keys(changed).length) {
       status.textContent = 'Nothing changed.';
@@ -65,8 +71,10 @@ export function contactSection(d) {
         { fields: changed });
       d.contact = res.contact;
       for (const f of res.contact) {
-        const el = form.elements[f.name];
-        if (el) el.value = f.value == null ? '' : f.value;
+        const one = inputs.get(f.name);
+        if (!one) continue;
+        one.el.value = f.value == null ? '' : f.value;
+        one.shown = one.el.value;
       }
       fields.splice(0, fields.length, ...res.contact);
       // Kept (with the server's values) so that "Saved." outlives the redraw it causes.

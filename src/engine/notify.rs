@@ -146,15 +146,7 @@ struct RequestDetails {
 }
 
 fn request_details(bot: &Bot, conv: &Conversation) -> RequestDetails {
-    let contact: std::collections::BTreeMap<String, String> = bot
-        .header
-        .contact_fields
-        .iter()
-        .filter_map(|f| {
-            let name = f.name.get_ref();
-            conv.contact.get(name).map(|v| (name.clone(), v.clone()))
-        })
-        .collect();
+    let contact = super::contacts::declared_values(&bot.header.contact_fields, &conv.contact);
     let variables: std::collections::BTreeMap<String, String> = conv
         .flow
         .vars

@@ -246,6 +246,17 @@ fn the_flow_and_agents_fill_contact_fields_and_only_with_values_that_fit() {
     assert_eq!(w.code(&c, set(&[("plan", "Pro")])), "invalid_contact_field");
     let (c, _) = w.ok(&c, set(&[("seats", "12"), ("company", "")]));
     assert_eq!(c.contact, [("seats".to_string(), "12".to_string())].into());
+    // The flow's next step does not write its older `contact.company` over the agent's
+    // edit: only what a transition sets or changes is recorded.
+    let (c, ev) = w.ok(
+        &c,
+        Command::VisitorMessage {
+            text: "hello again".into(),
+            attachments: Vec::new(),
+        },
+    );
+    assert_eq!(c.contact, [("seats".to_string(), "12".to_string())].into());
+    assert!(ev.iter().all(|e| e.kind() != EventKind::ContactUpdated));
 }
 
 #[test]

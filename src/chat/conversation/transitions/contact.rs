@@ -37,16 +37,18 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         Ok(())
     }
 
-    /// The flow's `contact.<name>` variables that are new or changed since the last
-    /// transition become the visitor's contact fields. A value that does not fit its
-    /// field's type is not kept (the bundle was checked; an `ask` is free text).
-    pub(super) fn contact_from_flow(&mut self) {
+    /// The flow's `contact.<name>` variables that this transition set or changed (`before`
+    /// are the variables it started with) become the visitor's contact fields; one the flow
+    /// set earlier is not written again, so an agent's edit since stays. A value that does
+    /// not fit its field's type is not kept (the bundle was checked; an `ask` is free text).
+    pub(super) fn contact_from_flow(&mut self, before: &BTreeMap<String, String>) {
         let header = &self.ctx.bot.header;
         let fields: BTreeMap<String, String> = self
             .conv
             .flow
             .vars
             .iter()
+            .filter(|(var, value)| before.get(*var) != Some(*value))
             .filter_map(|(var, value)| {
                 let field = header.contact_field(contacts::field_of_var(var)?)?;
                 let value = field.check(value).ok().filter(|v| !v.is_empty())?;

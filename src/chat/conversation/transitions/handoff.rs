@@ -338,7 +338,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
     }
 
     pub(super) fn set_flow(&mut self, state: FlowState, outputs: Vec<Output>) {
-        self.conv.flow = state;
+        let before = std::mem::replace(&mut self.conv.flow, state);
         // `ask` answers for `name` and `email` fill the visitor's profile.
         if let Some(name) = self.conv.flow.vars.get("name").filter(|n| valid_name(n)) {
             self.conv.name = Some(name.clone());
@@ -352,7 +352,7 @@ impl<'c, 'a: 'c> Tx<'c, 'a> {
         {
             self.conv.email = Some(email.clone());
         }
-        self.contact_from_flow();
+        self.contact_from_flow(&before.vars);
         show_flow(
             self.ctx.bot,
             &self.conv.flow,

@@ -429,6 +429,23 @@ async fn retention_erases_settled_chats_and_the_command_line_erases_once_the_ser
         "{c_events:?}"
     );
 
+    // D sends a file: the command-line erase removes it from DATA_DIR/files too.
+    let upload = api
+        .request("POST", "/api/v1/visitor/attachments?name=notes.pdf")
+        .bearer(d_token)
+        .header("Content-Type", "application/pdf")
+        .body(format!("%PDF-1.4 {delta} file"))
+        .send()
+        .await;
+    assert_eq!(upload.status, 201, "{}", upload.body);
+    api.post_ok(
+        "/api/v1/visitor/messages",
+        Some(d_token),
+        json!({"attachments": [upload.body["id"]]}),
+    )
+    .await;
+    assert!(files_hold(&server.data_dir, delta));
+
     // The command line: export works beside the server, erase refuses while it runs…
     let out = cli(&server, &["visitor", "export", d_id]);
     assert!(
@@ -461,6 +478,30 @@ async fn retention_erases_settled_chats_and_the_command_line_erases_once_the_ser
         "{printed}"
     );
     assert!(!holds(&db_bytes(&server.data_dir), delta));
+    assert!(printed.contains(", 1 attachment files"), "{printed}");
+    assert!(
+        !files_hold(&server.data_dir, delta),
+        "the file stays on disk"
+    );
     let out = cli(&server, &["visitor", "export", d_id]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// Whether a file under `DATA_DIR/files` holds `needle`.
+fn files_hold(data_dir: &std::path::Path, needle: &str) -> bool {
+    fn walk(dir: &std::path::Path, needle: &[u8]) -> bool {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let path = e.path();
+                if path.is_dir() {
+                    walk(&path, needle)
+                } else {
+                    std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+                }
+            })
+    }
+    walk(&data_dir.join("files"), needle.as_bytes())
 }

@@ -93,16 +93,19 @@ fn erase(data_dir: &std::path::Path, id: &str) -> ExitCode {
         if !rows::visitor_exists(&conn, id)? {
             return Ok(None);
         }
-        store::atomically(&conn, |c| {
+        let (erased, outbox) = store::atomically(&conn, |c| {
             rows::securely(c, |c| {
                 let email = rows::email_of(c, id)?;
                 let ids = rows::conversations_of(c, id)?;
                 let outbox = crate::mail::outbox::forget(c, &ids, email.as_deref())?;
-                Ok(Some((rows::erase_visitor(c, id)?, outbox)))
+                Ok((rows::erase_visitor(c, id)?, outbox))
             })
-        })
+        })?;
+        // Their files (and previews) that no other upload refers to, as the API's erase.
+        let removed = store::attachments::remove_unreferenced(&conn, data_dir, &erased.files)?;
+        Ok(Some((erased, outbox, removed)))
     });
-    let (erased, outbox) = match erased {
+    let (erased, outbox, removed) = match erased {
         Ok(Some(done)) => done,
         Ok(None) => return no_visitor(id),
         Err(e) => return super::fail(e),
@@ -115,13 +118,14 @@ fn erase(data_dir: &std::path::Path, id: &str) -> ExitCode {
     }
     println!(
         "erased visitor {id}: {} conversations, {} messages, {} forms, {} events redacted, \
-         {} outbox items, {} mail files",
+         {} outbox items, {} mail files, {} attachment files",
         erased.conversations.len(),
         erased.messages,
         erased.forms,
         erased.events,
         outbox.len(),
-        files
+        files,
+        removed
     );
     ExitCode::SUCCESS
 }

@@ -35,6 +35,22 @@ pub fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
     origin(headers).is_none_or(|o| is_own(o, headers, public_url))
 }
 
+/// The bot `bot_id` of the live bundle, for a visitor's request from a page that may
+/// embed it: `404 unknown_bot`, or `403 origin_not_allowed` from another site.
+pub fn embedded_bot<'b>(
+    bundle: &'b crate::config::Bundle,
+    headers: &HeaderMap,
+    bot_id: &str,
+    public_url: &str,
+) -> Result<&'b crate::config::Bot, AppError> {
+    let bot = bundle
+        .bots
+        .get(bot_id)
+        .ok_or_else(|| AppError::unknown_bot(bot_id))?;
+    check_bot_origin(headers, bot_id, bot, public_url)?;
+    Ok(bot)
+}
+
 /// The widget may only be embedded on the bot's `allowed_origins` (when it has any); the
 /// bot's own pages on this server (`/chat/{bot}`, the landing page) always may.
 pub fn check_bot_origin(

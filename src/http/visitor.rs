@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::client::ClientAddr;
 use super::error::{ApiJson, ApiQuery, AppError};
-use super::origin::check_bot_origin;
+use super::origin::embedded_bot;
 use crate::chat::conversation::Command;
 use crate::chat::flow::Pick;
 use crate::chat::text::render_text;
@@ -62,11 +62,7 @@ pub async fn start_session(
     ApiJson(req): ApiJson<SessionRequest>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     let bundle = state.live.load().bundle.clone();
-    let bot = bundle
-        .bots
-        .get(&req.bot)
-        .ok_or_else(|| AppError::unknown_bot(&req.bot))?;
-    check_bot_origin(&headers, &req.bot, bot, &state.settings.public_url)?;
+    let bot = embedded_bot(&bundle, &headers, &req.bot, &state.settings.public_url)?;
     if req.page_url.as_deref().is_some_and(|u| u.len() > MAX_URL)
         || req.referrer.as_deref().is_some_and(|u| u.len() > MAX_URL)
     {
@@ -81,14 +77,7 @@ pub async fn start_session(
         .or_else(|| accept_language(&headers, bot))
         .filter(|l| l.len() <= 35);
     // Routing looks at what the visitor asked for first, even in a language the bot lacks.
-    let requested_language = req
-        .language
-        .clone()
-        .or_else(|| {
-            let accept = headers.get(axum::http::header::ACCEPT_LANGUAGE)?;
-            crate::chat::conversation::first_language(accept.to_str().ok()?)
-        })
-        .filter(|l| l.len() <= 35);
+    let requested_language = requested_language(req.language.clone(), &headers);
     let started = state
         .engine
         .start_session(StartSession {
@@ -160,14 +149,21 @@ pub async fn widget(
     ApiQuery(q): ApiQuery<WidgetQuery>,
 ) -> Result<Json<Value>, AppError> {
     let bundle = state.live.load().bundle.clone();
-    let bot = bundle
-        .bots
-        .get(&q.bot)
-        .ok_or_else(|| AppError::unknown_bot(&q.bot))?;
-    check_bot_origin(&headers, &q.bot, bot, &state.settings.public_url)?;
+    let bot = embedded_bot(&bundle, &headers, &q.bot, &state.settings.public_url)?;
     let wanted = q.language.or_else(|| accept_language(&headers, bot));
     let lang = crate::chat::conversation::pick_language(bot, wanted.as_deref());
     Ok(Json(json!({ "widget": widget_json(&q.bot, bot, &lang) })))
+}
+
+/// What the visitor asked for: the widget's `language`, else the first tag of the
+/// browser's `Accept-Language` (a tag of at most 35 characters, BCP 47's longest).
+pub(super) fn requested_language(given: Option<String>, headers: &HeaderMap) -> Option<String> {
+    given
+        .or_else(|| {
+            let accept = headers.get(axum::http::header::ACCEPT_LANGUAGE)?;
+            crate::chat::conversation::first_language(accept.to_str().ok()?)
+        })
+        .filter(|l| !l.is_empty() && l.len() <= 35)
 }
 
 /// The visitor's language from the browser's `Accept-Language` (see `preferred_language`).

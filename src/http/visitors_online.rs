@@ -11,7 +11,7 @@ use super::AppState;
 use super::agent::agent_ref;
 use super::client::ClientAddr;
 use super::error::{ApiJson, AppError};
-use super::origin::check_bot_origin;
+use super::origin::embedded_bot;
 use super::visitor::{MAX_URL, country, widget_json};
 use crate::auth::AuthAgent;
 use crate::engine::{EngineError, PageView};
@@ -44,11 +44,7 @@ pub async fn page_view(
     ApiJson(req): ApiJson<PageViewRequest>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     let bundle = state.live.load().bundle.clone();
-    let bot = bundle
-        .bots
-        .get(&req.bot)
-        .ok_or_else(|| AppError::unknown_bot(&req.bot))?;
-    check_bot_origin(&headers, &req.bot, bot, &state.settings.public_url)?;
+    let bot = embedded_bot(&bundle, &headers, &req.bot, &state.settings.public_url)?;
     let url = req.url.trim();
     if url.is_empty()
         || url.len() > MAX_URL
@@ -86,14 +82,7 @@ pub async fn page_view(
         ));
     }
     // What the visitor asked for: the widget's, else the browser's first language.
-    let language = req
-        .language
-        .clone()
-        .or_else(|| {
-            let accept = headers.get(axum::http::header::ACCEPT_LANGUAGE)?;
-            crate::chat::conversation::first_language(accept.to_str().ok()?)
-        })
-        .filter(|l| !l.is_empty() && l.len() <= 35);
+    let language = super::visitor::requested_language(req.language.clone(), &headers);
     let shown = crate::chat::conversation::pick_language(bot, language.as_deref());
     let viewed = state
         .engine

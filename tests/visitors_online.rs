@@ -619,3 +619,67 @@ async fn a_visitor_on_a_widget_page_shows_in_the_console_and_answers_an_invite()
     console.close().await;
     visitor.close().await;
 }
+
+/// An invitation waits up to ten minutes; an agent who stops serving the bot meanwhile
+/// (a roster change) does not get the chat when the visitor answers: it stays with the bot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_is_taken_back_when_its_agent_no_longer_serves_the_bot() {
+    let server = serve(&[]);
+    let api = Api::new(&server.url);
+    let olga = api.go_online(OLGA).await;
+    let boss = api.login(BOSS).await;
+    let (_, view) = page_view(
+        &api,
+        None,
+        json!({"bot": "other", "url": "https://acme.example/other"}),
+    )
+    .await;
+    let token = view["token"].as_str().unwrap().to_string();
+    let id = view["visitor_id"].as_str().unwrap().to_string();
+    let widget = api.visitor_stream(&token, 0).await;
+    wait_listed(&api, &olga.token, &id, |v| v["connected"] == true).await;
+    api.post_ok(
+        &format!("/api/v1/visitors/{id}/invite"),
+        Some(&olga.token),
+        json!({"text": "Can I help?"}),
+    )
+    .await;
+
+    // Olga moves to the desk team, which serves `support`, not `other`.
+    let roster = server.bots_dir.join("agents.toml");
+    let text = std::fs::read_to_string(&roster).unwrap();
+    let olga_at = text.find(OLGA).unwrap();
+    let (head, tail) = text.split_at(olga_at);
+    let moved = format!(
+        "{head}{}",
+        tail.replacen("teams = [\"other\"]", "teams = [\"desk\"]", 1)
+    );
+    assert_ne!(moved, text);
+    let before = server.revision();
+    common::save_atomically(&roster, &moved);
+    let start = Instant::now();
+    while server.revision() == before {
+        assert!(
+            start.elapsed() < WAIT,
+            "the roster change was never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The visitor answers: the chat is nobody's.
+    let (status, session) = api
+        .post(
+            "/api/v1/visitor/sessions",
+            None,
+            json!({"bot": "other", "token": token}),
+        )
+        .await;
+    assert_eq!(status, 201, "{session}");
+    let conv = session["conversation_id"].as_str().unwrap();
+    // What answering the invitation does happens right after the session starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let details = api.details(&boss, conv).await;
+    assert_eq!(details["assignee"], Value::Null, "{details}");
+    assert_eq!(details["status"], "bot", "{details}");
+    widget.close().await;
+}

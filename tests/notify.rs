@@ -12,8 +12,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use common::live::{Api, Console, set_password_with};
-use common::{Bundle, TestServer};
+use common::Bundle;
+use common::live::{Api, Console};
 use serde_json::{Value, json};
 
 type Seen = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
@@ -63,14 +63,6 @@ kind = "slack"
 url = "${SLACK_HOOK:-}"
 "#;
 
-fn bundle(dir: &std::path::Path) {
-    Bundle::new()
-        .team("desk", &["support"])
-        .agent("Ana Lima", "ana@acme.example", "desk")
-        .bot("support", SUPPORT)
-        .write(dir);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_request_calls_the_webhook_signed_and_retries_after_a_500() {
     let (hook, seen) = receiver().await;
@@ -81,20 +73,18 @@ async fn a_new_request_calls_the_webhook_signed_and_retries_after_a_500() {
         "outbox_retry = \"200ms\"\npublic_url = \"https://chat.acme.example\"\n",
     )
     .unwrap();
-    let server = TestServer::start(
-        bundle,
-        &[
-            ("CRM_HOOK", hook.as_str()),
-            ("CRM_SECRET", "s3cret"),
-            ("LIVECHAT_CONFIG", conf_path.to_str().unwrap()),
-        ],
-    );
-    set_password_with(
-        &server.bots_dir,
-        &server.data_dir,
-        "ana@acme.example",
-        &server.env,
-    );
+    let server = Bundle::new()
+        .team("desk", &["support"])
+        .agent("Ana Lima", "ana@acme.example", "desk")
+        .bot("support", SUPPORT)
+        .serve_with(
+            &["ana@acme.example"],
+            &[
+                ("CRM_HOOK", hook.as_str()),
+                ("CRM_SECRET", "s3cret"),
+                ("LIVECHAT_CONFIG", conf_path.to_str().unwrap()),
+            ],
+        );
     let api = Api::new(&server.url);
     let Console {
         stream: mut console,

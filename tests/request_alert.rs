@@ -12,8 +12,8 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
-use common::live::{Api, Console, set_password_with};
-use common::{Bundle, TestServer};
+use common::Bundle;
+use common::live::{Api, Console};
 use serde_json::{Value, json};
 
 type Seen = Arc<Mutex<Vec<Value>>>;
@@ -58,22 +58,11 @@ url = "${CRM_HOOK}"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_alert_waits_for_the_collected_name_routing_sees_the_asked_language_typed_handoff() {
     let (hook, seen) = receiver().await;
-    let server = TestServer::start(
-        |dir| {
-            Bundle::new()
-                .team("desk", &["support"])
-                .agent("Ana Lima", "ana@acme.example", "desk")
-                .bot("support", SUPPORT)
-                .write(dir)
-        },
-        &[("CRM_HOOK", hook.as_str())],
-    );
-    set_password_with(
-        &server.bots_dir,
-        &server.data_dir,
-        "ana@acme.example",
-        &server.env,
-    );
+    let server = Bundle::new()
+        .team("desk", &["support"])
+        .agent("Ana Lima", "ana@acme.example", "desk")
+        .bot("support", SUPPORT)
+        .serve_with(&["ana@acme.example"], &[("CRM_HOOK", hook.as_str())]);
     let api = Api::new(&server.url);
     let Console {
         stream: mut console,
@@ -255,25 +244,17 @@ async fn the_alert_and_the_mail_carry_page_language_topic_contact_fields_and_the
         &conf_dir,
         "outbox_retry = \"200ms\"\npublic_url = \"http://chat.acme.example\"",
     );
-    let server = TestServer::start(
-        |dir| {
-            Bundle::new()
-                .team("desk", &["shop"])
-                .agent("Ana Lima", "ana@acme.example", "desk")
-                .bot("shop", SHOP)
-                .write(dir)
-        },
-        &[
-            ("CRM_HOOK", hook.as_str()),
-            ("LIVECHAT_CONFIG", conf.to_str().unwrap()),
-        ],
-    );
-    set_password_with(
-        &server.bots_dir,
-        &server.data_dir,
-        "ana@acme.example",
-        &server.env,
-    );
+    let server = Bundle::new()
+        .team("desk", &["shop"])
+        .agent("Ana Lima", "ana@acme.example", "desk")
+        .bot("shop", SHOP)
+        .serve_with(
+            &["ana@acme.example"],
+            &[
+                ("CRM_HOOK", hook.as_str()),
+                ("LIVECHAT_CONFIG", conf.to_str().unwrap()),
+            ],
+        );
     let api = Api::new(&server.url);
     let Console {
         stream: mut console,

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use super::live::set_password;
+use super::live::set_password_with;
 use super::{TestServer, save_atomically};
 
 /// Teams, agents and files of a bundle, written by `write`.
@@ -138,10 +138,11 @@ impl Bundle {
     }
 
     /// The same, with environment variables for the server.
+    /// (The passwords are set with the same environment: a bundle's `${VAR}`s need it.)
     pub fn serve_with(&self, passwords: &[&str], env: &[(&str, &str)]) -> TestServer {
         let server = TestServer::start(|dir| self.write(dir), env);
         for email in passwords {
-            set_password(&server.bots_dir, &server.data_dir, email);
+            set_password_with(&server.bots_dir, &server.data_dir, email, &server.env);
         }
         server
     }

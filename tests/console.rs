@@ -25,8 +25,8 @@ async fn server() -> (TestServer, Api) {
 /// From here on, the page keeps its uncaught errors and rejections in `window.errors` and
 /// the WebSockets it opens in `window.sockets` (`window.RealWebSocket` is the original),
 /// what it sends on them in `window.sent`, and with `window.cut` set, a socket drops right
-/// after it sends a message;
-/// `window.fetching` counts its API calls in flight, `window.fetchedAt` when one last ended.
+/// after it sends a message; `window.fetching` counts its API calls in flight,
+/// `window.fetchedAt` when one last ended.
 async fn instrument(browser: &Browser) {
     js(
         browser,

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::live::{Api, Console, PASSWORD, set_password};
-use common::smtp::{SmtpServer, header};
+use common::smtp::{SmtpServer, decode_qp, header};
 use common::{Bundle, TestServer, livechat};
 use serde_json::json;
 
@@ -182,27 +182,6 @@ fn the_contact_page_mails_the_team_with_the_right_headers_and_escaped_body() {
         metric(&server, "livechat_outbox{kind=\"mail\",status=\"dead\"}"),
         0
     );
-}
-
-/// Undoes quoted-printable soft breaks and `=XX` escapes, enough to search a body.
-fn decode_qp(s: &str) -> String {
-    let joined = s.replace("=\r\n", "").replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'='
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[test]

@@ -331,7 +331,7 @@ async fn the_alert_and_the_mail_carry_page_language_topic_contact_fields_and_the
         header("Subject").as_deref(),
         Some("New chat request: Dana <Scully>")
     );
-    let text = decode_qp(mail);
+    let text = common::smtp::decode_qp(mail);
     for needle in [
         "https://acme.example/pricing?x=1",
         "Language: de-CH",
@@ -348,25 +348,4 @@ async fn the_alert_and_the_mail_carry_page_language_topic_contact_fields_and_the
     );
     assert!(!text.contains("<b>Acme</b> & Co</td>"), "{text}");
     assert!(text.contains("Dana &lt;Scully&gt;"), "{text}");
-}
-
-/// Undoes quoted-printable soft breaks and `=XX` escapes, enough to search a body.
-fn decode_qp(s: &str) -> String {
-    let joined = s.replace("=\r\n", "").replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'='
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -220,3 +220,85 @@ async fn a_config_reload_keeps_every_socket_open_and_tells_agents() {
         .await;
     assert_eq!(cleared["data"]["revision"], 2);
 }
+
+/// The hub gives each console only the frames of the bots its agent serves, chosen when
+/// they are published: a reload that moves the agent into or out of a team changes what
+/// their open console hears from the next frame on, without reconnecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_rescopes_an_open_console_both_ways() {
+    const OLGA: &str = "olga@acme.example";
+    let bundle = Bundle::live(1)
+        .team("other", &["other"])
+        .agent("Olga", OLGA, "other")
+        .bot("other", common::bot("Other", "Hi from the other bot"));
+    let server = bundle.serve(&[OLGA]);
+    let api = Api::new(&server.url);
+    let olga = api.login(OLGA).await;
+    let mut console = api.agent_stream(&olga, 0).await;
+    let say = |token: String, text: &'static str| {
+        let api = Api::new(&server.url);
+        async move {
+            api.post_ok(
+                "/api/v1/visitor/messages",
+                Some(&token),
+                json!({"text": text}),
+            )
+            .await;
+        }
+    };
+    let token = |v: Value| v["token"].as_str().unwrap().to_string();
+    let support = token(api.visitor("support").await);
+    let other = token(api.visitor("other").await);
+    // Olga's own bot is a marker: what she hears before it, she heard in order.
+    let heard_before_marker = |console: &mut common::live::Stream, marker: &'static str| {
+        let events = console.events();
+        let at = events
+            .iter()
+            .position(|e| e["data"]["text"] == marker)
+            .expect("the marker arrived");
+        events[..at]
+            .iter()
+            .filter_map(|e| e["data"]["text"].as_str().map(str::to_string))
+            .collect::<Vec<_>>()
+    };
+
+    say(support.clone(), "support before").await;
+    say(other.clone(), "marker 1").await;
+    console
+        .wait_for(WAIT, "marker 1", |e| e["data"]["text"] == "marker 1")
+        .await;
+    assert!(
+        !heard_before_marker(&mut console, "marker 1").contains(&"support before".to_string()),
+        "Olga does not serve support yet"
+    );
+
+    // Olga joins the team that serves support.
+    let path = server.bots_dir.join("agents.toml");
+    let roster = std::fs::read_to_string(&path).unwrap();
+    let joined = roster.replace("bots = [\"other\"]", "bots = [\"other\", \"support\"]");
+    assert_ne!(joined, roster);
+    common::save_atomically(&path, &joined);
+    console.event("config.reloaded", None).await;
+    say(support.clone(), "support while in").await;
+    console
+        .wait_for(WAIT, "the support message", |e| {
+            e["data"]["text"] == "support while in"
+        })
+        .await;
+
+    // And leaves it again.
+    common::save_atomically(&path, &roster);
+    console
+        .wait_for(WAIT, "the second reload", |e| {
+            e["type"] == "config.reloaded" && e["data"]["revision"] == 3
+        })
+        .await;
+    say(support, "support after").await;
+    say(other, "marker 2").await;
+    console
+        .wait_for(WAIT, "marker 2", |e| e["data"]["text"] == "marker 2")
+        .await;
+    let heard = heard_before_marker(&mut console, "marker 2");
+    assert!(heard.contains(&"support while in".to_string()), "{heard:?}");
+    assert!(!heard.contains(&"support after".to_string()), "{heard:?}");
+}

@@ -434,7 +434,7 @@ impl Engine {
         });
         self.inner.hub.publish(Frame {
             bot: Some(entry.bot),
-            agent_json: Some(json.to_string()),
+            agent_json: Some(json.to_string().into()),
             kind: Some(VISITOR_ACTIVE),
             ..Frame::default()
         });
@@ -448,7 +448,7 @@ impl Engine {
         });
         self.inner.hub.publish(Frame {
             bot: Some(bot),
-            agent_json: Some(json.to_string()),
+            agent_json: Some(json.to_string().into()),
             kind: Some(VISITOR_LEFT),
             ..Frame::default()
         });
@@ -616,7 +616,7 @@ impl Engine {
         }
         self.inner.hub.publish(Frame {
             visitor_id: Some(visitor_id.to_string()),
-            visitor_json: Some(payload.to_string()),
+            visitor_json: Some(payload.to_string().into()),
             kind: Some(VISITOR_INVITE),
             ..Frame::default()
         });

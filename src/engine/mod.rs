@@ -35,7 +35,7 @@ use crate::chat::routing::AgentView;
 use crate::config::Live;
 use crate::config::schema::{Bot, Role};
 use crate::config::{self, Bundle};
-use crate::hub::{Frame, Hub};
+use crate::hub::{Frame, Hub, Scope};
 use crate::store::reader::Readers;
 use crate::store::writer::Writer;
 use crate::store::{self, StoreError};
@@ -294,6 +294,36 @@ impl Engine {
                 .flat_map(|t| t.bots.iter().map(|b| b.get_ref().clone()))
                 .collect(),
         )
+    }
+
+    /// What a console of this agent may hear (see `hub::Scope`).
+    pub fn scope_of(&self, agent: &AgentRef) -> Scope {
+        Scope {
+            email: agent.email.clone(),
+            bots: self.bots_of(agent),
+        }
+    }
+
+    /// The same from the roster in force alone: an agent no longer in it serves no bot.
+    fn scope_of_email(&self, email: &str) -> Scope {
+        let admin = self
+            .bundle()
+            .roster
+            .agents
+            .iter()
+            .find(|a| a.email.as_str().eq_ignore_ascii_case(email))
+            .map(|a| a.role == Role::Admin);
+        let bots = match admin {
+            Some(admin) => self.bots_of(&AgentRef {
+                email: email.to_string(),
+                admin,
+            }),
+            None => Some(BTreeSet::new()),
+        };
+        Scope {
+            email: email.to_string(),
+            bots,
+        }
     }
 
     /// Runs an agent's command on a conversation of a bot they serve.

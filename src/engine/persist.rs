@@ -140,11 +140,11 @@ impl Pending {
             conversation_id: Some(self.conv.id.clone()),
             bot: Some(self.conv.bot.clone()),
             visitor_id: Some(self.conv.visitor_id.clone()),
-            agent_json: Some(wire::with_seq(seq, &event.agent_rest)),
+            agent_json: Some(wire::with_seq(seq, &event.agent_rest).into()),
             visitor_json: event
                 .visitor_rest
                 .as_deref()
-                .map(|rest| wire::with_seq(seq, rest)),
+                .map(|rest| wire::with_seq(seq, rest).into()),
             kind: None,
             to_agent: None,
         })

@@ -102,7 +102,7 @@ impl Engine {
             }
         });
         self.inner.hub.publish(Frame {
-            agent_json: Some(json.to_string()),
+            agent_json: Some(json.to_string().into()),
             kind: Some("agent.presence"),
             ..Frame::default()
         });
@@ -140,6 +140,7 @@ impl Engine {
             "data": { "from": if from_visitor { "visitor" } else { "agent" }, "name": name },
         })
         .to_string();
+        let json = crate::hub::Text::from(json);
         self.inner.hub.publish(Frame {
             seq: None,
             conversation_id: Some(conv.id.clone()),
@@ -176,9 +177,9 @@ impl Engine {
         })
         .to_string();
         let (agent_json, visitor_json) = if from_visitor {
-            (Some(json), None)
+            (Some(json.into()), None)
         } else {
-            (None, Some(json))
+            (None, Some(json.into()))
         };
         self.inner.hub.publish(Frame {
             seq: None,
@@ -235,7 +236,7 @@ impl Engine {
                     conversation_id: Some(conv.id.clone()),
                     bot: Some(conv.bot.clone()),
                     visitor_id: Some(conv.visitor_id.clone()),
-                    visitor_json: Some(json),
+                    visitor_json: Some(json.into()),
                     kind: Some("queue.position"),
                     ..Frame::default()
                 });

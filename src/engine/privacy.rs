@@ -99,7 +99,8 @@ impl Engine {
             visitor_json: Some(
                 json!({"type": "error", "error": {"code": "visitor_erased",
                     "message": "this visitor's data was erased"}})
-                .to_string(),
+                .to_string()
+                .into(),
             ),
             kind: Some(VISITOR_ERASED),
             ..Frame::default()
@@ -219,7 +220,8 @@ impl Engine {
                         "at": Timestamp::now().to_string(),
                         "data": {},
                     })
-                    .to_string(),
+                    .to_string()
+                    .into(),
                 ),
                 kind: Some(CONVERSATION_ERASED),
                 ..Frame::default()

@@ -32,7 +32,7 @@ impl Engine {
         self.inner.hub.publish(Frame {
             conversation_id: Some(conv.id.clone()),
             bot: Some(conv.bot.clone()),
-            agent_json: Some(json),
+            agent_json: Some(json.into()),
             kind: Some("conversation.read"),
             to_agent: Some(agent.email.clone()),
             ..Frame::default()

@@ -11,8 +11,12 @@ impl Engine {
             "data": { "revision": revision },
         })
         .to_string();
+        // Each console hears, from here on, what the new roster lets its agent see.
+        self.inner
+            .hub
+            .rescope_all(|scope| self.scope_of_email(&scope.email));
         self.inner.hub.publish(Frame {
-            agent_json: Some(json),
+            agent_json: Some(json.into()),
             kind: Some("config.reloaded"),
             ..Frame::default()
         });
@@ -29,7 +33,7 @@ impl Engine {
         })
         .to_string();
         self.inner.hub.publish(Frame {
-            agent_json: Some(json),
+            agent_json: Some(json.into()),
             kind: Some("config.error"),
             ..Frame::default()
         });

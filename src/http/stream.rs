@@ -6,7 +6,6 @@
 //! that falls behind the hub replays from the log instead of holding others up.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
@@ -30,8 +29,10 @@ use super::{AppState, Sessions};
 use crate::auth::AuthAgent;
 use crate::auth::extract::{Credential, Via};
 use crate::engine::{AgentRef, Engine, VisitorRef, queries};
-use crate::hub::Frame;
+use crate::hub::{Frame, Text};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use futures_util::SinkExt;
+use tokio::sync::broadcast::error::TryRecvError;
 
 /// Bounds on what a client may send: a frame (auth, typing, a call's signal, a message
 /// written on the socket) is at most 16 KiB; longer messages go by HTTP.
@@ -46,7 +47,9 @@ fn limits(ws: WebSocketUpgrade) -> WebSocketUpgrade {
     ws.max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
         .read_buffer_size(1024)
-        .write_buffer_size(0)
+        // Frames are buffered until the socket is flushed, so a burst goes out in one
+        // write; every send but a burst's flushes at once.
+        .write_buffer_size(MAX_MESSAGE)
 }
 
 enum Who {
@@ -84,16 +87,17 @@ impl Who {
         .map_err(AppError::internal)
     }
 
-    /// The text this subscriber gets of a frame, if any.
-    fn sees<'f>(&self, frame: &'f Frame) -> Option<&'f str> {
+    /// The text this subscriber gets of a frame, if any. (The hub gives a console only
+    /// what its scope sees; this holds for a socket whose scope just narrowed.)
+    fn sees<'f>(&self, frame: &'f Frame) -> Option<&'f Text> {
         match self {
             Who::Visitor(v) => frame
                 .visitor_json
-                .as_deref()
+                .as_ref()
                 .filter(|_| frame.visitor_id.as_deref() == Some(v.id.as_str())),
             Who::Agent { bots, agent, .. } => frame
                 .agent_json
-                .as_deref()
+                .as_ref()
                 .filter(|_| match (bots, &frame.bot) {
                     (None, _) | (_, None) => true,
                     (Some(bots), Some(bot)) => bots.contains(bot),
@@ -259,13 +263,14 @@ pub async fn agent_events(
         email: agent.email.clone(),
         admin: agent.is_admin(),
     };
-    let bots = state.engine.bots_of(&who);
+    let scope = state.engine.scope_of(&who);
     let hold = hold(&state, client, permit)?;
     Ok(limits(ws).on_upgrade(move |socket| async move {
         let _hold = hold;
         // Subscribed before the agent counts as online: whoever sees them online (and then,
         // say, turns "Accept chats" on) knows this socket hears what follows.
-        let frames = state.engine.hub().subscribe();
+        let bots = scope.bots.clone();
+        let frames = state.engine.hub().subscribe(scope);
         let _online = state.engine.connect_agent(&who.email);
         let session = Box::new(AgentSession {
             sessions: Sessions::from_ref(&state),
@@ -286,11 +291,71 @@ fn error_frame(code: &str, message: &str) -> String {
     serde_json::json!({"type": "error", "error": {"code": code, "message": message}}).to_string()
 }
 
-async fn send(socket: &mut WebSocket, text: &str) -> bool {
-    socket
-        .send(Message::Text(Utf8Bytes::from(text)))
-        .await
-        .is_ok()
+async fn send(socket: &mut WebSocket, text: impl Into<Utf8Bytes>) -> bool {
+    socket.send(Message::Text(text.into())).await.is_ok()
+}
+
+/// At most this many frames are written together before the socket is flushed.
+const BURST: usize = 64;
+
+enum Sent {
+    /// Written to the socket's buffer; a flush sends it.
+    Fed,
+    /// Not for this socket, or sent already.
+    Skipped,
+    /// The socket is gone, or this frame ended it.
+    End,
+}
+
+/// One frame from the hub: passed to the socket's buffer if this socket sees it.
+async fn on_frame(
+    socket: &mut WebSocket,
+    engine: &Engine,
+    who: &mut Who,
+    frames: &crate::hub::Subscription,
+    frame: &Frame,
+    last: &mut i64,
+) -> Sent {
+    if let (Who::Agent { agent, bots, .. }, true) = (&mut *who, is_config_reload(frame)) {
+        // Teams may have changed: see what the new roster says.
+        *bots = engine.bots_of(agent);
+        rescope(who, frames);
+    }
+    let Some(text) = who.sees(frame) else {
+        return Sent::Skipped;
+    };
+    if let Some(seq) = frame.seq {
+        if seq <= *last {
+            return Sent::Skipped;
+        }
+        *last = seq;
+    }
+    // The hub's bytes, shared: no copy per socket.
+    let text = Utf8Bytes::try_from(text.bytes()).unwrap_or_else(|_| Utf8Bytes::from(&**text));
+    if socket.feed(Message::Text(text)).await.is_err() {
+        return Sent::End;
+    }
+    if frame.kind == Some(crate::engine::privacy::VISITOR_ERASED) {
+        // The visitor is gone: their socket ends with the error frame.
+        let _ = socket
+            .send(Message::Close(Some(CloseFrame {
+                code: VISITOR_ERASED_CLOSE,
+                reason: Utf8Bytes::from_static("visitor_erased"),
+            })))
+            .await;
+        return Sent::End;
+    }
+    Sent::Fed
+}
+
+/// Tells the hub what a console sees now (after its agent's teams or role changed).
+fn rescope(who: &Who, frames: &crate::hub::Subscription) {
+    if let Who::Agent { agent, bots, .. } = who {
+        frames.rescope(crate::hub::Scope {
+            email: agent.email.clone(),
+            bots: bots.clone(),
+        });
+    }
 }
 
 /// Sends the logged events after `last`; returns the new last `seq`, or None if the socket
@@ -309,7 +374,7 @@ async fn catch_up(
         let full = page.len() == queries::PAGE;
         for event in page {
             last = event["seq"].as_i64().unwrap_or(last);
-            if !send(socket, &event.to_string()).await {
+            if !send(socket, event.to_string()).await {
                 return None;
             }
         }
@@ -343,8 +408,10 @@ async fn run(
     loop {
         tokio::select! {
             _ = recheck.tick(), if is_agent => {
-                if let Some(ended) = recheck_session(&engine, &mut who).await {
-                    let _ = send(&mut socket, &error_frame("session_ended", &ended)).await;
+                let ended = recheck_session(&engine, &mut who).await;
+                rescope(&who, &frames);
+                if let Some(ended) = ended {
+                    let _ = send(&mut socket, error_frame("session_ended", &ended)).await;
                     let _ = socket
                         .send(Message::Close(Some(CloseFrame {
                             code: SESSION_ENDED_CLOSE,
@@ -354,38 +421,51 @@ async fn run(
                     break;
                 }
             }
-            frame = frames.recv() => match frame {
-                Ok(frame) => {
-                    if let (Who::Agent { agent, bots, .. }, true) = (&mut who, is_config_reload(&frame)) {
-                        // Teams may have changed: see what the new roster says.
-                        *bots = engine.bots_of(agent);
-                    }
-                    let Some(text) = who.sees(&frame) else { continue };
-                    if let Some(seq) = frame.seq {
-                        if seq <= last {
-                            continue;
+            frame = frames.recv() => {
+                // This frame and those already waiting behind it go out in one write.
+                let mut next = Some(frame);
+                let mut fed = 0;
+                let mut go_on = true;
+                while let Some(frame) = next.take() {
+                    match frame {
+                        Ok(frame) => match on_frame(&mut socket, &engine, &mut who, &frames, &frame, &mut last).await {
+                            Sent::Fed => fed += 1,
+                            Sent::Skipped => {}
+                            Sent::End => {
+                                go_on = false;
+                                break;
+                            }
+                        },
+                        Err(RecvError::Lagged(_)) => {
+                            fed = 0;
+                            match catch_up(&mut socket, &engine, &who, last).await {
+                                Some(l) => last = l,
+                                None => {
+                                    go_on = false;
+                                    break;
+                                }
+                            }
                         }
-                        last = seq;
+                        Err(RecvError::Closed) => {
+                            go_on = false;
+                            break;
+                        }
                     }
-                    if !send(&mut socket, text).await {
-                        break;
-                    }
-                    if frame.kind == Some(crate::engine::privacy::VISITOR_ERASED) {
-                        // The visitor is gone: their socket ends with the error frame.
-                        let _ = socket
-                            .send(Message::Close(Some(CloseFrame {
-                                code: VISITOR_ERASED_CLOSE,
-                                reason: Utf8Bytes::from_static("visitor_erased"),
-                            })))
-                            .await;
-                        break;
+                    if fed < BURST {
+                        next = match frames.try_recv() {
+                            Ok(frame) => Some(Ok(frame)),
+                            Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+                            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                            Err(TryRecvError::Empty) => None,
+                        };
                     }
                 }
-                Err(RecvError::Lagged(_)) => match catch_up(&mut socket, &engine, &who, last).await {
-                    Some(l) => last = l,
-                    None => break,
-                },
-                Err(RecvError::Closed) => break,
+                if fed > 0 && socket.flush().await.is_err() {
+                    break;
+                }
+                if !go_on {
+                    break;
+                }
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientFrame>(&text) {
@@ -395,13 +475,13 @@ async fn run(
                         && (kind.kind == "message" || kind.kind == "note") =>
                     {
                         let reply = on_write(&state, &who, &kind.kind, &text).await;
-                        if !send(&mut socket, &reply).await {
+                        if !send(&mut socket, reply).await {
                             break;
                         }
                     }
                     Ok(frame) if frame.kind == "signal" => {
                         if !signals.take() {
-                            let _ = send(&mut socket, &error_frame(
+                            let _ = send(&mut socket, error_frame(
                                 "too_many_signals",
                                 "this socket sent call signalling faster than allowed",
                             )).await;
@@ -467,7 +547,7 @@ async fn recheck_session(engine: &Engine, who: &mut Who) -> Option<String> {
     }
 }
 
-fn is_config_reload(frame: &Arc<Frame>) -> bool {
+fn is_config_reload(frame: &Frame) -> bool {
     frame.kind == Some("config.reloaded")
 }
 

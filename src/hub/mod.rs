@@ -1,15 +1,48 @@
 //! Fan-out of events to the WebSockets that may see them.
 //!
-//! Every frame is encoded once, when it is published, and shared by reference with every
-//! subscriber. The channel is bounded: a subscriber that falls behind is not waited for — it
-//! notices the gap and replays what it missed from the event log (see `http::stream`).
-//! The interface is narrow (publish, subscribe) so that a cross-replica fan-out can replace
-//! it later.
+//! Every frame is encoded once per audience (the agents' view, the visitor's view), when it
+//! is published, and shared by reference with every subscriber: a socket writes the same
+//! bytes, never a copy. Each subscriber has its own bounded queue, and a frame is put only
+//! in the queues of the sockets that may see it — a message wakes the conversation's
+//! visitor and the consoles of the agents who serve its bot, not every open console. A
+//! subscriber that falls behind is not waited for: it notices the gap and replays what it
+//! missed from the event log (see `http::stream`). The interface is narrow (publish,
+//! subscribe) so that a cross-replica fan-out can replace it later.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use tokio::sync::broadcast;
+
+/// Text encoded once and shared: cloning it copies a pointer, not the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text(Bytes);
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        // Only ever made from a `String` or a `&'static str`.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The bytes, for a writer that takes them without a copy.
+    pub fn bytes(&self) -> Bytes {
+        self.0.clone()
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Text {
+        Text(Bytes::from(s))
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
 
 /// One frame as sent on the wire, encoded once, with what a subscriber needs to filter it.
 #[derive(Debug, Default)]
@@ -22,9 +55,9 @@ pub struct Frame {
     /// The conversation's visitor.
     pub visitor_id: Option<String>,
     /// The JSON agents who serve the bot receive; `None`: not for agents.
-    pub agent_json: Option<String>,
+    pub agent_json: Option<Text>,
     /// The JSON the conversation's visitor receives; `None`: not for the visitor.
-    pub visitor_json: Option<String>,
+    pub visitor_json: Option<Text>,
     /// The type of an ephemeral frame (`typing`, `agent.presence`, `config.reloaded`).
     pub kind: Option<&'static str>,
     /// Only this agent's consoles get `agent_json` (a call's signalling, a
@@ -32,28 +65,58 @@ pub struct Frame {
     pub to_agent: Option<String>,
 }
 
-/// How many frames a subscriber may fall behind before it must replay from the log.
-const CAPACITY: usize = 4096;
-
-/// Each visitor's own channel, by visitor id.
-type VisitorChannels = Arc<Mutex<HashMap<String, broadcast::Sender<Arc<Frame>>>>>;
+/// How many frames one console may fall behind before it must replay from the log.
+const AGENT_CAPACITY: usize = 1024;
 
 /// How many frames one visitor's socket may fall behind before it replays from the log.
 const VISITOR_CAPACITY: usize = 16;
 
-#[derive(Clone)]
-pub struct Hub {
-    /// Every frame: the agents' consoles filter by bot.
-    tx: broadcast::Sender<Arc<Frame>>,
-    /// Frames for one visitor go only to that visitor's sockets, so a message wakes two
-    /// sockets and the consoles, not every open widget.
-    visitors: VisitorChannels,
+/// What a console may see: the agent, and the bots they serve (`None`: an admin, all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub email: String,
+    pub bots: Option<BTreeSet<String>>,
 }
 
-/// A subscription; a visitor's removes its channel when the visitor's last socket goes.
+impl Scope {
+    fn sees(&self, frame: &Frame) -> bool {
+        frame.agent_json.is_some()
+            && frame.to_agent.as_ref().is_none_or(|to| *to == self.email)
+            && match (&self.bots, &frame.bot) {
+                (None, _) | (_, None) => true,
+                (Some(bots), Some(bot)) => bots.contains(bot),
+            }
+    }
+}
+
+struct Console {
+    scope: Scope,
+    tx: broadcast::Sender<Arc<Frame>>,
+}
+
+#[derive(Default)]
+struct Registry {
+    next: u64,
+    consoles: HashMap<u64, Console>,
+    /// Each visitor's own queue, shared by their sockets, by visitor id.
+    visitors: HashMap<String, broadcast::Sender<Arc<Frame>>>,
+}
+
+#[derive(Clone, Default)]
+pub struct Hub {
+    registry: Arc<Mutex<Registry>>,
+}
+
+enum Key {
+    Console(u64),
+    Visitor(String),
+}
+
+/// A subscription; it leaves the hub when dropped.
 pub struct Subscription {
     rx: Option<broadcast::Receiver<Arc<Frame>>>,
-    visitor: Option<(VisitorChannels, String)>,
+    registry: Arc<Mutex<Registry>>,
+    key: Key,
 }
 
 impl Subscription {
@@ -63,78 +126,121 @@ impl Subscription {
             None => Err(broadcast::error::RecvError::Closed),
         }
     }
+
+    /// The next frame if one is already waiting (to write a burst together).
+    pub fn try_recv(&mut self) -> Result<Arc<Frame>, broadcast::error::TryRecvError> {
+        match self.rx.as_mut() {
+            Some(rx) => rx.try_recv(),
+            None => Err(broadcast::error::TryRecvError::Closed),
+        }
+    }
+
+    /// A console's new scope (the roster changed): frames published from now on are
+    /// chosen by it.
+    pub fn rescope(&self, scope: Scope) {
+        if let Key::Console(id) = self.key
+            && let Some(console) = lock(&self.registry).consoles.get_mut(&id)
+        {
+            console.scope = scope;
+        }
+    }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if let Some((map, id)) = &self.visitor {
-            let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-            drop(self.rx.take());
-            if map.get(id).is_some_and(|tx| tx.receiver_count() == 0) {
-                map.remove(id);
+        let mut registry = lock(&self.registry);
+        drop(self.rx.take());
+        match &self.key {
+            Key::Console(id) => {
+                registry.consoles.remove(id);
+            }
+            Key::Visitor(id) => {
+                if registry
+                    .visitors
+                    .get(id)
+                    .is_some_and(|tx| tx.receiver_count() == 0)
+                {
+                    registry.visitors.remove(id);
+                }
             }
         }
     }
 }
 
-impl Default for Hub {
-    fn default() -> Self {
-        Self::new()
-    }
+fn lock(registry: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
+    registry.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Hub {
     pub fn new() -> Hub {
-        let (tx, _) = broadcast::channel(CAPACITY);
-        Hub {
-            tx,
-            visitors: Arc::new(Mutex::new(HashMap::new())),
-        }
+        Hub::default()
     }
 
-    /// Sends a frame to every current subscriber that may see it; never blocks.
+    /// Puts a frame in the queue of every current subscriber that may see it; never
+    /// blocks.
     pub fn publish(&self, frame: Frame) {
         let frame = Arc::new(frame);
-        if let (Some(visitor), Some(_)) = (&frame.visitor_id, &frame.visitor_json) {
-            let map = self.visitors.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(tx) = map.get(visitor) {
-                let _ = tx.send(frame.clone());
+        let registry = lock(&self.registry);
+        if let (Some(visitor), Some(_)) = (&frame.visitor_id, &frame.visitor_json)
+            && let Some(tx) = registry.visitors.get(visitor)
+        {
+            let _ = tx.send(frame.clone());
+        }
+        if frame.agent_json.is_some() {
+            for console in registry.consoles.values() {
+                if console.scope.sees(&frame) {
+                    let _ = console.tx.send(frame.clone());
+                }
             }
         }
-        let _ = self.tx.send(frame);
     }
 
-    /// Every frame (the consoles).
-    pub fn subscribe(&self) -> Subscription {
+    /// The frames a console with this scope may see.
+    pub fn subscribe(&self, scope: Scope) -> Subscription {
+        let (tx, rx) = broadcast::channel(AGENT_CAPACITY);
+        let mut registry = lock(&self.registry);
+        registry.next += 1;
+        let id = registry.next;
+        registry.consoles.insert(id, Console { scope, tx });
         Subscription {
-            rx: Some(self.tx.subscribe()),
-            visitor: None,
+            rx: Some(rx),
+            registry: self.registry.clone(),
+            key: Key::Console(id),
+        }
+    }
+
+    /// Every console's new scope, from the roster now in force, before anything published
+    /// under it: called when a new config revision goes live.
+    pub fn rescope_all(&self, scope_of: impl Fn(&Scope) -> Scope) {
+        for console in lock(&self.registry).consoles.values_mut() {
+            console.scope = scope_of(&console.scope);
         }
     }
 
     /// The frames of one visitor (their widget).
     pub fn subscribe_visitor(&self, visitor_id: &str) -> Subscription {
-        let mut map = self.visitors.lock().unwrap_or_else(|p| p.into_inner());
-        let rx = map
+        let mut registry = lock(&self.registry);
+        let rx = registry
+            .visitors
             .entry(visitor_id.to_string())
             .or_insert_with(|| broadcast::channel(VISITOR_CAPACITY).0)
             .subscribe();
         Subscription {
             rx: Some(rx),
-            visitor: Some((self.visitors.clone(), visitor_id.to_string())),
+            registry: self.registry.clone(),
+            key: Key::Visitor(visitor_id.to_string()),
         }
     }
 
     /// How many sockets are subscribed (for `/metrics`).
     pub fn subscribers(&self) -> usize {
-        let visitors: usize = self
+        let registry = lock(&self.registry);
+        let visitors: usize = registry
             .visitors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .values()
             .map(|tx| tx.receiver_count())
             .sum();
-        self.tx.receiver_count() + visitors
+        registry.consoles.len() + visitors
     }
 }
 
@@ -142,15 +248,29 @@ impl Hub {
 mod tests {
     use super::*;
 
+    fn scope(email: &str, bots: Option<&[&str]>) -> Scope {
+        Scope {
+            email: email.into(),
+            bots: bots.map(|b| b.iter().map(|s| s.to_string()).collect()),
+        }
+    }
+
+    fn for_agents(seq: i64, bot: Option<&str>, to: Option<&str>) -> Frame {
+        Frame {
+            seq: Some(seq),
+            bot: bot.map(str::to_string),
+            agent_json: Some(format!("{seq}").into()),
+            to_agent: to.map(str::to_string),
+            ..Frame::default()
+        }
+    }
+
     #[tokio::test]
     async fn a_lagging_subscriber_is_told_how_much_it_missed() {
         let hub = Hub::new();
-        let mut slow = hub.subscribe();
-        for seq in 0..(CAPACITY as i64 + 10) {
-            hub.publish(Frame {
-                seq: Some(seq),
-                ..Frame::default()
-            });
+        let mut slow = hub.subscribe(scope("a@x", None));
+        for seq in 0..(AGENT_CAPACITY as i64 + 10) {
+            hub.publish(for_agents(seq, None, None));
         }
         match slow.recv().await {
             Err(broadcast::error::RecvError::Lagged(n)) => assert_eq!(n, 10),
@@ -160,14 +280,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_console_is_given_only_what_its_scope_sees_in_order() {
+        let hub = Hub::new();
+        let mut sales = hub.subscribe(scope("ana@x", Some(&["sales", "web"])));
+        let mut admin = hub.subscribe(scope("root@x", None));
+        let mut support = hub.subscribe(scope("bea@x", Some(&["support"])));
+        hub.publish(for_agents(1, Some("sales"), None));
+        hub.publish(for_agents(2, Some("support"), None));
+        hub.publish(for_agents(3, Some("web"), None));
+        hub.publish(for_agents(4, None, None)); // about no bot: presence, a reload
+        hub.publish(for_agents(5, Some("sales"), Some("bea@x"))); // to another agent
+        hub.publish(for_agents(6, Some("support"), Some("bea@x")));
+        let seqs = |sub: &mut Subscription| {
+            std::iter::from_fn(|| sub.try_recv().ok().and_then(|f| f.seq)).collect::<Vec<_>>()
+        };
+        assert_eq!(seqs(&mut sales), [1, 3, 4]);
+        assert_eq!(seqs(&mut admin), [1, 2, 3, 4]);
+        assert_eq!(seqs(&mut support), [2, 4, 6]);
+        // The roster changed: what is published from now on follows the new scope.
+        support.rescope(scope("bea@x", Some(&["sales"])));
+        hub.rescope_all(|s| {
+            if s.email == "ana@x" {
+                scope("ana@x", Some(&[]))
+            } else {
+                s.clone()
+            }
+        });
+        hub.publish(for_agents(7, Some("sales"), None));
+        assert_eq!(seqs(&mut sales), Vec::<i64>::new());
+        assert_eq!(seqs(&mut support), [7]);
+        assert_eq!(hub.subscribers(), 3);
+        drop(admin);
+        assert_eq!(hub.subscribers(), 2);
+    }
+
+    #[tokio::test]
     async fn a_visitor_hears_only_their_own_frames_and_the_channel_goes_with_them() {
         let hub = Hub::new();
         let mut ana = hub.subscribe_visitor("v_ana");
         let bea = hub.subscribe_visitor("v_bea");
+        let mut console = hub.subscribe(scope("a@x", None));
         let frame = |visitor: &str| Frame {
             seq: Some(1),
             visitor_id: Some(visitor.into()),
-            visitor_json: Some(format!("for {visitor}")),
+            visitor_json: Some(format!("for {visitor}").into()),
             ..Frame::default()
         };
         hub.publish(frame("v_bea"));
@@ -176,9 +332,11 @@ mod tests {
             ana.recv().await.unwrap().visitor_json.as_deref(),
             Some("for v_ana")
         );
-        assert_eq!(hub.subscribers(), 2);
+        // Nothing in them for agents: no console is woken.
+        assert!(console.try_recv().is_err());
+        assert_eq!(hub.subscribers(), 3);
         drop(bea);
-        assert!(!hub.visitors.lock().unwrap().contains_key("v_bea"));
-        assert_eq!(hub.subscribers(), 1);
+        assert!(!lock(&hub.registry).visitors.contains_key("v_bea"));
+        assert_eq!(hub.subscribers(), 2);
     }
 }

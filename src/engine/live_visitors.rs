@@ -575,8 +575,9 @@ impl Engine {
         let email = agent.email.to_lowercase();
         let me = self
             .agent_views()
-            .into_iter()
+            .iter()
             .find(|a| a.email == email)
+            .cloned()
             .ok_or_else(|| conflict("agent_offline", "only agents of the roster invite"))?;
         if !me.online {
             return Err(conflict(

@@ -23,6 +23,7 @@ mod visitors;
 pub mod wire;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -155,6 +156,11 @@ struct Inner {
     outbound: Outbound,
     convs: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Conversation>>>>,
     presence: Mutex<Presence>,
+    /// Moves on after each change of `presence` (see `presence()`).
+    presence_changes: AtomicU64,
+    /// The last `agent_views()`: the `presence_changes` and the bundle it was made from.
+    #[allow(clippy::type_complexity)]
+    agent_views: Mutex<Option<(u64, Arc<Bundle>, Arc<Vec<AgentView>>)>>,
     assignment: tokio::sync::Mutex<()>,
     /// Each conversation's timer task, and the time it wakes at.
     timers: Mutex<HashMap<String, (tokio::task::AbortHandle, Timestamp)>>,
@@ -165,6 +171,32 @@ struct Inner {
     /// When each conversation in play last had its state row written (see `state_due`); a
     /// monotonic clock, so a wall clock stepped back cannot hold writes off.
     state_written: Mutex<HashMap<String, std::time::Instant>>,
+}
+
+/// Presence, locked. When let go it moves `presence_changes` on — before the lock itself
+/// is released, so whoever reads the counter after that sees the change once it locks.
+struct PresenceLock<'a> {
+    guard: std::sync::MutexGuard<'a, Presence>,
+    changes: &'a AtomicU64,
+}
+
+impl std::ops::Deref for PresenceLock<'_> {
+    type Target = Presence;
+    fn deref(&self) -> &Presence {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for PresenceLock<'_> {
+    fn deref_mut(&mut self) -> &mut Presence {
+        &mut self.guard
+    }
+}
+
+impl Drop for PresenceLock<'_> {
+    fn drop(&mut self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 /// A message that changes nothing but the conversation's activity (when the visitor last
@@ -204,6 +236,8 @@ impl Engine {
                 outbound,
                 convs: Mutex::new(HashMap::new()),
                 presence: Mutex::new(Presence::default()),
+                presence_changes: AtomicU64::new(0),
+                agent_views: Mutex::new(None),
                 assignment: tokio::sync::Mutex::new(()),
                 timers: Mutex::new(HashMap::new()),
                 known: Mutex::new(Known::default()),
@@ -257,11 +291,16 @@ impl Engine {
         self.inner.convs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn presence(&self) -> std::sync::MutexGuard<'_, Presence> {
-        self.inner
-            .presence
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    /// Presence, to read or change: the agent views are made again after it is let go.
+    fn presence(&self) -> PresenceLock<'_> {
+        PresenceLock {
+            guard: self
+                .inner
+                .presence
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+            changes: &self.inner.presence_changes,
+        }
     }
 
     fn bundle(&self) -> Arc<Bundle> {

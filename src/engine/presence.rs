@@ -63,10 +63,40 @@ impl Engine {
         }
     }
 
-    /// Every roster agent with presence and load, as routing sees them.
-    pub fn agent_views(&self) -> Vec<AgentView> {
+    /// Every roster agent with presence and load, as routing sees them. Every command
+    /// on a conversation asks (a message too); the list is made again only after the
+    /// presence or the roster changed.
+    pub fn agent_views(&self) -> Arc<Vec<AgentView>> {
         let bundle = self.bundle();
-        let p = self.presence();
+        // Read before presence is: a change that lands meanwhile has moved it on, and what
+        // is made now is not kept as current.
+        let generation = self.inner.presence_changes.load(Ordering::Acquire);
+        if let Some(views) = self
+            .inner
+            .agent_views
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            && views.0 == generation
+            && Arc::ptr_eq(&views.1, &bundle)
+        {
+            return views.2.clone();
+        }
+        let views = Arc::new(self.make_agent_views(&bundle));
+        *self
+            .inner
+            .agent_views
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((generation, bundle, views.clone()));
+        views
+    }
+
+    fn make_agent_views(&self, bundle: &Bundle) -> Vec<AgentView> {
+        let p = self
+            .inner
+            .presence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         bundle
             .roster
             .agents
@@ -86,7 +116,11 @@ impl Engine {
     }
 
     pub(super) fn publish_presence(&self, email: &str) {
-        let view = self.agent_views().into_iter().find(|a| a.email == email);
+        let view = self
+            .agent_views()
+            .iter()
+            .find(|a| a.email == email)
+            .cloned();
         let Some(a) = view else { return };
         let json = json!({
             "type": "agent.presence",

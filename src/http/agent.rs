@@ -55,8 +55,9 @@ pub async fn set_availability(
     let me = state
         .engine
         .agent_views()
-        .into_iter()
-        .find(|a| a.email == agent.email);
+        .iter()
+        .find(|a| a.email == agent.email)
+        .cloned();
     Ok(Json(json!({
         "accepting": me.as_ref().map_or(req.accepting.unwrap_or(false), |a| a.accepting),
         "video": me.as_ref().is_none_or(|a| a.video),
@@ -68,7 +69,7 @@ pub async fn agents(State(state): State<AppState>, _agent: AuthAgent) -> Json<Va
     let agents: Vec<Value> = state
         .engine
         .agent_views()
-        .into_iter()
+        .iter()
         .map(|a| {
             json!({
                 "email": a.email,

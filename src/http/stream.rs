@@ -143,7 +143,7 @@ pub async fn visitor_events(
     let hold = hold(&state, client, permit)?;
     Ok(limits(ws).on_upgrade(move |mut socket| async move {
         let _hold = hold;
-        let Some(visitor) = visitor_auth(&state, &headers, &mut socket).await else {
+        let Some(visitor) = Box::pin(visitor_auth(&state, &headers, &mut socket)).await else {
             let _ = socket.send(Message::Close(None)).await;
             return;
         };
@@ -367,7 +367,7 @@ async fn catch_up(
     mut last: i64,
 ) -> Option<i64> {
     loop {
-        let page = match who.replay(engine, last).await {
+        let page = match Box::pin(who.replay(engine, last)).await {
             Ok(p) => p,
             Err(_) => return None,
         };
@@ -386,7 +386,7 @@ async fn catch_up(
 
 /// Serves one socket. `frames` is its hub subscription, made by the caller before anything
 /// the socket should hear can happen: a widget hears only its own visitor's frames, a
-/// console hears all and filters by bot.
+/// console what its scope sees.
 async fn run(
     mut socket: WebSocket,
     state: AppState,
@@ -395,7 +395,9 @@ async fn run(
     after: i64,
 ) {
     let engine = state.engine.clone();
-    let Some(mut last) = catch_up(&mut socket, &engine, &who, after.max(0)).await else {
+    // The rare and large awaits (a replay, a write, a session check) are boxed: the
+    // future of every open socket is only as big as its idle loop needs.
+    let Some(mut last) = Box::pin(catch_up(&mut socket, &engine, &who, after.max(0))).await else {
         return;
     };
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -408,7 +410,7 @@ async fn run(
     loop {
         tokio::select! {
             _ = recheck.tick(), if is_agent => {
-                let ended = recheck_session(&engine, &mut who).await;
+                let ended = Box::pin(recheck_session(&engine, &mut who)).await;
                 rescope(&who, &frames);
                 if let Some(ended) = ended {
                     let _ = send(&mut socket, error_frame("session_ended", &ended)).await;
@@ -438,7 +440,7 @@ async fn run(
                         },
                         Err(RecvError::Lagged(_)) => {
                             fed = 0;
-                            match catch_up(&mut socket, &engine, &who, last).await {
+                            match Box::pin(catch_up(&mut socket, &engine, &who, last)).await {
                                 Some(l) => last = l,
                                 None => {
                                     go_on = false;
@@ -474,7 +476,7 @@ async fn run(
                     _ if let Ok(kind) = serde_json::from_str::<FrameType>(&text)
                         && (kind.kind == "message" || kind.kind == "note") =>
                     {
-                        let reply = on_write(&state, &who, &kind.kind, &text).await;
+                        let reply = Box::pin(on_write(&state, &who, &kind.kind, &text)).await;
                         if !send(&mut socket, reply).await {
                             break;
                         }
@@ -493,13 +495,13 @@ async fn run(
                                 .await;
                             break;
                         }
-                        on_signal(&engine, &who, frame, state.settings.webrtc.relay_only).await;
+                        Box::pin(on_signal(&engine, &who, frame, state.settings.webrtc.relay_only)).await;
                     }
                     // Passed on at most once a second.
                     Ok(frame)
                         if frame.kind == "typing"
                             && last_typing.elapsed() >= TYPING_EVERY
-                            && on_typing(&engine, &who, &frame).await =>
+                            && Box::pin(on_typing(&engine, &who, &frame)).await =>
                     {
                         last_typing = tokio::time::Instant::now();
                     }

@@ -18,7 +18,7 @@ use crate::mail::invites;
 use crate::mail::outbox::{self, Doorbell};
 use crate::mail::templates::Templates;
 use crate::mail::transport::Transport;
-use crate::settings::Settings;
+use crate::settings::{Settings, Synchronous};
 use crate::store::revisions::Revision;
 use crate::{deploy, store};
 
@@ -44,6 +44,10 @@ impl AppState {
             return Err(StartError::NoBundleDir(
                 settings.bots_dir.display().to_string(),
             ));
+        }
+        store::set_synchronous(settings.synchronous);
+        if settings.synchronous == Synchronous::Full {
+            tracing::info!("SQLite synchronous=FULL: every commit is synced to the disk");
         }
         // Before the engine (and its writer) exists, the bundle is recorded on a connection
         // of its own, closed again before the engine opens the database.

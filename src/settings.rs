@@ -92,6 +92,61 @@ pub struct SettingsFile {
     /// `[webrtc]`: how video calls find a way between the two browsers.
     #[serde(default)]
     pub webrtc: WebrtcFile,
+    /// `[store]`: how the database is written.
+    #[serde(default)]
+    pub store: StoreFile,
+}
+
+/// `[store]` of livechat.toml.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFile {
+    /// SQLite's `synchronous`: `normal` (the default) or `full`.
+    pub synchronous: Option<Synchronous>,
+}
+
+/// SQLite's `synchronous` for the server's writes, in WAL mode. `Normal` syncs the disk at
+/// checkpoints: a crash of the process loses nothing, a power loss may lose the last
+/// commits. `Full` also syncs the log at every (group) commit, so an acknowledged write
+/// survives a power loss too, at the cost of an fsync per commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Synchronous {
+    #[default]
+    Normal,
+    Full,
+}
+
+impl Synchronous {
+    /// The value of `PRAGMA synchronous`.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
+impl std::str::FromStr for Synchronous {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Synchronous, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "normal" => Ok(Synchronous::Normal),
+            "full" => Ok(Synchronous::Full),
+            _ => Err(format!(
+                "`{text}` is not a synchronous mode: write `normal` or `full`"
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for Synchronous {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Synchronous, String> {
+        text.parse()
+    }
 }
 
 /// `[webrtc]` of livechat.toml. Without it a call uses host candidates only: it connects
@@ -260,6 +315,8 @@ pub struct Settings {
     pub retention: Option<std::time::Duration>,
     pub webrtc: Webrtc,
     pub attachment_reserve: SpaceThreshold,
+    /// SQLite's `synchronous` for the server's connections.
+    pub synchronous: Synchronous,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -452,6 +509,7 @@ impl ServerArgs {
             )?,
             retention: retention(file.retention)?,
             webrtc: resolve_webrtc(&file.webrtc)?,
+            synchronous: synchronous(file.store.synchronous)?,
         })
     }
 }
@@ -473,6 +531,19 @@ fn retention(
             }),
         },
         _ => Ok(file.map(|d| d.get())),
+    }
+}
+
+/// `LIVECHAT_SYNCHRONOUS`, else `synchronous` of `[store]`, else `normal`.
+fn synchronous(file: Option<Synchronous>) -> Result<Synchronous, SettingsError> {
+    match std::env::var("LIVECHAT_SYNCHRONOUS") {
+        Ok(text) if !text.trim().is_empty() => {
+            text.parse().map_err(|message| SettingsError::Invalid {
+                path: "LIVECHAT_SYNCHRONOUS".into(),
+                message,
+            })
+        }
+        _ => Ok(file.unwrap_or_default()),
     }
 }
 
@@ -776,6 +847,35 @@ mod tests {
         std::fs::write(&path, "retention = \"0s\"\n").unwrap();
         let err = args.resolve().unwrap_err().to_string();
         assert!(err.contains("longer than zero"), "{err}");
+    }
+
+    #[test]
+    fn synchronous_is_normal_unless_the_store_table_says_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("livechat.toml");
+        let args = ServerArgs {
+            config: Some(path.clone()),
+            ..ServerArgs::default()
+        };
+        std::fs::write(&path, "listen = \"127.0.0.1:0\"\n").unwrap();
+        assert_eq!(args.resolve().unwrap().synchronous, Synchronous::Normal);
+        std::fs::write(&path, "[store]\nsynchronous = \"full\"\n").unwrap();
+        let full = args.resolve().unwrap().synchronous;
+        assert_eq!((full, full.pragma()), (Synchronous::Full, "FULL"));
+        std::fs::write(&path, "[store]\nsynchronous = \"off\"\n").unwrap();
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(
+            err.contains("livechat.toml") && err.contains("`off` is not a synchronous mode"),
+            "{err}"
+        );
+        std::fs::write(&path, "[store]\nfsync = true\n").unwrap();
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("unknown field `fsync`"), "{err}");
+        // The variable's spelling, as the environment gives it.
+        assert_eq!("FULL".parse(), Ok(Synchronous::Full));
+        assert_eq!(" normal ".parse(), Ok(Synchronous::Normal));
+        let err = "extra".parse::<Synchronous>().unwrap_err();
+        assert!(err.contains("write `normal` or `full`"), "{err}");
     }
 }
 

@@ -46,6 +46,17 @@ fn a_short_bench_run_prints_every_figure_and_passes_its_checks() {
         "300ms",
         "--reloads",
         "2",
+        // The ramp: two short steps with a limit a loaded debug build keeps.
+        "--start-rate",
+        "20",
+        "--step",
+        "20",
+        "--max-rate",
+        "40",
+        "--step-duration",
+        "600ms",
+        "--p99-limit",
+        "2s",
     ])
     .expect("the bench runs");
     let out = &outcome.output;
@@ -61,12 +72,20 @@ fn a_short_bench_run_prints_every_figure_and_passes_its_checks() {
         "server RSS per socket (socket alone)",
         "durably stored messages per second",
         "writes per group commit (mean)",
-        "server bytes written per message (all writes)",
+        "bytes written per message: writer thread (livechat-writer)",
+        "bytes written per message: checkpointer thread (livechat-checkpoint)",
+        "bytes written per message: writer + checkpointer threads",
+        "bytes written per message: whole server process (wchar, all threads)",
         "delivery visitor → agent",
         "delivery agent → visitor",
         "messages acknowledged per second",
         "server RSS per visitor socket and its chat",
         "save → new revision on /healthz",
+        "step 1: 20 msg/s asked",
+        "step 2: 40 msg/s asked",
+        "highest rate held (msg/s asked)",
+        "visitor send acknowledged (frame → ack frame)",
+        "sends that fell back to HTTP (socket away)",
     ] {
         let l = line(figure);
         assert!(
@@ -84,6 +103,12 @@ fn a_short_bench_run_prints_every_figure_and_passes_its_checks() {
     ok("reconnect with after=N");
     ok("every acknowledged message stored, once");
     ok("no socket dropped by a reload");
+    ok("every chat set up and accepted");
+    // The default is the socket: every scenario that sends says so in its header.
+    for scenario in ["== store", "== chat", "== ramp"] {
+        let header = line(scenario);
+        assert!(header.ends_with("(--send ws)"), "{header}");
+    }
     assert!(line("acknowledged but never delivered").ends_with(" 0"));
     // Three agents accept each of the six requests at once: one wins, two are told 409.
     assert!(line("races with exactly one winner").ends_with(" 6"));
@@ -117,6 +142,8 @@ fn uploads_during_the_chat_load_print_their_figures() {
         "200000",
         "--uploads-each",
         "2",
+        "--send",
+        "http",
     ])
     .expect("the bench runs");
     let out = &outcome.output;
@@ -127,6 +154,8 @@ fn uploads_during_the_chat_load_print_their_figures() {
             .unwrap_or_else(|| panic!("no `{label}` in the output:\n{out}"))
     };
     assert!(line("uploads stored (201)").ends_with(" 8"), "{out}");
+    assert!(line("== chat").ends_with("(--send http)"), "{out}");
+    assert!(line("visitor send acknowledged (HTTP round trip)").contains("p99"));
     for figure in [
         "uploads per second",
         "upload (HTTP round trip)",

@@ -191,6 +191,36 @@ fn serve_without_a_bundle_directory_says_how_to_make_one() {
 }
 
 #[test]
+fn synchronous_full_is_taken_and_a_bad_mode_is_refused_by_name() {
+    let server = TestServer::start(two_bots, &[("LIVECHAT_SYNCHRONOUS", "full")]);
+    assert!(
+        server
+            .logged("synchronous=FULL", Duration::from_secs(5))
+            .is_some(),
+        "no line about synchronous=FULL in the log"
+    );
+    assert_eq!(server.health()["status"], "ok");
+    drop(server);
+    let dir = tempfile::tempdir().unwrap();
+    two_bots(dir.path());
+    let out = livechat()
+        .args(["serve", "--listen", "127.0.0.1:0", "--bots-dir"])
+        .arg(dir.path())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("LIVECHAT_SYNCHRONOUS", "always")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("LIVECHAT_SYNCHRONOUS")
+            && err.contains("`always` is not a synchronous mode: write `normal` or `full`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn the_admin_api_applies_a_bundle_remotely_and_refuses_bad_callers() {
     let server = TestServer::start(two_bots, &[("LIVECHAT_ADMIN_TOKEN", "s3cret-token")]);
     let api = server.api();

@@ -15,14 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
-use futures_util::{StreamExt, stream};
+use futures_util::{SinkExt, StreamExt, stream};
 use serde_json::{Value, json};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::Progress;
-use super::client::{Api, Envelope, Ws};
+use super::client::{Api, Envelope, SendPath, Ws};
 use super::machine::{self, CpuMeter, WRITER_THREAD};
 use super::report::Section;
 use super::server::{BundleSpec, Target, save_atomically};
@@ -43,6 +43,8 @@ pub struct ChatOpts {
     pub drain: Duration,
     /// Visitors uploading files during the steady phase (`uploads.rs`).
     pub uploads: Option<UploadOpts>,
+    /// How the messages go: frames on the open sockets, or HTTP `POST`.
+    pub send: SendPath,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +79,9 @@ pub(super) struct Ledger {
     pub(super) first_errors: Vec<String>,
     /// Ticks a sender skipped because its previous message was still unanswered.
     pub(super) late_ticks: usize,
+    /// Socket sends that went by HTTP instead, with the same `client_id`: the socket was
+    /// away (a reconnect) or closed before the ack, as the widget and console fall back.
+    pub(super) fell_back: usize,
 }
 
 impl Ledger {
@@ -155,12 +160,23 @@ pub(super) fn parse_marker(text: &str) -> Option<(u8, u32, u32, u64)> {
 }
 
 impl Shared {
-    /// One frame on a socket: checks the order of `seq`, and counts and times bench messages
-    /// meant for this side.
-    fn on_frame(&self, text: &str, who: Who, last_seq: &mut i64, away: Option<(u64, u64)>) {
+    /// One frame on a socket: answers an `ack` (its `client_id` and outcome); else checks the
+    /// order of `seq`, and counts and times bench messages meant for this side.
+    fn on_frame(
+        &self,
+        text: &str,
+        who: Who,
+        last_seq: &mut i64,
+        away: Option<(u64, u64)>,
+    ) -> Option<(String, Result<(), String>)> {
         let Ok(env) = serde_json::from_str::<Envelope>(text) else {
-            return;
+            return None;
         };
+        // An ack carries its message's `seq`, which its event may have brought already: it
+        // is no event of the stream, and neither orders it nor moves `after=`.
+        if let Some(ack) = env.ack() {
+            return Some(ack);
+        }
         let now = self.now_us();
         if let Some(seq) = env.seq {
             if seq <= *last_seq {
@@ -179,14 +195,12 @@ impl Shared {
                         .unwrap_or_else(|p| p.into_inner())
                         .push((rev, now));
                 }
-                return;
+                return None;
             }
-            _ => return,
+            _ => return None,
         }
-        let Some(data) = env.data else { return };
-        let Some((dir, chat, n, sent)) = data.text.as_deref().and_then(parse_marker) else {
-            return;
-        };
+        let data = env.data?;
+        let (dir, chat, n, sent) = data.text.as_deref().and_then(parse_marker)?;
         let mine = match who {
             Who::Visitor(i) => dir == AGENT_TO_VISITOR && chat as usize == i,
             Who::Agent(a) => {
@@ -202,7 +216,7 @@ impl Shared {
             _ => data.author.as_deref() == Some("agent"),
         };
         if !mine || !author_ok {
-            return;
+            return None;
         }
         // Sent before this socket came back (and not seen before it went): it came by
         // replay, and its wait is mostly the gap's.
@@ -217,27 +231,56 @@ impl Shared {
             ledger.delivery[dir as usize].push_us(now.saturating_sub(sent));
             ledger.timed.push((sent, now.saturating_sub(sent)));
         }
+        None
     }
 }
 
-/// Reads one socket until told to stop. With a drop signal it closes the socket abruptly when
-/// the signal comes, waits the given gap and reconnects with `after=` the last `seq` it saw.
+/// How long a socket write may wait for its ack before the sender falls back to HTTP, as
+/// the widget and the console do.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A write handed to a socket's task: the frame, and where its ack goes.
+pub(super) struct Outgoing {
+    client_id: String,
+    frame: String,
+    reply: oneshot::Sender<Acked>,
+}
+
+/// What became of a socket write.
+enum Acked {
+    Ok,
+    Refused(String),
+    /// The socket was away or closed before the ack.
+    Lost,
+}
+
+/// Writes to one socket, through the task that reads it.
+type Writes = mpsc::UnboundedSender<Outgoing>;
+
+/// Reads one socket until told to stop, and writes the frames handed to it on `outgoing`,
+/// answering each at its ack. With a drop signal it closes the socket abruptly when the
+/// signal comes, waits the given gap and reconnects with `after=` the last `seq` it saw;
+/// writes meanwhile, and those not yet acknowledged when it dropped, are answered `Lost`.
+#[allow(clippy::too_many_arguments)]
 async fn read_socket(
     shared: Arc<Shared>,
     api: Api,
     who: Who,
     token: String,
     mut ws: Ws,
+    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
     mut drop_signal: Option<oneshot::Receiver<Duration>>,
     mut stop: watch::Receiver<bool>,
 ) {
     enum Next {
         Stop,
         Drop(Duration),
+        Write(Outgoing),
         Frame(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
     }
     let mut last_seq = 0i64;
     let mut away: Option<(u64, u64)> = None;
+    let mut pending: HashMap<String, oneshot::Sender<Acked>> = HashMap::new();
     loop {
         if *stop.borrow() {
             let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
@@ -254,6 +297,7 @@ async fn read_socket(
                 Some(gap) => Next::Drop(gap),
                 None => { drop_signal = None; continue; }
             },
+            Some(out) = outgoing.recv() => Next::Write(out),
             frame = ws.next() => Next::Frame(frame),
         };
         match next {
@@ -262,11 +306,31 @@ async fn read_socket(
                 let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
                 return;
             }
+            Next::Write(out) => match ws.send(Message::Text(out.frame.into())).await {
+                Ok(()) => {
+                    pending.insert(out.client_id, out.reply);
+                }
+                Err(_) => {
+                    let _ = out.reply.send(Acked::Lost);
+                }
+            },
             Next::Drop(gap) => {
                 drop_signal = None;
                 drop(ws);
+                for (_, reply) in pending.drain() {
+                    let _ = reply.send(Acked::Lost);
+                }
                 let from = shared.now_us();
-                tokio::time::sleep(gap).await;
+                let back = tokio::time::sleep(gap);
+                tokio::pin!(back);
+                loop {
+                    tokio::select! {
+                        _ = &mut back => break,
+                        Some(out) = outgoing.recv() => {
+                            let _ = out.reply.send(Acked::Lost);
+                        }
+                    }
+                }
                 let to = shared.now_us();
                 let again = match who {
                     Who::Visitor(_) => api.visitor_socket(&token, last_seq).await,
@@ -286,7 +350,14 @@ async fn read_socket(
                 }
             }
             Next::Frame(Some(Ok(Message::Text(t)))) => {
-                shared.on_frame(&t, who, &mut last_seq, away)
+                if let Some((client_id, outcome)) = shared.on_frame(&t, who, &mut last_seq, away)
+                    && let Some(reply) = pending.remove(&client_id)
+                {
+                    let _ = reply.send(match outcome {
+                        Ok(()) => Acked::Ok,
+                        Err(e) => Acked::Refused(e),
+                    });
+                }
             }
             Next::Frame(Some(Ok(Message::Close(_))) | None) => {
                 if !*stop.borrow() {
@@ -317,6 +388,8 @@ type SetUp = (
 struct Chat {
     conversation_id: String,
     token: String,
+    /// The visitor's widget socket.
+    writes: Writes,
 }
 
 /// The result of setting one visitor up, through the accept race.
@@ -329,15 +402,44 @@ struct Handoff {
     request_to_accepted: Option<Duration>,
 }
 
-pub async fn run(
-    target: &mut Target,
+/// A chat load set up: agents' consoles and visitors' widgets open, every chat accepted,
+/// the sockets read by their tasks. `run` drives it at a steady rate, `ramp` in steps.
+pub(super) struct Live {
+    shared: Arc<Shared>,
+    api: Api,
+    tokens: Vec<String>,
+    /// Each agent's console socket.
+    agent_writes: Vec<Writes>,
+    chats: Vec<Option<Chat>>,
+    readers: Vec<JoinHandle<()>>,
+    /// The signals that drop sockets halfway (for the reconnects).
+    drops: Vec<oneshot::Sender<Duration>>,
+    stop_tx: watch::Sender<bool>,
+    setup: SetupFigures,
+}
+
+/// What the setup measured.
+struct SetupFigures {
+    load_start: String,
+    rss_before: Option<u64>,
+    rss_agents: Option<u64>,
+    time: Duration,
+    errors: Vec<String>,
+    races: usize,
+    one_winner: usize,
+    taken_answers: usize,
+    other_answers: Vec<String>,
+    accept_calls: Samples,
+    handoff_times: Samples,
+}
+
+/// Agents log in, open their consoles and accept chats; visitors start, open their widget
+/// sockets, request a person, and `accepters` agents race to accept each.
+pub(super) async fn set_up(
+    target: &Target,
     o: &ChatOpts,
-    reload: Option<&ReloadOpts>,
     progress: &Progress,
-) -> anyhow::Result<Vec<Section>> {
-    if reload.is_some() && target.bots_dir.is_none() {
-        bail!("reload needs the server's bundle directory: pass --bots-dir with --url");
-    }
+) -> anyhow::Result<Live> {
     let spec = target.spec;
     let api = target.api.clone();
     let pid = target.pid;
@@ -376,6 +478,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut readers: Vec<JoinHandle<()>> = Vec::new();
     let mut drops: Vec<oneshot::Sender<Duration>> = Vec::new();
+    let mut agent_writes = Vec::new();
     for (a, token) in tokens.iter().enumerate() {
         let ws = api.agent_socket(token, 0).await?;
         let signal = if a == 0 && o.reconnects > 0 {
@@ -385,12 +488,15 @@ pub async fn run(
         } else {
             None
         };
+        let (writes, outgoing) = mpsc::unbounded_channel();
+        agent_writes.push(writes);
         readers.push(tokio::spawn(read_socket(
             shared.clone(),
             api.clone(),
             Who::Agent(a),
             token.clone(),
             ws,
+            outgoing,
             signal,
             stop_rx.clone(),
         )));
@@ -472,7 +578,161 @@ pub async fn run(
             Err(e) => setup_errors.push(format!("visitor {i}: {e:#}")),
         }
     }
-    let setup_time = setup_started.elapsed();
+    Ok(Live {
+        shared,
+        api,
+        tokens,
+        agent_writes,
+        chats,
+        readers,
+        drops,
+        stop_tx,
+        setup: SetupFigures {
+            load_start,
+            rss_before,
+            rss_agents,
+            time: setup_started.elapsed(),
+            errors: setup_errors,
+            races,
+            one_winner,
+            taken_answers,
+            other_answers,
+            accept_calls,
+            handoff_times,
+        },
+    })
+}
+
+impl Live {
+    /// Chats set up and accepted.
+    pub(super) fn chats(&self) -> usize {
+        self.chats.iter().flatten().count()
+    }
+
+    /// Senders: each side of each chat.
+    pub(super) fn senders(&self) -> usize {
+        2 * self.chats.len()
+    }
+
+    pub(super) fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.shared.ledger()
+    }
+
+    /// On each side of each chat, a message every `interval` from `first` (spread evenly
+    /// over the interval) until `end`, numbered from `n0`.
+    pub(super) fn spawn_senders(
+        &self,
+        send: SendPath,
+        first: tokio::time::Instant,
+        interval: Duration,
+        end: tokio::time::Instant,
+        n0: u32,
+    ) -> Vec<JoinHandle<()>> {
+        let senders_total = self.senders().max(1) as u32;
+        let mut senders = Vec::new();
+        for (i, chat) in self.chats.iter().enumerate() {
+            let Some(chat) = chat else { continue };
+            let agent = self.shared.assignee[i].load(Ordering::Relaxed);
+            for dir in [VISITOR_TO_AGENT, AGENT_TO_VISITOR] {
+                let (token, writes) = if dir == VISITOR_TO_AGENT {
+                    (chat.token.clone(), chat.writes.clone())
+                } else {
+                    (self.tokens[agent].clone(), self.agent_writes[agent].clone())
+                };
+                let phase = interval * (2 * i as u32 + dir as u32) / senders_total;
+                let sender = Sender {
+                    shared: self.shared.clone(),
+                    api: self.api.clone(),
+                    dir,
+                    chat: i as u32,
+                    conversation_id: chat.conversation_id.clone(),
+                    token,
+                    socket: (send == SendPath::Ws).then_some(writes),
+                };
+                senders.push(tokio::spawn(sender.run(first + phase, interval, end, n0)));
+            }
+        }
+        senders
+    }
+
+    /// Waits until every acknowledged message arrived, at most `limit`.
+    pub(super) async fn drain(&self, limit: Duration) {
+        let started = Instant::now();
+        while self.shared.ledger().undelivered() > 0 && started.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Closes every socket and waits for their tasks.
+    pub(super) async fn close(&mut self) {
+        let _ = self.stop_tx.send(true);
+        for r in self.readers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
+        }
+    }
+
+    /// Sockets the server closed, and why (the first few).
+    pub(super) fn dropped(&self) -> (usize, String) {
+        let why = self
+            .shared
+            .dropped_why
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("; ");
+        (self.shared.dropped.load(Ordering::Relaxed), why)
+    }
+
+    /// The setup's errors (failed visitors, unexpected accept answers), the first few.
+    pub(super) fn setup_errors(&self) -> Vec<String> {
+        let mut errors = self.setup.errors.clone();
+        errors.extend(self.setup.other_answers.iter().take(3).cloned());
+        errors
+    }
+}
+
+pub async fn run(
+    target: &mut Target,
+    o: &ChatOpts,
+    reload: Option<&ReloadOpts>,
+    progress: &Progress,
+) -> anyhow::Result<Vec<Section>> {
+    if reload.is_some() && target.bots_dir.is_none() {
+        bail!("reload needs the server's bundle directory: pass --bots-dir with --url");
+    }
+    let spec = target.spec;
+    let pid = target.pid;
+    let mut live = set_up(target, o, progress).await?;
+    let api = live.api.clone();
+    let shared = live.shared.clone();
+    let SetupFigures {
+        load_start,
+        rss_before,
+        rss_agents,
+        time: setup_time,
+        errors: setup_errors,
+        races,
+        one_winner,
+        taken_answers,
+        other_answers,
+        accept_calls,
+        handoff_times,
+    } = std::mem::replace(
+        &mut live.setup,
+        SetupFigures {
+            load_start: String::new(),
+            rss_before: None,
+            rss_agents: None,
+            time: Duration::ZERO,
+            errors: Vec::new(),
+            races: 0,
+            one_winner: 0,
+            taken_answers: 0,
+            other_answers: Vec::new(),
+            accept_calls: Samples::default(),
+            handoff_times: Samples::default(),
+        },
+    );
+    let mut drops = std::mem::take(&mut live.drops);
     let sockets = o.agents + o.visitors - setup_errors.len();
     // Let the last handshakes and replays settle before measuring memory.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -486,44 +746,22 @@ pub async fn run(
         None => o.duration,
     };
     progress.say(&format!(
-        "steady: {} chats, a message each way every {:?}, for {:?}",
-        chats.iter().flatten().count(),
+        "steady: {} chats, a message each way every {:?}, for {:?}, {}",
+        live.chats(),
         o.interval,
-        duration
+        duration,
+        o.send.describe()
     ));
     let start = tokio::time::Instant::now() + Duration::from_millis(100);
     let end = start + duration;
     let server_cpu = pid.map(CpuMeter::start);
     let writer_cpu = pid.and_then(|p| CpuMeter::thread(p, WRITER_THREAD));
     let bench_cpu = CpuMeter::start(std::process::id());
-    let senders_total = (2 * o.visitors).max(1) as u32;
-    let mut senders = Vec::new();
-    for (i, chat) in chats.iter().enumerate() {
-        let Some(chat) = chat else { continue };
-        let agent = shared.assignee[i].load(Ordering::Relaxed);
-        for dir in [VISITOR_TO_AGENT, AGENT_TO_VISITOR] {
-            let token = if dir == VISITOR_TO_AGENT {
-                chat.token.clone()
-            } else {
-                tokens[agent].clone()
-            };
-            let phase = o.interval * (2 * i as u32 + dir as u32) / senders_total;
-            senders.push(tokio::spawn(send_loop(
-                shared.clone(),
-                api.clone(),
-                dir,
-                i as u32,
-                chat.conversation_id.clone(),
-                token,
-                start + phase,
-                o.interval,
-                end,
-            )));
-        }
-    }
+    let senders = live.spawn_senders(o.send, start, o.interval, end, 0);
     // Uploads from a third into the steady phase; the rest of the run is the baseline.
     let uploader = o.uploads.map(|u| {
-        let visitors: Vec<String> = chats
+        let visitors: Vec<String> = live
+            .chats
             .iter()
             .flatten()
             .take(u.uploaders)
@@ -583,18 +821,8 @@ pub async fn run(
     let rss_peak = pid.and_then(machine::peak_rss_kib);
 
     // Drain: every acknowledged message gets `drain` to arrive.
-    let drain_start = Instant::now();
-    loop {
-        let undelivered = shared.ledger().undelivered();
-        if undelivered == 0 || drain_start.elapsed() > o.drain {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = stop_tx.send(true);
-    for r in readers {
-        let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
-    }
+    live.drain(o.drain).await;
+    live.close().await;
     let server_alive = target.alive();
 
     // Figures.
@@ -610,14 +838,15 @@ pub async fn run(
     let dropped = shared.dropped.load(Ordering::Relaxed);
     let out_of_order = shared.out_of_order.load(Ordering::Relaxed);
     let title = format!(
-        "{} visitors, {} agents in {} team(s) of up to {}, {} accepter(s) per request, a message each way every {:?} for {:?}",
+        "{} visitors, {} agents in {} team(s) of up to {}, {} accepter(s) per request, a message each way every {:?} for {:?}, {}",
         o.visitors,
         o.agents,
         spec.teams(),
         spec.team_size,
         o.accepters.min(spec.team_size),
         o.interval,
-        duration
+        duration,
+        o.send.describe()
     );
     let mut s = Section::new("chat", title);
     s.text(
@@ -672,14 +901,22 @@ pub async fn run(
     );
     s.latency(
         "ack_visitor",
-        "visitor send acknowledged (HTTP)",
+        &format!("visitor send acknowledged ({})", o.send.ack_label()),
         ledger.ack[0].summary(),
     );
     s.latency(
         "ack_agent",
-        "agent send acknowledged (HTTP)",
+        &format!("agent send acknowledged ({})", o.send.ack_label()),
         ledger.ack[1].summary(),
     );
+    if o.send == SendPath::Ws {
+        s.int(
+            "fell_back_to_http",
+            "sends that fell back to HTTP (socket away)",
+            ledger.fell_back as u64,
+            "",
+        );
+    }
     s.int("messages_acked", "messages acknowledged", acked as u64, "");
     s.num(
         "messages_acked_per_s",
@@ -689,7 +926,7 @@ pub async fn run(
     );
     s.int(
         "errors",
-        "errors (non-2xx answers, failed calls)",
+        "errors (refusals, failed calls, missing acks)",
         (ledger.errors + setup_errors.len()) as u64,
         "",
     );
@@ -983,12 +1220,14 @@ async fn handoff(
         .ok_or_else(|| anyhow!("no conversation_id in {session}"))?
         .to_string();
     let ws = api.visitor_socket(&token, 0).await?;
+    let (writes, outgoing) = mpsc::unbounded_channel();
     *reader = Some(tokio::spawn(read_socket(
         shared.clone(),
         api.clone(),
         Who::Visitor(i),
         token.clone(),
         ws,
+        outgoing,
         drop_signal,
         stop,
     )));
@@ -1047,64 +1286,130 @@ async fn handoff(
         h.chat = Some(Chat {
             conversation_id,
             token,
+            writes,
         });
     }
     Ok(h)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn send_loop(
+/// One side of one chat, sending.
+struct Sender {
     shared: Arc<Shared>,
     api: Api,
     dir: u8,
     chat: u32,
     conversation_id: String,
     token: String,
-    first: tokio::time::Instant,
-    interval: Duration,
-    end: tokio::time::Instant,
-) {
-    let (letter, path) = if dir == VISITOR_TO_AGENT {
-        ("v", "/api/v1/visitor/messages".to_string())
-    } else {
-        (
-            "a",
-            format!("/api/v1/conversations/{conversation_id}/messages"),
-        )
-    };
-    let mut next = first;
-    let mut n: u32 = 0;
-    while next < end {
-        tokio::time::sleep_until(next).await;
-        let t = shared.now_us();
-        let body = json!({
-            "client_id": format!("{letter}{chat}-{n}"),
-            "text": format!("lcb:{letter}:{chat}:{n}:{t} {FILLER}"),
-        });
-        shared.ledger().sent.insert((chat, dir, n), false);
-        let sent = Instant::now();
-        let answer = api.post(&path, Some(&token), &body).await;
-        let took = sent.elapsed();
-        {
-            let mut ledger = shared.ledger();
-            match answer {
-                Ok((200, _)) => {
-                    ledger.sent.insert((chat, dir, n), true);
-                    ledger.ack[dir as usize].push(took);
+    /// The sender's open socket (`--send ws`), or none (`--send http`).
+    socket: Option<Writes>,
+}
+
+impl Sender {
+    /// A message every `interval` from `first` until `end`, numbered from `n0`; a tick is
+    /// skipped (and counted) while the previous message is still unanswered.
+    async fn run(
+        self,
+        first: tokio::time::Instant,
+        interval: Duration,
+        end: tokio::time::Instant,
+        n0: u32,
+    ) {
+        let letter = if self.dir == VISITOR_TO_AGENT {
+            "v"
+        } else {
+            "a"
+        };
+        let (chat, dir) = (self.chat, self.dir);
+        let mut next = first;
+        let mut n: u32 = n0;
+        while next < end {
+            tokio::time::sleep_until(next).await;
+            let t = self.shared.now_us();
+            let client_id = format!("{letter}{chat}-{n}");
+            let text = format!("lcb:{letter}:{chat}:{n}:{t} {FILLER}");
+            self.shared.ledger().sent.insert((chat, dir, n), false);
+            let sent = Instant::now();
+            let answer = self.send(client_id, text).await;
+            let took = sent.elapsed();
+            {
+                let mut ledger = self.shared.ledger();
+                match answer {
+                    Ok(()) => {
+                        ledger.sent.insert((chat, dir, n), true);
+                        ledger.ack[dir as usize].push(took);
+                    }
+                    Err(e) => ledger.error(e),
                 }
-                Ok((status, body)) => ledger.error(format!("send: {status} {}", error_code(&body))),
-                Err(e) => ledger.error(format!("send: {e}")),
+            }
+            n += 1;
+            next += interval;
+            let now = tokio::time::Instant::now();
+            if next < now {
+                let behind = (now - next).as_nanos() / interval.as_nanos().max(1) + 1;
+                self.shared.ledger().late_ticks += skipped(next, end, interval, behind);
+                next += interval * behind as u32;
             }
         }
-        n += 1;
-        next += interval;
-        let now = tokio::time::Instant::now();
-        if next < now {
-            let behind = (now - next).as_nanos() / interval.as_nanos().max(1) + 1;
-            shared.ledger().late_ticks += behind as usize;
-            next += interval * behind as u32;
+    }
+
+    /// One message: a frame on the socket, answered by its ack; by HTTP without a socket, or
+    /// when the socket is away, closes before the ack or gives none within `ACK_TIMEOUT`
+    /// (the same `client_id`, so the server stores it once whichever way it came).
+    async fn send(&self, client_id: String, text: String) -> Result<(), String> {
+        let body = json!({"client_id": client_id, "text": text});
+        if let Some(socket) = &self.socket {
+            let mut frame = body.clone();
+            frame["type"] = "message".into();
+            if self.dir == AGENT_TO_VISITOR {
+                frame["conversation_id"] = self.conversation_id.clone().into();
+            }
+            let (reply, acked) = oneshot::channel();
+            let queued = socket
+                .send(Outgoing {
+                    client_id,
+                    frame: frame.to_string(),
+                    reply,
+                })
+                .is_ok();
+            if queued {
+                match tokio::time::timeout(ACK_TIMEOUT, acked).await {
+                    Ok(Ok(Acked::Ok)) => return Ok(()),
+                    Ok(Ok(Acked::Refused(e))) => return Err(e),
+                    Ok(Ok(Acked::Lost) | Err(_)) => {}
+                    Err(_) => self
+                        .shared
+                        .ledger()
+                        .error(format!("no ack within {ACK_TIMEOUT:?}")),
+                }
+            }
+            self.shared.ledger().fell_back += 1;
+        }
+        let path = if self.dir == VISITOR_TO_AGENT {
+            "/api/v1/visitor/messages".to_string()
+        } else {
+            format!("/api/v1/conversations/{}/messages", self.conversation_id)
+        };
+        match self.api.post(&path, Some(&self.token), &body).await {
+            Ok((200, _)) => Ok(()),
+            Ok((status, body)) => Err(format!("send: {status} {}", error_code(&body))),
+            Err(e) => Err(format!("send: {e}")),
         }
     }
+}
+
+/// Of `behind` ticks from `next` on that a sender missed, those that were due before `end`
+/// (a late answer to the last message of a phase skips nothing).
+pub(super) fn skipped(
+    next: tokio::time::Instant,
+    end: tokio::time::Instant,
+    interval: Duration,
+    behind: u128,
+) -> usize {
+    let due = end
+        .saturating_duration_since(next)
+        .as_nanos()
+        .div_ceil(interval.as_nanos().max(1));
+    behind.min(due) as usize
 }
 
 fn error_code(body: &Value) -> String {
@@ -1229,6 +1534,17 @@ fn reload_section(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_ticks_due_before_the_end_count_as_skipped() {
+        let t = tokio::time::Instant::now();
+        let ms = Duration::from_millis;
+        // Ticks at 100, 200, 300 ms are due before the end at 350 ms.
+        assert_eq!(skipped(t + ms(100), t + ms(350), ms(100), 5), 3);
+        assert_eq!(skipped(t + ms(100), t + ms(350), ms(100), 2), 2);
+        // The last message's late answer: its next tick is past the end.
+        assert_eq!(skipped(t + ms(400), t + ms(350), ms(100), 1), 0);
+    }
 
     #[test]
     fn markers_parse() {

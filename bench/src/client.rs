@@ -247,6 +247,64 @@ pub struct Envelope {
     pub kind: String,
     #[serde(default)]
     pub data: Option<EventData>,
+    /// An `ack`'s: the write it answers.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// An `ack` of a refused write: the status and error the HTTP endpoint would answer.
+    #[serde(default)]
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub error: Option<Value>,
+}
+
+impl Envelope {
+    /// An `ack` frame: its `client_id`, and `Err` with the status and error code when the
+    /// write was refused.
+    pub fn ack(&self) -> Option<(String, Result<(), String>)> {
+        if self.kind != "ack" {
+            return None;
+        }
+        let id = self.client_id.clone()?;
+        Some(match self.status {
+            None => (id, Ok(())),
+            Some(status) => {
+                let code = self
+                    .error
+                    .as_ref()
+                    .and_then(|e| e["code"].as_str())
+                    .unwrap_or("?");
+                (id, Err(format!("ack: {status} {code}")))
+            }
+        })
+    }
+}
+
+/// How a client sends its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SendPath {
+    /// A `message` frame on the sender's open WebSocket, acknowledged by an `ack` frame (as
+    /// the widget and the console send while their socket is open).
+    Ws,
+    /// `POST` to the messages endpoint, acknowledged by its answer.
+    Http,
+}
+
+impl SendPath {
+    /// For titles: which way the messages went.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SendPath::Ws => "sent as frames on the open WebSocket (--send ws)",
+            SendPath::Http => "sent by HTTP POST (--send http)",
+        }
+    }
+
+    /// For labels: how the acknowledgement came.
+    pub fn ack_label(self) -> &'static str {
+        match self {
+            SendPath::Ws => "frame → ack frame",
+            SendPath::Http => "HTTP round trip",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,6 +320,25 @@ pub struct EventData {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acks_are_told_from_other_frames() {
+        let env = |t: &str| serde_json::from_str::<Envelope>(t).unwrap();
+        let ok = env(r#"{"type":"ack","client_id":"v1-2","seq":9,"duplicate":false}"#);
+        assert_eq!(ok.ack(), Some(("v1-2".to_string(), Ok(()))));
+        let refused = env(
+            r#"{"type":"ack","client_id":"v1-3","status":400,"error":{"code":"invalid_input"}}"#,
+        );
+        assert_eq!(
+            refused.ack(),
+            Some((
+                "v1-3".to_string(),
+                Err("ack: 400 invalid_input".to_string())
+            ))
+        );
+        assert_eq!(env(r#"{"type":"message.created","seq":9}"#).ack(), None);
+        assert_eq!(env(r#"{"type":"ack","client_id":null}"#).ack(), None);
+    }
 
     #[test]
     fn only_loopback_urls() {

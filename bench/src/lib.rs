@@ -13,6 +13,7 @@ mod chat;
 mod client;
 mod idle;
 mod machine;
+mod ramp;
 mod report;
 mod server;
 mod socketio;
@@ -30,12 +31,14 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use chat::{ChatOpts, ReloadOpts};
+use client::SendPath;
 use idle::IdleOpts;
 use machine::Machine;
+use ramp::RampOpts;
 use report::{Report, Section};
 use server::{BundleSpec, Target};
 use startup::StartupOpts;
-use store::StoreOpts;
+use store::{StoreOpts, Synchronous};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -81,8 +84,8 @@ struct TargetArgs {
     /// The `livechat` binary to start [default: `livechat` beside this program].
     #[arg(long, global = true, value_name = "PATH")]
     server_bin: Option<PathBuf>,
-    /// Also run chat and idle against the Socket.IO relay in DIR (`bench/socketio`, after
-    /// `npm ci` there), in the same run, and print the ratios.
+    /// Also run chat, idle and ramp against the Socket.IO relay in DIR (`bench/socketio`,
+    /// after `npm ci` there), in the same run, and print the ratios.
     #[arg(long, global = true, value_name = "DIR")]
     compare_socketio: Option<PathBuf>,
     /// An environment variable for the servers the bench starts, e.g.
@@ -100,6 +103,9 @@ enum Scenario {
     Idle(IdleArgs),
     /// Durably stored messages per second with many concurrent writers.
     Store(StoreArgs),
+    /// The chat setup, then the message rate rising in steps until delivery p99 passes a
+    /// limit or a step has errors, loss or skipped sends: the highest rate held.
+    Ramp(RampArgs),
     /// Bundle saves while chat traffic runs: time until the new revision is live.
     Reload(ReloadArgs),
     /// Cold starts: spawn to the first 200 from /healthz.
@@ -152,6 +158,10 @@ struct ChatArgs {
     /// Files each uploading visitor sends, one after the other.
     #[arg(long, default_value_t = 3)]
     uploads_each: usize,
+    /// How messages are sent: `ws`, a frame on the sender's open socket answered by an
+    /// `ack` frame (as the widget and console do), or `http`, a POST.
+    #[arg(long, value_enum, default_value = "ws")]
+    send: SendPath,
 }
 
 impl ChatArgs {
@@ -175,6 +185,7 @@ impl ChatArgs {
                 size: self.upload_size.max(1),
                 each: self.uploads_each.max(1),
             }),
+            send: self.send,
         }
     }
 }
@@ -203,6 +214,90 @@ struct StoreArgs {
     /// How long the writers write.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     duration: Duration,
+    /// How the writers send: `ws` (a frame on each writer's widget socket) or `http`.
+    #[arg(long, value_enum, default_value = "ws")]
+    send: SendPath,
+    /// SQLite's `synchronous` for the server the bench starts (`LIVECHAT_SYNCHRONOUS`).
+    #[arg(long, value_enum, default_value = "normal")]
+    synchronous: Synchronous,
+}
+
+#[derive(Debug, Clone, Args)]
+struct RampArgs {
+    /// Visitors, each in one live chat.
+    #[arg(long, default_value_t = 100)]
+    visitors: usize,
+    /// Agents.
+    #[arg(long, default_value_t = 10)]
+    agents: usize,
+    /// Agents per team.
+    #[arg(long, default_value_t = 10)]
+    team_size: usize,
+    /// Visitors set up at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// How messages are sent (`ws` or `http`).
+    #[arg(long, value_enum, default_value = "ws")]
+    send: SendPath,
+    #[command(flatten)]
+    steps: RampSteps,
+}
+
+/// The steps of a ramp (also in `all`).
+#[derive(Debug, Clone, Args)]
+struct RampSteps {
+    /// The first step's total message rate (both ways, all chats).
+    #[arg(long, default_value_t = 500.0)]
+    start_rate: f64,
+    /// What each step adds to the rate.
+    #[arg(long, default_value_t = 500.0)]
+    step: f64,
+    /// How long each step sends.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    step_duration: Duration,
+    /// A step whose delivery p99 (either way) is above this ends the ramp.
+    #[arg(long, default_value = "10ms", value_parser = parse_duration)]
+    p99_limit: Duration,
+    /// The ramp stops at this rate even if every step held.
+    #[arg(long, default_value_t = 20_000.0)]
+    max_rate: f64,
+    /// How long a step's acknowledged messages may take to arrive after its last send.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    step_drain: Duration,
+}
+
+impl RampSteps {
+    fn opts(&self, send: SendPath) -> RampOpts {
+        RampOpts {
+            start_rate: self.start_rate.max(1.0),
+            step: self.step.max(1.0),
+            step_duration: self.step_duration.max(Duration::from_millis(100)),
+            p99_limit: self.p99_limit,
+            max_rate: self.max_rate,
+            drain: self.step_drain,
+            send,
+        }
+    }
+}
+
+impl RampArgs {
+    /// The chat setup of a ramp: no reconnects, no uploads.
+    fn chat_opts(&self) -> ChatOpts {
+        ChatOpts {
+            visitors: self.visitors,
+            agents: self.agents.max(1),
+            team_size: self.team_size.max(1),
+            accepters: 1,
+            interval: Duration::from_secs(1),
+            duration: Duration::ZERO,
+            reconnects: 0,
+            reconnect_gap: Duration::ZERO,
+            concurrency: self.concurrency,
+            drain: self.steps.step_drain,
+            uploads: None,
+            send: self.send,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -249,6 +344,9 @@ struct AllArgs {
     /// startup: starts of each kind.
     #[arg(long, default_value_t = 5)]
     repeats: usize,
+    /// ramp: its steps (the chats are --visitors and --agents).
+    #[command(flatten)]
+    ramp: RampSteps,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -438,9 +536,34 @@ async fn scenarios(
                 agents: s.agents.max(1),
                 duration: s.duration,
                 concurrency: 32,
+                send: s.send,
+                synchronous: s.synchronous,
             };
-            let mut t = target(cli, bin, store_spec(&o), progress).await?;
+            if cli.target.url.is_some() && o.synchronous != Synchronous::Normal {
+                bail!(
+                    "--synchronous sets the server the bench starts: with --url, start that server with LIVECHAT_SYNCHRONOUS instead"
+                );
+            }
+            let mut t =
+                target_with(cli, bin, store_spec(&o), o.synchronous.env(), progress).await?;
             sections.push(store::run(&mut t, &o, progress).await?);
+        }
+        Scenario::Ramp(r) => {
+            let o = r.chat_opts();
+            let steps = r.steps.opts(r.send);
+            let mut t = target(cli, bin, chat_spec(&o), progress).await?;
+            sections.push(ramp::livechat(&mut t, &o, &steps, progress).await?);
+            drop(t);
+            if let Some(dir) = &cli.target.compare_socketio {
+                let relay = socketio::Relay::start(dir)?;
+                let theirs = ramp::socketio(&relay, &o, &steps, progress).await?;
+                sections.push(report::comparison(&[(
+                    &sections[0],
+                    &theirs,
+                    report::RAMP_COMPARED,
+                )]));
+                sections.insert(1, theirs);
+            }
         }
         Scenario::Startup(s) => {
             let Some(bin) = bin.filter(|_| cli.target.url.is_none()) else {
@@ -466,6 +589,8 @@ async fn scenarios(
                 agents: 2,
                 duration: a.store_duration.unwrap_or(a.chat.duration),
                 concurrency: 32,
+                send: a.chat.send,
+                synchronous: Synchronous::Normal,
             };
             let mut t = target(cli, bin, store_spec(&store), progress).await?;
             sections.push(store::run(&mut t, &store, progress).await?);
@@ -483,12 +608,25 @@ async fn scenarios(
             drop(t);
             // The chat figures of the reload run are the load it ran under; keep the reload's.
             sections.extend(with_reload.drain(1..));
+            let ramp_chat = ChatOpts {
+                reconnects: 0,
+                uploads: None,
+                accepters: 1,
+                ..o.clone()
+            };
+            let steps = a.ramp.opts(a.chat.send);
+            let mut t = target(cli, bin, chat_spec(&ramp_chat), progress).await?;
+            sections.push(ramp::livechat(&mut t, &ramp_chat, &steps, progress).await?);
+            drop(t);
             if let Some(dir) = &cli.target.compare_socketio {
                 let relay = socketio::Relay::start(dir)?;
                 let idle_theirs = socketio::idle(&relay, a.sockets, a.hold, progress).await?;
                 drop(relay);
                 let relay = socketio::Relay::start(dir)?;
                 let chat_theirs = socketio::chat(&relay, &o, progress).await?;
+                drop(relay);
+                let relay = socketio::Relay::start(dir)?;
+                let ramp_theirs = ramp::socketio(&relay, &ramp_chat, &steps, progress).await?;
                 let named = |name: &str| sections.iter().find(|s| s.name == name);
                 let mut pairs = Vec::new();
                 if let Some(ours) = named("chat") {
@@ -497,9 +635,13 @@ async fn scenarios(
                 if let Some(ours) = named("idle") {
                     pairs.push((ours, &idle_theirs, report::IDLE_COMPARED));
                 }
+                if let Some(ours) = named("ramp") {
+                    pairs.push((ours, &ramp_theirs, report::RAMP_COMPARED));
+                }
                 let compared = report::comparison(&pairs);
                 sections.push(idle_theirs);
                 sections.push(chat_theirs);
+                sections.push(ramp_theirs);
                 sections.push(compared);
             }
         }
@@ -539,6 +681,17 @@ async fn target(
     spec: BundleSpec,
     progress: &Progress,
 ) -> anyhow::Result<Target> {
+    target_with(cli, bin, spec, None, progress).await
+}
+
+/// The same, with one more variable in a started server's environment.
+async fn target_with(
+    cli: &Cli,
+    bin: Option<&std::path::Path>,
+    spec: BundleSpec,
+    extra_env: Option<(String, String)>,
+    progress: &Progress,
+) -> anyhow::Result<Target> {
     match (&cli.target.url, bin) {
         (Some(url), _) => {
             let Some(password) = cli.target.password.clone() else {
@@ -554,7 +707,11 @@ async fn target(
                 spec,
             )
         }
-        (None, Some(bin)) => Target::start(bin, spec, &cli.target.server_env, progress).await,
+        (None, Some(bin)) => {
+            let mut env = cli.target.server_env.clone();
+            env.extend(extra_env);
+            Target::start(bin, spec, &env, progress).await
+        }
         (None, None) => bail!("no server: give --server-bin or --url"),
     }
 }

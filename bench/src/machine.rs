@@ -89,12 +89,20 @@ fn status_field(pid: u32, name: &str) -> Option<u64> {
 /// The name livechat gives its store writer thread (`/proc/PID/task/TID/comm`).
 pub const WRITER_THREAD: &str = "livechat-writer";
 
-/// The thread of `pid` named `name`, if there is one.
+/// The name of its checkpointer thread (`src/store/checkpoint.rs`).
+pub const CHECKPOINT_THREAD: &str = "livechat-checkpoint";
+
+/// The thread of `pid` named `name`, if there is one. The kernel keeps the first 15 bytes
+/// of a thread's name (`livechat-checkpoint` is `livechat-checkp` in `comm`).
 fn thread_named(pid: u32, name: &str) -> Option<u32> {
+    let comm = &name.as_bytes()[..name.len().min(15)];
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .ok()?
         .filter_map(Result::ok)
-        .find(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))?
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim_end_matches('\n').as_bytes() == comm)
+        })?
         .file_name()
         .to_str()?
         .parse()
@@ -166,7 +174,17 @@ impl CpuMeter {
 /// Bytes a process has handed to `write`-like system calls so far (`wchar` of
 /// `/proc/PID/io`: files and sockets alike, whether or not they reached the disk yet).
 pub fn written_bytes(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/io"))
+    wchar(&format!("/proc/{pid}/io"))
+}
+
+/// The same for the thread of `pid` named `name`: what that thread alone handed to `write`.
+pub fn thread_written_bytes(pid: u32, name: &str) -> Option<u64> {
+    let tid = thread_named(pid, name)?;
+    wchar(&format!("/proc/{pid}/task/{tid}/io"))
+}
+
+fn wchar(io: &str) -> Option<u64> {
+    std::fs::read_to_string(io)
         .ok()?
         .lines()
         .find_map(|l| l.strip_prefix("wchar: "))?

@@ -23,6 +23,8 @@ pub const CHAT_COMPARED: &[&str] = &[
     "server_cpu_cores",
 ];
 pub const IDLE_COMPARED: &[&str] = &["rss_per_socket_kib"];
+/// The ramp's: above 1, livechat held the higher rate.
+pub const RAMP_COMPARED: &[&str] = &["highest_rate_held"];
 
 #[derive(Debug)]
 pub struct Section {

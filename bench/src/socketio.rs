@@ -261,55 +261,147 @@ async fn connect(
     Ok((socket, reader))
 }
 
+/// The relay's sockets for a chat load: agents and visitors connected and read.
+pub(super) struct Conns {
+    shared: Arc<Shared>,
+    agents: Vec<Socket>,
+    visitors: Vec<Socket>,
+    readers: Vec<JoinHandle<()>>,
+    stop_tx: watch::Sender<bool>,
+}
+
+impl Conns {
+    /// `o.agents` agents and `o.visitors` visitors connect.
+    pub(super) async fn connect(
+        relay: &Relay,
+        o: &ChatOpts,
+        progress: &Progress,
+    ) -> anyhow::Result<Conns> {
+        let shared = Arc::new(Shared {
+            t0: Instant::now(),
+            ledger: Mutex::new(Ledger::default()),
+            agents: o.agents.max(1),
+            dropped: AtomicUsize::new(0),
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        progress.say(&format!(
+            "socket.io relay: {} agents and {} visitors connect",
+            o.agents, o.visitors
+        ));
+        let mut readers = Vec::new();
+        let mut agents = Vec::new();
+        for a in 0..o.agents.max(1) {
+            let (s, r) = connect(
+                &relay.url,
+                &format!("a{a}"),
+                Who::Agent(a),
+                shared.clone(),
+                stop_rx.clone(),
+            )
+            .await?;
+            agents.push(s);
+            readers.push(r);
+        }
+        let connected: Vec<(Socket, JoinHandle<()>)> =
+            stream::iter(0..o.visitors)
+                .map(|i| {
+                    let shared = shared.clone();
+                    let stop = stop_rx.clone();
+                    async move {
+                        connect(&relay.url, &format!("v{i}"), Who::Visitor(i), shared, stop).await
+                    }
+                })
+                .buffered(o.concurrency.max(1))
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()?;
+        let mut visitors = Vec::new();
+        for (s, r) in connected {
+            visitors.push(s);
+            readers.push(r);
+        }
+        Ok(Conns {
+            shared,
+            agents,
+            visitors,
+            readers,
+            stop_tx,
+        })
+    }
+
+    pub(super) fn senders(&self) -> usize {
+        2 * self.visitors.len()
+    }
+
+    pub(super) fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.shared.ledger()
+    }
+
+    /// As `chat::Live::spawn_senders`: each side of each chat, a message every `interval`.
+    pub(super) fn spawn_senders(
+        &self,
+        first: tokio::time::Instant,
+        interval: Duration,
+        end: tokio::time::Instant,
+        n0: u32,
+    ) -> Vec<JoinHandle<()>> {
+        let total = self.senders().max(1) as u32;
+        let mut senders = Vec::new();
+        for (i, visitor) in self.visitors.iter().enumerate() {
+            let agent = i % self.agents.len();
+            for dir in [VISITOR_TO_AGENT, AGENT_TO_VISITOR] {
+                let (socket, to) = if dir == VISITOR_TO_AGENT {
+                    (visitor.clone(), format!("a{agent}"))
+                } else {
+                    (self.agents[agent].clone(), format!("v{i}"))
+                };
+                let phase = interval * (2 * i as u32 + dir as u32) / total;
+                senders.push(tokio::spawn(send_loop(
+                    self.shared.clone(),
+                    socket,
+                    to,
+                    dir,
+                    i as u32,
+                    first + phase,
+                    interval,
+                    end,
+                    n0,
+                )));
+            }
+        }
+        senders
+    }
+
+    /// Waits until every acknowledged message arrived, at most `limit`.
+    pub(super) async fn drain(&self, limit: Duration) {
+        let started = Instant::now();
+        while self.shared.ledger().undelivered() > 0 && started.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Closes every socket and waits for their tasks.
+    pub(super) async fn close(&mut self) {
+        let _ = self.stop_tx.send(true);
+        self.agents.clear();
+        self.visitors.clear();
+        for r in self.readers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
+        }
+    }
+
+    pub(super) fn dropped(&self) -> usize {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+}
+
 /// The chat load of `o` (steady phase only: the relay has no handoff, no accept, no replay).
 pub async fn chat(relay: &Relay, o: &ChatOpts, progress: &Progress) -> anyhow::Result<Section> {
     let load_start = machine::load_average();
     let rss_before = machine::rss_kib(relay.pid);
-    let shared = Arc::new(Shared {
-        t0: Instant::now(),
-        ledger: Mutex::new(Ledger::default()),
-        agents: o.agents.max(1),
-        dropped: AtomicUsize::new(0),
-    });
-    let (stop_tx, stop_rx) = watch::channel(false);
-    progress.say(&format!(
-        "socket.io relay: {} agents and {} visitors connect",
-        o.agents, o.visitors
-    ));
-    let mut readers = Vec::new();
-    let mut agents = Vec::new();
-    for a in 0..o.agents.max(1) {
-        let (s, r) = connect(
-            &relay.url,
-            &format!("a{a}"),
-            Who::Agent(a),
-            shared.clone(),
-            stop_rx.clone(),
-        )
-        .await?;
-        agents.push(s);
-        readers.push(r);
-    }
-    let visitors: Vec<(Socket, JoinHandle<()>)> = stream::iter(0..o.visitors)
-        .map(|i| {
-            let shared = shared.clone();
-            let stop = stop_rx.clone();
-            async move {
-                connect(
-                    &relay.url,
-                    &format!("v{i}"),
-                    Who::Visitor(i),
-                    shared,
-                    stop,
-                )
-                .await
-            }
-        })
-        .buffered(o.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()?;
+    let mut conns = Conns::connect(relay, o, progress).await?;
+    let shared = conns.shared.clone();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_connected = machine::rss_kib(relay.pid);
 
@@ -321,29 +413,7 @@ pub async fn chat(relay: &Relay, o: &ChatOpts, progress: &Progress) -> anyhow::R
     let bench_cpu = CpuMeter::start(std::process::id());
     let start = tokio::time::Instant::now() + Duration::from_millis(100);
     let end = start + o.duration;
-    let total = (2 * o.visitors).max(1) as u32;
-    let mut senders = Vec::new();
-    for (i, (visitor, _)) in visitors.iter().enumerate() {
-        let agent = i % agents.len();
-        for dir in [VISITOR_TO_AGENT, AGENT_TO_VISITOR] {
-            let (socket, to) = if dir == VISITOR_TO_AGENT {
-                (visitor.clone(), format!("a{agent}"))
-            } else {
-                (agents[agent].clone(), format!("v{i}"))
-            };
-            let phase = o.interval * (2 * i as u32 + dir as u32) / total;
-            senders.push(tokio::spawn(send_loop(
-                shared.clone(),
-                socket,
-                to,
-                dir,
-                i as u32,
-                start + phase,
-                o.interval,
-                end,
-            )));
-        }
-    }
+    let senders = conns.spawn_senders(start, o.interval, end, 0);
     for s in senders {
         let _ = s.await;
     }
@@ -352,16 +422,8 @@ pub async fn chat(relay: &Relay, o: &ChatOpts, progress: &Progress) -> anyhow::R
     let bench_cores = bench_cpu.cores();
     let rss_end = machine::rss_kib(relay.pid);
     let rss_peak = machine::peak_rss_kib(relay.pid);
-    let drain_start = Instant::now();
-    while shared.ledger().undelivered() > 0 && drain_start.elapsed() < o.drain {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = stop_tx.send(true);
-    readers.extend(visitors.into_iter().map(|(_, r)| r));
-    drop(agents);
-    for r in readers {
-        let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
-    }
+    conns.drain(o.drain).await;
+    conns.close().await;
 
     let ledger = shared.ledger();
     let acked = ledger.sent.values().filter(|a| **a).count();
@@ -486,10 +548,11 @@ async fn send_loop(
     first: tokio::time::Instant,
     interval: Duration,
     end: tokio::time::Instant,
+    n0: u32,
 ) {
     let letter = if dir == VISITOR_TO_AGENT { "v" } else { "a" };
     let mut next = first;
-    let mut n: u32 = 0;
+    let mut n: u32 = n0;
     while next < end {
         tokio::time::sleep_until(next).await;
         let t = shared.now_us();
@@ -513,7 +576,7 @@ async fn send_loop(
         let now = tokio::time::Instant::now();
         if next < now {
             let behind = (now - next).as_nanos() / interval.as_nanos().max(1) + 1;
-            shared.ledger().late_ticks += behind as usize;
+            shared.ledger().late_ticks += super::chat::skipped(next, end, interval, behind);
             next += interval * behind as u32;
         }
     }
@@ -601,7 +664,7 @@ pub async fn idle(
     Ok(s)
 }
 
-fn node_version() -> String {
+pub(super) fn node_version() -> String {
     std::process::Command::new("node")
         .arg("--version")
         .output()

@@ -21,9 +21,12 @@ pub mod writer;
 use std::fs;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rusqlite::Connection;
+
+use crate::settings::Synchronous;
 
 pub use migrations::MIGRATIONS;
 pub use revisions::{Revision, RevisionSummary};
@@ -124,6 +127,23 @@ pub fn atomically<T, E: From<rusqlite::Error>>(
     }
 }
 
+/// The `synchronous` of connections opened from now on: `[store] synchronous`, which
+/// `serve` sets once before it opens the store (a process-wide setting, so that every
+/// connection of the server, the writer's above all, gets it without passing it through).
+static SYNCHRONOUS_FULL: AtomicBool = AtomicBool::new(false);
+
+pub fn set_synchronous(mode: Synchronous) {
+    SYNCHRONOUS_FULL.store(mode == Synchronous::Full, Ordering::Relaxed);
+}
+
+fn synchronous() -> Synchronous {
+    if SYNCHRONOUS_FULL.load(Ordering::Relaxed) {
+        Synchronous::Full
+    } else {
+        Synchronous::Normal
+    }
+}
+
 /// Opens (creating it if need be) `DATA_DIR/livechat.db` and brings its schema up to date.
 pub fn open(data_dir: &Path) -> Result<Connection, StoreError> {
     fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
@@ -163,9 +183,9 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     }
     // In WAL mode, NORMAL syncs at checkpoints rather than at every commit: a crash or
     // kill -9 of the process loses nothing, only a power loss or OS crash may lose the last
-    // commits (the database stays consistent). To be revisited by the engine, whose chat
-    // messages may want FULL.
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // commits (the database stays consistent). FULL, by the server's setting, also syncs
+    // at every commit.
+    conn.pragma_update(None, "synchronous", synchronous().pragma())?;
     conn.pragma_update(None, "foreign_keys", true)?;
     // Another process (`livechat apply` beside the server) may hold the write lock briefly.
     conn.busy_timeout(Duration::from_millis(5000))?;

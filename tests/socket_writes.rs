@@ -303,6 +303,74 @@ async fn writes_over_the_socket_match_http_and_are_stored_once() {
         0
     );
 
+    // Twenty writes sent at once, no ack awaited: each acked once, stored in the order
+    // sent, and the socket still passes the agent's frames while they are written.
+    for i in 0..20 {
+        widget
+            .ws
+            .send(Message::Text(
+                json!({"type": "message", "client_id": format!("burst{i}"),
+                       "text": format!("burst {i}")})
+                .to_string()
+                .into(),
+            ))
+            .await
+            .unwrap();
+    }
+    api.post_ok(
+        &format!("/api/v1/conversations/{conv}/messages"),
+        Some(&ana.token),
+        json!({"text": "meanwhile"}),
+    )
+    .await;
+    let is_burst_ack = |f: &Value| {
+        f["type"] == "ack"
+            && f["client_id"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("burst"))
+    };
+    widget
+        .wait_for(WAIT, "twenty acks", |f| {
+            is_burst_ack(f) && f["client_id"] == "burst19"
+        })
+        .await;
+    let acks: Vec<(String, i64)> = widget
+        .seen
+        .iter()
+        .filter(|f| is_burst_ack(f))
+        .map(|f| {
+            (
+                f["client_id"].as_str().unwrap().to_string(),
+                f["seq"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let sent: Vec<String> = (0..20).map(|i| format!("burst{i}")).collect();
+    assert_eq!(acks.iter().map(|a| a.0.clone()).collect::<Vec<_>>(), sent);
+    assert!(acks.windows(2).all(|w| w[0].1 < w[1].1), "{acks:?}");
+    assert!(
+        widget
+            .events()
+            .iter()
+            .any(|e| e["data"]["text"] == "meanwhile"),
+        "the agent's message reached the widget"
+    );
+    let stored: Vec<String> = api.details(&ana.token, &conv).await["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| {
+            m["text"]
+                .as_str()
+                .filter(|t| t.starts_with("burst "))
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(
+        stored,
+        (0..20).map(|i| format!("burst {i}")).collect::<Vec<_>>()
+    );
+
     // Limits: a frame over 16 KiB closes that socket only; the others go on.
     let huge = "y".repeat(20 * 1024);
     widget

@@ -438,6 +438,27 @@ impl Engine {
         id: &str,
         cmd: Command,
         client_id: Option<String>,
+        allow: impl FnOnce(&Conversation) -> Result<(), EngineError> + Send + 'static,
+    ) -> Result<Outcome, EngineError> {
+        // On a task of its own: a caller that goes away (an HTTP client or a socket that
+        // disconnects drops the handler's future) must not stop a command between its
+        // commit and what the engine keeps of it in memory after.
+        let engine = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move { engine.run_to_end(&id, cmd, client_id, allow).await })
+            .await
+            .unwrap_or_else(|e| {
+                Err(EngineError::Store(StoreError::Commit(format!(
+                    "a conversation's command failed: {e}"
+                ))))
+            })
+    }
+
+    async fn run_to_end(
+        &self,
+        id: &str,
+        cmd: Command,
+        client_id: Option<String>,
         allow: impl FnOnce(&Conversation) -> Result<(), EngineError>,
     ) -> Result<Outcome, EngineError> {
         let entry = self.conversation(id).await?;

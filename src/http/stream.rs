@@ -5,7 +5,9 @@
 //! sent, so a reconnecting client gets every event once, in order, without gaps. A socket
 //! that falls behind the hub replays from the log instead of holding others up.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use axum::Extension;
@@ -74,7 +76,23 @@ struct AgentSession {
 /// ends it within this, and a change of role or teams re-scopes it.
 const SESSION_CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// Who writes a message sent on a socket.
+enum Author {
+    Visitor(VisitorRef),
+    Agent(AgentRef),
+}
+
+/// Writes a socket has read and not begun yet, at most.
+const MAX_QUEUED_WRITES: usize = 32;
+
 impl Who {
+    fn author(&self) -> Author {
+        match self {
+            Who::Visitor(v) => Author::Visitor(v.clone()),
+            Who::Agent { agent, .. } => Author::Agent(agent.clone()),
+        }
+    }
+
     async fn replay(&self, engine: &Engine, after: i64) -> Result<Vec<Value>, AppError> {
         match self {
             Who::Visitor(v) => {
@@ -407,6 +425,8 @@ async fn run(
     let is_agent = matches!(who, Who::Agent { .. });
     let mut recheck = tokio::time::interval(SESSION_CHECK_EVERY);
     recheck.tick().await;
+    let mut writing: Option<Pin<Box<dyn Future<Output = String> + Send + '_>>> = None;
+    let mut queued = VecDeque::new();
     loop {
         tokio::select! {
             _ = recheck.tick(), if is_agent => {
@@ -469,16 +489,30 @@ async fn run(
                     break;
                 }
             },
-            incoming = socket.recv() => match incoming {
+            reply = async { writing.as_mut().expect("a write in progress").await }, if writing.is_some() => {
+                writing = queued
+                    .pop_front()
+                    .map(|(author, kind, text)| Box::pin(on_write(&state, author, kind, text)) as _);
+                if !send(&mut socket, reply).await {
+                    break;
+                }
+            }
+            // A client that writes faster than its writes commit is read no further until
+            // they catch up.
+            incoming = socket.recv(), if queued.len() < MAX_QUEUED_WRITES => match incoming {
                 Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientFrame>(&text) {
                     // Writes are routed by their `type` alone: any other field of the wrong
                     // shape still gets its answer.
                     _ if let Ok(kind) = serde_json::from_str::<FrameType>(&text)
                         && (kind.kind == "message" || kind.kind == "note") =>
                     {
-                        let reply = Box::pin(on_write(&state, &who, &kind.kind, &text)).await;
-                        if !send(&mut socket, reply).await {
-                            break;
+                        // Written in the order sent, one after the other, while the loop
+                        // goes on passing frames to the socket.
+                        let author = who.author();
+                        if writing.is_none() {
+                            writing = Some(Box::pin(on_write(&state, author, kind.kind, text)));
+                        } else {
+                            queued.push_back((author, kind.kind, text));
                         }
                     }
                     Ok(frame) if frame.kind == "signal" => {
@@ -647,8 +681,9 @@ async fn on_signal(engine: &Engine, who: &Who, frame: ClientFrame, relay_only: b
 /// commit, `{"type":"ack","client_id",…the HTTP answer}` or `{"type":"ack","client_id",
 /// "status","error":{code,message}}`. The frame is the HTTP body plus `type` (and, from an
 /// agent, `conversation_id`); a `client_id` is required, as the client matches answers by it.
-async fn on_write(state: &AppState, who: &Who, kind: &str, text: &str) -> String {
-    let mut body: serde_json::Map<String, Value> = match serde_json::from_str(text) {
+async fn on_write(state: &AppState, who: Author, kind: String, text: Utf8Bytes) -> String {
+    let kind = kind.as_str();
+    let mut body: serde_json::Map<String, Value> = match serde_json::from_str(&text) {
         Ok(b) => b,
         Err(e) => return nack(None, json_error(e)),
     };
@@ -665,18 +700,18 @@ async fn on_write(state: &AppState, who: &Who, kind: &str, text: &str) -> String
         );
     }
     let body = Value::Object(body);
-    let written = match who {
-        Who::Visitor(visitor) if kind == "message" => {
+    let written = match &who {
+        Author::Visitor(visitor) if kind == "message" => {
             match serde_json::from_value::<super::visitor::MessageRequest>(body) {
                 Ok(req) => super::visitor::send_message(state, visitor, req).await,
                 Err(e) => Err(json_error(e)),
             }
         }
-        Who::Visitor(_) => Err(AppError::bad_request(
+        Author::Visitor(_) => Err(AppError::bad_request(
             "invalid_input",
             "a visitor's socket sends `message`, `typing` and `signal` frames",
         )),
-        Who::Agent { agent, .. } => {
+        Author::Agent(agent) => {
             let Some(Value::String(id)) = conversation else {
                 return nack(
                     client_id,

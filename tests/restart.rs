@@ -59,7 +59,7 @@ async fn kill_9_during_traffic_loses_nothing_acknowledged_and_timers_still_fire(
     let b_deadline = tokio::time::Instant::now() + Duration::from_secs(4);
 
     // Both sides write as fast as they can; every answered write is recorded.
-    let acked: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
+    let acked: Arc<Mutex<Vec<(String, i64, String)>>> = Arc::default();
     let mut writers = Vec::new();
     for side in 0..2 {
         let (api, acked) = (api.clone(), acked.clone());
@@ -89,6 +89,7 @@ async fn kill_9_during_traffic_loses_nothing_acknowledged_and_timers_still_fire(
                 acked.lock().unwrap().push((
                     v["message_id"].as_str().unwrap().to_string(),
                     v["seq"].as_i64().unwrap(),
+                    client_id,
                 ));
             }
         }));
@@ -132,7 +133,7 @@ async fn kill_9_during_traffic_loses_nothing_acknowledged_and_timers_still_fire(
             )
         })
         .collect();
-    for (id, seq) in &acked {
+    for (id, seq, _) in &acked {
         assert_eq!(
             stored.get(id),
             Some(seq),
@@ -159,6 +160,56 @@ async fn kill_9_during_traffic_loses_nothing_acknowledged_and_timers_still_fire(
         json!({"client_id": "after", "text": "still there?"}),
     )
     .await;
+
+    // A retry of an acknowledged write, sent again after the restart, gets the first answer
+    // and writes nothing (the writer knows client ids from the log, not from memory); so
+    // does one after the chat ended.
+    let retry = |client_id: String| {
+        let (api, a_token, agent) = (api.clone(), a_token.clone(), agent.clone());
+        let a_conv = a_conv.clone();
+        async move {
+            let (path, token) = if client_id.starts_with("s0-") {
+                ("/api/v1/visitor/messages".to_string(), a_token)
+            } else {
+                (format!("/api/v1/conversations/{a_conv}/messages"), agent)
+            };
+            let body = json!({"client_id": client_id, "text": format!("message {client_id}")});
+            let (status, v) = api.post(&path, Some(&token), body).await;
+            assert_eq!(status, 200, "{v}");
+            (
+                v["message_id"].as_str().unwrap().to_string(),
+                v["seq"].as_i64().unwrap(),
+            )
+        }
+    };
+    let count = || {
+        let (api, agent, a_conv) = (api.clone(), agent.clone(), a_conv.clone());
+        async move {
+            let (_, details) = api
+                .get(&format!("/api/v1/conversations/{a_conv}"), Some(&agent))
+                .await;
+            details["messages"].as_array().unwrap().len()
+        }
+    };
+    let before = count().await;
+    let mut retried: Vec<&(String, i64, String)> = acked.iter().take(3).collect();
+    retried.extend(acked.iter().rev().take(3));
+    for (id, seq, client_id) in &retried {
+        assert_eq!(
+            &retry(client_id.clone()).await,
+            &(id.clone(), *seq),
+            "{client_id}"
+        );
+    }
+    assert_eq!(count().await, before, "a retry wrote nothing");
+    api.post_ok(
+        "/api/v1/visitor/actions",
+        Some(&a_token),
+        json!({"type": "end"}),
+    )
+    .await;
+    let (id, seq, client_id) = acked.iter().find(|a| a.2.starts_with("s1-")).unwrap();
+    assert_eq!(retry(client_id.clone()).await, (id.clone(), *seq));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

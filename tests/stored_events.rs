@@ -330,6 +330,82 @@ async fn a_database_of_0_1_is_served_as_it_was() {
         );
     }
     assert_eq!(stats["total"]["conversations"], 4);
+
+    // Its messages and notes were rows of their own in 0.1; now they are read from the log
+    // (`messages` a view over the events, migration 11): every one of them comes back with
+    // its id, seq, kind, agent, text and time, and the search index finds them again.
+    let old: Vec<(String, Value)> = {
+        let db = rusqlite::Connection::open_with_flags(
+            fixture(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let mut stmt = db
+            .prepare(
+                "SELECT conversation_id, id, seq, kind, author, text, at FROM messages
+                 ORDER BY seq",
+            )
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                json!({
+                    "id": r.get::<_, String>(1)?,
+                    "seq": r.get::<_, i64>(2)?,
+                    "kind": r.get::<_, String>(3)?,
+                    "agent": r.get::<_, Option<String>>(4)?,
+                    "text": r.get::<_, String>(5)?,
+                    "at": r.get::<_, String>(6)?,
+                }),
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    };
+    assert_eq!(old.len(), 43);
+    let convs: BTreeSet<&str> = old.iter().map(|(c, _)| c.as_str()).collect();
+    let mut read_back = 0;
+    for conv in convs {
+        let (status, details) = api
+            .get(&format!("/api/v1/conversations/{conv}"), Some(&diego))
+            .await;
+        assert_eq!(status, 200, "{details}");
+        let mut now: Vec<Value> = details["messages"].as_array().unwrap().clone();
+        now.extend(details["notes"].as_array().unwrap().iter().cloned());
+        now.sort_by_key(|m| m["seq"].as_i64());
+        let then: Vec<Value> = old
+            .iter()
+            .filter(|(c, _)| c == conv)
+            .map(|(_, m)| m.clone())
+            .collect();
+        assert_eq!(now, then, "{conv}");
+        read_back += now.len();
+    }
+    assert_eq!(read_back, old.len());
+    let (status, found) = api
+        .get("/api/v1/conversations?q=question", Some(&diego))
+        .await;
+    assert_eq!(status, 200, "{found}");
+    let found: BTreeSet<&str> = found["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    let want: BTreeSet<&str> = old
+        .iter()
+        .filter(|(_, m)| {
+            m["text"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .contains("question")
+        })
+        .map(|(c, _)| c.as_str())
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(found, want);
 }
 
 /// `new` with only the object keys `old` has, at every depth.

@@ -562,8 +562,7 @@ impl Engine {
                     // A retried write (same client id) answers as the first did and writes
                     // nothing: checked here, in the writer, where no other write can pass.
                     if let Some(cid) = job.client_id.as_deref()
-                        && let Some((id, seq)) =
-                            persist::message_by_client_id(c, &job.conv.id, cid)?
+                        && let Some((id, seq)) = persist::seen_client_id(c, &job.conv.id, cid)?
                     {
                         return Ok(Written::Earlier(id, seq));
                     }

@@ -41,10 +41,9 @@ struct PendingEvent {
 
 struct PendingMessage {
     id: String,
-    /// `visitor`, `agent`, `bot`, `system` or `note`.
-    kind: String,
-    agent: Option<String>,
-    text: String,
+    /// `visitor`, `agent`, `bot`, `system` or `note` (its author and text are in the
+    /// event's data, which the view `messages` reads).
+    kind: &'static str,
     /// The ids of the files it carries, in order.
     attachments: Vec<String>,
 }
@@ -67,20 +66,14 @@ impl Pending {
             let message = match &event {
                 EventData::MessageCreated(m) => Some((
                     m.author.as_str(),
-                    m.agent.clone(),
-                    m.text.clone(),
                     m.attachments.iter().map(|a| a.id.clone()).collect(),
                 )),
-                EventData::NoteCreated { agent, text, .. } => {
-                    Some(("note", Some(agent.clone()), text.clone(), Vec::new()))
-                }
+                EventData::NoteCreated { .. } => Some(("note", Vec::new())),
                 _ => None,
             }
-            .map(|(kind, agent, text, attachments)| PendingMessage {
+            .map(|(kind, attachments)| PendingMessage {
                 id: wire::new_sortable_id("m"),
-                kind: kind.to_string(),
-                agent,
-                text,
+                kind,
                 attachments,
             });
             if let Some(m) = &message {
@@ -183,9 +176,16 @@ pub fn write_transition(conn: &Connection, p: &Pending) -> Result<Vec<i64>, Stor
     let mut seqs = Vec::with_capacity(p.events.len());
     for event in &p.events {
         let kind = event.kind;
+        // The client id belongs to the first message the command wrote (the one the
+        // client sent: a message or a note); bot replies that follow carry none.
+        let cid = match &event.message {
+            Some(m) if matches!(m.kind, "visitor" | "agent" | "note") => client_id.take(),
+            _ => None,
+        };
+        // A message is its event: `messages` is a view over the log (migration 11).
         conn.prepare_cached(
-            "INSERT INTO events (conversation_id, bot, type, at, visitor_visible, data)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO events (conversation_id, bot, type, at, visitor_visible, data, client_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
         .execute(params![
             conv.id,
@@ -193,24 +193,14 @@ pub fn write_transition(conn: &Connection, p: &Pending) -> Result<Vec<i64>, Stor
             kind.as_str(),
             p.at,
             event.visible,
-            event.data
+            event.data,
+            cid
         ])?;
         let seq = conn.last_insert_rowid();
+        if let Some(cid) = cid {
+            CLIENT_IDS.with_borrow_mut(|ids| ids.add(&conv.id, cid));
+        }
         if let Some(m) = &event.message {
-            // The client id belongs to the first message the command wrote (the one the
-            // client sent: a message or a note); bot replies that follow carry none.
-            let cid = if matches!(m.kind.as_str(), "visitor" | "agent" | "note") {
-                client_id.take()
-            } else {
-                None
-            };
-            conn.prepare_cached(
-                "INSERT INTO messages (id, conversation_id, seq, kind, author, text, client_id, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                m.id, conv.id, seq, m.kind, m.agent, m.text, cid, p.at
-            ])?;
             crate::store::attachments::link(
                 conn,
                 &m.id,
@@ -349,7 +339,9 @@ pub fn insert_visitor(
     Ok(())
 }
 
-/// A message written earlier with this client id: (message id, seq).
+/// A message written earlier with this client id: (message id, seq). Exact: it reads the
+/// conversation's log. It runs a conversation's events, so the writer asks
+/// [`seen_client_id`] first.
 pub fn message_by_client_id(
     conn: &Connection,
     conversation_id: &str,
@@ -361,6 +353,88 @@ pub fn message_by_client_id(
         )?
         .query_row([conversation_id, client_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
+}
+
+/// [`message_by_client_id`] as the writer asks it: from the log only when the client id may
+/// have been seen in the conversation, by [`ClientIds`]; a new id (nearly every write)
+/// costs a hash lookup, not a walk through the conversation's events.
+pub fn seen_client_id(
+    conn: &Connection,
+    conversation_id: &str,
+    client_id: &str,
+) -> Result<Option<(String, i64)>, StoreError> {
+    let maybe = CLIENT_IDS.with_borrow_mut(|ids| ids.may_have(conn, conversation_id, client_id))?;
+    if maybe {
+        message_by_client_id(conn, conversation_id, client_id)
+    } else {
+        Ok(None)
+    }
+}
+
+thread_local! {
+    /// The writer thread's [`ClientIds`] (the one thread that writes events; another thread
+    /// that writes, such as a test's, keeps its own and loads it from the log alike).
+    static CLIENT_IDS: std::cell::RefCell<ClientIds> = std::cell::RefCell::new(ClientIds::default());
+}
+
+/// Hashes of the client ids each conversation's messages carry, loaded from the log the
+/// first time the writer meets the conversation (after a start, or once the set was
+/// dropped) and kept as it writes. Nothing here is trusted to say yes: a hit is confirmed
+/// in the log. So an entry added by a group that then failed, or one whose message was
+/// erased since, costs one lookup; what must never happen, a written client id missing
+/// from a loaded set, cannot, since every write goes through [`write_transition`] (which
+/// adds it) and a set is loaded from the committed log plus the group's own writes.
+#[derive(Default)]
+pub struct ClientIds {
+    convs: std::collections::HashMap<String, std::collections::HashSet<u64>>,
+    entries: usize,
+}
+
+/// The most hashes kept (8 bytes each, plus the set's own); past it every set is dropped
+/// and loaded again when next needed.
+const CLIENT_IDS_MAX: usize = 1 << 20;
+
+fn client_hash(client_id: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(client_id)
+}
+
+impl ClientIds {
+    fn may_have(
+        &mut self,
+        conn: &Connection,
+        conversation_id: &str,
+        client_id: &str,
+    ) -> Result<bool, StoreError> {
+        if !self.convs.contains_key(conversation_id) {
+            if self.entries > CLIENT_IDS_MAX {
+                self.convs.clear();
+                self.entries = 0;
+            }
+            let mut stmt = conn.prepare_cached(
+                "SELECT client_id FROM events
+                 WHERE conversation_id = ?1 AND client_id IS NOT NULL",
+            )?;
+            let set: std::collections::HashSet<u64> = stmt
+                .query_map([conversation_id], |r| {
+                    r.get::<_, String>(0).map(|c| client_hash(&c))
+                })?
+                .collect::<Result<_, _>>()?;
+            self.entries += set.len();
+            self.convs.insert(conversation_id.to_string(), set);
+        }
+        Ok(self.convs[conversation_id].contains(&client_hash(client_id)))
+    }
+
+    /// Records a client id written; a conversation not loaded yet is left to its load,
+    /// which reads this write from the log.
+    fn add(&mut self, conversation_id: &str, client_id: &str) {
+        if let Some(set) = self.convs.get_mut(conversation_id)
+            && set.insert(client_hash(client_id))
+        {
+            self.entries += 1;
+        }
+    }
 }
 
 /// Agents' "Accept chats" toggles.
@@ -447,4 +521,107 @@ pub fn write_submission(
 /// time order in SQL (`ORDER BY created_at`).
 pub fn stamp(t: Timestamp) -> String {
     format!("{t:.6}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 11 on a database of before: each `messages` row reads back from the view
+    /// over the log as it was (id, kind, author, text, client id), the search index finds
+    /// them by their `seq`, and a retry's client id is still found.
+    #[test]
+    fn messages_of_before_read_back_from_the_log() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        crate::store::MIGRATIONS.to_version(&mut conn, 10).unwrap();
+        conn.execute_batch(
+            "INSERT INTO visitors (id, token_hash, bot, created_at, last_seen_at)
+               VALUES ('v', 'h', 'b', 't', 't');
+             INSERT INTO conversations (id, visitor_id, bot, status, created_at, updated_at, state)
+               VALUES ('c', 'v', 'b', 'chatting', 't', 't', '{}');
+             INSERT INTO events (conversation_id, bot, type, at, visitor_visible, data) VALUES
+               ('c', 'b', 'conversation.started', 't1', 1, '{}'),
+               ('c', 'b', 'message.created', 't2', 1,
+                '{\"author\":\"visitor\",\"message_id\":\"m1\",\"text\":\"where is my parcel\"}'),
+               ('c', 'b', 'message.created', 't3', 1,
+                '{\"agent\":\"ana@x\",\"author\":\"agent\",\"text\":\"on its way\"}'),
+               ('c', 'b', 'note.created', 't4', 0,
+                '{\"agent\":\"ana@x\",\"message_id\":\"m3\",\"name\":\"Ana\",\"text\":\"parcel late\"}');
+             INSERT INTO messages (id, conversation_id, seq, kind, author, text, client_id, at) VALUES
+               ('m1', 'c', 2, 'visitor', NULL, 'where is my parcel', 'w-1', 't2'),
+               ('m2', 'c', 3, 'agent', 'ana@x', 'on its way', NULL, 't3'),
+               ('m3', 'c', 4, 'note', 'ana@x', 'parcel late', 'n-1', 't4');
+             INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');",
+        )
+        .unwrap();
+        let rows = |conn: &rusqlite::Connection| -> Vec<String> {
+            conn.prepare(
+                "SELECT id, seq, kind, author, text, client_id, at FROM messages ORDER BY seq",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok(format!(
+                    "{}|{}|{}|{:?}|{}|{:?}|{}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, String>(6)?
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        };
+        let before = rows(&conn);
+        assert_eq!(before.len(), 3);
+        crate::store::MIGRATIONS.to_latest(&mut conn).unwrap();
+        assert_eq!(rows(&conn), before);
+        let kind: String = conn
+            .query_row(
+                "SELECT type FROM sqlite_schema WHERE name = 'messages'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(kind, "view");
+        // The event that lacked its message id has it now (the log is the only copy).
+        let data: String = conn
+            .query_row("SELECT data FROM events WHERE seq = 3", [], |r| r.get(0))
+            .unwrap();
+        assert!(data.contains(r#""message_id":"m2""#), "{data}");
+        let found: Vec<i64> = conn
+            .prepare(
+                "SELECT rowid FROM messages_fts WHERE messages_fts MATCH 'parcel' ORDER BY rowid",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(found, vec![2, 4]);
+        conn.execute(
+            "INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')",
+            [],
+        )
+        .unwrap();
+        let secure: i64 = conn
+            .query_row(
+                "SELECT v FROM messages_fts_config WHERE k = 'secure-delete'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(secure, 1);
+        for (cid, want) in [
+            ("w-1", Some(("m1", 2))),
+            ("n-1", Some(("m3", 4))),
+            ("x", None),
+        ] {
+            let got = seen_client_id(&conn, "c", cid).unwrap();
+            assert_eq!(got, want.map(|(id, seq)| (id.to_string(), seq)), "{cid}");
+        }
+    }
 }

@@ -213,7 +213,7 @@ fn list_blocking(
     if let Some(q) = f.q.as_deref().map(fts_query).filter(|q| !q.is_empty()) {
         clauses.push(
             "c.id IN (SELECT m.conversation_id FROM messages m
-                      JOIN messages_fts ON messages_fts.rowid = m.rowid
+                      JOIN messages_fts ON messages_fts.rowid = m.seq
                       WHERE messages_fts MATCH ?)"
                 .into(),
         );

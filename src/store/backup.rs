@@ -24,7 +24,7 @@ use super::backup_files::{self, Copied};
 use super::lock::{DataDirLock, LockError};
 use super::{DB_FILE, MIGRATIONS, StoreError};
 
-/// Pages copied per step (512 KiB at 2 KiB pages).
+/// Pages copied per step (128 KiB at the 512-byte pages of a new database).
 const STEP_PAGES: i32 = 256;
 
 /// The pause between two steps.

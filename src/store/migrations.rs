@@ -216,6 +216,33 @@ const STEPS: &[M<'static>] = &[
         "ALTER TABLE attachments ADD COLUMN preview TEXT;
         ALTER TABLE attachments ADD COLUMN duration_ms INTEGER;",
     ),
+    // 11: messages live in the event log (issue #15). A message was written twice, as its
+    // `message.created`/`note.created` event and as a `messages` row with two more indexes
+    // (its id, and `(conversation_id, client_id)`), each a page written per message at a
+    // different place. The event already holds the message's id, author and text; the
+    // client's id moves into a column of the event, and `messages` becomes a view over the
+    // log, so everything that reads it reads the same rows. The search index is rebuilt
+    // over the view, keyed by `seq`; exactness of `client_id` retries comes from the
+    // writer (`engine::persist::ClientIds`), not from a unique index.
+    M::up(
+        "ALTER TABLE events ADD COLUMN client_id TEXT;
+        UPDATE events SET client_id = m.client_id,
+               data = CASE WHEN json_extract(events.data, '$.message_id') IS m.id THEN events.data
+                           ELSE json_set(events.data, '$.message_id', m.id) END
+          FROM messages m WHERE m.seq = events.seq;
+        DROP TABLE messages_fts;
+        DROP TABLE messages;
+        CREATE VIEW messages (id, conversation_id, seq, kind, author, text, client_id, at) AS
+          SELECT json_extract(data, '$.message_id'), conversation_id, seq,
+                 CASE type WHEN 'note.created' THEN 'note' ELSE json_extract(data, '$.author') END,
+                 json_extract(data, '$.agent'), json_extract(data, '$.text'), client_id, at
+          FROM events WHERE type IN ('message.created', 'note.created');
+        CREATE VIRTUAL TABLE messages_fts USING fts5 (
+            text, content = 'messages', content_rowid = 'seq'
+        );
+        INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
+        INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1);",
+    ),
 ];
 
 #[cfg(test)]

@@ -31,8 +31,8 @@ use crate::settings::Synchronous;
 pub use migrations::MIGRATIONS;
 pub use revisions::{Revision, RevisionSummary};
 
-/// The page size of a new database.
-pub const PAGE_SIZE: u32 = 2048;
+/// The page size of a new database (the smallest SQLite takes; see `configure`).
+pub const PAGE_SIZE: u32 = 512;
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "livechat.db";
@@ -169,11 +169,11 @@ pub fn connect(data_dir: &Path) -> Result<Connection, StoreError> {
 
 /// Connection settings; they hold per connection, so they are set here and not in migrations.
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    // 2 KiB pages for a new database (an existing one keeps its own; set before WAL, which
-    // fixes it). Each message adds an entry to two indexes keyed by conversation, at a
-    // different place for each conversation, so a commit rewrites a page of each per
-    // conversation in it: halving the page size nearly halves what a message writes, and
-    // the disk's write bandwidth is what limits stored messages per second.
+    // 512-byte pages for a new database (an existing one keeps its own; set before WAL,
+    // which fixes it). Each message adds an entry to the event log's index keyed by
+    // conversation, at a different place for each conversation, so a commit rewrites a
+    // leaf of it per conversation in it: what a message writes follows the page size
+    // (docs/benchmarks.md, "Bytes per message (#15)": 2 KiB, 1 KiB and 512 B measured).
     conn.pragma_update(None, "page_size", PAGE_SIZE)?;
     // WAL: readers never block the writer, nor the writer the readers.
     let mode: String =

@@ -277,13 +277,15 @@ pub fn erase_conversations(conn: &Connection, ids: &[String]) -> Result<Erased, 
         // yet, and an external-content index must never be told to delete what it lacks.
         conn.prepare_cached(
             "INSERT INTO messages_fts (messages_fts, rowid, text)
-             SELECT 'delete', m.rowid, m.text FROM messages m
-             WHERE m.conversation_id = ?1 AND m.rowid IN (SELECT id FROM messages_fts_docsize)",
+             SELECT 'delete', m.seq, m.text FROM messages m
+             WHERE m.conversation_id = ?1 AND m.seq IN (SELECT id FROM messages_fts_docsize)",
         )?
         .execute([id])?;
+        // A message is its event (`messages` is a view over the log): it goes with the
+        // event's tombstone below.
         erased.messages += conn
-            .prepare_cached("DELETE FROM messages WHERE conversation_id = ?1")?
-            .execute([id])?;
+            .prepare_cached("SELECT count(*) FROM messages WHERE conversation_id = ?1")?
+            .query_row([id], |r| r.get::<_, i64>(0))? as usize;
         erased.forms += conn
             .prepare_cached("DELETE FROM form_submissions WHERE conversation_id = ?1")?
             .execute([id])?;
@@ -384,18 +386,13 @@ mod tests {
         .unwrap();
         conn.execute(
             "INSERT INTO events (conversation_id, bot, type, at, visitor_visible, data)
-             VALUES (?1, 'b', 'message.created', 't1', 1, json_object('text', ?2))",
+             VALUES (?1, 'b', 'message.created', 't1', 1,
+                     json_object('message_id', 'm' || ?1, 'author', 'visitor', 'text', ?2))",
             [conv, text],
         )
         .unwrap();
         conn.execute(
-            "INSERT INTO messages (id, conversation_id, seq, kind, text, at)
-             VALUES ('m' || ?1, ?1, last_insert_rowid(), 'visitor', ?2, 't1')",
-            [conv, text],
-        )
-        .unwrap();
-        conn.execute(
-            "INSERT INTO messages_fts (rowid, text) SELECT rowid, text FROM messages
+            "INSERT INTO messages_fts (rowid, text) SELECT seq, text FROM messages
              WHERE conversation_id = ?1",
             [conv],
         )

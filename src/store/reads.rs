@@ -91,14 +91,9 @@ mod tests {
     fn message(conn: &Connection, seq: i64, kind: &str) {
         conn.execute(
             "INSERT INTO events (seq, conversation_id, bot, type, at, visitor_visible, data)
-             VALUES (?1, 'c1', 'b', 'message.created', 't', 1, '{}')",
-            [seq],
-        )
-        .unwrap();
-        conn.execute(
-            "INSERT INTO messages (id, conversation_id, seq, kind, text, at)
-             VALUES (?1, 'c1', ?2, ?3, 'x', 't')",
-            params![format!("m{seq}"), seq, kind],
+             VALUES (?1, 'c1', 'b', 'message.created', 't', 1,
+                     json_object('message_id', ?2, 'author', ?3, 'text', 'x'))",
+            params![seq, format!("m{seq}"), kind],
         )
         .unwrap();
     }

@@ -8,9 +8,10 @@
 //! indexing itself fail, the group still commits and the next group catches up, from the
 //! index's own highest row id after a restart.)
 //!
-//! The mark of what is indexed is the index's own highest row id, read at each commit
-//! (one lookup): erasing a visitor deletes messages, and when theirs were the newest, the
-//! next message takes a row id again that a mark kept in memory would count as indexed.
+//! The mark of what is indexed is the index's own highest row id (a message's `seq`: the
+//! index's content is the view `messages` over the event log), read at each commit (one
+//! lookup), so that nothing kept in memory can disagree with the index after a failed
+//! group or an erase.
 
 use rusqlite::Connection;
 
@@ -25,8 +26,10 @@ impl SearchIndex {
     }
 }
 
+/// The newest event's `seq`: a message is its event (`messages` is a view over the log), so
+/// the messages to index are those of the events above the mark.
 fn highest(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.prepare_cached("SELECT coalesce(max(rowid), 0) FROM messages")?
+    conn.prepare_cached("SELECT coalesce(max(seq), 0) FROM events")?
         .query_row([], |r| r.get(0))
 }
 
@@ -43,7 +46,7 @@ impl GroupStep for SearchIndex {
         if top > upto {
             conn.prepare_cached(
                 "INSERT INTO messages_fts (rowid, text)
-                 SELECT rowid, text FROM messages WHERE rowid > ?1 AND rowid <= ?2",
+                 SELECT seq, text FROM messages WHERE seq > ?1 AND seq <= ?2",
             )?
             .execute([upto, top])?;
         }
@@ -69,9 +72,11 @@ mod tests {
              VALUES ('c', 'v', 'b', 'chatting', 't', 't', '{}') ON CONFLICT DO NOTHING",
             [],
         )?;
+        // A message is its event (`messages` is a view over the log).
         conn.execute(
-            "INSERT INTO messages (id, conversation_id, seq, kind, text, at)
-             VALUES (?1, 'c', 1, 'visitor', ?2, 't')",
+            "INSERT INTO events (conversation_id, bot, type, at, visitor_visible, data)
+             VALUES ('c', 'b', 'message.created', 't', 1,
+                     json_object('message_id', ?1, 'author', 'visitor', 'text', ?2))",
             [id, text],
         )?;
         Ok(())
@@ -81,7 +86,7 @@ mod tests {
         let conn = crate::store::connect(dir).unwrap();
         let mut stmt = conn
             .prepare(
-                "SELECT m.id FROM messages m JOIN messages_fts ON messages_fts.rowid = m.rowid
+                "SELECT m.id FROM messages m JOIN messages_fts ON messages_fts.rowid = m.seq
                  WHERE messages_fts MATCH ?1 ORDER BY m.id",
             )
             .unwrap();
@@ -108,7 +113,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_message_that_takes_the_row_id_of_an_erased_one_is_indexed() {
+    async fn a_message_after_an_erased_newest_one_is_indexed() {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open(dir.path()).unwrap();
         let writer = Writer::start_with(conn, SearchIndex, None);
@@ -120,16 +125,20 @@ mod tests {
             .run(|c| insert(c, "m2", "erased parcel"))
             .await
             .unwrap();
-        // The newest message erased (as `store::privacy` does), then a new one, which SQLite
-        // gives the freed row id.
+        // The newest message erased (as `store::privacy` does: out of the index, its event
+        // a tombstone), so the index's highest row id falls back; then a new one.
         writer
             .run(|c| {
                 c.execute(
                     "INSERT INTO messages_fts (messages_fts, rowid, text)
-                     SELECT 'delete', rowid, text FROM messages WHERE id = 'm2'",
+                     SELECT 'delete', seq, text FROM messages WHERE id = 'm2'",
                     [],
                 )?;
-                c.execute("DELETE FROM messages WHERE id = 'm2'", [])?;
+                c.execute(
+                    "UPDATE events SET type = 'redacted', data = '{}'
+                     WHERE seq = (SELECT seq FROM messages WHERE id = 'm2')",
+                    [],
+                )?;
                 Ok(())
             })
             .await

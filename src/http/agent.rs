@@ -146,6 +146,10 @@ pub async fn list(
     let last_seq = queries::last_seq(state.engine.readers())
         .await
         .map_err(AppError::internal)?;
+    if q.q.as_deref().is_some_and(|q| !q.trim().is_empty()) {
+        // The newest messages may not be in the search index yet: the writer adds them.
+        state.write(crate::store::search::catch_up).await?;
+    }
     let list = queries::list(
         state.engine.readers(),
         bots,

@@ -1,28 +1,47 @@
-//! The full-text index of messages (`messages_fts`), kept up to date once per group commit.
+//! The full-text index of messages (`messages_fts`), kept up to date by the writer: at most
+//! every [`INDEX_EVERY`], and at once before a search.
 //!
 //! An insert trigger would index each message inside its job's savepoint, and FTS5 writes
 //! its pending terms out as a new index segment at every savepoint release: one segment,
-//! and soon a merge, per message. Indexing every new message once per group, after its
-//! jobs and in the same transaction, writes one segment per commit instead. A search finds
-//! every acknowledged message: the index commits with the messages it covers. (Should the
-//! indexing itself fail, the group still commits and the next group catches up, from the
-//! index's own highest row id after a restart.)
+//! and soon a merge, per message. Indexed once per group commit instead, a busy writer
+//! still wrote a segment (about eleven pages) per commit, most of what a small commit wrote
+//! besides its messages. So the newest messages are indexed in a group at most every
+//! [`INDEX_EVERY`], in that group's transaction, and a search first asks the writer to
+//! index what is left ([`catch_up`]): a search still finds every acknowledged message.
+//! (Should the indexing itself fail, the group still commits and a later one catches up,
+//! from the index's own highest row id, after a restart too.)
 //!
 //! The mark of what is indexed is the index's own highest row id (a message's `seq`: the
-//! index's content is the view `messages` over the event log), read at each commit (one
-//! lookup), so that nothing kept in memory can disagree with the index after a failed
-//! group or an erase.
+//! index's content is the view `messages` over the event log), read each time, so that
+//! nothing kept in memory can disagree with the index after a failed group or an erase (an
+//! erase takes out of the index only what it holds).
+
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
 use super::writer::GroupStep;
 
-/// Indexes the messages above the highest row id the index holds.
-pub struct SearchIndex;
+/// How long the newest messages may wait for the index, unless a search asks first.
+pub const INDEX_EVERY: Duration = Duration::from_millis(250);
+
+/// Indexes the messages above the highest row id the index holds, now and then.
+pub struct SearchIndex {
+    last: Option<Instant>,
+    every: Duration,
+}
 
 impl SearchIndex {
     pub fn new(_conn: &Connection) -> rusqlite::Result<SearchIndex> {
-        Ok(SearchIndex)
+        Ok(SearchIndex::every(INDEX_EVERY))
+    }
+
+    /// Indexing at most every `period` (the first group indexes at once).
+    pub fn every(period: Duration) -> SearchIndex {
+        SearchIndex {
+            last: None,
+            every: period,
+        }
     }
 }
 
@@ -39,18 +58,27 @@ fn indexed(conn: &Connection) -> rusqlite::Result<i64> {
         .query_row([], |r| r.get(0))
 }
 
+/// Indexes every message not in the index yet (a writer job, before a search).
+pub fn catch_up(conn: &Connection) -> rusqlite::Result<()> {
+    let top = highest(conn)?;
+    let upto = indexed(conn)?;
+    if top > upto {
+        conn.prepare_cached(
+            "INSERT INTO messages_fts (rowid, text)
+             SELECT seq, text FROM messages WHERE seq > ?1 AND seq <= ?2",
+        )?
+        .execute([upto, top])?;
+    }
+    Ok(())
+}
+
 impl GroupStep for SearchIndex {
     fn before_commit(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        let top = highest(conn)?;
-        let upto = indexed(conn)?;
-        if top > upto {
-            conn.prepare_cached(
-                "INSERT INTO messages_fts (rowid, text)
-                 SELECT seq, text FROM messages WHERE seq > ?1 AND seq <= ?2",
-            )?
-            .execute([upto, top])?;
+        if self.last.is_some_and(|at| at.elapsed() < self.every) {
+            return Ok(());
         }
-        Ok(())
+        self.last = Some(Instant::now());
+        catch_up(conn)
     }
 
     fn after_commit(&mut self, _committed: bool) {}
@@ -82,6 +110,13 @@ mod tests {
         Ok(())
     }
 
+    /// What a search finds: the writer catches the index up first, as before every search.
+    async fn search(writer: &Writer, dir: &std::path::Path, word: &str) -> Vec<String> {
+        writer.run(|c| Ok(catch_up(c)?)).await.unwrap();
+        found(dir, word)
+    }
+
+    /// What the index holds now.
     fn found(dir: &std::path::Path, word: &str) -> Vec<String> {
         let conn = crate::store::connect(dir).unwrap();
         let mut stmt = conn
@@ -113,10 +148,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn groups_index_now_and_then_and_a_search_catches_up_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(dir.path()).unwrap();
+        let writer = Writer::start_with(conn, SearchIndex::every(Duration::from_secs(3600)), None);
+        writer
+            .run(|c| insert(c, "m1", "first parcel"))
+            .await
+            .unwrap();
+        writer
+            .run(|c| insert(c, "m2", "second parcel"))
+            .await
+            .unwrap();
+        // The first group indexed; the second, within the period, left it to later.
+        assert_eq!(found(dir.path(), "parcel"), vec!["m1"]);
+        assert_eq!(
+            search(&writer, dir.path(), "parcel").await,
+            vec!["m1", "m2"]
+        );
+    }
+
+    #[tokio::test]
     async fn a_message_after_an_erased_newest_one_is_indexed() {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open(dir.path()).unwrap();
-        let writer = Writer::start_with(conn, SearchIndex, None);
+        let writer = Writer::start_with(conn, SearchIndex::every(INDEX_EVERY), None);
         writer
             .run(|c| insert(c, "m1", "first parcel"))
             .await
@@ -147,8 +203,14 @@ mod tests {
             .run(|c| insert(c, "m3", "later parcel"))
             .await
             .unwrap();
-        assert_eq!(found(dir.path(), "parcel"), vec!["m1", "m3"]);
-        assert_eq!(found(dir.path(), "erased"), Vec::<String>::new());
+        assert_eq!(
+            search(&writer, dir.path(), "parcel").await,
+            vec!["m1", "m3"]
+        );
+        assert_eq!(
+            search(&writer, dir.path(), "erased").await,
+            Vec::<String>::new()
+        );
     }
 
     #[tokio::test]
@@ -178,8 +240,14 @@ mod tests {
             ok("m2", "the parcel arrived")
         );
         assert!(a.is_ok() && c.is_ok() && b.is_err());
-        assert_eq!(found(dir.path(), "parcel"), vec!["m1", "m2"]);
+        assert_eq!(
+            search(&writer, dir.path(), "parcel").await,
+            vec!["m1", "m2"]
+        );
         ok("m3", "another parcel").await.unwrap();
-        assert_eq!(found(dir.path(), "parcel"), vec!["m1", "m2", "m3"]);
+        assert_eq!(
+            search(&writer, dir.path(), "parcel").await,
+            vec!["m1", "m2", "m3"]
+        );
     }
 }

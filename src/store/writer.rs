@@ -66,6 +66,12 @@ type Job = Box<dyn FnOnce(Option<&Connection>) -> (Finisher, Option<Failure>) + 
 /// The most jobs one transaction takes; more wait for the next commit.
 const MAX_GROUP: usize = 512;
 
+/// A group of at least this many jobs means the writer is busy: the next group waits up to
+/// [`GATHER_FOR`] for [`GATHER_UP_TO`] jobs before it commits.
+const BUSY_AT: usize = 4;
+const GATHER_FOR: std::time::Duration = std::time::Duration::from_micros(500);
+const GATHER_UP_TO: usize = 32;
+
 /// Work done once per group, after its jobs, in their transaction.
 pub trait GroupStep: Send + 'static {
     /// Runs before the commit. An error is logged and the group still commits: a step must
@@ -300,6 +306,8 @@ fn run(
     counts: &Counts,
     health: &Health,
 ) {
+    // The last group found others waiting: the writer is what callers wait for.
+    let mut busy = false;
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -308,6 +316,20 @@ fn run(
                 Err(_) => break,
             }
         }
+        if busy && group.len() < GATHER_UP_TO {
+            // Under a write load a commit costs pages of its own (the log's last leaf, the
+            // file's header, the `seq` counter) besides its messages': a moment's wait
+            // for the callers about to come makes fewer, larger commits.
+            let until = std::time::Instant::now() + GATHER_FOR;
+            while group.len() < GATHER_UP_TO {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        busy = group.len() >= BUSY_AT;
         // The checkpointer may hold the writer here, between two groups (see checkpoint.rs).
         let gate = checkpointer.as_ref().map(|link| link.group());
         counts.groups.fetch_add(1, Ordering::Relaxed);

@@ -169,7 +169,8 @@ async fn an_erased_visitor_is_gone_from_the_database_search_and_mail_and_the_log
     api.post_ok(
         "/api/v1/visitor/messages",
         Some(&a_token),
-        json!({"attachments": [file_id]}),
+        // Its client id is the visitor's text too: the erase takes it from the log.
+        json!({"client_id": format!("cid-{alpha}"), "attachments": [file_id]}),
     )
     .await;
     assert_eq!(files_with(&server.data_dir, alpha), 1);

@@ -117,6 +117,15 @@ struct Shared {
     reloads_seen: Mutex<Vec<(i64, u64)>>,
 }
 
+/// Waits until every acknowledged message arrived (`undelivered` says none is left), at
+/// most `limit`.
+pub(super) async fn until_delivered(undelivered: impl Fn() -> usize, limit: Duration) {
+    let started = Instant::now();
+    while undelivered() > 0 && started.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 impl Shared {
     fn now_us(&self) -> u64 {
         self.t0.elapsed().as_micros() as u64
@@ -657,10 +666,7 @@ impl Live {
 
     /// Waits until every acknowledged message arrived, at most `limit`.
     pub(super) async fn drain(&self, limit: Duration) {
-        let started = Instant::now();
-        while self.shared.ledger().undelivered() > 0 && started.elapsed() < limit {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_delivered(|| self.shared.ledger().undelivered(), limit).await;
     }
 
     /// Closes every socket and waits for their tasks.

@@ -311,18 +311,7 @@ pub async fn livechat(
     let (dropped, why) = live.dropped();
     let alive = target.alive();
     let mut s = Section::new("ramp", title(o, chats, c.agents));
-    s.text(
-        "load_start",
-        "machine load (1/5/15 min) at start",
-        load_start,
-    );
-    figures(&mut s, &done, o);
-    s.text(
-        "load_end",
-        "machine load (1/5/15 min) at end",
-        machine::load_average(),
-    );
-    checks(&mut s, &done);
+    report(&mut s, load_start, &done, o);
     s.check(
         "setup",
         "every chat set up and accepted",
@@ -346,6 +335,22 @@ pub async fn livechat(
         },
     );
     Ok(s)
+}
+
+/// The steps' figures and checks, between the machine's load at the start and at the end.
+fn report(s: &mut Section, load_start: String, done: &[Step], o: &RampOpts) {
+    s.text(
+        "load_start",
+        "machine load (1/5/15 min) at start",
+        load_start,
+    );
+    figures(s, done, o);
+    s.text(
+        "load_end",
+        "machine load (1/5/15 min) at end",
+        machine::load_average(),
+    );
+    checks(s, done);
 }
 
 /// The same ramp against the Socket.IO relay.
@@ -373,18 +378,7 @@ pub async fn socketio(
             o.p99_limit
         ),
     );
-    s.text(
-        "load_start",
-        "machine load (1/5/15 min) at start",
-        load_start,
-    );
-    figures(&mut s, &done, o);
-    s.text(
-        "load_end",
-        "machine load (1/5/15 min) at end",
-        machine::load_average(),
-    );
-    checks(&mut s, &done);
+    report(&mut s, load_start, &done, o);
     s.check(
         "zero_dropped_sockets",
         "no socket dropped by the relay",

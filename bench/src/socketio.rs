@@ -375,10 +375,7 @@ impl Conns {
 
     /// Waits until every acknowledged message arrived, at most `limit`.
     pub(super) async fn drain(&self, limit: Duration) {
-        let started = Instant::now();
-        while self.shared.ledger().undelivered() > 0 && started.elapsed() < limit {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        super::chat::until_delivered(|| self.shared.ledger().undelivered(), limit).await;
     }
 
     /// Closes every socket and waits for their tasks.

@@ -223,7 +223,7 @@ impl Engine {
         conn.pragma_update(
             None,
             "wal_autocheckpoint",
-            store::checkpoint::WRITER_AUTOCHECKPOINT,
+            store::checkpoint::writer_autocheckpoint(&conn),
         )?;
         let search = store::search::SearchIndex::new(&conn)?;
         let checkpointer = store::checkpoint::start(data_dir)?;
@@ -344,7 +344,7 @@ impl Engine {
     }
 
     /// The same from the roster in force alone: an agent no longer in it serves no bot.
-    fn scope_of_email(&self, email: &str) -> Scope {
+    pub fn scope_of_email(&self, email: &str) -> Scope {
         let admin = self
             .bundle()
             .roster

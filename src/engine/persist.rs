@@ -390,9 +390,11 @@ pub struct ClientIds {
     entries: usize,
 }
 
-/// The most hashes kept (8 bytes each, plus the set's own); past it every set is dropped
-/// and loaded again when next needed.
+/// The most hashes kept (8 bytes each), a conversation's set counting as
+/// [`CLIENT_IDS_PER_SET`] more for its key and its own allocation; past it every set is
+/// dropped and loaded again when next needed (about 8 MiB at most, or 32,768 sets).
 const CLIENT_IDS_MAX: usize = 1 << 20;
+const CLIENT_IDS_PER_SET: usize = 32;
 
 fn client_hash(client_id: &str) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
@@ -420,7 +422,7 @@ impl ClientIds {
                     r.get::<_, String>(0).map(|c| client_hash(&c))
                 })?
                 .collect::<Result<_, _>>()?;
-            self.entries += set.len();
+            self.entries += set.len() + CLIENT_IDS_PER_SET;
             self.convs.insert(conversation_id.to_string(), set);
         }
         Ok(self.convs[conversation_id].contains(&client_hash(client_id)))

@@ -146,7 +146,9 @@ pub async fn list(
     let last_seq = queries::last_seq(state.engine.readers())
         .await
         .map_err(AppError::internal)?;
-    if q.q.as_deref().is_some_and(|q| !q.trim().is_empty()) {
+    if q.q.as_deref().is_some_and(|q| !q.trim().is_empty())
+        && state.read(crate::store::search::behind).await?
+    {
         // The newest messages may not be in the search index yet: the writer adds them.
         state.write(crate::store::search::catch_up).await?;
     }

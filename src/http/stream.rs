@@ -82,8 +82,9 @@ enum Author {
     Agent(AgentRef),
 }
 
-/// Writes a socket has read and not begun yet, at most.
+/// Writes a socket has read and not begun yet, at most: so many, and so many bytes.
 const MAX_QUEUED_WRITES: usize = 32;
+const MAX_QUEUED_BYTES: usize = 64 * 1024;
 
 impl Who {
     fn author(&self) -> Author {
@@ -334,10 +335,9 @@ async fn on_frame(
     frame: &Frame,
     last: &mut i64,
 ) -> Sent {
-    if let (Who::Agent { agent, bots, .. }, true) = (&mut *who, is_config_reload(frame)) {
+    if is_config_reload(frame) {
         // Teams may have changed: see what the new roster says.
-        *bots = engine.bots_of(agent);
-        rescope(who, frames);
+        rescope(engine, who, frames);
     }
     let Some(text) = who.sees(frame) else {
         return Sent::Skipped;
@@ -366,13 +366,15 @@ async fn on_frame(
     Sent::Fed
 }
 
-/// Tells the hub what a console sees now (after its agent's teams or role changed).
-fn rescope(who: &Who, frames: &crate::hub::Subscription) {
+/// Tells the hub what a console sees now, as the roster in force has it (its agent's
+/// teams or role may have changed), and keeps the same for the socket's own checks. Made
+/// under the hub's lock, so that it cannot undo the scope a newer reload has given.
+fn rescope(engine: &Engine, who: &mut Who, frames: &crate::hub::Subscription) {
     if let Who::Agent { agent, bots, .. } = who {
-        frames.rescope(crate::hub::Scope {
-            email: agent.email.clone(),
-            bots: bots.clone(),
-        });
+        let scope = frames.rescope_with(|| engine.scope_of_email(&agent.email));
+        if let Some(scope) = scope {
+            *bots = scope.bots;
+        }
     }
 }
 
@@ -430,8 +432,8 @@ async fn run(
     loop {
         tokio::select! {
             _ = recheck.tick(), if is_agent => {
-                let ended = Box::pin(recheck_session(&engine, &mut who)).await;
-                rescope(&who, &frames);
+                let ended = Box::pin(recheck_session(&mut who)).await;
+                rescope(&engine, &mut who, &frames);
                 if let Some(ended) = ended {
                     let _ = send(&mut socket, error_frame("session_ended", &ended)).await;
                     let _ = socket
@@ -447,11 +449,16 @@ async fn run(
                 // This frame and those already waiting behind it go out in one write.
                 let mut next = Some(frame);
                 let mut fed = 0;
+                // Fed and not flushed yet (a replay after a lag flushes only what it sends).
+                let mut unflushed = false;
                 let mut go_on = true;
                 while let Some(frame) = next.take() {
                     match frame {
                         Ok(frame) => match on_frame(&mut socket, &engine, &mut who, &frames, &frame, &mut last).await {
-                            Sent::Fed => fed += 1,
+                            Sent::Fed => {
+                                fed += 1;
+                                unflushed = true;
+                            }
                             Sent::Skipped => {}
                             Sent::End => {
                                 go_on = false;
@@ -482,7 +489,7 @@ async fn run(
                         };
                     }
                 }
-                if fed > 0 && socket.flush().await.is_err() {
+                if unflushed && socket.flush().await.is_err() {
                     break;
                 }
                 if !go_on {
@@ -499,7 +506,8 @@ async fn run(
             }
             // A client that writes faster than its writes commit is read no further until
             // they catch up.
-            incoming = socket.recv(), if queued.len() < MAX_QUEUED_WRITES => match incoming {
+            incoming = socket.recv(), if queued.len() < MAX_QUEUED_WRITES
+                && queued.iter().map(|q: &(Author, String, Utf8Bytes)| q.2.len()).sum::<usize>() < MAX_QUEUED_BYTES => match incoming {
                 Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientFrame>(&text) {
                     // Writes are routed by their `type` alone: any other field of the wrong
                     // shape still gets its answer.
@@ -560,12 +568,12 @@ const VISITOR_ERASED_CLOSE: u16 = 4002;
 
 /// Asks again whether an agent socket's session holds. `Some(why)` when it ended; when it
 /// holds, the socket takes the agent's role and teams as the live roster has them now.
-async fn recheck_session(engine: &Engine, who: &mut Who) -> Option<String> {
+async fn recheck_session(who: &mut Who) -> Option<String> {
     let Who::Agent {
         agent,
         name,
-        bots,
         session,
+        ..
     } = who
     else {
         return None;
@@ -574,7 +582,6 @@ async fn recheck_session(engine: &Engine, who: &mut Who) -> Option<String> {
         Ok((now, _)) => {
             agent.admin = now.is_admin();
             *name = now.name;
-            *bots = engine.bots_of(agent);
             None
         }
         // Only a session that is gone ends the socket, not a store that hiccuped.

@@ -138,11 +138,22 @@ impl Subscription {
     /// A console's new scope (the roster changed): frames published from now on are
     /// chosen by it.
     pub fn rescope(&self, scope: Scope) {
-        if let Key::Console(id) = self.key
-            && let Some(console) = lock(&self.registry).consoles.get_mut(&id)
-        {
-            console.scope = scope;
+        self.rescope_with(|| scope);
+    }
+
+    /// The same, the scope made under the hub's lock (from the roster in force then: a
+    /// reload's `rescope_all` cannot come between making it and setting it). Returns it.
+    pub fn rescope_with(&self, scope: impl FnOnce() -> Scope) -> Option<Scope> {
+        let Key::Console(id) = self.key else {
+            return None;
+        };
+        let mut registry = lock(&self.registry);
+        let console = registry.consoles.get_mut(&id)?;
+        let scope = scope();
+        if console.scope != scope {
+            console.scope = scope.clone();
         }
+        Some(scope)
     }
 }
 

@@ -9,10 +9,10 @@
 //! A passive checkpoint beside a busy writer never quite finishes (the writer has appended
 //! frames by the time it has copied), and SQLite starts the WAL file over from its beginning
 //! only when a write transaction begins with every frame copied. So once the WAL holds
-//! [`RESTART_AT`] frames, the checkpointer closes the link's gate, which holds the writer
+//! [`RESTART_AT_BYTES`], the checkpointer closes the link's gate, which holds the writer
 //! between two groups, for one more pass: it copies the few frames written since the last
 //! one, and the next group starts the WAL over. The writer keeps SQLite's own threshold,
-//! far higher ([`WRITER_AUTOCHECKPOINT`]), as a backstop should this thread fall behind.
+//! far higher ([`WRITER_AUTOCHECKPOINT_BYTES`]), as a backstop should this thread fall behind.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
@@ -27,11 +27,25 @@ use super::StoreError;
 /// pages written again and again are copied once.
 const PAUSE: Duration = Duration::from_millis(50);
 
-/// WAL frames (pages) after which the checkpointer starts the WAL over (16 MiB at 4 KiB).
-const RESTART_AT: i64 = 4096;
+/// The WAL's size after which the checkpointer starts it over. Each restart holds the
+/// writer for its last pass and fsyncs (tens of milliseconds on a busy disk), so how often
+/// it comes decides delivery's p99 under load: it was 4,096 frames, 8 MiB at 2 KiB pages
+/// but only 2 MiB at the 512-byte pages of a new database (docs/benchmarks.md, #15).
+const RESTART_AT_BYTES: i64 = 64 * 1024 * 1024;
 
-/// WAL pages after which the writer checkpoints by itself (128 MiB at 4 KiB pages).
-pub const WRITER_AUTOCHECKPOINT: u32 = 32768;
+/// The WAL's size after which the writer checkpoints by itself (a backstop).
+const WRITER_AUTOCHECKPOINT_BYTES: i64 = 128 * 1024 * 1024;
+
+fn page_size(conn: &Connection) -> i64 {
+    conn.pragma_query_value(None, "page_size", |r| r.get::<_, i64>(0))
+        .unwrap_or(4096)
+        .max(512)
+}
+
+/// `wal_autocheckpoint` for the writer's connection: in pages, for its database.
+pub fn writer_autocheckpoint(conn: &Connection) -> i64 {
+    WRITER_AUTOCHECKPOINT_BYTES / page_size(conn)
+}
 
 /// What the writer and the checkpointer share.
 pub struct Link {
@@ -70,9 +84,10 @@ fn run(conn: &Connection, rx: &mpsc::Receiver<()>, gate: &Mutex<()>) {
     // Logged when checkpoints start failing and when they work again, not each time: on a
     // full disk every commit that still fits in the WAL would add a line.
     let mut failing = false;
+    let restart_at = RESTART_AT_BYTES / page_size(conn);
     while rx.recv().is_ok() {
         let outcome = match checkpoint(conn) {
-            Ok((frames, _)) if frames >= RESTART_AT => {
+            Ok((frames, _)) if frames >= restart_at => {
                 let _quiet = gate.lock().unwrap_or_else(|p| p.into_inner());
                 checkpoint(conn).map(|_| ())
             }

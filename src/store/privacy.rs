@@ -301,7 +301,7 @@ pub fn erase_conversations(conn: &Connection, ids: &[String]) -> Result<Erased, 
         erased.files.extend(files);
         erased.events += conn
             .prepare_cached(
-                "UPDATE events SET type = ?2, data = '{}', visitor_visible = 0
+                "UPDATE events SET type = ?2, data = '{}', visitor_visible = 0, client_id = NULL
                  WHERE conversation_id = ?1",
             )?
             .execute(params![id, REDACTED])?;

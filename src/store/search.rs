@@ -58,6 +58,11 @@ fn indexed(conn: &Connection) -> rusqlite::Result<i64> {
         .query_row([], |r| r.get(0))
 }
 
+/// Whether messages wait to be indexed (a read, to spare a search a writer job).
+pub fn behind(conn: &Connection) -> rusqlite::Result<bool> {
+    Ok(highest(conn)? > indexed(conn)?)
+}
+
 /// Indexes every message not in the index yet (a writer job, before a search).
 pub fn catch_up(conn: &Connection) -> rusqlite::Result<()> {
     let top = highest(conn)?;

@@ -48,7 +48,9 @@ const TYPING_EVERY: Duration = Duration::from_millis(1000);
 fn limits(ws: WebSocketUpgrade) -> WebSocketUpgrade {
     ws.max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
-        .read_buffer_size(1024)
+        // What clients send is small (typing, a message); the buffer grows for a larger
+        // frame. Held by every open socket.
+        .read_buffer_size(256)
         // Frames are buffered until the socket is flushed, so a burst goes out in one
         // write; every send but a burst's flushes at once.
         .write_buffer_size(MAX_MESSAGE)
@@ -424,14 +426,16 @@ async fn run(
     ping.tick().await;
     let mut last_typing = tokio::time::Instant::now() - TYPING_EVERY;
     let mut signals = SignalBudget::new();
-    let is_agent = matches!(who, Who::Agent { .. });
-    let mut recheck = tokio::time::interval(SESSION_CHECK_EVERY);
-    recheck.tick().await;
+    // Only a console checks its session again (a widget's socket holds no timer for it).
+    let mut recheck = matches!(who, Who::Agent { .. }).then(|| {
+        let first = tokio::time::Instant::now() + SESSION_CHECK_EVERY;
+        tokio::time::interval_at(first, SESSION_CHECK_EVERY)
+    });
     let mut writing: Option<Pin<Box<dyn Future<Output = String> + Send + '_>>> = None;
     let mut queued = VecDeque::new();
     loop {
         tokio::select! {
-            _ = recheck.tick(), if is_agent => {
+            _ = async { recheck.as_mut().expect("a console's").tick().await }, if recheck.is_some() => {
                 let ended = Box::pin(recheck_session(&mut who)).await;
                 rescope(&engine, &mut who, &frames);
                 if let Some(ended) = ended {

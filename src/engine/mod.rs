@@ -335,16 +335,9 @@ impl Engine {
         )
     }
 
-    /// What a console of this agent may hear (see `hub::Scope`).
-    pub fn scope_of(&self, agent: &AgentRef) -> Scope {
-        Scope {
-            email: agent.email.clone(),
-            bots: self.bots_of(agent),
-        }
-    }
-
-    /// The same from the roster in force alone: an agent no longer in it serves no bot.
-    pub fn scope_of_email(&self, email: &str) -> Scope {
+    /// What a console of this agent may hear (see `hub::Scope`), from the roster in force:
+    /// an agent no longer in it serves no bot.
+    pub fn scope_of(&self, email: &str) -> Scope {
         let admin = self
             .bundle()
             .roster

@@ -14,7 +14,7 @@ impl Engine {
         // Each console hears, from here on, what the new roster lets its agent see.
         self.inner
             .hub
-            .rescope_all(|scope| self.scope_of_email(&scope.email));
+            .rescope_all(|scope| self.scope_of(&scope.email));
         self.inner.hub.publish(Frame {
             agent_json: Some(json.into()),
             kind: Some("config.reloaded"),

@@ -284,7 +284,7 @@ pub async fn agent_events(
         email: agent.email.clone(),
         admin: agent.is_admin(),
     };
-    let scope = state.engine.scope_of(&who);
+    let scope = state.engine.scope_of(&who.email);
     let hold = hold(&state, client, permit)?;
     Ok(limits(ws).on_upgrade(move |socket| async move {
         let _hold = hold;
@@ -373,7 +373,7 @@ async fn on_frame(
 /// under the hub's lock, so that it cannot undo the scope a newer reload has given.
 fn rescope(engine: &Engine, who: &mut Who, frames: &crate::hub::Subscription) {
     if let Who::Agent { agent, bots, .. } = who {
-        let scope = frames.rescope_with(|| engine.scope_of_email(&agent.email));
+        let scope = frames.rescope_with(|| engine.scope_of(&agent.email));
         if let Some(scope) = scope {
             *bots = scope.bots;
         }

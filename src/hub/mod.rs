@@ -135,14 +135,9 @@ impl Subscription {
         }
     }
 
-    /// A console's new scope (the roster changed): frames published from now on are
-    /// chosen by it.
-    pub fn rescope(&self, scope: Scope) {
-        self.rescope_with(|| scope);
-    }
-
-    /// The same, the scope made under the hub's lock (from the roster in force then: a
-    /// reload's `rescope_all` cannot come between making it and setting it). Returns it.
+    /// A console's new scope (the roster changed): frames published from now on are chosen
+    /// by it. Made under the hub's lock (from the roster in force then: a reload's
+    /// `rescope_all` cannot come between making it and setting it). Returns it.
     pub fn rescope_with(&self, scope: impl FnOnce() -> Scope) -> Option<Scope> {
         let Key::Console(id) = self.key else {
             return None;
@@ -309,7 +304,7 @@ mod tests {
         assert_eq!(seqs(&mut admin), [1, 2, 3, 4]);
         assert_eq!(seqs(&mut support), [2, 4, 6]);
         // The roster changed: what is published from now on follows the new scope.
-        support.rescope(scope("bea@x", Some(&["sales"])));
+        support.rescope_with(|| scope("bea@x", Some(&["sales"])));
         hub.rescope_all(|s| {
             if s.email == "ana@x" {
                 scope("ana@x", Some(&[]))

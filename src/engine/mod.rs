@@ -225,11 +225,15 @@ impl Engine {
             "wal_autocheckpoint",
             store::checkpoint::writer_autocheckpoint(&conn),
         )?;
-        let search = store::search::SearchIndex::new(&conn)?;
+        // Indexed once per group at most, not per message (see each).
+        let indexes = (
+            store::search::SearchIndex::new(&conn)?,
+            store::event_index::EventIndex::new(),
+        );
         let checkpointer = store::checkpoint::start(data_dir)?;
         let engine = Engine {
             inner: Arc::new(Inner {
-                writer: Writer::start_with(conn, search, Some(checkpointer)),
+                writer: Writer::start_with(conn, indexes, Some(checkpointer)),
                 readers: Readers::new(data_dir),
                 hub,
                 live,

@@ -349,7 +349,7 @@ pub fn message_by_client_id(
 ) -> Result<Option<(String, i64)>, StoreError> {
     Ok(conn
         .prepare_cached(
-            "SELECT id, seq FROM messages WHERE conversation_id = ?1 AND client_id = ?2",
+            "SELECT id, seq FROM conversation_messages WHERE conversation_id = ?1 AND client_id = ?2",
         )?
         .query_row([conversation_id, client_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
@@ -414,7 +414,7 @@ impl ClientIds {
                 self.entries = 0;
             }
             let mut stmt = conn.prepare_cached(
-                "SELECT client_id FROM events
+                "SELECT client_id FROM conversation_events
                  WHERE conversation_id = ?1 AND client_id IS NOT NULL",
             )?;
             let set: std::collections::HashSet<u64> = stmt
@@ -467,7 +467,7 @@ pub fn last_visitor_lines(
     n: i64,
 ) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT text FROM messages WHERE conversation_id = ?1 AND kind = 'visitor'
+        "SELECT text FROM conversation_messages WHERE conversation_id = ?1 AND kind = 'visitor'
          ORDER BY seq DESC LIMIT ?2",
     )?;
     let mut lines: Vec<String> = stmt

@@ -10,6 +10,7 @@ use super::wire;
 use crate::chat::conversation::Conversation;
 use crate::config::contacts::ContactField;
 use crate::store::StoreError;
+use crate::store::event_index;
 use crate::store::reader::Readers;
 
 /// The most events one replay answer holds; a client asks again with the last `seq`.
@@ -30,9 +31,9 @@ pub async fn visitor_events(
     readers
         .read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT e.seq, e.type, e.conversation_id, e.at, e.data FROM events e
-                 JOIN conversations c ON c.id = e.conversation_id
-                 WHERE c.visitor_id = ?1 AND e.seq > ?2 AND e.visitor_visible = 1
+                "SELECT e.seq, e.type, e.conversation_id, e.at, e.data FROM conversation_events e
+                 WHERE e.conversation_id IN (SELECT id FROM conversations WHERE visitor_id = ?1)
+                   AND e.seq > ?2 AND e.visitor_visible = 1
                  ORDER BY e.seq LIMIT ?3",
             )?;
             let rows = stmt.query_map(
@@ -61,7 +62,7 @@ pub async fn conversation_visitor_events(
     readers
         .read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT seq, type, conversation_id, at, data FROM events
+                "SELECT seq, type, conversation_id, at, data FROM conversation_events
                  WHERE conversation_id = ?1 AND visitor_visible = 1
                  ORDER BY seq DESC LIMIT ?2",
             )?;
@@ -229,11 +230,15 @@ fn list_blocking(
         format!("WHERE {}", clauses.join(" AND "))
     };
     args.push(f.limit.clamp(1, 500).to_string());
+    // The last message: above the index's mark if there is one there, else the last the
+    // index holds (a correlated subquery reads the two halves itself, see `event_index`).
     let sql = renumber(&format!(
         "SELECT c.state, v.name, v.email,
-                (SELECT e.data ->> '$.text' FROM events e
-                 WHERE e.conversation_id = c.id AND e.type = 'message.created'
-                 ORDER BY e.seq DESC LIMIT 1),
+                coalesce(
+                  (SELECT e.data ->> '$.text' FROM {}
+                     AND e.type = 'message.created' ORDER BY e.seq DESC LIMIT 1),
+                  (SELECT e.data ->> '$.text' FROM {}
+                     AND e.type = 'message.created' ORDER BY i.seq DESC LIMIT 1)),
                 {} AS unread
          FROM conversations c JOIN visitors v ON v.id = c.visitor_id
          {where_sql}
@@ -241,6 +246,8 @@ fn list_blocking(
                   CASE c.status WHEN 'new' THEN c.requested_at END DESC,
                   c.updated_at DESC
          LIMIT CAST(? AS INTEGER)",
+        event_index::unindexed("e", "c.id"),
+        event_index::indexed("e", "c.id"),
         crate::store::reads::unread_sql("?1")
     ));
     let mut stmt = c.prepare(&sql)?;
@@ -395,9 +402,9 @@ pub async fn transcript_csv(
                 "SELECT at, kind, author, text,
                    (SELECT group_concat(a.name, '; ' ORDER BY ma.position)
                     FROM message_attachments ma JOIN attachments a ON a.id = ma.attachment_id
-                    WHERE ma.message_id = messages.id)
-                 FROM messages
-                 WHERE conversation_id = ?1 AND kind != 'note' ORDER BY seq",
+                    WHERE ma.message_id = m.id)
+                 FROM conversation_messages m
+                 WHERE m.conversation_id = ?1 AND m.kind != 'note' ORDER BY m.seq",
             )?;
             let mut out = String::from("time,author,agent,text,attachments\r\n");
             let rows = stmt.query_map([&conversation_id], |r| {
@@ -440,20 +447,32 @@ pub async fn conversations_csv(
     let (from, to) = (super::persist::stamp(from), super::persist::stamp(to));
     readers
         .read(move |c| {
-            let mut stmt = c.prepare_cached(
+            // Counted over the log's two halves (see `event_index`).
+            let (old, new) = (
+                event_index::indexed("e", "c.id"),
+                event_index::unindexed("e", "c.id"),
+            );
+            let author = "json_extract(e.data, '$.author')";
+            let sql = format!(
                 "SELECT c.state, v.name, v.email,
-                   (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.kind = 'visitor'),
-                   (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.kind = 'agent'),
-                   (SELECT count(*) FROM events e WHERE e.conversation_id = c.id AND e.type = 'video.started'),
-                   (SELECT coalesce(sum(json_extract(e.data, '$.duration_secs')), 0) FROM events e
-                     WHERE e.conversation_id = c.id AND e.type = 'video.ended'),
+                   (SELECT count(*) FROM {old} AND e.type = 'message.created' AND {author} = 'visitor')
+                   + (SELECT count(*) FROM {new} AND e.type = 'message.created' AND {author} = 'visitor'),
+                   (SELECT count(*) FROM {old} AND e.type = 'message.created' AND {author} = 'agent')
+                   + (SELECT count(*) FROM {new} AND e.type = 'message.created' AND {author} = 'agent'),
+                   (SELECT count(*) FROM {old} AND e.type = 'video.started')
+                   + (SELECT count(*) FROM {new} AND e.type = 'video.started'),
+                   (SELECT coalesce(sum(json_extract(e.data, '$.duration_secs')), 0) FROM {old}
+                     AND e.type = 'video.ended')
+                   + (SELECT coalesce(sum(json_extract(e.data, '$.duration_secs')), 0) FROM {new}
+                     AND e.type = 'video.ended'),
                    (SELECT count(*) FROM attachments a
                     JOIN message_attachments ma ON ma.attachment_id = a.id
                     WHERE a.conversation_id = c.id)
                  FROM conversations c JOIN visitors v ON v.id = c.visitor_id
                  WHERE c.created_at >= ?1 AND c.created_at < ?2 AND (?3 IS NULL OR c.bot = ?3)
-                 ORDER BY c.created_at, c.rowid",
-            )?;
+                 ORDER BY c.created_at, c.rowid"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
             let mut out = String::from(
                 "id,bot,status,opened_at,requested_at,assigned_at,resolved_at,closed_at,\
                  assignee,team,visitor_name,visitor_email,country,language,page_url,\

@@ -20,9 +20,9 @@ pub fn rows(conn: &Connection, conversation_id: &str) -> Result<Vec<Row>, StoreE
         "SELECT kind, author, text, at,
            (SELECT group_concat(a.name, ', ' ORDER BY ma.position)
             FROM message_attachments ma JOIN attachments a ON a.id = ma.attachment_id
-            WHERE ma.message_id = messages.id)
-         FROM messages
-         WHERE conversation_id = ?1 AND kind != 'note' ORDER BY seq",
+            WHERE ma.message_id = m.id)
+         FROM conversation_messages m
+         WHERE m.conversation_id = ?1 AND m.kind != 'note' ORDER BY m.seq",
     )?;
     let rows = stmt.query_map([conversation_id], |r| {
         let text: String = r.get(2)?;

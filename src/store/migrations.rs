@@ -243,6 +243,38 @@ const STEPS: &[M<'static>] = &[
         INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
         INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1);",
     ),
+    // 12: the log by conversation is indexed by the writer in batches (issue #15): the
+    // index SQLite kept on `events (conversation_id, seq)` wrote about four pages per
+    // message. `event_index` holds the entries up to `event_index_mark.upto`; the views
+    // read a conversation's events (and messages) from it and, above the mark, from the log
+    // (see `store::event_index`).
+    M::up(
+        "CREATE TABLE event_index (
+            conversation_id TEXT NOT NULL,
+            seq             INTEGER NOT NULL,
+            PRIMARY KEY (conversation_id, seq)
+        ) WITHOUT ROWID;
+        CREATE TABLE event_index_mark (upto INTEGER NOT NULL);
+        INSERT INTO event_index (conversation_id, seq)
+          SELECT conversation_id, seq FROM events WHERE conversation_id IS NOT NULL
+          ORDER BY conversation_id, seq;
+        INSERT INTO event_index_mark (upto) SELECT coalesce(max(seq), 0) FROM events;
+        DROP INDEX events_conversation;
+        CREATE VIEW conversation_events
+            (seq, conversation_id, bot, type, at, visitor_visible, data, client_id) AS
+          SELECT i.seq, i.conversation_id, e.bot, e.type, e.at, e.visitor_visible, e.data,
+                 e.client_id
+          FROM event_index i JOIN events e ON e.seq = i.seq
+          UNION ALL
+          SELECT seq, conversation_id, bot, type, at, visitor_visible, data, client_id
+          FROM events WHERE seq > (SELECT upto FROM event_index_mark);
+        CREATE VIEW conversation_messages
+            (id, conversation_id, seq, kind, author, text, client_id, at) AS
+          SELECT json_extract(data, '$.message_id'), conversation_id, seq,
+                 CASE type WHEN 'note.created' THEN 'note' ELSE json_extract(data, '$.author') END,
+                 json_extract(data, '$.agent'), json_extract(data, '$.text'), client_id, at
+          FROM conversation_events WHERE type IN ('message.created', 'note.created');",
+    ),
 ];
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod backup_files;
 pub mod checkpoint;
 pub mod contacts;
+pub mod event_index;
 pub mod health;
 pub mod lock;
 pub mod media;

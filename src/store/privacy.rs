@@ -199,7 +199,7 @@ fn attachments_of(conn: &Connection, visitor_id: &str) -> Result<Vec<Value>, Sto
 /// `{id, seq, kind, agent, text, at}` (the conversation details and a visitor's export).
 pub fn messages_of(conn: &Connection, conversation_id: &str) -> Result<Vec<Value>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, seq, kind, author, text, at FROM messages
+        "SELECT id, seq, kind, author, text, at FROM conversation_messages
          WHERE conversation_id = ?1 ORDER BY seq",
     )?;
     let rows = stmt
@@ -277,14 +277,16 @@ pub fn erase_conversations(conn: &Connection, ids: &[String]) -> Result<Erased, 
         // yet, and an external-content index must never be told to delete what it lacks.
         conn.prepare_cached(
             "INSERT INTO messages_fts (messages_fts, rowid, text)
-             SELECT 'delete', m.seq, m.text FROM messages m
+             SELECT 'delete', m.seq, m.text FROM conversation_messages m
              WHERE m.conversation_id = ?1 AND m.seq IN (SELECT id FROM messages_fts_docsize)",
         )?
         .execute([id])?;
         // A message is its event (`messages` is a view over the log): it goes with the
         // event's tombstone below.
         erased.messages += conn
-            .prepare_cached("SELECT count(*) FROM messages WHERE conversation_id = ?1")?
+            .prepare_cached(
+                "SELECT count(*) FROM conversation_messages WHERE conversation_id = ?1",
+            )?
             .query_row([id], |r| r.get::<_, i64>(0))? as usize;
         erased.forms += conn
             .prepare_cached("DELETE FROM form_submissions WHERE conversation_id = ?1")?
@@ -302,7 +304,7 @@ pub fn erase_conversations(conn: &Connection, ids: &[String]) -> Result<Erased, 
         erased.events += conn
             .prepare_cached(
                 "UPDATE events SET type = ?2, data = '{}', visitor_visible = 0, client_id = NULL
-                 WHERE conversation_id = ?1",
+                 WHERE seq IN (SELECT seq FROM conversation_events WHERE conversation_id = ?1)",
             )?
             .execute(params![id, REDACTED])?;
         conn.prepare_cached("DELETE FROM conversations WHERE id = ?1")?

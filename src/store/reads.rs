@@ -8,11 +8,17 @@ use super::StoreError;
 /// The unread count of the conversation `c.id` for the agent bound to parameter `agent`
 /// (a placeholder such as `?1`), as an SQL expression over `conversations c`.
 pub fn unread_sql(agent: &str) -> String {
+    // Over the log's two halves (a correlated subquery, see `event_index`).
+    let read = format!(
+        "coalesce((SELECT r.seq FROM reads r
+                   WHERE r.agent_email = {agent} AND r.conversation_id = c.id), 0)"
+    );
+    let visitor = "e.type = 'message.created' AND json_extract(e.data, '$.author') = 'visitor'";
     format!(
-        "(SELECT count(*) FROM messages m
-          WHERE m.conversation_id = c.id AND m.kind = 'visitor'
-            AND m.seq > coalesce((SELECT r.seq FROM reads r
-                                  WHERE r.agent_email = {agent} AND r.conversation_id = c.id), 0))"
+        "((SELECT count(*) FROM {} AND i.seq > {read} AND {visitor})
+          + (SELECT count(*) FROM {} AND e.seq > {read} AND {visitor}))",
+        super::event_index::indexed("e", "c.id"),
+        super::event_index::unindexed("e", "c.id"),
     )
 }
 
@@ -56,7 +62,9 @@ pub fn set_mark(
     at: &str,
 ) -> Result<Mark, StoreError> {
     let newest: i64 = conn
-        .prepare_cached("SELECT coalesce(max(seq), 0) FROM events WHERE conversation_id = ?1")?
+        .prepare_cached(
+            "SELECT coalesce(max(seq), 0) FROM conversation_events WHERE conversation_id = ?1",
+        )?
         .query_row([conversation_id], |r| r.get(0))?;
     let seq = seq.clamp(0, newest);
     conn.prepare_cached(

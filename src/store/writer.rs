@@ -7,7 +7,8 @@
 //! Many concurrent writers share one fsync instead of paying one each.
 //!
 //! Work that need not be repeated per job runs once per group: a [`GroupStep`] runs after
-//! the jobs, in the same transaction (the search index is brought up to date there), and
+//! the jobs, in the same transaction (the search index and the log's index by conversation
+//! are brought up to date there), and
 //! WAL checkpoints run on a thread of their own (see [`super::checkpoint`]), so the writer's
 //! time goes to the jobs.
 //!
@@ -87,6 +88,19 @@ impl GroupStep for () {
         Ok(())
     }
     fn after_commit(&mut self, _: bool) {}
+}
+
+/// Two steps, one after the other (each still catches up by itself should it fail).
+impl<A: GroupStep, B: GroupStep> GroupStep for (A, B) {
+    fn before_commit(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        let first = self.0.before_commit(conn);
+        let second = self.1.before_commit(conn);
+        first.and(second)
+    }
+    fn after_commit(&mut self, committed: bool) {
+        self.0.after_commit(committed);
+        self.1.after_commit(committed);
+    }
 }
 
 #[derive(Clone)]

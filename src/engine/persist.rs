@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
 
 use super::wire;
 use crate::chat::conversation::{Conversation, Event, EventData, EventKind};
@@ -466,13 +467,35 @@ pub fn last_visitor_lines(
     conversation_id: &str,
     n: i64,
 ) -> Result<Vec<String>, StoreError> {
+    // Pages of plain columns, newest first, until enough: with a limit and no computed
+    // column, SQLite merges the two halves of `conversation_events` from their ends; a
+    // filter on the author (inside the JSON) would have it read and sort the whole
+    // conversation first.
+    let want = usize::try_from(n).unwrap_or(0);
     let mut stmt = conn.prepare_cached(
-        "SELECT text FROM conversation_messages WHERE conversation_id = ?1 AND kind = 'visitor'
-         ORDER BY seq DESC LIMIT ?2",
+        "SELECT seq, data FROM conversation_events WHERE conversation_id = ?1
+           AND type = 'message.created' AND seq < ?2 ORDER BY seq DESC LIMIT 32",
     )?;
-    let mut lines: Vec<String> = stmt
-        .query_map(params![conversation_id, n], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let mut lines = Vec::new();
+    let mut before = i64::MAX;
+    while lines.len() < want {
+        let page: Vec<(i64, String)> = stmt
+            .query_map(params![conversation_id, before], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let Some(&(last, _)) = page.last() else { break };
+        before = last;
+        for (_, data) in page {
+            let message: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+            if message["author"] == "visitor"
+                && let Some(text) = message["text"].as_str()
+                && lines.len() < want
+            {
+                lines.push(text.to_string());
+            }
+        }
+    }
     lines.reverse();
     Ok(lines)
 }
@@ -528,6 +551,38 @@ pub fn stamp(t: Timestamp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The visitor's last lines come from both halves of the log by conversation (indexed,
+    /// and above the mark), newest last, skipping the agent's messages and notes.
+    #[test]
+    fn last_visitor_lines_span_the_index_and_the_newest_events() {
+        let tmp = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(tmp.path()).unwrap();
+        let add = |conv: &str, kind: &str, author: &str, text: &str| {
+            conn.execute(
+                "INSERT INTO events (conversation_id, bot, type, at, visitor_visible, data)
+                 VALUES (?1, 'b', ?2, 't', 1, json_object('author', ?3, 'text', ?4))",
+                [conv, kind, author, text],
+            )
+            .unwrap();
+        };
+        add("c", "message.created", "visitor", "one");
+        add("c", "message.created", "agent", "hello");
+        add("d", "message.created", "visitor", "elsewhere");
+        add("c", "message.created", "visitor", "two");
+        crate::store::event_index::catch_up(&conn).unwrap();
+        add("c", "note.created", "agent", "a note");
+        add("c", "message.created", "visitor", "three");
+        assert_eq!(last_visitor_lines(&conn, "c", 2).unwrap(), ["two", "three"]);
+        assert_eq!(
+            last_visitor_lines(&conn, "c", 5).unwrap(),
+            ["one", "two", "three"]
+        );
+        assert_eq!(
+            last_visitor_lines(&conn, "c", 0).unwrap(),
+            Vec::<String>::new()
+        );
+    }
 
     /// Migration 11 on a database of before: each `messages` row reads back from the view
     /// over the log as it was (id, kind, author, text, client id), the search index finds

@@ -144,7 +144,16 @@ impl Engine {
 
     /// Tells every waiting request that agents changed: it rings (or is offered) anew.
     pub fn agents_changed(&self) {
-        let waiting: Vec<String> = self.convs().keys().cloned().collect();
+        // Only the waiting requests' ids (and those of conversations busy with a command,
+        // checked again below): an accept changes an agent's load and comes here, and
+        // copying the id of every conversation in memory each time was most of what 1,000
+        // chats' accepts allocated.
+        let waiting: Vec<String> = self
+            .convs()
+            .iter()
+            .filter(|(_, entry)| !matches!(entry.try_lock(), Ok(c) if c.status != Status::New))
+            .map(|(id, _)| id.clone())
+            .collect();
         let engine = self.clone();
         tokio::spawn(async move {
             for id in waiting {
@@ -154,6 +163,7 @@ impl Engine {
                 if entry.lock().await.status != Status::New {
                     continue;
                 }
+                drop(entry);
                 if let Err(e) = engine
                     .run(&id, Command::AgentsChanged, None, |_| Ok(()))
                     .await

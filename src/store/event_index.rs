@@ -15,7 +15,10 @@
 //! rows by `seq`), so a reader sees every committed event, in one snapshot. A query that
 //! names the conversation (`WHERE conversation_id = ?` or `IN (…)`) gets both halves
 //! searched by key; a query that refers to an outer row (a correlated subquery) cannot, and
-//! spells the two halves out with [`indexed`] and [`unindexed`] instead.
+//! spells the two halves out with [`indexed`] and [`unindexed`] instead. A query for the
+//! newest few (`ORDER BY seq DESC LIMIT n`) selects plain columns and filters on plain
+//! columns: SQLite then merges the two halves from their ends; a computed column (a JSON
+//! field) makes it read and sort the whole conversation first.
 
 use std::time::{Duration, Instant};
 
@@ -226,6 +229,20 @@ mod tests {
                 p.contains("SEARCH events USING INTEGER PRIMARY KEY (rowid>?)"),
                 "{sql}\n{p}"
             );
+            scans_nothing_large(sql, &p);
+        }
+        // The newest events first, read from the two halves' ends, not sorted whole (the
+        // read mark's clamp, a resumed widget's page, a request alert's last lines).
+        for sql in [
+            "SELECT seq FROM conversation_events WHERE conversation_id = 'a' ORDER BY seq DESC LIMIT 1",
+            "SELECT seq, type, conversation_id, at, data FROM conversation_events
+               WHERE conversation_id = 'a' AND visitor_visible = 1 ORDER BY seq DESC LIMIT 50",
+            "SELECT seq, data FROM conversation_events WHERE conversation_id = 'a'
+               AND type = 'message.created' AND seq < 99 ORDER BY seq DESC LIMIT 32",
+        ] {
+            let p = plan(sql);
+            assert!(p.contains("MERGE (UNION ALL)"), "{sql}\n{p}");
+            assert!(!p.contains("TEMP B-TREE"), "{sql}\n{p}");
             scans_nothing_large(sql, &p);
         }
         // The correlated subqueries (lists of conversations with their unread counts).

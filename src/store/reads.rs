@@ -62,10 +62,15 @@ pub fn set_mark(
     at: &str,
 ) -> Result<Mark, StoreError> {
     let newest: i64 = conn
+        // The last row rather than `max(seq)`: SQLite then merges the view's two halves
+        // from their ends instead of reading the whole conversation.
         .prepare_cached(
-            "SELECT coalesce(max(seq), 0) FROM conversation_events WHERE conversation_id = ?1",
+            "SELECT seq FROM conversation_events WHERE conversation_id = ?1
+             ORDER BY seq DESC LIMIT 1",
         )?
-        .query_row([conversation_id], |r| r.get(0))?;
+        .query_row([conversation_id], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
     let seq = seq.clamp(0, newest);
     conn.prepare_cached(
         "INSERT INTO reads (agent_email, conversation_id, seq, at) VALUES (?1, ?2, ?3, ?4)

@@ -46,6 +46,12 @@ fn activity_alone_is_told_apart_from_other_changes() {
     let mut accept = later.clone();
     accept.deadlines.accept = Some(ts(30));
     assert!(!c.differs_only_in_activity(&accept));
+    let mut offer = later.clone();
+    offer.deadlines.offer = Some(ts(30));
+    assert!(!c.differs_only_in_activity(&offer));
+    let mut contact = later.clone();
+    contact.contact.insert("company".into(), "Acme".into());
+    assert!(!c.differs_only_in_activity(&contact));
 }
 
 #[test]

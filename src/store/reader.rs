@@ -12,16 +12,23 @@ use super::StoreError;
 pub struct Readers {
     path: Arc<PathBuf>,
     idle: Arc<Mutex<Vec<Connection>>>,
+    /// A permit per connection that may be in use at once.
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
-/// Idle connections kept for reuse; more may be open at once under load.
-const KEEP_IDLE: usize = 8;
+/// Connections in use at once, at most, and kept for reuse. A read beyond waits for one to
+/// be free rather than open another: a new connection parses the whole schema (views
+/// included) and prepares its statements again, which under a burst of reads cost more than
+/// the reads (most of SQLite's allocations under the chat load, by heaptrack), and two cores
+/// run no more than a few queries at once anyway.
+const READERS: usize = 8;
 
 impl Readers {
     pub fn new(data_dir: &Path) -> Readers {
         Readers {
             path: Arc::new(data_dir.join(super::DB_FILE)),
             idle: Arc::new(Mutex::new(Vec::new())),
+            permits: Arc::new(tokio::sync::Semaphore::new(READERS)),
         }
     }
 
@@ -39,10 +46,19 @@ impl Readers {
         T: Send + 'static,
         Q: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.read_blocking(query))
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| StoreError::Commit(format!("a read task failed: {e}")))?
+            .map_err(|e| StoreError::Commit(format!("the readers are closed: {e}")))?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            this.read_blocking(query)
+        })
+        .await
+        .map_err(|e| StoreError::Commit(format!("a read task failed: {e}")))?
     }
 
     /// The same from code that is already on a blocking thread.
@@ -53,7 +69,7 @@ impl Readers {
         let conn = self.take()?;
         let result = query(&conn);
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < KEEP_IDLE {
+        if idle.len() < READERS {
             idle.push(conn);
         }
         result

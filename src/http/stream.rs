@@ -30,7 +30,7 @@ use super::visitor::After;
 use super::{AppState, Sessions};
 use crate::auth::AuthAgent;
 use crate::auth::extract::{Credential, Via};
-use crate::engine::{AgentRef, Engine, VisitorRef, queries};
+use crate::engine::{AgentRef, Engine, Listening, VisitorRef, queries};
 use crate::hub::{Frame, Text};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use futures_util::SinkExt;
@@ -162,27 +162,33 @@ pub async fn visitor_events(
 ) -> Result<Response, AppError> {
     let ws = ws.map_err(not_a_websocket)?;
     let hold = hold(&state, client, permit)?;
+    // What the socket's task needs, in one box: axum keeps the closure for the task's
+    // life beside the future it makes, so whatever it captures is held twice.
+    let opening = Box::new((hold, state, headers, q.after));
     Ok(limits(ws).on_upgrade(move |mut socket| async move {
-        let _hold = hold;
-        let Some(visitor) = Box::pin(visitor_auth(&state, &headers, &mut socket)).await else {
+        // Unboxed in a block of its own, so that the box goes now, not with the socket.
+        let (_hold, state, headers, after) = {
+            let opening = opening;
+            *opening
+        };
+        // The header values point into the connection's 16 KiB read buffer: they go with
+        // the auth, rather than stay for the socket's life (most of an idle widget's memory).
+        let Some(visitor) = Box::pin(visitor_auth(&state, headers, &mut socket)).await else {
             let _ = socket.send(Message::Close(None)).await;
             return;
         };
-        // The header values point into the connection's 16 KiB read buffer: let it go
-        // rather than hold it for the socket's life (most of an idle widget's memory).
-        drop(headers);
-        let frames = state.engine.hub().subscribe_visitor(&visitor.id);
-        // Online while the widget listens (and can hear an invitation).
-        let _listening = state.engine.visitor_listening(&visitor);
-        run(
-            socket,
-            state.clone(),
-            Who::Visitor(visitor),
-            frames,
-            q.after,
-        )
-        .await;
+        let (mut who, mut frames, _listening) = widget(&state, visitor);
+        run(&mut socket, &state, &mut who, &mut frames, after).await;
     }))
+}
+
+/// A widget's socket, once its visitor is known: who it serves, its hub subscription, and
+/// the visitor online while it listens (and can hear an invitation). Not async: a value
+/// borrowed in an async fn keeps its place in the future after it has moved on.
+fn widget(state: &AppState, visitor: VisitorRef) -> (Who, crate::hub::Subscription, Listening) {
+    let frames = state.engine.hub().subscribe_visitor(&visitor.id);
+    let listening = state.engine.visitor_listening(&visitor);
+    (Who::Visitor(visitor), frames, listening)
 }
 
 #[derive(Deserialize)]
@@ -195,7 +201,7 @@ struct AuthFrame {
 /// Reads the first frame, `{"type":"auth","token":"…"}`; answers with an error frame if bad.
 async fn visitor_auth(
     state: &AppState,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     socket: &mut WebSocket,
 ) -> Option<VisitorRef> {
     let first = tokio::time::timeout(AUTH_WITHIN, socket.recv())
@@ -244,7 +250,7 @@ async fn visitor_auth(
     };
     let bundle = state.live.load().bundle.clone();
     if let Some(bot) = bundle.bots.get(&visitor.bot)
-        && check_bot_origin(headers, &visitor.bot, bot, &state.settings.public_url).is_err()
+        && check_bot_origin(&headers, &visitor.bot, bot, &state.settings.public_url).is_err()
     {
         let _ = socket
             .send(Message::Text(
@@ -286,24 +292,29 @@ pub async fn agent_events(
     };
     let scope = state.engine.scope_of(&who.email);
     let hold = hold(&state, client, permit)?;
-    Ok(limits(ws).on_upgrade(move |socket| async move {
-        let _hold = hold;
+    // In one box, as for a widget's socket.
+    let opening = Box::new((hold, state, agent, who, scope, q.after));
+    Ok(limits(ws).on_upgrade(move |mut socket| async move {
+        let (_hold, state, agent, who, scope, after) = {
+            let opening = opening;
+            *opening
+        };
         // Subscribed before the agent counts as online: whoever sees them online (and then,
         // say, turns "Accept chats" on) knows this socket hears what follows.
         let bots = scope.bots.clone();
-        let frames = state.engine.hub().subscribe(scope);
+        let mut frames = state.engine.hub().subscribe(scope);
         let _online = state.engine.connect_agent(&who.email);
         let session = Box::new(AgentSession {
             sessions: Sessions::from_ref(&state),
             token_hash: agent.token_hash.clone(),
         });
-        let who = Who::Agent {
+        let mut who = Who::Agent {
             agent: who,
             name: agent.name.clone(),
             bots,
             session,
         };
-        run(socket, state.clone(), who, frames, q.after).await;
+        run(&mut socket, &state, &mut who, &mut frames, after).await;
     }))
 }
 
@@ -408,18 +419,19 @@ async fn catch_up(
 
 /// Serves one socket. `frames` is its hub subscription, made by the caller before anything
 /// the socket should hear can happen: a widget hears only its own visitor's frames, a
-/// console what its scope sees.
+/// console what its scope sees. It borrows what the socket's task owns: an argument taken
+/// by value would be held twice in the task's future (rust-lang/rust#62958).
 async fn run(
-    mut socket: WebSocket,
-    state: AppState,
-    mut who: Who,
-    mut frames: crate::hub::Subscription,
+    socket: &mut WebSocket,
+    state: &AppState,
+    who: &mut Who,
+    frames: &mut crate::hub::Subscription,
     after: i64,
 ) {
-    let engine = state.engine.clone();
+    let engine = &state.engine;
     // The rare and large awaits (a replay, a write, a session check) are boxed: the
     // future of every open socket is only as big as its idle loop needs.
-    let Some(mut last) = Box::pin(catch_up(&mut socket, &engine, &who, after.max(0))).await else {
+    let Some(mut last) = Box::pin(catch_up(socket, engine, who, after.max(0))).await else {
         return;
     };
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -436,10 +448,10 @@ async fn run(
     loop {
         tokio::select! {
             _ = async { recheck.as_mut().expect("a console's").tick().await }, if recheck.is_some() => {
-                let ended = Box::pin(recheck_session(&mut who)).await;
-                rescope(&engine, &mut who, &frames);
+                let ended = Box::pin(recheck_session(who)).await;
+                rescope(engine, who, frames);
                 if let Some(ended) = ended {
-                    let _ = send(&mut socket, error_frame("session_ended", &ended)).await;
+                    let _ = send(socket, error_frame("session_ended", &ended)).await;
                     let _ = socket
                         .send(Message::Close(Some(CloseFrame {
                             code: SESSION_ENDED_CLOSE,
@@ -458,7 +470,7 @@ async fn run(
                 let mut go_on = true;
                 while let Some(frame) = next.take() {
                     match frame {
-                        Ok(frame) => match on_frame(&mut socket, &engine, &mut who, &frames, &frame, &mut last).await {
+                        Ok(frame) => match on_frame(socket, engine, who, frames, &frame, &mut last).await {
                             Sent::Fed => {
                                 fed += 1;
                                 unflushed = true;
@@ -471,7 +483,7 @@ async fn run(
                         },
                         Err(RecvError::Lagged(_)) => {
                             fed = 0;
-                            match Box::pin(catch_up(&mut socket, &engine, &who, last)).await {
+                            match Box::pin(catch_up(socket, engine, who, last)).await {
                                 Some(l) => last = l,
                                 None => {
                                     go_on = false;
@@ -503,8 +515,8 @@ async fn run(
             reply = async { writing.as_mut().expect("a write in progress").await }, if writing.is_some() => {
                 writing = queued
                     .pop_front()
-                    .map(|(author, kind, text)| Box::pin(on_write(&state, author, kind, text)) as _);
-                if !send(&mut socket, reply).await {
+                    .map(|(author, kind, text)| Box::pin(on_write(state, author, kind, text)) as _);
+                if !send(socket, reply).await {
                     break;
                 }
             }
@@ -522,14 +534,14 @@ async fn run(
                         // goes on passing frames to the socket.
                         let author = who.author();
                         if writing.is_none() {
-                            writing = Some(Box::pin(on_write(&state, author, kind.kind, text)));
+                            writing = Some(Box::pin(on_write(state, author, kind.kind, text)));
                         } else {
                             queued.push_back((author, kind.kind, text));
                         }
                     }
                     Ok(frame) if frame.kind == "signal" => {
                         if !signals.take() {
-                            let _ = send(&mut socket, error_frame(
+                            let _ = send(socket, error_frame(
                                 "too_many_signals",
                                 "this socket sent call signalling faster than allowed",
                             )).await;
@@ -541,13 +553,13 @@ async fn run(
                                 .await;
                             break;
                         }
-                        Box::pin(on_signal(&engine, &who, frame, state.settings.webrtc.relay_only)).await;
+                        Box::pin(on_signal(engine, who, frame, state.settings.webrtc.relay_only)).await;
                     }
                     // Passed on at most once a second.
                     Ok(frame)
                         if frame.kind == "typing"
                             && last_typing.elapsed() >= TYPING_EVERY
-                            && Box::pin(on_typing(&engine, &who, &frame)).await =>
+                            && Box::pin(on_typing(engine, who, &frame)).await =>
                     {
                         last_typing = tokio::time::Instant::now();
                     }

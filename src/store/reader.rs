@@ -72,6 +72,7 @@ impl Readers {
             source,
         })?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        super::small_cache(&conn)?;
         Ok(conn)
     }
 }

@@ -162,23 +162,29 @@ pub async fn visitor_events(
 ) -> Result<Response, AppError> {
     let ws = ws.map_err(not_a_websocket)?;
     let hold = hold(&state, client, permit)?;
-    // What the socket's task needs, in one box: axum keeps the closure for the task's
-    // life beside the future it makes, so whatever it captures is held twice.
+    // What the socket's task needs, in one box: what an async block captures keeps its
+    // place in the future for the block's life, even once moved out or dropped.
     let opening = Box::new((hold, state, headers, q.after));
     Ok(limits(ws).on_upgrade(move |mut socket| async move {
-        // Unboxed in a block of its own, so that the box goes now, not with the socket.
-        let (_hold, state, headers, after) = {
-            let opening = opening;
-            *opening
-        };
-        // The header values point into the connection's 16 KiB read buffer: they go with
-        // the auth, rather than stay for the socket's life (most of an idle widget's memory).
-        let Some(visitor) = Box::pin(visitor_auth(&state, headers, &mut socket)).await else {
-            let _ = socket.send(Message::Close(None)).await;
-            return;
-        };
-        let (mut who, mut frames, _listening) = widget(&state, visitor);
-        run(&mut socket, &state, &mut who, &mut frames, after).await;
+        // Served on a task of its own: the task axum starts for the upgrade ends here,
+        // where it would otherwise stay beside ours for the socket's life with its own
+        // copy of the socket (moved out, its place still held) and its settings.
+        tokio::spawn(async move {
+            // Unboxed in a block of its own, so that the box goes now, not with the socket.
+            let (_hold, state, headers, after) = {
+                let opening = opening;
+                *opening
+            };
+            // The header values point into the connection's 16 KiB read buffer: they go
+            // with the auth, rather than stay for the socket's life (most of an idle
+            // widget's memory).
+            let Some(visitor) = Box::pin(visitor_auth(&state, headers, &mut socket)).await else {
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            };
+            let (mut who, mut frames, _listening) = widget(&state, visitor);
+            run(&mut socket, &state, &mut who, &mut frames, after).await;
+        });
     }))
 }
 
@@ -295,26 +301,29 @@ pub async fn agent_events(
     // In one box, as for a widget's socket.
     let opening = Box::new((hold, state, agent, who, scope, q.after));
     Ok(limits(ws).on_upgrade(move |mut socket| async move {
-        let (_hold, state, agent, who, scope, after) = {
-            let opening = opening;
-            *opening
-        };
-        // Subscribed before the agent counts as online: whoever sees them online (and then,
-        // say, turns "Accept chats" on) knows this socket hears what follows.
-        let bots = scope.bots.clone();
-        let mut frames = state.engine.hub().subscribe(scope);
-        let _online = state.engine.connect_agent(&who.email);
-        let session = Box::new(AgentSession {
-            sessions: Sessions::from_ref(&state),
-            token_hash: agent.token_hash.clone(),
+        // On a task of its own, as a widget's socket.
+        tokio::spawn(async move {
+            let (_hold, state, agent, who, scope, after) = {
+                let opening = opening;
+                *opening
+            };
+            // Subscribed before the agent counts as online: whoever sees them online (and
+            // then, say, turns "Accept chats" on) knows this socket hears what follows.
+            let bots = scope.bots.clone();
+            let mut frames = state.engine.hub().subscribe(scope);
+            let _online = state.engine.connect_agent(&who.email);
+            let session = Box::new(AgentSession {
+                sessions: Sessions::from_ref(&state),
+                token_hash: agent.token_hash.clone(),
+            });
+            let mut who = Who::Agent {
+                agent: who,
+                name: agent.name.clone(),
+                bots,
+                session,
+            };
+            run(&mut socket, &state, &mut who, &mut frames, after).await;
         });
-        let mut who = Who::Agent {
-            agent: who,
-            name: agent.name.clone(),
-            bots,
-            session,
-        };
-        run(&mut socket, &state, &mut who, &mut frames, after).await;
     }))
 }
 
@@ -330,53 +339,43 @@ async fn send(socket: &mut WebSocket, text: impl Into<Utf8Bytes>) -> bool {
 /// At most this many frames are written together before the socket is flushed.
 const BURST: usize = 64;
 
-enum Sent {
-    /// Written to the socket's buffer; a flush sends it.
-    Fed,
-    /// Not for this socket, or sent already.
-    Skipped,
-    /// The socket is gone, or this frame ended it.
-    End,
-}
-
-/// One frame from the hub: passed to the socket's buffer if this socket sees it.
-async fn on_frame(
-    socket: &mut WebSocket,
+/// One frame from the hub: the text to pass to the socket if this socket sees it (and has
+/// not sent it already). Not async: the socket's loop feeds it, so that the loop's future
+/// holds no more than that write needs.
+fn on_frame(
     engine: &Engine,
     who: &mut Who,
     frames: &crate::hub::Subscription,
     frame: &Frame,
     last: &mut i64,
-) -> Sent {
+) -> Option<Utf8Bytes> {
     if is_config_reload(frame) {
         // Teams may have changed: see what the new roster says.
         rescope(engine, who, frames);
     }
-    let Some(text) = who.sees(frame) else {
-        return Sent::Skipped;
-    };
+    let text = who.sees(frame)?;
     if let Some(seq) = frame.seq {
         if seq <= *last {
-            return Sent::Skipped;
+            return None;
         }
         *last = seq;
     }
     // The hub's bytes, shared: no copy per socket.
-    let text = Utf8Bytes::try_from(text.bytes()).unwrap_or_else(|_| Utf8Bytes::from(&**text));
-    if socket.feed(Message::Text(text)).await.is_err() {
-        return Sent::End;
+    Some(Utf8Bytes::try_from(text.bytes()).unwrap_or_else(|_| Utf8Bytes::from(&**text)))
+}
+
+/// Ends a socket: an error frame first, if any, then the close frame. Rare, so the socket's
+/// loop awaits it boxed.
+async fn close(socket: &mut WebSocket, error: Option<String>, code: u16, reason: &'static str) {
+    if let Some(error) = error {
+        let _ = socket.send(Message::Text(error.into())).await;
     }
-    if frame.kind == Some(crate::engine::privacy::VISITOR_ERASED) {
-        // The visitor is gone: their socket ends with the error frame.
-        let _ = socket
-            .send(Message::Close(Some(CloseFrame {
-                code: VISITOR_ERASED_CLOSE,
-                reason: Utf8Bytes::from_static("visitor_erased"),
-            })))
-            .await;
-        return Sent::End;
-    }
-    Sent::Fed
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })))
+        .await;
 }
 
 /// Tells the hub what a console sees now, as the roster in force has it (its agent's
@@ -451,13 +450,9 @@ async fn run(
                 let ended = Box::pin(recheck_session(who)).await;
                 rescope(engine, who, frames);
                 if let Some(ended) = ended {
-                    let _ = send(socket, error_frame("session_ended", &ended)).await;
-                    let _ = socket
-                        .send(Message::Close(Some(CloseFrame {
-                            code: SESSION_ENDED_CLOSE,
-                            reason: Utf8Bytes::from_static("session_ended"),
-                        })))
-                        .await;
+                    let error = error_frame("session_ended", &ended);
+                    let reason = "session_ended";
+                    Box::pin(close(socket, Some(error), SESSION_ENDED_CLOSE, reason)).await;
                     break;
                 }
             }
@@ -470,13 +465,20 @@ async fn run(
                 let mut go_on = true;
                 while let Some(frame) = next.take() {
                     match frame {
-                        Ok(frame) => match on_frame(socket, engine, who, frames, &frame, &mut last).await {
-                            Sent::Fed => {
-                                fed += 1;
-                                unflushed = true;
+                        Ok(frame) => if let Some(text) =
+                            on_frame(engine, who, frames, &frame, &mut last)
+                        {
+                            // SinkExt's, not the socket's own `send` and its larger future.
+                            if SinkExt::feed(socket, Message::Text(text)).await.is_err() {
+                                go_on = false;
+                                break;
                             }
-                            Sent::Skipped => {}
-                            Sent::End => {
+                            fed += 1;
+                            unflushed = true;
+                            if frame.kind == Some(crate::engine::privacy::VISITOR_ERASED) {
+                                // The visitor is gone: their socket ends with the error frame.
+                                let reason = "visitor_erased";
+                                Box::pin(close(socket, None, VISITOR_ERASED_CLOSE, reason)).await;
                                 go_on = false;
                                 break;
                             }
@@ -516,7 +518,7 @@ async fn run(
                 writing = queued
                     .pop_front()
                     .map(|(author, kind, text)| Box::pin(on_write(state, author, kind, text)) as _);
-                if !send(socket, reply).await {
+                if SinkExt::send(socket, Message::Text(reply.into())).await.is_err() {
                     break;
                 }
             }
@@ -541,16 +543,12 @@ async fn run(
                     }
                     Ok(frame) if frame.kind == "signal" => {
                         if !signals.take() {
-                            let _ = send(socket, error_frame(
+                            let error = error_frame(
                                 "too_many_signals",
                                 "this socket sent call signalling faster than allowed",
-                            )).await;
-                            let _ = socket
-                                .send(Message::Close(Some(CloseFrame {
-                                    code: POLICY_CLOSE,
-                                    reason: Utf8Bytes::from_static("too_many_signals"),
-                                })))
-                                .await;
+                            );
+                            let reason = "too_many_signals";
+                            Box::pin(close(socket, Some(error), POLICY_CLOSE, reason)).await;
                             break;
                         }
                         Box::pin(on_signal(engine, who, frame, state.settings.webrtc.relay_only)).await;
@@ -569,7 +567,7 @@ async fn run(
                 Some(Ok(_)) => {}
             },
             _ = ping.tick() => {
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                if SinkExt::send(socket, Message::Ping(Default::default())).await.is_err() {
                     break;
                 }
             }

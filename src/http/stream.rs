@@ -8,6 +8,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
@@ -456,64 +457,12 @@ async fn run(
                     break;
                 }
             }
+            // What a wake-up does is awaited boxed: the loop's future holds only what waits.
             frame = frames.recv() => {
-                // This frame and those already waiting behind it go out in one write.
-                let mut next = Some(frame);
-                let mut fed = 0;
-                // Fed and not flushed yet (a replay after a lag flushes only what it sends).
-                let mut unflushed = false;
-                let mut go_on = true;
-                while let Some(frame) = next.take() {
-                    match frame {
-                        Ok(frame) => if let Some(text) =
-                            on_frame(engine, who, frames, &frame, &mut last)
-                        {
-                            // SinkExt's, not the socket's own `send` and its larger future.
-                            if SinkExt::feed(socket, Message::Text(text)).await.is_err() {
-                                go_on = false;
-                                break;
-                            }
-                            fed += 1;
-                            unflushed = true;
-                            if frame.kind == Some(crate::engine::privacy::VISITOR_ERASED) {
-                                // The visitor is gone: their socket ends with the error frame.
-                                let reason = "visitor_erased";
-                                Box::pin(close(socket, None, VISITOR_ERASED_CLOSE, reason)).await;
-                                go_on = false;
-                                break;
-                            }
-                        },
-                        Err(RecvError::Lagged(_)) => {
-                            fed = 0;
-                            match Box::pin(catch_up(socket, engine, who, last)).await {
-                                Some(l) => last = l,
-                                None => {
-                                    go_on = false;
-                                    break;
-                                }
-                            }
-                        }
-                        Err(RecvError::Closed) => {
-                            go_on = false;
-                            break;
-                        }
-                    }
-                    if fed < BURST {
-                        next = match frames.try_recv() {
-                            Ok(frame) => Some(Ok(frame)),
-                            Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
-                            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-                            Err(TryRecvError::Empty) => None,
-                        };
-                    }
-                }
-                if unflushed && socket.flush().await.is_err() {
+                if !Box::pin(on_frames(socket, engine, who, frames, frame, &mut last)).await {
                     break;
                 }
-                if !go_on {
-                    break;
-                }
-            },
+            }
             reply = async { writing.as_mut().expect("a write in progress").await }, if writing.is_some() => {
                 writing = queued
                     .pop_front()
@@ -526,42 +475,24 @@ async fn run(
             // they catch up.
             incoming = socket.recv(), if queued.len() < MAX_QUEUED_WRITES
                 && queued.iter().map(|q: &(Author, String, Utf8Bytes)| q.2.len()).sum::<usize>() < MAX_QUEUED_BYTES => match incoming {
-                Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientFrame>(&text) {
-                    // Writes are routed by their `type` alone: any other field of the wrong
-                    // shape still gets its answer.
-                    _ if let Ok(kind) = serde_json::from_str::<FrameType>(&text)
-                        && (kind.kind == "message" || kind.kind == "note") =>
-                    {
+                Some(Ok(Message::Text(text))) => match write_kind(text) {
+                    Ok((kind, text)) => {
                         // Written in the order sent, one after the other, while the loop
                         // goes on passing frames to the socket.
                         let author = who.author();
                         if writing.is_none() {
-                            writing = Some(Box::pin(on_write(state, author, kind.kind, text)));
+                            writing = Some(Box::pin(on_write(state, author, kind, text)));
                         } else {
-                            queued.push_back((author, kind.kind, text));
+                            queued.push_back((author, kind, text));
                         }
                     }
-                    Ok(frame) if frame.kind == "signal" => {
-                        if !signals.take() {
-                            let error = error_frame(
-                                "too_many_signals",
-                                "this socket sent call signalling faster than allowed",
-                            );
-                            let reason = "too_many_signals";
-                            Box::pin(close(socket, Some(error), POLICY_CLOSE, reason)).await;
+                    Err(text) => {
+                        let typing = &mut last_typing;
+                        let told = on_client_frame(socket, state, who, text, &mut signals, typing);
+                        if !Box::pin(told).await {
                             break;
                         }
-                        Box::pin(on_signal(engine, who, frame, state.settings.webrtc.relay_only)).await;
                     }
-                    // Passed on at most once a second.
-                    Ok(frame)
-                        if frame.kind == "typing"
-                            && last_typing.elapsed() >= TYPING_EVERY
-                            && Box::pin(on_typing(engine, who, &frame)).await =>
-                    {
-                        last_typing = tokio::time::Instant::now();
-                    }
-                    _ => {}
                 },
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => {}
@@ -573,6 +504,119 @@ async fn run(
             }
         }
     }
+}
+
+/// The `type` of a write (`message` or `note`) and its frame, or the frame if it is none.
+/// Writes are routed by their `type` alone: any other field of the wrong shape still gets
+/// its answer. (Not async, and the frame passed by value: a value an async fn borrows keeps
+/// its place in the future.)
+fn write_kind(text: Utf8Bytes) -> Result<(String, Utf8Bytes), Utf8Bytes> {
+    match serde_json::from_str::<FrameType>(&text) {
+        Ok(kind) if kind.kind == "message" || kind.kind == "note" => Ok((kind.kind, text)),
+        _ => Err(text),
+    }
+}
+
+/// A client frame that is not a write: call signalling, passed on within its budget, or
+/// typing, passed on at most once a second; anything else is dropped. False when it ended
+/// the socket.
+async fn on_client_frame(
+    socket: &mut WebSocket,
+    state: &AppState,
+    who: &Who,
+    text: Utf8Bytes,
+    signals: &mut SignalBudget,
+    last_typing: &mut tokio::time::Instant,
+) -> bool {
+    let engine = &state.engine;
+    match serde_json::from_str::<ClientFrame>(&text) {
+        Ok(frame) if frame.kind == "signal" => {
+            if !signals.take() {
+                let error = error_frame(
+                    "too_many_signals",
+                    "this socket sent call signalling faster than allowed",
+                );
+                close(socket, Some(error), POLICY_CLOSE, "too_many_signals").await;
+                return false;
+            }
+            on_signal(engine, who, frame, state.settings.webrtc.relay_only).await;
+        }
+        Ok(frame)
+            if frame.kind == "typing"
+                && last_typing.elapsed() >= TYPING_EVERY
+                && on_typing(engine, who, &frame).await =>
+        {
+            *last_typing = tokio::time::Instant::now();
+        }
+        _ => {}
+    }
+    true
+}
+
+/// A wake-up by the hub: `first` and the frames already waiting behind it go out in one
+/// write. False when the socket is done.
+async fn on_frames(
+    socket: &mut WebSocket,
+    engine: &Engine,
+    who: &mut Who,
+    frames: &mut crate::hub::Subscription,
+    first: Result<Arc<Frame>, RecvError>,
+    last: &mut i64,
+) -> bool {
+    // This frame and those already waiting behind it go out in one write.
+    let mut next = Some(first);
+    let mut fed = 0;
+    // Fed and not flushed yet (a replay after a lag flushes only what it sends).
+    let mut unflushed = false;
+    let mut go_on = true;
+    while let Some(frame) = next.take() {
+        match frame {
+            Ok(frame) => {
+                if let Some(text) = on_frame(engine, who, frames, &frame, last) {
+                    // SinkExt's, not the socket's own `send` and its larger future.
+                    if SinkExt::feed(socket, Message::Text(text)).await.is_err() {
+                        go_on = false;
+                        break;
+                    }
+                    fed += 1;
+                    unflushed = true;
+                    if frame.kind == Some(crate::engine::privacy::VISITOR_ERASED) {
+                        // The visitor is gone: their socket ends with the error frame.
+                        let reason = "visitor_erased";
+                        Box::pin(close(socket, None, VISITOR_ERASED_CLOSE, reason)).await;
+                        go_on = false;
+                        break;
+                    }
+                }
+            }
+            Err(RecvError::Lagged(_)) => {
+                fed = 0;
+                match Box::pin(catch_up(socket, engine, who, *last)).await {
+                    Some(l) => *last = l,
+                    None => {
+                        go_on = false;
+                        break;
+                    }
+                }
+            }
+            Err(RecvError::Closed) => {
+                go_on = false;
+                break;
+            }
+        }
+        if fed < BURST {
+            next = match frames.try_recv() {
+                Ok(frame) => Some(Ok(frame)),
+                Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+                Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                Err(TryRecvError::Empty) => None,
+            };
+        }
+    }
+    if unflushed && socket.flush().await.is_err() {
+        return false;
+    }
+    go_on
 }
 
 /// The close code of a console socket whose session ended (a private-use code).

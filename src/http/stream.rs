@@ -8,6 +8,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
@@ -30,7 +31,7 @@ use super::visitor::After;
 use super::{AppState, Sessions};
 use crate::auth::AuthAgent;
 use crate::auth::extract::{Credential, Via};
-use crate::engine::{AgentRef, Engine, VisitorRef, queries};
+use crate::engine::{AgentRef, Engine, Listening, VisitorRef, queries};
 use crate::hub::{Frame, Text};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use futures_util::SinkExt;
@@ -162,27 +163,39 @@ pub async fn visitor_events(
 ) -> Result<Response, AppError> {
     let ws = ws.map_err(not_a_websocket)?;
     let hold = hold(&state, client, permit)?;
+    // What the socket's task needs, in one box: what an async block captures keeps its
+    // place in the future for the block's life, even once moved out or dropped.
+    let opening = Box::new((hold, state, headers, q.after));
     Ok(limits(ws).on_upgrade(move |mut socket| async move {
-        let _hold = hold;
-        let Some(visitor) = Box::pin(visitor_auth(&state, &headers, &mut socket)).await else {
-            let _ = socket.send(Message::Close(None)).await;
-            return;
-        };
-        // The header values point into the connection's 16 KiB read buffer: let it go
-        // rather than hold it for the socket's life (most of an idle widget's memory).
-        drop(headers);
-        let frames = state.engine.hub().subscribe_visitor(&visitor.id);
-        // Online while the widget listens (and can hear an invitation).
-        let _listening = state.engine.visitor_listening(&visitor);
-        run(
-            socket,
-            state.clone(),
-            Who::Visitor(visitor),
-            frames,
-            q.after,
-        )
-        .await;
+        // Served on a task of its own: the task axum starts for the upgrade ends here,
+        // where it would otherwise stay beside ours for the socket's life with its own
+        // copy of the socket (moved out, its place still held) and its settings.
+        tokio::spawn(async move {
+            // Unboxed in a block of its own, so that the box goes now, not with the socket.
+            let (_hold, state, headers, after) = {
+                let opening = opening;
+                *opening
+            };
+            // The header values point into the connection's 16 KiB read buffer: they go
+            // with the auth, rather than stay for the socket's life (most of an idle
+            // widget's memory).
+            let Some(visitor) = Box::pin(visitor_auth(&state, headers, &mut socket)).await else {
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            };
+            let (mut who, mut frames, _listening) = widget(&state, visitor);
+            run(&mut socket, &state, &mut who, &mut frames, after).await;
+        });
     }))
+}
+
+/// A widget's socket, once its visitor is known: who it serves, its hub subscription, and
+/// the visitor online while it listens (and can hear an invitation). Not async: a value
+/// borrowed in an async fn keeps its place in the future after it has moved on.
+fn widget(state: &AppState, visitor: VisitorRef) -> (Who, crate::hub::Subscription, Listening) {
+    let frames = state.engine.hub().subscribe_visitor(&visitor.id);
+    let listening = state.engine.visitor_listening(&visitor);
+    (Who::Visitor(visitor), frames, listening)
 }
 
 #[derive(Deserialize)]
@@ -195,7 +208,7 @@ struct AuthFrame {
 /// Reads the first frame, `{"type":"auth","token":"…"}`; answers with an error frame if bad.
 async fn visitor_auth(
     state: &AppState,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     socket: &mut WebSocket,
 ) -> Option<VisitorRef> {
     let first = tokio::time::timeout(AUTH_WITHIN, socket.recv())
@@ -244,7 +257,7 @@ async fn visitor_auth(
     };
     let bundle = state.live.load().bundle.clone();
     if let Some(bot) = bundle.bots.get(&visitor.bot)
-        && check_bot_origin(headers, &visitor.bot, bot, &state.settings.public_url).is_err()
+        && check_bot_origin(&headers, &visitor.bot, bot, &state.settings.public_url).is_err()
     {
         let _ = socket
             .send(Message::Text(
@@ -286,24 +299,32 @@ pub async fn agent_events(
     };
     let scope = state.engine.scope_of(&who.email);
     let hold = hold(&state, client, permit)?;
-    Ok(limits(ws).on_upgrade(move |socket| async move {
-        let _hold = hold;
-        // Subscribed before the agent counts as online: whoever sees them online (and then,
-        // say, turns "Accept chats" on) knows this socket hears what follows.
-        let bots = scope.bots.clone();
-        let frames = state.engine.hub().subscribe(scope);
-        let _online = state.engine.connect_agent(&who.email);
-        let session = Box::new(AgentSession {
-            sessions: Sessions::from_ref(&state),
-            token_hash: agent.token_hash.clone(),
+    // In one box, as for a widget's socket.
+    let opening = Box::new((hold, state, agent, who, scope, q.after));
+    Ok(limits(ws).on_upgrade(move |mut socket| async move {
+        // On a task of its own, as a widget's socket.
+        tokio::spawn(async move {
+            let (_hold, state, agent, who, scope, after) = {
+                let opening = opening;
+                *opening
+            };
+            // Subscribed before the agent counts as online: whoever sees them online (and
+            // then, say, turns "Accept chats" on) knows this socket hears what follows.
+            let bots = scope.bots.clone();
+            let mut frames = state.engine.hub().subscribe(scope);
+            let _online = state.engine.connect_agent(&who.email);
+            let session = Box::new(AgentSession {
+                sessions: Sessions::from_ref(&state),
+                token_hash: agent.token_hash.clone(),
+            });
+            let mut who = Who::Agent {
+                agent: who,
+                name: agent.name.clone(),
+                bots,
+                session,
+            };
+            run(&mut socket, &state, &mut who, &mut frames, after).await;
         });
-        let who = Who::Agent {
-            agent: who,
-            name: agent.name.clone(),
-            bots,
-            session,
-        };
-        run(socket, state.clone(), who, frames, q.after).await;
     }))
 }
 
@@ -319,53 +340,43 @@ async fn send(socket: &mut WebSocket, text: impl Into<Utf8Bytes>) -> bool {
 /// At most this many frames are written together before the socket is flushed.
 const BURST: usize = 64;
 
-enum Sent {
-    /// Written to the socket's buffer; a flush sends it.
-    Fed,
-    /// Not for this socket, or sent already.
-    Skipped,
-    /// The socket is gone, or this frame ended it.
-    End,
-}
-
-/// One frame from the hub: passed to the socket's buffer if this socket sees it.
-async fn on_frame(
-    socket: &mut WebSocket,
+/// One frame from the hub: the text to pass to the socket if this socket sees it (and has
+/// not sent it already). Not async: the socket's loop feeds it, so that the loop's future
+/// holds no more than that write needs.
+fn on_frame(
     engine: &Engine,
     who: &mut Who,
     frames: &crate::hub::Subscription,
     frame: &Frame,
     last: &mut i64,
-) -> Sent {
+) -> Option<Utf8Bytes> {
     if is_config_reload(frame) {
         // Teams may have changed: see what the new roster says.
         rescope(engine, who, frames);
     }
-    let Some(text) = who.sees(frame) else {
-        return Sent::Skipped;
-    };
+    let text = who.sees(frame)?;
     if let Some(seq) = frame.seq {
         if seq <= *last {
-            return Sent::Skipped;
+            return None;
         }
         *last = seq;
     }
     // The hub's bytes, shared: no copy per socket.
-    let text = Utf8Bytes::try_from(text.bytes()).unwrap_or_else(|_| Utf8Bytes::from(&**text));
-    if socket.feed(Message::Text(text)).await.is_err() {
-        return Sent::End;
+    Some(Utf8Bytes::try_from(text.bytes()).unwrap_or_else(|_| Utf8Bytes::from(&**text)))
+}
+
+/// Ends a socket: an error frame first, if any, then the close frame. Rare, so the socket's
+/// loop awaits it boxed.
+async fn close(socket: &mut WebSocket, error: Option<String>, code: u16, reason: &'static str) {
+    if let Some(error) = error {
+        let _ = socket.send(Message::Text(error.into())).await;
     }
-    if frame.kind == Some(crate::engine::privacy::VISITOR_ERASED) {
-        // The visitor is gone: their socket ends with the error frame.
-        let _ = socket
-            .send(Message::Close(Some(CloseFrame {
-                code: VISITOR_ERASED_CLOSE,
-                reason: Utf8Bytes::from_static("visitor_erased"),
-            })))
-            .await;
-        return Sent::End;
-    }
-    Sent::Fed
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })))
+        .await;
 }
 
 /// Tells the hub what a console sees now, as the roster in force has it (its agent's
@@ -408,18 +419,19 @@ async fn catch_up(
 
 /// Serves one socket. `frames` is its hub subscription, made by the caller before anything
 /// the socket should hear can happen: a widget hears only its own visitor's frames, a
-/// console what its scope sees.
+/// console what its scope sees. It borrows what the socket's task owns: an argument taken
+/// by value would be held twice in the task's future (rust-lang/rust#62958).
 async fn run(
-    mut socket: WebSocket,
-    state: AppState,
-    mut who: Who,
-    mut frames: crate::hub::Subscription,
+    socket: &mut WebSocket,
+    state: &AppState,
+    who: &mut Who,
+    frames: &mut crate::hub::Subscription,
     after: i64,
 ) {
-    let engine = state.engine.clone();
+    let engine = &state.engine;
     // The rare and large awaits (a replay, a write, a session check) are boxed: the
     // future of every open socket is only as big as its idle loop needs.
-    let Some(mut last) = Box::pin(catch_up(&mut socket, &engine, &who, after.max(0))).await else {
+    let Some(mut last) = Box::pin(catch_up(socket, engine, who, after.max(0))).await else {
         return;
     };
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -436,75 +448,26 @@ async fn run(
     loop {
         tokio::select! {
             _ = async { recheck.as_mut().expect("a console's").tick().await }, if recheck.is_some() => {
-                let ended = Box::pin(recheck_session(&mut who)).await;
-                rescope(&engine, &mut who, &frames);
+                let ended = Box::pin(recheck_session(who)).await;
+                rescope(engine, who, frames);
                 if let Some(ended) = ended {
-                    let _ = send(&mut socket, error_frame("session_ended", &ended)).await;
-                    let _ = socket
-                        .send(Message::Close(Some(CloseFrame {
-                            code: SESSION_ENDED_CLOSE,
-                            reason: Utf8Bytes::from_static("session_ended"),
-                        })))
-                        .await;
+                    let error = error_frame("session_ended", &ended);
+                    let reason = "session_ended";
+                    Box::pin(close(socket, Some(error), SESSION_ENDED_CLOSE, reason)).await;
                     break;
                 }
             }
+            // What a wake-up does is awaited boxed: the loop's future holds only what waits.
             frame = frames.recv() => {
-                // This frame and those already waiting behind it go out in one write.
-                let mut next = Some(frame);
-                let mut fed = 0;
-                // Fed and not flushed yet (a replay after a lag flushes only what it sends).
-                let mut unflushed = false;
-                let mut go_on = true;
-                while let Some(frame) = next.take() {
-                    match frame {
-                        Ok(frame) => match on_frame(&mut socket, &engine, &mut who, &frames, &frame, &mut last).await {
-                            Sent::Fed => {
-                                fed += 1;
-                                unflushed = true;
-                            }
-                            Sent::Skipped => {}
-                            Sent::End => {
-                                go_on = false;
-                                break;
-                            }
-                        },
-                        Err(RecvError::Lagged(_)) => {
-                            fed = 0;
-                            match Box::pin(catch_up(&mut socket, &engine, &who, last)).await {
-                                Some(l) => last = l,
-                                None => {
-                                    go_on = false;
-                                    break;
-                                }
-                            }
-                        }
-                        Err(RecvError::Closed) => {
-                            go_on = false;
-                            break;
-                        }
-                    }
-                    if fed < BURST {
-                        next = match frames.try_recv() {
-                            Ok(frame) => Some(Ok(frame)),
-                            Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
-                            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-                            Err(TryRecvError::Empty) => None,
-                        };
-                    }
-                }
-                if unflushed && socket.flush().await.is_err() {
+                if !Box::pin(on_frames(socket, engine, who, frames, frame, &mut last)).await {
                     break;
                 }
-                if !go_on {
-                    break;
-                }
-            },
+            }
             reply = async { writing.as_mut().expect("a write in progress").await }, if writing.is_some() => {
                 writing = queued
                     .pop_front()
-                    .map(|(author, kind, text)| Box::pin(on_write(&state, author, kind, text)) as _);
-                if !send(&mut socket, reply).await {
+                    .map(|(author, kind, text)| Box::pin(on_write(state, author, kind, text)) as _);
+                if SinkExt::send(socket, Message::Text(reply.into())).await.is_err() {
                     break;
                 }
             }
@@ -512,57 +475,148 @@ async fn run(
             // they catch up.
             incoming = socket.recv(), if queued.len() < MAX_QUEUED_WRITES
                 && queued.iter().map(|q: &(Author, String, Utf8Bytes)| q.2.len()).sum::<usize>() < MAX_QUEUED_BYTES => match incoming {
-                Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientFrame>(&text) {
-                    // Writes are routed by their `type` alone: any other field of the wrong
-                    // shape still gets its answer.
-                    _ if let Ok(kind) = serde_json::from_str::<FrameType>(&text)
-                        && (kind.kind == "message" || kind.kind == "note") =>
-                    {
+                Some(Ok(Message::Text(text))) => match write_kind(text) {
+                    Ok((kind, text)) => {
                         // Written in the order sent, one after the other, while the loop
                         // goes on passing frames to the socket.
                         let author = who.author();
                         if writing.is_none() {
-                            writing = Some(Box::pin(on_write(&state, author, kind.kind, text)));
+                            writing = Some(Box::pin(on_write(state, author, kind, text)));
                         } else {
-                            queued.push_back((author, kind.kind, text));
+                            queued.push_back((author, kind, text));
                         }
                     }
-                    Ok(frame) if frame.kind == "signal" => {
-                        if !signals.take() {
-                            let _ = send(&mut socket, error_frame(
-                                "too_many_signals",
-                                "this socket sent call signalling faster than allowed",
-                            )).await;
-                            let _ = socket
-                                .send(Message::Close(Some(CloseFrame {
-                                    code: POLICY_CLOSE,
-                                    reason: Utf8Bytes::from_static("too_many_signals"),
-                                })))
-                                .await;
+                    Err(text) => {
+                        let typing = &mut last_typing;
+                        let told = on_client_frame(socket, state, who, text, &mut signals, typing);
+                        if !Box::pin(told).await {
                             break;
                         }
-                        Box::pin(on_signal(&engine, &who, frame, state.settings.webrtc.relay_only)).await;
                     }
-                    // Passed on at most once a second.
-                    Ok(frame)
-                        if frame.kind == "typing"
-                            && last_typing.elapsed() >= TYPING_EVERY
-                            && Box::pin(on_typing(&engine, &who, &frame)).await =>
-                    {
-                        last_typing = tokio::time::Instant::now();
-                    }
-                    _ => {}
                 },
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => {}
             },
             _ = ping.tick() => {
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                if SinkExt::send(socket, Message::Ping(Default::default())).await.is_err() {
                     break;
                 }
             }
         }
     }
+}
+
+/// The `type` of a write (`message` or `note`) and its frame, or the frame if it is none.
+/// Writes are routed by their `type` alone: any other field of the wrong shape still gets
+/// its answer. (Not async, and the frame passed by value: a value an async fn borrows keeps
+/// its place in the future.)
+fn write_kind(text: Utf8Bytes) -> Result<(String, Utf8Bytes), Utf8Bytes> {
+    match serde_json::from_str::<FrameType>(&text) {
+        Ok(kind) if kind.kind == "message" || kind.kind == "note" => Ok((kind.kind, text)),
+        _ => Err(text),
+    }
+}
+
+/// A client frame that is not a write: call signalling, passed on within its budget, or
+/// typing, passed on at most once a second; anything else is dropped. False when it ended
+/// the socket.
+async fn on_client_frame(
+    socket: &mut WebSocket,
+    state: &AppState,
+    who: &Who,
+    text: Utf8Bytes,
+    signals: &mut SignalBudget,
+    last_typing: &mut tokio::time::Instant,
+) -> bool {
+    let engine = &state.engine;
+    match serde_json::from_str::<ClientFrame>(&text) {
+        Ok(frame) if frame.kind == "signal" => {
+            if !signals.take() {
+                let error = error_frame(
+                    "too_many_signals",
+                    "this socket sent call signalling faster than allowed",
+                );
+                close(socket, Some(error), POLICY_CLOSE, "too_many_signals").await;
+                return false;
+            }
+            on_signal(engine, who, frame, state.settings.webrtc.relay_only).await;
+        }
+        Ok(frame)
+            if frame.kind == "typing"
+                && last_typing.elapsed() >= TYPING_EVERY
+                && on_typing(engine, who, &frame).await =>
+        {
+            *last_typing = tokio::time::Instant::now();
+        }
+        _ => {}
+    }
+    true
+}
+
+/// A wake-up by the hub: `first` and the frames already waiting behind it go out in one
+/// write. False when the socket is done.
+async fn on_frames(
+    socket: &mut WebSocket,
+    engine: &Engine,
+    who: &mut Who,
+    frames: &mut crate::hub::Subscription,
+    first: Result<Arc<Frame>, RecvError>,
+    last: &mut i64,
+) -> bool {
+    // This frame and those already waiting behind it go out in one write.
+    let mut next = Some(first);
+    let mut fed = 0;
+    // Fed and not flushed yet (a replay after a lag flushes only what it sends).
+    let mut unflushed = false;
+    let mut go_on = true;
+    while let Some(frame) = next.take() {
+        match frame {
+            Ok(frame) => {
+                if let Some(text) = on_frame(engine, who, frames, &frame, last) {
+                    // SinkExt's, not the socket's own `send` and its larger future.
+                    if SinkExt::feed(socket, Message::Text(text)).await.is_err() {
+                        go_on = false;
+                        break;
+                    }
+                    fed += 1;
+                    unflushed = true;
+                    if frame.kind == Some(crate::engine::privacy::VISITOR_ERASED) {
+                        // The visitor is gone: their socket ends with the error frame.
+                        let reason = "visitor_erased";
+                        Box::pin(close(socket, None, VISITOR_ERASED_CLOSE, reason)).await;
+                        go_on = false;
+                        break;
+                    }
+                }
+            }
+            Err(RecvError::Lagged(_)) => {
+                fed = 0;
+                match Box::pin(catch_up(socket, engine, who, *last)).await {
+                    Some(l) => *last = l,
+                    None => {
+                        go_on = false;
+                        break;
+                    }
+                }
+            }
+            Err(RecvError::Closed) => {
+                go_on = false;
+                break;
+            }
+        }
+        if fed < BURST {
+            next = match frames.try_recv() {
+                Ok(frame) => Some(Ok(frame)),
+                Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+                Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                Err(TryRecvError::Empty) => None,
+            };
+        }
+    }
+    if unflushed && socket.flush().await.is_err() {
+        return false;
+    }
+    go_on
 }
 
 /// The close code of a console socket whose session ended (a private-use code).

@@ -70,6 +70,8 @@ impl Link {
 /// must exist and be migrated). It ends when the returned link is dropped.
 pub fn start(data_dir: &Path) -> Result<Link, StoreError> {
     let conn = super::connect(data_dir)?;
+    // It copies WAL frames into the file without its page cache: it needs little.
+    super::small_cache(&conn)?;
     let (nudge, rx) = mpsc::sync_channel(1);
     let gate = Arc::new(Mutex::new(()));
     let shared = gate.clone();

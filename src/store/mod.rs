@@ -168,6 +168,19 @@ pub fn connect(data_dir: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// The page cache of a connection that only reads (a reader) or copies the WAL back (the
+/// checkpointer), in KiB; the writer keeps SQLite's default (2,000 KiB). Each connection has
+/// a private cache, and a reader's holds copies of pages the OS's file cache holds anyway;
+/// under writes it is emptied at every read transaction that follows a commit (WAL), so a
+/// large one buys little, while at the default the readers kept idle stay as full as an
+/// idle server's reads made them (docs/benchmarks.md, #15).
+pub const SMALL_CACHE_KIB: i64 = 128;
+
+/// Gives `conn` the small page cache of [`SMALL_CACHE_KIB`].
+pub fn small_cache(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "cache_size", -SMALL_CACHE_KIB)
+}
+
 /// Connection settings; they hold per connection, so they are set here and not in migrations.
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // 512-byte pages for a new database (an existing one keeps its own; set before WAL,

@@ -88,6 +88,7 @@ impl Readers {
             source,
         })?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        super::small_cache(&conn)?;
         Ok(conn)
     }
 }

@@ -5,7 +5,7 @@
 #   bash packaging/container-check.sh
 #
 # The images the Dockerfile starts from are made from Debian packages instead: the runtime
-# base with mmdebstrap (minbase), and a builder with gcc on which this machine's own Rust
+# base with mmdebstrap (minbase), and a builder with gcc and make (jemalloc's build) on which this machine's own Rust
 # toolchain and crate cache are mounted during the build. Needs root, podman, mmdebstrap
 # and rustup's toolchain. CI skips it. The root filesystems are kept in $WORK between runs.
 #
@@ -28,7 +28,7 @@ if [ ! -s "$WORK/base.tar" ]; then
     mv "$WORK/base.tar.part" "$WORK/base.tar"
 fi
 if [ ! -s "$WORK/builder.tar" ]; then
-    mmdebstrap --quiet --format=tar --variant=minbase --include=ca-certificates,gcc,libc6-dev bookworm \
+    mmdebstrap --quiet --format=tar --variant=minbase --include=ca-certificates,gcc,libc6-dev,make bookworm \
         "$WORK/builder.tar.part"
     mv "$WORK/builder.tar.part" "$WORK/builder.tar"
 fi

@@ -81,7 +81,8 @@ fn mark(conn: &Connection) -> rusqlite::Result<i64> {
         .query_row([], |r| r.get(0))
 }
 
-fn newest(conn: &Connection) -> rusqlite::Result<i64> {
+/// The newest event's `seq` (0 for an empty log).
+pub fn newest(conn: &Connection) -> rusqlite::Result<i64> {
     conn.prepare_cached("SELECT coalesce(max(seq), 0) FROM events")?
         .query_row([], |r| r.get(0))
 }

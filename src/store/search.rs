@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+// The newest event's `seq`: a message is its event (`messages` is a view over the log), so
+// the messages to index are those of the events above the mark.
+use super::event_index::newest as highest;
 use super::writer::GroupStep;
 
 /// How long the newest messages may wait for the index, unless a search asks first.
@@ -43,13 +46,6 @@ impl SearchIndex {
             every: period,
         }
     }
-}
-
-/// The newest event's `seq`: a message is its event (`messages` is a view over the log), so
-/// the messages to index are those of the events above the mark.
-fn highest(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.prepare_cached("SELECT coalesce(max(seq), 0) FROM events")?
-        .query_row([], |r| r.get(0))
 }
 
 /// The highest row id in the index (its `docsize` table has a row per document).

@@ -11,6 +11,7 @@ pub mod lock;
 pub mod media;
 pub mod migrations;
 pub mod pageviews;
+pub mod postgres;
 pub mod previews;
 pub mod privacy;
 pub mod reader;

@@ -1,0 +1,222 @@
+//! The event log on PostgreSQL: events appended by group commits, each group's `seq` numbers
+//! taken from the counter row by the last statement of its transaction.
+//!
+//! Why the counter row: readers (every replica's tailer) poll `seq > last` and must never
+//! skip an event. With a sequence, a transaction can take its numbers, stall, and commit
+//! after a later one has been read; the reader has moved past its numbers for good. With
+//! the counter, a transaction that appends holds the counter row's lock from the moment it
+//! takes its numbers until it commits, and the next one waits for that commit before it can
+//! take the numbers that follow: commits become visible in `seq` order, and a rollback gives
+//! its numbers back, so `max(seq) = count(*)` always. The lock is held for one statement and
+//! the commit; group commit (many jobs a transaction) is what makes that cheap.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use deadpool_postgres::GenericClient;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::{PgError, PgStore};
+
+/// The channel that wakes every replica's tailer after a commit that appended events; the
+/// payload is the newest `seq` of that commit.
+pub const CHANNEL: &str = "livechat_events";
+
+/// At most this many events go into one group commit.
+const GROUP_EVENTS: usize = 4096;
+
+/// An event to append. The fields are the SQLite log's (`events`), so that the two stores
+/// hold the same rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub conversation_id: Option<String>,
+    pub bot: Option<String>,
+    pub kind: String,
+    pub at: String,
+    pub visitor_visible: bool,
+    pub data: String,
+    pub client_id: Option<String>,
+}
+
+/// An event read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub event: NewEvent,
+}
+
+/// The columns of an event as [`from_row`] reads them.
+pub const COLUMNS: &str = "seq, conversation_id, bot, type, at, visitor_visible, data, client_id";
+
+/// An event from a row selected with [`COLUMNS`].
+pub fn from_row(row: &tokio_postgres::Row) -> StoredEvent {
+    StoredEvent {
+        seq: row.get(0),
+        event: NewEvent {
+            conversation_id: row.get(1),
+            bot: row.get(2),
+            kind: row.get(3),
+            at: row.get(4),
+            visitor_visible: row.get(5),
+            data: row.get(6),
+            client_id: row.get(7),
+        },
+    }
+}
+
+/// Appends `events` in the open transaction `tx` and returns their `seq` numbers. It must be
+/// the transaction's last statement before the commit: it takes the counter row's lock,
+/// which every other appending commit then waits for.
+pub async fn append(tx: &impl GenericClient, events: &[&NewEvent]) -> Result<Range<i64>, PgError> {
+    if events.is_empty() {
+        return Ok(0..0);
+    }
+    let count = events.len() as i64;
+    let column = |f: fn(&NewEvent) -> Option<&str>| events.iter().map(|e| f(e)).collect::<Vec<_>>();
+    let conversation = column(|e| e.conversation_id.as_deref());
+    let bot = column(|e| e.bot.as_deref());
+    let kind = column(|e| Some(&e.kind));
+    let at = column(|e| Some(&e.at));
+    let data = column(|e| Some(&e.data));
+    let client_id = column(|e| e.client_id.as_deref());
+    let visible: Vec<bool> = events.iter().map(|e| e.visitor_visible).collect();
+    let last: i64 = tx
+        .query_one(
+            "WITH counter AS (
+                 UPDATE seq_counter SET last = last + $1 RETURNING last
+             ), appended AS (
+                 INSERT INTO events (seq, conversation_id, bot, type, at, visitor_visible, data, client_id)
+                 SELECT counter.last - $1 + e.n, e.conversation_id, e.bot, e.type, e.at,
+                        e.visitor_visible, e.data, e.client_id
+                 FROM counter, unnest($2::text[], $3::text[], $4::text[], $5::text[],
+                                      $6::boolean[], $7::text[], $8::text[])
+                      WITH ORDINALITY AS e (conversation_id, bot, type, at, visitor_visible,
+                                            data, client_id, n)
+             )
+             SELECT last FROM counter",
+            &[
+                &count,
+                &conversation,
+                &bot,
+                &kind,
+                &at,
+                &visible,
+                &data,
+                &client_id,
+            ],
+        )
+        .await?
+        .get(0);
+    Ok(last - count + 1..last + 1)
+}
+
+/// Wakes the tailers: `NOTIFY` with the newest `seq`, as a statement of its own after the
+/// commit (inside the transaction it would take a lock that serialises every commit of the
+/// database). Best effort: a tailer that misses it finds the events at its next poll.
+pub async fn notify(client: &impl GenericClient, newest: i64) {
+    if let Err(e) = client
+        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &newest.to_string()])
+        .await
+    {
+        tracing::debug!(error = %e, "NOTIFY after a commit failed; the tailers' poll finds the events");
+    }
+}
+
+type Reply = oneshot::Sender<Result<Range<i64>, Arc<PgError>>>;
+
+struct Job {
+    events: Vec<NewEvent>,
+    reply: Reply,
+}
+
+/// A replica's log writer: appends go to its committers, each of which takes every job
+/// waiting (up to [`GROUP_EVENTS`] events) into one transaction, commits it, answers each
+/// job with its numbers, then notifies the tailers.
+#[derive(Clone)]
+pub struct LogWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl LogWriter {
+    /// Starts `committers` committing tasks on the store's pool. More than one overlaps one
+    /// group's round trips with the next group's; the counter row still orders the commits.
+    pub fn start(store: &PgStore, committers: usize) -> LogWriter {
+        let (jobs, queue) = mpsc::channel::<Job>(GROUP_EVENTS);
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..committers.max(1) {
+            let store = store.clone();
+            let queue = Arc::clone(&queue);
+            tokio::spawn(async move {
+                while let Some(group) = next_group(&queue).await {
+                    commit(&store, group).await;
+                }
+            });
+        }
+        LogWriter { jobs }
+    }
+
+    /// Appends `events` as one unit (all or none) and returns their `seq` numbers once they
+    /// are committed.
+    pub async fn append(&self, events: Vec<NewEvent>) -> Result<Range<i64>, PgError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { events, reply })
+            .await
+            .map_err(|_| PgError::WriterGone)?;
+        match answer.await {
+            Ok(Ok(range)) => Ok(range),
+            Ok(Err(e)) => Err(PgError::Group(e)),
+            Err(_) => Err(PgError::WriterGone),
+        }
+    }
+}
+
+/// Waits for a job, then takes every job already waiting, up to [`GROUP_EVENTS`] events.
+async fn next_group(queue: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
+    let mut queue = queue.lock().await;
+    let first = queue.recv().await?;
+    let mut size = first.events.len();
+    let mut group = vec![first];
+    while size < GROUP_EVENTS {
+        match queue.try_recv() {
+            Ok(job) => {
+                size += job.events.len();
+                group.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(group)
+}
+
+async fn commit(store: &PgStore, group: Vec<Job>) {
+    let result = async {
+        let mut client = store.pool().get().await?;
+        let tx = client.transaction().await?;
+        let events: Vec<&NewEvent> = group.iter().flat_map(|job| &job.events).collect();
+        let seqs = append(&tx, &events).await?;
+        tx.commit().await?;
+        if !seqs.is_empty() {
+            notify(&client, seqs.end - 1).await;
+        }
+        Ok::<_, PgError>(seqs)
+    }
+    .await;
+    match result {
+        Ok(seqs) => {
+            let mut next = seqs.start;
+            for job in group {
+                let n = job.events.len() as i64;
+                let _ = job.reply.send(Ok(next..next + n));
+                next += n;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, jobs = group.len(), "a group commit of the event log failed");
+            let e = Arc::new(e);
+            for job in group {
+                let _ = job.reply.send(Err(Arc::clone(&e)));
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The PostgreSQL schema, embedded: each migration runs once, in order, and replicas that
+//! start together take turns by a transaction-level advisory lock, so that exactly one of
+//! them applies a migration and the others find it done.
+
+use tokio_postgres::Client;
+
+use super::PgError;
+
+/// The advisory lock key of migrations: "livechat" in ASCII, read as a 64-bit integer.
+const LOCK_KEY: i64 = 0x6c69_7665_6368_6174;
+
+/// The migrations, by version; a new one goes at the end with the next number, and a
+/// released one is never edited.
+pub const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    // The event log. `seq` is not an identity column: a sequence hands its numbers out when
+    // a row is inserted while transactions commit in another order, so a reader polling
+    // `seq > last` would skip a row that commits late. The one row of `seq_counter` is
+    // updated by every commit that appends, as its last statement: the row lock orders the
+    // commits, and a rollback gives its numbers back (`log::append`).
+    "CREATE TABLE seq_counter (
+         id   boolean PRIMARY KEY DEFAULT true CHECK (id),
+         last bigint NOT NULL
+     );
+     INSERT INTO seq_counter (id, last) VALUES (true, 0);
+     CREATE TABLE events (
+         seq             bigint PRIMARY KEY,
+         conversation_id text,
+         bot             text,
+         type            text NOT NULL,
+         at              text NOT NULL,
+         visitor_visible boolean NOT NULL,
+         data            text NOT NULL,
+         client_id       text
+     );
+     CREATE INDEX events_conversation ON events (conversation_id, seq);",
+)];
+
+/// The newest version this build knows.
+pub fn latest() -> i32 {
+    MIGRATIONS.last().map_or(0, |(version, _)| *version)
+}
+
+/// Applies the migrations the database lacks, all in one transaction under the lock, and
+/// returns the versions it applied (none when another replica did it first). A database
+/// with a version newer than this build's is refused: an older replica must not write to a
+/// schema it does not know.
+pub async fn run(client: &mut Client) -> Result<Vec<i32>, PgError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await?;
+    let found: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await?
+        .get(0);
+    if found > latest() {
+        return Err(PgError::NewerSchema {
+            found,
+            known: latest(),
+        });
+    }
+    let mut applied = Vec::new();
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[version],
+        )
+        .await?;
+        applied.push(*version);
+    }
+    tx.commit().await?;
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_rise_one_by_one_from_one() {
+        for (i, (version, _)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(*version as usize, i + 1);
+        }
+        assert_eq!(latest() as usize, MIGRATIONS.len());
+    }
+}

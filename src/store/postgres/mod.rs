@@ -1,0 +1,112 @@
+//! The PostgreSQL store (#17): what several livechat replicas share when their settings name
+//! a PostgreSQL database. SQLite stays the default and, for now, the whole of what `serve`
+//! runs on; this module grows beside it, area by area, and nothing of the server uses it yet
+//! (docs/postgres.md says what is built and what is not).
+//!
+//! Built so far: the pool and the migrations run under an advisory lock (`migrations`), the
+//! event log whose `seq` comes from one counter row updated last in every group commit
+//! (`log`), and the tailer that reads the log in order and is a replica's one publisher of
+//! stored events (`tailer`).
+
+pub mod log;
+pub mod migrations;
+pub mod tailer;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+/// How long a caller waits for a connection of the pool, and for a new one to be made,
+/// before the store answers that it is unavailable.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("the database URL cannot be read: {0}")]
+    Url(tokio_postgres::Error),
+    #[error("PostgreSQL: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("no PostgreSQL connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("the PostgreSQL pool cannot be built: {0}")]
+    Build(#[from] deadpool_postgres::BuildError),
+    /// The failure of a group commit, shared by each job of the group.
+    #[error("{0}")]
+    Group(std::sync::Arc<PgError>),
+    #[error("the log writer has stopped")]
+    WriterGone,
+    #[error("the database holds schema version {found}, newer than this build knows ({known})")]
+    NewerSchema { found: i32, known: i32 },
+}
+
+impl PgError {
+    /// Whether the database cannot be reached or cannot take the work now (the connection
+    /// lost, the server shutting down or out of resources, the pool empty): a retry later may
+    /// succeed, as with [`crate::store::StoreError::is_unavailable`].
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            PgError::Pool(_) | PgError::WriterGone => true,
+            PgError::Group(e) => e.is_unavailable(),
+            PgError::Db(e) => {
+                e.is_closed()
+                    || e.code().is_some_and(|code| {
+                        let class = &code.code()[..2];
+                        // 08: connection exception, 53: insufficient resources,
+                        // 57: operator intervention (shutdown, cancel), 25006: read only.
+                        matches!(class, "08" | "53" | "57")
+                            || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+                    })
+                    // No SQLSTATE and not closed: the socket failed under the client.
+                    || (e.code().is_none() && e.as_db_error().is_none())
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A replica's handle on the shared database: a pool of connections, and the connection
+/// settings the tailer opens its own listening connection with.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    config: tokio_postgres::Config,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host/db`, or the key=value form; a Unix socket is
+    /// a host that is a path), with at most `max_connections` in the pool, and brings the
+    /// schema up to date under the migration lock.
+    pub async fn connect(url: &str, max_connections: usize) -> Result<PgStore, PgError> {
+        let config: tokio_postgres::Config = url.parse().map_err(PgError::Url)?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                // A connection given back after an error is checked before reuse.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(POOL_WAIT))
+            .build()?;
+        let store = PgStore { pool, config };
+        let mut client = store.pool.get().await?;
+        migrations::run(&mut client).await?;
+        Ok(store)
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The connection settings, for a connection outside the pool (the tailer's, which
+    /// listens for notifications and so must be a session of its own).
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+}

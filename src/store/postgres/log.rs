@@ -16,6 +16,7 @@ use std::sync::Arc;
 use deadpool_postgres::GenericClient;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::conversations::{self, Guard, Refused};
 use super::{PgError, PgStore};
 
 /// The channel that wakes every replica's tailer after a commit that appended events; the
@@ -122,16 +123,21 @@ pub async fn notify(client: &impl GenericClient, newest: i64) {
     }
 }
 
-type Reply = oneshot::Sender<Result<Range<i64>, Arc<PgError>>>;
+/// What a job is answered: its `seq` numbers, or why its guard refused it.
+pub type Appended = Result<Range<i64>, Refused>;
+
+type Reply = oneshot::Sender<Result<Appended, Arc<PgError>>>;
 
 struct Job {
+    guard: Option<Guard>,
     events: Vec<NewEvent>,
     reply: Reply,
 }
 
 /// A replica's log writer: appends go to its committers, each of which takes every job
-/// waiting (up to [`GROUP_EVENTS`] events) into one transaction, commits it, answers each
-/// job with its numbers, then notifies the tailers.
+/// waiting (up to [`GROUP_EVENTS`] events) into one transaction, decides the jobs' guards
+/// (`conversations::write`), appends the events of those written, commits, answers each
+/// job, then notifies the tailers.
 #[derive(Clone)]
 pub struct LogWriter {
     jobs: mpsc::Sender<Job>,
@@ -158,13 +164,38 @@ impl LogWriter {
     /// Appends `events` as one unit (all or none) and returns their `seq` numbers once they
     /// are committed.
     pub async fn append(&self, events: Vec<NewEvent>) -> Result<Range<i64>, PgError> {
+        match self.submit(None, events).await? {
+            Ok(seqs) => Ok(seqs),
+            Err(refused) => unreachable!("an append without a guard was refused: {refused:?}"),
+        }
+    }
+
+    /// Writes a conversation's transition: its row, if `guard` holds, and its events, all or
+    /// nothing.
+    pub async fn transition(
+        &self,
+        guard: Guard,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, PgError> {
+        self.submit(Some(guard), events).await
+    }
+
+    async fn submit(
+        &self,
+        guard: Option<Guard>,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, PgError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { events, reply })
+            .send(Job {
+                guard,
+                events,
+                reply,
+            })
             .await
             .map_err(|_| PgError::WriterGone)?;
         match answer.await {
-            Ok(Ok(range)) => Ok(range),
+            Ok(Ok(appended)) => Ok(appended),
             Ok(Err(e)) => Err(PgError::Group(e)),
             Err(_) => Err(PgError::WriterGone),
         }
@@ -193,22 +224,39 @@ async fn commit(store: &PgStore, group: Vec<Job>) {
     let result = async {
         let mut client = store.pool().get().await?;
         let tx = client.transaction().await?;
-        let events: Vec<&NewEvent> = group.iter().flat_map(|job| &job.events).collect();
+        let guards: Vec<&Guard> = group.iter().filter_map(|job| job.guard.as_ref()).collect();
+        let mut refusals = conversations::write(&tx, &guards).await?.into_iter();
+        let decided: Vec<Option<Refused>> = group
+            .iter()
+            .map(|job| job.guard.as_ref().and_then(|_| refusals.next().flatten()))
+            .collect();
+        let events: Vec<&NewEvent> = group
+            .iter()
+            .zip(&decided)
+            .filter(|(_, refused)| refused.is_none())
+            .flat_map(|(job, _)| &job.events)
+            .collect();
         let seqs = append(&tx, &events).await?;
         tx.commit().await?;
         if !seqs.is_empty() {
             notify(&client, seqs.end - 1).await;
         }
-        Ok::<_, PgError>(seqs)
+        Ok::<_, PgError>((seqs, decided))
     }
     .await;
     match result {
-        Ok(seqs) => {
+        Ok((seqs, decided)) => {
             let mut next = seqs.start;
-            for job in group {
-                let n = job.events.len() as i64;
-                let _ = job.reply.send(Ok(next..next + n));
-                next += n;
+            for (job, refused) in group.into_iter().zip(decided) {
+                let answer = match refused {
+                    Some(refused) => Err(refused),
+                    None => {
+                        let n = job.events.len() as i64;
+                        next += n;
+                        Ok(next - n..next)
+                    }
+                };
+                let _ = job.reply.send(Ok(answer));
             }
         }
         Err(e) => {

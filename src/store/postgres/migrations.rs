@@ -11,14 +11,15 @@ const LOCK_KEY: i64 = 0x6c69_7665_6368_6174;
 
 /// The migrations, by version; a new one goes at the end with the next number, and a
 /// released one is never edited.
-pub const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    // The event log. `seq` is not an identity column: a sequence hands its numbers out when
-    // a row is inserted while transactions commit in another order, so a reader polling
-    // `seq > last` would skip a row that commits late. The one row of `seq_counter` is
-    // updated by every commit that appends, as its last statement: the row lock orders the
-    // commits, and a rollback gives its numbers back (`log::append`).
-    "CREATE TABLE seq_counter (
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        // The event log. `seq` is not an identity column: a sequence hands its numbers out when
+        // a row is inserted while transactions commit in another order, so a reader polling
+        // `seq > last` would skip a row that commits late. The one row of `seq_counter` is
+        // updated by every commit that appends, as its last statement: the row lock orders the
+        // commits, and a rollback gives its numbers back (`log::append`).
+        "CREATE TABLE seq_counter (
          id   boolean PRIMARY KEY DEFAULT true CHECK (id),
          last bigint NOT NULL
      );
@@ -34,7 +35,34 @@ pub const MIGRATIONS: &[(i32, &str)] = &[(
          client_id       text
      );
      CREATE INDEX events_conversation ON events (conversation_id, seq);",
-)];
+    ),
+    (
+        2,
+        // Conversations, as SQLite's, with a version that every write of one raises: a
+        // replica writes a transition only if the row is still at the version it read
+        // (`conversations::write`). `agents` holds a row per agent to lock while counting
+        // their chats against `max_chats`.
+        "CREATE TABLE conversations (
+             id           text PRIMARY KEY,
+             version      bigint NOT NULL,
+             visitor_id   text NOT NULL,
+             bot          text NOT NULL,
+             status       text NOT NULL,
+             assignee     text,
+             team         text,
+             created_at   text NOT NULL,
+             updated_at   text NOT NULL,
+             requested_at text,
+             state        text NOT NULL
+         );
+         CREATE INDEX conversations_status ON conversations (status, requested_at);
+         CREATE INDEX conversations_visitor ON conversations (visitor_id, created_at);
+         CREATE INDEX conversations_assignee ON conversations (assignee, status);
+         CREATE TABLE agents (
+             email text PRIMARY KEY
+         );",
+    ),
+];
 
 /// The newest version this build knows.
 pub fn latest() -> i32 {

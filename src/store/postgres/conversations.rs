@@ -1,0 +1,230 @@
+//! Conversations on PostgreSQL, guarded for replicas: a transition is written only if the
+//! conversation is still at the version it was read at (first accept wins: the loser finds
+//! the version moved), and a transition that gives an agent a chat only if the agent stays
+//! within `max_chats`, counted under the agent's row lock.
+//!
+//! A group commit locks in one order, always: the group's conversations (by id), then its
+//! agents (by email), then the counter row (`log::append`, last). Every lock is taken before
+//! any decision, so two replicas' groups can wait for each other but never deadlock.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use deadpool_postgres::GenericClient;
+
+use super::PgError;
+
+/// The statuses in which a conversation counts against its assignee's `max_chats`.
+pub const ACTIVE: [&str; 2] = ["assigned", "chatting"];
+
+/// A conversation's row: the columns of SQLite's `conversations`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationRow {
+    pub id: String,
+    pub visitor_id: String,
+    pub bot: String,
+    pub status: String,
+    pub assignee: Option<String>,
+    pub team: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub requested_at: Option<String>,
+    pub state: String,
+}
+
+impl ConversationRow {
+    fn load_of(&self) -> Option<&str> {
+        self.assignee
+            .as_deref()
+            .filter(|_| ACTIVE.contains(&self.status.as_str()))
+    }
+}
+
+/// What a transition may write: the conversation's new row, if it is still at `version`
+/// (0: the conversation is new), and, with `max_chats`, only if the row's assignee stays
+/// within it when the row gives them a chat they did not have.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    pub row: ConversationRow,
+    pub version: i64,
+    pub max_chats: Option<u32>,
+}
+
+/// Why a guarded transition was not written (nothing of it was).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The conversation moved on since it was read (another replica wrote it): read it
+    /// again. For an accept, this is the loser of the race.
+    Stale,
+    /// The agent already has `max_chats` active chats.
+    AgentFull,
+}
+
+const ROW: &str =
+    "id, visitor_id, bot, status, assignee, team, created_at, updated_at, requested_at, state";
+
+/// A conversation and its version, or `None`.
+pub async fn load(
+    client: &impl GenericClient,
+    id: &str,
+) -> Result<Option<(i64, ConversationRow)>, PgError> {
+    let row = client
+        .query_opt(
+            &format!("SELECT version, {ROW} FROM conversations WHERE id = $1"),
+            &[&id],
+        )
+        .await?;
+    Ok(row.map(|r| {
+        (
+            r.get(0),
+            ConversationRow {
+                id: r.get(1),
+                visitor_id: r.get(2),
+                bot: r.get(3),
+                status: r.get(4),
+                assignee: r.get(5),
+                team: r.get(6),
+                created_at: r.get(7),
+                updated_at: r.get(8),
+                requested_at: r.get(9),
+                state: r.get(10),
+            },
+        )
+    }))
+}
+
+/// Decides and writes the guards of one group, in the open transaction `tx`: `None` for each
+/// one written, or why it was refused. Takes the conversations' and the agents' locks.
+pub async fn write(
+    tx: &impl GenericClient,
+    guards: &[&Guard],
+) -> Result<Vec<Option<Refused>>, PgError> {
+    if guards.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: BTreeSet<&str> = guards.iter().map(|g| g.row.id.as_str()).collect();
+    let ids: Vec<&str> = ids.into_iter().collect();
+    // Lock the group's conversations, by id. `now` holds what each one is as the group goes:
+    // its version and whose chat it counts as.
+    let mut now: BTreeMap<String, (i64, Option<String>)> = BTreeMap::new();
+    for r in tx
+        .query(
+            "SELECT id, version, assignee, status FROM conversations
+             WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            &[&ids],
+        )
+        .await?
+    {
+        let status: String = r.get(3);
+        let assignee: Option<String> = r.get(2);
+        let load = assignee.filter(|_| ACTIVE.contains(&status.as_str()));
+        now.insert(r.get(0), (r.get(1), load));
+    }
+    // Lock the agents the group gives a chat, by email (a row is made the first time).
+    let agents: BTreeSet<&str> = guards
+        .iter()
+        .filter(|g| g.max_chats.is_some())
+        .filter_map(|g| g.row.load_of())
+        .collect();
+    let agents: Vec<&str> = agents.into_iter().collect();
+    let mut loads: BTreeMap<String, i64> = BTreeMap::new();
+    if !agents.is_empty() {
+        tx.execute(
+            "INSERT INTO agents (email) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+            &[&agents],
+        )
+        .await?;
+        tx.query(
+            "SELECT email FROM agents WHERE email = ANY($1) ORDER BY email FOR UPDATE",
+            &[&agents],
+        )
+        .await?;
+        // Their chats outside this group, as committed by the time the locks were granted:
+        // whoever gave them a chat held the same lock until its commit.
+        let active: Vec<&str> = ACTIVE.to_vec();
+        for r in tx
+            .query(
+                "SELECT assignee, count(*) FROM conversations
+                 WHERE assignee = ANY($1) AND status = ANY($2) AND NOT id = ANY($3)
+                 GROUP BY assignee",
+                &[&agents, &active, &ids],
+            )
+            .await?
+        {
+            loads.insert(r.get(0), r.get(1));
+        }
+    }
+    let load = |now: &BTreeMap<String, (i64, Option<String>)>, agent: &str, except: &str| {
+        loads.get(agent).copied().unwrap_or(0)
+            + now
+                .iter()
+                .filter(|(id, (_, a))| id.as_str() != except && a.as_deref() == Some(agent))
+                .count() as i64
+    };
+    let mut outcome = Vec::with_capacity(guards.len());
+    for guard in guards {
+        let row = &guard.row;
+        let current = now.get(&row.id);
+        let version = current.map_or(0, |(v, _)| *v);
+        if version != guard.version {
+            outcome.push(Some(Refused::Stale));
+            continue;
+        }
+        let had = current.and_then(|(_, a)| a.as_deref());
+        if let (Some(max), Some(agent)) = (guard.max_chats, row.load_of())
+            && had != Some(agent)
+            && load(&now, agent, &row.id) >= i64::from(max)
+        {
+            outcome.push(Some(Refused::AgentFull));
+            continue;
+        }
+        let written = if guard.version == 0 {
+            tx.execute(
+                &format!(
+                    "INSERT INTO conversations (version, {ROW})
+                     VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                     ON CONFLICT (id) DO NOTHING"
+                ),
+                &[
+                    &row.id,
+                    &row.visitor_id,
+                    &row.bot,
+                    &row.status,
+                    &row.assignee,
+                    &row.team,
+                    &row.created_at,
+                    &row.updated_at,
+                    &row.requested_at,
+                    &row.state,
+                ],
+            )
+            .await?
+        } else {
+            tx.execute(
+                "UPDATE conversations SET version = version + 1, status = $2, assignee = $3,
+                     team = $4, updated_at = $5, requested_at = $6, state = $7
+                 WHERE id = $1",
+                &[
+                    &row.id,
+                    &row.status,
+                    &row.assignee,
+                    &row.team,
+                    &row.updated_at,
+                    &row.requested_at,
+                    &row.state,
+                ],
+            )
+            .await?
+        };
+        if written == 0 {
+            // Made at the same moment by another replica (an id chosen twice).
+            outcome.push(Some(Refused::Stale));
+            continue;
+        }
+        now.insert(
+            row.id.clone(),
+            (version + 1, row.load_of().map(str::to_owned)),
+        );
+        outcome.push(None);
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,360 @@
+//! Conversations on PostgreSQL (#17), written by two replicas at once on a real server:
+//! first accept wins (a versioned write), `max_chats` holds under concurrent accepts (the
+//! agent's row lock), and a refused transition writes nothing.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::postgres::Postgres;
+use livechat::store::postgres::PgStore;
+use livechat::store::postgres::conversations::{self, ConversationRow, Guard, Refused};
+use livechat::store::postgres::log::{LogWriter, NewEvent};
+use tokio_postgres::NoTls;
+
+fn row(id: &str) -> ConversationRow {
+    ConversationRow {
+        id: id.into(),
+        visitor_id: format!("v-{id}"),
+        bot: "support".into(),
+        status: "new".into(),
+        assignee: None,
+        team: None,
+        created_at: "2026-12-02T17:00:00Z".into(),
+        updated_at: "2026-12-02T17:00:00Z".into(),
+        requested_at: Some("2026-12-02T17:00:00Z".into()),
+        state: "{}".into(),
+    }
+}
+
+fn event(conversation: &str, kind: &str, data: &str) -> NewEvent {
+    NewEvent {
+        conversation_id: Some(conversation.into()),
+        bot: Some("support".into()),
+        kind: kind.into(),
+        at: "2026-12-02T17:00:00Z".into(),
+        visitor_visible: true,
+        data: data.into(),
+        client_id: None,
+    }
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// Two replicas (each its pool and log writer) on a new database.
+async fn replicas(pg: &Postgres, name: &str) -> (String, [(PgStore, LogWriter); 2]) {
+    let url = pg.database(name);
+    let a = PgStore::connect(&url, 8).await.unwrap();
+    let b = PgStore::connect(&url, 8).await.unwrap();
+    let (la, lb) = (LogWriter::start(&a, 2), LogWriter::start(&b, 2));
+    (url, [(a, la), (b, lb)])
+}
+
+/// Requests `n` conversations (each a new row and its `conversation.requested` event).
+async fn requested(log: &LogWriter, prefix: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = format!("{prefix}{i:04}");
+        let guard = Guard {
+            row: row(&id),
+            version: 0,
+            max_chats: None,
+        };
+        log.transition(guard, vec![event(&id, "conversation.requested", "{}")])
+            .await
+            .unwrap()
+            .unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
+/// An agent's accept as the engine would make it on a replica: read the conversation,
+/// refuse unless it waits, write it assigned at the version read. `Ok(true)`: won.
+async fn accept(
+    store: &PgStore,
+    log: &LogWriter,
+    id: &str,
+    agent: &str,
+    max_chats: u32,
+    stale: &AtomicUsize,
+) -> Result<bool, Refused> {
+    loop {
+        let (version, mut row) = {
+            let client = store.pool().get().await.unwrap();
+            conversations::load(&client, id).await.unwrap().unwrap()
+        };
+        if row.status != "new" {
+            return Ok(false); // already taken: 409 already_taken
+        }
+        row.status = "assigned".into();
+        row.assignee = Some(agent.into());
+        let guard = Guard {
+            row,
+            version,
+            max_chats: Some(max_chats),
+        };
+        let data = format!(r#"{{"agent":"{agent}"}}"#);
+        match log
+            .transition(guard, vec![event(id, "conversation.accepted", &data)])
+            .await
+            .unwrap()
+        {
+            Ok(_) => return Ok(true),
+            // Another replica wrote it since: read it again and decide again.
+            Err(Refused::Stale) => {
+                stale.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(refused) => return Err(refused),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_accept_races_across_two_replicas_have_one_winner_each() {
+    let pg = Postgres::start();
+    let (url, replicas) = replicas(&pg, "races").await;
+    let replicas = Arc::new(replicas);
+    let ids = requested(&replicas[0].1, "c", 1000).await;
+    let stale = Arc::new(AtomicUsize::new(0));
+    let mut races = Vec::new();
+    for id in &ids {
+        for (r, agent) in [(0, "ana@example.com"), (1, "bo@example.com")] {
+            let (replicas, id, stale) = (Arc::clone(&replicas), id.clone(), Arc::clone(&stale));
+            races.push(tokio::spawn(async move {
+                let (store, log) = &replicas[r];
+                let won = accept(store, log, &id, agent, 10_000, &stale)
+                    .await
+                    .unwrap();
+                (id, agent, won)
+            }));
+        }
+    }
+    let mut winners = std::collections::BTreeMap::new();
+    for race in races {
+        let (id, agent, won) = race.await.unwrap();
+        if won {
+            assert!(
+                winners.insert(id.clone(), agent).is_none(),
+                "{id} won twice"
+            );
+        }
+    }
+    assert_eq!(winners.len(), 1000, "every conversation has a winner");
+    let client = connect(&url).await;
+    for r in client
+        .query(
+            "SELECT id, assignee, status, version FROM conversations",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        let id: String = r.get(0);
+        assert_eq!(r.get::<_, Option<String>>(1).as_deref(), Some(winners[&id]));
+        assert_eq!(r.get::<_, String>(2), "assigned");
+        assert_eq!(r.get::<_, i64>(3), 2, "{id}: requested, then accepted once");
+    }
+    let accepted: Vec<(String, i64)> = client
+        .query(
+            "SELECT conversation_id, count(*) FROM events
+             WHERE type = 'conversation.accepted' GROUP BY conversation_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(accepted.len(), 1000);
+    assert!(
+        accepted.iter().all(|(_, n)| *n == 1),
+        "one accepted event each"
+    );
+    let row = client
+        .query_one("SELECT max(seq), count(*) FROM events", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<i64>>(0), Some(row.get::<_, i64>(1)));
+    let ana = winners
+        .values()
+        .filter(|a| **a == "ana@example.com")
+        .count();
+    let stale = stale.load(Ordering::Relaxed);
+    println!(
+        "1000 races: ana (replica a) won {ana}, bo (replica b) {}; {stale} writes found the version moved and read again",
+        1000 - ana
+    );
+    // The races were real: some writes were refused for a version another replica moved.
+    assert!(stale > 0, "no write ever lost a race");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_chats_holds_under_fifty_concurrent_accepts_from_two_replicas() {
+    let pg = Postgres::start();
+    let (url, replicas) = replicas(&pg, "max_chats").await;
+    let replicas = Arc::new(replicas);
+    let ids = requested(&replicas[1].1, "m", 50).await;
+    let stale = Arc::new(AtomicUsize::new(0));
+    let accepts: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let (replicas, id, stale) = (Arc::clone(&replicas), id.clone(), Arc::clone(&stale));
+            tokio::spawn(async move {
+                let (store, log) = &replicas[i % 2];
+                accept(store, log, &id, "cy@example.com", 2, &stale).await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for accept in accepts {
+        outcomes.push(accept.await.unwrap());
+    }
+    let won = outcomes.iter().filter(|o| **o == Ok(true)).count();
+    let full = outcomes
+        .iter()
+        .filter(|o| **o == Err(Refused::AgentFull))
+        .count();
+    assert_eq!((won, full), (2, 48), "{outcomes:?}");
+    let client = connect(&url).await;
+    let active = async || {
+        client
+            .query_one(
+                "SELECT count(*) FROM conversations
+                 WHERE assignee = 'cy@example.com' AND status IN ('assigned', 'chatting')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(active().await, 2);
+
+    // Resolving one frees a place: the next accept is taken, the one after refused again.
+    let (store, log) = &replicas[0];
+    let mine = client
+        .query_one(
+            "SELECT id FROM conversations WHERE assignee = 'cy@example.com' ORDER BY id LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, String>(0);
+    let (version, mut resolved) = {
+        let c = store.pool().get().await.unwrap();
+        conversations::load(&c, &mine).await.unwrap().unwrap()
+    };
+    resolved.status = "resolved".into();
+    let guard = Guard {
+        row: resolved,
+        version,
+        max_chats: Some(2),
+    };
+    log.transition(guard, vec![event(&mine, "conversation.resolved", "{}")])
+        .await
+        .unwrap()
+        .unwrap();
+    let waiting: Vec<String> = client
+        .query(
+            "SELECT id FROM conversations WHERE status = 'new' ORDER BY id LIMIT 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        accept(store, log, &waiting[0], "cy@example.com", 2, &stale).await,
+        Ok(true)
+    );
+    assert_eq!(
+        accept(store, log, &waiting[1], "cy@example.com", 2, &stale).await,
+        Err(Refused::AgentFull)
+    );
+    assert_eq!(active().await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_transition_writes_nothing_and_its_group_goes_on() {
+    let pg = Postgres::start();
+    let (url, replicas) = replicas(&pg, "refused").await;
+    let (store, log) = &replicas[0];
+    let ids = requested(log, "r", 2).await;
+    let (version, row0) = {
+        let c = store.pool().get().await.unwrap();
+        conversations::load(&c, &ids[0]).await.unwrap().unwrap()
+    };
+    // Two writes at the version read, sent together: one is written, the other finds the
+    // version moved; a write of another conversation beside them (in the same group or not)
+    // is not held back by the refusal.
+    let mut first = row0.clone();
+    first.status = "assigned".into();
+    first.assignee = Some("ana@example.com".into());
+    let mut second = row0.clone();
+    second.status = "assigned".into();
+    second.assignee = Some("bo@example.com".into());
+    let (_, mut other) = {
+        let c = store.pool().get().await.unwrap();
+        conversations::load(&c, &ids[1]).await.unwrap().unwrap()
+    };
+    other.status = "bot".into();
+    let guard = |row: ConversationRow, version| Guard {
+        row,
+        version,
+        max_chats: Some(5),
+    };
+    let (a, b, c) = tokio::join!(
+        log.transition(
+            guard(first, version),
+            vec![event(&ids[0], "conversation.accepted", "a")]
+        ),
+        log.transition(
+            guard(second, version),
+            vec![event(&ids[0], "conversation.accepted", "b")]
+        ),
+        log.transition(
+            guard(other, 1),
+            vec![event(&ids[1], "conversation.bot", "c")]
+        ),
+    );
+    // Which of the two writes of the same version commits first is the committers' race;
+    // exactly one of them is written.
+    let (winner, agent) = match (a.unwrap(), b.unwrap()) {
+        (Ok(_), Err(Refused::Stale)) => ("a", "ana@example.com"),
+        (Err(Refused::Stale), Ok(_)) => ("b", "bo@example.com"),
+        other => panic!("not one winner: {other:?}"),
+    };
+    assert!(c.unwrap().is_ok());
+    let client = connect(&url).await;
+    let mut data: Vec<String> = client
+        .query("SELECT data FROM events", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    data.sort();
+    assert_eq!(data, [winner, "c", "{}", "{}"]);
+    let (version, now) = {
+        let c = store.pool().get().await.unwrap();
+        conversations::load(&c, &ids[0]).await.unwrap().unwrap()
+    };
+    assert_eq!((version, now.assignee.as_deref()), (2, Some(agent)));
+    // A new conversation with an id already taken is refused the same way.
+    let taken = Guard {
+        row: row(&ids[1]),
+        version: 0,
+        max_chats: None,
+    };
+    assert_eq!(
+        log.transition(taken, vec![]).await.unwrap(),
+        Err(Refused::Stale)
+    );
+}

@@ -64,6 +64,7 @@ async fn requested(log: &LogWriter, prefix: &str, n: usize) -> Vec<String> {
             row: row(&id),
             version: 0,
             max_chats: None,
+            due_at: None,
         };
         log.transition(guard, vec![event(&id, "conversation.requested", "{}")])
             .await
@@ -98,6 +99,7 @@ async fn accept(
             row,
             version,
             max_chats: Some(max_chats),
+            due_at: None,
         };
         let data = format!(r#"{{"agent":"{agent}"}}"#);
         match log
@@ -255,6 +257,7 @@ async fn max_chats_holds_under_fifty_concurrent_accepts_from_two_replicas() {
         row: resolved,
         version,
         max_chats: Some(2),
+        due_at: None,
     };
     log.transition(guard, vec![event(&mine, "conversation.resolved", "{}")])
         .await
@@ -309,6 +312,7 @@ async fn a_refused_transition_writes_nothing_and_its_group_goes_on() {
         row,
         version,
         max_chats: Some(5),
+        due_at: None,
     };
     let (a, b, c) = tokio::join!(
         log.transition(
@@ -352,9 +356,172 @@ async fn a_refused_transition_writes_nothing_and_its_group_goes_on() {
         row: row(&ids[1]),
         version: 0,
         max_chats: None,
+        due_at: None,
     };
     assert_eq!(
         log.transition(taken, vec![]).await.unwrap(),
         Err(Refused::Stale)
+    );
+}
+
+/// A replica's timer: fires the accept timeout of conversation `id` if it is still due (the
+/// conversation still waits), as a guarded transition. `true` if this call wrote it.
+async fn fire(store: &PgStore, log: &LogWriter, id: &str) -> bool {
+    loop {
+        let (version, mut row) = {
+            let c = store.pool().get().await.unwrap();
+            conversations::load(&c, id).await.unwrap().unwrap()
+        };
+        if row.status != "new" {
+            return false; // fired already: nothing due
+        }
+        row.status = "bot".into();
+        let guard = Guard {
+            row,
+            version,
+            max_chats: None,
+            due_at: None,
+        };
+        match log
+            .transition(guard, vec![event(id, "livechat.timeout", "{}")])
+            .await
+            .unwrap()
+        {
+            Ok(_) => return true,
+            Err(Refused::Stale) => continue,
+            Err(refused) => panic!("{refused:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_accept_timeouts_fire_once_each_when_a_replica_dies_holding_claims() {
+    use livechat::store::postgres::timers;
+    use std::time::{Duration, Instant};
+
+    let pg = Postgres::start();
+    let (url, replicas) = replicas(&pg, "timers").await;
+    let replicas = Arc::new(replicas);
+    let due = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2)).to_string();
+    let mut ids = Vec::new();
+    for i in 0..1000 {
+        let id = format!("t{i:04}");
+        let guard = Guard {
+            row: row(&id),
+            version: 0,
+            max_chats: None,
+            due_at: Some(due.clone()),
+        };
+        replicas[i % 2]
+            .1
+            .transition(guard, vec![event(&id, "conversation.requested", "{}")])
+            .await
+            .unwrap()
+            .unwrap();
+        ids.push(id);
+    }
+    const LEASE: Duration = Duration::from_secs(1);
+    // Replica A fires until it has fired 300, then claims a batch and dies with it.
+    let a = {
+        let replicas = Arc::clone(&replicas);
+        tokio::spawn(async move {
+            let (store, log) = &replicas[0];
+            let mut fired = Vec::new();
+            loop {
+                let c = store.pool().get().await.unwrap();
+                let claimed = timers::claim(&c, "a", LEASE, 25).await.unwrap();
+                drop(c);
+                if fired.len() >= 300 && !claimed.is_empty() {
+                    return (fired, claimed); // killed holding these claims
+                }
+                for id in claimed {
+                    if fire(store, log, &id).await {
+                        fired.push(id);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    // Replica B fires until every conversation has timed out.
+    let b = {
+        let replicas = Arc::clone(&replicas);
+        let url = url.clone();
+        tokio::spawn(async move {
+            let (store, log) = &replicas[1];
+            let client = connect(&url).await;
+            let started = Instant::now();
+            let mut fired = Vec::new();
+            loop {
+                let c = store.pool().get().await.unwrap();
+                let claimed = timers::claim(&c, "b", LEASE, 25).await.unwrap();
+                drop(c);
+                for id in claimed {
+                    if fire(store, log, &id).await {
+                        fired.push(id);
+                    }
+                }
+                let left: i64 = client
+                    .query_one(
+                        "SELECT count(*) FROM conversations WHERE status = 'new'",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                if left == 0 {
+                    return fired;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "{left} still wait"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let (fired_a, held) = a.await.unwrap();
+    let fired_b = b.await.unwrap();
+    assert!(!held.is_empty());
+    // What A held when it died, B fired once the lease had run out.
+    for id in &held {
+        assert!(
+            fired_b.contains(id),
+            "{id}, claimed by the dead replica, was not fired by b"
+        );
+    }
+    // A second firing finds nothing due and writes nothing.
+    for id in fired_a.iter().take(20) {
+        assert!(!fire(&replicas[1].0, &replicas[1].1, id).await);
+    }
+    let client = connect(&url).await;
+    let timeouts: Vec<(String, i64)> = client
+        .query(
+            "SELECT conversation_id, count(*) FROM events
+             WHERE type = 'livechat.timeout' GROUP BY conversation_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(timeouts.len(), 1000, "every conversation timed out");
+    assert!(timeouts.iter().all(|(_, n)| *n == 1), "exactly once each");
+    assert_eq!(fired_a.len() + fired_b.len(), 1000);
+    let left: i64 = client
+        .query_one("SELECT count(*) FROM timers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    let c = replicas[0].0.pool().get().await.unwrap();
+    assert_eq!(timers::next_due(&c).await.unwrap(), None);
+    println!(
+        "1000 timeouts: replica a fired {} and died holding {} claims, replica b fired {} (those {} among them); 1 timeout event each",
+        fired_a.len(),
+        held.len(),
+        fired_b.len(),
+        held.len()
     );
 }

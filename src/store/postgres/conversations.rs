@@ -47,6 +47,9 @@ pub struct Guard {
     pub row: ConversationRow,
     pub version: i64,
     pub max_chats: Option<u32>,
+    /// The conversation's earliest deadline after the transition (RFC 3339), or none: its
+    /// row in `timers`, which any replica may claim when it is due (`timers::claim`).
+    pub due_at: Option<String>,
 }
 
 /// Why a guarded transition was not written (nothing of it was).
@@ -219,6 +222,23 @@ pub async fn write(
             // Made at the same moment by another replica (an id chosen twice).
             outcome.push(Some(Refused::Stale));
             continue;
+        }
+        // The timer: set anew (any claim on it ends with the transition that fired it), or
+        // gone when nothing is due any more.
+        match &guard.due_at {
+            Some(due) => {
+                tx.execute(
+                    "INSERT INTO timers (conversation_id, due_at) VALUES ($1, $2::text::timestamptz)
+                     ON CONFLICT (conversation_id) DO UPDATE
+                     SET due_at = excluded.due_at, leased_by = NULL, lease_until = NULL",
+                    &[&row.id, due],
+                )
+                .await?;
+            }
+            None => {
+                tx.execute("DELETE FROM timers WHERE conversation_id = $1", &[&row.id])
+                    .await?;
+            }
         }
         now.insert(
             row.id.clone(),

@@ -153,8 +153,12 @@ impl LogWriter {
             let store = store.clone();
             let queue = Arc::clone(&queue);
             tokio::spawn(async move {
+                // A committer keeps its connection: taking one from the pool for each group
+                // would queue the commit behind every read waiting for the pool. It is given
+                // back after an error, and another taken for the next group.
+                let mut connection = None;
                 while let Some(group) = next_group(&queue).await {
-                    commit(&store, group).await;
+                    commit(&store, &mut connection, group).await;
                 }
             });
         }
@@ -220,9 +224,16 @@ async fn next_group(queue: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
     Some(group)
 }
 
-async fn commit(store: &PgStore, group: Vec<Job>) {
+async fn commit(
+    store: &PgStore,
+    connection: &mut Option<deadpool_postgres::Object>,
+    group: Vec<Job>,
+) {
     let result = async {
-        let mut client = store.pool().get().await?;
+        let client = match connection {
+            Some(client) => client,
+            None => connection.insert(store.pool().get().await?),
+        };
         let tx = client.transaction().await?;
         let guards: Vec<&Guard> = group.iter().filter_map(|job| job.guard.as_ref()).collect();
         let mut refusals = conversations::write(&tx, &guards).await?.into_iter();
@@ -239,7 +250,7 @@ async fn commit(store: &PgStore, group: Vec<Job>) {
         let seqs = append(&tx, &events).await?;
         tx.commit().await?;
         if !seqs.is_empty() {
-            notify(&client, seqs.end - 1).await;
+            notify(&*client, seqs.end - 1).await;
         }
         Ok::<_, PgError>((seqs, decided))
     }
@@ -260,6 +271,7 @@ async fn commit(store: &PgStore, group: Vec<Job>) {
             }
         }
         Err(e) => {
+            *connection = None;
             tracing::warn!(error = %e, jobs = group.len(), "a group commit of the event log failed");
             let e = Arc::new(e);
             for job in group {

@@ -62,6 +62,20 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
              email text PRIMARY KEY
          );",
     ),
+    (
+        3,
+        // Each conversation's earliest deadline. A replica claims the due ones with a lease
+        // (`timers::claim`, `FOR UPDATE SKIP LOCKED`: replicas never wait for each other's
+        // claims) and fires them as ordinary guarded transitions; a claim whose replica died
+        // is claimed again once its lease has run out.
+        "CREATE TABLE timers (
+             conversation_id text PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,
+             due_at          timestamptz NOT NULL,
+             leased_by       text,
+             lease_until     timestamptz
+         );
+         CREATE INDEX timers_due ON timers (due_at);",
+    ),
 ];
 
 /// The newest version this build knows.

@@ -17,6 +17,7 @@ use deadpool_postgres::GenericClient;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::conversations::{self, Guard, Refused};
+use super::outbox::{self, NewItem};
 use super::{PgError, PgStore};
 
 /// The channel that wakes every replica's tailer after a commit that appended events; the
@@ -128,16 +129,24 @@ pub type Appended = Result<Range<i64>, Refused>;
 
 type Reply = oneshot::Sender<Result<Appended, Arc<PgError>>>;
 
+/// What one job writes, all or nothing: a conversation's row when `guard` holds (none: the
+/// events alone), its events, and what it leaves to deliver (mail, webhook calls).
+#[derive(Debug, Clone, Default)]
+pub struct Transition {
+    pub guard: Option<Guard>,
+    pub events: Vec<NewEvent>,
+    pub outbox: Vec<NewItem>,
+}
+
 struct Job {
-    guard: Option<Guard>,
-    events: Vec<NewEvent>,
+    transition: Transition,
     reply: Reply,
 }
 
 /// A replica's log writer: appends go to its committers, each of which takes every job
 /// waiting (up to [`GROUP_EVENTS`] events) into one transaction, decides the jobs' guards
-/// (`conversations::write`), appends the events of those written, commits, answers each
-/// job, then notifies the tailers.
+/// (`conversations::write`), queues the outbox items and appends the events of those
+/// written, commits, answers each job, then notifies the tailers.
 #[derive(Clone)]
 pub struct LogWriter {
     jobs: mpsc::Sender<Job>,
@@ -168,34 +177,35 @@ impl LogWriter {
     /// Appends `events` as one unit (all or none) and returns their `seq` numbers once they
     /// are committed.
     pub async fn append(&self, events: Vec<NewEvent>) -> Result<Range<i64>, PgError> {
-        match self.submit(None, events).await? {
+        let transition = Transition {
+            events,
+            ..Transition::default()
+        };
+        match self.write(transition).await? {
             Ok(seqs) => Ok(seqs),
             Err(refused) => unreachable!("an append without a guard was refused: {refused:?}"),
         }
     }
 
-    /// Writes a conversation's transition: its row, if `guard` holds, and its events, all or
-    /// nothing.
+    /// Writes a conversation's transition: its row, if `guard` holds, and its events.
     pub async fn transition(
         &self,
         guard: Guard,
         events: Vec<NewEvent>,
     ) -> Result<Appended, PgError> {
-        self.submit(Some(guard), events).await
+        self.write(Transition {
+            guard: Some(guard),
+            events,
+            outbox: Vec::new(),
+        })
+        .await
     }
 
-    async fn submit(
-        &self,
-        guard: Option<Guard>,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, PgError> {
+    /// Writes `transition` in the next group commit; answers once it is committed.
+    pub async fn write(&self, transition: Transition) -> Result<Appended, PgError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job {
-                guard,
-                events,
-                reply,
-            })
+            .send(Job { transition, reply })
             .await
             .map_err(|_| PgError::WriterGone)?;
         match answer.await {
@@ -210,12 +220,12 @@ impl LogWriter {
 async fn next_group(queue: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
     let mut queue = queue.lock().await;
     let first = queue.recv().await?;
-    let mut size = first.events.len();
+    let mut size = first.transition.events.len();
     let mut group = vec![first];
     while size < GROUP_EVENTS {
         match queue.try_recv() {
             Ok(job) => {
-                size += job.events.len();
+                size += job.transition.events.len();
                 group.push(job);
             }
             Err(_) => break,
@@ -235,18 +245,28 @@ async fn commit(
             None => connection.insert(store.pool().get().await?),
         };
         let tx = client.transaction().await?;
-        let guards: Vec<&Guard> = group.iter().filter_map(|job| job.guard.as_ref()).collect();
+        let guards: Vec<&Guard> = group
+            .iter()
+            .filter_map(|job| job.transition.guard.as_ref())
+            .collect();
         let mut refusals = conversations::write(&tx, &guards).await?.into_iter();
         let decided: Vec<Option<Refused>> = group
             .iter()
-            .map(|job| job.guard.as_ref().and_then(|_| refusals.next().flatten()))
+            .map(|job| {
+                let guard = job.transition.guard.as_ref();
+                guard.and_then(|_| refusals.next().flatten())
+            })
             .collect();
-        let events: Vec<&NewEvent> = group
-            .iter()
-            .zip(&decided)
-            .filter(|(_, refused)| refused.is_none())
-            .flat_map(|(job, _)| &job.events)
-            .collect();
+        let written = || {
+            group
+                .iter()
+                .zip(&decided)
+                .filter(|(_, refused)| refused.is_none())
+                .map(|(job, _)| &job.transition)
+        };
+        let items: Vec<&NewItem> = written().flat_map(|t| &t.outbox).collect();
+        outbox::enqueue(&tx, &items).await?;
+        let events: Vec<&NewEvent> = written().flat_map(|t| &t.events).collect();
         let seqs = append(&tx, &events).await?;
         tx.commit().await?;
         if !seqs.is_empty() {
@@ -262,7 +282,7 @@ async fn commit(
                 let answer = match refused {
                     Some(refused) => Err(refused),
                     None => {
-                        let n = job.events.len() as i64;
+                        let n = job.transition.events.len() as i64;
                         next += n;
                         Ok(next - n..next)
                     }

@@ -76,6 +76,25 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
          );
          CREATE INDEX timers_due ON timers (due_at);",
     ),
+    (
+        4,
+        // The outbox, as SQLite's, with a lease: any replica claims due rows
+        // (`outbox::claim`) and records how each delivery went (`outbox::record`).
+        "CREATE TABLE outbox (
+             id              text PRIMARY KEY,
+             kind            text NOT NULL,
+             payload         text NOT NULL,
+             status          text NOT NULL DEFAULT 'pending',
+             attempts        integer NOT NULL DEFAULT 0,
+             next_attempt_ms bigint NOT NULL,
+             last_error      text,
+             created_at      timestamptz NOT NULL,
+             sent_at         timestamptz,
+             leased_by       text,
+             lease_until     timestamptz
+         );
+         CREATE INDEX outbox_due ON outbox (status, next_attempt_ms);",
+    ),
 ];
 
 /// The newest version this build knows.

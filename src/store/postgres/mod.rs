@@ -6,13 +6,14 @@
 //! Built so far: the pool and the migrations run under an advisory lock (`migrations`), the
 //! event log whose `seq` comes from one counter row updated last in every group commit
 //! (`log`), conversations written only at the version they were read at and within their
-//! agent's `max_chats` (`conversations`), timers any replica may claim for a lease
-//! (`timers`), and the tailer that reads the log in order and is a replica's one publisher of
+//! agent's `max_chats` (`conversations`), timers and the outbox, which any replica may
+//! claim for a lease (`timers`, `outbox`), and the tailer that reads the log in order and is a replica's one publisher of
 //! stored events (`tailer`).
 
 pub mod conversations;
 pub mod log;
 pub mod migrations;
+pub mod outbox;
 pub mod tailer;
 pub mod timers;
 

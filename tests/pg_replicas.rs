@@ -1,6 +1,7 @@
-//! Conversations on PostgreSQL (#17), written by two replicas at once on a real server:
-//! first accept wins (a versioned write), `max_chats` holds under concurrent accepts (the
-//! agent's row lock), and a refused transition writes nothing.
+//! The state replicas share on PostgreSQL (#17), written by two replicas at once on a real
+//! server: first accept wins (a versioned write), `max_chats` holds under concurrent accepts
+//! (the agent's row lock), a refused transition writes nothing, timers and the outbox are
+//! claimed for a lease and a replica that dies holding claims delays them, loses nothing.
 
 mod common;
 
@@ -10,7 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::postgres::Postgres;
 use livechat::store::postgres::PgStore;
 use livechat::store::postgres::conversations::{self, ConversationRow, Guard, Refused};
-use livechat::store::postgres::log::{LogWriter, NewEvent};
+use livechat::store::postgres::log::{LogWriter, NewEvent, Transition};
+use livechat::store::postgres::outbox::{self, NewItem, Outcome};
 use tokio_postgres::NoTls;
 
 fn row(id: &str) -> ConversationRow {
@@ -524,4 +526,212 @@ async fn a_thousand_accept_timeouts_fire_once_each_when_a_replica_dies_holding_c
         fired_b.len(),
         held.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_offline_forms_are_all_delivered_when_a_replica_dies_mid_delivery() {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    let pg = Postgres::start();
+    let (url, replicas) = replicas(&pg, "outbox").await;
+    let replicas = Arc::new(replicas);
+    // Each form: a new conversation, its event and its mail, written together.
+    for i in 0..200 {
+        let id = format!("f{i:03}");
+        let guard = Guard {
+            row: row(&id),
+            version: 0,
+            max_chats: None,
+            due_at: None,
+        };
+        let transition = Transition {
+            guard: Some(guard),
+            events: vec![event(&id, "form.submitted", "{}")],
+            outbox: vec![NewItem {
+                id: format!("mail-{id}"),
+                kind: "mail".into(),
+                payload: format!(r#"{{"to":["team@example.com"],"subject":"form {id}"}}"#),
+            }],
+        };
+        replicas[i % 2].1.write(transition).await.unwrap().unwrap();
+    }
+    // What the SMTP server accepted, in order (a mail accepted twice is there twice).
+    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
+    const LEASE: Duration = Duration::from_secs(1);
+    // Replica A delivers until 60 are sent, then dies in the middle of a batch: one mail
+    // accepted by the server but not recorded, the rest of the batch not tried.
+    let a = {
+        let (replicas, accepted) = (Arc::clone(&replicas), Arc::clone(&accepted));
+        tokio::spawn(async move {
+            let store = &replicas[0].0;
+            let mut sent = 0;
+            loop {
+                let c = store.pool().get().await.unwrap();
+                let batch = outbox::claim(&c, "a", LEASE, 10).await.unwrap();
+                if sent >= 60 && batch.len() >= 2 {
+                    accepted.lock().unwrap().push(batch[0].id.clone());
+                    return (sent, batch);
+                }
+                for due in batch {
+                    accepted.lock().unwrap().push(due.id.clone());
+                    assert!(
+                        outbox::record(&c, &due.id, "a", &Outcome::Sent)
+                            .await
+                            .unwrap()
+                    );
+                    sent += 1;
+                }
+                drop(c);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let b = {
+        let (replicas, accepted, url) = (Arc::clone(&replicas), Arc::clone(&accepted), url.clone());
+        tokio::spawn(async move {
+            let store = &replicas[1].0;
+            let client = connect(&url).await;
+            let started = Instant::now();
+            let mut sent = Vec::new();
+            loop {
+                let c = store.pool().get().await.unwrap();
+                for due in outbox::claim(&c, "b", LEASE, 10).await.unwrap() {
+                    accepted.lock().unwrap().push(due.id.clone());
+                    assert!(
+                        outbox::record(&c, &due.id, "b", &Outcome::Sent)
+                            .await
+                            .unwrap()
+                    );
+                    sent.push(due.id);
+                }
+                drop(c);
+                let pending: i64 = client
+                    .query_one("SELECT count(*) FROM outbox WHERE status = 'pending'", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                if pending == 0 {
+                    return sent;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "{pending} still pending"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let (sent_a, held) = a.await.unwrap();
+    let sent_b = b.await.unwrap();
+    // The dead replica's claims were delivered by the other (the first of them twice: at
+    // least once, never lost).
+    for due in &held {
+        assert!(
+            sent_b.contains(&due.id),
+            "{} was held by the dead replica",
+            due.id
+        );
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    let unique: std::collections::BTreeSet<&String> = accepted.iter().collect();
+    assert_eq!(unique.len(), 200, "every mail reached the server");
+    assert_eq!(
+        accepted.len(),
+        201,
+        "one mail twice: the one accepted but not recorded"
+    );
+    let client = connect(&url).await;
+    let statuses: Vec<(String, i64)> = client
+        .query("SELECT status, count(*) FROM outbox GROUP BY status", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        statuses,
+        [("sent".to_string(), 200)],
+        "none dead, none pending"
+    );
+    // A late record by the replica whose lease ran out changes nothing.
+    let c = replicas[0].0.pool().get().await.unwrap();
+    assert!(
+        !outbox::record(&c, &held[0].id, "a", &Outcome::Sent)
+            .await
+            .unwrap()
+    );
+    println!(
+        "200 forms: replica a sent {sent_a} and died holding {} claims (one of them accepted, not recorded); replica b sent {}; the server accepted {} mails, 200 distinct; 0 dead",
+        held.len(),
+        sent_b.len(),
+        accepted.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_delivery_waits_its_backoff_and_a_dead_letter_stays_dead() {
+    use std::time::Duration;
+
+    let pg = Postgres::start();
+    let (url, replicas) = replicas(&pg, "backoff").await;
+    let (store, log) = &replicas[0];
+    let item = |id: &str| NewItem {
+        id: id.into(),
+        kind: "webhook".into(),
+        payload: "{}".into(),
+    };
+    log.write(Transition {
+        outbox: vec![item("w1"), item("w2")],
+        ..Transition::default()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let c = store.pool().get().await.unwrap();
+    let mut claimed = outbox::claim(&c, "a", Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    claimed.sort_by(|x, y| x.id.cmp(&y.id));
+    assert_eq!(
+        claimed.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["w1", "w2"]
+    );
+    assert!(claimed.iter().all(|d| d.attempts == 0));
+    // Leased: nobody else gets them.
+    assert!(
+        outbox::claim(&c, "b", Duration::from_secs(30), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let retry = Outcome::Retry {
+        error: "503 from the receiver".into(),
+        after: Duration::from_millis(1500),
+    };
+    assert!(outbox::record(&c, "w1", "a", &retry).await.unwrap());
+    let dead = Outcome::Dead {
+        error: "410 gone".into(),
+    };
+    assert!(outbox::record(&c, "w2", "a", &dead).await.unwrap());
+    // Not due before its backoff; due after it, with its attempt counted.
+    assert!(
+        outbox::claim(&c, "b", Duration::from_secs(30), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let again = outbox::claim(&c, "b", Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id.as_str(), again[0].attempts), ("w1", 1));
+    let client = connect(&url).await;
+    let row = client
+        .query_one("SELECT status, last_error FROM outbox WHERE id = 'w2'", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "dead");
+    assert_eq!(row.get::<_, String>(1), "410 gone");
 }

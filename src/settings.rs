@@ -212,6 +212,10 @@ pub struct LimitsFile {
     /// Visitors the server follows live for "Visitors online" at most (default 5000);
     /// page views beyond it are stored but not listed.
     pub visitors_online: Option<usize>,
+    /// Messages one visitor may send at once, by HTTP and socket together (default 20).
+    pub message_burst: Option<usize>,
+    /// After a burst, one more message per visitor each this long (default `1s`).
+    pub message_refill: Option<crate::config::values::DurationValue>,
 }
 
 /// Resolved `[limits]`.
@@ -228,6 +232,8 @@ pub struct ServerLimits {
     pub pageviews_per_address: usize,
     pub pageview_retention: std::time::Duration,
     pub visitors_online: usize,
+    pub message_burst: usize,
+    pub message_refill: std::time::Duration,
 }
 
 impl Default for ServerLimits {
@@ -244,6 +250,10 @@ impl Default for ServerLimits {
             pageviews_per_address: 120,
             pageview_retention: std::time::Duration::from_secs(30 * 86_400),
             visitors_online: 5000,
+            // A person typing, or pasting a few lines as several messages, never sends 20
+            // at once nor more than one a second for long; a script does.
+            message_burst: 20,
+            message_refill: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -661,6 +671,16 @@ fn resolve_limits(file: &LimitsFile) -> Result<ServerLimits, SettingsError> {
             file.visitors_online,
             d.visitors_online,
         )?,
+        message_burst: env_or(
+            "LIVECHAT_MESSAGE_BURST",
+            file.message_burst,
+            d.message_burst,
+        )?,
+        message_refill: env_duration(
+            "LIVECHAT_MESSAGE_REFILL",
+            file.message_refill,
+            d.message_refill,
+        )?,
     };
     if limits.pageview_retention < std::time::Duration::from_secs(1) {
         return Err(SettingsError::Invalid {
@@ -674,15 +694,22 @@ fn resolve_limits(file: &LimitsFile) -> Result<ServerLimits, SettingsError> {
             message: "must be at least 1s".into(),
         });
     }
+    if limits.message_refill.is_zero() {
+        return Err(SettingsError::Invalid {
+            path: "limits.message_refill".into(),
+            message: "must be longer than zero".into(),
+        });
+    }
     if limits.max_connections == 0
         || limits.sockets_per_address == 0
         || limits.sessions_per_address == 0
         || limits.pageviews_per_address == 0
+        || limits.message_burst == 0
     {
         return Err(SettingsError::Invalid {
             path: "limits".into(),
-            message: "max_connections, sockets_per_address, sessions_per_address and \
-                      pageviews_per_address must be at least 1"
+            message: "max_connections, sockets_per_address, sessions_per_address, \
+                      pageviews_per_address and message_burst must be at least 1"
                 .into(),
         });
     }
@@ -845,6 +872,34 @@ mod tests {
             std::time::Duration::from_secs(1)
         );
         std::fs::write(&path, "retention = \"0s\"\n").unwrap();
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("longer than zero"), "{err}");
+    }
+
+    #[test]
+    fn a_visitor_may_send_20_messages_at_once_then_one_a_second_unless_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("livechat.toml");
+        let args = ServerArgs {
+            config: Some(path.clone()),
+            ..ServerArgs::default()
+        };
+        std::fs::write(&path, "listen = \"127.0.0.1:0\"\n").unwrap();
+        let limits = args.resolve().unwrap().limits;
+        assert_eq!(limits.message_burst, 20);
+        assert_eq!(limits.message_refill, std::time::Duration::from_secs(1));
+        std::fs::write(
+            &path,
+            "[limits]\nmessage_burst = 5\nmessage_refill = \"250ms\"\n",
+        )
+        .unwrap();
+        let limits = args.resolve().unwrap().limits;
+        assert_eq!(limits.message_burst, 5);
+        assert_eq!(limits.message_refill, std::time::Duration::from_millis(250));
+        std::fs::write(&path, "[limits]\nmessage_burst = 0\n").unwrap();
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("message_burst must be at least 1"), "{err}");
+        std::fs::write(&path, "[limits]\nmessage_refill = \"0s\"\n").unwrap();
         let err = args.resolve().unwrap_err().to_string();
         assert!(err.contains("longer than zero"), "{err}");
     }

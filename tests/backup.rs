@@ -69,7 +69,9 @@ struct Acked {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_under_chat_load_restores_to_a_server_whose_log_replays_without_gaps() {
-    let server = bundle().serve(&[AGENT]);
+    // The visitors write as fast as they are answered, far faster than people: their
+    // message limit (`tests/limits.rs`) is raised.
+    let server = bundle().serve_with(&[AGENT], &[("LIVECHAT_MESSAGE_BURST", "1000000")]);
     let api = Api::new(&server.url);
     let Console {
         token: agent,

@@ -18,13 +18,24 @@ const BOSS: &str = "boss@acme.example";
 /// A server on `Bundle::live` with `agents` agents of `max_chats` each; every agent (and the
 /// admin) has the test password.
 fn start(agents: usize, max_chats: u32, accept_timeout: &str, idle_timeout: &str) -> TestServer {
+    start_with(agents, max_chats, accept_timeout, idle_timeout, &[])
+}
+
+/// `start`, with environment variables for the server.
+fn start_with(
+    agents: usize,
+    max_chats: u32,
+    accept_timeout: &str,
+    idle_timeout: &str,
+    env: &[(&str, &str)],
+) -> TestServer {
     let mut emails: Vec<String> = (0..agents).map(agent_email).collect();
     emails.push(BOSS.to_string());
     let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
     Bundle::live(agents)
         .max_chats(max_chats)
         .live_chat(|d| d.accept_timeout(accept_timeout).idle_timeout(idle_timeout))
-        .serve(&emails)
+        .serve_with(&emails, env)
 }
 
 fn seq(v: &Value) -> i64 {
@@ -661,7 +672,10 @@ async fn leave_at(mut stream: Stream, text: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_and_history_resume_after_a_disconnect_without_gaps_or_repeats() {
-    let server = start(1, 2, "90s", "10m");
+    // The visitor writes 70 messages as fast as they are answered, far faster than a
+    // person: their message limit (`tests/limits.rs`) is raised.
+    let env = [("LIVECHAT_MESSAGE_BURST", "1000")];
+    let server = start_with(1, 2, "90s", "10m", &env);
     let api = Api::new(&server.url);
     let Console {
         token: agent,

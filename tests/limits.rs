@@ -309,3 +309,143 @@ async fn open_conversations(api: &common::live::Api) -> f64 {
         .parse()
         .unwrap()
 }
+
+/// A visitor's messages are limited, by HTTP and socket together: `message_burst` at once
+/// (5 here), then one each `message_refill` (2 s here). One more gets `429
+/// too_many_messages` with `Retry-After` (on the socket, an ack with the status and
+/// `error.retry_after`), and nothing of it is stored or published; the messages before it
+/// were stored and delivered. A file is uploaded all the same (an upload makes no
+/// message), but the message that carries it waits like any other; after `Retry-After` it
+/// goes through. Another visitor from the same address writes meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_writing_faster_than_the_limit_waits_for_the_refill() {
+    use common::live::agent_email;
+    use futures_util::SinkExt;
+    use serde_json::{Value, json};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = Bundle::live(1).serve_with(
+        &[&agent_email(0)],
+        &[
+            ("LIVECHAT_MESSAGE_BURST", "5"),
+            ("LIVECHAT_MESSAGE_REFILL", "2s"),
+        ],
+    );
+    let api = common::live::Api::new(&server.url);
+    let mut agent = api.go_online(&agent_email(0)).await;
+    let flood = api.session("support").await;
+    api.request_live_chat(&flood.token).await;
+    api.act_ok(&agent.token, &flood.conv, "accept", json!({}))
+        .await;
+    let mut widget = api.visitor_stream(&flood.token, 0).await;
+    let wait = Duration::from_secs(10);
+    let post = |token: &str, body: Value| {
+        api.request("POST", "/api/v1/visitor/messages")
+            .bearer(token)
+            .json(body)
+            .send()
+    };
+
+    // Five at once, three by HTTP and two on the socket: one bucket for both.
+    for i in 0..3 {
+        let sent = post(&flood.token, json!({"text": format!("within {i}")})).await;
+        assert_eq!(sent.status, 200, "{}", sent.text);
+    }
+    let mut ack = Value::Null;
+    for i in 3..6 {
+        let id = format!("w{i}");
+        let frame = json!({"type": "message", "client_id": id, "text": format!("within {i}")});
+        widget
+            .ws
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .unwrap();
+        ack = widget
+            .wait_for(wait, "the ack", |f| {
+                f["type"] == "ack" && f["client_id"] == id
+            })
+            .await;
+        if i < 5 {
+            assert!(ack["error"].is_null(), "{ack}");
+        }
+    }
+    // The sixth, on the socket: refused, with the HTTP status and when to try again.
+    assert_eq!(ack["status"], 429, "{ack}");
+    assert_eq!(ack["error"]["code"], "too_many_messages", "{ack}");
+    let socket_wait = ack["error"]["retry_after"].as_u64().unwrap();
+    assert!((1..=2).contains(&socket_wait), "{ack}");
+
+    // By HTTP as well: the header and the error object say how many seconds.
+    let over = post(&flood.token, json!({"text": "over by HTTP"})).await;
+    assert_eq!(over.status, 429, "{}", over.text);
+    assert_eq!(
+        over.body["error"]["code"], "too_many_messages",
+        "{}",
+        over.text
+    );
+    let retry_after: u64 = over
+        .header("retry-after")
+        .expect("a Retry-After header")
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "Retry-After: {retry_after}");
+    assert_eq!(over.body["error"]["retry_after"], retry_after);
+
+    // An upload is no message and goes; the message carrying the file waits.
+    let upload = api
+        .request("POST", "/api/v1/visitor/attachments?name=notes.txt")
+        .bearer(&flood.token)
+        .header("content-type", "text/plain")
+        .body("what I wanted to show you")
+        .send()
+        .await;
+    assert_eq!(upload.status, 201, "{}", upload.text);
+    let file = upload.body["id"].as_str().unwrap().to_string();
+    let with_file = json!({"text": "after the wait", "attachments": [file]});
+    let held = post(&flood.token, with_file.clone()).await;
+    assert_eq!(held.status, 429, "{}", held.text);
+    assert_eq!(held.body["error"]["code"], "too_many_messages");
+    let retry_after: u64 = held.header("retry-after").unwrap().parse().unwrap();
+
+    // Another visitor, from the same address, is not held up.
+    let other = api.session("support").await;
+    let theirs = post(&other.token, json!({"text": "someone else"})).await;
+    assert_eq!(theirs.status, 200, "{}", theirs.text);
+
+    // After the wait it says, the message goes, its file with it.
+    tokio::time::sleep(Duration::from_secs(retry_after)).await;
+    let sent = post(&flood.token, with_file).await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+
+    // Delivered to the agent and stored: the five and the last, none of those refused.
+    let last = agent
+        .stream
+        .wait_for(wait, "the message after the wait", |f| {
+            f["type"] == "message.created" && f["data"]["text"] == "after the wait"
+        })
+        .await;
+    assert_eq!(
+        last["data"]["attachments"][0]["id"],
+        file.as_str(),
+        "{last}"
+    );
+    let ours = |events: &[Value]| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["type"] == "message.created" && e["conversation_id"] == flood.conv)
+            .filter_map(|e| e["data"]["text"].as_str())
+            .filter(|t| ["within", "over", "after"].iter().any(|w| t.starts_with(w)))
+            .map(str::to_string)
+            .collect()
+    };
+    let expected: Vec<String> = (0..5)
+        .map(|i| format!("within {i}"))
+        .chain(["after the wait".to_string()])
+        .collect();
+    assert_eq!(ours(&agent.stream.seen), expected, "delivered to the agent");
+    assert_eq!(
+        ours(&api.history(&flood.token, 0).await),
+        expected,
+        "stored"
+    );
+}

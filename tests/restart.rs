@@ -14,9 +14,14 @@ const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_traffic_loses_nothing_acknowledged_and_timers_still_fire() {
+    // Visitor A writes as fast as the server answers, far faster than a person: their
+    // message limit (`tests/limits.rs`) is raised.
     let server = Bundle::live(1)
         .live_chat(|d| d.accept_timeout("4s"))
-        .serve(&["agent0@acme.example"]);
+        .serve_with(
+            &["agent0@acme.example"],
+            &[("LIVECHAT_MESSAGE_BURST", "1000000")],
+        );
     let api = Api::new(&server.url);
     let Console {
         token: agent,

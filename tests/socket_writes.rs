@@ -78,7 +78,12 @@ async fn writes_over_the_socket_match_http_and_are_stored_once() {
         .team("other", &["other"])
         .agent("Olga", OLGA, "other")
         .bot("other", bot("Other", "Hi from the other bot"))
-        .serve(&[&agent_email(0), OLGA]);
+        // The visitor writes more at once than a person would (each refusal both ways, then
+        // twenty together): their message limit (`tests/limits.rs`) is raised.
+        .serve_with(
+            &[&agent_email(0), OLGA],
+            &[("LIVECHAT_MESSAGE_BURST", "1000")],
+        );
     let api = Api::new(&server.url);
     let mut ana = api.go_online(&agent_email(0)).await;
     let visitor = api.session("support").await;

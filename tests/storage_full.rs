@@ -114,7 +114,12 @@ async fn a_full_disk_answers_503_keeps_reads_and_resumes_with_nothing_acknowledg
     let filler = tmpfs.path().join("filler");
     let filled = fill(&filler, 1_500_000);
     println!("filler: {filled} bytes");
-    let env = [("LIVECHAT_LOW_SPACE_WARNING", "2MB")];
+    // One visitor writes until the disk is full, far faster than a person: their message
+    // limit (`tests/limits.rs`) is raised.
+    let env = [
+        ("LIVECHAT_LOW_SPACE_WARNING", "2MB"),
+        ("LIVECHAT_MESSAGE_BURST", "1000000"),
+    ];
     let server = tokio::task::spawn_blocking(move || {
         let server = TestServer::start_in(dir, bots_dir.clone(), data_dir.clone(), &env);
         set_password(&bots_dir, &data_dir, "agent0@acme.example");

@@ -343,6 +343,10 @@ pub fn spawn_serve(
         .env("LIVECHAT_SOCKETS_PER_ADDRESS", "1000000")
         .env("LIVECHAT_MAX_CONNECTIONS", "1000000")
         .env("LIVECHAT_SESSIONS_PER_ADDRESS", "1000000")
+        // So is the limit per visitor: `store` has each visitor write again at every ack
+        // and `ramp` up to 100 messages a second, where a person sends one every few
+        // seconds (`chat`'s default, one every 2 s, stays below it anyway).
+        .env("LIVECHAT_MESSAGE_BURST", "1000000")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

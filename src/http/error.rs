@@ -75,6 +75,21 @@ impl AppError {
     }
 }
 
+impl AppError {
+    /// `429 too_many_messages`: the visitor sent messages faster than their limit allows;
+    /// `wait` is how long until the next one would go, given in whole seconds, at least 1
+    /// (`error.retry_after`, and the `Retry-After` header over HTTP).
+    pub fn too_many_messages(wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_messages",
+            "messages are coming faster than a chat allows; nothing was sent, try again shortly",
+        )
+        .with_details(json!({ "retry_after": seconds.max(1) }))
+    }
+}
+
 /// A store failure: `503 storage_unavailable` when the storage fails (see
 /// [`crate::store::StoreError::is_unavailable`]), else ours: logged, and a 500 `internal`.
 impl From<crate::store::StoreError> for AppError {
@@ -127,14 +142,17 @@ impl AppError {
     }
 }
 
+/// An error that says when to try again (`error.retry_after`, in seconds) says it in a
+/// `Retry-After` header too.
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let error = self.error_object();
+        let retry_after = error.get("retry_after").and_then(Value::as_u64);
         let mut response = (self.status, Json(json!({ "error": error }))).into_response();
-        if self.code == "storage_unavailable" {
+        if let Some(seconds) = retry_after {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(STORAGE_RETRY_AFTER),
+                axum::http::HeaderValue::from(seconds),
             );
         }
         response

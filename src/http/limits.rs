@@ -1,7 +1,7 @@
 //! What one client may hold or make the server do: open WebSockets per client address,
-//! offline-form submissions per address, transcript mails per visitor. An address is
-//! counted by `address::network` (an IPv6 client by its /64). In memory: a restart forgets
-//! them, which is fine for limits this short.
+//! offline-form submissions per address, transcript mails and messages per visitor. An
+//! address is counted by `address::network` (an IPv6 client by its /64). In memory: a
+//! restart forgets them, which is fine for limits this short.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -94,6 +94,77 @@ impl Window {
     }
 }
 
+/// A token bucket per key: `burst` tokens at most, one more back each `refill`; each
+/// attempt takes one. A bucket is kept as the moment it will be full again (the generic
+/// cell rate algorithm), so a key whose bucket is full holds nothing worth keeping: the
+/// sweep drops it, and memory holds only the keys that sent within the last `burst ×
+/// refill` (and one sweep).
+pub struct Buckets {
+    burst: u32,
+    refill: Duration,
+    kept: Mutex<Kept>,
+}
+
+struct Kept {
+    full_at: HashMap<String, Instant>,
+    swept_at: Instant,
+}
+
+/// How often full buckets are dropped (at the first attempt after this long).
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+impl Buckets {
+    pub fn new(burst: usize, refill: Duration) -> Buckets {
+        Buckets {
+            burst: u32::try_from(burst.max(1)).unwrap_or(u32::MAX),
+            refill,
+            kept: Mutex::new(Kept {
+                full_at: HashMap::new(),
+                swept_at: Instant::now(),
+            }),
+        }
+    }
+
+    /// Takes a token of `key`'s bucket, or answers how long until it holds one (nothing
+    /// taken then).
+    pub fn take(&self, key: &str) -> Result<(), Duration> {
+        self.take_at(key, Instant::now())
+    }
+
+    fn take_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if now.saturating_duration_since(kept.swept_at) >= SWEEP_EVERY {
+            kept.full_at.retain(|_, full_at| *full_at > now);
+            kept.swept_at = now;
+        }
+        let full_at = kept.full_at.get(key).copied();
+        let missing = full_at.map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
+        let capacity = self.refill.saturating_mul(self.burst);
+        let after = missing.saturating_add(self.refill);
+        if after > capacity {
+            // The bucket holds a token again once it misses at most `burst - 1`.
+            return Err(after - capacity);
+        }
+        let full_at = now + after;
+        match kept.full_at.get_mut(key) {
+            Some(t) => *t = full_at,
+            None => {
+                kept.full_at.insert(key.to_string(), full_at);
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .full_at
+            .len()
+    }
+}
+
 pub struct Limits {
     submissions: Window,
     transcripts: Window,
@@ -104,6 +175,8 @@ pub struct Limits {
     sessions: Window,
     /// Page views the widget reports, per client address.
     pageviews: Window,
+    /// Messages per visitor, by HTTP and socket together.
+    messages: Buckets,
     sockets_per_address: usize,
     /// Open WebSockets per client address.
     sockets: Mutex<HashMap<IpAddr, usize>>,
@@ -119,6 +192,7 @@ impl Limits {
             all_transcripts: Window::new(settings.transcripts_per_hour, HOUR),
             sessions: Window::new(settings.sessions_per_address, Duration::from_secs(10 * 60)),
             pageviews: Window::new(settings.pageviews_per_address, Duration::from_secs(60)),
+            messages: Buckets::new(settings.message_burst, settings.message_refill),
             sockets_per_address: settings.sockets_per_address,
             sockets: Mutex::new(HashMap::new()),
         }
@@ -168,6 +242,11 @@ impl Limits {
     pub fn allow_pageview(&self, ip: IpAddr) -> bool {
         self.pageviews.allow(&network(ip).to_string())
     }
+
+    /// A message from a visitor, or how long until they may send one.
+    pub fn take_message(&self, visitor: &str) -> Result<(), Duration> {
+        self.messages.take(visitor)
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +290,63 @@ mod tests {
         assert!(limits.allow_session(ip("2001:db8:1:2::1")));
         assert!(!limits.allow_session(ip("2001:db8:1:2::2")));
         assert!(limits.allow_session(ip("2001:db8:1:3::1")));
+    }
+
+    #[test]
+    fn a_bucket_gives_its_burst_then_one_token_each_refill_and_says_how_long_to_wait() {
+        let secs = Duration::from_secs;
+        let buckets = Buckets::new(3, secs(1));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(buckets.take_at("a", t0), Ok(()));
+        }
+        assert_eq!(buckets.take_at("a", t0), Err(secs(1)));
+        // A refused attempt takes nothing: the wait only shrinks.
+        assert_eq!(
+            buckets.take_at("a", t0 + Duration::from_millis(400)),
+            Err(Duration::from_millis(600))
+        );
+        assert_eq!(buckets.take_at("b", t0), Ok(()), "another key has its own");
+        assert_eq!(buckets.take_at("a", t0 + secs(1)), Ok(()));
+        assert_eq!(buckets.take_at("a", t0 + secs(1)), Err(secs(1)));
+        // Idle for the whole burst's worth: full again, and no fuller.
+        let later = t0 + secs(10);
+        for _ in 0..3 {
+            assert_eq!(buckets.take_at("a", later), Ok(()));
+        }
+        assert!(buckets.take_at("a", later).is_err());
+    }
+
+    #[test]
+    fn a_sender_at_the_refill_rate_is_never_refused() {
+        let buckets = Buckets::new(1, Duration::from_millis(500));
+        let t0 = Instant::now();
+        for i in 0..100 {
+            let at = t0 + Duration::from_millis(500) * i;
+            assert_eq!(buckets.take_at("v", at), Ok(()), "message {i}");
+        }
+    }
+
+    #[test]
+    fn full_buckets_are_swept_and_busy_ones_kept() {
+        let secs = Duration::from_secs;
+        let buckets = Buckets::new(20, secs(1));
+        let t0 = Instant::now();
+        for i in 0..1000 {
+            assert_eq!(buckets.take_at(&format!("gone{i}"), t0), Ok(()));
+        }
+        for _ in 0..20 {
+            assert_eq!(buckets.take_at("busy", t0 + secs(5)), Ok(()));
+        }
+        assert_eq!(buckets.kept(), 1001);
+        // Past the sweep, those who sent one message 20 s ago hold a full bucket: dropped.
+        assert_eq!(buckets.take_at("new", t0 + secs(20)), Ok(()));
+        assert_eq!(buckets.kept(), 2, "busy and new are kept");
+        // Busy's bucket was kept as it was: 15 s of refill since its 20, so 15 tokens.
+        for _ in 0..15 {
+            assert_eq!(buckets.take_at("busy", t0 + secs(20)), Ok(()));
+        }
+        assert!(buckets.take_at("busy", t0 + secs(20)).is_err());
     }
 
     #[test]

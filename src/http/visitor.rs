@@ -244,12 +244,19 @@ pub async fn post_message(
     send_message(&state, &visitor, req).await.map(Json)
 }
 
-/// A visitor's message, by HTTP or over their socket: the same checks, the same answer.
+/// A visitor's message, by HTTP or over their socket: the same checks, the same answer,
+/// and one limit for both (`message_burst`, `message_refill`). A message over it is
+/// refused before anything is read or written; one that gets further counts, whatever
+/// becomes of it (a file it carries adds nothing: uploads make no message).
 pub(super) async fn send_message(
     state: &AppState,
     visitor: &VisitorRef,
     req: MessageRequest,
 ) -> Result<Value, AppError> {
+    state
+        .limits
+        .take_message(&visitor.id)
+        .map_err(AppError::too_many_messages)?;
     check_client_id(&req.client_id)?;
     let text = body_text(req.text, &req.attachments)?;
     let attachments = super::attachments::for_message(

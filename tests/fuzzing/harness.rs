@@ -110,11 +110,13 @@ impl Target {
         }
         let admin_token = "fuzz-admin-token-0123456789".to_string();
         let settings_file = dir.path().join("livechat.toml");
+        // Every input comes from one visitor: raised, the limit per visitor lets each
+        // message reach the checks it is fed to.
         std::fs::write(
             &settings_file,
             format!(
                 "admin_token = \"{admin_token}\"\n\
-                 [limits]\nsessions_per_address = 1000000\n"
+                 [limits]\nsessions_per_address = 1000000\nmessage_burst = 1000000\n"
             ),
         )
         .unwrap();

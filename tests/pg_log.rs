@@ -324,6 +324,10 @@ async fn the_tailer_wakes_on_notify_and_after_a_reconnect_reads_what_it_missed()
     );
     take(10, &mut got).await;
     assert_eq!(got, (1..=10).collect::<Vec<_>>());
+    // The position moves once a page is handed over, just after the receiver has it.
+    tokio::time::timeout(Duration::from_secs(5), tailer.caught_up(10))
+        .await
+        .expect("the position follows what was handed over");
     assert_eq!(tailer.position(), 10);
     tailer.stop();
 }

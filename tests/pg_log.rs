@@ -111,7 +111,7 @@ async fn two_replicas_appending_through_the_counter_row_leave_no_reader_behind()
     let mut tailers = Vec::new();
     for store in &replicas {
         let (tx, rx) = mpsc::channel(64);
-        let tailer = Tailer::start(store.config().clone(), 0, Duration::from_secs(1), tx);
+        let tailer = Tailer::start(store.config().clone(), 0, Duration::from_secs(1), tx, None);
         tailers.push((tailer, collect(rx)));
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -276,7 +276,13 @@ async fn the_tailer_wakes_on_notify_and_after_a_reconnect_reads_what_it_missed()
     let (tx, mut rx) = mpsc::channel(64);
     // A poll of an hour: whatever arrives within the test came by NOTIFY or by the re-read
     // after connecting again.
-    let tailer = Tailer::start(store.config().clone(), 0, Duration::from_secs(3600), tx);
+    let tailer = Tailer::start(
+        store.config().clone(),
+        0,
+        Duration::from_secs(3600),
+        tx,
+        None,
+    );
     let mut got: Vec<i64> = Vec::new();
     let mut take = async |until: i64, got: &mut Vec<i64>| {
         while got.last().copied().unwrap_or(0) < until {
@@ -408,5 +414,55 @@ async fn replicas_starting_together_migrate_once_and_an_older_build_is_refused()
         }
         Err(e) => panic!("refused for another reason: {e}"),
         Ok(_) => panic!("a newer schema was accepted"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_frames_reach_every_replica_and_an_oversized_one_is_refused() {
+    use livechat::store::postgres::frames::{self, FrameError, MAX_PAYLOAD};
+
+    let pg = Postgres::start();
+    let url = pg.database("frames");
+    let a = PgStore::connect(&url, 2).await.unwrap();
+    let b = PgStore::connect(&url, 2).await.unwrap();
+    let mut listening = Vec::new();
+    for store in [&a, &b] {
+        let (events, _events_rx) = mpsc::channel(8);
+        let (frames, frames_rx) = mpsc::channel(8);
+        let tailer = Tailer::start(
+            store.config().clone(),
+            0,
+            Duration::from_secs(3600),
+            events,
+            Some(frames),
+        );
+        listening.push((tailer, frames_rx, _events_rx));
+    }
+    // Listening starts a moment after the tailer does; a frame sent before is lost (best
+    // effort, as designed), so send until both have one.
+    let c = a.pool().get().await.unwrap();
+    let frame = r#"{"type":"typing","conversation_id":"c1","by":"visitor"}"#;
+    for (_, frames_rx, _) in &mut listening {
+        let got = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                frames::publish(&c, frame).await.unwrap();
+                if let Ok(Some(got)) =
+                    tokio::time::timeout(Duration::from_millis(200), frames_rx.recv()).await
+                {
+                    return got;
+                }
+            }
+        })
+        .await
+        .expect("the frame reached the replica");
+        assert_eq!(got, frame);
+    }
+    let big = format!(r#"{{"text":"{}"}}"#, "x".repeat(MAX_PAYLOAD));
+    assert!(matches!(
+        frames::publish(&c, &big).await,
+        Err(FrameError::TooLarge(n)) if n == big.len()
+    ));
+    for (tailer, _, _) in listening {
+        tailer.stop();
     }
 }

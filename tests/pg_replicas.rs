@@ -735,3 +735,88 @@ async fn a_failed_delivery_waits_its_backoff_and_a_dead_letter_stays_dead() {
     assert_eq!(row.get::<_, String>(0), "dead");
     assert_eq!(row.get::<_, String>(1), "410 gone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_whose_replica_dies_is_offline_within_twenty_seconds() {
+    use livechat::store::postgres::presence::{self, HEARTBEAT, SILENT};
+    use std::time::{Duration, Instant};
+
+    let pg = Postgres::start();
+    let (url, replicas) = replicas(&pg, "presence").await;
+    let (a, b) = (&replicas[0].0, &replicas[1].0);
+    {
+        let c = a.pool().get().await.unwrap();
+        presence::heartbeat(&c, "a").await.unwrap();
+        presence::set_sockets(&c, "a", "ana@example.com", 2)
+            .await
+            .unwrap();
+        presence::set_sockets(&c, "a", "bo@example.com", 1)
+            .await
+            .unwrap();
+    }
+    let c = b.pool().get().await.unwrap();
+    presence::heartbeat(&c, "b").await.unwrap();
+    presence::set_sockets(&c, "b", "bo@example.com", 1)
+        .await
+        .unwrap();
+    presence::set_sockets(&c, "b", "cy@example.com", 1)
+        .await
+        .unwrap();
+    presence::set_sockets(&c, "b", "cy@example.com", 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        presence::online(&c, SILENT).await.unwrap(),
+        ["ana@example.com", "bo@example.com"]
+    );
+    drop(c);
+    // Replica a dies: no heartbeat from now on. Replica b heartbeats and sweeps at its pace.
+    let died = Instant::now();
+    let offline = loop {
+        tokio::time::sleep(HEARTBEAT).await;
+        let mut c = b.pool().get().await.unwrap();
+        presence::heartbeat(&c, "b").await.unwrap();
+        let gone = presence::sweep(&mut c, SILENT).await.unwrap();
+        if !gone.is_empty() {
+            break gone;
+        }
+        assert!(died.elapsed() < Duration::from_secs(40), "never swept");
+    };
+    let after = died.elapsed();
+    // Bo keeps a socket on b: still online. Ana was only on a.
+    assert_eq!(offline, ["ana@example.com"]);
+    assert!(after <= SILENT + HEARTBEAT, "offline after {after:?}");
+    let mut c = b.pool().get().await.unwrap();
+    assert_eq!(
+        presence::online(&c, SILENT).await.unwrap(),
+        ["bo@example.com"]
+    );
+    assert!(presence::sweep(&mut c, SILENT).await.unwrap().is_empty());
+    println!(
+        "an agent on a replica that died: offline after {after:.1?} (heartbeat {HEARTBEAT:?}, silent after {SILENT:?})"
+    );
+
+    // Two replicas sweeping the same silent replica at once report its agent once.
+    let client = connect(&url).await;
+    client
+        .batch_execute(
+            "INSERT INTO replicas VALUES ('c', now() - interval '1 hour', now() - interval '1 hour');
+             INSERT INTO agent_sockets VALUES ('c', 'dee@example.com', 1);",
+        )
+        .await
+        .unwrap();
+    let sweeps: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .map(|store| {
+            tokio::spawn(async move {
+                let mut c = store.pool().get().await.unwrap();
+                presence::sweep(&mut c, SILENT).await.unwrap()
+            })
+        })
+        .collect();
+    let mut reported = Vec::new();
+    for sweep in sweeps {
+        reported.extend(sweep.await.unwrap());
+    }
+    assert_eq!(reported, ["dee@example.com"]);
+}

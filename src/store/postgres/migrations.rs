@@ -95,6 +95,22 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
          );
          CREATE INDEX outbox_due ON outbox (status, next_attempt_ms);",
     ),
+    (
+        5,
+        // Presence across replicas (`presence`): each replica's heartbeat, and how many
+        // sockets of each agent it holds.
+        "CREATE TABLE replicas (
+             id           text PRIMARY KEY,
+             started_at   timestamptz NOT NULL,
+             heartbeat_at timestamptz NOT NULL
+         );
+         CREATE TABLE agent_sockets (
+             replica text NOT NULL,
+             email   text NOT NULL,
+             sockets integer NOT NULL CHECK (sockets > 0),
+             PRIMARY KEY (replica, email)
+         );",
+    ),
 ];
 
 /// The newest version this build knows.

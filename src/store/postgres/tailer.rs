@@ -1,5 +1,5 @@
 //! A replica's tailer: the one reader of the shared event log that publishes stored events
-//! to this replica. It reads `seq > last` in order, in pages, whenever a `NOTIFY` on
+//! to this replica, and the listener of the ephemeral frames other replicas send. It reads `seq > last` in order, in pages, whenever a `NOTIFY` on
 //! [`CHANNEL`](super::log::CHANNEL) wakes it, and at a slow poll besides (a notification is
 //! best effort). Its connection is its own, outside the pool: `LISTEN` belongs to a session,
 //! and behind a pooler in transaction mode it would hear nothing. When that connection
@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::PgError;
+use super::frames::CHANNEL as FRAMES;
 use super::log::{CHANNEL, COLUMNS, StoredEvent, from_row};
 
 /// Events read by one query.
@@ -33,11 +34,15 @@ impl Tailer {
     /// Starts tailing the log of the database `config` names after `after`, handing each page
     /// of events, in `seq` order, to `out`; it stops when `out` is closed. `poll` is the
     /// fallback period when no notification comes.
+    ///
+    /// With `frames`, it also hands over the ephemeral frames other replicas publish
+    /// (`frames::publish`), as they come, dropping one when `frames` is full (best effort).
     pub fn start(
         config: tokio_postgres::Config,
         after: i64,
         poll: Duration,
         out: mpsc::Sender<Vec<StoredEvent>>,
+        frames: Option<mpsc::Sender<String>>,
     ) -> Tailer {
         let mut config = config;
         // Named, so that an operator sees it in pg_stat_activity (and a test can end it).
@@ -46,7 +51,7 @@ impl Tailer {
         let task = tokio::spawn(async move {
             let mut last = after;
             loop {
-                match tail(&config, &mut last, poll, &out, &position).await {
+                match tail(&config, &mut last, poll, &out, frames.as_ref(), &position).await {
                     Ok(()) => return, // `out` closed: nobody listens any more
                     Err(e) => {
                         tracing::warn!(error = %e, after = last, "the log's tailer lost its connection; connecting again");
@@ -85,17 +90,24 @@ async fn tail(
     last: &mut i64,
     poll: Duration,
     out: &mpsc::Sender<Vec<StoredEvent>>,
+    frames: Option<&mpsc::Sender<String>>,
     position: &watch::Sender<i64>,
 ) -> Result<(), PgError> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let wake = Arc::new(Notify::new());
     let woken = Arc::clone(&wake);
+    let frames = frames.cloned();
     // The connection's messages: a notification wakes the reader; the end of the stream
     // (the connection closed or failed) makes the client's next query fail.
     let messages = tokio::spawn(async move {
         let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = stream.next().await {
             match message {
+                Ok(AsyncMessage::Notification(n)) if n.channel() == FRAMES => {
+                    if let Some(frames) = &frames {
+                        let _ = frames.try_send(n.payload().to_owned());
+                    }
+                }
                 Ok(AsyncMessage::Notification(_)) => woken.notify_one(),
                 Ok(_) => {}
                 Err(e) => {
@@ -108,7 +120,9 @@ async fn tail(
     });
     let result = async {
         // Listen first, then read: a commit after the read is then always heard.
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        client
+            .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {FRAMES}"))
+            .await?;
         let statement = client
             .prepare(&format!(
                 "SELECT {COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT {PAGE}"

@@ -19,8 +19,19 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// Makes a cluster and starts its server; returns once it accepts connections.
+    /// Makes a cluster and starts its server; returns once it accepts connections. The
+    /// cluster's own durability is off (no fsync): tests check behaviour, not the disk.
     pub fn start() -> Postgres {
+        Postgres::start_with(false)
+    }
+
+    /// As [`Postgres::start`], with PostgreSQL's defaults of durability (fsync, full page
+    /// writes): for figures that should resemble a real deployment's (`benches/pglog.rs`).
+    pub fn start_durable() -> Postgres {
+        Postgres::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Postgres {
         let bin = bindir();
         let dir = tempfile::Builder::new().prefix("pg").tempdir().unwrap();
         let as_nobody = is_root();
@@ -49,9 +60,13 @@ impl Postgres {
         );
         // Durability of the cluster itself is not under test: fsync off keeps the suite
         // fast on a shared machine. Connections: several pools and tailers per test.
+        let durability = if durable {
+            ""
+        } else {
+            "-c fsync=off -c full_page_writes=off"
+        };
         let options = format!(
-            "-c listen_addresses='' -k {} -c fsync=off -c full_page_writes=off \
-             -c max_connections=300 -c shared_buffers=64MB",
+            "-c listen_addresses='' -k {} {durability} -c max_connections=300 -c shared_buffers=64MB",
             pg.socket.display()
         );
         pg.run(
@@ -91,6 +106,15 @@ impl Postgres {
     /// directory).
     pub fn url(&self, name: &str) -> String {
         format!("host={} user=livechat dbname={name}", self.socket.display())
+    }
+
+    /// The server's version, as `postgres --version` prints it.
+    pub fn version(&self) -> String {
+        let out = Command::new(self.bin.join("postgres"))
+            .arg("--version")
+            .output()
+            .expect("postgres --version");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// The server's log so far (for a failing test's message).

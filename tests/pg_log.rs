@@ -466,3 +466,47 @@ async fn ephemeral_frames_reach_every_replica_and_an_oversized_one_is_refused() 
         tailer.stop();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_gone_is_told_apart_from_a_bad_statement() {
+    let pg = Postgres::start();
+    let url = pg.database("errors");
+    let store = PgStore::connect(&url, 2).await.unwrap();
+    let client = store.pool().get().await.unwrap();
+    let wrong_type = client
+        .query("SELECT $1::int", &[&"not a number"])
+        .await
+        .map_err(PgError::from)
+        .unwrap_err();
+    assert!(!wrong_type.is_unavailable(), "{wrong_type}");
+    let syntax = client
+        .batch_execute("SELEC 1")
+        .await
+        .map_err(PgError::from)
+        .unwrap_err();
+    assert!(!syntax.is_unavailable(), "{syntax}");
+    // The server ends this connection (as a restart or a failover would).
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    connect(&url)
+        .await
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
+    let gone = client
+        .batch_execute("SELECT 1")
+        .await
+        .map_err(PgError::from)
+        .unwrap_err();
+    assert!(gone.is_unavailable(), "{gone}");
+    // No server at all.
+    let nowhere = url.replace("dbname=errors", "dbname=errors port=1");
+    let refused = PgStore::connect(&nowhere, 1)
+        .await
+        .err()
+        .expect("no server");
+    assert!(refused.is_unavailable(), "{refused}");
+}

@@ -66,8 +66,9 @@ impl PgError {
                         matches!(class, "08" | "53" | "57")
                             || *code == SqlState::READ_ONLY_SQL_TRANSACTION
                     })
-                    // No SQLSTATE and not closed: the socket failed under the client.
-                    || (e.code().is_none() && e.as_db_error().is_none())
+                    // The socket failed under the client (not a fault of the statement,
+                    // such as a value of the wrong type, which has no SQLSTATE either).
+                    || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
             }
             _ => false,
         }

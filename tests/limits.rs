@@ -327,7 +327,8 @@ async fn a_visitor_writing_faster_than_the_limit_waits_for_the_refill() {
     let server = Bundle::live(1).serve_with(
         &[&agent_email(0)],
         &[
-            ("LIVECHAT_MESSAGE_BURST", "5"),
+            // Six: the request for a person (an action) takes one, five messages the rest.
+            ("LIVECHAT_MESSAGE_BURST", "6"),
             ("LIVECHAT_MESSAGE_REFILL", "2s"),
         ],
     );
@@ -406,6 +407,15 @@ async fn a_visitor_writing_faster_than_the_limit_waits_for_the_refill() {
     assert_eq!(held.status, 429, "{}", held.text);
     assert_eq!(held.body["error"]["code"], "too_many_messages");
     let retry_after: u64 = held.header("retry-after").unwrap().parse().unwrap();
+    // Actions take from the same bucket: an action now is refused and does nothing.
+    let action = api
+        .request("POST", "/api/v1/visitor/actions")
+        .bearer(&flood.token)
+        .json(json!({"type": "end"}))
+        .send()
+        .await;
+    assert_eq!(action.status, 429, "{}", action.text);
+    assert_eq!(action.body["error"]["code"], "too_many_messages");
 
     // Another visitor, from the same address, is not held up.
     let other = api.session("support").await;

@@ -324,11 +324,18 @@ pub enum ActionRequest {
     },
 }
 
+/// A visitor's action. Actions take from the same bucket as messages (each makes the bot
+/// or the server write, a choice is echoed as a message): clicking or submitting in a loop
+/// floods the log as surely as typing.
 pub async fn post_action(
     State(state): State<AppState>,
     AuthVisitor(visitor): AuthVisitor,
     ApiJson(req): ApiJson<ActionRequest>,
 ) -> Result<Json<Value>, AppError> {
+    state
+        .limits
+        .take_message(&visitor.id)
+        .map_err(AppError::too_many_messages)?;
     let cmd = match req {
         ActionRequest::Choice { step, value, index } => {
             let pick = match (value, index) {

@@ -820,3 +820,112 @@ async fn an_agent_whose_replica_dies_is_offline_within_twenty_seconds() {
     }
     assert_eq!(reported, ["dee@example.com"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_and_a_session_made_on_one_replica_hold_on_the_other() {
+    use livechat::auth::pg;
+    use livechat::auth::session::token_hash;
+
+    let pg_server = Postgres::start();
+    let (url, replicas) = replicas(&pg_server, "auth").await;
+    let (a, b) = (&replicas[0].0, &replicas[1].0);
+    let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+    let mut ca = a.pool().get().await.unwrap();
+    let cb = b.pool().get().await.unwrap();
+
+    assert_eq!(
+        pg::set_password(
+            &mut ca,
+            "ana@acme.example",
+            "$argon2id$first",
+            at("2025-03-01T09:00:00Z")
+        )
+        .await
+        .unwrap(),
+        0
+    );
+    assert_eq!(
+        pg::password_hash(&cb, "ana@acme.example")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("$argon2id$first")
+    );
+    assert_eq!(
+        pg::password_hash(&cb, "bo@acme.example").await.unwrap(),
+        None
+    );
+    assert!(
+        pg::with_password(&cb)
+            .await
+            .unwrap()
+            .contains("ana@acme.example")
+    );
+
+    // Signed in through a, known to b: the same agent, CSRF token and expiry.
+    let old = pg::create_session(&mut ca, "ana@acme.example", at("2025-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    let s = pg::create_session(&mut ca, "ana@acme.example", at("2025-03-01T10:00:00Z"))
+        .await
+        .unwrap();
+    let found = pg::find_session(&cb, &s.token_hash).await.unwrap().unwrap();
+    assert_eq!(found.agent_email, "ana@acme.example");
+    assert_eq!(found.csrf_token, s.csrf_token);
+    assert_eq!(found.expires_at, at("2025-03-15T10:00:00Z"));
+    // The expired one went at this login; the token itself is no key.
+    assert_eq!(pg::find_session(&cb, &old.token_hash).await.unwrap(), None);
+    assert_eq!(pg::find_session(&cb, &s.token).await.unwrap(), None);
+    assert_eq!(s.token_hash, token_hash(&s.token));
+
+    // Logged out through b: gone for a too.
+    assert!(pg::delete_session(&cb, &s.token_hash).await.unwrap());
+    assert!(!pg::delete_session(&cb, &s.token_hash).await.unwrap());
+    assert_eq!(pg::find_session(&ca, &s.token_hash).await.unwrap(), None);
+
+    // A new password ends every session of the agent and uses up their open invitations.
+    let now = at("2025-03-02T00:00:00Z");
+    pg::create_session(&mut ca, "ana@acme.example", now)
+        .await
+        .unwrap();
+    pg::create_session(&mut ca, "ana@acme.example", now)
+        .await
+        .unwrap();
+    let bo = pg::create_session(&mut ca, "bo@acme.example", now)
+        .await
+        .unwrap();
+    let client = connect(&url).await;
+    client
+        .execute(
+            "INSERT INTO invites (token_hash, agent_email, created_at, expires_at)
+             VALUES ('h', 'ana@acme.example', '2025-03-01T00:00:00Z', '2025-03-08T00:00:00Z')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        pg::set_password(&mut ca, "ana@acme.example", "$argon2id$second", now)
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(
+        pg::find_session(&cb, &bo.token_hash)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let used: Option<String> = client
+        .query_one("SELECT used_at FROM invites WHERE token_hash = 'h'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(used.as_deref(), Some("2025-03-02T00:00:00Z"));
+    assert_eq!(
+        pg::password_hash(&cb, "ana@acme.example")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("$argon2id$second")
+    );
+}

@@ -1,6 +1,6 @@
 //! Agent authentication: passwords (`password`, `credentials`), login sessions (`session`),
 //! the brake on guessing (`limiter`) and the `AuthAgent` extractor that handlers take to
-//! know who is calling (`extract`).
+//! know who is calling (`extract`); the same rows on PostgreSQL for replicas (`pg`).
 //!
 //! Who is an agent, with which role and teams, is always read from the live roster: the
 //! database knows only passwords and sessions, keyed by the lowercased email.
@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod extract;
 pub mod limiter;
 pub mod password;
+pub mod pg;
 pub mod session;
 
 use jiff::Timestamp;

@@ -111,6 +111,31 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
              PRIMARY KEY (replica, email)
          );",
     ),
+    (
+        6,
+        // Passwords, login sessions and invitations, as SQLite's (`auth::pg`); times are
+        // RFC 3339 text, as there.
+        "ALTER TABLE agents
+             ADD COLUMN password_hash text,
+             ADD COLUMN accepting     boolean NOT NULL DEFAULT false,
+             ADD COLUMN updated_at    text;
+         CREATE TABLE sessions (
+             token_hash  text PRIMARY KEY,
+             agent_email text NOT NULL,
+             csrf_token  text NOT NULL,
+             created_at  text NOT NULL,
+             expires_at  text NOT NULL
+         );
+         CREATE INDEX sessions_agent ON sessions (agent_email);
+         CREATE TABLE invites (
+             token_hash  text PRIMARY KEY,
+             agent_email text NOT NULL,
+             created_at  text NOT NULL,
+             expires_at  text NOT NULL,
+             used_at     text
+         );
+         CREATE INDEX invites_agent ON invites (agent_email);",
+    ),
 ];
 
 /// The newest version this build knows.

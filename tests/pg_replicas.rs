@@ -929,3 +929,163 @@ async fn a_password_and_a_session_made_on_one_replica_hold_on_the_other() {
         Some("$argon2id$second")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_together_invite_each_new_agent_once_and_redeem_a_link_once() {
+    use livechat::auth::pg as auth;
+    use livechat::auth::session::token_hash;
+    use livechat::config::Roster;
+    use livechat::mail::outbox::Doorbell;
+    use livechat::mail::templates::Templates;
+    use livechat::mail::{Outbound, pg as invites};
+
+    let pg_server = Postgres::start();
+    let (url, replicas) = replicas(&pg_server, "invites").await;
+    let (a, b) = (replicas[0].0.clone(), replicas[1].0.clone());
+    let roster: Roster = toml::from_str(
+        r#"
+        [[agent]]
+        name = "Ana"
+        email = "Ana@acme.example"
+        role = "admin"
+        teams = []
+        [[agent]]
+        name = "Bo"
+        email = "bo@acme.example"
+        role = "agent"
+        teams = []
+        [[agent]]
+        name = "Cy"
+        email = "cy@acme.example"
+        role = "agent"
+        teams = []
+        "#,
+    )
+    .unwrap();
+    let out = Outbound {
+        templates: Templates::new(None),
+        public_url: "http://chat.acme.example".into(),
+        doorbell: Doorbell::default(),
+    };
+    let now = jiff::Timestamp::now();
+    {
+        let mut c = a.pool().get().await.unwrap();
+        auth::set_password(&mut c, "ana@acme.example", "$phc-ana", now)
+            .await
+            .unwrap();
+    }
+    // Both replicas start (or reload) at once: Bo and Cy are invited once each.
+    let runs: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .map(|store| {
+            let (roster, out) = (roster.clone(), out.clone());
+            tokio::spawn(async move {
+                let mut c = store.pool().get().await.unwrap();
+                invites::invite_new_agents(&mut c, &roster, &out)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut queued = 0;
+    for run in runs {
+        queued += run.await.unwrap();
+    }
+    assert_eq!(queued, 2);
+    let client = connect(&url).await;
+    let count = async |sql: &str| -> i64 { client.query_one(sql, &[]).await.unwrap().get(0) };
+    assert_eq!(count("SELECT count(*) FROM invites").await, 2);
+    assert_eq!(
+        count("SELECT count(*) FROM outbox WHERE kind = 'mail'").await,
+        2
+    );
+    let payload: String = client
+        .query_one(
+            "SELECT payload FROM outbox WHERE payload LIKE '%bo@acme.example%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        payload.contains("http://chat.acme.example/set-password?token="),
+        "{payload}"
+    );
+    {
+        let mut c = b.pool().get().await.unwrap();
+        assert_eq!(
+            invites::invite_new_agents(&mut c, &roster, &out)
+                .await
+                .unwrap(),
+            0
+        );
+    }
+
+    // One link used through both replicas at once: one password set.
+    let token = "a-link-in-two-tabs";
+    let expires = now
+        .saturating_add(jiff::SignedDuration::from_hours(1))
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO invites (token_hash, agent_email, created_at, expires_at)
+             VALUES ($1, 'dee@acme.example', $2, $3)",
+            &[&token_hash(token), &now.to_string(), &expires.to_string()],
+        )
+        .await
+        .unwrap();
+    let redeems: Vec<_> = [(a.clone(), "$phc-1"), (b.clone(), "$phc-2")]
+        .into_iter()
+        .map(|(store, phc)| {
+            tokio::spawn(async move {
+                let mut c = store.pool().get().await.unwrap();
+                invites::redeem(&mut c, token, "dee@acme.example", phc)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for redeem in redeems {
+        won.push(redeem.await.unwrap());
+    }
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+    let c = a.pool().get().await.unwrap();
+    let phc = auth::password_hash(&c, "dee@acme.example").await.unwrap();
+    let expected = if won[0] { "$phc-1" } else { "$phc-2" };
+    assert_eq!(phc.as_deref(), Some(expected));
+    assert_eq!(invites::find(&c, token).await.unwrap(), None, "used up");
+    // An expired link, or one for someone else, sets nothing.
+    let old = "an-old-link";
+    let past = now
+        .saturating_sub(jiff::SignedDuration::from_hours(1))
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO invites (token_hash, agent_email, created_at, expires_at)
+             VALUES ($1, 'eve@acme.example', $2, $3)",
+            &[&token_hash(old), &past.to_string(), &past.to_string()],
+        )
+        .await
+        .unwrap();
+    let mut c = b.pool().get().await.unwrap();
+    assert!(
+        !invites::redeem(&mut c, old, "eve@acme.example", "$x")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !invites::redeem(&mut c, token, "dee@acme.example", "$x")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !invites::redeem(&mut c, "", "dee@acme.example", "$x")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        auth::password_hash(&c, "eve@acme.example").await.unwrap(),
+        None
+    );
+}

@@ -104,8 +104,20 @@ pub async fn set_password(
     phc: &str,
     now: Timestamp,
 ) -> Result<u64, PgError> {
-    let now = rfc3339(now);
     let tx = client.transaction().await?;
+    let ended = set_password_in(&tx, email_key, phc, now).await?;
+    tx.commit().await?;
+    Ok(ended)
+}
+
+/// [`set_password`] inside the caller's transaction `tx`.
+pub async fn set_password_in(
+    tx: &impl GenericClient,
+    email_key: &str,
+    phc: &str,
+    now: Timestamp,
+) -> Result<u64, PgError> {
+    let now = rfc3339(now);
     tx.execute(
         "INSERT INTO agents (email, password_hash, updated_at) VALUES ($1, $2, $3)
          ON CONFLICT (email) DO UPDATE
@@ -116,12 +128,12 @@ pub async fn set_password(
     let ended = tx
         .execute("DELETE FROM sessions WHERE agent_email = $1", &[&email_key])
         .await?;
+    // A password chosen any way uses up the invitations still open.
     tx.execute(
         "UPDATE invites SET used_at = $2 WHERE agent_email = $1 AND used_at IS NULL",
         &[&email_key, &now],
     )
     .await?;
-    tx.commit().await?;
     Ok(ended)
 }
 

@@ -107,6 +107,39 @@ pub fn first_run(
     })
 }
 
+/// The invitation mail of `agent`, with the link of `token`, valid until `expires`.
+pub fn invitation(
+    out: &Outbound,
+    agent: &crate::config::schema::Agent,
+    token: &str,
+    expires: Timestamp,
+) -> Result<Item, StoreError> {
+    let link = format!(
+        "{}/set-password?token={token}",
+        out.public_url.trim_end_matches('/')
+    );
+    let subject = "Your invitation to the live chat".to_string();
+    let ctx = json!({
+        "subject": subject,
+        "public_url": out.public_url,
+        "agent": { "name": agent.name, "role": if agent.role == Role::Admin { "admin" } else { "agent" } },
+        "link": link,
+        "expires_at": expires.to_string(),
+    });
+    let (text, html) = out
+        .templates
+        .render_pair("mail/invite", &ctx)
+        .map_err(|e| StoreError::Corrupt(format!("the invite template: {e}")))?;
+    Ok(Item::Mail(Mail {
+        kind: KIND.into(),
+        to: vec![agent.email.as_str().to_string()],
+        reply_to: None,
+        subject,
+        text,
+        html,
+    }))
+}
+
 /// Mails an invitation to every roster agent who has no password and was never invited.
 /// Answers how many were queued.
 pub fn invite_new_agents(
@@ -139,34 +172,7 @@ pub fn invite_new_agents(
                 "INSERT INTO invites (token_hash, agent_email, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
                 params![hash, email, now.to_string(), expires.to_string()],
             )?;
-            let link = format!(
-                "{}/set-password?token={token}",
-                out.public_url.trim_end_matches('/')
-            );
-            let subject = "Your invitation to the live chat".to_string();
-            let ctx = json!({
-                "subject": subject,
-                "public_url": out.public_url,
-                "agent": { "name": agent.name, "role": if agent.role == Role::Admin { "admin" } else { "agent" } },
-                "link": link,
-                "expires_at": expires.to_string(),
-            });
-            let (text, html) = out
-                .templates
-                .render_pair("mail/invite", &ctx)
-                .map_err(|e| StoreError::Corrupt(format!("the invite template: {e}")))?;
-            outbox::enqueue(
-                tx,
-                &Item::Mail(Mail {
-                    kind: KIND.into(),
-                    to: vec![agent.email.as_str().to_string()],
-                    reply_to: None,
-                    subject,
-                    text,
-                    html,
-                }),
-                now,
-            )?;
+            outbox::enqueue(tx, &invitation(out, agent, &token, expires)?, now)?;
             queued += 1;
         }
         Ok(queued)

@@ -2,6 +2,7 @@
 
 pub mod invites;
 pub mod outbox;
+pub mod pg;
 pub mod templates;
 pub mod transcript;
 pub mod transport;

@@ -73,6 +73,9 @@ pub enum StoreError {
     /// written, and a later try may succeed once the operator has made room.
     #[error("the database cannot be written now: {0}")]
     Unavailable(String),
+    /// The PostgreSQL store of replicas failed (`postgres`).
+    #[error(transparent)]
+    Postgres(#[from] postgres::PgError),
 }
 
 impl StoreError {
@@ -81,6 +84,7 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Unavailable(_) => true,
+            StoreError::Postgres(e) => e.is_unavailable(),
             StoreError::Sqlite(e) | StoreError::Open { source: e, .. } => unavailable(e),
             StoreError::Migrate(rusqlite_migration::Error::RusqliteError { err, .. }) => {
                 unavailable(err)

@@ -67,6 +67,7 @@ async fn requested(log: &LogWriter, prefix: &str, n: usize) -> Vec<String> {
             version: 0,
             max_chats: None,
             due_at: None,
+            client_id: None,
         };
         log.transition(guard, vec![event(&id, "conversation.requested", "{}")])
             .await
@@ -102,6 +103,7 @@ async fn accept(
             version,
             max_chats: Some(max_chats),
             due_at: None,
+            client_id: None,
         };
         let data = format!(r#"{{"agent":"{agent}"}}"#);
         match log
@@ -260,6 +262,7 @@ async fn max_chats_holds_under_fifty_concurrent_accepts_from_two_replicas() {
         version,
         max_chats: Some(2),
         due_at: None,
+        client_id: None,
     };
     log.transition(guard, vec![event(&mine, "conversation.resolved", "{}")])
         .await
@@ -315,6 +318,7 @@ async fn a_refused_transition_writes_nothing_and_its_group_goes_on() {
         version,
         max_chats: Some(5),
         due_at: None,
+        client_id: None,
     };
     let (a, b, c) = tokio::join!(
         log.transition(
@@ -359,6 +363,7 @@ async fn a_refused_transition_writes_nothing_and_its_group_goes_on() {
         version: 0,
         max_chats: None,
         due_at: None,
+        client_id: None,
     };
     assert_eq!(
         log.transition(taken, vec![]).await.unwrap(),
@@ -383,6 +388,7 @@ async fn fire(store: &PgStore, log: &LogWriter, id: &str) -> bool {
             version,
             max_chats: None,
             due_at: None,
+            client_id: None,
         };
         match log
             .transition(guard, vec![event(id, "livechat.timeout", "{}")])
@@ -413,6 +419,7 @@ async fn a_thousand_accept_timeouts_fire_once_each_when_a_replica_dies_holding_c
             version: 0,
             max_chats: None,
             due_at: Some(due.clone()),
+            client_id: None,
         };
         replicas[i % 2]
             .1
@@ -544,6 +551,7 @@ async fn two_hundred_offline_forms_are_all_delivered_when_a_replica_dies_mid_del
             version: 0,
             max_chats: None,
             due_at: None,
+            client_id: None,
         };
         let transition = Transition {
             guard: Some(guard),
@@ -1087,5 +1095,77 @@ async fn replicas_together_invite_each_new_agent_once_and_redeem_a_link_once() {
     assert_eq!(
         auth::password_hash(&c, "eve@acme.example").await.unwrap(),
         None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_retried_through_either_replica_is_written_once() {
+    let pg = Postgres::start();
+    let (url, replicas) = replicas(&pg, "retries").await;
+    let replicas = Arc::new(replicas);
+    let ids = requested(&replicas[0].1, "k", 1).await;
+    let id = ids[0].clone();
+    // A visitor's message as the engine writes it: at the version read, with the client's id.
+    let send = async |r: usize, client_id: &str, text: &str| -> Result<i64, Refused> {
+        let (store, log) = &replicas[r];
+        loop {
+            let (version, row) = {
+                let c = store.pool().get().await.unwrap();
+                conversations::load(&c, &id).await.unwrap().unwrap()
+            };
+            let mut message = event(&id, "message.created", text);
+            message.client_id = Some(client_id.into());
+            let guard = Guard {
+                row,
+                version,
+                max_chats: None,
+                due_at: None,
+                client_id: Some(client_id.into()),
+            };
+            match log.transition(guard, vec![message]).await.unwrap() {
+                Ok(seqs) => return Ok(seqs.start),
+                Err(Refused::Stale) => continue,
+                Err(refused) => return Err(refused),
+            }
+        }
+    };
+    let first = send(0, "k-1", "hello").await.unwrap();
+    // The retry (the answer was lost) through the other replica: the first's seq, nothing new.
+    assert_eq!(
+        send(1, "k-1", "hello").await,
+        Err(Refused::Duplicate { seq: first })
+    );
+    // Another message is written as usual.
+    let second = send(1, "k-2", "anyone there?").await.unwrap();
+    assert!(second > first);
+    // The same client id sent through both replicas at once: written once, the other
+    // answered with its seq.
+    let (x, y) = tokio::join!(send(0, "k-3", "again"), send(1, "k-3", "again"));
+    let written = match (x, y) {
+        (Ok(seq), Err(Refused::Duplicate { seq: dup }))
+        | (Err(Refused::Duplicate { seq: dup }), Ok(seq)) => {
+            assert_eq!(seq, dup);
+            seq
+        }
+        other => panic!("not once: {other:?}"),
+    };
+    let client = connect(&url).await;
+    let rows: Vec<(String, i64)> = client
+        .query(
+            "SELECT client_id, seq FROM events WHERE client_id IS NOT NULL ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("k-1".to_string(), first),
+            ("k-2".to_string(), second),
+            ("k-3".to_string(), written)
+        ]
     );
 }

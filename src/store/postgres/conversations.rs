@@ -50,6 +50,11 @@ pub struct Guard {
     /// The conversation's earliest deadline after the transition (RFC 3339), or none: its
     /// row in `timers`, which any replica may claim when it is due (`timers::claim`).
     pub due_at: Option<String>,
+    /// The client's id of the message the transition writes: when an event of the
+    /// conversation already carries it, the transition is a retry of one written before,
+    /// and is refused as [`Refused::Duplicate`] with that event's `seq`, whatever the
+    /// version (the first write moved it).
+    pub client_id: Option<String>,
 }
 
 /// Why a guarded transition was not written (nothing of it was).
@@ -60,6 +65,8 @@ pub enum Refused {
     Stale,
     /// The agent already has `max_chats` active chats.
     AgentFull,
+    /// The message was written before (a client's retry): the `seq` of its event.
+    Duplicate { seq: i64 },
 }
 
 const ROW: &str =
@@ -122,6 +129,29 @@ pub async fn write(
         let load = assignee.filter(|_| ACTIVE.contains(&status.as_str()));
         now.insert(r.get(0), (r.get(1), load));
     }
+    // Messages written before, by client id: looked up under the conversations' locks,
+    // which every write of those conversations takes, so a retry racing its original on
+    // another replica finds it once the original commits.
+    let retried: Vec<(&str, &str)> = guards
+        .iter()
+        .filter_map(|g| Some((g.row.id.as_str(), g.client_id.as_deref()?)))
+        .collect();
+    let mut written_before: BTreeMap<(String, String), i64> = BTreeMap::new();
+    if !retried.is_empty() {
+        let (convs, ids): (Vec<&str>, Vec<&str>) = retried.into_iter().unzip();
+        for r in tx
+            .query(
+                "SELECT e.conversation_id, e.client_id, min(e.seq) FROM events e
+                 JOIN unnest($1::text[], $2::text[]) AS k (conversation_id, client_id)
+                   ON e.conversation_id = k.conversation_id AND e.client_id = k.client_id
+                 GROUP BY e.conversation_id, e.client_id",
+                &[&convs, &ids],
+            )
+            .await?
+        {
+            written_before.insert((r.get(0), r.get(1)), r.get(2));
+        }
+    }
     // Lock the agents the group gives a chat, by email (a row is made the first time).
     let agents: BTreeSet<&str> = guards
         .iter()
@@ -166,6 +196,14 @@ pub async fn write(
     let mut outcome = Vec::with_capacity(guards.len());
     for guard in guards {
         let row = &guard.row;
+        let key = guard
+            .client_id
+            .as_ref()
+            .map(|c| (row.id.clone(), c.clone()));
+        if let Some(seq) = key.as_ref().and_then(|k| written_before.get(k)) {
+            outcome.push(Some(Refused::Duplicate { seq: *seq }));
+            continue;
+        }
         let current = now.get(&row.id);
         let version = current.map_or(0, |(v, _)| *v);
         if version != guard.version {

@@ -136,6 +136,13 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
          );
          CREATE INDEX invites_agent ON invites (agent_email);",
     ),
+    (
+        7,
+        // A message retried by its client is found by the id the client gave it
+        // (`conversations::write`, `Refused::Duplicate`).
+        "CREATE INDEX events_client_id ON events (conversation_id, client_id)
+             WHERE client_id IS NOT NULL;",
+    ),
 ];
 
 /// The newest version this build knows.

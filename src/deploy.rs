@@ -159,13 +159,41 @@ pub fn record_loaded(
 ) -> Result<Revision, StoreError> {
     crate::store::atomically(conn, |conn| {
         let live = revisions::latest(conn)?;
-        if let Some(revision) = live.as_ref().filter(|r| r.hash == bundle.hash) {
-            return Ok(revision.clone());
+        match to_record(live, bundle) {
+            Ok(live) => Ok(live),
+            Err(summary) => {
+                revisions::insert(conn, &bundle.hash, source, &summary, &bundle.sources)
+            }
         }
-        let base = live.as_ref().map_or_else(Bundle::empty, stored_bundle);
-        let summary = Plan::between(&base, bundle).summary();
-        revisions::insert(conn, &bundle.hash, source, &summary, &bundle.sources)
     })
+}
+
+/// [`record_loaded`] on the PostgreSQL of replicas (#17), under the revisions' lock: of
+/// replicas that load the same bundle at once, one records it and the others find it live.
+pub async fn record_loaded_pg(
+    client: &mut deadpool_postgres::Object,
+    bundle: &Bundle,
+    source: &str,
+) -> Result<Revision, StoreError> {
+    use crate::store::postgres::{PgError, revisions as pg};
+    let tx = client.transaction().await.map_err(PgError::from)?;
+    pg::lock(&tx).await?;
+    let revision = match to_record(pg::latest(&tx).await?, bundle) {
+        Ok(live) => live,
+        Err(summary) => pg::insert(&tx, &bundle.hash, source, &summary, &bundle.sources).await?,
+    };
+    tx.commit().await.map_err(PgError::from)?;
+    Ok(revision)
+}
+
+/// The live revision when it is `bundle` already (`Ok`), else the summary of the revision
+/// to record (`Err`): what changes against the live one.
+fn to_record(live: Option<Revision>, bundle: &Bundle) -> Result<Revision, String> {
+    if let Some(revision) = live.as_ref().filter(|r| r.hash == bundle.hash) {
+        return Ok(revision.clone());
+    }
+    let base = live.as_ref().map_or_else(Bundle::empty, stored_bundle);
+    Err(Plan::between(&base, bundle).summary())
 }
 
 /// Secrets play no part in a plan: every `${VAR}` is taken as set (and empty).

@@ -1169,3 +1169,67 @@ async fn a_message_retried_through_either_replica_is_written_once() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_loading_one_bundle_at_once_record_one_revision() {
+    use livechat::config::{self, Bundle};
+    use livechat::deploy::record_loaded_pg;
+    use livechat::store::postgres::revisions;
+
+    let pg = Postgres::start();
+    let (_url, replicas) = replicas(&pg, "revisions").await;
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bots");
+    let bundle = config::load_dir(&examples, &|_| Some(String::new()))
+        .unwrap()
+        .unwrap();
+    // Both replicas start on the same bundle at the same moment.
+    let starts: Vec<_> = replicas
+        .iter()
+        .map(|(store, _)| {
+            let (store, bundle) = (store.clone(), bundle.clone());
+            tokio::spawn(async move {
+                let mut c = store.pool().get().await.unwrap();
+                record_loaded_pg(&mut c, &bundle, "startup").await.unwrap()
+            })
+        })
+        .collect();
+    let mut numbers = Vec::new();
+    for start in starts {
+        numbers.push(start.await.unwrap().number);
+    }
+    assert_eq!(numbers, [1, 1], "one revision, live for both");
+    // An edit: the next number, planned against the first.
+    let mut sources = bundle.sources.clone();
+    let (file, text) = sources
+        .iter()
+        .next()
+        .map(|(f, t)| (f.clone(), t.clone()))
+        .unwrap();
+    sources.insert(file, format!("# edited\n{text}"));
+    let edited = Bundle::from_sources(sources, &|_| Some(String::new())).unwrap();
+    let mut c = replicas[1].0.pool().get().await.unwrap();
+    let second = record_loaded_pg(&mut c, &edited, "watch").await.unwrap();
+    assert_eq!(second.number, 2);
+    assert_eq!(
+        revisions::latest(&c).await.unwrap().unwrap().hash,
+        edited.hash
+    );
+    let list = revisions::list(&c).await.unwrap();
+    assert_eq!(
+        list.iter()
+            .map(|r| (r.number, r.source.as_str()))
+            .collect::<Vec<_>>(),
+        [(2, "watch"), (1, "startup")]
+    );
+    let first = revisions::get(&c, 1).await.unwrap().unwrap();
+    assert_eq!(first.bundle, bundle.sources);
+    assert!(revisions::get(&c, 3).await.unwrap().is_none());
+    // Loading the live bundle again records nothing.
+    assert_eq!(
+        record_loaded_pg(&mut c, &edited, "watch")
+            .await
+            .unwrap()
+            .number,
+        2
+    );
+}

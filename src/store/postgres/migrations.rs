@@ -143,6 +143,20 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         "CREATE INDEX events_client_id ON events (conversation_id, client_id)
              WHERE client_id IS NOT NULL;",
     ),
+    (
+        8,
+        // Config revisions, as SQLite's; numbered under the revisions' lock
+        // (`revisions::insert`), so numbers have no gaps and are never reused.
+        "CREATE TABLE revisions (
+             number     bigint PRIMARY KEY,
+             hash       text NOT NULL,
+             created_at text NOT NULL,
+             source     text NOT NULL,
+             summary    text NOT NULL,
+             bundle     text NOT NULL
+         );
+         CREATE INDEX revisions_hash ON revisions (hash);",
+    ),
 ];
 
 /// The newest version this build knows.

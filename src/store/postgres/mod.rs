@@ -7,7 +7,8 @@
 //! event log whose `seq` comes from one counter row updated last in every group commit
 //! (`log`), conversations written only at the version they were read at and within their
 //! agent's `max_chats` (`conversations`), timers and the outbox, which any replica may claim
-//! for a lease (`timers`, `outbox`), presence by heartbeats (`presence`), ephemeral frames
+//! for a lease (`timers`, `outbox`), config revisions (`revisions`), presence by heartbeats
+//! (`presence`), ephemeral frames
 //! by `NOTIFY` (`frames`), and the tailer that reads the log in order, is a replica's one
 //! publisher of stored events and hears the frames (`tailer`).
 
@@ -17,6 +18,7 @@ pub mod log;
 pub mod migrations;
 pub mod outbox;
 pub mod presence;
+pub mod revisions;
 pub mod tailer;
 pub mod timers;
 

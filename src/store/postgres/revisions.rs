@@ -1,0 +1,122 @@
+//! Config revisions on PostgreSQL (#17): the rows of `store::revisions`, in the database the
+//! replicas share, so that every replica serves the same revision. Numbers are given under
+//! the revisions' advisory lock, which the caller holds for the whole of its read, decide
+//! and insert (`deploy::record_loaded_pg`): replicas that load one bundle at the same moment
+//! record it once.
+
+use deadpool_postgres::GenericClient;
+
+use super::PgError;
+use crate::config::Sources;
+use crate::store::StoreError;
+use crate::store::revisions::{Revision, RevisionSummary, SOURCES};
+
+/// The advisory lock of recording a revision: "revision" in ASCII.
+pub const LOCK_KEY: i64 = 0x7265_7669_7369_6f6e;
+
+/// Takes the revisions' lock until the end of the transaction `tx`.
+pub async fn lock(tx: &impl GenericClient) -> Result<(), PgError> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+        .await?;
+    Ok(())
+}
+
+fn summary(r: &tokio_postgres::Row) -> RevisionSummary {
+    RevisionSummary {
+        number: r.get(0),
+        hash: r.get(1),
+        created_at: r.get(2),
+        source: r.get(3),
+        summary: r.get(4),
+    }
+}
+
+fn revision(r: &tokio_postgres::Row) -> Result<Revision, StoreError> {
+    let info = summary(r);
+    let bundle = serde_json::from_str(r.get(5)).map_err(|source| StoreError::CorruptBundle {
+        number: info.number,
+        source,
+    })?;
+    Ok(Revision {
+        number: info.number,
+        hash: info.hash,
+        created_at: info.created_at,
+        source: info.source,
+        summary: info.summary,
+        bundle,
+    })
+}
+
+const COLUMNS: &str = "number, hash, created_at, source, summary, bundle";
+
+/// The newest revision: the one that is live.
+pub async fn latest(client: &impl GenericClient) -> Result<Option<Revision>, StoreError> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM revisions ORDER BY number DESC LIMIT 1"),
+            &[],
+        )
+        .await
+        .map_err(PgError::from)?;
+    row.as_ref().map(revision).transpose()
+}
+
+/// Revision `number`, if there is one.
+pub async fn get(client: &impl GenericClient, number: i64) -> Result<Option<Revision>, StoreError> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM revisions WHERE number = $1"),
+            &[&number],
+        )
+        .await
+        .map_err(PgError::from)?;
+    row.as_ref().map(revision).transpose()
+}
+
+/// Every revision, newest first.
+pub async fn list(client: &impl GenericClient) -> Result<Vec<RevisionSummary>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT number, hash, created_at, source, summary FROM revisions ORDER BY number DESC",
+            &[],
+        )
+        .await
+        .map_err(PgError::from)?;
+    Ok(rows.iter().map(summary).collect())
+}
+
+/// Records a new revision, numbered after every earlier one. Call it holding [`lock`] in
+/// the same transaction.
+pub async fn insert(
+    tx: &impl GenericClient,
+    hash: &str,
+    source: &str,
+    summary: &str,
+    sources: &Sources,
+) -> Result<Revision, StoreError> {
+    if !SOURCES.contains(&source) {
+        return Err(StoreError::UnknownSource(source.to_string()));
+    }
+    let created_at = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let bundle = serde_json::to_string(sources).expect("a map of strings always serializes");
+    let number: i64 = tx
+        .query_one(
+            "INSERT INTO revisions (number, hash, created_at, source, summary, bundle)
+             SELECT coalesce(max(number), 0) + 1, $1, $2, $3, $4, $5 FROM revisions
+             RETURNING number",
+            &[&hash, &created_at, &source, &summary, &bundle],
+        )
+        .await
+        .map_err(PgError::from)?
+        .get(0);
+    Ok(Revision {
+        number,
+        hash: hash.to_string(),
+        created_at,
+        source: source.to_string(),
+        summary: summary.to_string(),
+        bundle: sources.clone(),
+    })
+}

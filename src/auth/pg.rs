@@ -8,7 +8,7 @@ use deadpool_postgres::GenericClient;
 use jiff::Timestamp;
 
 use super::rfc3339;
-use super::session::{LIFETIME, NewSession, Session, random_token, token_hash};
+use super::session::{NewSession, Session, new_session};
 use crate::store::postgres::PgError;
 
 /// Starts a session for `agent_email` (lowercased) and clears that agent's expired ones, in
@@ -18,14 +18,7 @@ pub async fn create_session(
     agent_email: &str,
     now: Timestamp,
 ) -> Result<NewSession, PgError> {
-    let token = random_token();
-    let session = NewSession {
-        token_hash: token_hash(&token),
-        token,
-        csrf_token: random_token(),
-        expires_at: Timestamp::from_second((now + LIFETIME).as_second())
-            .expect("fourteen days from now is a valid time"),
-    };
+    let session = new_session(now);
     let tx = client.transaction().await?;
     // Expired sessions are kept until their agent logs in again (a stale cookie is told
     // `session_expired` meanwhile); times are RFC 3339 text, compared as times here.

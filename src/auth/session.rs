@@ -38,21 +38,27 @@ impl Session {
 
 pub use crate::ids::{new_token, random_token, token_hash};
 
-/// Starts a session for `agent_email` (lowercased) and clears that agent's expired ones.
-pub fn create(
-    conn: &Connection,
-    agent_email: &str,
-    now: Timestamp,
-) -> rusqlite::Result<NewSession> {
+/// A new session's tokens and expiry, for a login at `now` (stored by `create`, or by
+/// `auth::pg::create_session` on PostgreSQL).
+pub fn new_session(now: Timestamp) -> NewSession {
     let token = random_token();
-    let session = NewSession {
+    NewSession {
         token_hash: token_hash(&token),
         token,
         csrf_token: random_token(),
         // Whole seconds, as stored.
         expires_at: Timestamp::from_second((now + LIFETIME).as_second())
             .expect("fourteen days from now is a valid time"),
-    };
+    }
+}
+
+/// Starts a session for `agent_email` (lowercased) and clears that agent's expired ones.
+pub fn create(
+    conn: &Connection,
+    agent_email: &str,
+    now: Timestamp,
+) -> rusqlite::Result<NewSession> {
+    let session = new_session(now);
     delete_expired_of(conn, agent_email, now)?;
     conn.execute(
         "INSERT INTO sessions (token_hash, agent_email, csrf_token, created_at, expires_at)

@@ -107,6 +107,15 @@ pub fn first_run(
     })
 }
 
+/// A new invitation's token (mailed), its hash (stored) and its expiry.
+pub fn new_invitation(now: Timestamp) -> Result<(String, String, Timestamp), StoreError> {
+    let (token, hash) = new_token();
+    let expires = now
+        .saturating_add(LIFETIME)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok((token, hash, expires))
+}
+
 /// The invitation mail of `agent`, with the link of `token`, valid until `expires`.
 pub fn invitation(
     out: &Outbound,
@@ -164,10 +173,7 @@ pub fn invite_new_agents(
             if invited {
                 continue;
             }
-            let (token, hash) = new_token();
-            let expires = now
-                .saturating_add(LIFETIME)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let (token, hash, expires) = new_invitation(now)?;
             tx.execute(
                 "INSERT INTO invites (token_hash, agent_email, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
                 params![hash, email, now.to_string(), expires.to_string()],

@@ -7,8 +7,8 @@
 use jiff::Timestamp;
 
 use super::Outbound;
-use super::invites::{LIFETIME, invitation};
-use crate::auth::session::{new_token, token_hash};
+use super::invites::{invitation, new_invitation};
+use crate::auth::session::token_hash;
 use crate::auth::{email_key, pg as auth};
 use crate::config::Roster;
 use crate::ids::new_id;
@@ -99,10 +99,7 @@ pub async fn invite_new_agents(
         if invited {
             continue;
         }
-        let (token, hash) = new_token();
-        let expires = now
-            .saturating_add(LIFETIME)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (token, hash, expires) = new_invitation(now)?;
         tx.execute(
             "INSERT INTO invites (token_hash, agent_email, created_at, expires_at)
              VALUES ($1, $2, $3, $4)",

@@ -27,7 +27,10 @@ fn revision_from_row(row: &Row<'_>) -> rusqlite::Result<(RevisionSummary, String
     ))
 }
 
-fn with_bundle((info, bundle): (RevisionSummary, String)) -> Result<Revision, StoreError> {
+/// A revision from its summary and its stored bundle (JSON); also read so on PostgreSQL.
+pub(crate) fn with_bundle(
+    (info, bundle): (RevisionSummary, String),
+) -> Result<Revision, StoreError> {
     let bundle = serde_json::from_str(&bundle).map_err(|source| StoreError::CorruptBundle {
         number: info.number,
         source,

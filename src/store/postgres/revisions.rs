@@ -32,19 +32,7 @@ fn summary(r: &tokio_postgres::Row) -> RevisionSummary {
 }
 
 fn revision(r: &tokio_postgres::Row) -> Result<Revision, StoreError> {
-    let info = summary(r);
-    let bundle = serde_json::from_str(r.get(5)).map_err(|source| StoreError::CorruptBundle {
-        number: info.number,
-        source,
-    })?;
-    Ok(Revision {
-        number: info.number,
-        hash: info.hash,
-        created_at: info.created_at,
-        source: info.source,
-        summary: info.summary,
-        bundle,
-    })
+    crate::store::revisions::with_bundle((summary(r), r.get(5)))
 }
 
 const COLUMNS: &str = "number, hash, created_at, source, summary, bundle";

@@ -201,6 +201,12 @@ async fn malformed_input_is_refused_with_a_stable_code_and_changes_nothing() {
             "invalid_input",
         ),
         (
+            "a client_id with a NUL in it",
+            r#"{"client_id": "a\u0000b", "text": "hi"}"#.into(),
+            400,
+            "invalid_input",
+        ),
+        (
             "a body over 64 KiB",
             json!({"text": way_too_big}).to_string(),
             413,

@@ -510,3 +510,53 @@ async fn the_database_gone_is_told_apart_from_a_bad_statement() {
         .expect("no server");
     assert!(refused.is_unavailable(), "{refused}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_postgresql_refuses_fails_alone_not_its_whole_group() {
+    let pg = Postgres::start();
+    let url = pg.database("poison");
+    let store = PgStore::connect(&url, 4).await.unwrap();
+    let log = LogWriter::start(&store, 1);
+    // Hold the counter row, so that the first append waits in the committer and the next
+    // fifty queue up behind it: they are then one group.
+    let mut holder = connect(&url).await;
+    let hold = holder.transaction().await.unwrap();
+    hold.execute("SELECT last FROM seq_counter FOR UPDATE", &[])
+        .await
+        .unwrap();
+    let first = {
+        let log = log.clone();
+        tokio::spawn(async move { log.append(vec![event(0, 0)]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut queued = Vec::new();
+    for n in 1..=50 {
+        let log = log.clone();
+        let mut e = event(1, n);
+        if n == 25 {
+            e.data = "a NUL \u{0} that PostgreSQL refuses in text".into();
+        }
+        queued.push(tokio::spawn(async move { log.append(vec![e]).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hold.commit().await.unwrap();
+    assert!(first.await.unwrap().is_ok());
+    let mut written = 0;
+    for (i, append) in queued.into_iter().enumerate() {
+        match append.await.unwrap() {
+            Ok(_) => written += 1,
+            Err(e) => {
+                assert_eq!(i + 1, 25, "only the bad job fails: {e}");
+                assert!(!e.is_unavailable(), "{e}");
+            }
+        }
+    }
+    assert_eq!(written, 49);
+    let client = connect(&url).await;
+    let row = client
+        .query_one("SELECT max(seq), count(*) FROM events", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<i64>>(0), Some(50));
+    assert_eq!(row.get::<_, i64>(1), 50);
+}

@@ -48,6 +48,14 @@ async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// A replica's task, given a minute and a half: a scene that goes wrong fails, not hangs.
+async fn within<T>(task: tokio::task::JoinHandle<T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(90), task)
+        .await
+        .expect("the replica's task did not end within 90 s")
+        .unwrap()
+}
+
 /// Two replicas (each its pool and log writer) on a new database.
 async fn replicas(pg: &Postgres, name: &str) -> (String, [(PgStore, LogWriter); 2]) {
     let url = pg.database(name);
@@ -489,8 +497,8 @@ async fn a_thousand_accept_timeouts_fire_once_each_when_a_replica_dies_holding_c
             }
         })
     };
-    let (fired_a, held) = a.await.unwrap();
-    let fired_b = b.await.unwrap();
+    let (fired_a, held) = within(a).await;
+    let fired_b = within(b).await;
     assert!(!held.is_empty());
     // What A held when it died, B fired once the lease had run out.
     for id in &held {
@@ -630,8 +638,8 @@ async fn two_hundred_offline_forms_are_all_delivered_when_a_replica_dies_mid_del
             }
         })
     };
-    let (sent_a, held) = a.await.unwrap();
-    let sent_b = b.await.unwrap();
+    let (sent_a, held) = within(a).await;
+    let sent_b = within(b).await;
     // The dead replica's claims were delivered by the other (the first of them twice: at
     // least once, never lost).
     for due in &held {
@@ -754,7 +762,17 @@ async fn an_agent_whose_replica_dies_is_offline_within_twenty_seconds() {
     let (a, b) = (&replicas[0].0, &replicas[1].0);
     {
         let c = a.pool().get().await.unwrap();
-        presence::heartbeat(&c, "a").await.unwrap();
+        // Counts before the first heartbeat are refused: the replica has no row yet.
+        assert!(
+            presence::set_sockets(&c, "a", "ana@example.com", 2)
+                .await
+                .is_err()
+        );
+        assert!(
+            presence::heartbeat(&c, "a").await.unwrap(),
+            "the first heartbeat makes the row"
+        );
+        assert!(!presence::heartbeat(&c, "a").await.unwrap());
         presence::set_sockets(&c, "a", "ana@example.com", 2)
             .await
             .unwrap();
@@ -800,6 +818,22 @@ async fn an_agent_whose_replica_dies_is_offline_within_twenty_seconds() {
         ["bo@example.com"]
     );
     assert!(presence::sweep(&mut c, SILENT).await.unwrap().is_empty());
+    // Replica a was only paused: its next heartbeat says its row was made anew, it writes
+    // its counts again, and Ana is online again.
+    {
+        let c = a.pool().get().await.unwrap();
+        assert!(
+            presence::heartbeat(&c, "a").await.unwrap(),
+            "a learns it was swept"
+        );
+        presence::set_sockets(&c, "a", "ana@example.com", 2)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        presence::online(&c, SILENT).await.unwrap(),
+        ["ana@example.com", "bo@example.com"]
+    );
     println!(
         "an agent on a replica that died: offline after {after:.1?} (heartbeat {HEARTBEAT:?}, silent after {SILENT:?})"
     );

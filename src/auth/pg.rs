@@ -11,7 +11,7 @@ use super::rfc3339;
 use super::session::{NewSession, Session, new_session};
 use crate::store::postgres::PgError;
 
-/// Starts a session for `agent_email` (lowercased) and clears that agent's expired ones, in
+/// Starts a session for `agent_email` (the caller lowercases it, `auth::email_key`) and clears that agent's expired ones, in
 /// one transaction (as `session::create`).
 pub async fn create_session(
     client: &mut deadpool_postgres::Object,
@@ -111,6 +111,14 @@ pub async fn set_password_in(
     now: Timestamp,
 ) -> Result<u64, PgError> {
     let now = rfc3339(now);
+    // The agent's invitations first, then the agent's row: the order `mail::pg::redeem`
+    // takes them in (its invitation, then this), so the two never wait for each other in
+    // a circle. A password chosen any way uses up the invitations still open.
+    tx.execute(
+        "UPDATE invites SET used_at = $2 WHERE agent_email = $1 AND used_at IS NULL",
+        &[&email_key, &now],
+    )
+    .await?;
     tx.execute(
         "INSERT INTO agents (email, password_hash, updated_at) VALUES ($1, $2, $3)
          ON CONFLICT (email) DO UPDATE
@@ -121,12 +129,6 @@ pub async fn set_password_in(
     let ended = tx
         .execute("DELETE FROM sessions WHERE agent_email = $1", &[&email_key])
         .await?;
-    // A password chosen any way uses up the invitations still open.
-    tx.execute(
-        "UPDATE invites SET used_at = $2 WHERE agent_email = $1 AND used_at IS NULL",
-        &[&email_key, &now],
-    )
-    .await?;
     Ok(ended)
 }
 

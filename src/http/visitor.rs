@@ -226,6 +226,12 @@ pub fn check_client_id(client_id: &Option<String>) -> Result<(), AppError> {
             "invalid_input",
             format!("client_id must be 1 to {MAX_CLIENT_ID} characters"),
         )),
+        // An id is the client's own token, never text to show: control characters (a NUL
+        // above all, which PostgreSQL refuses in text) have no place in it.
+        Some(c) if c.chars().any(char::is_control) => Err(AppError::bad_request(
+            "invalid_input",
+            "client_id must not contain control characters",
+        )),
         _ => Ok(()),
     }
 }
@@ -324,18 +330,32 @@ pub enum ActionRequest {
     },
 }
 
-/// A visitor's action. Actions take from the same bucket as messages (each makes the bot
-/// or the server write, a choice is echoed as a message): clicking or submitting in a loop
-/// floods the log as surely as typing.
+/// A visitor's action. Actions that move the flow (choices, forms, skip, back, asking for a
+/// person) take from the same bucket as messages: each makes the bot write, a choice is
+/// echoed as a message, so clicking in a loop floods the log as surely as typing.
 pub async fn post_action(
     State(state): State<AppState>,
     AuthVisitor(visitor): AuthVisitor,
     ApiJson(req): ApiJson<ActionRequest>,
 ) -> Result<Json<Value>, AppError> {
-    state
-        .limits
-        .take_message(&visitor.id)
-        .map_err(AppError::too_many_messages)?;
+    // Ending, hanging up, answering a call and rating are never held back: a visitor who
+    // has just used up the bucket must still be able to leave (the transcript mail has a
+    // limit of its own).
+    let limited = !matches!(
+        req,
+        ActionRequest::End
+            | ActionRequest::EndVideo
+            | ActionRequest::AcceptVideo
+            | ActionRequest::DeclineVideo
+            | ActionRequest::Rate { .. }
+            | ActionRequest::EmailTranscript
+    );
+    if limited {
+        state
+            .limits
+            .take_message(&visitor.id)
+            .map_err(AppError::too_many_messages)?;
+    }
     let cmd = match req {
         ActionRequest::Choice { step, value, index } => {
             let pick = match (value, index) {

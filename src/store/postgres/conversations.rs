@@ -4,8 +4,11 @@
 //! within `max_chats`, counted under the agent's row lock.
 //!
 //! A group commit locks in one order, always: the group's conversations (by id), then its
-//! agents (by email), then the counter row (`log::append`, last). Every lock is taken before
-//! any decision, so two replicas' groups can wait for each other but never deadlock.
+//! agents (by email), then the counter row (`log::append`, last), so two replicas' groups
+//! do not wait for each other in a circle on these. Written after them, in the group's
+//! order: new conversations (two groups inserting the same ids in opposite orders could
+//! deadlock; ids are random, and PostgreSQL breaks it, after which `log` retries the jobs
+//! one by one) and timer rows (under their conversation's lock already).
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -290,6 +290,15 @@ async fn commit(
                 let _ = job.reply.send(Ok(answer));
             }
         }
+        Err(e) if group.len() > 1 && !e.is_unavailable() => {
+            // One job's fault (a value PostgreSQL refuses, a deadlock it broke) must not fail
+            // the jobs that shared its group: each is tried again in a group of its own.
+            *connection = None;
+            tracing::debug!(error = %e, jobs = group.len(), "a group commit failed; its jobs go one by one");
+            for job in group {
+                Box::pin(commit(store, connection, vec![job])).await;
+            }
+        }
         Err(e) => {
             *connection = None;
             tracing::warn!(error = %e, jobs = group.len(), "a group commit of the event log failed");

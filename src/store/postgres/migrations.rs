@@ -157,6 +157,13 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
          );
          CREATE INDEX revisions_hash ON revisions (hash);",
     ),
+    (
+        9,
+        // A replica's socket counts exist only while its row does: one that writes them
+        // before its first heartbeat, or after it was swept, is told so by the refusal.
+        "ALTER TABLE agent_sockets
+             ADD FOREIGN KEY (replica) REFERENCES replicas (id);",
+    ),
 ];
 
 /// The newest version this build knows.

@@ -25,19 +25,24 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Says that `replica` is alive (and makes its row the first time).
-pub async fn heartbeat(client: &impl GenericClient, replica: &str) -> Result<(), PgError> {
-    client
-        .execute(
+/// Says that `replica` is alive. True when its row was made by this call: the first
+/// heartbeat, or the first after a pause long enough for another replica to sweep it away
+/// with its sockets. Either way the replica must then write the count of every agent's
+/// sockets it holds ([`set_sockets`]), or its agents stay offline.
+pub async fn heartbeat(client: &impl GenericClient, replica: &str) -> Result<bool, PgError> {
+    let row = client
+        .query_one(
             "INSERT INTO replicas (id, started_at, heartbeat_at) VALUES ($1, now(), now())
-             ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
+             RETURNING xmax = 0",
             &[&replica],
         )
         .await?;
-    Ok(())
+    Ok(row.get(0))
 }
 
-/// Records that `replica` holds `sockets` sockets of `email` (0: none).
+/// Records that `replica` holds `sockets` sockets of `email` (0: none). Refused (a foreign
+/// key) when the replica has no row: before its first heartbeat, or once swept.
 pub async fn set_sockets(
     client: &impl GenericClient,
     replica: &str,

@@ -11,12 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::postgres::Postgres;
+use common::postgres::{Postgres, connect};
 use livechat::store::postgres::log::{LogWriter, NewEvent, StoredEvent, append};
 use livechat::store::postgres::tailer::Tailer;
 use livechat::store::postgres::{PgError, PgStore, migrations};
 use tokio::sync::mpsc;
-use tokio_postgres::NoTls;
 
 /// How long the writers of the ordering tests write.
 const LOAD: Duration = Duration::from_secs(10);
@@ -33,12 +32,6 @@ fn event(writer: usize, n: usize) -> NewEvent {
         data: format!("{writer}:{n}"),
         client_id: n.is_multiple_of(2).then(|| format!("k{writer}-{n}")),
     }
-}
-
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
 }
 
 /// A reader as naive as a tailer without the counter row would be: it polls `seq > last`

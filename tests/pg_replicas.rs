@@ -8,12 +8,11 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::postgres::Postgres;
+use common::postgres::{Postgres, connect};
 use livechat::store::postgres::PgStore;
 use livechat::store::postgres::conversations::{self, ConversationRow, Guard, Refused};
 use livechat::store::postgres::log::{LogWriter, NewEvent, Transition};
 use livechat::store::postgres::outbox::{self, NewItem, Outcome};
-use tokio_postgres::NoTls;
 
 fn row(id: &str) -> ConversationRow {
     ConversationRow {
@@ -40,12 +39,6 @@ fn event(conversation: &str, kind: &str, data: &str) -> NewEvent {
         data: data.into(),
         client_id: None,
     }
-}
-
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
 }
 
 /// A replica's task, given a minute and a half: a scene that goes wrong fails, not hangs.

@@ -168,6 +168,16 @@ impl Drop for Postgres {
     }
 }
 
+/// A client of its own on `url` (its connection driven by a task of the test's runtime),
+/// for what a test reads or does beside the store under test.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
 /// The newest PostgreSQL under Debian's `/usr/lib/postgresql/<version>/bin` (its programs
 /// are not on the PATH), or `PG_BINDIR` when set.
 fn bindir() -> PathBuf {

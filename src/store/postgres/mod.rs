@@ -77,6 +77,12 @@ impl PgError {
     }
 }
 
+/// `d` in whole milliseconds, for SQL's `$n::bigint * interval '1 millisecond'` (leases,
+/// backoffs, silences); a longer one than SQL can count is the longest it can.
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// A replica's handle on the shared database: a pool of connections, and the connection
 /// settings the tailer opens its own listening connection with.
 #[derive(Clone)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 
-use super::PgError;
+use super::{PgError, millis};
 
 /// An item to deliver: its id, kind (`mail`, `webhook`) and payload (the SQLite outbox's).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +60,7 @@ pub async fn claim(
     lease: Duration,
     limit: i64,
 ) -> Result<Vec<Due>, PgError> {
-    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let lease_ms = millis(lease);
     let rows = client
         .query(
             &format!(
@@ -126,7 +126,7 @@ pub async fn record(
                 )
                 .await?,
             Outcome::Retry { error, after } => {
-                let after_ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+                let after_ms = millis(*after);
                 client
                     .execute(
                         &format!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 
-use super::PgError;
+use super::{PgError, millis};
 
 /// How often a replica heartbeats and sweeps.
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -20,10 +20,6 @@ pub const SILENT: Duration = Duration::from_secs(15);
 /// The advisory lock of a sweep, so that replicas sweeping at the same moment report each
 /// agent gone once.
 const SWEEP_KEY: i64 = 0x6c69_7665_7377_6570;
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
 
 /// Says that `replica` is alive. True when its row was made by this call: the first
 /// heartbeat, or the first after a pause long enough for another replica to sweep it away

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 
-use super::PgError;
+use super::{PgError, millis};
 
 /// Claims for `replica` at most `limit` timers due now whose lease (if any) has run out, for
 /// `lease`, and returns their conversations, the longest due first. Rows another replica is
@@ -20,7 +20,7 @@ pub async fn claim(
     lease: Duration,
     limit: i64,
 ) -> Result<Vec<String>, PgError> {
-    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let lease_ms = millis(lease);
     let rows = client
         .query(
             "UPDATE timers t

@@ -14,7 +14,6 @@ use crate::config::{self, Bundle, BundleLock, Diagnostic, Live, LiveConfig};
 use crate::engine::{Engine, Outbound};
 use crate::http::AppState;
 use crate::hub::Hub;
-use crate::mail::invites;
 use crate::mail::outbox::{self, Doorbell};
 use crate::mail::templates::Templates;
 use crate::mail::transport::Transport;
@@ -136,19 +135,18 @@ impl AppState {
         Ok(state)
     }
 
-    /// Mails an invitation to agents of the live roster who have no password yet.
+    /// Mails an invitation to agents of the live roster who have no password yet (called
+    /// on a blocking thread: at start and after each reload).
     fn invite_new_agents(&self) {
         let roster = self.live.load().bundle.roster.clone();
-        let outbound = self.engine.outbound().clone();
-        let queued = self
-            .engine
-            .writer()
-            .run_blocking(move |conn| invites::invite_new_agents(conn, &roster, &outbound));
+        let outbound = self.engine.outbound();
+        let queued = tokio::runtime::Handle::current()
+            .block_on(self.store().invite_new_agents(&roster, outbound));
         match queued {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!("invited {n} new agent(s) by mail");
-                self.engine.outbound().doorbell.ring();
+                outbound.doorbell.ring();
             }
             Err(e) => tracing::error!("cannot invite new agents: {e}"),
         }

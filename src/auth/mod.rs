@@ -11,6 +11,7 @@ pub mod limiter;
 pub mod password;
 pub mod pg;
 pub mod session;
+pub mod stored;
 
 use jiff::Timestamp;
 

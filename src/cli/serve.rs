@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::io::IsTerminal;
 
 use crate::http::AppState;
-use crate::mail::invites::{self, FirstRun};
+use crate::mail::invites::FirstRun;
 use crate::server;
 use crate::settings::{LogFormat, ServerArgs};
 use crate::store::lock::DataDirLock;
@@ -85,18 +85,16 @@ pub fn run(args: &ServerArgs) -> ExitCode {
 async fn first_run(state: &AppState) {
     let roster = state.live.load().bundle.roster.clone();
     let outbound = state.engine.outbound().clone();
-    let answer = state
-        .engine
-        .writer()
-        .run(move |conn| {
-            // The mailed invitations first, so that the setup link (an invitation too)
-            // never stands in for the admin's mail.
-            let queued = invites::invite_new_agents(conn, &roster, &outbound)?;
-            let first =
-                invites::first_run(conn, &roster, &outbound.public_url, jiff::Timestamp::now())?;
-            Ok((queued, first))
-        })
-        .await;
+    // The mailed invitations first, so that the setup link (an invitation too) never
+    // stands in for the admin's mail.
+    let store = state.store();
+    let answer = match store.invite_new_agents(&roster, &outbound).await {
+        Ok(queued) => store
+            .first_run(&roster, &outbound.public_url, jiff::Timestamp::now())
+            .await
+            .map(|first| (queued, first)),
+        Err(e) => Err(e),
+    };
     match answer {
         Ok((queued, first)) => {
             if queued > 0 {

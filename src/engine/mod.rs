@@ -39,7 +39,7 @@ use crate::config::{self, Bundle};
 use crate::hub::{Frame, Hub, Scope};
 use crate::store::reader::Readers;
 use crate::store::writer::Writer;
-use crate::store::{self, StoreError};
+use crate::store::{self, Store, StoreError};
 
 use live_visitors::Online;
 pub use live_visitors::{Listening, PageView, Viewed};
@@ -151,6 +151,8 @@ pub struct Engine {
 struct Inner {
     writer: Writer,
     readers: Readers,
+    /// The same writer and readers behind the store interface, for the areas moved onto it.
+    store: Store,
     hub: Hub,
     live: Arc<ArcSwap<Live>>,
     outbound: Outbound,
@@ -231,10 +233,13 @@ impl Engine {
             store::event_index::EventIndex::new(),
         );
         let checkpointer = store::checkpoint::start(data_dir)?;
+        let writer = Writer::start_with(conn, indexes, Some(checkpointer));
+        let readers = Readers::new(data_dir);
         let engine = Engine {
             inner: Arc::new(Inner {
-                writer: Writer::start_with(conn, indexes, Some(checkpointer)),
-                readers: Readers::new(data_dir),
+                store: Store::sqlite(writer.clone(), readers.clone()),
+                writer,
+                readers,
                 hub,
                 live,
                 outbound,
@@ -283,6 +288,11 @@ impl Engine {
 
     pub fn writer(&self) -> &Writer {
         &self.inner.writer
+    }
+
+    /// The store interface (`store::Store`).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
     }
 
     pub fn outbound(&self) -> &Outbound {

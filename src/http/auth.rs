@@ -18,7 +18,7 @@ use super::address::network;
 use super::client::ClientAddr;
 use super::error::{ApiJson, AppError};
 use crate::auth::limiter::LoginLimiter;
-use crate::auth::{self, AuthAgent, credentials, password, session};
+use crate::auth::{self, AuthAgent, password, session};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -61,11 +61,11 @@ async fn login(
     // The same steps whether or not the email is an agent's, so that the time the answer
     // takes says nothing about which emails exist.
     let agent = auth::roster_agent(&state.live.load().bundle.roster, &email).cloned();
-    let key = email.clone();
     let stored = state
-        .read(move |conn| credentials::password_hash(conn, &key))
+        .store()
+        .password_hash(&email)
         .await
-        .map_err(IntoResponse::into_response)?;
+        .map_err(|e| AppError::from(e).into_response())?;
     let matches = password::verify(request.password, stored).await;
     let Some(agent) = agent.filter(|_| matches) else {
         // The attempt stays counted as a failure.
@@ -78,11 +78,11 @@ async fn login(
         .into_response());
     };
     limiter.succeeded(attempt);
-    let key = email.clone();
     let new = state
-        .write(move |conn| session::create(conn, &key, Timestamp::now()))
+        .store()
+        .create_session(&email, Timestamp::now())
         .await
-        .map_err(IntoResponse::into_response)?;
+        .map_err(|e| AppError::from(e).into_response())?;
     tracing::info!(%email, "agent logged in");
     let me = AuthAgent::new(&agent, new.token_hash.clone());
     let cookie = session_cookie(&state, &new.token, session::LIFETIME.as_secs());
@@ -103,10 +103,7 @@ async fn login(
 }
 
 async fn logout(State(state): State<AppState>, agent: AuthAgent) -> Result<Response, AppError> {
-    let hash = agent.token_hash.clone();
-    state
-        .write(move |conn| session::delete(conn, &hash))
-        .await?;
+    state.store().delete_session(&agent.token_hash).await?;
     tracing::info!(email = %agent.email, "agent logged out");
     Ok((
         StatusCode::NO_CONTENT,
@@ -119,8 +116,7 @@ async fn logout(State(state): State<AppState>, agent: AuthAgent) -> Result<Respo
 /// cookie, learns the token here instead of signing in again. Only pages of this server
 /// can read it (no credentials are allowed across origins).
 async fn me(State(state): State<AppState>, agent: AuthAgent) -> Result<Json<Value>, AppError> {
-    let hash = agent.token_hash.clone();
-    let found = state.read(move |conn| session::find(conn, &hash)).await?;
+    let found = state.store().find_session(&agent.token_hash).await?;
     Ok(Json(json!({
         "agent": agent,
         "csrf_token": found.map(|s| s.csrf_token),
@@ -163,7 +159,7 @@ mod tests {
     use serde_json::json;
 
     use super::AppState;
-    use crate::auth::{credentials, limiter::MAX_FAILURES, password};
+    use crate::auth::{limiter::MAX_FAILURES, password};
     use crate::settings::ServerArgs;
 
     /// The server as `serve` runs it, but with the client's address known to handlers.
@@ -191,9 +187,8 @@ mod tests {
         let state = AppState::open(settings).await.unwrap();
         let phc = password::hash("ana's password").unwrap();
         state
-            .write(move |conn| {
-                credentials::set_password(conn, "ana@acme.example", &phc, jiff::Timestamp::now())
-            })
+            .store()
+            .set_password("ana@acme.example", &phc, jiff::Timestamp::now())
             .await
             .unwrap();
         let app = crate::http::router(state);

@@ -55,10 +55,9 @@ pub async fn signed_in(
     state: &Sessions,
     token_hash: String,
 ) -> Result<(AuthAgent, String), AppError> {
-    let hash = token_hash.clone();
     let session = state
-        .readers
-        .read(move |conn| Ok(session::find(conn, &hash)?))
+        .store
+        .find_session(&token_hash)
         .await?
         .ok_or_else(unauthorized)?;
     if session.is_expired(Timestamp::now()) {
@@ -71,10 +70,7 @@ pub async fn signed_in(
     let live = state.live.load();
     let Some(agent) = roster_agent(&live.bundle.roster, &session.agent_email) else {
         // Gone from agents.toml: the session ends for good, even if they come back.
-        state
-            .writer
-            .run(move |conn| Ok(session::delete(conn, &token_hash)?))
-            .await?;
+        state.store.delete_session(&token_hash).await?;
         return Err(AppError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

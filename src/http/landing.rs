@@ -28,9 +28,9 @@ fn public_url(state: &AppState) -> String {
 pub async fn landing(State(state): State<AppState>) -> Response {
     let live = state.live.load_full();
     // While nobody of the roster can sign in, the page points at the printed setup link.
-    let with_password = match state.read(crate::auth::credentials::with_password).await {
+    let with_password = match state.store().with_password().await {
         Ok(emails) => emails,
-        Err(e) => return e.into_response(),
+        Err(e) => return AppError::from(e).into_response(),
     };
     let first_run = !live
         .bundle

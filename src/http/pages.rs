@@ -242,12 +242,11 @@ pub async fn set_password_page(
     Query(q): Query<TokenQuery>,
 ) -> Response {
     let token = q.token;
-    let found = {
-        let token = token.clone();
-        state
-            .read(move |conn| crate::mail::invites::find(conn, &token))
-            .await
-    };
+    let found = state
+        .store()
+        .find_invitation(&token)
+        .await
+        .map_err(AppError::from);
     let email = match found {
         Ok(Some(email)) => email,
         Ok(None) => {
@@ -289,10 +288,11 @@ pub async fn set_password_submit(
     State(state): State<AppState>,
     Form(form): Form<SetPasswordForm>,
 ) -> Response {
-    let token = form.token.clone();
     let lookup = state
-        .read(move |conn| crate::mail::invites::find(conn, &token))
-        .await;
+        .store()
+        .find_invitation(&form.token)
+        .await
+        .map_err(AppError::from);
     let email = match lookup {
         Ok(Some(email)) => email,
         Ok(None) => {
@@ -329,10 +329,11 @@ pub async fn set_password_submit(
         }
         Err(e) => return e.into_response(),
     };
-    let (token, redeemer) = (form.token.clone(), email.clone());
     let used = state
-        .write(move |conn| crate::mail::invites::redeem(conn, &token, &redeemer, &phc))
-        .await;
+        .store()
+        .redeem_invitation(&form.token, &email, &phc)
+        .await
+        .map_err(AppError::from);
     match used {
         Ok(true) => set_password_view(&state, StatusCode::OK, &email, "", None, false, true),
         Ok(false) => set_password_view(&state, StatusCode::NOT_FOUND, "", "", None, true, false),

@@ -23,6 +23,11 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The store interface: whichever database the server runs on.
+    pub fn store(&self) -> &crate::store::Store {
+        self.engine.store()
+    }
+
     /// A query on the store's readers, off the async workers.
     pub async fn read<T, E, F>(&self, query: F) -> Result<T, AppError>
     where
@@ -46,21 +51,18 @@ impl AppState {
     }
 }
 
-/// What the agent extractor needs: the live roster, and the store's readers and writer
-/// for sessions.
+/// What the agent extractor needs: the live roster, and the store for sessions.
 #[derive(Clone)]
 pub struct Sessions {
     pub live: LiveConfig,
-    pub readers: crate::store::reader::Readers,
-    pub writer: crate::store::writer::Writer,
+    pub store: crate::store::Store,
 }
 
 impl FromRef<AppState> for Sessions {
     fn from_ref(state: &AppState) -> Sessions {
         Sessions {
             live: state.live.clone(),
-            readers: state.engine.readers().clone(),
-            writer: state.engine.writer().clone(),
+            store: state.engine.store().clone(),
         }
     }
 }

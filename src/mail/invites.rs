@@ -1,6 +1,8 @@
 //! Invitations: an agent who appears in an applied bundle without a password is mailed a
 //! link to choose one. Each link works once and for a week; only its hash is stored.
 
+use std::collections::HashSet;
+
 use jiff::{SignedDuration, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
@@ -77,34 +79,66 @@ pub fn first_run(
     public_url: &str,
     now: Timestamp,
 ) -> Result<FirstRun, StoreError> {
-    let with_password = credentials::with_password(conn)?;
+    let link = match setup_link(roster, &credentials::with_password(conn)?, public_url, now)? {
+        Ok(link) => link,
+        Err(answer) => return Ok(answer),
+    };
+    conn.execute(
+        "INSERT INTO invites (token_hash, agent_email, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            link.hash,
+            link.email,
+            now.to_string(),
+            link.expires_at.to_string()
+        ],
+    )?;
+    Ok(link.answer)
+}
+
+/// A first-run setup link to store (its invitation row) and print.
+pub struct SetupLink {
+    pub hash: String,
+    pub email: String,
+    pub expires_at: Timestamp,
+    pub answer: FirstRun,
+}
+
+/// What `first_run` decides, on either store, from the email keys that have a password: a
+/// new link for the roster's first admin, or the answer that needs none.
+pub fn setup_link(
+    roster: &Roster,
+    with_password: &HashSet<String>,
+    public_url: &str,
+    now: Timestamp,
+) -> Result<Result<SetupLink, FirstRun>, StoreError> {
     if roster
         .agents
         .iter()
         .any(|a| with_password.contains(&email_key(a.email.as_str())))
     {
-        return Ok(FirstRun::SomeoneCanSignIn);
+        return Ok(Err(FirstRun::SomeoneCanSignIn));
     }
     let Some(admin) = roster.agents.iter().find(|a| a.role == Role::Admin) else {
-        return Ok(FirstRun::NoAdmin);
+        return Ok(Err(FirstRun::NoAdmin));
     };
     let email = email_key(admin.email.as_str());
     let (token, hash) = new_token();
     let expires_at = now
         .saturating_add(SETUP_LIFETIME)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    conn.execute(
-        "INSERT INTO invites (token_hash, agent_email, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        params![hash, email, now.to_string(), expires_at.to_string()],
-    )?;
-    Ok(FirstRun::SetupLink {
-        link: format!(
-            "{}/set-password?token={token}",
-            public_url.trim_end_matches('/')
-        ),
+    Ok(Ok(SetupLink {
+        hash,
+        answer: FirstRun::SetupLink {
+            link: format!(
+                "{}/set-password?token={token}",
+                public_url.trim_end_matches('/')
+            ),
+            email: email.clone(),
+            expires_at,
+        },
         email,
         expires_at,
-    })
+    }))
 }
 
 /// A new invitation's token (mailed), its hash (stored) and its expiry.

@@ -3,6 +3,7 @@
 pub mod invites;
 pub mod outbox;
 pub mod pg;
+pub mod stored;
 pub mod templates;
 pub mod transcript;
 pub mod transport;

@@ -7,7 +7,7 @@
 use jiff::Timestamp;
 
 use super::Outbound;
-use super::invites::{invitation, new_invitation};
+use super::invites::{FirstRun, invitation, new_invitation, setup_link};
 use crate::auth::session::token_hash;
 use crate::auth::{email_key, pg as auth};
 use crate::config::Roster;
@@ -120,4 +120,39 @@ pub async fn invite_new_agents(
     }
     tx.commit().await.map_err(PgError::from)?;
     Ok(queued)
+}
+
+/// On start, as `invites::first_run`: a setup link for the roster's first admin while nobody
+/// can sign in, decided and stored under the inviting lock. Replicas that start together on a
+/// new database each print a link of their own (the tokens are stored hashed, so one replica
+/// cannot print another's); any password set uses them all up.
+pub async fn first_run(
+    client: &mut deadpool_postgres::Object,
+    roster: &Roster,
+    public_url: &str,
+    now: Timestamp,
+) -> Result<FirstRun, StoreError> {
+    let tx = client.transaction().await.map_err(PgError::from)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INVITE_LOCK])
+        .await
+        .map_err(PgError::from)?;
+    let with_password = auth::with_password(&tx).await?;
+    let link = match setup_link(roster, &with_password, public_url, now)? {
+        Ok(link) => link,
+        Err(answer) => return Ok(answer),
+    };
+    tx.execute(
+        "INSERT INTO invites (token_hash, agent_email, created_at, expires_at)
+         VALUES ($1, $2, $3, $4)",
+        &[
+            &link.hash,
+            &link.email,
+            &now.to_string(),
+            &link.expires_at.to_string(),
+        ],
+    )
+    .await
+    .map_err(PgError::from)?;
+    tx.commit().await.map_err(PgError::from)?;
+    Ok(link.answer)
 }

@@ -6,6 +6,7 @@ pub mod backup_files;
 pub mod checkpoint;
 pub mod contacts;
 pub mod event_index;
+pub mod handle;
 pub mod health;
 pub mod lock;
 pub mod media;
@@ -30,6 +31,7 @@ use rusqlite::Connection;
 
 use crate::settings::Synchronous;
 
+pub use handle::Store;
 pub use migrations::MIGRATIONS;
 pub use revisions::{Revision, RevisionSummary};
 

@@ -1,0 +1,233 @@
+//! The store interface (`store::Store`, #17) on both of its databases: each scenario runs
+//! once on SQLite (the one writer and its readers, in a temporary data directory) and once
+//! on a real PostgreSQL, through the same calls, and must see the same answers. Then what
+//! only replicas do: two handles on one PostgreSQL database at once.
+
+mod common;
+
+use common::postgres::Postgres;
+use jiff::Timestamp;
+use livechat::config::Roster;
+use livechat::mail::Outbound;
+use livechat::mail::invites::FirstRun;
+use livechat::mail::outbox::Doorbell;
+use livechat::mail::templates::Templates;
+use livechat::store::postgres::PgStore;
+use livechat::store::reader::Readers;
+use livechat::store::writer::Writer;
+use livechat::store::{self, Store};
+
+fn roster(agents: &[(&str, &str)]) -> Roster {
+    let text: String = agents
+        .iter()
+        .map(|(email, role)| {
+            format!(
+                "[[agent]]\nname = \"{email}\"\nemail = \"{email}\"\nrole = \"{role}\"\nteams = []\n"
+            )
+        })
+        .collect();
+    toml::from_str(&text).unwrap()
+}
+
+fn outbound() -> Outbound {
+    Outbound {
+        templates: Templates::new(None),
+        public_url: "http://chat.example".into(),
+        doorbell: Doorbell::default(),
+    }
+}
+
+/// A SQLite store in `dir`, as the engine opens it (less the indexes and the checkpointer,
+/// which these areas do not touch).
+fn sqlite(dir: &std::path::Path) -> Store {
+    let conn = store::open(dir).unwrap();
+    Store::sqlite(Writer::start(conn), Readers::new(dir))
+}
+
+async fn postgres(pg: &Postgres, name: &str) -> Store {
+    let url = pg.database(name);
+    Store::postgres(PgStore::connect(&url, 4).await.unwrap())
+}
+
+/// The token of a setup link (`…/set-password?token=T`).
+fn token_of(first: &FirstRun) -> String {
+    let FirstRun::SetupLink { link, .. } = first else {
+        panic!("no setup link: {first:?}");
+    };
+    link.split_once("token=").unwrap().1.to_string()
+}
+
+/// Passwords, sessions and invitations, from a new database to a signed-in admin.
+async fn sign_in_scenario(store: &Store) -> Vec<String> {
+    let mut seen = Vec::new();
+    let roster = roster(&[("ana@acme.example", "admin"), ("bo@acme.example", "agent")]);
+    let now = Timestamp::now();
+    assert!(store.with_password().await.unwrap().is_empty());
+    assert_eq!(store.password_hash("ana@acme.example").await.unwrap(), None);
+    // Both agents are mailed once, however often the roster is read.
+    let queued = store.invite_new_agents(&roster, &outbound()).await.unwrap();
+    let again = store.invite_new_agents(&roster, &outbound()).await.unwrap();
+    seen.push(format!("invited {queued} then {again}"));
+    // Nobody can sign in: a setup link for the admin, which finds its agent once.
+    let first = store
+        .first_run(&roster, "http://chat.example/", now)
+        .await
+        .unwrap();
+    let FirstRun::SetupLink { email, link, .. } = &first else {
+        panic!("no setup link: {first:?}");
+    };
+    assert!(
+        link.starts_with("http://chat.example/set-password?token="),
+        "{link}"
+    );
+    seen.push(format!("setup link for {email}"));
+    let token = token_of(&first);
+    assert_eq!(
+        store.find_invitation(&token).await.unwrap().as_deref(),
+        Some("ana@acme.example")
+    );
+    assert_eq!(store.find_invitation("no such token").await.unwrap(), None);
+    assert_eq!(store.find_invitation("").await.unwrap(), None);
+    // Redeemed for another agent: refused, and the link still works for its own.
+    assert!(
+        !store
+            .redeem_invitation(&token, "bo@acme.example", "$argon2id$bo")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .redeem_invitation(&token, "ana@acme.example", "$argon2id$ana")
+            .await
+            .unwrap()
+    );
+    // Once only: the link, and every other open invitation of hers, is used up.
+    assert!(
+        !store
+            .redeem_invitation(&token, "ana@acme.example", "$argon2id$again")
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.find_invitation(&token).await.unwrap(), None);
+    assert_eq!(
+        store
+            .password_hash("ana@acme.example")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("$argon2id$ana")
+    );
+    let mut with: Vec<String> = store.with_password().await.unwrap().into_iter().collect();
+    with.sort();
+    seen.push(format!("with password: {with:?}"));
+    // Someone can sign in now: no new link.
+    let later = store
+        .first_run(&roster, "http://chat.example", now)
+        .await
+        .unwrap();
+    seen.push(format!("then {later:?}"));
+    // Sessions: made, found, ended.
+    let one = store.create_session("ana@acme.example", now).await.unwrap();
+    let two = store.create_session("ana@acme.example", now).await.unwrap();
+    let found = store.find_session(&one.token_hash).await.unwrap().unwrap();
+    assert_eq!(found.agent_email, "ana@acme.example");
+    assert_eq!(found.csrf_token, one.csrf_token);
+    assert_eq!(found.expires_at, one.expires_at);
+    assert!(store.delete_session(&one.token_hash).await.unwrap());
+    assert!(!store.delete_session(&one.token_hash).await.unwrap());
+    assert!(store.find_session(&one.token_hash).await.unwrap().is_none());
+    // A new password ends her other sessions.
+    let ended = store
+        .set_password("ana@acme.example", "$argon2id$new", now)
+        .await
+        .unwrap();
+    seen.push(format!("a new password ended {ended} session(s)"));
+    assert!(store.find_session(&two.token_hash).await.unwrap().is_none());
+    // An expired session is found (to be told `session_expired`) until the agent's next
+    // login clears it.
+    let long_ago = now - jiff::SignedDuration::from_hours(24 * 30);
+    let old = store
+        .create_session("ana@acme.example", long_ago)
+        .await
+        .unwrap();
+    let stale = store.find_session(&old.token_hash).await.unwrap().unwrap();
+    assert!(stale.is_expired(now));
+    store.create_session("ana@acme.example", now).await.unwrap();
+    assert!(store.find_session(&old.token_hash).await.unwrap().is_none());
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_sessions_and_invitations_answer_alike_on_both_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let on_sqlite = sign_in_scenario(&sqlite(dir.path())).await;
+    let pg = Postgres::start();
+    let on_postgres = sign_in_scenario(&postgres(&pg, "alike").await).await;
+    println!("sqlite:   {on_sqlite:?}\npostgres: {on_postgres:?}");
+    assert_eq!(
+        on_sqlite,
+        vec![
+            "invited 2 then 0".to_string(),
+            "setup link for ana@acme.example".into(),
+            "with password: [\"ana@acme.example\"]".into(),
+            "then SomeoneCanSignIn".into(),
+            "a new password ended 1 session(s)".into(),
+        ]
+    );
+    assert_eq!(on_postgres, on_sqlite);
+}
+
+/// Two replicas starting together on a new database: each mails nobody twice, each prints a
+/// setup link of its own, and the first password set uses up both links.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_invite_once_and_one_password_ends_every_link() {
+    let pg = Postgres::start();
+    let url = pg.database("together");
+    let a = Store::postgres(PgStore::connect(&url, 4).await.unwrap());
+    let b = Store::postgres(PgStore::connect(&url, 4).await.unwrap());
+    let roster = roster(&[
+        ("ana@acme.example", "admin"),
+        ("bo@acme.example", "agent"),
+        ("cy@acme.example", "agent"),
+    ]);
+    let out = outbound();
+    let start = |store: Store| {
+        let (roster, out) = (roster.clone(), out.clone());
+        tokio::spawn(async move {
+            let queued = store.invite_new_agents(&roster, &out).await.unwrap();
+            let first = store
+                .first_run(&roster, &out.public_url, Timestamp::now())
+                .await
+                .unwrap();
+            (queued, first)
+        })
+    };
+    let (on_a, on_b) = (start(a.clone()), start(b.clone()));
+    let (on_a, on_b) = (on_a.await.unwrap(), on_b.await.unwrap());
+    println!("queued: {} + {}", on_a.0, on_b.0);
+    assert_eq!(on_a.0 + on_b.0, 3, "each agent is mailed once");
+    let (token_a, token_b) = (token_of(&on_a.1), token_of(&on_b.1));
+    assert_ne!(token_a, token_b);
+    // Either replica finds either link.
+    for token in [&token_a, &token_b] {
+        for store in [&a, &b] {
+            assert_eq!(
+                store.find_invitation(token).await.unwrap().as_deref(),
+                Some("ana@acme.example")
+            );
+        }
+    }
+    assert!(
+        b.redeem_invitation(&token_a, "ana@acme.example", "$argon2id$x")
+            .await
+            .unwrap()
+    );
+    assert_eq!(a.find_invitation(&token_b).await.unwrap(), None);
+    assert_eq!(
+        a.password_hash("ana@acme.example")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("$argon2id$x")
+    );
+}

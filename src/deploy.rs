@@ -2,6 +2,8 @@
 //! admin API. Plan against the live revision, install the files where the server watches
 //! them, record the new revision; and, for the server, record what it loaded by itself.
 
+pub mod stored;
+
 use std::fs;
 use std::io;
 use std::path::Path;

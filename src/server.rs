@@ -19,7 +19,7 @@ use crate::mail::templates::Templates;
 use crate::mail::transport::Transport;
 use crate::settings::{Settings, Synchronous};
 use crate::store::revisions::Revision;
-use crate::{deploy, store};
+use crate::store::{self, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -48,28 +48,35 @@ impl AppState {
         if settings.synchronous == Synchronous::Full {
             tracing::info!("SQLite synchronous=FULL: every commit is synced to the disk");
         }
-        // Before the engine (and its writer) exists, the bundle is recorded on a connection
-        // of its own, closed again before the engine opens the database.
-        let config = tokio::task::spawn_blocking(move || -> Result<ConfigState, StartError> {
-            let conn = store::open(&settings.data_dir)?;
-            let config = ConfigState {
-                settings: Arc::new(settings),
-                live: Arc::new(ArcSwap::from_pointee(Live {
-                    bundle: Arc::new(Bundle::empty()),
-                    revision: None,
-                    error: None,
-                })),
-            };
-            config.reload("startup", |bundle| {
-                deploy::record_loaded(&conn, &bundle, "startup")
-            });
-            if config.live.load().revision.is_none() {
-                config.fall_back_to_last_good(store::revisions::latest(&conn).ok().flatten());
-            }
-            Ok(config)
-        })
-        .await
-        .map_err(|e| StartError::Io(std::io::Error::other(e)))??;
+        // The bundle is recorded (and live) before the engine starts on the store.
+        let data_dir = settings.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open_sqlite(&data_dir))
+            .await
+            .map_err(|e| StartError::Io(std::io::Error::other(e)))??;
+        let config = ConfigState {
+            settings: Arc::new(settings),
+            live: Arc::new(ArcSwap::from_pointee(Live {
+                bundle: Arc::new(Bundle::empty()),
+                revision: None,
+                error: None,
+            })),
+        };
+        let config = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || {
+                let runtime = tokio::runtime::Handle::current();
+                config.reload("startup", |bundle| {
+                    runtime.block_on(store.record_loaded(bundle, "startup"))
+                });
+                if config.live.load().revision.is_none() {
+                    let last_good = runtime.block_on(store.latest_revision());
+                    config.fall_back_to_last_good(last_good.ok().flatten());
+                }
+                config
+            })
+            .await
+            .map_err(|e| StartError::Io(std::io::Error::other(e)))?
+        };
         let settings = config.settings.clone();
         let templates = Templates::new(settings.templates_dir.clone());
         templates.check().map_err(StartError::Mail)?;
@@ -83,13 +90,7 @@ impl AppState {
             public_url: settings.public_url.clone(),
             doorbell: Doorbell::default(),
         };
-        let engine = Engine::open(
-            &settings.data_dir,
-            config.live.clone(),
-            Hub::new(),
-            outbound.clone(),
-        )
-        .await?;
+        let engine = Engine::open(store, config.live.clone(), Hub::new(), outbound.clone()).await?;
         engine.start_expiry(settings.limits.bot_expiry);
         engine.start_live_visitors(
             settings.limits.visitors_online,
@@ -164,11 +165,11 @@ impl AppState {
     /// revision's row goes through the writer.
     pub fn reload(&self, source: &str) {
         let before = self.live.load().error.clone();
-        let writer = self.engine.writer().clone();
+        let store = self.store().clone();
         let recorded_as = source.to_string();
-        let record = move |bundle: Arc<Bundle>| {
-            writer.run_blocking(move |conn| deploy::record_loaded(conn, &bundle, &recorded_as))
-        };
+        let runtime = tokio::runtime::Handle::current();
+        let record =
+            move |bundle: Arc<Bundle>| runtime.block_on(store.record_loaded(bundle, &recorded_as));
         if let Some(revision) = self.config().reload(source, record) {
             self.engine.config_reloaded(revision);
             self.invite_new_agents();

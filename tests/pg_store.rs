@@ -7,7 +7,9 @@ mod common;
 
 use common::postgres::Postgres;
 use jiff::Timestamp;
-use livechat::config::Roster;
+use std::sync::Arc;
+
+use livechat::config::{Bundle, Roster};
 use livechat::mail::Outbound;
 use livechat::mail::invites::FirstRun;
 use livechat::mail::outbox::Doorbell;
@@ -230,4 +232,69 @@ async fn replicas_starting_together_invite_once_and_one_password_ends_every_link
             .as_deref(),
         Some("$argon2id$x")
     );
+}
+
+/// The example bundle, as `serve` loads it on a machine that sets none of its `${VAR}`.
+fn example_bundle() -> Arc<Bundle> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bots");
+    let unset = |_: &str| None;
+    Arc::new(livechat::config::load_dir(&dir, &unset).unwrap().unwrap())
+}
+
+/// Config revisions: what a server records of the bundles it loads, and reads back.
+async fn revisions_scenario(store: &Store) -> Vec<String> {
+    let mut seen = Vec::new();
+    assert_eq!(store.latest_revision().await.unwrap(), None);
+    assert!(store.revisions().await.unwrap().is_empty());
+    let bundle = example_bundle();
+    let first = store
+        .record_loaded(bundle.clone(), "startup")
+        .await
+        .unwrap();
+    // The same bundle again (a restart, a reload without change): no new revision.
+    let again = store.record_loaded(bundle.clone(), "watch").await.unwrap();
+    assert_eq!(again, first);
+    let empty = store
+        .record_loaded(Arc::new(Bundle::empty()), "watch")
+        .await
+        .unwrap();
+    seen.push(format!(
+        "recorded {} ({}) then {} ({}: {})",
+        first.number, first.source, empty.number, empty.source, empty.summary
+    ));
+    assert_eq!(
+        store.latest_revision().await.unwrap().as_ref(),
+        Some(&empty)
+    );
+    let one = store.revision(first.number).await.unwrap().unwrap();
+    assert_eq!(one, first);
+    assert_eq!(one.bundle, bundle.sources);
+    assert_eq!(store.revision(99).await.unwrap(), None);
+    let listed: Vec<String> = store
+        .revisions()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {} {}", r.number, r.source, r.hash == bundle.hash))
+        .collect();
+    seen.push(format!("listed {listed:?}"));
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revisions_answer_alike_on_both_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let on_sqlite = revisions_scenario(&sqlite(dir.path())).await;
+    let pg = Postgres::start();
+    let on_postgres = revisions_scenario(&postgres(&pg, "revisions").await).await;
+    println!("sqlite:   {on_sqlite:?}\npostgres: {on_postgres:?}");
+    assert!(
+        on_sqlite[0].starts_with("recorded 1 (startup) then 2 (watch: "),
+        "{on_sqlite:?}"
+    );
+    assert_eq!(
+        on_sqlite[1],
+        "listed [\"2 watch false\", \"1 startup true\"]"
+    );
+    assert_eq!(on_postgres, on_sqlite);
 }

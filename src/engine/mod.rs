@@ -39,7 +39,7 @@ use crate::config::{self, Bundle};
 use crate::hub::{Frame, Hub, Scope};
 use crate::store::reader::Readers;
 use crate::store::writer::Writer;
-use crate::store::{self, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 use live_visitors::Online;
 pub use live_visitors::{Listening, PageView, Viewed};
@@ -211,33 +211,26 @@ const ACTIVITY_WRITE_EVERY: Duration = Duration::from_secs(1);
 const KNOWN_MAX: usize = 200_000;
 
 impl Engine {
-    /// Starts the writer, loads the conversations in play and re-arms their timers.
+    /// Loads the conversations in play from `store` and re-arms their timers. The engine
+    /// runs on SQLite only so far (#17: docs/postgres.md, "What remains").
     pub async fn open(
-        data_dir: &std::path::Path,
+        store: Store,
         live: Arc<ArcSwap<Live>>,
         hub: Hub,
         outbound: Outbound,
     ) -> Result<Engine, StoreError> {
-        let conn = store::open(data_dir)?;
-        let open = persist::load_open(&conn)?;
-        let accepting = persist::accepting_agents(&conn)?;
-        // Checkpoints run on their own thread; the writer's own threshold is a backstop.
-        conn.pragma_update(
-            None,
-            "wal_autocheckpoint",
-            store::checkpoint::writer_autocheckpoint(&conn),
-        )?;
-        // Indexed once per group at most, not per message (see each).
-        let indexes = (
-            store::search::SearchIndex::new(&conn)?,
-            store::event_index::EventIndex::new(),
-        );
-        let checkpointer = store::checkpoint::start(data_dir)?;
-        let writer = Writer::start_with(conn, indexes, Some(checkpointer));
-        let readers = Readers::new(data_dir);
+        let Store::Sqlite(db) = &store else {
+            return Err(StoreError::Corrupt(
+                "the engine does not run on PostgreSQL yet".into(),
+            ));
+        };
+        let (open, accepting) = db
+            .write(|c| Ok::<_, StoreError>((persist::load_open(c)?, persist::accepting_agents(c)?)))
+            .await?;
+        let (writer, readers) = (db.writer.clone(), db.readers.clone());
         let engine = Engine {
             inner: Arc::new(Inner {
-                store: Store::sqlite(writer.clone(), readers.clone()),
+                store,
                 writer,
                 readers,
                 hub,

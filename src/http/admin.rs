@@ -13,7 +13,6 @@ use super::AppState;
 use super::error::{AppError, blocking};
 use crate::config::{self, Bundle, Sources};
 use crate::deploy;
-use crate::store::revisions;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,7 +132,7 @@ fn is_plain_bundle_name(name: &str) -> bool {
 }
 
 pub async fn revisions(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, AppError> {
-    let list = state.read(revisions::list).await?;
+    let list = state.store().revisions().await?;
     Ok(Json(json!({ "revisions": list })))
 }
 

@@ -38,6 +38,29 @@ impl Store {
         Store::Sqlite(Sqlite { writer, readers })
     }
 
+    /// Opens (creating it if need be) the SQLite database of `data_dir`, brings its schema up
+    /// to date, and starts its writer (with the indexes it fills once per group and the WAL
+    /// checkpointer on a thread of its own) and its readers.
+    pub fn open_sqlite(data_dir: &std::path::Path) -> Result<Store, StoreError> {
+        let conn = super::open(data_dir)?;
+        // Checkpoints run on their own thread; the writer's own threshold is a backstop.
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            super::checkpoint::writer_autocheckpoint(&conn),
+        )?;
+        // Indexed once per group at most, not per message (see each).
+        let indexes = (
+            super::search::SearchIndex::new(&conn)?,
+            super::event_index::EventIndex::new(),
+        );
+        let checkpointer = super::checkpoint::start(data_dir)?;
+        Ok(Store::sqlite(
+            Writer::start_with(conn, indexes, Some(checkpointer)),
+            Readers::new(data_dir),
+        ))
+    }
+
     pub fn postgres(pg: PgStore) -> Store {
         Store::Postgres(Arc::new(pg))
     }

@@ -10,11 +10,13 @@ use jiff::Timestamp;
 use std::sync::Arc;
 
 use livechat::config::{Bundle, Roster};
+use livechat::engine::queries;
 use livechat::mail::Outbound;
 use livechat::mail::invites::FirstRun;
 use livechat::mail::outbox::Doorbell;
 use livechat::mail::templates::Templates;
 use livechat::store::postgres::PgStore;
+use livechat::store::postgres::log::{LogWriter, NewEvent};
 use livechat::store::reader::Readers;
 use livechat::store::writer::Writer;
 use livechat::store::{self, Store};
@@ -297,4 +299,159 @@ async fn revisions_answer_alike_on_both_stores() {
         "listed [\"2 watch false\", \"1 startup true\"]"
     );
     assert_eq!(on_postgres, on_sqlite);
+}
+
+/// Conversations and their events, the same on either store: (id, visitor, bot) and
+/// (conversation, type, visible to the visitor, data), in the order they are written.
+const CONVERSATIONS: [(&str, &str, &str); 3] = [
+    ("c1", "v1", "support"),
+    ("c2", "v2", "sales"),
+    ("c3", "v1", "support"),
+];
+
+fn events() -> Vec<(&'static str, &'static str, bool, String)> {
+    let message = |author: &str, text: &str| {
+        format!(r#"{{"message_id":"m-{text}","author":"{author}","text":"{text}"}}"#)
+    };
+    vec![
+        ("c1", "livechat.started", true, "{}".into()),
+        ("c1", "message", true, message("visitor", "hello")),
+        ("c2", "livechat.started", true, "{}".into()),
+        ("c1", "note", false, message("agent", "a note")),
+        ("c1", "message", true, message("agent", "hi there")),
+        ("c2", "message", true, message("visitor", "price?")),
+        ("c3", "livechat.started", true, "{}".into()),
+        ("c3", "message", true, message("visitor", "back again")),
+    ]
+}
+
+/// Writes [`CONVERSATIONS`] and [`events`] into `store`: on SQLite as rows through the
+/// writer, on PostgreSQL the events through the log writer (which numbers them).
+async fn fill(store: &Store, log: Option<&LogWriter>) {
+    let at = "2026-12-02T17:00:00Z";
+    match store {
+        Store::Sqlite(db) => {
+            db.write(move |c| {
+                for (id, visitor, bot) in CONVERSATIONS {
+                    c.execute(
+                        "INSERT OR IGNORE INTO visitors (id, token_hash, bot, created_at, last_seen_at)
+                         VALUES (?1, ?1, ?2, ?3, ?3)",
+                        rusqlite::params![visitor, bot, at],
+                    )?;
+                    c.execute(
+                        "INSERT INTO conversations
+                         (id, visitor_id, bot, status, created_at, updated_at, state)
+                         VALUES (?1, ?2, ?3, 'new', ?4, ?4, '{}')",
+                        rusqlite::params![id, visitor, bot, at],
+                    )?;
+                }
+                for (conv, kind, visible, data) in events() {
+                    let bot = CONVERSATIONS.iter().find(|c| c.0 == conv).unwrap().2;
+                    c.execute(
+                        "INSERT INTO events (conversation_id, bot, type, at, visitor_visible, data)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        rusqlite::params![conv, bot, kind, at, visible, data],
+                    )?;
+                }
+                Ok::<_, rusqlite::Error>(())
+            })
+            .await
+            .unwrap();
+        }
+        Store::Postgres(pg) => {
+            let client = pg.pool().get().await.unwrap();
+            for (id, visitor, bot) in CONVERSATIONS {
+                client
+                    .execute(
+                        "INSERT INTO conversations
+                         (id, version, visitor_id, bot, status, created_at, updated_at, state)
+                         VALUES ($1, 1, $2, $3, 'new', $4, $4, '{}')",
+                        &[&id, &visitor, &bot, &at],
+                    )
+                    .await
+                    .unwrap();
+            }
+            let log = log.unwrap();
+            for (conv, kind, visible, data) in events() {
+                let bot = CONVERSATIONS.iter().find(|c| c.0 == conv).unwrap().2;
+                log.append(vec![NewEvent {
+                    conversation_id: Some(conv.into()),
+                    bot: Some(bot.into()),
+                    kind: kind.into(),
+                    at: at.into(),
+                    visitor_visible: visible,
+                    data,
+                    client_id: None,
+                }])
+                .await
+                .unwrap();
+            }
+        }
+    }
+}
+
+/// What sockets replay and a resumed widget shows, read back from a filled store.
+async fn replays(store: &Store) -> Vec<serde_json::Value> {
+    let bots = |names: &[&str]| Some(names.iter().map(|b| b.to_string()).collect());
+    let mut answers = Vec::new();
+    answers.push(queries::last_seq(store).await.unwrap().into());
+    for (visitor, after, limit) in [("v1", 0, 100), ("v1", 2, 2), ("v2", 0, 100), ("v9", 0, 9)] {
+        let events = queries::visitor_events(store, visitor, after, limit)
+            .await
+            .unwrap();
+        answers.push(events.into());
+    }
+    for (conversation, limit) in [("c1", 2), ("c1", 100), ("c2", 1)] {
+        let events = queries::conversation_visitor_events(store, conversation, limit)
+            .await
+            .unwrap();
+        answers.push(events.into());
+    }
+    for (scope, after) in [
+        (None, 0),
+        (bots(&["support"]), 3),
+        (bots(&["sales", "support"]), 0),
+        (bots(&[]), 0),
+    ] {
+        let events = queries::agent_events(store, scope, after, 100)
+            .await
+            .unwrap();
+        answers.push(events.into());
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_answer_alike_on_both_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = sqlite(dir.path());
+    fill(&sqlite, None).await;
+    let on_sqlite = replays(&sqlite).await;
+    let pg = Postgres::start();
+    let url = pg.database("replays");
+    let pg_store = PgStore::connect(&url, 4).await.unwrap();
+    let log = LogWriter::start(&pg_store, 1);
+    let postgres = Store::postgres(pg_store);
+    fill(&postgres, Some(&log)).await;
+    let on_postgres = replays(&postgres).await;
+    // What the visitor of two conversations replays: their visible events only, in order.
+    assert_eq!(on_sqlite[0], 8);
+    let seqs = |answer: &serde_json::Value| -> Vec<i64> {
+        answer
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(seqs(&on_sqlite[1]), [1, 2, 5, 7, 8]);
+    assert_eq!(seqs(&on_sqlite[2]), [5, 7]);
+    assert_eq!(seqs(&on_sqlite[4]), Vec::<i64>::new());
+    assert_eq!(seqs(&on_sqlite[5]), [2, 5]);
+    assert_eq!(seqs(&on_sqlite[9]), [4, 5, 7, 8]);
+    assert_eq!(seqs(&on_sqlite[11]), Vec::<i64>::new());
+    for (i, (a, b)) in on_sqlite.iter().zip(&on_postgres).enumerate() {
+        assert_eq!(a, b, "answer {i} differs");
+    }
+    assert_eq!(on_sqlite.len(), on_postgres.len());
 }

@@ -9,116 +9,196 @@ use serde_json::{Value, json};
 use super::wire;
 use crate::chat::conversation::Conversation;
 use crate::config::contacts::ContactField;
-use crate::store::StoreError;
 use crate::store::event_index;
+use crate::store::handle::client;
+use crate::store::postgres::PgError;
 use crate::store::reader::Readers;
+use crate::store::{Store, StoreError};
 
 /// The most events one replay answer holds; a client asks again with the last `seq`.
 pub const PAGE: usize = 500;
 
-fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, String, String, String)> {
+/// An event as the replays read it: seq, type, conversation, time, data.
+type EventRow = (i64, String, String, String, String);
+
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+/// [`event_row`] on PostgreSQL; an event of no conversation has an empty id, as SQLite's
+/// text of NULL reads.
+fn pg_event_row(r: &tokio_postgres::Row) -> EventRow {
+    (
+        r.get(0),
+        r.get(1),
+        r.get::<_, Option<String>>(2).unwrap_or_default(),
+        r.get(3),
+        r.get(4),
+    )
 }
 
 /// The visitor's events after `after`, in order, as the visitor sees them.
 pub async fn visitor_events(
-    readers: &Readers,
+    store: &Store,
     visitor_id: &str,
     after: i64,
     limit: usize,
 ) -> Result<Vec<Value>, StoreError> {
-    let visitor_id = visitor_id.to_string();
-    readers
-        .read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT e.seq, e.type, e.conversation_id, e.at, e.data FROM conversation_events e
-                 WHERE e.conversation_id IN (SELECT id FROM conversations WHERE visitor_id = ?1)
-                   AND e.seq > ?2 AND e.visitor_visible = 1
-                 ORDER BY e.seq LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(
-                rusqlite::params![visitor_id, after, limit as i64],
-                event_row,
-            )?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (seq, kind, conv, at, data) = row?;
-                let data = wire::visitor_data(&kind, &data);
-                out.push(wire::envelope(seq, &kind, &conv, &at, &data));
-            }
-            Ok(out)
+    let rows = match store {
+        Store::Sqlite(db) => {
+            let visitor_id = visitor_id.to_string();
+            db.read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT e.seq, e.type, e.conversation_id, e.at, e.data
+                     FROM conversation_events e
+                     WHERE e.conversation_id IN
+                           (SELECT id FROM conversations WHERE visitor_id = ?1)
+                       AND e.seq > ?2 AND e.visitor_visible = 1
+                     ORDER BY e.seq LIMIT ?3",
+                )?;
+                stmt.query_map(
+                    rusqlite::params![visitor_id, after, limit as i64],
+                    event_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?
+        }
+        Store::Postgres(pg) => {
+            let client = client(pg).await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT e.seq, e.type, e.conversation_id, e.at, e.data FROM events e
+                     WHERE e.conversation_id IN
+                           (SELECT id FROM conversations WHERE visitor_id = $1)
+                       AND e.seq > $2 AND e.visitor_visible
+                     ORDER BY e.seq LIMIT $3",
+                )
+                .await
+                .map_err(PgError::from)?;
+            client
+                .query(&statement, &[&visitor_id, &after, &(limit as i64)])
+                .await
+                .map_err(PgError::from)?
+                .iter()
+                .map(pg_event_row)
+                .collect()
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(seq, kind, conv, at, data)| {
+            let data = wire::visitor_data(&kind, &data);
+            wire::envelope(seq, &kind, &conv, &at, &data)
         })
-        .await
+        .collect())
 }
 
 /// The last `limit` events of one conversation as its visitor sees them, oldest first
 /// (what a resumed widget shows).
 pub async fn conversation_visitor_events(
-    readers: &Readers,
+    store: &Store,
     conversation_id: &str,
     limit: usize,
 ) -> Result<Vec<Value>, StoreError> {
-    let conversation_id = conversation_id.to_string();
-    readers
-        .read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT seq, type, conversation_id, at, data FROM conversation_events
-                 WHERE conversation_id = ?1 AND visitor_visible = 1
-                 ORDER BY seq DESC LIMIT ?2",
-            )?;
-            let rows =
-                stmt.query_map(rusqlite::params![conversation_id, limit as i64], event_row)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (seq, kind, conv, at, data) = row?;
-                let data = wire::visitor_data(&kind, &data);
-                out.push(wire::envelope(seq, &kind, &conv, &at, &data));
-            }
-            out.reverse();
-            Ok(out)
+    let rows = match store {
+        Store::Sqlite(db) => {
+            let conversation_id = conversation_id.to_string();
+            db.read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT seq, type, conversation_id, at, data FROM conversation_events
+                     WHERE conversation_id = ?1 AND visitor_visible = 1
+                     ORDER BY seq DESC LIMIT ?2",
+                )?;
+                stmt.query_map(rusqlite::params![conversation_id, limit as i64], event_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?
+        }
+        Store::Postgres(pg) => client(pg)
+            .await?
+            .query(
+                "SELECT seq, type, conversation_id, at, data FROM events
+                 WHERE conversation_id = $1 AND visitor_visible
+                 ORDER BY seq DESC LIMIT $2",
+                &[&conversation_id, &(limit as i64)],
+            )
+            .await
+            .map_err(PgError::from)?
+            .iter()
+            .map(pg_event_row)
+            .collect(),
+    };
+    Ok(rows
+        .into_iter()
+        .rev()
+        .map(|(seq, kind, conv, at, data)| {
+            let data = wire::visitor_data(&kind, &data);
+            wire::envelope(seq, &kind, &conv, &at, &data)
         })
-        .await
+        .collect())
 }
 
 /// The events of the given bots (`None`: all) after `after`, as agents see them.
 pub async fn agent_events(
-    readers: &Readers,
+    store: &Store,
     bots: Option<BTreeSet<String>>,
     after: i64,
     limit: usize,
 ) -> Result<Vec<Value>, StoreError> {
-    readers
-        .read(move |c| {
-            let (filter, mut args): (String, Vec<String>) = match &bots {
-                None => (String::new(), Vec::new()),
-                Some(bots) => (
-                    format!("AND bot IN ({})", vec!["?"; bots.len()].join(", ")),
-                    bots.iter().cloned().collect(),
-                ),
-            };
-            if matches!(&bots, Some(b) if b.is_empty()) {
-                return Ok(Vec::new());
-            }
-            args.insert(0, after.to_string());
-            args.push(limit.to_string());
-            let sql = format!(
-                "SELECT seq, type, conversation_id, at, data FROM events
-                 WHERE seq > CAST(?1 AS INTEGER) {filter} ORDER BY seq LIMIT CAST(?{} AS INTEGER)",
-                args.len()
-            );
-            // Renumber the placeholders: ?1 is `after`, then the bots, then the limit.
-            let sql = renumber(&sql);
-            let mut stmt = c.prepare(&sql)?;
-            let rows = stmt.query_map(params_from_iter(args.iter()), event_row)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (seq, kind, conv, at, data) = row?;
-                let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
-                out.push(wire::envelope(seq, &kind, &conv, &at, &data));
-            }
-            Ok(out)
+    if matches!(&bots, Some(b) if b.is_empty()) {
+        return Ok(Vec::new());
+    }
+    let rows = match store {
+        Store::Sqlite(db) => {
+            db.read(move |c| {
+                let (filter, mut args): (String, Vec<String>) = match &bots {
+                    None => (String::new(), Vec::new()),
+                    Some(bots) => (
+                        format!("AND bot IN ({})", vec!["?"; bots.len()].join(", ")),
+                        bots.iter().cloned().collect(),
+                    ),
+                };
+                args.insert(0, after.to_string());
+                args.push(limit.to_string());
+                let sql = format!(
+                    "SELECT seq, type, conversation_id, at, data FROM events
+                     WHERE seq > CAST(?1 AS INTEGER) {filter}
+                     ORDER BY seq LIMIT CAST(?{} AS INTEGER)",
+                    args.len()
+                );
+                // Renumber the placeholders: ?1 is `after`, then the bots, then the limit.
+                let sql = renumber(&sql);
+                let mut stmt = c.prepare(&sql)?;
+                stmt.query_map(params_from_iter(args.iter()), event_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?
+        }
+        Store::Postgres(pg) => {
+            let bots: Option<Vec<String>> = bots.map(|b| b.into_iter().collect());
+            client(pg)
+                .await?
+                .query(
+                    "SELECT seq, type, conversation_id, at, data FROM events
+                     WHERE seq > $1 AND ($2::text[] IS NULL OR bot = ANY($2))
+                     ORDER BY seq LIMIT $3",
+                    &[&after, &bots, &(limit as i64)],
+                )
+                .await
+                .map_err(PgError::from)?
+                .iter()
+                .map(pg_event_row)
+                .collect()
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(seq, kind, conv, at, data)| {
+            let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+            wire::envelope(seq, &kind, &conv, &at, &data)
         })
-        .await
+        .collect())
 }
 
 /// Gives each bare `?` the next number after the explicit ones before it.
@@ -147,10 +227,20 @@ pub(crate) fn renumber(sql: &str) -> String {
 }
 
 /// The newest event's sequence number (0 before any).
-pub async fn last_seq(readers: &Readers) -> Result<i64, StoreError> {
-    readers
-        .read(|c| Ok(c.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?))
-        .await
+pub async fn last_seq(store: &Store) -> Result<i64, StoreError> {
+    match store {
+        Store::Sqlite(db) => {
+            db.read(|c| c.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0)))
+                .await
+        }
+        // The counter row: `max(seq)` of what has committed, without a scan.
+        Store::Postgres(pg) => Ok(client(pg)
+            .await?
+            .query_one("SELECT last FROM seq_counter", &[])
+            .await
+            .map_err(PgError::from)?
+            .get(0)),
+    }
 }
 
 /// Filters of the conversation list.

@@ -127,7 +127,7 @@ impl Engine {
         if let Some((agent, text)) = invited {
             self.answer_invite(&conversation_id, agent, text).await;
             events = queries::conversation_visitor_events(
-                &self.inner.readers,
+                &self.inner.store,
                 &conversation_id,
                 queries::PAGE,
             )
@@ -167,7 +167,7 @@ impl Engine {
             return Ok(Resume::Over(visitor));
         }
         let events = queries::conversation_visitor_events(
-            &self.inner.readers,
+            &self.inner.store,
             &conversation_id,
             queries::PAGE,
         )

@@ -143,7 +143,7 @@ pub async fn list(
     let bots = state.engine.bots_of(&agent_ref(&agent));
     // Read before the rows: a console that opens its socket with `after=last_seq` misses
     // nothing that changed since, and replays nothing older.
-    let last_seq = queries::last_seq(state.engine.readers())
+    let last_seq = queries::last_seq(state.store())
         .await
         .map_err(AppError::internal)?;
     if q.q.as_deref().is_some_and(|q| !q.trim().is_empty())

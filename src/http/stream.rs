@@ -100,10 +100,10 @@ impl Who {
     async fn replay(&self, engine: &Engine, after: i64) -> Result<Vec<Value>, AppError> {
         match self {
             Who::Visitor(v) => {
-                queries::visitor_events(engine.readers(), &v.id, after, queries::PAGE).await
+                queries::visitor_events(engine.store(), &v.id, after, queries::PAGE).await
             }
             Who::Agent { bots, .. } => {
-                queries::agent_events(engine.readers(), bots.clone(), after, queries::PAGE).await
+                queries::agent_events(engine.store(), bots.clone(), after, queries::PAGE).await
             }
         }
         .map_err(AppError::internal)

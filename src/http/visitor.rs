@@ -416,10 +416,9 @@ pub async fn history(
     AuthVisitor(visitor): AuthVisitor,
     ApiQuery(q): ApiQuery<After>,
 ) -> Result<Json<Value>, AppError> {
-    let events =
-        queries::visitor_events(state.engine.readers(), &visitor.id, q.after, queries::PAGE)
-            .await
-            .map_err(AppError::internal)?;
+    let events = queries::visitor_events(state.store(), &visitor.id, q.after, queries::PAGE)
+        .await
+        .map_err(AppError::internal)?;
     let last = events
         .last()
         .and_then(|e| e["seq"].as_i64())

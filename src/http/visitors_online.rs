@@ -107,7 +107,7 @@ pub async fn page_view(
     };
     // Where a browsing visitor's socket starts: nothing before now is theirs to hear again
     // (a returning visitor's old conversations would otherwise replay at every page).
-    let last_seq = crate::engine::queries::last_seq(state.engine.readers()).await?;
+    let last_seq = crate::engine::queries::last_seq(state.store()).await?;
     Ok((
         status,
         Json(json!({

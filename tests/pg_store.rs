@@ -309,26 +309,30 @@ const CONVERSATIONS: [(&str, &str, &str); 3] = [
     ("c3", "v1", "support"),
 ];
 
-fn events() -> Vec<(&'static str, &'static str, bool, String)> {
+type Row = (&'static str, &'static str, bool, String, &'static str);
+
+const AT: &str = "2026-12-02T17:00:00Z";
+
+fn events() -> Vec<Row> {
     let message = |author: &str, text: &str| {
         format!(r#"{{"message_id":"m-{text}","author":"{author}","text":"{text}"}}"#)
     };
     vec![
-        ("c1", "livechat.started", true, "{}".into()),
-        ("c1", "message", true, message("visitor", "hello")),
-        ("c2", "livechat.started", true, "{}".into()),
-        ("c1", "note", false, message("agent", "a note")),
-        ("c1", "message", true, message("agent", "hi there")),
-        ("c2", "message", true, message("visitor", "price?")),
-        ("c3", "livechat.started", true, "{}".into()),
-        ("c3", "message", true, message("visitor", "back again")),
+        ("c1", "livechat.started", true, "{}".into(), AT),
+        ("c1", "message", true, message("visitor", "hello"), AT),
+        ("c2", "livechat.started", true, "{}".into(), AT),
+        ("c1", "note", false, message("agent", "a note"), AT),
+        ("c1", "message", true, message("agent", "hi there"), AT),
+        ("c2", "message", true, message("visitor", "price?"), AT),
+        ("c3", "livechat.started", true, "{}".into(), AT),
+        ("c3", "message", true, message("visitor", "back again"), AT),
     ]
 }
 
-/// Writes [`CONVERSATIONS`] and [`events`] into `store`: on SQLite as rows through the
+/// Writes [`CONVERSATIONS`] and `events` into `store`: on SQLite as rows through the
 /// writer, on PostgreSQL the events through the log writer (which numbers them).
-async fn fill(store: &Store, log: Option<&LogWriter>) {
-    let at = "2026-12-02T17:00:00Z";
+async fn fill(store: &Store, log: Option<&LogWriter>, events: Vec<Row>) {
+    let at = AT;
     match store {
         Store::Sqlite(db) => {
             db.write(move |c| {
@@ -345,7 +349,7 @@ async fn fill(store: &Store, log: Option<&LogWriter>) {
                         rusqlite::params![id, visitor, bot, at],
                     )?;
                 }
-                for (conv, kind, visible, data) in events() {
+                for (conv, kind, visible, data, at) in events {
                     let bot = CONVERSATIONS.iter().find(|c| c.0 == conv).unwrap().2;
                     c.execute(
                         "INSERT INTO events (conversation_id, bot, type, at, visitor_visible, data)
@@ -372,7 +376,7 @@ async fn fill(store: &Store, log: Option<&LogWriter>) {
                     .unwrap();
             }
             let log = log.unwrap();
-            for (conv, kind, visible, data) in events() {
+            for (conv, kind, visible, data, at) in events {
                 let bot = CONVERSATIONS.iter().find(|c| c.0 == conv).unwrap().2;
                 log.append(vec![NewEvent {
                     conversation_id: Some(conv.into()),
@@ -425,14 +429,14 @@ async fn replays(store: &Store) -> Vec<serde_json::Value> {
 async fn replays_answer_alike_on_both_stores() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = sqlite(dir.path());
-    fill(&sqlite, None).await;
+    fill(&sqlite, None, events()).await;
     let on_sqlite = replays(&sqlite).await;
     let pg = Postgres::start();
     let url = pg.database("replays");
     let pg_store = PgStore::connect(&url, 4).await.unwrap();
     let log = LogWriter::start(&pg_store, 1);
     let postgres = Store::postgres(pg_store);
-    fill(&postgres, Some(&log)).await;
+    fill(&postgres, Some(&log), events()).await;
     let on_postgres = replays(&postgres).await;
     // What the visitor of two conversations replays: their visible events only, in order.
     assert_eq!(on_sqlite[0], 8);
@@ -454,4 +458,123 @@ async fn replays_answer_alike_on_both_stores() {
         assert_eq!(a, b, "answer {i} differs");
     }
     assert_eq!(on_sqlite.len(), on_postgres.len());
+}
+
+/// Events the dashboard counts, in three conversations of two bots over an hour.
+fn counted() -> Vec<Row> {
+    let requested = r#"{"action":"talk","team":null}"#;
+    vec![
+        (
+            "c1",
+            "livechat.requested",
+            true,
+            requested.into(),
+            "2026-12-02T17:00:00Z",
+        ),
+        (
+            "c2",
+            "livechat.requested",
+            true,
+            requested.into(),
+            "2026-12-02T17:01:00Z",
+        ),
+        (
+            "c1",
+            "livechat.accepted",
+            true,
+            r#"{"agent":"ana@acme.example"}"#.into(),
+            "2026-12-02T17:00:30Z",
+        ),
+        (
+            "c3",
+            "livechat.requested",
+            true,
+            requested.into(),
+            "2026-12-02T17:05:00Z",
+        ),
+        (
+            "c3",
+            "livechat.accepted",
+            true,
+            r#"{"agent":"bo@acme.example"}"#.into(),
+            "2026-12-02T17:06:30Z",
+        ),
+        (
+            "c1",
+            "conversation.resolved",
+            true,
+            r#"{"by":"ana@acme.example","note":null,"time_to_resolve_secs":300}"#.into(),
+            "2026-12-02T17:05:30Z",
+        ),
+        // Outside the period asked for.
+        (
+            "c2",
+            "livechat.requested",
+            true,
+            requested.into(),
+            "2026-12-02T19:00:00Z",
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_figures_answer_alike_on_both_stores() {
+    use livechat::engine::stats::{StatsQuery, stats};
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = sqlite(dir.path());
+    fill(&sqlite, None, counted()).await;
+    let pg = Postgres::start();
+    let url = pg.database("stats");
+    let pg_store = PgStore::connect(&url, 4).await.unwrap();
+    let log = LogWriter::start(&pg_store, 1);
+    let postgres = Store::postgres(pg_store);
+    fill(&postgres, Some(&log), counted()).await;
+    let hour = |from: &str, to: &str, bot: Option<&str>, visible: Option<&[&str]>| StatsQuery {
+        from: from.parse().unwrap(),
+        to: to.parse().unwrap(),
+        bot: bot.map(str::to_string),
+        visible: visible.map(|v| v.iter().map(|b| b.to_string()).collect()),
+    };
+    let queries = [
+        hour("2026-12-02T17:00:00Z", "2026-12-02T18:00:00Z", None, None),
+        hour(
+            "2026-12-02T17:00:00Z",
+            "2026-12-02T18:00:00Z",
+            Some("support"),
+            None,
+        ),
+        hour(
+            "2026-12-02T17:00:00Z",
+            "2026-12-02T18:00:00Z",
+            None,
+            Some(&["sales"]),
+        ),
+        hour(
+            "2026-12-02T17:00:00Z",
+            "2026-12-02T18:00:00Z",
+            None,
+            Some(&[]),
+        ),
+        hour("2026-12-01T00:00:00Z", "2026-12-03T00:00:00Z", None, None),
+    ];
+    for (i, q) in queries.into_iter().enumerate() {
+        let on_sqlite = stats(&sqlite, q.clone()).await.unwrap();
+        let on_postgres = stats(&postgres, q).await.unwrap();
+        if i == 0 {
+            println!("{on_sqlite:#}");
+            let total = &on_sqlite["total"];
+            assert_eq!(total["live_chat_requests"], 3);
+            assert_eq!(total["accepted"], 2);
+            assert_eq!(total["resolved"], 1);
+            assert_eq!(total["time_to_accept_secs"]["mean"], 60.0);
+            assert_eq!(on_sqlite["agents"].as_array().unwrap().len(), 2);
+        }
+        if i == 3 {
+            assert_eq!(on_sqlite["total"]["live_chat_requests"], 0);
+        }
+        if i == 4 {
+            assert_eq!(on_sqlite["total"]["live_chat_requests"], 4);
+        }
+        assert_eq!(on_sqlite, on_postgres, "query {i}");
+    }
 }

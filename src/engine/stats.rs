@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 
 use super::queries::renumber;
 use crate::chat::conversation::{EventData, Rating};
-use crate::store::StoreError;
-use crate::store::reader::Readers;
+use crate::store::handle::client;
+use crate::store::postgres::PgError;
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct StatsQuery {
@@ -81,17 +82,50 @@ fn round(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-pub async fn stats(readers: &Readers, q: StatsQuery) -> Result<Value, StoreError> {
-    readers.read(move |c| compute(c, &q)).await
+pub async fn stats(store: &Store, q: StatsQuery) -> Result<Value, StoreError> {
+    if q.visible.as_ref().is_some_and(BTreeSet::is_empty) {
+        return Ok(empty(&q));
+    }
+    match store {
+        Store::Sqlite(db) => db.read(move |c| compute(c, &q)).await,
+        Store::Postgres(pg) => {
+            let (from, to) = (super::persist::stamp(q.from), super::persist::stamp(q.to));
+            let visible: Option<Vec<String>> = q.visible.clone().map(|v| v.into_iter().collect());
+            let rows = client(pg)
+                .await?
+                .query(
+                    &format!(
+                        "SELECT conversation_id, bot, type, at, data FROM events
+                         WHERE at >= $1 AND at < $2 AND type IN ({COUNTED})
+                           AND ($3::text IS NULL OR bot = $3)
+                           AND ($4::text[] IS NULL OR bot = ANY($4))
+                         ORDER BY seq"
+                    ),
+                    &[&from, &to, &q.bot, &visible],
+                )
+                .await
+                .map_err(PgError::from)?;
+            fold(
+                rows.iter()
+                    .map(|r| Ok((r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))),
+                &q,
+            )
+        }
+    }
 }
 
+/// The types of event the figures count.
+const COUNTED: &str = "'conversation.started', 'livechat.requested', 'livechat.accepted', \
+    'livechat.timeout', 'livechat.offline', 'conversation.resolved', 'form.submitted', \
+    'message.created', 'conversation.rated', 'video.started', 'video.ended'";
+
+/// An event the figures read: conversation, bot, type, time, data.
+type StatRow = (Option<String>, Option<String>, String, String, String);
+
 fn compute(c: &rusqlite::Connection, q: &StatsQuery) -> Result<Value, StoreError> {
-    let mut sql = String::from(
+    let mut sql = format!(
         "SELECT conversation_id, bot, type, at, data FROM events
-         WHERE at >= ? AND at < ? AND type IN ('conversation.started', 'livechat.requested',
-           'livechat.accepted', 'livechat.timeout', 'livechat.offline',
-           'conversation.resolved', 'form.submitted', 'message.created', 'conversation.rated',
-           'video.started', 'video.ended')",
+         WHERE at >= ? AND at < ? AND type IN ({COUNTED})"
     );
     let mut args = vec![super::persist::stamp(q.from), super::persist::stamp(q.to)];
     if let Some(bot) = &q.bot {
@@ -99,9 +133,6 @@ fn compute(c: &rusqlite::Connection, q: &StatsQuery) -> Result<Value, StoreError
         args.push(bot.clone());
     }
     if let Some(visible) = &q.visible {
-        if visible.is_empty() {
-            return Ok(empty(q));
-        }
         sql.push_str(&format!(
             " AND bot IN ({})",
             vec!["?"; visible.len()].join(", ")
@@ -111,14 +142,16 @@ fn compute(c: &rusqlite::Connection, q: &StatsQuery) -> Result<Value, StoreError
     sql.push_str(" ORDER BY seq");
     let mut stmt = c.prepare(&renumber(&sql))?;
     let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
-        Ok((
-            r.get::<_, Option<String>>(0)?,
-            r.get::<_, Option<String>>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-        ))
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
     })?;
+    fold(rows.map(|r| r.map_err(StoreError::from)), q)
+}
+
+/// The figures of `q` from the events it counts, in the log's order.
+fn fold(
+    rows: impl Iterator<Item = Result<StatRow, StoreError>>,
+    q: &StatsQuery,
+) -> Result<Value, StoreError> {
     let mut total = Tally::default();
     let mut by_bot: BTreeMap<String, Tally> = BTreeMap::new();
     let mut by_agent: BTreeMap<String, AgentTally> = BTreeMap::new();

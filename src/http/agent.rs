@@ -667,7 +667,7 @@ pub async fn stats(
     let (from, to) = period(&q)?;
     let visible = scoped_bots(&state, &agent, q.bot.as_deref())?;
     let stats = crate::engine::stats::stats(
-        state.engine.readers(),
+        state.store(),
         crate::engine::stats::StatsQuery {
             from,
             to,

@@ -164,6 +164,96 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         "ALTER TABLE agent_sockets
              ADD FOREIGN KEY (replica) REFERENCES replicas (id);",
     ),
+    (
+        10,
+        // Visitors and what hangs off them (page views, contact values, form submissions),
+        // read marks and attachments: SQLite's tables (its migrations 2, 6 to 10) with the
+        // same names, columns and meanings. SQLite's INTEGER is 64-bit, so bigint here;
+        // times SQLite keeps as text stay text, and those compared with `<` in SQL
+        // (`pageviews.at`, `visitors.last_seen_at`) order bytewise ("C") as SQLite's do,
+        // whatever the database's collation. Foreign keys where SQLite has them, except
+        // `conversations.visitor_id`: migration 2 made conversations before there was a
+        // visitors table and nothing writes visitor rows yet, so here nothing stops a
+        // conversation naming a visitor who is gone (docs/postgres.md).
+        "CREATE TABLE visitors (
+             id           text PRIMARY KEY,
+             token_hash   text NOT NULL UNIQUE,
+             bot          text NOT NULL,
+             name         text,
+             email        text,
+             language     text,
+             country      text,
+             ip           text,
+             created_at   text NOT NULL,
+             last_seen_at text COLLATE \"C\" NOT NULL
+         );
+         CREATE TABLE form_submissions (
+             id              text PRIMARY KEY,
+             bot             text NOT NULL,
+             form            text NOT NULL,
+             conversation_id text,
+             visitor_id      text,
+             fields          text NOT NULL,
+             page_url        text,
+             ip              text,
+             created_at      text NOT NULL
+         );
+         -- Not in SQLite, which scans: the page-view sweep asks per visitor.
+         CREATE INDEX form_submissions_visitor ON form_submissions (visitor_id);
+         CREATE TABLE attachments (
+             id              text PRIMARY KEY,
+             sha256          text NOT NULL,
+             name            text NOT NULL,
+             type            text NOT NULL,
+             size            bigint NOT NULL,
+             width           bigint,
+             height          bigint,
+             bot             text NOT NULL,
+             visitor_id      text,
+             agent_email     text,
+             conversation_id text,
+             created_ms      bigint NOT NULL,
+             used_ms         bigint,
+             preview         text,
+             duration_ms     bigint
+         );
+         CREATE INDEX attachments_sha256 ON attachments (sha256);
+         CREATE INDEX attachments_conversation ON attachments (conversation_id);
+         CREATE INDEX attachments_unused ON attachments (created_ms) WHERE used_ms IS NULL;
+         -- Not in SQLite, which scans: the page-view sweep asks per visitor.
+         CREATE INDEX attachments_visitor ON attachments (visitor_id);
+         CREATE TABLE message_attachments (
+             message_id    text NOT NULL,
+             position      bigint NOT NULL,
+             attachment_id text NOT NULL,
+             PRIMARY KEY (message_id, position)
+         );
+         CREATE TABLE reads (
+             agent_email     text NOT NULL,
+             conversation_id text NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+             seq             bigint NOT NULL,
+             at              text NOT NULL,
+             PRIMARY KEY (agent_email, conversation_id)
+         );
+         CREATE INDEX reads_conversation ON reads (conversation_id);
+         CREATE TABLE contact_values (
+             visitor_id text NOT NULL REFERENCES visitors (id) ON DELETE CASCADE,
+             field      text NOT NULL,
+             value      text NOT NULL,
+             updated_at text NOT NULL,
+             PRIMARY KEY (visitor_id, field)
+         );
+         CREATE TABLE pageviews (
+             id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+             visitor_id text NOT NULL REFERENCES visitors (id) ON DELETE CASCADE,
+             url        text NOT NULL,
+             title      text,
+             referrer   text,
+             at         text COLLATE \"C\" NOT NULL
+         );
+         CREATE INDEX pageviews_visitor ON pageviews (visitor_id);
+         CREATE INDEX pageviews_at ON pageviews (at);",
+    ),
 ];
 
 /// The newest version this build knows.

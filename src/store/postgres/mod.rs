@@ -12,12 +12,15 @@
 //! by `NOTIFY` (`frames`), and the tailer that reads the log in order, is a replica's one
 //! publisher of stored events and hears the frames (`tailer`).
 
+pub mod contacts;
 pub mod conversations;
 pub mod frames;
 pub mod log;
 pub mod migrations;
 pub mod outbox;
+pub mod pageviews;
 pub mod presence;
+pub mod reads;
 pub mod revisions;
 pub mod tailer;
 pub mod timers;

@@ -1,0 +1,614 @@
+//! Page views, read marks and contact values on PostgreSQL (#17), against
+//! their SQLite originals: the same inputs to both stores' functions give the same outputs
+//! (differential), and the locks PostgreSQL needs where SQLite's one writer made a
+//! check-then-act safe hold with two connections racing. The tests share one cluster while
+//! they run (a database each).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use common::postgres::Postgres;
+use deadpool_postgres::GenericClient;
+use livechat::store;
+use livechat::store::pageviews::NewPageView;
+use livechat::store::postgres::{
+    PgStore, contacts as pg_contacts, pageviews as pg_views, reads as pg_reads,
+};
+use livechat::store::{contacts as lite_contacts, pageviews as lite_views, reads as lite_reads};
+use rusqlite::{Connection, params};
+
+/// The cluster of the tests running now: started by the first, stopped when the last one
+/// that holds it ends.
+fn cluster() -> Arc<Postgres> {
+    static SHARED: Mutex<Weak<Postgres>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(pg) = shared.upgrade() {
+        return pg;
+    }
+    let pg = Arc::new(Postgres::start());
+    *shared = Arc::downgrade(&pg);
+    pg
+}
+
+/// Both stores, empty: SQLite as `serve` opens it in a temporary data directory, and a new
+/// PostgreSQL database migrated by `PgStore::connect`.
+struct Both {
+    _pg: Arc<Postgres>,
+    pg: PgStore,
+    lite: Connection,
+    _lite_dir: tempfile::TempDir,
+}
+
+async fn both(name: &str) -> Both {
+    let pg = cluster();
+    let url = pg.database(name);
+    let store = PgStore::connect(&url, 6).await.unwrap();
+    let lite_dir = tempfile::tempdir().unwrap();
+    let lite = store::open(lite_dir.path()).unwrap();
+    Both {
+        _pg: pg,
+        pg: store,
+        lite,
+        _lite_dir: lite_dir,
+    }
+}
+
+impl Both {
+    async fn client(&self) -> deadpool_postgres::Object {
+        self.pg.pool().get().await.unwrap()
+    }
+
+    /// The same SQL in both (placeholders `$n`, which SQLite reads as well).
+    async fn exec(&self, sql: &str, args: &[&str]) {
+        self.lite
+            .execute(sql, rusqlite::params_from_iter(args.iter()))
+            .unwrap();
+        let pg_args: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = args
+            .iter()
+            .map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        self.client().await.execute(sql, &pg_args).await.unwrap();
+    }
+
+    async fn visitor(&self, id: &str, last_seen: &str) {
+        self.exec(
+            "INSERT INTO visitors (id, token_hash, bot, created_at, last_seen_at)
+             VALUES ($1, 'h-' || $1, 'support', $2, $2)",
+            &[id, last_seen],
+        )
+        .await;
+    }
+
+    async fn conversation(&self, id: &str, visitor: &str) {
+        self.lite
+            .execute(
+                "INSERT INTO conversations (id, visitor_id, bot, status, created_at, updated_at, state)
+                 VALUES (?1, ?2, 'support', 'chatting', 't', 't', '{}')",
+                [id, visitor],
+            )
+            .unwrap();
+        self.client()
+            .await
+            .execute(
+                "INSERT INTO conversations
+                     (id, version, visitor_id, bot, status, created_at, updated_at, state)
+                 VALUES ($1, 1, $2, 'support', 'chatting', 't', 't', '{}')",
+                &[&id, &visitor],
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn event(&self, seq: i64, conversation: &str, kind: &str, data: &str) {
+        self.lite
+            .execute(
+                "INSERT INTO events (seq, conversation_id, bot, type, at, visitor_visible, data)
+                 VALUES (?1, ?2, 'support', ?3, 't', 1, ?4)",
+                params![seq, conversation, kind, data],
+            )
+            .unwrap();
+        self.client()
+            .await
+            .execute(
+                "INSERT INTO events (seq, conversation_id, bot, type, at, visitor_visible, data)
+                 VALUES ($1, $2, 'support', $3, 't', true, $4)",
+                &[&seq, &conversation, &kind, &data],
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Each visitor's id and last seen time, in both.
+    async fn visitors(&self) -> (Vec<(String, String)>, Vec<(String, String)>) {
+        let sql = "SELECT id, last_seen_at FROM visitors ORDER BY id";
+        let lite = self
+            .lite
+            .prepare(sql)
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let pg = self
+            .client()
+            .await
+            .query(sql, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        (lite, pg)
+    }
+}
+
+/// A small deterministic generator (xorshift), so a failing run can be read again.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+
+    fn pick<'a, T: ?Sized>(&mut self, from: &[&'a T]) -> &'a T {
+        from[self.below(from.len())]
+    }
+}
+
+fn day(d: usize) -> String {
+    format!("2026-01-{d:02}T00:00:00.000000Z")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_views_are_stored_exported_erased_and_swept_alike() {
+    let both = both("pageviews").await;
+    for (i, id) in ["v0", "v1", "v2", "v3", "v4", "v5"].iter().enumerate() {
+        both.visitor(id, &day(1 + i)).await;
+    }
+    // Visitors kept by something other than page views: a conversation, a form, an upload.
+    both.conversation("c1", "v1").await;
+    both.exec(
+        "INSERT INTO form_submissions (id, bot, form, visitor_id, fields, created_at)
+         VALUES ('f1', 'support', 'contact', $1, '{}', 't')",
+        &["v2"],
+    )
+    .await;
+    both.exec(
+        "INSERT INTO attachments (id, sha256, name, type, size, bot, visitor_id, created_ms)
+         VALUES ('a1', 'abc', 'a.pdf', 'application/pdf', 3, 'support', $1, 0)",
+        &["v3"],
+    )
+    .await;
+    let ids = ["v0", "v1", "v2", "v3", "v4", "v5", "v_gone"];
+    let urls = [
+        "https://shop.example/",
+        "https://shop.example/pricing?x=1",
+        "/ä",
+    ];
+    let texts = ["Pricing", "", "Ünïcode ✓", "it's"];
+    let mut rng = Rng(0x5eed_0001);
+    let client = both.client().await;
+    for _ in 0..60 {
+        let title = (rng.below(3) > 0).then(|| rng.pick(&texts));
+        let referrer = (rng.below(2) > 0).then(|| rng.pick(&urls));
+        let view = NewPageView {
+            visitor_id: rng.pick(&ids),
+            url: rng.pick(&urls),
+            title,
+            referrer,
+        };
+        let at = day(1 + rng.below(9));
+        lite_views::insert(&both.lite, &view, &at).unwrap();
+        pg_views::insert(&client, &view, &at).await.unwrap();
+    }
+    let (lite, pg) = both.visitors().await;
+    assert_eq!(lite, pg, "visitors seen alike");
+    assert!(!pg.iter().any(|(id, _)| id == "v_gone"));
+    let exports = |label: &str| {
+        let label = label.to_string();
+        let (both, client) = (&both, &client);
+        async move {
+            let mut total = 0;
+            for id in ids {
+                let lite = lite_views::of_visitor(&both.lite, id).unwrap();
+                let pg = pg_views::of_visitor(client, id).await.unwrap();
+                assert_eq!(lite, pg, "{label}: {id}'s page views");
+                total += pg.len();
+            }
+            total
+        }
+    };
+    let stored = exports("stored").await;
+    assert!(stored > 20, "most views were of known visitors ({stored})");
+
+    for cutoff in [day(5), day(8), day(20)] {
+        let lite = lite_views::sweep(&both.lite, &cutoff).unwrap();
+        let pg = pg_views::sweep(&client, &cutoff).await.unwrap();
+        assert_eq!(lite.pageviews, pg.pageviews, "views swept before {cutoff}");
+        let mut lite_ids = lite.visitor_ids;
+        lite_ids.sort();
+        assert_eq!(lite_ids, pg.visitor_ids, "visitors swept before {cutoff}");
+        let (lite, pg) = both.visitors().await;
+        assert_eq!(lite, pg, "visitors left after the sweep before {cutoff}");
+        exports(&format!("after the sweep before {cutoff}")).await;
+    }
+    let (_, left) = both.visitors().await;
+    let left: Vec<&str> = left.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(left, ["v1", "v2", "v3"], "only the kept visitors stay");
+
+    // Erasing: counted alike, and nothing left.
+    both.visitor("v9", &day(1)).await;
+    for at in [day(2), day(3)] {
+        let view = NewPageView {
+            visitor_id: "v9",
+            url: "https://shop.example/",
+            title: None,
+            referrer: None,
+        };
+        lite_views::insert(&both.lite, &view, &at).unwrap();
+        pg_views::insert(&client, &view, &at).await.unwrap();
+    }
+    for id in ["v9", "v9", "v_gone"] {
+        assert_eq!(
+            lite_views::erase_of(&both.lite, id).unwrap(),
+            pg_views::erase_of(&client, id).await.unwrap(),
+            "erasing {id}"
+        );
+    }
+    assert!(
+        pg_views::of_visitor(&client, "v9")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_marks_and_unread_counts_agree() {
+    let both = both("reads").await;
+    both.visitor("v1", &day(1)).await;
+    both.conversation("c1", "v1").await;
+    both.conversation("c2", "v1").await;
+    both.conversation("c3", "v1").await;
+    let kinds = [
+        (
+            "message.created",
+            r#"{"message_id":"m","author":"visitor","text":"hi"}"#,
+        ),
+        (
+            "message.created",
+            r#"{"message_id":"m","author":"agent","text":"hello"}"#,
+        ),
+        (
+            "message.created",
+            r#"{"message_id":"m","author":"bot","text":"…"}"#,
+        ),
+        (
+            "note.created",
+            r#"{"message_id":"m","author":"visitor","text":"n"}"#,
+        ),
+        ("conversation.accepted", r#"{"agent":"ana@x"}"#),
+    ];
+    let mut rng = Rng(0x5eed_0002);
+    let mut seq = 0;
+    let mut append = async |rng: &mut Rng, n: usize| {
+        for _ in 0..n {
+            seq += 1;
+            // c3 never gets an event.
+            let conversation = rng.pick(&["c1", "c1", "c2"]);
+            let (kind, data) = kinds[rng.below(kinds.len())];
+            both.event(seq, conversation, kind, data).await;
+        }
+        seq
+    };
+    let newest = append(&mut rng, 40).await;
+    let client = both.client().await;
+    let agents = ["ana@x", "bea@x"];
+    let conversations = ["c1", "c2", "c3", "nowhere"];
+    let compare = async |label: &str| {
+        for agent in agents {
+            for id in conversations {
+                assert_eq!(
+                    lite_reads::unread(&both.lite, agent, id).unwrap(),
+                    pg_reads::unread(&client, agent, id).await.unwrap(),
+                    "{label}: {agent}'s unread of {id}"
+                );
+                assert_eq!(
+                    lite_reads::mark(&both.lite, agent, id).unwrap(),
+                    pg_reads::mark(&client, agent, id).await.unwrap(),
+                    "{label}: {agent}'s mark of {id}"
+                );
+            }
+        }
+    };
+    compare("before any mark").await;
+    let mut marks = 0;
+    for round in 0..2 {
+        for _ in 0..40 {
+            let agent = rng.pick(&agents);
+            let id = rng.pick(&conversations[..3]);
+            // Below zero, within, and past the newest event.
+            let to = rng.below(newest as usize + 10) as i64 - 3;
+            let lite = lite_reads::set_mark(&both.lite, agent, id, to, "t").unwrap();
+            let pg = pg_reads::set_mark(&client, agent, id, to, "t")
+                .await
+                .unwrap();
+            assert_eq!(lite, pg, "round {round}: {agent} marks {id} read to {to}");
+            marks += usize::from(pg.seq > 0);
+        }
+        compare(&format!("round {round}")).await;
+        // New messages after the marks are unread alike.
+        append(&mut rng, 15).await;
+        compare(&format!("after round {round}'s new events")).await;
+    }
+    assert!(marks > 20, "marks were set ({marks})");
+    // A conversation that does not exist takes no mark in either.
+    assert!(lite_reads::set_mark(&both.lite, "ana@x", "nowhere", 1, "t").is_err());
+    assert!(
+        pg_reads::set_mark(&client, "ana@x", "nowhere", 1, "t")
+            .await
+            .is_err()
+    );
+    // The list's expression, over every conversation at once.
+    let sql = format!(
+        "SELECT c.id, {} FROM conversations c ORDER BY c.id",
+        pg_reads::unread_sql("$1")
+    );
+    for agent in agents {
+        let listed: Vec<(String, i64)> = client
+            .query(&sql, &[&agent])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        for (id, unread) in listed {
+            assert_eq!(
+                lite_reads::unread(&both.lite, agent, &id).unwrap(),
+                unread,
+                "{agent}'s listed unread of {id}"
+            );
+        }
+    }
+    // Erasing a conversation takes its marks along in both.
+    both.exec("DELETE FROM conversations WHERE id = $1", &["c2"])
+        .await;
+    let n: i64 = client
+        .query_one(
+            "SELECT count(*) FROM reads WHERE conversation_id = 'c2'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    compare("after c2 was erased").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contact_values_are_saved_cleared_and_erased_alike() {
+    let both = both("contacts").await;
+    both.visitor("v1", &day(1)).await;
+    both.visitor("v2", &day(1)).await;
+    let client = both.client().await;
+    let fields = ["company", "plan", "phone", "Vip"];
+    let values = ["", "", "Acme", "Initech", "Ünïcode ✓", "it's"];
+    let mut rng = Rng(0x5eed_0003);
+    let mut nonempty = 0;
+    for i in 0..40 {
+        let visitor = rng.pick(&["v1", "v2"]);
+        let save: BTreeMap<String, String> = (0..1 + rng.below(3))
+            .map(|_| (rng.pick(&fields).to_string(), rng.pick(&values).to_string()))
+            .collect();
+        let at = day(1 + i % 9);
+        lite_contacts::save(&both.lite, visitor, &save, &at).unwrap();
+        pg_contacts::save(&client, visitor, &save, &at)
+            .await
+            .unwrap();
+        for id in ["v1", "v2"] {
+            let lite = lite_contacts::of_visitor(&both.lite, id).unwrap();
+            assert_eq!(
+                lite,
+                pg_contacts::of_visitor(&client, id).await.unwrap(),
+                "save {i} ({visitor}: {save:?}): {id}'s values"
+            );
+            nonempty += usize::from(!lite.is_empty());
+        }
+    }
+    assert!(nonempty > 20, "values were kept ({nonempty})");
+    let updated = "SELECT visitor_id, field, updated_at FROM contact_values ORDER BY 1, 2";
+    let lite: Vec<(String, String, String)> = both
+        .lite
+        .prepare(updated)
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let pg: Vec<(String, String, String)> = client
+        .query(updated, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(lite, pg, "times of the last change alike");
+    // A visitor who does not exist takes no value in either.
+    let one = BTreeMap::from([("plan".to_string(), "Pro".to_string())]);
+    assert!(lite_contacts::save(&both.lite, "v_gone", &one, "t").is_err());
+    assert!(
+        pg_contacts::save(&client, "v_gone", &one, "t")
+            .await
+            .is_err()
+    );
+    // Erasing counts alike; deleting the visitor's row takes the rest along.
+    pg_contacts::save(&client, "v2", &one, "t").await.unwrap();
+    lite_contacts::save(&both.lite, "v2", &one, "t").unwrap();
+    assert_eq!(
+        lite_contacts::erase(&both.lite, "v1").unwrap(),
+        pg_contacts::erase(&client, "v1").await.unwrap()
+    );
+    both.exec("DELETE FROM visitors WHERE id = $1", &["v2"])
+        .await;
+    for id in ["v1", "v2"] {
+        assert!(
+            lite_contacts::of_visitor(&both.lite, id)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            pg_contacts::of_visitor(&client, id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+/// Whether `task` is still waiting after a moment: it is held by a lock.
+async fn waits<T>(task: &tokio::task::JoinHandle<T>) -> bool {
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    !task.is_finished()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_view_beside_a_sweep_of_its_visitor_writes_nothing_or_keeps_them() {
+    let both = both("pageview_races").await;
+    both.visitor("v_old", &day(1)).await;
+    both.visitor("v_back", &day(1)).await;
+    let view = |visitor_id| NewPageView {
+        visitor_id,
+        url: "https://shop.example/",
+        title: None,
+        referrer: None,
+    };
+    // The sweep first: it deletes the visitor and holds the row until its commit; the view
+    // on another replica's connection waits, then finds no visitor and writes nothing (on
+    // SQLite: the sweep's job, then the view's).
+    let mut sweeper = both.client().await;
+    let tx = sweeper.transaction().await.unwrap();
+    let swept = pg_views::sweep(&tx, &day(5)).await.unwrap();
+    assert_eq!(swept.visitor_ids, ["v_back", "v_old"]);
+    let task = tokio::spawn({
+        let store = both.pg.clone();
+        async move {
+            let client = store.pool().get().await.unwrap();
+            pg_views::insert(&client, &view("v_old"), &day(10)).await
+        }
+    });
+    assert!(waits(&task).await, "the view waits for the visitor's row");
+    tx.rollback().await.unwrap();
+    // Rolled back: the view then finds its visitor and is stored.
+    task.await.unwrap().unwrap();
+    let client = both.client().await;
+    assert_eq!(
+        pg_views::of_visitor(&client, "v_old").await.unwrap().len(),
+        1
+    );
+    both.client()
+        .await
+        .execute("DELETE FROM pageviews", &[])
+        .await
+        .unwrap();
+    both.client()
+        .await
+        .execute("UPDATE visitors SET last_seen_at = $1", &[&day(1)])
+        .await
+        .unwrap();
+    let tx = sweeper.transaction().await.unwrap();
+    pg_views::sweep(&tx, &day(5)).await.unwrap();
+    let task = tokio::spawn({
+        let store = both.pg.clone();
+        async move {
+            let client = store.pool().get().await.unwrap();
+            pg_views::insert(&client, &view("v_old"), &day(10)).await
+        }
+    });
+    assert!(waits(&task).await, "the view waits for the visitor's row");
+    tx.commit().await.unwrap();
+    task.await
+        .unwrap()
+        .expect("a view of a visitor swept meanwhile is no error");
+    assert!(
+        pg_views::of_visitor(&client, "v_old")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The view first: it holds the visitor's row, seen now; the sweep waits, then checks
+    // the row again and keeps the visitor (on SQLite: the view's job, then the sweep's).
+    both.visitor("v_new", &day(1)).await;
+    let mut viewer = both.client().await;
+    let tx = viewer.transaction().await.unwrap();
+    pg_views::insert(&tx, &view("v_new"), &day(10))
+        .await
+        .unwrap();
+    let task = tokio::spawn({
+        let store = both.pg.clone();
+        async move {
+            let client = store.pool().get().await.unwrap();
+            pg_views::sweep(&client, &day(5)).await.unwrap()
+        }
+    });
+    assert!(waits(&task).await, "the sweep waits for the visitor's row");
+    tx.commit().await.unwrap();
+    let swept = task.await.unwrap();
+    assert!(swept.visitor_ids.is_empty(), "kept: {swept:?}");
+    assert_eq!(
+        pg_views::of_visitor(&client, "v_new").await.unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marks_set_at_once_through_two_replicas_end_at_the_largest() {
+    let both = both("marks_at_once").await;
+    both.visitor("v1", &day(1)).await;
+    both.conversation("c1", "v1").await;
+    for seq in 1..=100 {
+        let data = r#"{"message_id":"m","author":"visitor","text":"hi"}"#;
+        both.event(seq, "c1", "message.created", data).await;
+    }
+    let url = both._pg.url("marks_at_once");
+    let other = PgStore::connect(&url, 6).await.unwrap();
+    let mut rng = Rng(0x5eed_0004);
+    let mut tasks = Vec::new();
+    let mut largest = 0;
+    for i in 0..200 {
+        let seq = rng.below(100) as i64 + 1;
+        largest = largest.max(seq);
+        let store = if i % 2 == 0 {
+            both.pg.clone()
+        } else {
+            other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let client = store.pool().get().await.unwrap();
+            let mark = pg_reads::set_mark(&client, "ana@x", "c1", seq, "t")
+                .await
+                .unwrap();
+            (seq, mark)
+        }));
+    }
+    for task in tasks {
+        let (seq, mark) = task.await.unwrap();
+        assert!(
+            mark.seq >= seq,
+            "a mark never moves back: {seq} gave {mark:?}"
+        );
+        // Counted after the mark: another may have moved it further meanwhile.
+        assert!(mark.unread <= 100 - mark.seq, "{mark:?}");
+    }
+    let client = both.client().await;
+    assert_eq!(
+        pg_reads::mark(&client, "ana@x", "c1").await.unwrap(),
+        largest
+    );
+}

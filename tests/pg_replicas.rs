@@ -562,6 +562,7 @@ async fn two_hundred_offline_forms_are_all_delivered_when_a_replica_dies_mid_del
                 kind: "mail".into(),
                 payload: format!(r#"{{"to":["team@example.com"],"subject":"form {id}"}}"#),
             }],
+            ..Transition::default()
         };
         replicas[i % 2].1.write(transition).await.unwrap().unwrap();
     }

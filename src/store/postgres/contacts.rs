@@ -19,7 +19,7 @@ pub async fn save(
     visitor_id: &str,
     fields: &BTreeMap<String, String>,
     at: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), PgError> {
     let (cleared, set): (Vec<_>, Vec<_>) = fields.iter().partition(|(_, value)| value.is_empty());
     if !cleared.is_empty() {
         let names: Vec<&str> = cleared.iter().map(|(field, _)| field.as_str()).collect();
@@ -28,8 +28,7 @@ pub async fn save(
                 "DELETE FROM contact_values WHERE visitor_id = $1 AND field = ANY($2)",
                 &[&visitor_id, &names],
             )
-            .await
-            .map_err(PgError::from)?;
+            .await?;
     }
     if !set.is_empty() {
         let names: Vec<&str> = set.iter().map(|(field, _)| field.as_str()).collect();
@@ -43,8 +42,7 @@ pub async fn save(
                  DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                 &[&visitor_id, &names, &values, &at],
             )
-            .await
-            .map_err(PgError::from)?;
+            .await?;
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ use deadpool_postgres::GenericClient;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::conversations::{self, Guard, Refused};
+use super::effects::{self, Effect};
 use super::outbox::{self, NewItem};
 use super::{PgError, PgStore};
 
@@ -136,6 +137,8 @@ pub struct Transition {
     pub guard: Option<Guard>,
     pub events: Vec<NewEvent>,
     pub outbox: Vec<NewItem>,
+    /// The rows written beside them (a visitor's profile, a message's files, …).
+    pub effects: Vec<Effect>,
 }
 
 struct Job {
@@ -197,6 +200,7 @@ impl LogWriter {
             guard: Some(guard),
             events,
             outbox: Vec::new(),
+            effects: Vec::new(),
         })
         .await
     }
@@ -266,6 +270,8 @@ async fn commit(
         };
         let items: Vec<&NewItem> = written().flat_map(|t| &t.outbox).collect();
         outbox::enqueue(&tx, &items).await?;
+        let effects: Vec<&Effect> = written().flat_map(|t| &t.effects).collect();
+        effects::apply(&tx, &effects).await?;
         let events: Vec<&NewEvent> = written().flat_map(|t| &t.events).collect();
         let seqs = append(&tx, &events).await?;
         tx.commit().await?;

@@ -14,6 +14,7 @@
 
 pub mod contacts;
 pub mod conversations;
+pub mod effects;
 pub mod frames;
 pub mod log;
 pub mod migrations;

@@ -926,3 +926,65 @@ async fn a_sweep_beside_an_upload_of_the_same_content_keeps_the_file() {
     assert!(file.exists(), "the new upload's row has its file");
     assert!(waited, "the sweep waited for the upload's lock");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_through_two_replicas_at_once_remove_and_report_each_once() {
+    let both = both("sweeps_at_once").await;
+    let dir = both.pg_dir.path().to_path_buf();
+    let hour = lite_files::UNUSED_FOR_MS;
+    let now = 10 * hour;
+    let client = both.client().await;
+    for i in 0..200 {
+        let id = format!("v{i:03}");
+        both.visitor(&id, &day(1)).await;
+        let view = NewPageView {
+            visitor_id: &id,
+            url: "https://shop.example/",
+            title: None,
+            referrer: None,
+        };
+        pg_views::insert(&client, &view, &day(2)).await.unwrap();
+        // Uploads nobody used, two to a content.
+        let content = format!("c{}", i / 2);
+        let old = upload(
+            &format!("a{i:03}"),
+            &content,
+            now - hour - 1,
+            "visitor",
+            false,
+        );
+        stored(&both.pg, &dir, old, &content).await;
+    }
+    assert_eq!(files(&dir).len(), 100);
+    let url = both._pg.url("sweeps_at_once");
+    let other = PgStore::connect(&url, 6).await.unwrap();
+    let mut tasks = Vec::new();
+    for store in [both.pg.clone(), other.clone(), both.pg.clone(), other] {
+        let dir = dir.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut client = store.pool().get().await.unwrap();
+            let views = pg_views::sweep(&client, &day(5)).await.unwrap();
+            let rows = pg_files::sweep(&mut client, &dir, now).await.unwrap();
+            (views, rows)
+        }));
+    }
+    let (mut views, mut visitors, mut rows) = (0, Vec::new(), 0);
+    for task in tasks {
+        let (swept, n) = task.await.unwrap();
+        views += swept.pageviews;
+        visitors.extend(swept.visitor_ids);
+        rows += n;
+    }
+    visitors.sort();
+    let expected: Vec<String> = (0..200).map(|i| format!("v{i:03}")).collect();
+    assert_eq!(views, 200, "each page view deleted once");
+    assert_eq!(rows, 200, "each upload deleted once");
+    // A visitor is deleted once their uploads are: by the sweeps that came after.
+    let (_, left) = both.visitors().await;
+    let left: Vec<String> = left.into_iter().map(|(id, _)| id).collect();
+    let mut all = visitors.clone();
+    all.extend(left);
+    all.sort();
+    assert_eq!(all, expected, "each visitor reported by at most one sweep");
+    assert!(files(&dir).is_empty(), "every file went");
+}

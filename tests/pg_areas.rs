@@ -39,7 +39,7 @@ fn cluster() -> Arc<Postgres> {
 /// Both stores, empty: SQLite as `serve` opens it in a temporary data directory, and a new
 /// PostgreSQL database migrated by `PgStore::connect`, with a data directory of its own.
 struct Both {
-    _pg: Arc<Postgres>,
+    cluster: Arc<Postgres>,
     pg: PgStore,
     lite: Connection,
     lite_dir: tempfile::TempDir,
@@ -53,7 +53,7 @@ async fn both(name: &str) -> Both {
     let lite_dir = tempfile::tempdir().unwrap();
     let lite = store::open(lite_dir.path()).unwrap();
     Both {
-        _pg: pg,
+        cluster: pg,
         pg: store,
         lite,
         lite_dir,
@@ -581,7 +581,7 @@ async fn marks_set_at_once_through_two_replicas_end_at_the_largest() {
         let data = r#"{"message_id":"m","author":"visitor","text":"hi"}"#;
         both.event(seq, "c1", "message.created", data).await;
     }
-    let url = both._pg.url("marks_at_once");
+    let url = both.cluster.url("marks_at_once");
     let other = PgStore::connect(&url, 6).await.unwrap();
     let mut rng = Rng(0x5eed_0004);
     let mut tasks = Vec::new();
@@ -956,7 +956,7 @@ async fn sweeps_through_two_replicas_at_once_remove_and_report_each_once() {
         stored(&both.pg, &dir, old, &content).await;
     }
     assert_eq!(files(&dir).len(), 100);
-    let url = both._pg.url("sweeps_at_once");
+    let url = both.cluster.url("sweeps_at_once");
     let other = PgStore::connect(&url, 6).await.unwrap();
     let mut tasks = Vec::new();
     for store in [both.pg.clone(), other.clone(), both.pg.clone(), other] {

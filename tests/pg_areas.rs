@@ -1,4 +1,4 @@
-//! Page views, read marks and contact values on PostgreSQL (#17), against
+//! Page views, read marks, contact values and attachments on PostgreSQL (#17), against
 //! their SQLite originals: the same inputs to both stores' functions give the same outputs
 //! (differential), and the locks PostgreSQL needs where SQLite's one writer made a
 //! check-then-act safe hold with two connections racing. The tests share one cluster while
@@ -7,15 +7,18 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use common::postgres::Postgres;
 use deadpool_postgres::GenericClient;
 use livechat::store;
+use livechat::store::attachments::{self as lite_files, Stored};
 use livechat::store::pageviews::NewPageView;
 use livechat::store::postgres::{
-    PgStore, contacts as pg_contacts, pageviews as pg_views, reads as pg_reads,
+    PgStore, attachments as pg_files, contacts as pg_contacts, pageviews as pg_views,
+    reads as pg_reads,
 };
 use livechat::store::{contacts as lite_contacts, pageviews as lite_views, reads as lite_reads};
 use rusqlite::{Connection, params};
@@ -34,12 +37,13 @@ fn cluster() -> Arc<Postgres> {
 }
 
 /// Both stores, empty: SQLite as `serve` opens it in a temporary data directory, and a new
-/// PostgreSQL database migrated by `PgStore::connect`.
+/// PostgreSQL database migrated by `PgStore::connect`, with a data directory of its own.
 struct Both {
-    _pg: Arc<Postgres>,
+    cluster: Arc<Postgres>,
     pg: PgStore,
     lite: Connection,
-    _lite_dir: tempfile::TempDir,
+    lite_dir: tempfile::TempDir,
+    pg_dir: tempfile::TempDir,
 }
 
 async fn both(name: &str) -> Both {
@@ -49,10 +53,11 @@ async fn both(name: &str) -> Both {
     let lite_dir = tempfile::tempdir().unwrap();
     let lite = store::open(lite_dir.path()).unwrap();
     Both {
-        _pg: pg,
+        cluster: pg,
         pg: store,
         lite,
-        _lite_dir: lite_dir,
+        lite_dir,
+        pg_dir: tempfile::tempdir().unwrap(),
     }
 }
 
@@ -576,7 +581,7 @@ async fn marks_set_at_once_through_two_replicas_end_at_the_largest() {
         let data = r#"{"message_id":"m","author":"visitor","text":"hi"}"#;
         both.event(seq, "c1", "message.created", data).await;
     }
-    let url = both._pg.url("marks_at_once");
+    let url = both.cluster.url("marks_at_once");
     let other = PgStore::connect(&url, 6).await.unwrap();
     let mut rng = Rng(0x5eed_0004);
     let mut tasks = Vec::new();
@@ -611,4 +616,375 @@ async fn marks_set_at_once_through_two_replicas_end_at_the_largest() {
         pg_reads::mark(&client, "ana@x", "c1").await.unwrap(),
         largest
     );
+}
+
+/// An upload's row before it is stored.
+fn upload(id: &str, content: &str, created_ms: i64, sender: &str, preview: bool) -> Stored {
+    let (visitor_id, agent_email, conversation_id) = match sender {
+        "visitor" => (Some("v1".to_string()), None, None),
+        _ => (None, Some("ana@x".to_string()), Some("c2".to_string())),
+    };
+    Stored {
+        id: id.into(),
+        sha256: sha(content),
+        name: format!("{id}.png"),
+        mime: "image/png".into(),
+        size: content.len() as u64,
+        width: Some(4_000_000_000),
+        height: content.len().is_multiple_of(2).then_some(30),
+        bot: "support".into(),
+        visitor_id,
+        agent_email,
+        conversation_id,
+        created_ms,
+        preview: preview.then(|| "image/webp".to_string()),
+        duration_ms: content.len().is_multiple_of(3).then_some(1500),
+    }
+}
+
+fn sha(content: &str) -> String {
+    format!("{content:0>64}")
+}
+
+/// Writes an upload's temporary file (and its preview's) under `dir`.
+fn arriving(dir: &Path, id: &str, content: &str, preview: bool) -> (PathBuf, Option<PathBuf>) {
+    let tmp = lite_files::temp_dir(dir);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let temp = tmp.join(format!("{id}.part"));
+    std::fs::write(&temp, content).unwrap();
+    let preview = preview.then(|| {
+        let p = tmp.join(format!("{id}.preview.part"));
+        std::fs::write(&p, format!("preview of {content}")).unwrap();
+        p
+    });
+    (temp, preview)
+}
+
+/// The files under `dir/files`, as paths relative to it (the upload area left out).
+fn files(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, at: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(at).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                if path != lite_files::temp_dir(root) {
+                    walk(root, &path, out);
+                }
+            } else {
+                out.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &dir.join(lite_files::FILES_DIR), &mut out);
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_are_stored_linked_counted_and_swept_alike() {
+    let both = both("attachments").await;
+    both.visitor("v1", &day(1)).await;
+    both.conversation("c1", "v1").await;
+    both.conversation("c2", "v1").await;
+    let (lite_dir, pg_dir) = (both.lite_dir.path(), both.pg_dir.path());
+    let mut client = both.client().await;
+    let hour = lite_files::UNUSED_FOR_MS;
+    let now = 10 * hour;
+    // (id, content, created, sender, a preview made now, a preview counted on)
+    let uploads = [
+        ("a1", "abc", now, "visitor", true, false),
+        ("a2", "abc", now, "visitor", false, true), // the same content: its preview kept
+        ("a3", "defg", now - hour - 1, "visitor", false, false), // never used
+        ("a4", "hi", now, "agent", false, true),    // counts on a preview that is not there
+        ("a5", "jklmno", now, "visitor", false, false),
+        ("a6", "pq", now - hour - 1, "agent", false, false), // the agent's, in c2
+        ("a7", "jklmno", now, "agent", true, false),         // a preview made for a stored content
+    ];
+    for (id, content, created, sender, preview_now, counted) in uploads {
+        let mut lite = upload(id, content, created, sender, preview_now || counted);
+        let mut pg = lite.clone();
+        let (temp, preview) = arriving(lite_dir, id, content, preview_now);
+        lite_files::insert(&both.lite, &mut lite, lite_dir, &temp, preview.as_deref()).unwrap();
+        let (temp, preview) = arriving(pg_dir, id, content, preview_now);
+        pg_files::insert(&mut client, &mut pg, pg_dir, &temp, preview.as_deref())
+            .await
+            .unwrap();
+        assert_eq!(lite, pg, "{id} as stored");
+        assert!(
+            !temp.exists(),
+            "{id}: the upload is put in place or dropped"
+        );
+        assert_eq!(
+            lite_files::get(&both.lite, id).unwrap(),
+            pg_files::get(&client, id).await.unwrap(),
+            "{id} read back"
+        );
+    }
+    assert_eq!(pg_files::get(&client, "a_none").await.unwrap(), None);
+    assert_eq!(files(lite_dir), files(pg_dir), "the same files kept");
+    assert_eq!(files(pg_dir).len(), 7, "five contents, two previews");
+
+    // Messages refer to their files; a file used first in c1 belongs to c1.
+    let links: [(&str, &str, &[&str]); 4] = [
+        ("m_b", "c1", &["a5", "a1"]),
+        ("m_a", "c1", &["a2"]),
+        ("m_c", "c2", &["a6", "a5", "a_none"]),
+        ("M_d", "c2", &["a7"]),
+    ];
+    for (message, conversation, ids) in links {
+        let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        lite_files::link(&both.lite, message, conversation, &ids, now).unwrap();
+        pg_files::link(&client, message, conversation, &ids, now)
+            .await
+            .unwrap();
+    }
+    let compare = async |client: &deadpool_postgres::Object, label: &str| {
+        for conversation in ["c1", "c2", "c9"] {
+            assert_eq!(
+                lite_files::by_message(&both.lite, conversation).unwrap(),
+                pg_files::by_message(client, conversation).await.unwrap(),
+                "{label}: the files of {conversation}'s messages"
+            );
+            for (visitor, agent) in [
+                (Some("v1"), None),
+                (None, Some("ana@x")),
+                (Some("v1"), Some("ana@x")),
+                (None, None),
+            ] {
+                for c in [Some(conversation), None] {
+                    assert_eq!(
+                        lite_files::conversation_bytes(&both.lite, c, visitor, agent).unwrap(),
+                        pg_files::conversation_bytes(client, c, visitor, agent)
+                            .await
+                            .unwrap(),
+                        "{label}: bytes of {c:?} for {visitor:?}, {agent:?}"
+                    );
+                }
+            }
+        }
+        for (id, ..) in uploads {
+            assert_eq!(
+                lite_files::get(&both.lite, id).unwrap(),
+                pg_files::get(client, id).await.unwrap(),
+                "{label}: {id}"
+            );
+        }
+    };
+    compare(&client, "linked").await;
+    let listed = pg_files::by_message(&client, "c2").await.unwrap();
+    let order: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|(m, a)| (m.as_str(), a.id.as_str()))
+        .collect();
+    // a5 went to c1, where it was used first; a_none is no upload.
+    assert_eq!(
+        order,
+        [("M_d", "a7"), ("m_c", "a6")],
+        "message ids in bytewise order"
+    );
+
+    // An hour on: the never used upload goes, its file with it.
+    let lite = lite_files::sweep(&both.lite, lite_dir, now).unwrap();
+    let pg = pg_files::sweep(&mut client, pg_dir, now).await.unwrap();
+    assert_eq!((lite, pg), (1, 1));
+    assert_eq!(files(lite_dir), files(pg_dir), "after the hour");
+    compare(&client, "after the hour").await;
+    // A conversation gone: its uploads go, a file shared with c2 stays, the rest goes.
+    both.exec("DELETE FROM conversations WHERE id = $1", &["c1"])
+        .await;
+    let lite = lite_files::sweep(&both.lite, lite_dir, now).unwrap();
+    let pg = pg_files::sweep(&mut client, pg_dir, now).await.unwrap();
+    assert_eq!(lite, pg, "rows swept with c1");
+    assert_eq!(pg, 3, "a1, a2 and a5 were c1's");
+    assert_eq!(files(lite_dir), files(pg_dir), "after c1 went");
+    assert!(files(pg_dir).iter().any(|f| f.ends_with(&sha("jklmno"))));
+    assert!(!files(pg_dir).iter().any(|f| f.contains(&sha("abc"))));
+    compare(&client, "after c1 went").await;
+    let links: i64 = client
+        .query_one("SELECT count(*) FROM message_attachments", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        links, 2,
+        "m_c's a6 and M_d's a7 stay; a_none, a5 and c1's went"
+    );
+    // Nothing more to sweep; an erase's removal of files no row names.
+    assert_eq!(pg_files::sweep(&mut client, pg_dir, now).await.unwrap(), 0);
+    both.exec("DELETE FROM attachments WHERE id = $1", &["a6"])
+        .await;
+    let shas = [sha("pq"), sha("jklmno"), sha("pq")];
+    assert_eq!(
+        lite_files::remove_unreferenced(&both.lite, lite_dir, &shas).unwrap(),
+        pg_files::remove_unreferenced(&mut client, pg_dir, &shas)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(files(lite_dir), files(pg_dir), "after the erase");
+}
+
+/// Stores `a` as a new upload of `content` through the PostgreSQL store, in `dir`.
+async fn stored(store: &PgStore, dir: &Path, mut a: Stored, content: &str) -> Stored {
+    let (temp, _) = arriving(dir, &a.id, content, false);
+    let mut client = store.pool().get().await.unwrap();
+    pg_files::insert(&mut client, &mut a, dir, &temp, None)
+        .await
+        .unwrap();
+    a
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_of_a_content_being_swept_waits_and_keeps_its_file() {
+    let both = both("upload_after_sweep").await;
+    let dir = both.pg_dir.path().to_path_buf();
+    let hour = lite_files::UNUSED_FOR_MS;
+    let now = 10 * hour;
+    // The last upload of this content, never used: the sweep removes it and its file.
+    stored(
+        &both.pg,
+        &dir,
+        upload("a_old", "xyz", now - hour - 1, "visitor", false),
+        "xyz",
+    )
+    .await;
+    let file = lite_files::file_path(&dir, &sha("xyz"));
+    // The sweep on one connection, stopped after it found the content unreferenced (its
+    // lock held) and before it removes the file.
+    let mut sweeper = both.client().await;
+    let tx = sweeper.transaction().await.unwrap();
+    let gone = pg_files::sweep_rows(&tx, now).await.unwrap();
+    let unused = pg_files::unreferenced(&tx, &gone).await.unwrap();
+    assert_eq!(unused, [sha("xyz")]);
+    // Meanwhile an upload of the same content on another replica's connection: its file is
+    // still there, so without the lock it would drop its own copy and count on that one.
+    let task = tokio::spawn({
+        let (store, dir) = (both.pg.clone(), dir.clone());
+        async move {
+            stored(
+                &store,
+                &dir,
+                upload("a_new", "xyz", now, "visitor", false),
+                "xyz",
+            )
+            .await
+        }
+    });
+    let waited = waits(&task).await;
+    lite_files::remove_files(&dir, &unused);
+    tx.commit().await.unwrap();
+    task.await.unwrap();
+    let client = both.client().await;
+    assert!(pg_files::get(&client, "a_old").await.unwrap().is_none());
+    assert!(pg_files::get(&client, "a_new").await.unwrap().is_some());
+    assert_eq!(
+        std::fs::read_to_string(&file).ok().as_deref(),
+        Some("xyz"),
+        "the new upload's row has its file"
+    );
+    assert!(waited, "the upload waited for the sweep's lock");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_beside_an_upload_of_the_same_content_keeps_the_file() {
+    let both = both("sweep_after_upload").await;
+    let dir = both.pg_dir.path().to_path_buf();
+    let hour = lite_files::UNUSED_FOR_MS;
+    let now = 10 * hour;
+    stored(
+        &both.pg,
+        &dir,
+        upload("a_old", "xyz", now - hour - 1, "visitor", false),
+        "xyz",
+    )
+    .await;
+    let file = lite_files::file_path(&dir, &sha("xyz"));
+    // An upload of the same content, stopped after it found the file in place and dropped
+    // its own copy, before its commit: what `attachments::insert` does, step by step.
+    let mut uploader = both.client().await;
+    let tx = uploader.transaction().await.unwrap();
+    let mut a = upload("a_new", "xyz", now, "visitor", false);
+    let (temp, _) = arriving(&dir, "a_new", "xyz", false);
+    pg_files::lock_content(&tx, &a.sha256).await.unwrap();
+    lite_files::keep_preview(&mut a, &dir, None);
+    pg_files::insert_row(&tx, &a).await.unwrap();
+    lite_files::place_files(&a.sha256, &dir, &temp, None).unwrap();
+    assert!(!temp.exists(), "the stored file is counted on");
+    // The sweep on another replica's connection removes the old row; the new one is not
+    // committed yet, so without the lock it would find the content unreferenced.
+    let task = tokio::spawn({
+        let (store, dir) = (both.pg.clone(), dir.clone());
+        async move {
+            let mut client = store.pool().get().await.unwrap();
+            pg_files::sweep(&mut client, &dir, now).await.unwrap()
+        }
+    });
+    let waited = waits(&task).await;
+    tx.commit().await.unwrap();
+    assert_eq!(task.await.unwrap(), 1, "the old upload's row went");
+    let client = both.client().await;
+    assert!(pg_files::get(&client, "a_new").await.unwrap().is_some());
+    assert!(file.exists(), "the new upload's row has its file");
+    assert!(waited, "the sweep waited for the upload's lock");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_through_two_replicas_at_once_remove_and_report_each_once() {
+    let both = both("sweeps_at_once").await;
+    let dir = both.pg_dir.path().to_path_buf();
+    let hour = lite_files::UNUSED_FOR_MS;
+    let now = 10 * hour;
+    let client = both.client().await;
+    for i in 0..200 {
+        let id = format!("v{i:03}");
+        both.visitor(&id, &day(1)).await;
+        let view = NewPageView {
+            visitor_id: &id,
+            url: "https://shop.example/",
+            title: None,
+            referrer: None,
+        };
+        pg_views::insert(&client, &view, &day(2)).await.unwrap();
+        // Uploads nobody used, two to a content.
+        let content = format!("c{}", i / 2);
+        let old = upload(
+            &format!("a{i:03}"),
+            &content,
+            now - hour - 1,
+            "visitor",
+            false,
+        );
+        stored(&both.pg, &dir, old, &content).await;
+    }
+    assert_eq!(files(&dir).len(), 100);
+    let url = both.cluster.url("sweeps_at_once");
+    let other = PgStore::connect(&url, 6).await.unwrap();
+    let mut tasks = Vec::new();
+    for store in [both.pg.clone(), other.clone(), both.pg.clone(), other] {
+        let dir = dir.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut client = store.pool().get().await.unwrap();
+            let views = pg_views::sweep(&client, &day(5)).await.unwrap();
+            let rows = pg_files::sweep(&mut client, &dir, now).await.unwrap();
+            (views, rows)
+        }));
+    }
+    let (mut views, mut visitors, mut rows) = (0, Vec::new(), 0);
+    for task in tasks {
+        let (swept, n) = task.await.unwrap();
+        views += swept.pageviews;
+        visitors.extend(swept.visitor_ids);
+        rows += n;
+    }
+    visitors.sort();
+    let expected: Vec<String> = (0..200).map(|i| format!("v{i:03}")).collect();
+    assert_eq!(views, 200, "each page view deleted once");
+    assert_eq!(rows, 200, "each upload deleted once");
+    // A visitor is deleted once their uploads are: by the sweeps that came after.
+    let (_, left) = both.visitors().await;
+    let left: Vec<String> = left.into_iter().map(|(id, _)| id).collect();
+    let mut all = visitors.clone();
+    all.extend(left);
+    all.sort();
+    assert_eq!(all, expected, "each visitor reported by at most one sweep");
+    assert!(files(&dir).is_empty(), "every file went");
 }

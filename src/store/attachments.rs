@@ -154,11 +154,23 @@ pub fn insert(
     temp: &Path,
     preview_temp: Option<&Path>,
 ) -> Result<(), StoreError> {
-    let dest = file_path(data_dir, &a.sha256);
-    let preview_dest = super::previews::preview_path(data_dir, &a.sha256);
-    if preview_temp.is_none() && !preview_dest.exists() {
+    keep_preview(a, data_dir, preview_temp);
+    insert_row(conn, a)?;
+    place_files(&a.sha256, data_dir, temp, preview_temp)
+}
+
+/// Forgets `a.preview` when the upload counts on a preview stored already (no
+/// `preview_temp`) and there is none: it went with the last upload of the content. The
+/// first step of an insert, on either store; the caller holds what keeps the content's
+/// files from going meanwhile (SQLite's writer, PostgreSQL's content lock).
+pub fn keep_preview(a: &mut Stored, data_dir: &Path, preview_temp: Option<&Path>) {
+    if preview_temp.is_none() && !super::previews::preview_path(data_dir, &a.sha256).exists() {
         a.preview = None;
     }
+}
+
+/// The upload's row alone (see [`insert`]).
+pub fn insert_row(conn: &Connection, a: &Stored) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO attachments (id, sha256, name, type, size, width, height, bot,
                                   visitor_id, agent_email, conversation_id, created_ms,
@@ -181,6 +193,21 @@ pub fn insert(
         a.preview,
         a.duration_ms.map(|ms| ms as i64)
     ])?;
+    Ok(())
+}
+
+/// Puts an upload's files in place once its row is written: `temp` becomes the file of
+/// the content `sha256`, or is removed when that file is there already; the same for the
+/// preview (`preview_temp`). The file half of an insert, on either store, under the same
+/// guard as [`keep_preview`].
+pub fn place_files(
+    sha256: &str,
+    data_dir: &Path,
+    temp: &Path,
+    preview_temp: Option<&Path>,
+) -> Result<(), StoreError> {
+    let dest = file_path(data_dir, sha256);
+    let preview_dest = super::previews::preview_path(data_dir, sha256);
     let io = |e: std::io::Error| StoreError::Unavailable(format!("cannot store a file: {e}"));
     if dest.exists() {
         std::fs::remove_file(temp).map_err(io)?;
@@ -303,6 +330,17 @@ pub fn link(
 /// Removes the uploads no message used within [`UNUSED_FOR_MS`] and those of conversations
 /// that are gone, and every file no row refers to any more. Returns how many rows went.
 pub fn sweep(conn: &Connection, data_dir: &Path, now_ms: i64) -> Result<usize, StoreError> {
+    let gone = sweep_rows(conn, now_ms)?;
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    remove_unreferenced(conn, data_dir, &gone)?;
+    Ok(gone.len())
+}
+
+/// The rows half of [`sweep`]: deletes the uploads it removes (and the messages' references
+/// to them) and returns their contents' `sha256`, one per row.
+pub fn sweep_rows(conn: &Connection, now_ms: i64) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "DELETE FROM attachments
          WHERE (used_ms IS NULL AND created_ms < ?1)
@@ -314,15 +352,14 @@ pub fn sweep(conn: &Connection, data_dir: &Path, now_ms: i64) -> Result<usize, S
         .query_map([now_ms - UNUSED_FOR_MS], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     if gone.is_empty() {
-        return Ok(0);
+        return Ok(gone);
     }
     conn.prepare_cached(
         "DELETE FROM message_attachments
          WHERE attachment_id NOT IN (SELECT id FROM attachments)",
     )?
     .execute([])?;
-    remove_unreferenced(conn, data_dir, &gone)?;
-    Ok(gone.len())
+    Ok(gone)
 }
 
 /// Removes from the disk each file of `shas` that no upload refers to any more (after an
@@ -333,29 +370,45 @@ pub fn remove_unreferenced(
     data_dir: &Path,
     shas: &[String],
 ) -> Result<usize, StoreError> {
+    let unused = unreferenced(conn, shas)?;
+    Ok(remove_files(data_dir, &unused))
+}
+
+/// Of `shas`, those no upload refers to any more: sorted, each once.
+pub fn unreferenced(conn: &Connection, shas: &[String]) -> Result<Vec<String>, StoreError> {
     let mut shas = shas.to_vec();
     shas.sort();
     shas.dedup();
-    let mut removed = 0;
+    let mut unused = Vec::new();
     for sha in shas {
         let still: bool = conn
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM attachments WHERE sha256 = ?1)")?
             .query_row([&sha], |r| r.get(0))?;
-        if still {
-            continue;
+        if !still {
+            unused.push(sha);
         }
-        match std::fs::remove_file(super::previews::preview_path(data_dir, &sha)) {
+    }
+    Ok(unused)
+}
+
+/// Removes the files of the contents `shas` and their previews from the disk (the caller
+/// found no row refers to them, [`unreferenced`], and keeps it so until they are gone);
+/// how many files went (previews not counted). A file that cannot be removed is logged.
+pub fn remove_files(data_dir: &Path, shas: &[String]) -> usize {
+    let mut removed = 0;
+    for sha in shas {
+        match std::fs::remove_file(super::previews::preview_path(data_dir, sha)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!(error = %e, sha256 = %sha, "cannot remove a preview"),
         }
-        match std::fs::remove_file(file_path(data_dir, &sha)) {
+        match std::fs::remove_file(file_path(data_dir, sha)) {
             Ok(()) => removed += 1,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!(error = %e, sha256 = %sha, "cannot remove a file"),
         }
     }
-    Ok(removed)
+    removed
 }
 
 /// How often [`sweep_every`] sweeps.

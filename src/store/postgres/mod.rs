@@ -12,6 +12,7 @@
 //! by `NOTIFY` (`frames`), and the tailer that reads the log in order, is a replica's one
 //! publisher of stored events and hears the frames (`tailer`).
 
+pub mod attachments;
 pub mod contacts;
 pub mod conversations;
 pub mod effects;

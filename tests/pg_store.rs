@@ -578,3 +578,277 @@ async fn dashboard_figures_answer_alike_on_both_stores() {
         assert_eq!(on_sqlite, on_postgres, "query {i}");
     }
 }
+
+/// A visitor's data in every table an erase reaches: messages and a note, a form in their
+/// conversation and one outside it, a file in a message and an upload no message used,
+/// contact values and page views; and another visitor, who must keep everything.
+fn personal_events() -> Vec<Row> {
+    let said = |id: &str, author: &str, text: &str| {
+        format!(r#"{{"message_id":"{id}","author":"{author}","text":"{text}"}}"#)
+    };
+    vec![
+        ("c1", "conversation.started", true, "{}".into(), AT),
+        (
+            "c1",
+            "message.created",
+            true,
+            said("m1", "visitor", "my address is 1 Elm St"),
+            AT,
+        ),
+        (
+            "c2",
+            "message.created",
+            true,
+            said("m2", "visitor", "other visitor"),
+            AT,
+        ),
+        (
+            "c1",
+            "note.created",
+            false,
+            r#"{"message_id":"m3","agent":"ana@acme.example","text":"VIP"}"#.into(),
+            AT,
+        ),
+        (
+            "c3",
+            "message.created",
+            true,
+            said("m4", "visitor", "back again"),
+            AT,
+        ),
+    ]
+}
+
+const PERSONAL_ROWS: &str = "
+    UPDATE visitors SET email = 'vera@visitor.example', last_seen_at = '2026-12-02T17:00:00Z';
+    INSERT INTO form_submissions (id, bot, form, conversation_id, visitor_id, fields, created_at)
+      VALUES ('f1', 'support', 'contact', 'c1', 'v1', '{\"email\":\"vera@visitor.example\"}',
+              '2026-12-02T17:01:00Z'),
+             ('f2', 'support', 'contact', NULL, 'v1', '{}', '2026-12-02T17:02:00Z'),
+             ('f3', 'sales', 'contact', NULL, 'v2', '{}', '2026-12-02T17:03:00Z');
+    INSERT INTO attachments (id, sha256, name, type, size, bot, visitor_id, conversation_id,
+                             created_ms, used_ms)
+      VALUES ('a1', 'sha-a1', 'id.png', 'image/png', 10, 'support', 'v1', 'c1', 1, 2),
+             ('a2', 'sha-a2', 'unused.png', 'image/png', 20, 'support', 'v1', NULL, 3, NULL),
+             ('a3', 'sha-a3', 'theirs.png', 'image/png', 30, 'sales', 'v2', 'c2', 4, 5);
+    INSERT INTO message_attachments (message_id, position, attachment_id)
+      VALUES ('m1', 0, 'a1'), ('m2', 0, 'a3');
+    INSERT INTO contact_values (visitor_id, field, value, updated_at)
+      VALUES ('v1', 'phone', '555-0100', 't'), ('v2', 'phone', '555-0199', 't');
+    INSERT INTO pageviews (visitor_id, url, at)
+      VALUES ('v1', 'https://shop.example/cart', '2026-12-02T16:59:00Z'),
+             ('v2', 'https://shop.example/', '2026-12-02T16:58:00Z');
+    UPDATE conversations SET status = 'closed', updated_at = '2026-12-02T17:10:00Z'
+      WHERE id IN ('c2', 'c3');
+";
+
+/// The rows left, as text, for comparing two stores after an erase.
+const LEFT: [&str; 7] = [
+    "SELECT id FROM visitors ORDER BY id",
+    "SELECT id || ' ' || status FROM conversations ORDER BY id",
+    "SELECT seq || ' ' || type || ' ' || data FROM events ORDER BY seq",
+    "SELECT id FROM form_submissions ORDER BY id",
+    "SELECT id FROM attachments ORDER BY id",
+    "SELECT message_id || ' ' || attachment_id FROM message_attachments ORDER BY message_id",
+    "SELECT visitor_id || ' ' || field FROM contact_values ORDER BY visitor_id, field",
+];
+
+async fn left_on_sqlite(store: &Store) -> Vec<Vec<String>> {
+    let Store::Sqlite(db) = store else {
+        unreachable!()
+    };
+    db.read(|c| {
+        LEFT.iter()
+            .map(|sql| {
+                c.prepare(sql)?
+                    .query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .await
+    .unwrap()
+}
+
+async fn left_on_postgres(client: &tokio_postgres::Client) -> Vec<Vec<String>> {
+    let mut left = Vec::new();
+    for sql in LEFT {
+        let rows = client.query(sql, &[]).await.unwrap();
+        left.push(rows.iter().map(|r| r.get::<_, String>(0)).collect());
+    }
+    left
+}
+
+/// What an erase answered, comparable across stores (files in order).
+fn erased_text(mut e: livechat::store::privacy::Erased) -> String {
+    e.files.sort();
+    e.visitor_ids.sort();
+    format!("{e:?}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_and_erase_answer_alike_on_both_stores() {
+    use livechat::store::postgres::privacy as pg_privacy;
+    use livechat::store::privacy;
+
+    let dir = tempfile::tempdir().unwrap();
+    let lite = sqlite(dir.path());
+    fill(&lite, None, personal_events()).await;
+    let Store::Sqlite(db) = &lite else {
+        unreachable!()
+    };
+    db.write(|c| c.execute_batch(PERSONAL_ROWS)).await.unwrap();
+
+    let cluster = Postgres::start();
+    let url = cluster.database("privacy");
+    let pg_store = PgStore::connect(&url, 4).await.unwrap();
+    let mut client = pg_store.pool().get().await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO visitors (id, token_hash, bot, created_at, last_seen_at)
+             VALUES ('v1', 'v1', 'support', '2026-12-02T17:00:00Z', 't'),
+                    ('v2', 'v2', 'sales', '2026-12-02T17:00:00Z', 't')",
+        )
+        .await
+        .unwrap();
+    let log = LogWriter::start(&pg_store, 1);
+    let postgres = Store::postgres(pg_store.clone());
+    fill(&postgres, Some(&log), personal_events()).await;
+    client.batch_execute(PERSONAL_ROWS).await.unwrap();
+
+    // The export: every table, the same document.
+    let on_sqlite = db
+        .read(|c| privacy::export(c, "v1"))
+        .await
+        .unwrap()
+        .unwrap();
+    let on_postgres = pg_privacy::export(&client, "v1").await.unwrap().unwrap();
+    assert_eq!(on_sqlite["conversations"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        on_sqlite["conversations"][0]["messages"][1]["text"], "VIP",
+        "{on_sqlite:#}"
+    );
+    assert_eq!(on_sqlite["forms"].as_array().unwrap().len(), 2);
+    assert_eq!(on_sqlite["attachments"].as_array().unwrap().len(), 2);
+    assert_eq!(on_postgres, on_sqlite);
+    assert_eq!(pg_privacy::export(&client, "v9").await.unwrap(), None);
+
+    // Retention's choice: settled conversations changed before the cutoff, oldest first.
+    let cutoff = "2026-12-02T18:00:00Z";
+    let expired = db
+        .read(move |c| privacy::expired_conversations(c, cutoff, 10))
+        .await
+        .unwrap();
+    assert_eq!(expired, ["c2", "c3"]);
+    assert_eq!(
+        pg_privacy::expired_conversations(&client, cutoff, 10)
+            .await
+            .unwrap(),
+        expired
+    );
+
+    // Erasing the visitor: the same answer, the same rows left, tombstones in the log.
+    let erased_lite = db
+        .write(|c| privacy::securely(c, |c| privacy::erase_visitor(c, "v1")))
+        .await
+        .unwrap();
+    let tx = client.transaction().await.unwrap();
+    let erased_pg = pg_privacy::erase_visitor(&tx, "v1").await.unwrap();
+    tx.commit().await.unwrap();
+    println!("{erased_lite:?}");
+    assert_eq!(
+        (erased_lite.messages, erased_lite.forms, erased_lite.events),
+        (3, 2, 4)
+    );
+    assert_eq!(erased_text(erased_pg), erased_text(erased_lite));
+    let left = left_on_sqlite(&lite).await;
+    assert_eq!(left[0], ["v2"]);
+    assert!(
+        left[2]
+            .iter()
+            .filter(|e| e.contains(" redacted {}"))
+            .count()
+            == 4
+    );
+    assert_eq!(left_on_postgres(&client).await, left);
+
+    // Retention of what is left: the other visitor's settled conversation, then leftovers.
+    let swept_lite = db
+        .write(move |c| {
+            privacy::securely(c, |c| {
+                let gone = privacy::erase_conversations(c, &["c2".to_string()])?;
+                let left = privacy::erase_expired_leftovers(c, cutoff)?;
+                Ok((gone, left))
+            })
+        })
+        .await
+        .unwrap();
+    let tx = client.transaction().await.unwrap();
+    let gone = pg_privacy::erase_conversations(&tx, &["c2".to_string()])
+        .await
+        .unwrap();
+    let leftovers = pg_privacy::erase_expired_leftovers(&tx, cutoff)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(swept_lite.1.visitor_ids, ["v2"]);
+    assert_eq!(erased_text(gone), erased_text(swept_lite.0));
+    assert_eq!(erased_text(leftovers), erased_text(swept_lite.1));
+    assert_eq!(left_on_postgres(&client).await, left_on_sqlite(&lite).await);
+}
+
+/// Two replicas running the retention sweep at once over the same expired conversations:
+/// each conversation is erased once (the second finds it gone under its lock), none twice,
+/// and neither sweep fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_sweeping_at_once_erase_each_conversation_once() {
+    use livechat::store::postgres::privacy as pg_privacy;
+
+    let cluster = Postgres::start();
+    let url = cluster.database("sweeps");
+    let setup = PgStore::connect(&url, 2).await.unwrap();
+    let client = setup.pool().get().await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO conversations
+               (id, version, visitor_id, bot, status, created_at, updated_at, state)
+             SELECT 'c' || lpad(n::text, 3, '0'), 1, 'v', 'support', 'closed', 't',
+                    '2026-12-01T00:00:00Z', '{}'
+             FROM generate_series(1, 120) AS n",
+        )
+        .await
+        .unwrap();
+    // Both sweeps begin together, with connections ready.
+    let start = Arc::new(tokio::sync::Barrier::new(2));
+    let sweep = |store: PgStore| {
+        let start = start.clone();
+        tokio::spawn(async move {
+            let mut erased = Vec::new();
+            drop(store.pool().get().await.unwrap());
+            start.wait().await;
+            loop {
+                let mut client = store.pool().get().await.unwrap();
+                let batch = pg_privacy::expired_conversations(&client, "2026-12-02T00:00:00Z", 10)
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    return erased;
+                }
+                let tx = client.transaction().await.unwrap();
+                let gone = pg_privacy::erase_conversations(&tx, &batch).await.unwrap();
+                tx.commit().await.unwrap();
+                erased.extend(gone.ids());
+            }
+        })
+    };
+    let a = sweep(PgStore::connect(&url, 2).await.unwrap());
+    let b = sweep(PgStore::connect(&url, 2).await.unwrap());
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    println!("replica a erased {}, replica b erased {}", a.len(), b.len());
+    let mut all: Vec<String> = a.into_iter().chain(b).collect();
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), total, "a conversation was erased twice");
+    assert_eq!(total, 120);
+}

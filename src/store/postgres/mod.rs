@@ -22,6 +22,7 @@ pub mod migrations;
 pub mod outbox;
 pub mod pageviews;
 pub mod presence;
+pub mod privacy;
 pub mod reads;
 pub mod revisions;
 pub mod tailer;

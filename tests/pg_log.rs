@@ -553,3 +553,81 @@ async fn a_job_postgresql_refuses_fails_alone_not_its_whole_group() {
     assert_eq!(row.get::<_, Option<i64>>(0), Some(50));
     assert_eq!(row.get::<_, i64>(1), 50);
 }
+
+/// Set for the process of [`a_test_process_killed_while_its_server_runs`].
+const KILLED_TEST: &str = "LIVECHAT_PG_KILLED_TEST";
+
+/// Not a test by itself: [`killing_the_test_process_kills_its_server`] runs it in a process of
+/// its own, which starts a server, says where it is, and waits to be killed with SIGKILL
+/// (as a test runner's timeout kills). Without the variable it does nothing.
+#[test]
+#[ignore = "the child process of killing_the_test_process_kills_its_server"]
+fn a_test_process_killed_while_its_server_runs() {
+    if std::env::var_os(KILLED_TEST).is_none() {
+        return;
+    }
+    let pg = Postgres::start();
+    println!("server {} in {}", pg.pid(), pg.dir().display());
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+/// Whether process `pid` still runs (a zombie, killed but not yet reaped by whoever
+/// inherited it, does not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn killing_the_test_process_kills_its_server() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_test_process_killed_while_its_server_runs",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(KILLED_TEST, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (server, dir) = loop {
+        let line = lines
+            .next()
+            .expect("the child said where its server is")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("server ") {
+            let (pid, dir) = rest.split_once(" in ").unwrap();
+            break (pid.parse::<u32>().unwrap(), std::path::PathBuf::from(dir));
+        }
+    };
+    assert!(running(server), "the server {server} runs");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    while running(server) && killed.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = running(server);
+    if left {
+        // Clean up after the leak before failing.
+        let _ = Command::new("kill")
+            .args(["-KILL", &server.to_string()])
+            .status();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        !left,
+        "the server {server} still ran 10 s after its test process was killed"
+    );
+}

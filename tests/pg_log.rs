@@ -191,7 +191,8 @@ async fn two_replicas_appending_through_the_counter_row_leave_no_reader_behind()
     for (i, (tailer, collected)) in tailers.into_iter().enumerate() {
         tokio::time::timeout(Duration::from_secs(30), tailer.caught_up(total))
             .await
-            .unwrap_or_else(|_| panic!("tailer {i} stopped at {}", tailer.position()));
+            .unwrap_or_else(|_| panic!("tailer {i} stopped at {}", tailer.position()))
+            .unwrap();
         tailer.stop();
         let got: Vec<i64> = collected.await.unwrap().iter().map(|e| e.seq).collect();
         assert_eq!(got, stored, "tailer {i}");
@@ -326,7 +327,8 @@ async fn the_tailer_wakes_on_notify_and_after_a_reconnect_reads_what_it_missed()
     // The position moves once a page is handed over, just after the receiver has it.
     tokio::time::timeout(Duration::from_secs(5), tailer.caught_up(10))
         .await
-        .expect("the position follows what was handed over");
+        .expect("the position follows what was handed over")
+        .unwrap();
     assert_eq!(tailer.position(), 10);
     tailer.stop();
 }
@@ -630,4 +632,116 @@ fn killing_the_test_process_kills_its_server() {
         !left,
         "the server {server} still ran 10 s after its test process was killed"
     );
+}
+
+/// Writes an event at `seq` straight into the log, past the counter row: a gap the log's own
+/// writers never leave, as a commit not yet visible (or a fault) would show it to a reader.
+async fn insert_at(client: &tokio_postgres::Client, seq: i64) {
+    client
+        .execute(
+            "INSERT INTO events (seq, conversation_id, bot, type, at, visitor_visible, data)
+             VALUES ($1, 'c9', 'support', 'message.created', '2026-12-02T16:00:00Z', true, $2)",
+            &[&seq, &format!("at {seq}")],
+        )
+        .await
+        .unwrap();
+}
+
+/// Takes the tailer's pages into `got` until it has `until`, each within `within`; returns
+/// how long that took.
+async fn take(
+    rx: &mut mpsc::Receiver<Vec<StoredEvent>>,
+    until: i64,
+    within: Duration,
+    got: &mut Vec<i64>,
+) -> Duration {
+    let started = Instant::now();
+    while got.last().copied().unwrap_or(0) < until {
+        let page = tokio::time::timeout(within, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("the tailer did not hand over {until}; it has {got:?}"))
+            .unwrap();
+        got.extend(page.iter().map(|e| e.seq));
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tailer_waits_for_a_gap_to_close_and_goes_on_after_a_while() {
+    use livechat::store::postgres::tailer::GAP_WAIT;
+
+    let pg = Postgres::start();
+    let url = pg.database("gaps");
+    let store = PgStore::connect(&url, 2).await.unwrap();
+    let log = LogWriter::start(&store, 1);
+    let (tx, mut rx) = mpsc::channel(64);
+    let tailer = Tailer::start(
+        store.config().clone(),
+        0,
+        Duration::from_millis(100),
+        tx,
+        None,
+    );
+    let mut got: Vec<i64> = Vec::new();
+    assert_eq!(
+        log.append((0..3).map(|n| event(0, n)).collect())
+            .await
+            .unwrap(),
+        1..4
+    );
+    take(&mut rx, 3, Duration::from_secs(10), &mut got).await;
+
+    // 5 without 4: nothing is handed over while 4 is missing, then both, in order.
+    let client = connect(&url).await;
+    insert_at(&client, 5).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let early = rx
+        .try_recv()
+        .ok()
+        .map(|page| page.iter().map(|e| e.seq).collect::<Vec<_>>());
+    assert_eq!(early, None, "handed over past the gap after 3");
+    insert_at(&client, 4).await;
+    take(&mut rx, 5, Duration::from_secs(10), &mut got).await;
+    assert_eq!(got, [1, 2, 3, 4, 5]);
+
+    // 7 without 6, and 6 never comes: after GAP_WAIT the tailer goes on (and logs it).
+    insert_at(&client, 7).await;
+    let waited = take(&mut rx, 7, GAP_WAIT * 3, &mut got).await;
+    assert_eq!(got, [1, 2, 3, 4, 5, 7]);
+    assert!(
+        waited >= GAP_WAIT - Duration::from_millis(500),
+        "handed over 7 after {waited:?}, before the gap's wait of {GAP_WAIT:?}"
+    );
+    tailer.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caught_up_says_so_when_the_tailer_has_stopped() {
+    let pg = Postgres::start();
+    let url = pg.database("stopped");
+    let store = PgStore::connect(&url, 2).await.unwrap();
+    let log = LogWriter::start(&store, 1);
+    let (tx, mut rx) = mpsc::channel(64);
+    let tailer = Tailer::start(
+        store.config().clone(),
+        0,
+        Duration::from_millis(100),
+        tx,
+        None,
+    );
+    log.append(vec![event(0, 0), event(0, 1)]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), tailer.caught_up(2))
+        .await
+        .expect("the tailer hands over 2")
+        .expect("the tailer runs");
+    // Nobody takes its pages any more: the tailer ends, short of 100.
+    rx.close();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), tailer.caught_up(100))
+        .await
+        .expect("caught_up returns once the tailer has stopped");
+    match stopped {
+        Err(PgError::TailerGone { position }) => assert_eq!(position, 2),
+        other => panic!("caught_up(100) on a stopped tailer at 2: {other:?}"),
+    }
+    assert_eq!(tailer.position(), 2);
 }

@@ -47,6 +47,11 @@ pub enum PgError {
     Group(std::sync::Arc<PgError>),
     #[error("the log writer has stopped")]
     WriterGone,
+    /// The tailer stopped (its receiver closed, or its task ended) at `position`, short of
+    /// what a caller waits for: those events will not come through it. Not counted
+    /// unavailable: the database may be there, this replica's reader is not.
+    #[error("the log's tailer has stopped at seq {position}")]
+    TailerGone { position: i64 },
     #[error("the database holds schema version {found}, newer than this build knows ({known})")]
     NewerSchema { found: i32, known: i32 },
 }

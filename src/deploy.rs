@@ -175,14 +175,14 @@ pub async fn record_loaded_pg(
     bundle: &Bundle,
     source: &str,
 ) -> Result<Revision, StoreError> {
-    use crate::store::postgres::{PgError, revisions as pg};
+    use crate::store::postgres::{PgError, at_commit, revisions as pg};
     let tx = client.transaction().await.map_err(PgError::from)?;
     pg::lock(&tx).await?;
     let revision = match to_record(pg::latest(&tx).await?, bundle) {
         Ok(live) => live,
         Err(summary) => pg::insert(&tx, &bundle.hash, source, &summary, &bundle.sources).await?,
     };
-    tx.commit().await.map_err(PgError::from)?;
+    tx.commit().await.map_err(at_commit)?;
     Ok(revision)
 }
 

@@ -745,3 +745,75 @@ async fn caught_up_says_so_when_the_tailer_has_stopped() {
     }
     assert_eq!(tailer.position(), 2);
 }
+
+/// A COMMIT whose answer is lost may have landed. Made so on purpose: with a synchronous
+/// standby named that does not exist, PostgreSQL writes the commit, then waits for the
+/// standby; the session is ended while it waits (PostgreSQL then warns that the transaction
+/// "has already committed locally"), and the client sees its connection closed at COMMIT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_answer_is_lost_is_reported_as_unknown() {
+    let pg = Postgres::start();
+    let url = pg.database("commits");
+    let store = PgStore::connect(&url, 2).await.unwrap();
+    let log = LogWriter::start(&store, 1);
+    assert_eq!(log.append(vec![event(0, 0)]).await.unwrap(), 1..2);
+    let admin = connect(&url).await;
+    admin
+        .batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'absent'")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    // The checkpointer tells the backends that a standby is required once it has read the
+    // new setting.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pending = {
+        let log = log.clone();
+        tokio::spawn(async move { log.append(vec![event(0, 2)]).await })
+    };
+    let waiting: i32 = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let row = admin
+                .query_opt(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            if let Some(row) = row {
+                return row.get(0);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the committer's COMMIT waits for the standby");
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&waiting])
+        .await
+        .unwrap();
+    let failed = tokio::time::timeout(Duration::from_secs(10), pending)
+        .await
+        .expect("the append is answered")
+        .unwrap()
+        .expect_err("the COMMIT's answer was lost");
+    admin
+        .batch_execute("ALTER SYSTEM RESET synchronous_standby_names")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    // It had landed: reading again (by its client id) finds it, once.
+    let landed: i64 = admin
+        .query_one("SELECT count(*) FROM events WHERE client_id = 'k0-2'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(landed, 1, "{failed}");
+    assert!(failed.is_commit_unknown(), "{failed:?}");
+    assert!(failed.is_unavailable(), "{failed}");
+}

@@ -268,7 +268,7 @@ async fn commit(
         outbox::enqueue(&tx, &items).await?;
         let events: Vec<&NewEvent> = written().flat_map(|t| &t.events).collect();
         let seqs = append(&tx, &events).await?;
-        tx.commit().await?;
+        tx.commit().await.map_err(super::at_commit)?;
         if !seqs.is_empty() {
             notify(&*client, seqs.end - 1).await;
         }

@@ -817,3 +817,50 @@ async fn a_commit_whose_answer_is_lost_is_reported_as_unknown() {
     assert!(failed.is_commit_unknown(), "{failed:?}");
     assert!(failed.is_unavailable(), "{failed}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committer_whose_session_was_ended_takes_a_fresh_connection() {
+    let pg = Postgres::start();
+    let url = pg.database("committer");
+    let store = PgStore::connect(&url, 2).await.unwrap();
+    let log = LogWriter::start(&store, 1);
+    assert_eq!(log.append(vec![event(0, 0)]).await.unwrap(), 1..2);
+    // The committer's session (the one whose last statement was its NOTIFY), ended as a
+    // restart or a failover would, while the committer keeps its connection.
+    let admin = connect(&url).await;
+    let ended: Vec<i32> = admin
+        .query(
+            "SELECT pid FROM pg_stat_activity
+             WHERE query LIKE '%pg_notify%' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ended.len(), 1, "one committer: {ended:?}");
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&ended[0]])
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while admin
+            .query_opt(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = $1",
+                &[&ended[0]],
+            )
+            .await
+            .unwrap()
+            .is_some()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the session ended");
+    // The next append is written, on a connection taken afresh from the pool.
+    let next = log.append(vec![event(0, 1)]).await;
+    assert_eq!(next.map_err(|e| e.to_string()), Ok(2..3));
+    assert_eq!(log.append(vec![event(0, 2)]).await.unwrap(), 3..4);
+}

@@ -864,3 +864,25 @@ async fn a_committer_whose_session_was_ended_takes_a_fresh_connection() {
     assert_eq!(next.map_err(|e| e.to_string()), Ok(2..3));
     assert_eq!(log.append(vec![event(0, 2)]).await.unwrap(), 3..4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_is_not_the_database_gone() {
+    let pg = Postgres::start();
+    let url = pg.database("logins");
+    for (what, url) in [
+        (
+            "a role that does not exist",
+            url.replace("user=livechat", "user=nosuchrole"),
+        ),
+        (
+            "a database that does not exist",
+            url.replace("dbname=logins", "dbname=nosuchdb"),
+        ),
+    ] {
+        let refused = PgStore::connect(&url, 1).await.err().expect(what);
+        assert!(!refused.is_unavailable(), "{what}: {refused:?}");
+        assert!(refused.is_login_refused(), "{what}: {refused:?}");
+    }
+    // The server itself is there: the right login connects.
+    PgStore::connect(&url, 1).await.unwrap();
+}

@@ -67,12 +67,27 @@ pub enum PgError {
 impl PgError {
     /// Whether the database cannot be reached or cannot take the work now (the connection
     /// lost, the server shutting down or out of resources, the pool empty): a retry later may
-    /// succeed, as with [`crate::store::StoreError::is_unavailable`].
+    /// succeed, as with [`crate::store::StoreError::is_unavailable`]. A login the server
+    /// refused ([`PgError::is_login_refused`]) is not: the server answered, and the settings
+    /// must change.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            PgError::Pool(_) | PgError::WriterGone | PgError::CommitUnknown(_) => true,
+            PgError::Pool(e) => !login_refused(e),
+            PgError::WriterGone | PgError::CommitUnknown(_) => true,
             PgError::Group(e) => e.is_unavailable(),
             PgError::Db(e) => gone(e),
+            _ => false,
+        }
+    }
+
+    /// Whether the server refused to open a session: a wrong password (28P01), a role that
+    /// does not exist or may not log in from here (28000), a database that does not exist
+    /// (3D000). A setting to correct, not the database gone.
+    pub fn is_login_refused(&self) -> bool {
+        match self {
+            PgError::Pool(e) => login_refused(e),
+            PgError::Db(e) => refused(e),
+            PgError::Group(e) => e.is_login_refused(),
             _ => false,
         }
     }
@@ -86,6 +101,20 @@ impl PgError {
             _ => false,
         }
     }
+}
+
+/// Whether the pool could not make a connection because the server refused the login.
+fn login_refused(e: &deadpool_postgres::PoolError) -> bool {
+    matches!(e, deadpool_postgres::PoolError::Backend(e) if refused(e))
+}
+
+/// Whether `e` is the server refusing a login: class 28 (invalid authorization: a wrong
+/// password, 28P01, or a role that does not exist or may not log in, 28000) or 3D000 (no
+/// such database).
+fn refused(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|code| {
+        code.code().starts_with("28") || *code == SqlState::INVALID_CATALOG_NAME
+    })
 }
 
 /// Whether `e` says the database could not be reached or could not take the work.

@@ -165,7 +165,8 @@ async fn run(
     let events = append.len();
     tokio::time::timeout(Duration::from_secs(60), tailer.caught_up(events as i64))
         .await
-        .expect("the tailer caught up");
+        .expect("the tailer caught up")
+        .expect("the tailer runs");
     tailer.stop();
     let _ = collector.await;
     let seen = std::mem::take(&mut *seen.lock().expect("seen"));

@@ -170,22 +170,61 @@ pub fn record_loaded(
     })
 }
 
-/// [`record_loaded`] on the PostgreSQL of replicas (#17), under the revisions' lock: of
-/// replicas that load the same bundle at once, one records it and the others find it live.
+/// What a replica's bundle is against the revisions its database holds
+/// ([`record_loaded_pg`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loaded {
+    /// The bundle is the live revision: it was already, or it has just been recorded (no
+    /// revision had its content: a new deploy, a hand edit).
+    Live(Revision),
+    /// The bundle is revision `loaded`, earlier than the live one: nothing was recorded. The
+    /// replica is behind (an old image restarted during a rollout, a directory not updated)
+    /// and should serve `live`.
+    Behind { loaded: i64, live: Revision },
+}
+
+impl Loaded {
+    /// The live revision, whether the replica has it or is behind it.
+    pub fn live(&self) -> &Revision {
+        match self {
+            Loaded::Live(live) | Loaded::Behind { live, .. } => live,
+        }
+    }
+}
+
+/// [`record_loaded`] on the PostgreSQL of replicas (#17), under the revisions' lock. The
+/// rule: a replica's bundle is recorded only if it differs from the live revision and no
+/// earlier revision has it. Recorded, it is live ([`Loaded::Live`]); an earlier revision's
+/// bundle is never recorded again, and the replica is told it is behind
+/// ([`Loaded::Behind`]). So a replica that restarts on an older bundle while a newer one is
+/// live (two replicas with different bundles starting together, in either order) cannot make
+/// the older one newest; going back to an earlier bundle is `livechat rollback`, which
+/// records it anew, not a replica's directory. Of replicas that load the same bundle at
+/// once, one records it and the others find it live. Two bundles that no revision has,
+/// loaded at once by two replicas, are both recorded and the last one is live: nothing tells
+/// which is newer (docs/postgres.md).
 pub async fn record_loaded_pg(
     client: &mut deadpool_postgres::Object,
     bundle: &Bundle,
     source: &str,
-) -> Result<Revision, StoreError> {
-    use crate::store::postgres::{PgError, revisions as pg};
+) -> Result<Loaded, StoreError> {
+    use crate::store::postgres::{PgError, at_commit, revisions as pg};
     let tx = client.transaction().await.map_err(PgError::from)?;
     pg::lock(&tx).await?;
-    let revision = match to_record(pg::latest(&tx).await?, bundle) {
-        Ok(live) => live,
-        Err(summary) => pg::insert(&tx, &bundle.hash, source, &summary, &bundle.sources).await?,
+    let live = pg::latest(&tx).await?;
+    let loaded = match to_record(live.clone(), bundle) {
+        Ok(live) => Loaded::Live(live),
+        Err(summary) => match (live, pg::numbered(&tx, &bundle.hash).await?) {
+            (Some(live), Some(loaded)) => Loaded::Behind { loaded, live },
+            _ => {
+                let revision =
+                    pg::insert(&tx, &bundle.hash, source, &summary, &bundle.sources).await?;
+                Loaded::Live(revision)
+            }
+        },
     };
-    tx.commit().await.map_err(PgError::from)?;
-    Ok(revision)
+    tx.commit().await.map_err(at_commit)?;
+    Ok(loaded)
 }
 
 /// The live revision when it is `bundle` already (`Ok`), else the summary of the revision

@@ -191,7 +191,8 @@ async fn two_replicas_appending_through_the_counter_row_leave_no_reader_behind()
     for (i, (tailer, collected)) in tailers.into_iter().enumerate() {
         tokio::time::timeout(Duration::from_secs(30), tailer.caught_up(total))
             .await
-            .unwrap_or_else(|_| panic!("tailer {i} stopped at {}", tailer.position()));
+            .unwrap_or_else(|_| panic!("tailer {i} stopped at {}", tailer.position()))
+            .unwrap();
         tailer.stop();
         let got: Vec<i64> = collected.await.unwrap().iter().map(|e| e.seq).collect();
         assert_eq!(got, stored, "tailer {i}");
@@ -326,7 +327,8 @@ async fn the_tailer_wakes_on_notify_and_after_a_reconnect_reads_what_it_missed()
     // The position moves once a page is handed over, just after the receiver has it.
     tokio::time::timeout(Duration::from_secs(5), tailer.caught_up(10))
         .await
-        .expect("the position follows what was handed over");
+        .expect("the position follows what was handed over")
+        .unwrap();
     assert_eq!(tailer.position(), 10);
     tailer.stop();
 }
@@ -552,4 +554,335 @@ async fn a_job_postgresql_refuses_fails_alone_not_its_whole_group() {
         .unwrap();
     assert_eq!(row.get::<_, Option<i64>>(0), Some(50));
     assert_eq!(row.get::<_, i64>(1), 50);
+}
+
+/// Set for the process of [`a_test_process_killed_while_its_server_runs`].
+const KILLED_TEST: &str = "LIVECHAT_PG_KILLED_TEST";
+
+/// Not a test by itself: [`killing_the_test_process_kills_its_server`] runs it in a process of
+/// its own, which starts a server, says where it is, and waits to be killed with SIGKILL
+/// (as a test runner's timeout kills). Without the variable it does nothing.
+#[test]
+#[ignore = "the child process of killing_the_test_process_kills_its_server"]
+fn a_test_process_killed_while_its_server_runs() {
+    if std::env::var_os(KILLED_TEST).is_none() {
+        return;
+    }
+    let pg = Postgres::start();
+    println!("server {} in {}", pg.pid(), pg.dir().display());
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+/// Whether process `pid` still runs (a zombie, killed but not yet reaped by whoever
+/// inherited it, does not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn killing_the_test_process_kills_its_server() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_test_process_killed_while_its_server_runs",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(KILLED_TEST, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (server, dir) = loop {
+        let line = lines
+            .next()
+            .expect("the child said where its server is")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("server ") {
+            let (pid, dir) = rest.split_once(" in ").unwrap();
+            break (pid.parse::<u32>().unwrap(), std::path::PathBuf::from(dir));
+        }
+    };
+    assert!(running(server), "the server {server} runs");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    while running(server) && killed.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = running(server);
+    if left {
+        // Clean up after the leak before failing.
+        let _ = Command::new("kill")
+            .args(["-KILL", &server.to_string()])
+            .status();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        !left,
+        "the server {server} still ran 10 s after its test process was killed"
+    );
+}
+
+/// Writes an event at `seq` straight into the log, past the counter row: a gap the log's own
+/// writers never leave, as a commit not yet visible (or a fault) would show it to a reader.
+async fn insert_at(client: &tokio_postgres::Client, seq: i64) {
+    client
+        .execute(
+            "INSERT INTO events (seq, conversation_id, bot, type, at, visitor_visible, data)
+             VALUES ($1, 'c9', 'support', 'message.created', '2026-12-02T16:00:00Z', true, $2)",
+            &[&seq, &format!("at {seq}")],
+        )
+        .await
+        .unwrap();
+}
+
+/// Takes the tailer's pages into `got` until it has `until`, each within `within`; returns
+/// how long that took.
+async fn take(
+    rx: &mut mpsc::Receiver<Vec<StoredEvent>>,
+    until: i64,
+    within: Duration,
+    got: &mut Vec<i64>,
+) -> Duration {
+    let started = Instant::now();
+    while got.last().copied().unwrap_or(0) < until {
+        let page = tokio::time::timeout(within, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("the tailer did not hand over {until}; it has {got:?}"))
+            .unwrap();
+        got.extend(page.iter().map(|e| e.seq));
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tailer_waits_for_a_gap_to_close_and_goes_on_after_a_while() {
+    use livechat::store::postgres::tailer::GAP_WAIT;
+
+    let pg = Postgres::start();
+    let url = pg.database("gaps");
+    let store = PgStore::connect(&url, 2).await.unwrap();
+    let log = LogWriter::start(&store, 1);
+    let (tx, mut rx) = mpsc::channel(64);
+    let tailer = Tailer::start(
+        store.config().clone(),
+        0,
+        Duration::from_millis(100),
+        tx,
+        None,
+    );
+    let mut got: Vec<i64> = Vec::new();
+    assert_eq!(
+        log.append((0..3).map(|n| event(0, n)).collect())
+            .await
+            .unwrap(),
+        1..4
+    );
+    take(&mut rx, 3, Duration::from_secs(10), &mut got).await;
+
+    // 5 without 4: nothing is handed over while 4 is missing, then both, in order.
+    let client = connect(&url).await;
+    insert_at(&client, 5).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let early = rx
+        .try_recv()
+        .ok()
+        .map(|page| page.iter().map(|e| e.seq).collect::<Vec<_>>());
+    assert_eq!(early, None, "handed over past the gap after 3");
+    insert_at(&client, 4).await;
+    take(&mut rx, 5, Duration::from_secs(10), &mut got).await;
+    assert_eq!(got, [1, 2, 3, 4, 5]);
+
+    // 7 without 6, and 6 never comes: after GAP_WAIT the tailer goes on (and logs it).
+    insert_at(&client, 7).await;
+    let waited = take(&mut rx, 7, GAP_WAIT * 3, &mut got).await;
+    assert_eq!(got, [1, 2, 3, 4, 5, 7]);
+    assert!(
+        waited >= GAP_WAIT - Duration::from_millis(500),
+        "handed over 7 after {waited:?}, before the gap's wait of {GAP_WAIT:?}"
+    );
+    tailer.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caught_up_says_so_when_the_tailer_has_stopped() {
+    let pg = Postgres::start();
+    let url = pg.database("stopped");
+    let store = PgStore::connect(&url, 2).await.unwrap();
+    let log = LogWriter::start(&store, 1);
+    let (tx, mut rx) = mpsc::channel(64);
+    let tailer = Tailer::start(
+        store.config().clone(),
+        0,
+        Duration::from_millis(100),
+        tx,
+        None,
+    );
+    log.append(vec![event(0, 0), event(0, 1)]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), tailer.caught_up(2))
+        .await
+        .expect("the tailer hands over 2")
+        .expect("the tailer runs");
+    // Nobody takes its pages any more: the tailer ends, short of 100.
+    rx.close();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), tailer.caught_up(100))
+        .await
+        .expect("caught_up returns once the tailer has stopped");
+    match stopped {
+        Err(PgError::TailerGone { position }) => assert_eq!(position, 2),
+        other => panic!("caught_up(100) on a stopped tailer at 2: {other:?}"),
+    }
+    assert_eq!(tailer.position(), 2);
+}
+
+/// A COMMIT whose answer is lost may have landed. Made so on purpose: with a synchronous
+/// standby named that does not exist, PostgreSQL writes the commit, then waits for the
+/// standby; the session is ended while it waits (PostgreSQL then warns that the transaction
+/// "has already committed locally"), and the client sees its connection closed at COMMIT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_answer_is_lost_is_reported_as_unknown() {
+    let pg = Postgres::start();
+    let url = pg.database("commits");
+    let store = PgStore::connect(&url, 2).await.unwrap();
+    let log = LogWriter::start(&store, 1);
+    assert_eq!(log.append(vec![event(0, 0)]).await.unwrap(), 1..2);
+    let admin = connect(&url).await;
+    admin
+        .batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'absent'")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    // The checkpointer tells the backends that a standby is required once it has read the
+    // new setting.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pending = {
+        let log = log.clone();
+        tokio::spawn(async move { log.append(vec![event(0, 2)]).await })
+    };
+    let waiting: i32 = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let row = admin
+                .query_opt(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            if let Some(row) = row {
+                return row.get(0);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the committer's COMMIT waits for the standby");
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&waiting])
+        .await
+        .unwrap();
+    let failed = tokio::time::timeout(Duration::from_secs(10), pending)
+        .await
+        .expect("the append is answered")
+        .unwrap()
+        .expect_err("the COMMIT's answer was lost");
+    admin
+        .batch_execute("ALTER SYSTEM RESET synchronous_standby_names")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    // It had landed: reading again (by its client id) finds it, once.
+    let landed: i64 = admin
+        .query_one("SELECT count(*) FROM events WHERE client_id = 'k0-2'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(landed, 1, "{failed}");
+    assert!(failed.is_commit_unknown(), "{failed:?}");
+    assert!(failed.is_unavailable(), "{failed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committer_whose_session_was_ended_takes_a_fresh_connection() {
+    let pg = Postgres::start();
+    let url = pg.database("committer");
+    let store = PgStore::connect(&url, 2).await.unwrap();
+    let log = LogWriter::start(&store, 1);
+    assert_eq!(log.append(vec![event(0, 0)]).await.unwrap(), 1..2);
+    // The committer's session (the one whose last statement was its NOTIFY), ended as a
+    // restart or a failover would, while the committer keeps its connection.
+    let admin = connect(&url).await;
+    let ended: Vec<i32> = admin
+        .query(
+            "SELECT pid FROM pg_stat_activity
+             WHERE query LIKE '%pg_notify%' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ended.len(), 1, "one committer: {ended:?}");
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&ended[0]])
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while admin
+            .query_opt(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = $1",
+                &[&ended[0]],
+            )
+            .await
+            .unwrap()
+            .is_some()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the session ended");
+    // The next append is written, on a connection taken afresh from the pool.
+    let next = log.append(vec![event(0, 1)]).await;
+    assert_eq!(next.map_err(|e| e.to_string()), Ok(2..3));
+    assert_eq!(log.append(vec![event(0, 2)]).await.unwrap(), 3..4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_is_not_the_database_gone() {
+    let pg = Postgres::start();
+    let url = pg.database("logins");
+    for (what, url) in [
+        (
+            "a role that does not exist",
+            url.replace("user=livechat", "user=nosuchrole"),
+        ),
+        (
+            "a database that does not exist",
+            url.replace("dbname=logins", "dbname=nosuchdb"),
+        ),
+    ] {
+        let refused = PgStore::connect(&url, 1).await.err().expect(what);
+        assert!(!refused.is_unavailable(), "{what}: {refused:?}");
+        assert!(refused.is_login_refused(), "{what}: {refused:?}");
+    }
+    // The server itself is there: the right login connects.
+    PgStore::connect(&url, 1).await.unwrap();
 }

@@ -1201,7 +1201,7 @@ async fn a_message_retried_through_either_replica_is_written_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_loading_one_bundle_at_once_record_one_revision() {
     use livechat::config::{self, Bundle};
-    use livechat::deploy::record_loaded_pg;
+    use livechat::deploy::{Loaded, record_loaded_pg};
     use livechat::store::postgres::revisions;
 
     let pg = Postgres::start();
@@ -1223,7 +1223,7 @@ async fn replicas_loading_one_bundle_at_once_record_one_revision() {
         .collect();
     let mut numbers = Vec::new();
     for start in starts {
-        numbers.push(start.await.unwrap().number);
+        numbers.push(start.await.unwrap().live().number);
     }
     assert_eq!(numbers, [1, 1], "one revision, live for both");
     // An edit: the next number, planned against the first.
@@ -1237,7 +1237,10 @@ async fn replicas_loading_one_bundle_at_once_record_one_revision() {
     let edited = Bundle::from_sources(sources, &|_| Some(String::new())).unwrap();
     let mut c = replicas[1].0.pool().get().await.unwrap();
     let second = record_loaded_pg(&mut c, &edited, "watch").await.unwrap();
-    assert_eq!(second.number, 2);
+    assert!(
+        matches!(&second, Loaded::Live(r) if r.number == 2),
+        "{second:?}"
+    );
     assert_eq!(
         revisions::latest(&c).await.unwrap().unwrap().hash,
         edited.hash
@@ -1254,10 +1257,91 @@ async fn replicas_loading_one_bundle_at_once_record_one_revision() {
     assert!(revisions::get(&c, 3).await.unwrap().is_none());
     // Loading the live bundle again records nothing.
     assert_eq!(
-        record_loaded_pg(&mut c, &edited, "watch")
-            .await
-            .unwrap()
-            .number,
-        2
+        record_loaded_pg(&mut c, &edited, "watch").await.unwrap(),
+        Loaded::Live(second.live().clone())
     );
+}
+
+/// The example bundle, and that bundle with its first file edited (`# edit {n}` on top).
+fn example_bundles(edits: usize) -> Vec<livechat::config::Bundle> {
+    use livechat::config::{self, Bundle};
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bots");
+    let first = config::load_dir(&examples, &|_| Some(String::new()))
+        .unwrap()
+        .unwrap();
+    let mut bundles = vec![first.clone()];
+    for n in 1..=edits {
+        let mut sources = first.sources.clone();
+        let (file, text) = sources
+            .iter()
+            .next()
+            .map(|(f, t)| (f.clone(), t.clone()))
+            .unwrap();
+        sources.insert(file, format!("# edit {n}\n{text}"));
+        bundles.push(Bundle::from_sources(sources, &|_| Some(String::new())).unwrap());
+    }
+    bundles
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_on_an_earlier_bundle_does_not_record_it_over_the_live_one() {
+    use livechat::deploy::{Loaded, record_loaded_pg};
+    use livechat::store::postgres::revisions;
+
+    let pg = Postgres::start();
+    let (_url, replicas) = replicas(&pg, "older").await;
+    let bundles = example_bundles(2);
+    let (v1, v2, v3) = (&bundles[0], &bundles[1], &bundles[2]);
+    let mut a = replicas[0].0.pool().get().await.unwrap();
+    let mut b = replicas[1].0.pool().get().await.unwrap();
+    // A started on v1, then B on v2 (a new deploy): revisions 1 and 2.
+    let first = record_loaded_pg(&mut a, v1, "startup").await.unwrap();
+    assert!(
+        matches!(&first, Loaded::Live(r) if r.number == 1),
+        "{first:?}"
+    );
+    let second = record_loaded_pg(&mut b, v2, "startup").await.unwrap();
+    assert!(
+        matches!(&second, Loaded::Live(r) if r.number == 2),
+        "{second:?}"
+    );
+    // A restarts on v1, revision 1 (an old image during a rollout): v2 stays live, and A
+    // learns it is behind.
+    match record_loaded_pg(&mut a, v1, "startup").await.unwrap() {
+        Loaded::Behind { loaded, live } => {
+            assert_eq!((loaded, live.number, &live.hash), (1, 2, &v2.hash));
+        }
+        other => panic!("A on v1 while v2 is live: {other:?}"),
+    }
+    let latest = revisions::latest(&a).await.unwrap().unwrap();
+    assert_eq!((latest.number, &latest.hash), (2, &v2.hash));
+
+    // A on v1 and B on v3 (new) start together, five times: whichever comes last, v3 is
+    // recorded once and stays live, and v1 is never recorded again.
+    for round in 0..5 {
+        let starts = [(0, v1.clone()), (1, v3.clone())].map(|(r, bundle)| {
+            let store = replicas[r].0.clone();
+            tokio::spawn(async move {
+                let mut c = store.pool().get().await.unwrap();
+                record_loaded_pg(&mut c, &bundle, "startup").await.unwrap()
+            })
+        });
+        let [on_v1, on_v3] = starts;
+        let (on_v1, on_v3) = (within(on_v1).await, within(on_v3).await);
+        assert!(
+            matches!(&on_v1, Loaded::Behind { loaded: 1, .. }),
+            "round {round}: {on_v1:?}"
+        );
+        assert!(
+            matches!(&on_v3, Loaded::Live(r) if r.number == 3),
+            "round {round}: {on_v3:?}"
+        );
+        let latest = revisions::latest(&a).await.unwrap().unwrap();
+        assert_eq!(
+            (latest.number, &latest.hash),
+            (3, &v3.hash),
+            "round {round}"
+        );
+    }
+    assert_eq!(revisions::list(&a).await.unwrap().len(), 3);
 }

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 
 use super::rfc3339;
 use super::session::{NewSession, Session, new_session};
-use crate::store::postgres::PgError;
+use crate::store::postgres::{PgError, at_commit};
 
 /// Starts a session for `agent_email` (the caller lowercases it, `auth::email_key`) and clears that agent's expired ones, in
 /// one transaction (as `session::create`).
@@ -53,7 +53,7 @@ pub async fn create_session(
         ],
     )
     .await?;
-    tx.commit().await?;
+    tx.commit().await.map_err(at_commit)?;
     Ok(session)
 }
 
@@ -99,7 +99,7 @@ pub async fn set_password(
 ) -> Result<u64, PgError> {
     let tx = client.transaction().await?;
     let ended = set_password_in(&tx, email_key, phc, now).await?;
-    tx.commit().await?;
+    tx.commit().await.map_err(at_commit)?;
     Ok(ended)
 }
 

@@ -13,7 +13,9 @@ use crate::store::{Store, StoreError};
 
 impl Store {
     /// The revision for a bundle the server loaded from its directory: the latest if it has
-    /// this content, else a new one summarised against the latest.
+    /// this content, else a new one summarised against the latest. On PostgreSQL a bundle
+    /// that is an earlier revision is not recorded again (`deploy::record_loaded_pg`): that
+    /// revision is the answer.
     pub async fn record_loaded(
         &self,
         bundle: Arc<Bundle>,
@@ -26,7 +28,22 @@ impl Store {
                     .await
             }
             Store::Postgres(pg) => {
-                super::record_loaded_pg(&mut client(pg).await?, &bundle, source).await
+                let mut client = client(pg).await?;
+                match super::record_loaded_pg(&mut client, &bundle, source).await? {
+                    super::Loaded::Live(revision) => Ok(revision),
+                    // This replica serves what it loaded, an earlier revision; taking the
+                    // live one from the database instead is not built yet (#17).
+                    super::Loaded::Behind { loaded, live } => {
+                        tracing::warn!(
+                            loaded,
+                            live = live.number,
+                            "this replica's bundle is an earlier revision than the live one"
+                        );
+                        pg::get(&client, loaded).await?.ok_or_else(|| {
+                            StoreError::Corrupt(format!("revision {loaded} is gone"))
+                        })
+                    }
+                }
             }
         }
     }

@@ -13,8 +13,8 @@ use crate::auth::{email_key, pg as auth};
 use crate::config::Roster;
 use crate::ids::new_id;
 use crate::store::StoreError;
-use crate::store::postgres::PgError;
 use crate::store::postgres::outbox::{self, NewItem};
+use crate::store::postgres::{PgError, at_commit};
 
 /// The advisory lock of inviting (and of the first-run link): "invites!" in ASCII.
 const INVITE_LOCK: i64 = 0x696e_7669_7465_7321;
@@ -65,7 +65,7 @@ pub async fn redeem(
         return Ok(false);
     }
     auth::set_password_in(&tx, email, phc, Timestamp::now()).await?;
-    tx.commit().await?;
+    tx.commit().await.map_err(at_commit)?;
     Ok(true)
 }
 
@@ -118,7 +118,7 @@ pub async fn invite_new_agents(
         outbox::enqueue(&tx, &[&item]).await?;
         queued += 1;
     }
-    tx.commit().await.map_err(PgError::from)?;
+    tx.commit().await.map_err(at_commit)?;
     Ok(queued)
 }
 
@@ -153,6 +153,6 @@ pub async fn first_run(
     )
     .await
     .map_err(PgError::from)?;
-    tx.commit().await.map_err(PgError::from)?;
+    tx.commit().await.map_err(at_commit)?;
     Ok(link.answer)
 }

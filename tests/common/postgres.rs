@@ -1,7 +1,8 @@
 //! A real PostgreSQL server for tests: Debian's `postgresql` package, a new cluster in a
 //! temporary directory, reached only through a Unix socket in that directory (no port to
 //! race for, nothing on the network). `initdb` refuses to run as root, so as root the
-//! cluster belongs to `nobody` and its programs run under `setpriv`.
+//! cluster belongs to `nobody` and its programs run under `setpriv`. The server runs as a
+//! child of the test process and dies with it, even when the test is killed.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ pub struct Postgres {
     data: PathBuf,
     socket: PathBuf,
     as_nobody: bool,
+    /// The postmaster, a child of this process.
+    server: Option<std::process::Child>,
     _dir: tempfile::TempDir,
 }
 
@@ -38,11 +41,12 @@ impl Postgres {
         if as_nobody {
             std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
         }
-        let pg = Postgres {
+        let mut pg = Postgres {
             data: dir.path().join("data"),
             socket: dir.path().to_path_buf(),
             bin,
             as_nobody,
+            server: None,
             _dir: dir,
         };
         pg.run(
@@ -60,31 +64,75 @@ impl Postgres {
         );
         // Durability of the cluster itself is not under test: fsync off keeps the suite
         // fast on a shared machine. Connections: several pools and tailers per test.
-        let durability = if durable {
-            ""
-        } else {
-            "-c fsync=off -c full_page_writes=off"
-        };
-        let options = format!(
-            "-c listen_addresses='' -k {} {durability} -c max_connections=300 -c shared_buffers=64MB",
-            pg.socket.display()
-        );
-        pg.run(
-            "pg_ctl",
-            &[
-                "-D".as_ref(),
-                pg.data.as_os_str(),
-                "-l".as_ref(),
-                pg.data.join("server.log").as_os_str(),
-                "-w".as_ref(),
-                "-t".as_ref(),
-                "60".as_ref(),
-                "-o".as_ref(),
-                options.as_ref(),
-                "start".as_ref(),
-            ],
-        );
+        let mut server = pg.server_command();
+        server
+            .arg("-D")
+            .arg(&pg.data)
+            .args(["-c", "listen_addresses=", "-k"])
+            .arg(&pg.socket)
+            .args(["-c", "max_connections=300", "-c", "shared_buffers=64MB"]);
+        if !durable {
+            server.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
+        }
+        let log = std::fs::File::create(pg.log_path()).unwrap();
+        let child = server
+            .current_dir(&pg.socket)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("postgres: {e} (install Debian's `postgresql`)"));
+        pg.server = Some(child);
+        pg.wait_ready();
         pg
+    }
+
+    /// The server, as a child of this process that dies with it: `setpriv --pdeathsig KILL`
+    /// (as `nobody` when root). `pg_ctl start` would detach it, and a test process killed by
+    /// a timeout or SIGKILL would leave it running with its cluster. The signal comes when
+    /// the thread that started the server ends; for a test that is the test's own thread,
+    /// which drops the `Postgres` (stopping the server) before it ends.
+    fn server_command(&self) -> Command {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--pdeathsig", "KILL"]);
+        if self.as_nobody {
+            cmd.arg(format!("--reuid={NOBODY}"))
+                .arg(format!("--regid={NOBODY}"))
+                .arg("--clear-groups");
+        }
+        cmd.arg(self.bin.join("postgres"));
+        cmd
+    }
+
+    /// Returns once the server accepts connections on its socket (`pg_isready`); panics with
+    /// its log if it exits first or is not ready within a minute.
+    fn wait_ready(&mut self) {
+        let started = std::time::Instant::now();
+        loop {
+            let ready = Command::new(self.bin.join("pg_isready"))
+                .arg("-h")
+                .arg(&self.socket)
+                .args(["-U", "livechat", "-d", "postgres", "-q"])
+                .stdin(Stdio::null())
+                .status()
+                .unwrap_or_else(|e| panic!("pg_isready: {e}"));
+            if ready.success() {
+                return;
+            }
+            let server = self.server.as_mut().expect("a server");
+            if let Some(status) = server.try_wait().unwrap() {
+                panic!(
+                    "postgres exited ({status}) before it was ready:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "postgres not ready after a minute:\n{}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// Makes a new, empty database and returns its connection string.
@@ -117,9 +165,24 @@ impl Postgres {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// The process id of the server (the postmaster).
+    pub fn pid(&self) -> u32 {
+        self.server.as_ref().expect("a server").id()
+    }
+
+    /// The temporary directory of the cluster (data, socket and log).
+    pub fn dir(&self) -> &Path {
+        &self.socket
+    }
+
     /// The server's log so far (for a failing test's message).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.data.join("server.log")).unwrap_or_default()
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Beside the data directory, not in it: the server's output, written by this process.
+    fn log_path(&self) -> PathBuf {
+        self.socket.join("server.log")
     }
 
     fn command(&self, program: &str) -> Command {
@@ -155,16 +218,26 @@ impl Postgres {
 }
 
 impl Drop for Postgres {
+    /// A fast shutdown (SIGINT: sessions ended, no checkpoint wait beyond the shutdown's
+    /// own), then waits for the server to exit; after 30 s it is killed.
     fn drop(&mut self) {
-        let _ = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "immediate", "-w", "stop"])
+        let Some(mut server) = self.server.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-INT", &server.id().to_string()])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        let asked = std::time::Instant::now();
+        while asked.elapsed() < std::time::Duration::from_secs(30) {
+            match server.try_wait() {
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                _ => return,
+            }
+        }
+        let _ = server.kill();
+        let _ = server.wait();
     }
 }
 

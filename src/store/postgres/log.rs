@@ -166,8 +166,9 @@ impl LogWriter {
             let queue = Arc::clone(&queue);
             tokio::spawn(async move {
                 // A committer keeps its connection: taking one from the pool for each group
-                // would queue the commit behind every read waiting for the pool. It is given
-                // back after an error, and another taken for the next group.
+                // would queue the commit behind every read waiting for the pool. One the
+                // server closed, or that failed with the database gone, is given back (the
+                // pool discards it) and another taken (`commit`).
                 let mut connection = None;
                 while let Some(group) = next_group(&queue).await {
                     commit(&store, &mut connection, group).await;
@@ -238,49 +239,32 @@ async fn next_group(queue: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
     Some(group)
 }
 
+/// Writes `group` in one transaction and answers its jobs. The committer's kept
+/// `connection` is checked first: one the server has closed (a restart, a failover, its
+/// session ended) is dropped, and the pool, which checks a connection given back, gives a
+/// fresh one. It is dropped too after a failure that is the database gone; then, if the
+/// kept connection failed before its COMMIT was sent, the group is written once more on a
+/// fresh one: its transaction ended with the session, so nothing of it is written (a COMMIT
+/// whose answer was lost, which may have landed, is never tried again).
 async fn commit(
     store: &PgStore,
     connection: &mut Option<deadpool_postgres::Object>,
     group: Vec<Job>,
 ) {
-    let result = async {
-        let client = match connection {
-            Some(client) => client,
-            None => connection.insert(store.pool().get().await?),
-        };
-        let tx = client.transaction().await?;
-        let guards: Vec<&Guard> = group
-            .iter()
-            .filter_map(|job| job.transition.guard.as_ref())
-            .collect();
-        let mut refusals = conversations::write(&tx, &guards).await?.into_iter();
-        let decided: Vec<Option<Refused>> = group
-            .iter()
-            .map(|job| {
-                let guard = job.transition.guard.as_ref();
-                guard.and_then(|_| refusals.next().flatten())
-            })
-            .collect();
-        let written = || {
-            group
-                .iter()
-                .zip(&decided)
-                .filter(|(_, refused)| refused.is_none())
-                .map(|(job, _)| &job.transition)
-        };
-        let items: Vec<&NewItem> = written().flat_map(|t| &t.outbox).collect();
-        outbox::enqueue(&tx, &items).await?;
-        let effects: Vec<&Effect> = written().flat_map(|t| &t.effects).collect();
-        effects::apply(&tx, &effects).await?;
-        let events: Vec<&NewEvent> = written().flat_map(|t| &t.events).collect();
-        let seqs = append(&tx, &events).await?;
-        tx.commit().await?;
-        if !seqs.is_empty() {
-            notify(&*client, seqs.end - 1).await;
-        }
-        Ok::<_, PgError>((seqs, decided))
+    if connection.as_ref().is_some_and(|c| c.is_closed()) {
+        *connection = None;
     }
-    .await;
+    let kept = connection.is_some();
+    let mut result = write_group(store, connection, &group).await;
+    if let Err(e) = &result
+        && kept
+        && e.is_unavailable()
+        && !e.is_commit_unknown()
+    {
+        tracing::debug!(error = %e, "the committer's connection failed; writing the group on a fresh one");
+        *connection = None;
+        result = write_group(store, connection, &group).await;
+    }
     match result {
         Ok((seqs, decided)) => {
             let mut next = seqs.start;
@@ -298,15 +282,17 @@ async fn commit(
         }
         Err(e) if group.len() > 1 && !e.is_unavailable() => {
             // One job's fault (a value PostgreSQL refuses, a deadlock it broke) must not fail
-            // the jobs that shared its group: each is tried again in a group of its own.
-            *connection = None;
+            // the jobs that shared its group: each is tried again in a group of its own, on
+            // the same connection (its transaction was rolled back).
             tracing::debug!(error = %e, jobs = group.len(), "a group commit failed; its jobs go one by one");
             for job in group {
                 Box::pin(commit(store, connection, vec![job])).await;
             }
         }
         Err(e) => {
-            *connection = None;
+            if e.is_unavailable() {
+                *connection = None;
+            }
             tracing::warn!(error = %e, jobs = group.len(), "a group commit of the event log failed");
             let e = Arc::new(e);
             for job in group {
@@ -314,4 +300,49 @@ async fn commit(
             }
         }
     }
+}
+
+/// One transaction for `group`: its guards decided, its outbox items queued and the events
+/// of the jobs written appended, then the commit and the tailers' `NOTIFY`. Returns the
+/// `seq` numbers of the appended events and each job's refusal, if any.
+async fn write_group(
+    store: &PgStore,
+    connection: &mut Option<deadpool_postgres::Object>,
+    group: &[Job],
+) -> Result<(Range<i64>, Vec<Option<Refused>>), PgError> {
+    let client = match connection {
+        Some(client) => client,
+        None => connection.insert(store.pool().get().await?),
+    };
+    let tx = client.transaction().await?;
+    let guards: Vec<&Guard> = group
+        .iter()
+        .filter_map(|job| job.transition.guard.as_ref())
+        .collect();
+    let mut refusals = conversations::write(&tx, &guards).await?.into_iter();
+    let decided: Vec<Option<Refused>> = group
+        .iter()
+        .map(|job| {
+            let guard = job.transition.guard.as_ref();
+            guard.and_then(|_| refusals.next().flatten())
+        })
+        .collect();
+    let written = || {
+        group
+            .iter()
+            .zip(&decided)
+            .filter(|(_, refused)| refused.is_none())
+            .map(|(job, _)| &job.transition)
+    };
+    let items: Vec<&NewItem> = written().flat_map(|t| &t.outbox).collect();
+    outbox::enqueue(&tx, &items).await?;
+    let effects: Vec<&Effect> = written().flat_map(|t| &t.effects).collect();
+    effects::apply(&tx, &effects).await?;
+    let events: Vec<&NewEvent> = written().flat_map(|t| &t.events).collect();
+    let seqs = append(&tx, &events).await?;
+    tx.commit().await.map_err(super::at_commit)?;
+    if !seqs.is_empty() {
+        notify(&*client, seqs.end - 1).await;
+    }
+    Ok((seqs, decided))
 }

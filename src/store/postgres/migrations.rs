@@ -299,7 +299,7 @@ pub async fn run(client: &mut Client) -> Result<Vec<i32>, PgError> {
         .await?;
         applied.push(*version);
     }
-    tx.commit().await?;
+    tx.commit().await.map_err(super::at_commit)?;
     Ok(applied)
 }
 

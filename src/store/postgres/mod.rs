@@ -53,6 +53,19 @@ pub enum PgError {
     Group(std::sync::Arc<PgError>),
     #[error("the log writer has stopped")]
     WriterGone,
+    /// The connection was lost while COMMIT was on its way or awaited its answer (the
+    /// server ended the session, a failover, a cut link): the transaction may have been
+    /// committed, or not, and only reading the database again tells which. The caller must
+    /// read again what it meant to write (an event by its `client_id`, a conversation by its
+    /// `version`) before it retries, or a retry may write it twice. Counted unavailable: the
+    /// database could not answer.
+    #[error("the connection was lost at COMMIT, which may have been committed: {0}")]
+    CommitUnknown(tokio_postgres::Error),
+    /// The tailer stopped (its receiver closed, or its task ended) at `position`, short of
+    /// what a caller waits for: those events will not come through it. Not counted
+    /// unavailable: the database may be there, this replica's reader is not.
+    #[error("the log's tailer has stopped at seq {position}")]
+    TailerGone { position: i64 },
     #[error("the database holds schema version {found}, newer than this build knows ({known})")]
     NewerSchema { found: i32, known: i32 },
 }
@@ -60,26 +73,80 @@ pub enum PgError {
 impl PgError {
     /// Whether the database cannot be reached or cannot take the work now (the connection
     /// lost, the server shutting down or out of resources, the pool empty): a retry later may
-    /// succeed, as with [`crate::store::StoreError::is_unavailable`].
+    /// succeed, as with [`crate::store::StoreError::is_unavailable`]. A login the server
+    /// refused ([`PgError::is_login_refused`]) is not: the server answered, and the settings
+    /// must change.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            PgError::Pool(_) | PgError::WriterGone => true,
+            PgError::Pool(e) => !login_refused(e),
+            PgError::WriterGone | PgError::CommitUnknown(_) => true,
             PgError::Group(e) => e.is_unavailable(),
-            PgError::Db(e) => {
-                e.is_closed()
-                    || e.code().is_some_and(|code| {
-                        let class = &code.code()[..2];
-                        // 08: connection exception, 53: insufficient resources,
-                        // 57: operator intervention (shutdown, cancel), 25006: read only.
-                        matches!(class, "08" | "53" | "57")
-                            || *code == SqlState::READ_ONLY_SQL_TRANSACTION
-                    })
-                    // The socket failed under the client (not a fault of the statement,
-                    // such as a value of the wrong type, which has no SQLSTATE either).
-                    || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
-            }
+            PgError::Db(e) => gone(e),
             _ => false,
         }
+    }
+
+    /// Whether the server refused to open a session: a wrong password (28P01), a role that
+    /// does not exist or may not log in from here (28000), a database that does not exist
+    /// (3D000). A setting to correct, not the database gone.
+    pub fn is_login_refused(&self) -> bool {
+        match self {
+            PgError::Pool(e) => login_refused(e),
+            PgError::Db(e) => refused(e),
+            PgError::Group(e) => e.is_login_refused(),
+            _ => false,
+        }
+    }
+
+    /// Whether a transaction failed at its COMMIT without knowing whether it was committed
+    /// ([`PgError::CommitUnknown`], also as a group commit's failure).
+    pub fn is_commit_unknown(&self) -> bool {
+        match self {
+            PgError::CommitUnknown(_) => true,
+            PgError::Group(e) => e.is_commit_unknown(),
+            _ => false,
+        }
+    }
+}
+
+/// Whether the pool could not make a connection because the server refused the login.
+fn login_refused(e: &deadpool_postgres::PoolError) -> bool {
+    matches!(e, deadpool_postgres::PoolError::Backend(e) if refused(e))
+}
+
+/// Whether `e` is the server refusing a login: class 28 (invalid authorization: a wrong
+/// password, 28P01, or a role that does not exist or may not log in, 28000) or 3D000 (no
+/// such database).
+fn refused(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|code| {
+        code.code().starts_with("28") || *code == SqlState::INVALID_CATALOG_NAME
+    })
+}
+
+/// Whether `e` says the database could not be reached or could not take the work.
+fn gone(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || e.code().is_some_and(|code| {
+            let class = &code.code()[..2];
+            // 08: connection exception, 53: insufficient resources,
+            // 57: operator intervention (shutdown, cancel), 25006: read only.
+            matches!(class, "08" | "53" | "57") || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+        })
+        // The socket failed under the client (not a fault of the statement, such as a
+        // value of the wrong type, which has no SQLSTATE either).
+        || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+}
+
+/// The error of a COMMIT. When the database could not answer it (the connection lost, the
+/// server ending the session or shutting down), [`PgError::CommitUnknown`]: the commit may
+/// have landed before the answer was lost (PostgreSQL ends a session that is terminated
+/// while it waits after writing its commit, for instance). An error the server answered (a
+/// deferred constraint, a serialization failure) means the transaction was rolled back.
+pub fn at_commit(e: tokio_postgres::Error) -> PgError {
+    if gone(&e) {
+        PgError::CommitUnknown(e)
+    } else {
+        PgError::Db(e)
     }
 }
 

@@ -111,6 +111,6 @@ pub async fn sweep(
             &[&millis(silent)],
         )
         .await?;
-    tx.commit().await?;
+    tx.commit().await.map_err(super::at_commit)?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }

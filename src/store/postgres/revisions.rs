@@ -61,6 +61,18 @@ pub async fn get(client: &impl GenericClient, number: i64) -> Result<Option<Revi
     row.as_ref().map(revision).transpose()
 }
 
+/// The number of the newest revision whose bundle has `hash`, if any.
+pub async fn numbered(client: &impl GenericClient, hash: &str) -> Result<Option<i64>, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT max(number) FROM revisions WHERE hash = $1",
+            &[&hash],
+        )
+        .await
+        .map_err(PgError::from)?;
+    Ok(row.get(0))
+}
+
 /// Every revision, newest first.
 pub async fn list(client: &impl GenericClient) -> Result<Vec<RevisionSummary>, StoreError> {
     let rows = client

@@ -7,7 +7,7 @@
 //! what was committed while it was away is read, not lost.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc, watch};
@@ -23,6 +23,16 @@ const PAGE: i64 = 1000;
 
 /// The wait before connecting again after the connection failed.
 const RECONNECT: Duration = Duration::from_secs(1);
+
+/// How long the tailer waits for a gap in `seq` (the next event after `last` missing while a
+/// later one is there) to close, reading again from `last`, before it hands over what comes
+/// after the gap and says so loudly.
+pub const GAP_WAIT: Duration = Duration::from_secs(5);
+
+/// The first pause before reading again past a gap; each pause doubles, up to a quarter of a
+/// second.
+const GAP_PAUSE: Duration = Duration::from_millis(10);
+const GAP_PAUSE_MAX: Duration = Duration::from_millis(250);
 
 /// A running tailer: where it is (the newest `seq` it has handed over), and its task.
 pub struct Tailer {
@@ -73,9 +83,18 @@ impl Tailer {
 
     /// Waits until the tailer has handed over `seq` (a local commit waits so for its own
     /// events, which reach this replica's sockets through the tailer like any other).
-    pub async fn caught_up(&self, seq: i64) {
+    /// [`PgError::TailerGone`] when the tailer has stopped short of it (its receiver closed,
+    /// or its task ended): the events will not come, and the caller must not answer as if
+    /// they had. While its database is away the tailer keeps trying, and this waits.
+    pub async fn caught_up(&self, seq: i64) -> Result<(), PgError> {
         let mut position = self.position.clone();
-        let _ = position.wait_for(|p| *p >= seq).await;
+        let reached = position.wait_for(|p| *p >= seq).await.is_ok();
+        if reached {
+            return Ok(());
+        }
+        Err(PgError::TailerGone {
+            position: *position.borrow(),
+        })
     }
 
     pub fn stop(self) {
@@ -129,32 +148,53 @@ async fn tail(
             ))
             .await?;
         loop {
+            // When the gap after `last` was first seen, and the pause before reading again.
+            let mut gap: Option<Instant> = None;
+            let mut pause = GAP_PAUSE;
             loop {
                 let rows = client.query(&statement, &[&*last]).await?;
-                let full = rows.len() as i64 == PAGE;
                 if rows.is_empty() {
                     break;
                 }
-                let page: Vec<StoredEvent> = rows.iter().map(from_row).collect();
-                let first = page[0].seq;
-                let newest = page[page.len() - 1].seq;
-                if first != *last + 1 || newest - first + 1 != page.len() as i64 {
-                    // Every appending commit takes its numbers from the counter row and
-                    // nothing deletes from the log, so this is a fault, not a race: say so.
+                let mut page: Vec<StoredEvent> = rows.iter().map(from_row).collect();
+                let full = page.len() as i64 == PAGE;
+                let mut next = in_order(&page, *last);
+                if next == 0 {
+                    // The event after `last` is missing while a later one is there. Every
+                    // appending commit takes its numbers from the counter row, which makes
+                    // commits visible in `seq` order, and nothing deletes from the log: so a
+                    // gap should not be, and is a commit not yet visible (that order broken)
+                    // or a fault. Read again from `last` until it closes: handing over what
+                    // follows would skip the missing event for good.
+                    let since = *gap.get_or_insert_with(Instant::now);
+                    if since.elapsed() < GAP_WAIT {
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            _ = out.closed() => return Ok(()),
+                        }
+                        pause = (pause * 2).min(GAP_PAUSE_MAX);
+                        continue;
+                    }
                     tracing::error!(
                         after = *last,
-                        first,
-                        newest,
-                        read = page.len(),
-                        "the event log has a gap"
+                        next = page[0].seq,
+                        waited = ?since.elapsed(),
+                        "the event log has a gap that did not close: events skipped for good"
                     );
+                    next = 1 + in_order(&page[1..], page[0].seq);
                 }
+                gap = None;
+                pause = GAP_PAUSE;
+                // Up to the first gap within the page: the next read starts there.
+                let cut = next < page.len();
+                page.truncate(next);
+                let newest = page[page.len() - 1].seq;
                 if out.send(page).await.is_err() {
                     return Ok(());
                 }
                 *last = newest;
                 position.send_replace(newest);
-                if !full {
+                if !full && !cut {
                     break;
                 }
             }
@@ -168,4 +208,12 @@ async fn tail(
     .await;
     messages.abort();
     result
+}
+
+/// How many of `page`'s first events follow `last` without a gap.
+fn in_order(page: &[StoredEvent], last: i64) -> usize {
+    page.iter()
+        .zip(last + 1..)
+        .take_while(|(event, seq)| event.seq == *seq)
+        .count()
 }

@@ -107,8 +107,7 @@ impl AppState {
         ));
         tokio::spawn(
             outbox::Worker {
-                readers: engine.readers().clone(),
-                writer: engine.writer().clone(),
+                store: engine.store().clone(),
                 transport,
                 from: settings.mail_from.clone(),
                 live: config.live.clone(),

@@ -727,14 +727,8 @@ impl Engine {
         let mail = crate::mail::transcript::compose(out, &self.bundle(), &conv.bot, &email, rows)
             .map_err(EngineError::Template)?;
         let item = crate::mail::outbox::Item::Mail(mail);
-        let doorbell = out.doorbell.clone();
-        self.inner
-            .writer
-            .write(
-                move |c| crate::mail::outbox::enqueue(c, &item, Timestamp::now()),
-                move |_| doorbell.ring(),
-            )
-            .await?;
+        self.store().enqueue_outbox(&item).await?;
+        out.doorbell.ring();
         Ok(email)
     }
 

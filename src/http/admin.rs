@@ -158,17 +158,14 @@ pub async fn outbox(
             "status is one of dead, pending, sent",
         ));
     }
-    let status = q.status.clone();
     let items = state
-        .engine
-        .readers()
-        .read(move |c| crate::mail::outbox::list(c, &status, 200))
+        .store()
+        .outbox_list(&q.status, 200)
         .await
         .map_err(AppError::internal)?;
     let counts = state
-        .engine
-        .readers()
-        .read(crate::mail::outbox::counts)
+        .store()
+        .outbox_counts()
         .await
         .map_err(AppError::internal)?;
     Ok(Json(json!({ "items": items, "counts": counts })))
@@ -180,11 +177,7 @@ pub async fn retry_outbox(
     State(state): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    let done = state
-        .engine
-        .writer()
-        .run(move |c| crate::mail::outbox::retry(c, &id, jiff::Timestamp::now()))
-        .await?;
+    let done = state.store().retry_outbox(&id).await?;
     if !done {
         return Err(AppError::new(
             StatusCode::NOT_FOUND,

@@ -57,9 +57,9 @@ pub async fn metrics(
     }
     let live = state.live.load();
     let engine = state.engine.clone();
-    let outbox = engine
-        .readers()
-        .read(crate::mail::outbox::counts)
+    let outbox = state
+        .store()
+        .outbox_counts()
         .await
         .map_err(super::error::AppError::internal)?;
     let statuses = engine

@@ -2,6 +2,7 @@
 
 pub mod invites;
 pub mod outbox;
+pub mod outbox_stored;
 pub mod pg;
 pub mod stored;
 pub mod templates;

@@ -1,11 +1,13 @@
 //! The durable outbox: mail and webhook calls are rows written in the same transaction as
 //! the event that causes them, then delivered by one worker with retries and exponential
-//! backoff. Nothing is lost: SMTP down delays mail, a crash before delivery delivers after
-//! the restart. Delivery is at least once: a crash between the server's "accepted" and our
-//! record of it sends that one mail again, with the same `Message-ID`.
+//! backoff (on PostgreSQL, one worker per replica, each delivering what it claimed; the
+//! store's side is `outbox_stored`). Nothing is lost: SMTP down delays mail, a crash before
+//! delivery delivers after the restart. Delivery is at least once: a crash between the
+//! server's "accepted" and our record of it sends that one mail again, with the same
+//! `Message-ID`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use jiff::Timestamp;
@@ -18,9 +20,7 @@ use super::transport::{Mail, SendError, Transport};
 use crate::config::Live;
 use crate::config::schema::WebhookKind;
 use crate::ids::new_id;
-use crate::store::StoreError;
-use crate::store::reader::Readers;
-use crate::store::writer::Writer;
+use crate::store::{Store, StoreError};
 use crate::webhooks;
 
 /// Attempts before an item becomes a dead letter (with the backoff capped at an hour, about
@@ -29,6 +29,13 @@ pub const MAX_ATTEMPTS: i64 = 30;
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// How long one webhook call may take.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Items taken at a time.
+const BATCH: i64 = 32;
+/// On PostgreSQL, how long a replica's claim on a batch holds others off (`Store::claim_outbox`):
+/// a replica that dies holding claims delays them by this much at most. The worker stops
+/// delivering a batch at half of it and gives the rest back, so that a slow batch (a mail
+/// server answering at its timeout) is not claimed and sent again by another replica.
+pub const LEASE: Duration = Duration::from_secs(60);
 
 /// One thing to deliver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,12 +153,17 @@ pub fn counts(conn: &Connection) -> Result<Value, StoreError> {
             r.get::<_, i64>(2)?,
         ))
     })?;
+    Ok(counts_value(rows.collect::<Result<Vec<_>, _>>()?))
+}
+
+/// `{kind: {status: n}}` from `(kind, status, n)` rows: the counts as the API shows them, on
+/// either store.
+pub(crate) fn counts_value(rows: impl IntoIterator<Item = (String, String, i64)>) -> Value {
     let mut out = json!({});
-    for row in rows {
-        let (kind, status, n) = row?;
+    for (kind, status, n) in rows {
         out[kind][status] = json!(n);
     }
-    Ok(out)
+    out
 }
 
 /// Items of one status, newest first, without their bodies' secrets (there are none).
@@ -161,20 +173,48 @@ pub fn list(conn: &Connection, status: &str, limit: i64) -> Result<Vec<Value>, S
          FROM outbox WHERE status = ?1 ORDER BY created_at DESC LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![status, limit], |r| {
-        let payload: String = r.get(2)?;
-        let item: Value = serde_json::from_str(&payload).unwrap_or(Value::Null);
-        Ok(json!({
-            "id": r.get::<_, String>(0)?,
-            "kind": r.get::<_, String>(1)?,
-            "summary": summary(&item),
-            "status": r.get::<_, String>(3)?,
-            "attempts": r.get::<_, i64>(4)?,
-            "last_error": r.get::<_, Option<String>>(5)?,
-            "created_at": r.get::<_, String>(6)?,
-            "sent_at": r.get::<_, Option<String>>(7)?,
-        }))
+        Ok(Listing {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            payload: r.get(2)?,
+            status: r.get(3)?,
+            attempts: r.get(4)?,
+            last_error: r.get(5)?,
+            created_at: r.get(6)?,
+            sent_at: r.get(7)?,
+        }
+        .value())
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A stored item as the admin API lists it, read from either store.
+pub(crate) struct Listing {
+    pub id: String,
+    pub kind: String,
+    pub payload: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub sent_at: Option<String>,
+}
+
+impl Listing {
+    /// The API's object: the payload only as its summary.
+    pub fn value(self) -> Value {
+        let item: Value = serde_json::from_str(&self.payload).unwrap_or(Value::Null);
+        json!({
+            "id": self.id,
+            "kind": self.kind,
+            "summary": summary(&item),
+            "status": self.status,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "created_at": self.created_at,
+            "sent_at": self.sent_at,
+        })
+    }
 }
 
 fn summary(item: &Value) -> Value {
@@ -204,9 +244,99 @@ impl Doorbell {
     }
 }
 
+/// An item taken to deliver: on SQLite read by the one worker, on PostgreSQL claimed by a
+/// replica's worker for a lease (`Store::claim_outbox`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub id: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+    /// The item, or why its payload cannot be read (it is then a dead letter).
+    pub item: Result<Item, String>,
+}
+
+impl Claimed {
+    pub(crate) fn decode(id: String, attempts: i64, payload: &str) -> Claimed {
+        Claimed {
+            id,
+            attempts,
+            item: serde_json::from_str(payload).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// How a delivery went, as the worker records it (`Store::record_outbox`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered; `kept` replaces the stored payload when the row must not keep what was
+    /// sent (`as_kept_once_sent`).
+    Sent { kept: Option<String> },
+    /// Failed; due again after `wait`.
+    Retry { error: String, wait: Duration },
+    /// Failed for good: a dead letter.
+    Dead { error: String },
+}
+
+/// Up to `limit` pending items due at `now_ms`, the longest due first: the SQLite worker's
+/// batch (one worker, so reading is taking).
+pub fn due(conn: &Connection, now_ms: i64, limit: i64) -> Result<Vec<Claimed>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, attempts, payload FROM outbox
+         WHERE status = 'pending' AND next_attempt_ms <= ?1
+         ORDER BY next_attempt_ms LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![now_ms, limit], |r| {
+        let payload: String = r.get(2)?;
+        Ok(Claimed::decode(r.get(0)?, r.get(1)?, &payload))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// When the earliest pending item is due (milliseconds since the epoch), if any.
+pub fn next_attempt_ms(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    Ok(conn.query_row(
+        "SELECT min(next_attempt_ms) FROM outbox WHERE status = 'pending'",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Records the delivery of `id`, its `attempts`-th, as of `now`; false when the item is
+/// gone (forgotten by an erase meanwhile).
+pub fn record(
+    conn: &Connection,
+    id: &str,
+    attempts: i64,
+    outcome: &Outcome,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let n = match outcome {
+        Outcome::Sent { kept } => conn.execute(
+            "UPDATE outbox SET status = 'sent', attempts = ?2, sent_at = ?3, last_error = NULL,
+             payload = coalesce(?4, payload)
+             WHERE id = ?1",
+            params![id, attempts, now.to_string(), kept],
+        )?,
+        Outcome::Dead { error } => conn.execute(
+            "UPDATE outbox SET status = 'dead', attempts = ?2, last_error = ?3 WHERE id = ?1",
+            params![id, attempts, error],
+        )?,
+        Outcome::Retry { error, wait } => {
+            let next = now.as_millisecond() + wait.as_millis() as i64;
+            conn.execute(
+                "UPDATE outbox SET attempts = ?2, last_error = ?3, next_attempt_ms = ?4
+                 WHERE id = ?1",
+                params![id, attempts, error, next],
+            )?
+        }
+    };
+    Ok(n == 1)
+}
+
 pub struct Worker {
-    pub readers: Readers,
-    pub writer: Writer,
+    /// Where the queue is: on SQLite this worker is the only one; on PostgreSQL every
+    /// replica runs one, and each takes items by claiming them.
+    pub store: Store,
     pub transport: Transport,
     pub from: String,
     pub live: Arc<ArcSwap<Live>>,
@@ -215,18 +345,16 @@ pub struct Worker {
     pub retry_base: Duration,
 }
 
-struct Due {
-    id: String,
-    attempts: i64,
-    item: Result<Item, String>,
-}
-
 impl Worker {
     /// Runs until the process ends.
     pub async fn run(self) {
         tracing::info!("outbox: mail goes to {}", self.transport.describe());
+        // Whose claims these are on PostgreSQL: this worker's, while it runs.
+        let claimant = new_id("outbox");
+        let leased = matches!(self.store, Store::Postgres(_));
         loop {
-            let due = match self.due().await {
+            let taken = Instant::now();
+            let due = match self.store.claim_outbox(&claimant, LEASE, BATCH).await {
                 Ok(due) => due,
                 Err(e) => {
                     tracing::error!("outbox: cannot read the queue: {e}");
@@ -234,8 +362,25 @@ impl Worker {
                 }
             };
             let idle = due.is_empty();
-            for item in due {
-                self.deliver(item).await;
+            let mut due = due.into_iter();
+            for item in due.by_ref() {
+                self.deliver(&claimant, item).await;
+                if leased && taken.elapsed() >= LEASE / 2 {
+                    break;
+                }
+            }
+            let rest: Vec<String> = due.map(|d| d.id).collect();
+            if !rest.is_empty() {
+                tracing::info!(
+                    "outbox: {} item(s) given back, the batch took {:?}",
+                    rest.len(),
+                    taken.elapsed()
+                );
+                if let Err(e) = self.store.release_outbox(&claimant, &rest).await {
+                    tracing::warn!(
+                        "outbox: cannot give claims back (they wait out the lease): {e}"
+                    );
+                }
             }
             if idle {
                 let wait = self.until_next().await;
@@ -244,47 +389,16 @@ impl Worker {
         }
     }
 
-    async fn due(&self) -> Result<Vec<Due>, StoreError> {
-        let now = Timestamp::now().as_millisecond();
-        self.readers
-            .read(move |c| {
-                let mut stmt = c.prepare_cached(
-                    "SELECT id, attempts, payload FROM outbox
-                     WHERE status = 'pending' AND next_attempt_ms <= ?1
-                     ORDER BY next_attempt_ms LIMIT 32",
-                )?;
-                let rows = stmt.query_map([now], |r| {
-                    let payload: String = r.get(2)?;
-                    Ok(Due {
-                        id: r.get(0)?,
-                        attempts: r.get(1)?,
-                        item: serde_json::from_str(&payload).map_err(|e| e.to_string()),
-                    })
-                })?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
-            .await
-    }
-
-    /// How long to sleep when nothing is due: until the next retry, at most a second.
+    /// How long to sleep when nothing is due: until the next item is, at most a second.
     async fn until_next(&self) -> Duration {
-        let next: Option<i64> = self
-            .readers
-            .read(|c| {
-                Ok(c.query_row(
-                    "SELECT min(next_attempt_ms) FROM outbox WHERE status = 'pending'",
-                    [],
-                    |r| r.get(0),
-                )?)
-            })
-            .await
-            .unwrap_or(None);
-        let now = Timestamp::now().as_millisecond();
-        let ms = next.map_or(1000, |n| (n - now).clamp(0, 1000));
-        Duration::from_millis(ms as u64)
+        const MOST: Duration = Duration::from_secs(1);
+        match self.store.outbox_next_due().await {
+            Ok(Some(wait)) => wait.min(MOST),
+            Ok(None) | Err(_) => MOST,
+        }
     }
 
-    async fn deliver(&self, due: Due) {
+    async fn deliver(&self, claimant: &str, due: Claimed) {
         let result = match &due.item {
             Err(e) => Err(SendError::Permanent(format!("unreadable outbox item: {e}"))),
             Ok(Item::Mail(mail)) => self.transport.send(&self.from, mail, &due.id).await,
@@ -299,25 +413,22 @@ impl Worker {
                     .await
             }
         };
-        let now = Timestamp::now();
-        let id = due.id.clone();
+        let id = &due.id;
         let attempts = due.attempts + 1;
-        let kept = match (&result, &due.item) {
-            (Ok(_), Ok(item)) => as_kept_once_sent(item),
-            _ => None,
-        };
-        let record = match &result {
+        let outcome = match &result {
             Ok(note) => {
                 tracing::info!("outbox: {id} delivered ({note})");
-                Outcome::Sent
+                Outcome::Sent {
+                    kept: due.item.as_ref().ok().and_then(as_kept_once_sent),
+                }
             }
             Err(SendError::Permanent(e)) => {
                 tracing::warn!("outbox: {id} failed for good: {e}");
-                Outcome::Dead(e.clone())
+                Outcome::Dead { error: e.clone() }
             }
             Err(SendError::Retry(e) | SendError::RetryAfter(e, _)) if attempts >= MAX_ATTEMPTS => {
                 tracing::warn!("outbox: {id} failed {attempts} times, giving up: {e}");
-                Outcome::Dead(e.clone())
+                Outcome::Dead { error: e.clone() }
             }
             Err(failure @ (SendError::Retry(e) | SendError::RetryAfter(e, _))) => {
                 let asked = match failure {
@@ -326,34 +437,19 @@ impl Worker {
                 };
                 let wait = backoff(self.retry_base, attempts).max(asked);
                 tracing::warn!("outbox: {id} failed (attempt {attempts}), again in {wait:?}: {e}");
-                Outcome::Retry(e.clone(), now.as_millisecond() + wait.as_millis() as i64)
+                Outcome::Retry {
+                    error: e.clone(),
+                    wait,
+                }
             }
         };
-        let written = self
-            .writer
-            .run(move |c| {
-                match record {
-                    Outcome::Sent => c.execute(
-                        "UPDATE outbox SET status = 'sent', attempts = ?2, sent_at = ?3, last_error = NULL,
-                         payload = coalesce(?4, payload)
-                         WHERE id = ?1",
-                        params![id, attempts, now.to_string(), kept],
-                    )?,
-                    Outcome::Dead(e) => c.execute(
-                        "UPDATE outbox SET status = 'dead', attempts = ?2, last_error = ?3 WHERE id = ?1",
-                        params![id, attempts, e],
-                    )?,
-                    Outcome::Retry(e, next) => c.execute(
-                        "UPDATE outbox SET attempts = ?2, last_error = ?3, next_attempt_ms = ?4
-                         WHERE id = ?1",
-                        params![id, attempts, e, next],
-                    )?,
-                };
-                Ok(())
-            })
-            .await;
-        if let Err(e) = written {
-            tracing::error!("outbox: cannot record the delivery of {}: {e}", due.id);
+        match self.store.record_outbox(claimant, &due, &outcome).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "outbox: the delivery of {id} is not recorded: the item was erased meanwhile, or \
+                 its claim ran out and another replica holds it now"
+            ),
+            Err(e) => tracing::error!("outbox: cannot record the delivery of {id}: {e}"),
         }
     }
 
@@ -432,12 +528,6 @@ fn as_kept_once_sent(item: &Item) -> Option<String> {
         }
         _ => None,
     }
-}
-
-enum Outcome {
-    Sent,
-    Dead(String),
-    Retry(String, i64),
 }
 
 #[cfg(test)]

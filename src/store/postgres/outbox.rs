@@ -95,6 +95,11 @@ pub async fn claim(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Sent,
+    /// Sent, and what the row keeps of it is `payload` rather than what was sent (an
+    /// invitation's set-password link must not stay in the database once mailed).
+    SentKeeping {
+        payload: String,
+    },
     /// Failed; try again after the wait.
     Retry {
         error: String,
@@ -125,6 +130,14 @@ pub async fn record(
                     &[&id, &replica],
                 )
                 .await?,
+            Outcome::SentKeeping { payload } => client
+                .execute(
+                    "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = now(),
+                         last_error = NULL, leased_by = NULL, lease_until = NULL, payload = $3
+                     WHERE id = $1 AND leased_by = $2 AND status = 'pending'",
+                    &[&id, &replica, payload],
+                )
+                .await?,
             Outcome::Retry { error, after } => {
                 let after_ms = millis(*after);
                 client
@@ -147,5 +160,118 @@ pub async fn record(
                 )
                 .await?,
         };
+    Ok(n == 1)
+}
+
+/// Gives back the claims `replica` holds on `ids` without a delivery (a batch it stopped
+/// short of, so that its rest need not wait for the lease); answers how many it held.
+pub async fn release(
+    client: &impl GenericClient,
+    ids: &[String],
+    replica: &str,
+) -> Result<u64, PgError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    Ok(client
+        .execute(
+            "UPDATE outbox SET leased_by = NULL, lease_until = NULL
+             WHERE id = ANY($1) AND leased_by = $2 AND status = 'pending'",
+            &[&ids, &replica],
+        )
+        .await?)
+}
+
+/// How long until some pending item can be claimed: its next attempt is due and no lease
+/// holds it (zero when one can be now); `None` when nothing is pending. On the database's
+/// clock, as `claim`.
+pub async fn next_due_in(client: &impl GenericClient) -> Result<Option<Duration>, PgError> {
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT min(greatest(
+                     next_attempt_ms,
+                     coalesce((extract(epoch FROM lease_until) * 1000)::bigint, 0)
+                 )) - {NOW_MS}
+                 FROM outbox WHERE status = 'pending'"
+            ),
+            &[],
+        )
+        .await?;
+    let ms: Option<i64> = row.get(0);
+    Ok(ms.map(|ms| Duration::from_millis(ms.max(0) as u64)))
+}
+
+/// How many items there are of each kind and status, as `(kind, status, count)`.
+pub async fn counts(client: &impl GenericClient) -> Result<Vec<(String, String, i64)>, PgError> {
+    let rows = client
+        .query(
+            "SELECT kind, status, count(*) FROM outbox GROUP BY kind, status",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+/// An item as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub id: String,
+    pub kind: String,
+    pub payload: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: jiff::Timestamp,
+    pub sent_at: Option<jiff::Timestamp>,
+}
+
+/// At most `limit` items of `status`, newest first.
+pub async fn list(
+    client: &impl GenericClient,
+    status: &str,
+    limit: i64,
+) -> Result<Vec<Listed>, PgError> {
+    let rows = client
+        .query(
+            "SELECT id, kind, payload, status, attempts::bigint, last_error,
+                    (extract(epoch FROM created_at) * 1000000)::bigint,
+                    (extract(epoch FROM sent_at) * 1000000)::bigint
+             FROM outbox WHERE status = $1 ORDER BY created_at DESC LIMIT $2",
+            &[&status, &limit],
+        )
+        .await?;
+    let time = |us: i64| jiff::Timestamp::from_microsecond(us).unwrap_or_default();
+    Ok(rows
+        .iter()
+        .map(|r| Listed {
+            id: r.get(0),
+            kind: r.get(1),
+            payload: r.get(2),
+            status: r.get(3),
+            attempts: r.get(4),
+            last_error: r.get(5),
+            created_at: time(r.get(6)),
+            sent_at: r.get::<_, Option<i64>>(7).map(time),
+        })
+        .collect())
+}
+
+/// Puts the dead letter `id` back in the queue, due now, its attempts counted from zero;
+/// false when there is no dead letter of that id.
+pub async fn retry(client: &impl GenericClient, id: &str) -> Result<bool, PgError> {
+    let n = client
+        .execute(
+            &format!(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_ms = {NOW_MS},
+                     leased_by = NULL, lease_until = NULL
+                 WHERE id = $1 AND status = 'dead'"
+            ),
+            &[&id],
+        )
+        .await?;
     Ok(n == 1)
 }

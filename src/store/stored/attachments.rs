@@ -106,7 +106,8 @@ impl Store {
 pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Sweeps now and every [`SWEEP_EVERY`], for as long as something else keeps the store
-/// open (the task alone does not: on SQLite it holds the writer weakly, as before).
+/// open: the task holds SQLite's writer (or PostgreSQL's pool) weakly, as it held the
+/// writer before.
 pub fn sweep_every(store: &Store, data_dir: PathBuf) -> impl Future<Output = ()> + Send + 'static {
     let watched = Watched::of(store);
     async move {
@@ -126,7 +127,9 @@ pub fn sweep_every(store: &Store, data_dir: PathBuf) -> impl Future<Output = ()>
     }
 }
 
-/// A store held without keeping it open.
+/// A store held without keeping its writer (SQLite) or its pool (PostgreSQL) alive. SQLite's
+/// readers are held, with the idle connections they keep: the sweep only writes, but the
+/// store it is handed has both.
 enum Watched {
     Sqlite(WeakWriter, Readers),
     Postgres(Weak<PgStore>),

@@ -96,8 +96,8 @@ impl AppState {
             settings.limits.visitors_online,
             settings.limits.pageview_retention,
         );
-        tokio::spawn(store::attachments::sweep_every(
-            engine.writer().downgrade(),
+        tokio::spawn(store::stored::attachments::sweep_every(
+            engine.store(),
             settings.data_dir.clone(),
         ));
         tokio::spawn(store::health::watch(

@@ -61,14 +61,10 @@ impl Engine {
 
 /// The declared fields of a visitor with their values, read from the store.
 pub async fn of_visitor(
-    readers: &crate::store::reader::Readers,
-    visitor_id: String,
-    fields: Vec<ContactField>,
+    store: &crate::store::Store,
+    visitor_id: &str,
+    fields: &[ContactField],
 ) -> Result<Value, crate::store::StoreError> {
-    readers
-        .read(move |c| {
-            let values = crate::store::contacts::of_visitor(c, &visitor_id)?;
-            Ok(view(&fields, &values))
-        })
-        .await
+    let values = store.contact_values(visitor_id).await?;
+    Ok(view(fields, &values))
 }

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::*;
-use crate::store::pageviews::{self, NewPageView};
+use crate::store::pageviews::NewPageView;
 
 /// A visitor counts as online this long after their last sign of life (a page view, their
 /// widget's socket opening or closing), and for as long as their widget's socket is open.
@@ -178,11 +178,7 @@ impl Engine {
     pub async fn sweep_pageviews(&self, keep: Duration) -> Result<(usize, usize), EngineError> {
         let cutoff = Timestamp::now() - jiff::SignedDuration::try_from(keep).unwrap_or_default();
         let cutoff = persist::stamp(cutoff);
-        let swept = self
-            .inner
-            .writer
-            .run(move |c| pageviews::sweep(c, &cutoff))
-            .await?;
+        let swept = self.inner.store.sweep_pageviews(&cutoff).await?;
         for id in &swept.visitor_ids {
             self.forget_visitor(id);
             self.leave_live(id);
@@ -224,43 +220,26 @@ impl Engine {
             }
         };
         let created = new_hash.is_some();
-        {
-            let (id, bot) = (visitor.id.clone(), visitor.bot.clone());
-            let (url, title, referrer) =
-                (view.url.clone(), view.title.clone(), view.referrer.clone());
-            let (language, country) = (view.language.clone(), view.country.clone());
-            self.inner
-                .writer
-                .run(move |c| {
-                    if let Some(token_hash) = &new_hash {
-                        persist::insert_visitor(
-                            c,
-                            &persist::NewVisitor {
-                                id: &id,
-                                token_hash,
-                                bot: &bot,
-                                name: None,
-                                email: None,
-                                language: language.as_deref(),
-                                country: country.as_deref(),
-                                ip: None,
-                            },
-                            now,
-                        )?;
-                    }
-                    pageviews::insert(
-                        c,
-                        &NewPageView {
-                            visitor_id: &id,
-                            url: &url,
-                            title: title.as_deref(),
-                            referrer: referrer.as_deref(),
-                        },
-                        &persist::stamp(now),
-                    )
-                })
-                .await?;
-        }
+        let new_visitor = new_hash.as_deref().map(|token_hash| persist::NewVisitor {
+            id: &visitor.id,
+            token_hash,
+            bot: &visitor.bot,
+            name: None,
+            email: None,
+            language: view.language.as_deref(),
+            country: view.country.as_deref(),
+            ip: None,
+        });
+        let stored = NewPageView {
+            visitor_id: &visitor.id,
+            url: &view.url,
+            title: view.title.as_deref(),
+            referrer: view.referrer.as_deref(),
+        };
+        self.inner
+            .store
+            .record_page_view(new_visitor.as_ref(), &stored, &persist::stamp(now))
+            .await?;
         let conversation_id = if created {
             None
         } else {

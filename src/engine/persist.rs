@@ -429,28 +429,14 @@ pub fn latest_conversation_of(
         .optional()?)
 }
 
-pub struct NewVisitor<'a> {
-    pub id: &'a str,
-    pub token_hash: &'a str,
-    pub bot: &'a str,
-    pub name: Option<&'a str>,
-    pub email: Option<&'a str>,
-    pub language: Option<&'a str>,
-    pub country: Option<&'a str>,
-    pub ip: Option<&'a str>,
-}
+pub use crate::store::visitors::NewVisitor;
 
 pub fn insert_visitor(
     conn: &Connection,
     v: &NewVisitor<'_>,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO visitors (id, token_hash, bot, name, email, language, country, ip, created_at, last_seen_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-        params![v.id, v.token_hash, v.bot, v.name, v.email, v.language, v.country, v.ip, stamp(now)],
-    )?;
-    Ok(())
+    crate::store::visitors::insert(conn, v, &stamp(now))
 }
 
 /// A message written earlier with this client id: (message id, seq). Exact: it reads the

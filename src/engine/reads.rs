@@ -3,7 +3,7 @@
 //! away loads the counts with the list).
 
 use super::*;
-use crate::store::reads::{self, Mark};
+use crate::store::reads::Mark;
 
 impl Engine {
     /// Marks `conversation_id` read by `agent` up to `seq` (see `store::reads::set_mark`),
@@ -16,11 +16,10 @@ impl Engine {
     ) -> Result<Mark, EngineError> {
         let conv = self.agent_may_see(agent, conversation_id).await?;
         let at = Timestamp::now();
-        let (email, id, stamp) = (agent.email.clone(), conv.id.clone(), persist::stamp(at));
         let mark = self
             .inner
-            .writer
-            .run(move |c| reads::set_mark(c, &email, &id, seq, &stamp))
+            .store
+            .set_mark(&agent.email, &conv.id, seq, &persist::stamp(at))
             .await?;
         let json = json!({
             "type": "conversation.read",
@@ -42,11 +41,6 @@ impl Engine {
 
     /// The agent's unread count of a conversation.
     pub async fn unread(&self, agent: &str, conversation_id: &str) -> Result<i64, EngineError> {
-        let (email, id) = (agent.to_string(), conversation_id.to_string());
-        Ok(self
-            .inner
-            .readers
-            .read(move |c| reads::unread(c, &email, &id))
-            .await?)
+        Ok(self.inner.store.unread(agent, conversation_id).await?)
     }
 }

@@ -39,11 +39,7 @@ impl Engine {
         // A returning visitor's contact fields come along, so that this conversation's
         // alerts tell them too (the store's rows stay the truth for details and exports).
         let known_contact = if token_hash.is_none() {
-            let vid = visitor_id.clone();
-            self.inner
-                .readers
-                .read(move |c| crate::store::contacts::of_visitor(c, &vid))
-                .await?
+            self.inner.store.contact_values(&visitor_id).await?
         } else {
             Default::default()
         };

@@ -236,10 +236,9 @@ pub async fn set_contact(
     let outcome = state.engine.set_contact(&me, &id, req.fields).await?;
     let conv = state.engine.agent_may_see(&me, &id).await?;
     let fields = contact_fields(&state, &conv.bot);
-    let contact =
-        crate::engine::contacts::of_visitor(state.engine.readers(), conv.visitor_id, fields)
-            .await
-            .map_err(AppError::internal)?;
+    let contact = crate::engine::contacts::of_visitor(state.store(), &conv.visitor_id, &fields)
+        .await
+        .map_err(AppError::internal)?;
     Ok(Json(json!({
         "conversation_id": id,
         "seq": outcome.seq,

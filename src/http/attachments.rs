@@ -174,13 +174,13 @@ async fn receive(
             conversation,
         } => (None, Some(email), conversation),
     };
-    let (conv, v, a) = (
-        conversation.clone(),
-        visitor_id.clone(),
-        agent_email.clone(),
-    );
     let used = state
-        .read(move |c| files::conversation_bytes(c, Some(&conv), v.as_deref(), a.as_deref()))
+        .store()
+        .attachment_bytes(
+            Some(&conversation),
+            visitor_id.as_deref(),
+            agent_email.as_deref(),
+        )
         .await?;
     let limit = rules.conversation_total.get();
     if used.saturating_add(declared.unwrap_or(0)) > limit {
@@ -285,13 +285,9 @@ async fn receive(
         preview: preview.map(str::to_string),
         duration_ms,
     };
-    let mut job = row;
-    let new_preview = preview_temp.0.clone();
     let row = state
-        .write(move |c| {
-            files::insert(c, &mut job, &data_dir, &path, new_preview.as_deref())?;
-            Ok::<_, crate::store::StoreError>(job)
-        })
+        .store()
+        .record_upload(row, &data_dir, &path, preview_temp.0.as_deref())
         .await?;
     // In place (or removed, when the content was stored already): nothing to clean up.
     temp.0 = None;
@@ -346,8 +342,7 @@ pub async fn for_message(
     }
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        let key = id.clone();
-        let row = state.read(move |c| files::get(c, &key)).await?;
+        let row = state.store().attachment(&id).await?;
         let mine = row.as_ref().is_some_and(|a| match &sender {
             Sender::Visitor(visitor) => a.visitor_id.as_deref() == Some(*visitor),
             Sender::Agent(conversation) => a.conversation_id.as_deref() == Some(*conversation),
@@ -484,11 +479,7 @@ async fn allowed(
     request: Request,
 ) -> Result<(axum::http::request::Parts, Stored), AppError> {
     let (mut parts, _) = request.into_parts();
-    let key = id.clone();
-    let a = state
-        .read(move |c| files::get(c, &key))
-        .await?
-        .ok_or_else(not_found)?;
+    let a = state.store().attachment(&id).await?.ok_or_else(not_found)?;
     let mut allowed = signed_ok(&a.id, q);
     if !allowed && let Some(token) = crate::auth::bearer(&parts.headers) {
         allowed = visitor_may_see(state, token, &a).await;
@@ -518,11 +509,7 @@ pub async fn visitor_link(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<LinkQuery>,
 ) -> Result<Json<Value>, AppError> {
-    let key = id.clone();
-    let a = state
-        .read(move |c| files::get(c, &key))
-        .await?
-        .ok_or_else(not_found)?;
+    let a = state.store().attachment(&id).await?.ok_or_else(not_found)?;
     let token = crate::auth::bearer(&headers).unwrap_or("");
     if !visitor_may_see(&state, token, &a).await {
         return Err(not_found());

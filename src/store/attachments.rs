@@ -411,29 +411,6 @@ pub fn remove_files(data_dir: &Path, shas: &[String]) -> usize {
     removed
 }
 
-/// How often [`sweep_every`] sweeps.
-pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// Sweeps now and every [`SWEEP_EVERY`], while the writer lives.
-pub async fn sweep_every(writer: super::writer::WeakWriter, data_dir: PathBuf) {
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
-    loop {
-        tick.tick().await;
-        let Some(writer) = writer.upgrade() else {
-            return;
-        };
-        let dir = data_dir.clone();
-        let swept = writer
-            .run(move |c| sweep(c, &dir, jiff::Timestamp::now().as_millisecond()))
-            .await;
-        match swept {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "attachments swept"),
-            Err(e) => tracing::warn!(error = %e, "cannot sweep attachments"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

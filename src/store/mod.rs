@@ -19,6 +19,8 @@ pub mod reader;
 pub mod reads;
 pub mod revisions;
 pub mod search;
+pub mod stored;
+pub mod visitors;
 pub mod writer;
 
 use std::fs;

@@ -27,6 +27,7 @@ pub mod reads;
 pub mod revisions;
 pub mod tailer;
 pub mod timers;
+pub mod visitors;
 
 use std::time::Duration;
 

@@ -275,3 +275,57 @@ pub async fn retry(client: &impl GenericClient, id: &str) -> Result<bool, PgErro
         .await?;
     Ok(n == 1)
 }
+
+/// Deletes every item about the given conversations (a body that names one of their ids)
+/// and every mail to `email`, as `mail::outbox::forget`; answers their ids. Part of an
+/// erase's transaction. An item a replica holds claimed is deleted too: its worker's record
+/// then finds no row, and the mail it may be sending is the last copy (its file is removed
+/// by the erase, as on SQLite).
+pub async fn forget(
+    tx: &impl GenericClient,
+    conversation_ids: &[String],
+    email: Option<&str>,
+) -> Result<Vec<String>, PgError> {
+    let mut ids: Vec<String> = Vec::new();
+    if !conversation_ids.is_empty() {
+        let rows = tx
+            .query(
+                "DELETE FROM outbox WHERE EXISTS
+                   (SELECT 1 FROM unnest($1::text[]) AS c (id) WHERE strpos(payload, c.id) > 0)
+                 RETURNING id",
+                &[&conversation_ids],
+            )
+            .await?;
+        ids.extend(rows.iter().map(|r| r.get::<_, String>(0)));
+    }
+    if let Some(email) = email.filter(|e| !e.is_empty()) {
+        let rows = tx
+            .query(
+                "DELETE FROM outbox WHERE kind = 'mail' AND EXISTS
+                   (SELECT 1 FROM json_array_elements_text(payload::json -> 'to') AS t (value)
+                    WHERE lower(t.value) = lower($1))
+                 RETURNING id",
+                &[&email],
+            )
+            .await?;
+        ids.extend(rows.iter().map(|r| r.get::<_, String>(0)));
+    }
+    Ok(ids)
+}
+
+/// Deletes the items delivered (or given up on) that were queued before `cutoff`, as
+/// `mail::outbox::forget_settled_before`; answers their ids.
+pub async fn forget_settled_before(
+    tx: &impl GenericClient,
+    cutoff: jiff::Timestamp,
+) -> Result<Vec<String>, PgError> {
+    let rows = tx
+        .query(
+            "DELETE FROM outbox WHERE status IN ('sent', 'dead')
+               AND created_at < to_timestamp($1::bigint / 1000.0)
+             RETURNING id",
+            &[&cutoff.as_millisecond()],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

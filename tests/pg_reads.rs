@@ -1,7 +1,7 @@
 //! The console's read models on both stores (#17): the conversation list (each filter and
-//! the search), a conversation's details, its transcript and the conversations export are
-//! read from a SQLite store and from a real PostgreSQL holding the same rows, and must
-//! answer alike. The SQLite answers are also checked against what the rows say, so that
+//! the search), a conversation's details, its transcript, the conversations export and
+//! `/metrics`' conversations by status are read from a SQLite store and from a real
+//! PostgreSQL holding the same rows, and must answer alike. The SQLite answers are also checked against what the rows say, so that
 //! two stores agreeing on nothing cannot pass.
 
 mod common;
@@ -580,6 +580,8 @@ async fn answers(store: &Store, bundle: &Bundle, convs: &[Conv]) -> Vec<(String,
         .unwrap();
         out.push((format!("export {name}"), csv.into()));
     }
+    let statuses = store.conversations_by_status().await.unwrap();
+    out.push(("by status".into(), serde_json::json!(statuses)));
     out
 }
 
@@ -689,6 +691,11 @@ async fn console_reads_answer_alike_on_both_stores() {
             .lines()
             .count(),
         1
+    );
+
+    assert_eq!(
+        sqlite_answer("by status"),
+        &serde_json::json!([["bot", 1], ["chatting", 1], ["new", 3], ["resolved", 1]])
     );
 
     for ((name, a), (_, b)) in on_sqlite.iter().zip(&on_postgres) {

@@ -244,6 +244,36 @@ pub async fn last_seq(store: &Store) -> Result<i64, StoreError> {
     }
 }
 
+impl Store {
+    /// How many conversations there are of each status (`/metrics`), by status; on
+    /// PostgreSQL ordered bytewise, as SQLite's grouping gives them.
+    pub async fn conversations_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        match self {
+            Store::Sqlite(db) => {
+                db.read(|c| {
+                    let mut stmt =
+                        c.prepare("SELECT status, count(*) FROM conversations GROUP BY status")?;
+                    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await
+            }
+            Store::Postgres(pg) => Ok(client(pg)
+                .await?
+                .query(
+                    "SELECT status, count(*) FROM conversations
+                     GROUP BY status ORDER BY status COLLATE \"C\"",
+                    &[],
+                )
+                .await
+                .map_err(PgError::from)?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()),
+        }
+    }
+}
+
 /// Filters of the conversation list.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {

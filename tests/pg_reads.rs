@@ -1,7 +1,9 @@
 //! The console's read models on both stores (#17): the conversation list (each filter and
-//! the search), a conversation's details, its transcript, the conversations export and
-//! `/metrics`' conversations by status are read from a SQLite store and from a real
-//! PostgreSQL holding the same rows, and must answer alike. The SQLite answers are also checked against what the rows say, so that
+//! the search), a conversation's details, its transcript, the conversations export,
+//! `/metrics`' conversations by status and the engine's lookups (a conversation's state,
+//! a visitor's token and latest conversation, a message by its client id, the visitor's
+//! last lines) are read from a SQLite store and from a real PostgreSQL holding the same
+//! rows, and must answer alike. The SQLite answers are also checked against what the rows say, so that
 //! two stores agreeing on nothing cannot pass.
 
 mod common;
@@ -222,6 +224,9 @@ fn events() -> Vec<Ev> {
     ]
 }
 
+/// The id a client gave its message, and that message's seq (m7, in c2).
+const CLIENT_ID: (&str, i64) = ("k-7", 12);
+
 /// Files: (id, name, conversation, message, position).
 const FILES: [(&str, &str, &str, &str, i64); 3] = [
     ("f1", "prices.pdf", "c2", "m6", 0),
@@ -304,6 +309,10 @@ async fn fill(store: &Store, log: Option<&LogWriter>, convs: Vec<Conv>) {
                         rusqlite::params![conv, bot, kind, stamp(20), visible, data],
                     )?;
                 }
+                c.execute(
+                    "UPDATE events SET client_id = ?1 WHERE seq = ?2",
+                    rusqlite::params![CLIENT_ID.0, CLIENT_ID.1],
+                )?;
                 for (id, name, conv, message, position) in FILES {
                     c.execute(
                         "INSERT INTO attachments (id, sha256, name, type, size, bot, conversation_id,
@@ -398,6 +407,13 @@ async fn fill(store: &Store, log: Option<&LogWriter>, convs: Vec<Conv>) {
                 .await
                 .unwrap();
             }
+            client
+                .execute(
+                    "UPDATE events SET client_id = $1 WHERE seq = $2",
+                    &[&CLIENT_ID.0, &CLIENT_ID.1],
+                )
+                .await
+                .unwrap();
             for (id, name, conv, message, position) in FILES {
                 client
                     .execute(
@@ -580,6 +596,32 @@ async fn answers(store: &Store, bundle: &Bundle, convs: &[Conv]) -> Vec<(String,
         .unwrap();
         out.push((format!("export {name}"), csv.into()));
     }
+    for conv in convs {
+        let id = &conv.state.id;
+        let state = store.load_conversation(id).await.unwrap();
+        out.push((format!("load {id}"), serde_json::json!(state)));
+        let lines = store.last_visitor_lines(id, 5).await.unwrap();
+        out.push((format!("lines {id}"), serde_json::json!(lines)));
+    }
+    let lines = store.last_visitor_lines("c1", 1).await.unwrap();
+    out.push(("lines c1 1".into(), serde_json::json!(lines)));
+    let lines = store.last_visitor_lines("c2", 0).await.unwrap();
+    out.push(("lines c2 0".into(), serde_json::json!(lines)));
+    let missing = store.load_conversation("c9").await.unwrap();
+    out.push(("load c9".into(), serde_json::json!(missing)));
+    for visitor in ["v1", "v2", "v3", "v9"] {
+        let latest = store.latest_conversation_of(visitor).await.unwrap();
+        out.push((format!("latest of {visitor}"), serde_json::json!(latest)));
+        let found = store.visitor_by_token(visitor).await.unwrap();
+        out.push((format!("token {visitor}"), serde_json::json!(found)));
+    }
+    for (conv, client_id) in [("c2", CLIENT_ID.0), ("c1", CLIENT_ID.0), ("c2", "k-other")] {
+        let found = store.message_by_client_id(conv, client_id).await.unwrap();
+        out.push((
+            format!("client id {conv} {client_id}"),
+            serde_json::json!(found),
+        ));
+    }
     let statuses = store.conversations_by_status().await.unwrap();
     out.push(("by status".into(), serde_json::json!(statuses)));
     out
@@ -697,6 +739,33 @@ async fn console_reads_answer_alike_on_both_stores() {
         sqlite_answer("by status"),
         &serde_json::json!([["bot", 1], ["chatting", 1], ["new", 3], ["resolved", 1]])
     );
+
+    // The engine's lookups.
+    assert_eq!(sqlite_answer("load c2")["assignee"], ANA);
+    assert_eq!(sqlite_answer("load c9"), &Value::Null);
+    assert_eq!(
+        sqlite_answer("lines c2"),
+        &serde_json::json!(["Pricing for teams?", "Thanks!"])
+    );
+    assert_eq!(
+        sqlite_answer("lines c1 1"),
+        &serde_json::json!(["My order is late"])
+    );
+    assert_eq!(sqlite_answer("lines c2 0"), &serde_json::json!([]));
+    assert_eq!(sqlite_answer("lines c5"), &serde_json::json!([]));
+    assert_eq!(sqlite_answer("latest of v1"), "c1");
+    assert_eq!(sqlite_answer("latest of v2"), "c5");
+    assert_eq!(sqlite_answer("latest of v9"), &Value::Null);
+    assert_eq!(
+        sqlite_answer("token v3"),
+        &serde_json::json!(["v3", "support"])
+    );
+    assert_eq!(sqlite_answer("token v9"), &Value::Null);
+    assert_eq!(
+        sqlite_answer("client id c2 k-7"),
+        &serde_json::json!(["m7", 12])
+    );
+    assert_eq!(sqlite_answer("client id c1 k-7"), &Value::Null);
 
     for ((name, a), (_, b)) in on_sqlite.iter().zip(&on_postgres) {
         assert_eq!(a, b, "{name} differs");

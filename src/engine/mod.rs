@@ -405,8 +405,8 @@ impl Engine {
         }
         let key = id.to_string();
         self.inner
-            .readers
-            .read(move |c| persist::load_conversation(c, &key))
+            .store
+            .load_conversation(&key)
             .await?
             .ok_or(EngineError::NotFound)
     }
@@ -422,8 +422,8 @@ impl Engine {
         let key = id.to_string();
         let loaded = self
             .inner
-            .readers
-            .read(move |c| persist::load_conversation(c, &key))
+            .store
+            .load_conversation(&key)
             .await?
             .ok_or(EngineError::NotFound)?;
         let mut convs = self.convs();
@@ -517,11 +517,7 @@ impl Engine {
             Err(rejected) => {
                 if let Some(cid) = client_id.clone() {
                     let key = conv.id.clone();
-                    let earlier = self
-                        .inner
-                        .readers
-                        .read(move |c| persist::message_by_client_id(c, &key, &cid))
-                        .await?;
+                    let earlier = self.inner.store.message_by_client_id(&key, &cid).await?;
                     if let Some((message_id, seq)) = earlier {
                         return Ok(Outcome::earlier(message_id, seq));
                     }
@@ -667,10 +663,7 @@ impl Engine {
         }
         let lines = if wants_lines {
             let id = conv.id.clone();
-            self.inner
-                .readers
-                .read(move |c| persist::last_visitor_lines(c, &id, 5))
-                .await?
+            self.inner.store.last_visitor_lines(&id, 5).await?
         } else {
             Vec::new()
         };

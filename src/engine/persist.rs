@@ -11,11 +11,13 @@ use super::wire;
 use crate::chat::conversation::{Conversation, Event, EventData, EventKind};
 use crate::hub::Frame;
 use crate::mail::outbox::{self, Item};
-use crate::store::StoreError;
+use crate::store::handle::client;
+use crate::store::postgres::PgError;
 use crate::store::postgres::conversations::{ConversationRow, Guard};
 use crate::store::postgres::effects::{Effect, FormRow};
 use crate::store::postgres::log::{NewEvent, Transition};
 use crate::store::postgres::outbox::NewItem;
+use crate::store::{Store, StoreError};
 
 /// A transition made ready for the writer: everything encoded beforehand, on the caller's
 /// thread, so the writer's time (which every write waits for) goes to SQL alone.
@@ -597,6 +599,138 @@ pub fn last_visitor_lines(
     }
     lines.reverse();
     Ok(lines)
+}
+
+/// The lookups above as reads of either store (#17). The SQLite arm runs the function of
+/// the same name on a reader; the PostgreSQL arm reads the same rows, a conversation's
+/// messages from `events` by its index on `(conversation_id, seq)`.
+impl Store {
+    /// [`load_conversation`]: a conversation's state, if it exists.
+    pub async fn load_conversation(&self, id: &str) -> Result<Option<Conversation>, StoreError> {
+        match self {
+            Store::Sqlite(db) => {
+                let id = id.to_string();
+                db.read(move |c| load_conversation(c, &id)).await
+            }
+            Store::Postgres(pg) => client(pg)
+                .await?
+                .query_opt("SELECT state FROM conversations WHERE id = $1", &[&id])
+                .await
+                .map_err(PgError::from)?
+                .map(|r| {
+                    serde_json::from_str(r.get(0)).map_err(|e| StoreError::Corrupt(e.to_string()))
+                })
+                .transpose(),
+        }
+    }
+
+    /// [`visitor_by_token`]: (visitor id, bot) of a token's hash.
+    pub async fn visitor_by_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        match self {
+            Store::Sqlite(db) => {
+                let key = token_hash.to_string();
+                db.read(move |c| visitor_by_token(c, &key)).await
+            }
+            Store::Postgres(pg) => Ok(client(pg)
+                .await?
+                .query_opt(
+                    "SELECT id, bot FROM visitors WHERE token_hash = $1",
+                    &[&token_hash],
+                )
+                .await
+                .map_err(PgError::from)?
+                .map(|r| (r.get(0), r.get(1)))),
+        }
+    }
+
+    /// [`latest_conversation_of`]: the visitor's most recent conversation. On PostgreSQL,
+    /// of two opened at the same instant the greater id (SQLite: the one written last,
+    /// an order PostgreSQL does not keep).
+    pub async fn latest_conversation_of(
+        &self,
+        visitor_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        match self {
+            Store::Sqlite(db) => {
+                let id = visitor_id.to_string();
+                db.read(move |c| latest_conversation_of(c, &id)).await
+            }
+            Store::Postgres(pg) => Ok(client(pg)
+                .await?
+                .query_opt(
+                    "SELECT id FROM conversations WHERE visitor_id = $1
+                     ORDER BY created_at COLLATE \"C\" DESC, id COLLATE \"C\" DESC LIMIT 1",
+                    &[&visitor_id],
+                )
+                .await
+                .map_err(PgError::from)?
+                .map(|r| r.get(0))),
+        }
+    }
+
+    /// [`message_by_client_id`]: (message id, seq) of the message a client sent with this
+    /// id in the conversation.
+    pub async fn message_by_client_id(
+        &self,
+        conversation_id: &str,
+        client_id: &str,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        match self {
+            Store::Sqlite(db) => {
+                let (key, cid) = (conversation_id.to_string(), client_id.to_string());
+                db.read(move |c| message_by_client_id(c, &key, &cid)).await
+            }
+            Store::Postgres(pg) => {
+                let row = client(pg)
+                    .await?
+                    .query_opt(
+                        "SELECT data::json ->> 'message_id', seq FROM events
+                         WHERE conversation_id = $1 AND client_id = $2
+                           AND type IN ('message.created', 'note.created')
+                         ORDER BY seq LIMIT 1",
+                        &[&conversation_id, &client_id],
+                    )
+                    .await
+                    .map_err(PgError::from)?;
+                match row {
+                    Some(r) => Ok(Some((r.try_get(0).map_err(PgError::from)?, r.get(1)))),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// [`last_visitor_lines`]: the text of the visitor's last `n` messages, oldest first.
+    pub async fn last_visitor_lines(
+        &self,
+        conversation_id: &str,
+        n: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Sqlite(db) => {
+                let id = conversation_id.to_string();
+                db.read(move |c| last_visitor_lines(c, &id, n)).await
+            }
+            Store::Postgres(pg) => {
+                let rows = client(pg)
+                    .await?
+                    .query(
+                        "SELECT data::json ->> 'text' FROM events
+                         WHERE conversation_id = $1 AND type = 'message.created'
+                           AND data::json ->> 'author' = 'visitor'
+                           AND json_typeof(data::json -> 'text') = 'string'
+                         ORDER BY seq DESC LIMIT greatest($2::bigint, 0)",
+                        &[&conversation_id, &n],
+                    )
+                    .await
+                    .map_err(PgError::from)?;
+                Ok(rows.iter().rev().map(|r| r.get(0)).collect())
+            }
+        }
+    }
 }
 
 /// An offline form sent outside any conversation (the no-JavaScript contact page).

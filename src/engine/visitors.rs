@@ -148,11 +148,7 @@ impl Engine {
             return Ok(Resume::Stranger);
         }
         let id = visitor.id.clone();
-        let latest = self
-            .inner
-            .readers
-            .read(move |c| persist::latest_conversation_of(c, &id))
-            .await?;
+        let latest = self.inner.store.latest_conversation_of(&id).await?;
         let Some(conversation_id) = latest else {
             return Ok(Resume::Over(visitor));
         };
@@ -187,8 +183,8 @@ impl Engine {
         let key = hash.clone();
         let visitor = self
             .inner
-            .readers
-            .read(move |c| persist::visitor_by_token(c, &key))
+            .store
+            .visitor_by_token(&key)
             .await?
             .map(|(id, bot)| VisitorRef { id, bot })
             .ok_or(EngineError::BadToken)?;
@@ -208,8 +204,8 @@ impl Engine {
         let id = visitor.id.clone();
         let current = self
             .inner
-            .readers
-            .read(move |c| persist::latest_conversation_of(c, &id))
+            .store
+            .latest_conversation_of(&id)
             .await?
             .ok_or(EngineError::NotFound)?;
         self.known()

@@ -146,14 +146,9 @@ pub async fn list(
     let last_seq = queries::last_seq(state.store())
         .await
         .map_err(AppError::internal)?;
-    if q.q.as_deref().is_some_and(|q| !q.trim().is_empty())
-        && state.read(crate::store::search::behind).await?
-    {
-        // The newest messages may not be in the search index yet: the writer adds them.
-        state.write(crate::store::search::catch_up).await?;
-    }
+    // On SQLite the search index first takes in the newest messages (`queries::list`).
     let list = queries::list(
-        state.engine.readers(),
+        state.store(),
         bots,
         ListFilter {
             status: q.status,
@@ -198,7 +193,7 @@ pub async fn details(
     let conv = state.engine.agent_may_see(&agent_ref(&agent), &id).await?;
     let unread = state.engine.unread(&agent.email, &conv.id).await?;
     let fields = contact_fields(&state, &conv.bot);
-    let mut details = queries::details(state.engine.readers(), conv, fields)
+    let mut details = queries::details(state.store(), conv, fields)
         .await
         .map_err(AppError::internal)?;
     details["unread"] = json!(unread);
@@ -283,7 +278,7 @@ pub async fn transcript(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, AppError> {
     let conv = state.engine.agent_may_see(&agent_ref(&agent), &id).await?;
-    let csv = queries::transcript_csv(state.engine.readers(), conv.id.clone())
+    let csv = queries::transcript_csv(state.store(), conv.id.clone())
         .await
         .map_err(AppError::internal)?;
     Ok(csv_attachment(format!("transcript-{}.csv", conv.id), csv))
@@ -628,10 +623,9 @@ pub async fn export(
         .iter()
         .map(|(id, bot)| (id.clone(), bot.header.contact_fields.clone()))
         .collect();
-    let csv =
-        queries::conversations_csv(state.engine.readers(), from, to, q.bot, visible, fields_of)
-            .await
-            .map_err(AppError::internal)?;
+    let csv = queries::conversations_csv(state.store(), from, to, q.bot, visible, fields_of)
+        .await
+        .map_err(AppError::internal)?;
     let day = |t: jiff::Timestamp| t.strftime("%Y-%m-%d").to_string();
     Ok(csv_attachment(
         format!("conversations-{}-{}.csv", day(from), day(to)),

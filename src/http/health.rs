@@ -63,13 +63,8 @@ pub async fn metrics(
         .await
         .map_err(super::error::AppError::internal)?;
     let statuses = engine
-        .readers()
-        .read(|c| {
-            let mut stmt =
-                c.prepare("SELECT status, count(*) FROM conversations GROUP BY status")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
+        .store()
+        .conversations_by_status()
         .await
         .map_err(super::error::AppError::internal)?;
     let mut out = String::new();

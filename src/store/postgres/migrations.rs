@@ -254,6 +254,15 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
          CREATE INDEX pageviews_visitor ON pageviews (visitor_id);
          CREATE INDEX pageviews_at ON pageviews (at);",
     ),
+    (
+        11,
+        // The console's search (`engine::queries::list`): the words of messages' and notes'
+        // text, lowercased and not stemmed ("simple"), as SQLite's `messages_fts` holds
+        // them; the expression is the one the search compares with, so it uses this index.
+        "CREATE INDEX events_text_search ON events
+             USING gin (to_tsvector('simple', data::json ->> 'text'))
+             WHERE type IN ('message.created', 'note.created');",
+    ),
 ];
 
 /// The newest version this build knows.

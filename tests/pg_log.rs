@@ -29,7 +29,8 @@ fn event(writer: usize, n: usize) -> NewEvent {
         kind: "message.created".into(),
         at: "2026-12-02T16:00:00Z".into(),
         visitor_visible: true,
-        data: format!("{writer}:{n}"),
+        // JSON, as every stored event's data is (the search index reads its `text`).
+        data: format!(r#"{{"text":"{writer}:{n}"}}"#),
         client_id: n.is_multiple_of(2).then(|| format!("k{writer}-{n}")),
     }
 }
@@ -358,7 +359,7 @@ async fn a_rolled_back_append_gives_its_numbers_back() {
         .unwrap();
     assert_eq!(row.get::<_, Option<i64>>(0), Some(2));
     assert_eq!(row.get::<_, i64>(1), 2);
-    assert_eq!(row.get::<_, String>(2), "2:0");
+    assert_eq!(row.get::<_, String>(2), r#"{"text":"2:0"}"#);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -641,7 +642,7 @@ async fn insert_at(client: &tokio_postgres::Client, seq: i64) {
         .execute(
             "INSERT INTO events (seq, conversation_id, bot, type, at, visitor_visible, data)
              VALUES ($1, 'c9', 'support', 'message.created', '2026-12-02T16:00:00Z', true, $2)",
-            &[&seq, &format!("at {seq}")],
+            &[&seq, &format!(r#"{{"text":"at {seq}"}}"#)],
         )
         .await
         .unwrap();

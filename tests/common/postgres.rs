@@ -18,6 +18,9 @@ pub struct Postgres {
     as_nobody: bool,
     /// The postmaster, a child of this process.
     server: Option<std::process::Child>,
+    /// The thread that started the server and lives as long as this value (see
+    /// `server_command`); it ends when `keep` is dropped.
+    keeper: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
     _dir: tempfile::TempDir,
 }
 
@@ -47,6 +50,7 @@ impl Postgres {
             bin,
             as_nobody,
             server: None,
+            keeper: None,
             _dir: dir,
         };
         pg.run(
@@ -75,14 +79,26 @@ impl Postgres {
             server.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
         }
         let log = std::fs::File::create(pg.log_path()).unwrap();
-        let child = server
+        server
             .current_dir(&pg.socket)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
+            .stderr(log);
+        // Started by a thread of its own that waits until this value is dropped: the kill
+        // signal comes when the thread that started the server ends, and a cluster shared
+        // by several tests must outlive the test thread that happened to make it.
+        let (started, child) = std::sync::mpsc::channel();
+        let (keep, until_dropped) = std::sync::mpsc::channel::<()>();
+        let keeper = std::thread::spawn(move || {
+            let _ = started.send(server.spawn());
+            let _ = until_dropped.recv();
+        });
+        let child = child
+            .recv()
+            .unwrap()
             .unwrap_or_else(|e| panic!("postgres: {e} (install Debian's `postgresql`)"));
         pg.server = Some(child);
+        pg.keeper = Some((keep, keeper));
         pg.wait_ready();
         pg
     }
@@ -90,8 +106,8 @@ impl Postgres {
     /// The server, as a child of this process that dies with it: `setpriv --pdeathsig KILL`
     /// (as `nobody` when root). `pg_ctl start` would detach it, and a test process killed by
     /// a timeout or SIGKILL would leave it running with its cluster. The signal comes when
-    /// the thread that started the server ends; for a test that is the test's own thread,
-    /// which drops the `Postgres` (stopping the server) before it ends.
+    /// the thread that started the server ends: a keeper thread that lives as long as the
+    /// `Postgres` (`start_with`), so a cluster shared by tests outlives the first of them.
     fn server_command(&self) -> Command {
         let mut cmd = Command::new("setpriv");
         cmd.args(["--pdeathsig", "KILL"]);
@@ -221,6 +237,16 @@ impl Drop for Postgres {
     /// A fast shutdown (SIGINT: sessions ended, no checkpoint wait beyond the shutdown's
     /// own), then waits for the server to exit; after 30 s it is killed.
     fn drop(&mut self) {
+        self.stop_server();
+        if let Some((keep, keeper)) = self.keeper.take() {
+            drop(keep);
+            let _ = keeper.join();
+        }
+    }
+}
+
+impl Postgres {
+    fn stop_server(&mut self) {
         let Some(mut server) = self.server.take() else {
             return;
         };

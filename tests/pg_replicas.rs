@@ -1141,7 +1141,9 @@ async fn a_message_retried_through_either_replica_is_written_once() {
                 let c = store.pool().get().await.unwrap();
                 conversations::load(&c, &id).await.unwrap().unwrap()
             };
-            let mut message = event(&id, "message.created", text);
+            // JSON, as a stored event's data always is (the search index reads its text).
+            let data = format!(r#"{{"text":"{text}"}}"#);
+            let mut message = event(&id, "message.created", &data);
             message.client_id = Some(client_id.into());
             let guard = Guard {
                 row,

@@ -55,7 +55,7 @@ pub async fn insert(
     keep_preview(a, data_dir, preview_temp);
     insert_row(&tx, a).await?;
     place_files(&a.sha256, data_dir, temp, preview_temp)?;
-    tx.commit().await.map_err(PgError::from)?;
+    tx.commit().await.map_err(super::at_commit)?;
     Ok(())
 }
 
@@ -221,7 +221,7 @@ pub async fn sweep(
         let unused = unreferenced(&tx, &gone).await?;
         remove_files(data_dir, &unused);
     }
-    tx.commit().await.map_err(PgError::from)?;
+    tx.commit().await.map_err(super::at_commit)?;
     Ok(gone.len())
 }
 
@@ -266,7 +266,7 @@ pub async fn remove_unreferenced(
     let tx = client.transaction().await.map_err(PgError::from)?;
     let unused = unreferenced(&tx, shas).await?;
     let removed = remove_files(data_dir, &unused);
-    tx.commit().await.map_err(PgError::from)?;
+    tx.commit().await.map_err(super::at_commit)?;
     Ok(removed)
 }
 

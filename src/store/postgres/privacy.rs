@@ -207,20 +207,32 @@ pub async fn export(
 
 /// Erases a visitor (as `privacy::erase_visitor`): their conversations, their offline
 /// forms, their unused uploads, contact values, page views and profile. Part of the
-/// caller's transaction; the visitor's row is locked first, so a page view or a new
-/// conversation of theirs on another replica waits for the erase.
+/// caller's transaction. Locks in the log writer's order, conversations before the
+/// visitor's row (a transition of one of them may write the visitor's profile or contact
+/// values): their conversations first, then the visitor's row, so that a page view of
+/// theirs on another replica waits for the erase; a conversation of theirs started in
+/// between is erased after it.
 pub async fn erase_visitor(
     tx: &impl GenericClient,
     visitor_id: &str,
 ) -> Result<Erased, StoreError> {
+    let ids = conversations_of(tx, visitor_id).await?;
+    let mut erased = erase_conversations(tx, &ids).await?;
     tx.execute(
         "SELECT 1 FROM visitors WHERE id = $1 FOR UPDATE",
         &[&visitor_id],
     )
     .await
     .map_err(PgError::from)?;
-    let ids = conversations_of(tx, visitor_id).await?;
-    let mut erased = erase_conversations(tx, &ids).await?;
+    let late = conversations_of(tx, visitor_id).await?;
+    if !late.is_empty() {
+        let more = erase_conversations(tx, &late).await?;
+        erased.messages += more.messages;
+        erased.forms += more.forms;
+        erased.events += more.events;
+        erased.files.extend(more.files);
+        erased.conversations.extend(more.conversations);
+    }
     erased.forms += tx
         .execute(
             "DELETE FROM form_submissions WHERE visitor_id = $1",

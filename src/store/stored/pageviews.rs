@@ -39,7 +39,9 @@ impl Store {
                     pg_visitors::insert(&tx, v, at).await?;
                 }
                 pg::insert(&tx, view, at).await?;
-                tx.commit().await.map_err(PgError::from)?;
+                tx.commit()
+                    .await
+                    .map_err(crate::store::postgres::at_commit)?;
                 Ok(())
             }
         }
@@ -58,7 +60,9 @@ impl Store {
                 let mut conn = client(pg).await?;
                 let tx = conn.transaction().await.map_err(PgError::from)?;
                 let swept = pg::sweep(&tx, cutoff).await?;
-                tx.commit().await.map_err(PgError::from)?;
+                tx.commit()
+                    .await
+                    .map_err(crate::store::postgres::at_commit)?;
                 Ok(swept)
             }
         }

@@ -26,6 +26,16 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
+/// Events as their visitor sees them, in the wire's envelope.
+fn visitor_envelopes(rows: impl IntoIterator<Item = EventRow>) -> Vec<Value> {
+    rows.into_iter()
+        .map(|(seq, kind, conv, at, data)| {
+            let data = wire::visitor_data(&kind, &data);
+            wire::envelope(seq, &kind, &conv, &at, &data)
+        })
+        .collect()
+}
+
 /// [`event_row`] on PostgreSQL; an event of no conversation has an empty id, as SQLite's
 /// text of NULL reads.
 fn pg_event_row(r: &tokio_postgres::Row) -> EventRow {
@@ -86,13 +96,7 @@ pub async fn visitor_events(
                 .collect()
         }
     };
-    Ok(rows
-        .into_iter()
-        .map(|(seq, kind, conv, at, data)| {
-            let data = wire::visitor_data(&kind, &data);
-            wire::envelope(seq, &kind, &conv, &at, &data)
-        })
-        .collect())
+    Ok(visitor_envelopes(rows))
 }
 
 /// The last `limit` events of one conversation as its visitor sees them, oldest first
@@ -130,14 +134,7 @@ pub async fn conversation_visitor_events(
             .map(pg_event_row)
             .collect(),
     };
-    Ok(rows
-        .into_iter()
-        .rev()
-        .map(|(seq, kind, conv, at, data)| {
-            let data = wire::visitor_data(&kind, &data);
-            wire::envelope(seq, &kind, &conv, &at, &data)
-        })
-        .collect())
+    Ok(visitor_envelopes(rows.into_iter().rev()))
 }
 
 /// The events of the given bots (`None`: all) after `after`, as agents see them.

@@ -491,6 +491,14 @@ async fn two_replicas_workers_deliver_each_mail_once_through_smtp() {
     let counts = until_counts(&b, "the dead letter sent", |c| c["mail"]["sent"] == 43).await;
     assert_eq!(counts, json!({"mail": {"sent": 43}}));
     let mails = smtp.wait_for_mails(43, Duration::from_secs(10));
+    // Exactly 43, none twice: a mail delivered again would be a 44th with a repeated id.
+    let mut ids: Vec<String> = mails
+        .iter()
+        .map(|m| header(m, "Message-ID").unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((mails.len(), ids.len()), (43, 43), "each mail once");
     let subjects: Vec<String> = mails
         .iter()
         .map(|m| header(m, "Subject").unwrap())

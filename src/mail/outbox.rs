@@ -173,7 +173,7 @@ pub fn list(conn: &Connection, status: &str, limit: i64) -> Result<Vec<Value>, S
          FROM outbox WHERE status = ?1 ORDER BY created_at DESC LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![status, limit], |r| {
-        Ok(Listing {
+        Ok(listing_value(Listing {
             id: r.get(0)?,
             kind: r.get(1)?,
             payload: r.get(2)?,
@@ -182,39 +182,27 @@ pub fn list(conn: &Connection, status: &str, limit: i64) -> Result<Vec<Value>, S
             last_error: r.get(5)?,
             created_at: r.get(6)?,
             sent_at: r.get(7)?,
-        }
-        .value())
+        }))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// A stored item as the admin API lists it, read from either store.
-pub(crate) struct Listing {
-    pub id: String,
-    pub kind: String,
-    pub payload: String,
-    pub status: String,
-    pub attempts: i64,
-    pub last_error: Option<String>,
-    pub created_at: String,
-    pub sent_at: Option<String>,
-}
+pub(crate) use crate::store::postgres::outbox::Listed as Listing;
 
-impl Listing {
-    /// The API's object: the payload only as its summary.
-    pub fn value(self) -> Value {
-        let item: Value = serde_json::from_str(&self.payload).unwrap_or(Value::Null);
-        json!({
-            "id": self.id,
-            "kind": self.kind,
-            "summary": summary(&item),
-            "status": self.status,
-            "attempts": self.attempts,
-            "last_error": self.last_error,
-            "created_at": self.created_at,
-            "sent_at": self.sent_at,
-        })
-    }
+/// The API's object of a listed item: the payload only as its summary.
+pub(crate) fn listing_value(listed: Listing) -> Value {
+    let item: Value = serde_json::from_str(&listed.payload).unwrap_or(Value::Null);
+    json!({
+        "id": listed.id,
+        "kind": listed.kind,
+        "summary": summary(&item),
+        "status": listed.status,
+        "attempts": listed.attempts,
+        "last_error": listed.last_error,
+        "created_at": listed.created_at,
+        "sent_at": listed.sent_at,
+    })
 }
 
 fn summary(item: &Value) -> Value {

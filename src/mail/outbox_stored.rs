@@ -10,7 +10,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::outbox::{self, Claimed, Item, Listing, Outcome};
+use super::outbox::{self, Claimed, Item, Outcome};
 use crate::ids::new_id;
 use crate::store::handle::client;
 use crate::store::postgres::outbox as pg;
@@ -58,22 +58,7 @@ impl Store {
             }
             Store::Postgres(store) => {
                 let rows = pg::list(&client(store).await?, status, limit).await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| {
-                        Listing {
-                            id: r.id,
-                            kind: r.kind,
-                            payload: r.payload,
-                            status: r.status,
-                            attempts: r.attempts,
-                            last_error: r.last_error,
-                            created_at: r.created_at.to_string(),
-                            sent_at: r.sent_at.map(|t| t.to_string()),
-                        }
-                        .value()
-                    })
-                    .collect())
+                Ok(rows.into_iter().map(outbox::listing_value).collect())
             }
         }
     }

@@ -216,7 +216,8 @@ pub async fn counts(client: &impl GenericClient) -> Result<Vec<(String, String, 
         .collect())
 }
 
-/// An item as the admin API lists it.
+/// An item as the admin API lists it, read from either store (times as `Timestamp`'s
+/// `Display` writes them, as SQLite stores them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
     pub id: String,
@@ -225,8 +226,8 @@ pub struct Listed {
     pub status: String,
     pub attempts: i64,
     pub last_error: Option<String>,
-    pub created_at: jiff::Timestamp,
-    pub sent_at: Option<jiff::Timestamp>,
+    pub created_at: String,
+    pub sent_at: Option<String>,
 }
 
 /// At most `limit` items of `status`, newest first.
@@ -244,7 +245,11 @@ pub async fn list(
             &[&status, &limit],
         )
         .await?;
-    let time = |us: i64| jiff::Timestamp::from_microsecond(us).unwrap_or_default();
+    let time = |us: i64| {
+        jiff::Timestamp::from_microsecond(us)
+            .unwrap_or_default()
+            .to_string()
+    };
     Ok(rows
         .iter()
         .map(|r| Listed {

@@ -100,11 +100,13 @@ impl AppState {
             engine.store(),
             settings.data_dir.clone(),
         ));
-        tokio::spawn(store::health::watch(
-            engine.writer().downgrade(),
-            settings.data_dir.clone(),
-            settings.low_space_warning,
-        ));
+        if let Some(writer) = engine.writer() {
+            tokio::spawn(store::health::watch(
+                writer.downgrade(),
+                settings.data_dir.clone(),
+                settings.low_space_warning,
+            ));
+        }
         tokio::spawn(
             outbox::Worker {
                 store: engine.store().clone(),

@@ -16,6 +16,7 @@ mod presence;
 pub mod privacy;
 pub mod queries;
 mod reads;
+mod replicated;
 mod signals;
 pub mod stats;
 mod timers;
@@ -37,7 +38,9 @@ use crate::config::Live;
 use crate::config::schema::{Bot, Role};
 use crate::config::{self, Bundle};
 use crate::hub::{Frame, Hub, Scope};
+use crate::store::postgres::effects::Effect;
 use crate::store::reader::Readers;
+use crate::store::visitors::OwnedVisitor;
 use crate::store::writer::Writer;
 use crate::store::{Store, StoreError};
 
@@ -95,12 +98,32 @@ impl Outcome {
     }
 }
 
-/// What a command's job in the writer did.
-enum Written {
+/// What writing a transition did.
+enum Committed {
     /// Each event's `seq`.
     Stored(Vec<i64>),
     /// The same client id was written before: its message id and seq.
     Earlier(String, i64),
+    /// PostgreSQL: another replica wrote the conversation since it was read; nothing was
+    /// written.
+    Stale,
+    /// PostgreSQL: the transition gives its assignee a chat beyond their `max_chats`,
+    /// counted across replicas; nothing was written.
+    Full,
+}
+
+/// Times a command runs again on a conversation other replicas keep changing before it
+/// gives up with a `409`.
+const STALE_ATTEMPTS: usize = 8;
+
+/// The agent's `max_chats` in the roster (`None`: not in it).
+fn max_chats(bundle: &Bundle, email: &str) -> Option<u32> {
+    bundle
+        .roster
+        .agents
+        .iter()
+        .find(|a| a.email.as_str().eq_ignore_ascii_case(email))
+        .map(|a| *a.max_chats.get_ref())
 }
 
 /// A visitor, as their token identifies them.
@@ -149,10 +172,10 @@ pub struct Engine {
 }
 
 struct Inner {
-    writer: Writer,
-    readers: Readers,
-    /// The same writer and readers behind the store interface, for the areas moved onto it.
+    /// The database: SQLite's one writer and its readers, or the shared PostgreSQL.
     store: Store,
+    /// On PostgreSQL: the log writer, the tailer and the versions of conversations.
+    replicated: Option<replicated::Replicated>,
     hub: Hub,
     live: Arc<ArcSwap<Live>>,
     outbound: Outbound,
@@ -211,28 +234,41 @@ const ACTIVITY_WRITE_EVERY: Duration = Duration::from_secs(1);
 const KNOWN_MAX: usize = 200_000;
 
 impl Engine {
-    /// Loads the conversations in play from `store` and re-arms their timers. The engine
-    /// runs on SQLite only so far (#17: docs/postgres.md, "What remains").
+    /// Loads the conversations in play from `store` and re-arms their timers. On
+    /// PostgreSQL it also starts this replica's log writer, tailer and timer loop
+    /// (`replicated`).
     pub async fn open(
         store: Store,
         live: Arc<ArcSwap<Live>>,
         hub: Hub,
         outbound: Outbound,
     ) -> Result<Engine, StoreError> {
-        let Store::Sqlite(db) = &store else {
-            return Err(StoreError::Corrupt(
-                "the engine does not run on PostgreSQL yet".into(),
-            ));
+        let (open, accepting, replicated) = match &store {
+            Store::Sqlite(db) => {
+                let (open, accepting) = db
+                    .write(|c| {
+                        Ok::<_, StoreError>((persist::load_open(c)?, persist::accepting_agents(c)?))
+                    })
+                    .await?;
+                (open, accepting, None)
+            }
+            Store::Postgres(pg) => {
+                let replicated = replicated::Replicated::start(pg.clone(), hub.clone()).await?;
+                let mut open = Vec::new();
+                for (version, conv) in replicated.load_open().await? {
+                    replicated.set_version(&conv.id, version);
+                    open.push(conv);
+                }
+                // The toggles are not stored on PostgreSQL yet: nobody accepts until they
+                // say so again.
+                let accepting = Vec::new();
+                (open, accepting, Some(replicated))
+            }
         };
-        let (open, accepting) = db
-            .write(|c| Ok::<_, StoreError>((persist::load_open(c)?, persist::accepting_agents(c)?)))
-            .await?;
-        let (writer, readers) = (db.writer.clone(), db.readers.clone());
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
-                writer,
-                readers,
+                replicated,
                 hub,
                 live,
                 outbound,
@@ -268,6 +304,9 @@ impl Engine {
             );
             engine.schedule(&conv);
         }
+        if engine.inner.replicated.is_some() {
+            engine.start_shared_timers();
+        }
         Ok(engine)
     }
 
@@ -275,12 +314,32 @@ impl Engine {
         &self.inner.hub
     }
 
-    pub fn readers(&self) -> &Readers {
-        &self.inner.readers
+    /// SQLite's writer and readers, for what runs only there so far (`not_supported` on
+    /// PostgreSQL: docs/postgres.md, "What remains").
+    fn sqlite(&self) -> Result<&crate::store::handle::Sqlite, EngineError> {
+        match &self.inner.store {
+            Store::Sqlite(db) => Ok(db),
+            Store::Postgres(_) => Err(EngineError::Conflict {
+                code: "not_supported",
+                message: "this is not done on PostgreSQL yet".into(),
+            }),
+        }
     }
 
-    pub fn writer(&self) -> &Writer {
-        &self.inner.writer
+    /// SQLite's readers (`None` on PostgreSQL).
+    pub fn readers(&self) -> Option<&Readers> {
+        match &self.inner.store {
+            Store::Sqlite(db) => Some(&db.readers),
+            Store::Postgres(_) => None,
+        }
+    }
+
+    /// SQLite's one writer (`None` on PostgreSQL).
+    pub fn writer(&self) -> Option<&Writer> {
+        match &self.inner.store {
+            Store::Sqlite(db) => Some(&db.writer),
+            Store::Postgres(_) => None,
+        }
     }
 
     /// The store interface (`store::Store`).
@@ -420,17 +479,40 @@ impl Engine {
             return Ok(entry.clone());
         }
         let key = id.to_string();
-        let loaded = self
-            .inner
-            .store
-            .load_conversation(&key)
-            .await?
-            .ok_or(EngineError::NotFound)?;
+        let (version, loaded) = match &self.inner.replicated {
+            None => (None, self.inner.store.load_conversation(&key).await?),
+            Some(r) => match r.load(&key).await? {
+                Some((version, conv)) => (Some(version), Some(conv)),
+                None => (None, None),
+            },
+        };
+        let loaded = loaded.ok_or(EngineError::NotFound)?;
         let mut convs = self.convs();
         Ok(convs
             .entry(id.to_string())
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(loaded)))
+            .or_insert_with(|| {
+                if let (Some(r), Some(version)) = (&self.inner.replicated, version) {
+                    r.set_version(id, version);
+                }
+                Arc::new(tokio::sync::Mutex::new(loaded))
+            })
             .clone())
+    }
+
+    /// Reads a conversation held under its lock afresh from the shared database, after
+    /// another replica wrote it (a transition refused as stale, a timer claimed), keeping
+    /// the agents' load in step. `NotFound` when it is gone (erased).
+    async fn reload(&self, conv: &mut Conversation) -> Result<(), EngineError> {
+        let Some(r) = &self.inner.replicated else {
+            return Ok(());
+        };
+        let (version, fresh) = r.load(&conv.id).await?.ok_or(EngineError::NotFound)?;
+        r.set_version(&conv.id, version);
+        if self.update_load(conv, &fresh) {
+            self.agents_changed();
+        }
+        *conv = fresh;
+        Ok(())
     }
 
     async fn run(
@@ -488,100 +570,101 @@ impl Engine {
             Some(bot) => std::borrow::Cow::Borrowed(bot),
             None => std::borrow::Cow::Owned(placeholder_bot(&conv.bot)),
         };
-        let agents = self.agent_views();
-        let now = Timestamp::now();
-        let requested = match &cmd {
-            Command::RequestLiveChat { action } | Command::RequestVideo { action } => {
-                action.as_deref()
-            }
-            _ => None,
-        };
-        let open = conv.within_hours(&bot, requested, now);
-        let ctx = Ctx {
-            now,
-            bot: &bot,
-            agents: &agents,
-            teams: &bundle.roster.teams,
-            open,
-        };
         // A write answers with its message's `seq` (as a retry of it does), not with that of
         // the bot's reply or the reopening that followed it.
         let writes = matches!(
             cmd,
             Command::VisitorMessage { .. } | Command::AgentMessage { .. } | Command::Note { .. }
         );
-        let transition = match conv.apply(cmd, &ctx) {
-            Ok(t) => t,
-            // A retry may come after the state moved on (the chat ended since): it still
-            // gets the first answer.
-            Err(rejected) => {
-                if let Some(cid) = client_id.clone() {
-                    let key = conv.id.clone();
-                    let earlier = self.inner.store.message_by_client_id(&key, &cid).await?;
-                    if let Some((message_id, seq)) = earlier {
-                        return Ok(Outcome::earlier(message_id, seq));
-                    }
-                }
-                return Err(rejected.into());
+        // On PostgreSQL a command may run again on the conversation as another replica left
+        // it (a stale write): it is kept until then.
+        let mut cmd = Some(cmd);
+        let mut attempts = 0;
+        let (next, seqs, first_message, write_state) = loop {
+            attempts += 1;
+            let this = match &self.inner.replicated {
+                Some(_) => cmd.clone(),
+                None => cmd.take(),
             }
-        };
-        if transition.events.is_empty() && transition.conversation == *conv {
-            return Ok(Outcome::default());
-        }
-        let next = transition.conversation;
-        let events = transition.events;
-        let items = self
-            .outbox_items(&bundle, &bot, conv.status, &next, &events, now)
-            .await?;
-        let ring = !items.is_empty();
-        let hub = self.inner.hub.clone();
-        let doorbell = self.inner.outbound.doorbell.clone();
-        // Shared with the writer's closures, which drop only their references: the memory
-        // is freed here, by the thread that allocated it. (glibc's malloc takes the owning
-        // arena's lock to free another thread's memory; on the writer thread those waits
-        // were 40 % of its stalls in a profile of the `store` benchmark.)
-        let write_state = self.state_due(&conv, &next);
-        let pending = Arc::new(persist::Pending::new(
-            next.clone(),
-            &events,
-            &items,
-            client_id,
-            write_state,
-            now,
-        )?);
-        let (job, after) = (pending.clone(), pending.clone());
-        let stored = self
-            .inner
-            .writer
-            .write(
-                move |c| {
-                    // A retried write (same client id) answers as the first did and writes
-                    // nothing: checked here, in the writer, where no other write can pass.
-                    if let Some(cid) = job.client_id.as_deref()
-                        && let Some((id, seq)) = persist::seen_client_id(c, &job.conv.id, cid)?
-                    {
-                        return Ok(Written::Earlier(id, seq));
+            .expect("a command runs again only on PostgreSQL");
+            let agents = self.agent_views();
+            let now = Timestamp::now();
+            let requested = match &this {
+                Command::RequestLiveChat { action } | Command::RequestVideo { action } => {
+                    action.as_deref()
+                }
+                _ => None,
+            };
+            let open = conv.within_hours(&bot, requested, now);
+            let ctx = Ctx {
+                now,
+                bot: &bot,
+                agents: &agents,
+                teams: &bundle.roster.teams,
+                open,
+            };
+            let transition = match conv.apply(this, &ctx) {
+                Ok(t) => t,
+                // A retry may come after the state moved on (the chat ended since): it still
+                // gets the first answer.
+                Err(rejected) => {
+                    if let Some(cid) = client_id.clone() {
+                        let key = conv.id.clone();
+                        let earlier = self.inner.store.message_by_client_id(&key, &cid).await?;
+                        if let Some((message_id, seq)) = earlier {
+                            return Ok(Outcome::earlier(message_id, seq));
+                        }
                     }
-                    persist::write_transition(c, &job).map(Written::Stored)
-                },
-                move |written: &Written| {
-                    let Written::Stored(seqs) = written else {
-                        return;
-                    };
-                    for frame in after.frames(seqs) {
-                        hub.publish(frame);
-                    }
-                    if ring {
-                        doorbell.ring();
-                    }
-                },
-            )
-            .await?;
-        let first_message = pending.first_message().map(|(i, id)| (i, id.to_string()));
-        drop(pending);
-        let seqs = match stored {
-            Written::Earlier(message_id, seq) => return Ok(Outcome::earlier(message_id, seq)),
-            Written::Stored(seqs) => seqs,
+                    return Err(rejected.into());
+                }
+            };
+            if transition.events.is_empty() && transition.conversation == *conv {
+                return Ok(Outcome::default());
+            }
+            let next = transition.conversation;
+            let events = transition.events;
+            let items = self
+                .outbox_items(&bundle, &bot, conv.status, &next, &events, now)
+                .await?;
+            let ring = !items.is_empty();
+            // Shared with the writer's closures, which drop only their references: the memory
+            // is freed here, by the thread that allocated it. (glibc's malloc takes the owning
+            // arena's lock to free another thread's memory; on the writer thread those waits
+            // were 40 % of its stalls in a profile of the `store` benchmark.)
+            let write_state = self.state_due(&conv, &next);
+            let pending = Arc::new(persist::Pending::new(
+                next.clone(),
+                &events,
+                &items,
+                client_id.clone(),
+                write_state,
+                now,
+            )?);
+            let max_chats = next.assignee.as_deref().and_then(|a| max_chats(&bundle, a));
+            match self.commit(&pending, None, ring, max_chats).await? {
+                Committed::Stored(seqs) => {
+                    let first_message = pending.first_message().map(|(i, id)| (i, id.to_string()));
+                    break (next, seqs, first_message, write_state);
+                }
+                Committed::Earlier(message_id, seq) => {
+                    return Ok(Outcome::earlier(message_id, seq));
+                }
+                Committed::Full => {
+                    let agent = next.assignee.clone().unwrap_or_default();
+                    return Err(Rejection::AtCapacity(agent).into());
+                }
+                Committed::Stale if attempts < STALE_ATTEMPTS => {
+                    drop(pending);
+                    self.reload(&mut conv).await?;
+                }
+                Committed::Stale => {
+                    return Err(EngineError::Conflict {
+                        code: "conflict",
+                        message: "the conversation kept changing on other servers; try again"
+                            .into(),
+                    });
+                }
+            }
         };
         if write_state {
             self.state_written()
@@ -605,6 +688,9 @@ impl Engine {
             if convs.get(id).is_some_and(|e| Arc::strong_count(e) == 2) {
                 convs.remove(id);
                 self.state_written().remove(id);
+                if let Some(r) = &self.inner.replicated {
+                    r.forget(id);
+                }
             }
         }
         if load_changed {
@@ -640,6 +726,117 @@ impl Engine {
             .state_written
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes a transition: in SQLite's writer (which publishes its events after the commit)
+    /// or as a guarded transition of PostgreSQL's log writer (whose events the tailer
+    /// publishes; this waits for it). A retried message (same client id) writes nothing and
+    /// answers as the first did. `newcomer` is stored with a new visitor's first
+    /// conversation; `ring` wakes the mail worker for the items written.
+    async fn commit(
+        &self,
+        pending: &Arc<persist::Pending>,
+        newcomer: Option<OwnedVisitor>,
+        ring: bool,
+        max_chats: Option<u32>,
+    ) -> Result<Committed, EngineError> {
+        let doorbell = self.inner.outbound.doorbell.clone();
+        let db = match &self.inner.store {
+            Store::Sqlite(db) => db,
+            Store::Postgres(_) => {
+                return self.commit_shared(pending, newcomer, ring, max_chats).await;
+            }
+        };
+        let hub = self.inner.hub.clone();
+        let (job, after) = (pending.clone(), pending.clone());
+        let written = db
+            .writer
+            .write(
+                move |c| {
+                    // A retried write (same client id) answers as the first did and writes
+                    // nothing: checked here, in the writer, where no other write can pass.
+                    if let Some(cid) = job.client_id.as_deref()
+                        && let Some((id, seq)) = persist::seen_client_id(c, &job.conv.id, cid)?
+                    {
+                        return Ok(Committed::Earlier(id, seq));
+                    }
+                    if let Some(v) = &newcomer {
+                        persist::insert_visitor(c, &v.borrowed(), job.now())?;
+                    }
+                    persist::write_transition(c, &job).map(Committed::Stored)
+                },
+                move |written: &Committed| {
+                    let Committed::Stored(seqs) = written else {
+                        return;
+                    };
+                    for frame in after.frames(seqs) {
+                        hub.publish(frame);
+                    }
+                    if ring {
+                        doorbell.ring();
+                    }
+                },
+            )
+            .await?;
+        Ok(written)
+    }
+
+    /// [`Engine::commit`] on PostgreSQL.
+    async fn commit_shared(
+        &self,
+        pending: &Arc<persist::Pending>,
+        newcomer: Option<OwnedVisitor>,
+        ring: bool,
+        max_chats: Option<u32>,
+    ) -> Result<Committed, EngineError> {
+        let r = self
+            .inner
+            .replicated
+            .as_ref()
+            .expect("the engine on PostgreSQL keeps its replica's part");
+        let id = pending.conv.id.clone();
+        let version = r.version(&id);
+        let due = pending.conv.deadlines.earliest();
+        let mut transition = pending.pg_transition(version, max_chats, due)?;
+        if let Some(v) = newcomer {
+            let at = pending.at().to_string();
+            transition
+                .effects
+                .insert(0, Effect::Visitor { visitor: v, at });
+        } else if version == 0 {
+            // A returning visitor's new conversation: their row is locked with it, so that a
+            // sweep or an erase of the visitor waits for it (and then sees it).
+            transition
+                .effects
+                .insert(0, Effect::LockVisitor(pending.conv.visitor_id.clone()));
+        }
+        let appended = r.writer.write(transition).await.map_err(StoreError::from)?;
+        use crate::store::postgres::conversations::Refused;
+        match appended {
+            Ok(seqs) => {
+                r.set_version(&id, version + 1);
+                if ring {
+                    self.inner.outbound.doorbell.ring();
+                }
+                if !seqs.is_empty() {
+                    r.published(seqs.end - 1).await;
+                }
+                Ok(Committed::Stored(seqs.collect()))
+            }
+            Err(Refused::Stale) => Ok(Committed::Stale),
+            Err(Refused::AgentFull) => Ok(Committed::Full),
+            Err(Refused::Duplicate { seq }) => {
+                let cid = pending.client_id.clone().unwrap_or_default();
+                let message_id = self
+                    .inner
+                    .store
+                    .message_by_client_id(&id, &cid)
+                    .await?
+                    .map(|(m, _)| m)
+                    .unwrap_or_default();
+                Ok(Committed::Earlier(message_id, seq))
+            }
+        }
     }
 
     /// Mail and webhook calls a transition causes (written in its transaction).
@@ -711,9 +908,13 @@ impl Engine {
             });
         }
         let conv_id = conv.id.clone();
-        let rows = self
-            .inner
-            .readers
+        let Some(readers) = self.readers() else {
+            return Err(EngineError::Conflict {
+                code: "not_supported",
+                message: "transcripts are not mailed on PostgreSQL yet".into(),
+            });
+        };
+        let rows = readers
             .read(move |c| crate::mail::transcript::rows(c, &conv_id))
             .await?;
         let out = &self.inner.outbound;

@@ -150,6 +150,16 @@ impl Pending {
         })
     }
 
+    /// When the transition happened.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// [`Pending::now`] as stored.
+    pub fn at(&self) -> &str {
+        &self.at
+    }
+
     /// The first message (or note) the transition writes: its place among the events, and
     /// its id.
     pub fn first_message(&self) -> Option<(usize, &str)> {

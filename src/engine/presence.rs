@@ -8,10 +8,11 @@ impl Engine {
     pub async fn set_accepting(&self, email: &str, accepting: bool) -> Result<(), EngineError> {
         let email = email.to_lowercase();
         let stored = email.clone();
-        self.inner
-            .writer
-            .run(move |c| persist::set_accepting(c, &stored, accepting, Timestamp::now()))
-            .await?;
+        if let Some(writer) = self.writer() {
+            writer
+                .run(move |c| persist::set_accepting(c, &stored, accepting, Timestamp::now()))
+                .await?;
+        }
         let changed = {
             let mut p = self.presence();
             if accepting {

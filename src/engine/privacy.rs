@@ -38,7 +38,7 @@ impl Engine {
     pub async fn export_visitor(&self, visitor_id: &str) -> Result<Value, EngineError> {
         let id = visitor_id.to_string();
         let exported = self
-            .inner
+            .sqlite()?
             .readers
             .read(move |c| rows::export(c, &id))
             .await?
@@ -55,7 +55,7 @@ impl Engine {
     ) -> Result<Removed, EngineError> {
         let id = visitor_id.to_string();
         let ids = self
-            .inner
+            .sqlite()?
             .readers
             .read(move |c| {
                 if rows::visitor_exists(c, &id)? {
@@ -78,7 +78,7 @@ impl Engine {
         }
         let id = visitor_id.to_string();
         let (erased, outbox) = self
-            .inner
+            .sqlite()?
             .writer
             .run(move |c| {
                 rows::securely(c, |c| {
@@ -136,7 +136,7 @@ impl Engine {
             let cutoff = cutoff.clone();
             let outbox_cutoff = outbox_cutoff.clone();
             let (erased, outbox, more) = self
-                .inner
+                .sqlite()?
                 .writer
                 .run(move |c| {
                     rows::securely(c, |c| {
@@ -245,13 +245,13 @@ impl Engine {
     ) -> Result<Removed, EngineError> {
         if !erased.files.is_empty() {
             let shas = erased.files.clone();
-            let data_dir = self.inner.readers.data_dir();
-            self.inner
+            let data_dir = self.sqlite()?.readers.data_dir();
+            self.sqlite()?
                 .writer
                 .run(move |c| crate::store::attachments::remove_unreferenced(c, &data_dir, &shas))
                 .await?;
         }
-        let db = self.inner.readers.data_dir();
+        let db = self.sqlite()?.readers.data_dir();
         let wal_truncated = tokio::task::spawn_blocking(move || rows::truncate_wal(&db))
             .await
             .map_err(|e| StoreError::Commit(format!("the WAL checkpoint failed: {e}")))??;

@@ -6,6 +6,14 @@ use super::*;
 impl Engine {
     /// Arms the conversation's next deadline (replacing the one before).
     pub(super) fn schedule(&self, conv: &Conversation) {
+        if let Some(r) = &self.inner.replicated {
+            // Shared timers: the transition wrote the deadline in its row; the loop looks
+            // again now, in case it is sooner than its next look.
+            if conv.deadlines.earliest().is_some() {
+                r.timers_wake.notify_one();
+            }
+            return;
+        }
         let mut timers = self.inner.timers.lock().unwrap_or_else(|p| p.into_inner());
         let earliest = conv.deadlines.earliest();
         if let (Some(at), Some((old, wakes))) = (earliest, timers.get(&conv.id))
@@ -62,6 +70,64 @@ impl Engine {
             }
             due
         };
+        for cmd in due {
+            match self.run(id, cmd, None, |_| Ok(())).await {
+                Ok(_) | Err(EngineError::Rejected(_)) => {}
+                Err(e) => tracing::error!("timer of {id}: {e}"),
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// On PostgreSQL: the loop that claims the timers due (of any replica's conversations)
+    /// and fires them (`replicated`). It sleeps until the next timer, a second at most, or
+    /// until a local write sets one.
+    pub(super) fn start_shared_timers(&self) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let Some(r) = &engine.inner.replicated else {
+                return;
+            };
+            loop {
+                match r.claim_timers().await {
+                    Ok(ids) => {
+                        for id in ids {
+                            let engine = engine.clone();
+                            tokio::spawn(async move { engine.fire_shared(&id).await });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming the due timers failed"),
+                }
+                let wait = r.next_timer().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = r.timers_wake.notified() => {}
+                }
+            }
+        });
+    }
+
+    /// Fires a claimed timer: the conversation read afresh (another replica may have
+    /// written it since this one last did), then what is due on it run as commands.
+    async fn fire_shared(&self, id: &str) {
+        let entry = match self.conversation(id).await {
+            Ok(entry) => entry,
+            Err(EngineError::NotFound) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "timer of {id}: the conversation was not read");
+                return;
+            }
+        };
+        let due = {
+            let mut conv = entry.lock().await;
+            if let Err(e) = self.reload(&mut conv).await {
+                tracing::warn!(error = %e, "timer of {id}: the conversation was not read");
+                return;
+            }
+            conv.deadlines.due(Timestamp::now())
+        };
+        drop(entry);
         for cmd in due {
             match self.run(id, cmd, None, |_| Ok(())).await {
                 Ok(_) | Err(EngineError::Rejected(_)) => {}

@@ -73,38 +73,25 @@ impl Engine {
             true,
             now,
         )?);
-        let (job, after) = (pending.clone(), pending.clone());
-        let hub = self.inner.hub.clone();
-        let seqs = self
-            .inner
-            .writer
-            .write(
-                move |c| {
-                    if let Some(token_hash) = &token_hash {
-                        persist::insert_visitor(
-                            c,
-                            &persist::NewVisitor {
-                                id: &job.conv.visitor_id,
-                                token_hash,
-                                bot: &job.conv.bot,
-                                name: None,
-                                email: None,
-                                language: req.language.as_deref(),
-                                country: req.country.as_deref(),
-                                ip: req.ip.as_deref(),
-                            },
-                            now,
-                        )?;
-                    }
-                    persist::write_transition(c, &job)
-                },
-                move |seqs| {
-                    for frame in after.frames(seqs) {
-                        hub.publish(frame);
-                    }
-                },
-            )
-            .await?;
+        let newcomer = token_hash.map(|token_hash| OwnedVisitor {
+            id: visitor_id.clone(),
+            token_hash,
+            bot: req.bot.clone(),
+            name: None,
+            email: None,
+            language: req.language.clone(),
+            country: req.country.clone(),
+            ip: req.ip.clone(),
+        });
+        let seqs = match self.commit(&pending, newcomer, false, None).await? {
+            Committed::Stored(seqs) => seqs,
+            // A new conversation's id is new: neither can happen to it.
+            Committed::Earlier(..) | Committed::Stale | Committed::Full => {
+                return Err(EngineError::Store(StoreError::Commit(format!(
+                    "conversation {conversation_id} was written before it started"
+                ))));
+            }
+        };
         let mut events: Vec<Value> = pending
             .frames(&seqs)
             .filter_map(|f| f.visitor_json)
@@ -282,7 +269,7 @@ impl Engine {
         let (bot_id, form_id) = (bot_id.to_string(), form_id.clone());
         let doorbell = self.inner.outbound.doorbell.clone();
         let id = self
-            .inner
+            .sqlite()?
             .writer
             .write(
                 move |c| {

@@ -90,9 +90,14 @@ pub async fn apply_config(
         } else {
             Some(deploy::lock_exclusive(&dir).map_err(AppError::internal)?)
         };
-        let result = worker
-            .engine
-            .writer()
+        let Some(writer) = worker.engine.writer() else {
+            return Err(AppError::new(
+                StatusCode::CONFLICT,
+                "not_supported",
+                "installing a bundle through the API is not done on PostgreSQL yet",
+            ));
+        };
+        let result = writer
             .run_blocking(move |conn| {
                 Ok(deploy::apply_locked(
                     conn, &dir, &bundle, "api", None, dry_run,

@@ -20,16 +20,19 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
             .collect::<Vec<_>>()
             .join("\n")
     });
-    let health = state.engine.writer().health();
-    let failing = health.failing();
+    // SQLite's writer watches its own writes and the disk; on PostgreSQL the database's
+    // health is its operators' (a failing write answers 503 there).
+    let health = state.engine.writer().map(|w| w.health());
+    let failing = health.as_ref().and_then(|h| h.failing());
     Json(json!({
         "status": if failing.is_some() { "degraded" } else { "ok" },
         "store": {
+            "kind": state.store().kind(),
             "writable": failing.is_none(),
             "error": failing.as_ref().map(|f| f.reason.clone()),
             "failing_since": failing.as_ref().map(|f| f.since),
-            "free_bytes": health.free_bytes(),
-            "low_space": health.low_space(),
+            "free_bytes": health.as_ref().and_then(|h| h.free_bytes()),
+            "low_space": health.as_ref().is_some_and(|h| h.low_space()),
         },
         "config_revision": live.revision.as_ref().map(|r| r.number),
         "config_hash": live.revision.as_ref().map(|r| r.hash.clone()),
@@ -110,7 +113,7 @@ pub async fn metrics(
         "gauge",
         vec![(String::new(), engine.hub().subscribers() as f64)],
     );
-    let (groups, jobs) = engine.writer().counts();
+    let (groups, jobs) = engine.writer().map_or((0, 0), |w| w.counts());
     metric(
         "livechat_group_commits_total",
         "Transactions the writer committed; each holds every write that was waiting.",
@@ -123,17 +126,17 @@ pub async fn metrics(
         "counter",
         vec![(String::new(), jobs as f64)],
     );
-    let health = engine.writer().health();
+    let health = engine.writer().map(|w| w.health());
+    let failing = health.as_ref().and_then(|h| h.failing());
     metric(
         "livechat_store_writable",
         "1 while the database can be written, 0 while writes fail (disk full, I/O error).",
         "gauge",
-        vec![(
-            String::new(),
-            if health.failing().is_none() { 1.0 } else { 0.0 },
-        )],
+        vec![(String::new(), if failing.is_none() { 1.0 } else { 0.0 })],
     );
-    if let (Some(free), Some(total)) = (health.free_bytes(), health.total_bytes()) {
+    if let Some(health) = &health
+        && let (Some(free), Some(total)) = (health.free_bytes(), health.total_bytes())
+    {
         metric(
             "livechat_data_dir_free_bytes",
             "Free space of the data directory's file system, as of the last check.",

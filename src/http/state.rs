@@ -3,14 +3,10 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use rusqlite::Connection;
-
-use super::error::AppError;
 
 use crate::config::LiveConfig;
 use crate::engine::Engine;
 use crate::settings::Settings;
-use crate::store::StoreError;
 
 /// The shared state of the HTTP layer. Handlers take the whole of it; an extractor that
 /// needs less asks for its part by `FromRef` (see [`Sessions`]).
@@ -26,28 +22,6 @@ impl AppState {
     /// The store interface: whichever database the server runs on.
     pub fn store(&self) -> &crate::store::Store {
         self.engine.store()
-    }
-
-    /// A query on the store's readers, off the async workers.
-    pub async fn read<T, E, F>(&self, query: F) -> Result<T, AppError>
-    where
-        T: Send + 'static,
-        StoreError: From<E>,
-        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
-    {
-        let read = self.engine.readers().read(move |conn| Ok(query(conn)?));
-        Ok(read.await?)
-    }
-
-    /// Writes through the one writer; answers once they are durable.
-    pub async fn write<T, E, F>(&self, work: F) -> Result<T, AppError>
-    where
-        T: Send + 'static,
-        StoreError: From<E>,
-        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
-    {
-        let write = self.engine.writer().run(move |conn| Ok(work(conn)?));
-        Ok(write.await?)
     }
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use deadpool_postgres::GenericClient;
 
 use super::PgError;
+use crate::store::visitors::OwnedVisitor;
 
 /// One row-level change that goes with a transition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,11 @@ pub enum Effect {
     },
     /// A form filled in within the conversation.
     Form(FormRow),
+    /// A new visitor, stored with their first conversation, made and last seen `at`.
+    Visitor { visitor: OwnedVisitor, at: String },
+    /// A returning visitor's row, locked for the transaction: a sweep or an erase of the
+    /// visitor (which locks it too) waits for their new conversation and then sees it.
+    LockVisitor(String),
 }
 
 /// A row of `form_submissions`.
@@ -98,6 +104,13 @@ pub async fn apply(tx: &impl GenericClient, effects: &[&Effect]) -> Result<(), P
                 super::contacts::save(tx, visitor_id, fields, at).await?;
             }
             Effect::Form(row) => insert_form(tx, row).await?,
+            Effect::Visitor { visitor, at } => {
+                super::visitors::insert(tx, &visitor.borrowed(), at).await?;
+            }
+            Effect::LockVisitor(id) => {
+                tx.query("SELECT 1 FROM visitors WHERE id = $1 FOR UPDATE", &[id])
+                    .await?;
+            }
         }
     }
     Ok(())

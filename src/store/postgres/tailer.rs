@@ -100,6 +100,11 @@ impl Tailer {
     pub fn stop(self) {
         self.task.abort();
     }
+
+    /// Stops the tailer, where it is owned by something that cannot give it up (a `Drop`).
+    pub fn abort(&self) {
+        self.task.abort();
+    }
 }
 
 /// One connection's life: listen, then read whatever is above `last` at every wake-up.

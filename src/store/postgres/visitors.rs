@@ -4,7 +4,6 @@
 use deadpool_postgres::GenericClient;
 
 use super::PgError;
-use crate::store::StoreError;
 use crate::store::visitors::NewVisitor;
 
 /// Stores the visitor, made and last seen at `at` (a stored time), as `visitors::insert`.
@@ -13,7 +12,7 @@ pub async fn insert(
     client: &impl GenericClient,
     v: &NewVisitor<'_>,
     at: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), PgError> {
     client
         .execute(
             "INSERT INTO visitors
@@ -31,7 +30,6 @@ pub async fn insert(
                 &at,
             ],
         )
-        .await
-        .map_err(PgError::from)?;
+        .await?;
     Ok(())
 }

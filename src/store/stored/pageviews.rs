@@ -6,7 +6,7 @@ use deadpool_postgres::GenericClient;
 use crate::store::handle::client;
 use crate::store::pageviews::{self, NewPageView, Swept};
 use crate::store::postgres::{PgError, pageviews as pg, visitors as pg_visitors};
-use crate::store::visitors::{self, NewVisitor};
+use crate::store::visitors::{self, NewVisitor, OwnedVisitor};
 use crate::store::{Store, StoreError};
 
 impl Store {
@@ -65,47 +65,6 @@ impl Store {
                     .map_err(crate::store::postgres::at_commit)?;
                 Ok(swept)
             }
-        }
-    }
-}
-
-/// A [`NewVisitor`] that a writer job can own.
-struct OwnedVisitor {
-    id: String,
-    token_hash: String,
-    bot: String,
-    name: Option<String>,
-    email: Option<String>,
-    language: Option<String>,
-    country: Option<String>,
-    ip: Option<String>,
-}
-
-impl OwnedVisitor {
-    fn of(v: &NewVisitor<'_>) -> OwnedVisitor {
-        let own = |s: Option<&str>| s.map(str::to_string);
-        OwnedVisitor {
-            id: v.id.to_string(),
-            token_hash: v.token_hash.to_string(),
-            bot: v.bot.to_string(),
-            name: own(v.name),
-            email: own(v.email),
-            language: own(v.language),
-            country: own(v.country),
-            ip: own(v.ip),
-        }
-    }
-
-    fn borrowed(&self) -> NewVisitor<'_> {
-        NewVisitor {
-            id: &self.id,
-            token_hash: &self.token_hash,
-            bot: &self.bot,
-            name: self.name.as_deref(),
-            email: self.email.as_deref(),
-            language: self.language.as_deref(),
-            country: self.country.as_deref(),
-            ip: self.ip.as_deref(),
         }
     }
 }

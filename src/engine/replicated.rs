@@ -1,0 +1,247 @@
+//! The engine on PostgreSQL (#17): what a replica keeps beside the engine's own state when
+//! several replicas share one database.
+//!
+//! - **Writes** go through the log writer (`postgres::log::LogWriter`) as guarded
+//!   transitions: a conversation's row is written only at the version this replica read it
+//!   at. Each conversation's version is kept here; a transition refused as stale (another
+//!   replica wrote the conversation since) makes the engine read the conversation again and
+//!   run the command once more on what is there now (`Engine::run_to_end`).
+//! - **Publishing**: the tailer is the only publisher of stored events to this replica's
+//!   sockets, its own commits included, so no socket sees a newer `seq` before an older
+//!   one. A command waits for the tailer to reach its events before it answers.
+//! - **Timers**: every transition writes the conversation's earliest deadline as its row in
+//!   `timers`; any replica claims the due rows for a lease (`postgres::timers::claim`),
+//!   reads the conversation afresh and fires what is due as an ordinary command. A second
+//!   firing finds nothing due (`require_due`) and writes nothing.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+
+use crate::chat::conversation::Conversation;
+use crate::hub::{Frame, Hub};
+use crate::store::StoreError;
+use crate::store::handle::client;
+use crate::store::postgres::log::{LogWriter, StoredEvent};
+use crate::store::postgres::tailer::Tailer;
+use crate::store::postgres::{PgError, PgStore, timers};
+
+use super::wire;
+
+/// Committing tasks of the log writer: two overlap one group's round trips with the next's.
+const COMMITTERS: usize = 2;
+
+/// The tailer's poll when no notification comes.
+const TAIL_POLL: Duration = Duration::from_secs(1);
+
+/// How long a command waits for the tailer to publish its own events before it answers
+/// anyway (they are committed; the sockets get them when the tailer does).
+const PUBLISH_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a replica holds the timers it claimed: one that dies holding them delays them
+/// by at most this.
+const TIMER_LEASE: Duration = Duration::from_secs(10);
+
+/// Timers claimed at once.
+const TIMER_BATCH: i64 = 100;
+
+/// The longest the timer loop sleeps without looking (timers set by other replicas).
+const TIMER_POLL: Duration = Duration::from_secs(1);
+
+/// Conversations whose visitor the publisher remembers before it starts over.
+const VISITORS_MAX: usize = 100_000;
+
+/// A replica's part of the shared database.
+pub(super) struct Replicated {
+    pub pg: std::sync::Arc<PgStore>,
+    pub writer: LogWriter,
+    tailer: Tailer,
+    /// The version of each conversation as this replica last read or wrote it.
+    versions: Mutex<HashMap<String, i64>>,
+    /// This replica's name in timer leases.
+    pub replica: String,
+    /// Woken when a local write sets a deadline sooner than the timer loop's next look.
+    pub timers_wake: Notify,
+}
+
+impl Replicated {
+    /// Starts the log writer and the tailer (from the log's end: what came before is in
+    /// the store, for replays), whose pages are published to `hub`.
+    pub async fn start(pg: std::sync::Arc<PgStore>, hub: Hub) -> Result<Replicated, StoreError> {
+        let last: i64 = client(&pg)
+            .await?
+            .query_one("SELECT last FROM seq_counter", &[])
+            .await
+            .map_err(PgError::from)?
+            .get(0);
+        let writer = LogWriter::start(&pg, COMMITTERS);
+        let (pages, incoming) = mpsc::channel(64);
+        let tailer = Tailer::start(pg.config().clone(), last, TAIL_POLL, pages, None);
+        tokio::spawn(publish(pg.clone(), incoming, hub));
+        Ok(Replicated {
+            pg,
+            writer,
+            tailer,
+            versions: Mutex::new(HashMap::new()),
+            replica: wire::new_id("r"),
+            timers_wake: Notify::new(),
+        })
+    }
+
+    fn versions(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.versions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The version this replica knows a conversation at (0: new, never written).
+    pub fn version(&self, id: &str) -> i64 {
+        self.versions().get(id).copied().unwrap_or(0)
+    }
+
+    pub fn set_version(&self, id: &str, version: i64) {
+        self.versions().insert(id.to_string(), version);
+    }
+
+    pub fn forget(&self, id: &str) {
+        self.versions().remove(id);
+    }
+
+    /// Waits (a while at most) until the tailer has published `seq`.
+    pub async fn published(&self, seq: i64) {
+        match tokio::time::timeout(PUBLISH_WAIT, self.tailer.caught_up(seq)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, seq, "the tailer stopped before a command's events")
+            }
+            Err(_) => tracing::warn!(
+                seq,
+                "the tailer has not reached a command's events yet; answering anyway"
+            ),
+        }
+    }
+
+    /// A conversation and its version, read from the database.
+    pub async fn load(&self, id: &str) -> Result<Option<(i64, Conversation)>, StoreError> {
+        let row = client(&self.pg)
+            .await?
+            .query_opt(
+                "SELECT version, state FROM conversations WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(PgError::from)?;
+        row.map(|r| Ok((r.get(0), parse(r.get(1))?))).transpose()
+    }
+
+    /// The conversations in play, with their versions (as `persist::load_open`).
+    pub async fn load_open(&self) -> Result<Vec<(i64, Conversation)>, StoreError> {
+        let rows = client(&self.pg)
+            .await?
+            .query(
+                "SELECT version, state FROM conversations
+                 WHERE status IN ('bot', 'collecting', 'new', 'assigned', 'chatting')",
+                &[],
+            )
+            .await
+            .map_err(PgError::from)?;
+        rows.iter()
+            .map(|r| Ok((r.get(0), parse(r.get(1))?)))
+            .collect()
+    }
+
+    /// Claims the timers due now for this replica.
+    pub async fn claim_timers(&self) -> Result<Vec<String>, StoreError> {
+        let c = client(&self.pg).await?;
+        Ok(timers::claim(&c, &self.replica, TIMER_LEASE, TIMER_BATCH).await?)
+    }
+
+    /// How long the timer loop may sleep: until the next timer, at most [`TIMER_POLL`].
+    pub async fn next_timer(&self) -> Duration {
+        let next = match client(&self.pg).await {
+            Ok(c) => timers::next_due(&c).await.ok().flatten(),
+            Err(_) => None,
+        };
+        next.map_or(TIMER_POLL, |d| d.min(TIMER_POLL))
+    }
+}
+
+impl Drop for Replicated {
+    fn drop(&mut self) {
+        self.tailer.abort();
+    }
+}
+
+fn parse(state: &str) -> Result<Conversation, StoreError> {
+    serde_json::from_str(state).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The tailer's pages, published to this replica's sockets in `seq` order. The frames are
+/// the ones a local commit made (`persist::Pending::frames`): the envelopes are put together
+/// from the stored row, and the visitor's part is the event's visitor view. A conversation's
+/// visitor is read once (its row is committed with its first events) and remembered.
+async fn publish(
+    pg: std::sync::Arc<PgStore>,
+    mut pages: mpsc::Receiver<Vec<StoredEvent>>,
+    hub: Hub,
+) {
+    let mut visitors: HashMap<String, String> = HashMap::new();
+    while let Some(page) = pages.recv().await {
+        let unknown: Vec<&str> = page
+            .iter()
+            .filter_map(|e| e.event.conversation_id.as_deref())
+            .filter(|id| !visitors.contains_key(*id))
+            .collect();
+        if !unknown.is_empty() {
+            if visitors.len() > VISITORS_MAX {
+                visitors.clear();
+            }
+            match lookup_visitors(&pg, &unknown).await {
+                Ok(found) => visitors.extend(found),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the visitors of published events were not read; visitors get them at their next replay")
+                }
+            }
+        }
+        for stored in page {
+            hub.publish(frame(&stored, &visitors));
+        }
+    }
+}
+
+async fn lookup_visitors(pg: &PgStore, ids: &[&str]) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = client(pg)
+        .await?
+        .query(
+            "SELECT id, visitor_id FROM conversations WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .map_err(PgError::from)?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The hub frame of a stored event.
+fn frame(stored: &StoredEvent, visitors: &HashMap<String, String>) -> Frame {
+    let e = &stored.event;
+    let conversation = e.conversation_id.as_deref().unwrap_or_default();
+    let data: serde_json::Value = serde_json::from_str(&e.data).unwrap_or(serde_json::Value::Null);
+    let agent = wire::envelope(stored.seq, &e.kind, conversation, &e.at, &data);
+    let visitor = e.visitor_visible.then(|| {
+        let seen = wire::visitor_data(&e.kind, &e.data);
+        wire::envelope(stored.seq, &e.kind, conversation, &e.at, &seen)
+    });
+    Frame {
+        seq: Some(stored.seq),
+        conversation_id: e.conversation_id.clone(),
+        bot: e.bot.clone(),
+        visitor_id: e
+            .conversation_id
+            .as_ref()
+            .and_then(|id| visitors.get(id).cloned()),
+        agent_json: Some(agent.to_string().into()),
+        visitor_json: visitor.map(|v| v.to_string().into()),
+        kind: None,
+        to_agent: None,
+    }
+}

@@ -397,3 +397,112 @@ async fn a_console_on_one_engine_sees_what_another_wrote_in_order() {
         .collect();
     assert_eq!(texts, [10]);
 }
+
+/// One engine on `url` with no console connected: a replica that only visitors reach.
+async fn bare_replica(url: &str, bundle: &Arc<config::Bundle>) -> Engine {
+    let store = Store::postgres(PgStore::connect(url, 8).await.unwrap());
+    let live = Arc::new(ArcSwap::from_pointee(Live {
+        bundle: bundle.clone(),
+        revision: None,
+        error: None,
+    }));
+    let outbound = Outbound {
+        templates: Templates::new(None),
+        public_url: "http://chat.example".into(),
+        doorbell: Doorbell::default(),
+    };
+    Engine::open(store, live, Hub::new(), outbound)
+        .await
+        .unwrap()
+}
+
+/// The agents each `livechat.ringing` of a conversation rang, in order, and when each was
+/// read.
+async fn ringing(url: &str, id: &str) -> Vec<Vec<String>> {
+    let client = common::postgres::connect(url).await;
+    client
+        .query(
+            "SELECT data FROM events WHERE conversation_id = $1 AND type = 'livechat.ringing' ORDER BY seq",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let data: serde_json::Value = serde_json::from_str(r.get(0)).unwrap();
+            data["agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// Presence across engines: a request made on an engine no console is connected to rings
+/// the agents whose consoles are on other replicas; when one of those replicas falls silent
+/// (a stand-in replica's rows: it heartbeats once, then never again, as a killed process),
+/// its agent is offline within 20 s of its last heartbeat and the request rings the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_ring_agents_on_other_engines_and_move_on_when_a_replica_falls_silent() {
+    let pg = Postgres::start();
+    let url = pg.database("presence");
+    let bundle = bundle(2, 10, "10m");
+    // Agent 0's console is on engine A.
+    let a = bare_replica(&url, &bundle).await;
+    let _console = a.connect_agent(&agent(0));
+    a.set_accepting(&agent(0), true).await.unwrap();
+    // Agent 1's console is on a replica that will die: its rows, written as it would.
+    let client = common::postgres::connect(&url).await;
+    client
+        .batch_execute(&format!(
+            "INSERT INTO replicas (id, started_at, heartbeat_at) VALUES ('r_doomed', now(), now());
+             INSERT INTO agent_sockets (replica, email, sockets) VALUES ('r_doomed', '{}', 1);",
+            agent(1)
+        ))
+        .await
+        .unwrap();
+    let last_beat = Instant::now();
+    // Visitors reach engine B, which no console is connected to.
+    let b = bare_replica(&url, &bundle).await;
+    for i in 0..2 {
+        b.set_accepting(&agent(i), true).await.unwrap();
+    }
+    let both = vec![agent(0), agent(1)];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        let (_, id) = waiting_request(&b).await;
+        let rang = ringing(&url, &id).await;
+        if rang.last() == Some(&both) {
+            break id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "engine B never rang both agents online elsewhere: {rang:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    // The doomed replica stays silent; the request must move on to agent 0 alone.
+    let moved = loop {
+        let rang = ringing(&url, &id).await;
+        if rang.last() == Some(&vec![agent(0)]) {
+            break last_beat.elapsed();
+        }
+        assert!(
+            last_beat.elapsed() < Duration::from_secs(30),
+            "the request still rings the silent replica's agent: {rang:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    println!(
+        "a silent replica's agent was dropped from a ringing request {moved:?} after its last heartbeat"
+    );
+    assert!(moved <= Duration::from_secs(21), "{moved:?}");
+    assert!(
+        moved >= Duration::from_secs(14),
+        "dropped before the replica was silent: {moved:?}"
+    );
+    let conv = b.peek(&id).await.unwrap();
+    assert_eq!(conv.status.as_str(), "new");
+}

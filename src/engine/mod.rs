@@ -306,6 +306,7 @@ impl Engine {
         }
         if engine.inner.replicated.is_some() {
             engine.start_shared_timers();
+            engine.start_shared_presence();
         }
         Ok(engine)
     }

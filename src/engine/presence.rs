@@ -57,6 +57,7 @@ impl Engine {
         if first {
             self.publish_presence(&email);
             self.agents_changed();
+            self.sockets_changed();
         }
         PresenceGuard {
             engine: self.clone(),
@@ -106,7 +107,7 @@ impl Engine {
                 let email = a.email.as_str().to_lowercase();
                 let mut view = AgentView::of(
                     a,
-                    p.sockets.get(&email).copied().unwrap_or(0) > 0,
+                    p.sockets.get(&email).copied().unwrap_or(0) > 0 || p.remote.contains(&email),
                     p.accepting.contains(&email),
                     p.load.get(&email).map_or(0, |s| s.len() as u32),
                 );
@@ -332,6 +333,8 @@ pub(super) struct Presence {
     pub(super) load: HashMap<String, BTreeSet<String>>,
     /// Agents who switched "Take video calls" off (kept while the server runs).
     pub(super) no_video: HashSet<String>,
+    /// On PostgreSQL: agents with a socket on any live replica, as last read.
+    pub(super) remote: HashSet<String>,
 }
 
 /// Removes the agent's socket from presence when dropped.
@@ -351,6 +354,128 @@ impl Drop for PresenceGuard {
         if last {
             self.engine.publish_presence(&self.email);
             self.engine.agents_changed();
+            self.engine.sockets_changed();
         }
+    }
+}
+
+/// How often a replica reads who is online and what each agent holds, across replicas.
+const CLUSTER_REFRESH: Duration = Duration::from_secs(1);
+
+impl Engine {
+    /// On PostgreSQL, the presence loop wakes to write this replica's socket counts.
+    fn sockets_changed(&self) {
+        if let Some(r) = &self.inner.replicated {
+            r.presence_wake.notify_one();
+        }
+    }
+
+    /// On PostgreSQL: presence across replicas. The loop heartbeats this replica's row and
+    /// sweeps the silent ones (`postgres::presence`), writes how many sockets of each agent
+    /// this replica holds when that changes, and every second reads who is online anywhere
+    /// and what each agent holds. When that changed, the waiting requests are routed again
+    /// (`agents_changed`): an agent whose replica died is offline within 20 s of its last
+    /// heartbeat, and their requests ring the others.
+    pub(super) fn start_shared_presence(&self) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let Some(r) = &engine.inner.replicated else {
+                return;
+            };
+            let mut written: HashMap<String, usize> = HashMap::new();
+            let mut beat: Option<std::time::Instant> = None;
+            loop {
+                if beat.is_none_or(|at| at.elapsed() >= crate::store::postgres::presence::HEARTBEAT)
+                {
+                    match r.heartbeat().await {
+                        Ok((fresh, gone)) => {
+                            beat = Some(std::time::Instant::now());
+                            if fresh {
+                                // A new row (first, or swept while this replica was away):
+                                // every count is written again.
+                                written.clear();
+                            }
+                            if !gone.is_empty() {
+                                tracing::info!(agents = ?gone, "agents offline: their server stopped answering");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "this server's heartbeat failed"),
+                    }
+                }
+                let now: HashMap<String, usize> = engine
+                    .inner
+                    .presence
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .sockets
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(e, n)| (e.clone(), *n))
+                    .collect();
+                let changed: Vec<(String, usize)> = now
+                    .iter()
+                    .filter(|(e, n)| written.get(*e) != Some(n))
+                    .map(|(e, n)| (e.clone(), *n))
+                    .chain(
+                        written
+                            .keys()
+                            .filter(|e| !now.contains_key(*e))
+                            .map(|e| (e.clone(), 0)),
+                    )
+                    .collect();
+                if !changed.is_empty() {
+                    match r.write_sockets(&changed).await {
+                        Ok(()) => written = now,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "writing this server's agent sockets failed")
+                        }
+                    }
+                }
+                match r.cluster().await {
+                    Ok(cluster) => engine.take_cluster(cluster),
+                    Err(e) => tracing::warn!(error = %e, "reading presence across servers failed"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(CLUSTER_REFRESH) => {}
+                    _ = r.presence_wake.notified() => {}
+                }
+            }
+        });
+    }
+
+    /// Takes what the database says of every agent: online somewhere, and the chats each
+    /// holds (replacing this replica's count, which misses what other replicas gave them).
+    fn take_cluster(&self, cluster: super::replicated::Cluster) {
+        let changed: BTreeSet<String> = {
+            let p = self
+                .inner
+                .presence
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let online = p.remote.symmetric_difference(&cluster.online).cloned();
+            let held = p
+                .load
+                .keys()
+                .chain(cluster.load.keys())
+                .filter(|a| {
+                    let count =
+                        |m: &HashMap<String, BTreeSet<String>>| m.get(*a).map_or(0, |s| s.len());
+                    count(&p.load) != count(&cluster.load)
+                })
+                .cloned();
+            online.chain(held).collect()
+        };
+        if changed.is_empty() {
+            return;
+        }
+        {
+            let mut p = self.presence();
+            p.remote = cluster.online;
+            p.load = cluster.load;
+        }
+        for agent in &changed {
+            self.publish_presence(agent);
+        }
+        self.agents_changed();
     }
 }

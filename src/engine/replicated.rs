@@ -14,7 +14,7 @@
 //!   reads the conversation afresh and fires what is due as an ordinary command. A second
 //!   firing finds nothing due (`require_due`) and writes nothing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -24,9 +24,10 @@ use crate::chat::conversation::Conversation;
 use crate::hub::{Frame, Hub};
 use crate::store::StoreError;
 use crate::store::handle::client;
+use crate::store::postgres::conversations::ACTIVE;
 use crate::store::postgres::log::{LogWriter, StoredEvent};
 use crate::store::postgres::tailer::Tailer;
-use crate::store::postgres::{PgError, PgStore, timers};
+use crate::store::postgres::{PgError, PgStore, presence, timers};
 
 use super::wire;
 
@@ -64,6 +65,18 @@ pub(super) struct Replicated {
     pub replica: String,
     /// Woken when a local write sets a deadline sooner than the timer loop's next look.
     pub timers_wake: Notify,
+    /// Woken when an agent's sockets on this replica come or go (the presence loop writes
+    /// the counts).
+    pub presence_wake: Notify,
+}
+
+/// What the database says of every agent, across replicas (`Replicated::cluster`).
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Cluster {
+    /// Agents with a socket on a live replica.
+    pub online: HashSet<String>,
+    /// The conversations each agent holds (assigned or chatting).
+    pub load: HashMap<String, BTreeSet<String>>,
 }
 
 impl Replicated {
@@ -87,6 +100,7 @@ impl Replicated {
             versions: Mutex::new(HashMap::new()),
             replica: wire::new_id("r"),
             timers_wake: Notify::new(),
+            presence_wake: Notify::new(),
         })
     }
 
@@ -154,6 +168,52 @@ impl Replicated {
     pub async fn claim_timers(&self) -> Result<Vec<String>, StoreError> {
         let c = client(&self.pg).await?;
         Ok(timers::claim(&c, &self.replica, TIMER_LEASE, TIMER_BATCH).await?)
+    }
+
+    /// Says this replica is alive (true: its row was made anew, and its socket counts must
+    /// all be written again), then sweeps the replicas gone silent: the agents offline
+    /// because of it.
+    pub async fn heartbeat(&self) -> Result<(bool, Vec<String>), StoreError> {
+        let mut c = client(&self.pg).await?;
+        let fresh = presence::heartbeat(&c, &self.replica).await?;
+        let gone = presence::sweep(&mut c, presence::SILENT).await?;
+        Ok((fresh, gone))
+    }
+
+    /// Writes how many sockets of each agent this replica holds now.
+    pub async fn write_sockets(&self, counts: &[(String, usize)]) -> Result<(), StoreError> {
+        let c = client(&self.pg).await?;
+        for (email, n) in counts {
+            let n = i32::try_from(*n).unwrap_or(i32::MAX);
+            presence::set_sockets(&c, &self.replica, email, n).await?;
+        }
+        Ok(())
+    }
+
+    /// Who is online and what each agent holds, as the database says now.
+    pub async fn cluster(&self) -> Result<Cluster, StoreError> {
+        let c = client(&self.pg).await?;
+        let online = presence::online(&c, presence::SILENT).await?;
+        let active: Vec<&str> = ACTIVE.to_vec();
+        let rows = c
+            .query(
+                "SELECT assignee, id FROM conversations
+                 WHERE status = ANY($1) AND assignee IS NOT NULL",
+                &[&active],
+            )
+            .await
+            .map_err(PgError::from)?;
+        let mut load: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for r in rows {
+            let agent: String = r.get(0);
+            load.entry(agent.to_lowercase())
+                .or_default()
+                .insert(r.get(1));
+        }
+        Ok(Cluster {
+            online: online.into_iter().map(|e| e.to_lowercase()).collect(),
+            load,
+        })
     }
 
     /// How long the timer loop may sleep: until the next timer, at most [`TIMER_POLL`].

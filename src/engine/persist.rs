@@ -734,13 +734,7 @@ impl Store {
 }
 
 /// An offline form sent outside any conversation (the no-JavaScript contact page).
-pub struct Submitted<'a> {
-    pub bot: &'a str,
-    pub form: &'a str,
-    pub values: &'a std::collections::BTreeMap<String, String>,
-    pub page_url: Option<&'a str>,
-    pub ip: Option<&'a str>,
-}
+pub use crate::store::forms::Submitted;
 
 pub fn write_submission(
     conn: &Connection,
@@ -773,6 +767,82 @@ pub fn write_submission(
         outbox::enqueue(conn, item, now)?;
     }
     Ok(id)
+}
+
+impl Store {
+    /// [`write_submission`]: stores an offline form sent outside any conversation and queues
+    /// `items` (its mail and webhook calls), all or nothing, then rings `doorbell` once they
+    /// are durable; answers the form's id. One writer job on SQLite, whose after-commit step
+    /// rings; one transaction on PostgreSQL (`effects::insert_form`, `outbox::enqueue`). A
+    /// PostgreSQL commit whose answer was lost is `CommitUnknown`, and the form may be
+    /// stored: the sender, told to try again, may send it twice.
+    pub async fn write_submission(
+        &self,
+        submitted: &Submitted<'_>,
+        items: &[Item],
+        now: Timestamp,
+        doorbell: &outbox::Doorbell,
+    ) -> Result<String, StoreError> {
+        match self {
+            Store::Sqlite(db) => {
+                let (bot, form) = (submitted.bot.to_string(), submitted.form.to_string());
+                let values = submitted.values.clone();
+                let page_url = submitted.page_url.map(str::to_string);
+                let ip = submitted.ip.map(str::to_string);
+                let items = items.to_vec();
+                let doorbell = doorbell.clone();
+                db.writer
+                    .write(
+                        move |c| {
+                            let submitted = Submitted {
+                                bot: &bot,
+                                form: &form,
+                                values: &values,
+                                page_url: page_url.as_deref(),
+                                ip: ip.as_deref(),
+                            };
+                            write_submission(c, &submitted, &items, now)
+                        },
+                        move |_| doorbell.ring(),
+                    )
+                    .await
+            }
+            Store::Postgres(pg) => {
+                let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+                let row = FormRow {
+                    id: wire::new_id("f"),
+                    bot: submitted.bot.to_string(),
+                    form: submitted.form.to_string(),
+                    conversation_id: None,
+                    visitor_id: None,
+                    fields: serde_json::to_string(submitted.values).map_err(corrupt)?,
+                    page_url: submitted.page_url.map(str::to_string),
+                    ip: submitted.ip.map(str::to_string),
+                    created_at: stamp(now),
+                };
+                let queued = items
+                    .iter()
+                    .map(|item| {
+                        Ok(NewItem {
+                            id: crate::ids::new_id("o"),
+                            kind: item.kind().to_string(),
+                            payload: serde_json::to_string(item).map_err(corrupt)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                let mut conn = client(pg).await?;
+                let tx = conn.transaction().await.map_err(PgError::from)?;
+                crate::store::postgres::effects::insert_form(&tx, &row).await?;
+                let queued: Vec<&NewItem> = queued.iter().collect();
+                crate::store::postgres::outbox::enqueue(&tx, &queued).await?;
+                tx.commit()
+                    .await
+                    .map_err(crate::store::postgres::at_commit)?;
+                doorbell.ring();
+                Ok(row.id)
+            }
+        }
+    }
 }
 
 /// Times as stored: RFC 3339 UTC with a fixed six fractional digits, so that text order is

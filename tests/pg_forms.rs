@@ -1,6 +1,6 @@
-//! Offline forms outside a conversation on both stores (#17): the same calls through
-//! `store::Store`, once on SQLite and once on a real PostgreSQL, give the same answers and
-//! leave the same rows.
+//! Offline forms outside a conversation and the rows of a mailed transcript on both stores
+//! (#17): the same calls through `store::Store`, once on SQLite and once on a real
+//! PostgreSQL, give the same answers and leave the same rows.
 //! What SQLite answers is also checked against what the inputs say, so that two stores
 //! agreeing on nothing cannot pass.
 
@@ -19,8 +19,10 @@ use livechat::mail::Outbound;
 use livechat::mail::outbox::{Doorbell, Item};
 use livechat::mail::templates::Templates;
 use livechat::store::forms::Submitted;
+use livechat::store::postgres::effects::Effect;
+use livechat::store::postgres::log::{LogWriter, NewEvent, Transition};
 use livechat::store::postgres::{PgError, PgStore};
-use livechat::store::{Store, StoreError};
+use livechat::store::{self, Store, StoreError};
 
 fn example_bundle() -> Arc<Bundle> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bots");
@@ -396,4 +398,198 @@ async fn offline_forms_store_the_same_rows_and_outbox_items_on_both_stores() {
         "{lite_out:#?}"
     );
     assert_eq!(pg_out, lite_out);
+}
+
+/// Two conversations' events, the same on either store: (conversation, type, visible to
+/// the visitor, data, its message's files by attachment id).
+fn conversation_events() -> Vec<(&'static str, &'static str, bool, String, Vec<&'static str>)> {
+    let message = |id: &str, author: &str, agent: Option<&str>, text: &str| {
+        let mut data = serde_json::json!({ "author": author, "message_id": id, "text": text });
+        if let Some(agent) = agent {
+            data["agent"] = agent.into();
+        }
+        data.to_string()
+    };
+    let ana = Some("ana@acme.example");
+    vec![
+        ("c1", "conversation.started", true, "{}".into(), vec![]),
+        (
+            "c1",
+            "message.created",
+            true,
+            message("m1", "visitor", None, "my parcel is late"),
+            vec![],
+        ),
+        (
+            "c1",
+            "message.created",
+            true,
+            message("m2", "bot", None, "Let me find someone"),
+            vec![],
+        ),
+        (
+            "c2",
+            "message.created",
+            true,
+            message("m3", "visitor", None, "another chat"),
+            vec![],
+        ),
+        (
+            "c1",
+            "conversation.assigned",
+            true,
+            r#"{"agent":"ana@acme.example"}"#.into(),
+            vec![],
+        ),
+        (
+            "c1",
+            "message.created",
+            true,
+            message("m4", "agent", ana, "Hi, I am Ana"),
+            vec![],
+        ),
+        (
+            "c1",
+            "note.created",
+            false,
+            r#"{"agent":"ana@acme.example","message_id":"m5","name":"Ana","text":"refund it"}"#
+                .into(),
+            vec![],
+        ),
+        (
+            "c1",
+            "message.created",
+            true,
+            message("m6", "visitor", None, ""),
+            vec!["a1", "a2"],
+        ),
+        (
+            "c1",
+            "message.created",
+            true,
+            message("m7", "agent", ana, "Your label"),
+            vec!["a3"],
+        ),
+        (
+            "c1",
+            "message.created",
+            true,
+            message("m8", "system", None, "Ana left"),
+            vec![],
+        ),
+    ]
+}
+
+/// The files, named so that their order by name is not their order in the message.
+const FILES: &str = "INSERT INTO attachments (id, sha256, name, type, size, bot, created_ms) VALUES
+    ('a1', 's1', 'photo-of-box.jpg', 'image/jpeg', 10, 'support', 1),
+    ('a2', 's2', 'delivery-note.pdf', 'application/pdf', 20, 'support', 1),
+    ('a3', 's3', 'return-label.pdf', 'application/pdf', 30, 'support', 1)";
+
+/// Writes [`conversation_events`] and their files: on SQLite as the engine's writer job
+/// does (the event, then `store::attachments::link`), on PostgreSQL through the log writer
+/// with the files as the transition's effect.
+async fn fill(store: &Store) {
+    execute(store, FILES).await;
+    let at = stamp(time(30));
+    match store {
+        Store::Sqlite(db) => {
+            db.write(move |c| {
+                for (conv, kind, visible, data, files) in conversation_events() {
+                    c.execute(
+                        "INSERT INTO events (conversation_id, bot, type, at, visitor_visible, data)
+                         VALUES (?1, 'support', ?2, ?3, ?4, ?5)",
+                        rusqlite::params![conv, kind, at, visible, data],
+                    )?;
+                    if !files.is_empty() {
+                        let id: String = serde_json::from_str::<serde_json::Value>(&data).unwrap()
+                            ["message_id"]
+                            .as_str()
+                            .unwrap()
+                            .into();
+                        let files: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+                        store::attachments::link(c, &id, conv, &files, 2)?;
+                    }
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+        }
+        Store::Postgres(pg) => {
+            let log = LogWriter::start(pg, 1);
+            for (conv, kind, visible, data, files) in conversation_events() {
+                let mut effects = Vec::new();
+                if !files.is_empty() {
+                    let message: serde_json::Value = serde_json::from_str(&data).unwrap();
+                    effects.push(Effect::Files {
+                        message_id: message["message_id"].as_str().unwrap().into(),
+                        conversation_id: conv.into(),
+                        attachments: files.iter().map(|f| f.to_string()).collect(),
+                        now_ms: 2,
+                    });
+                }
+                let written = log
+                    .write(Transition {
+                        guard: None,
+                        events: vec![NewEvent {
+                            conversation_id: Some(conv.into()),
+                            bot: Some("support".into()),
+                            kind: kind.into(),
+                            at: at.clone(),
+                            visitor_visible: visible,
+                            data,
+                            client_id: None,
+                        }],
+                        outbox: Vec::new(),
+                        effects,
+                    })
+                    .await
+                    .unwrap();
+                assert!(written.is_ok(), "{written:?}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transcript_rows_answer_alike_on_both_stores() {
+    let cluster = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (lite, pg) = both(&cluster, dir.path(), "transcripts").await;
+    fill(&lite).await;
+    fill(&pg).await;
+
+    let at = stamp(time(30));
+    let row = |kind: &str, author: Option<&str>, text: &str| {
+        (
+            kind.to_string(),
+            author.map(str::to_string),
+            text.to_string(),
+            at.clone(),
+        )
+    };
+    let ana = Some("ana@acme.example");
+    let want = vec![
+        row("visitor", None, "my parcel is late"),
+        row("bot", None, "Let me find someone"),
+        row("agent", ana, "Hi, I am Ana"),
+        row(
+            "visitor",
+            None,
+            "[Files: photo-of-box.jpg, delivery-note.pdf]",
+        ),
+        row("agent", ana, "Your label\n[Files: return-label.pdf]"),
+        row("system", None, "Ana left"),
+    ];
+    let on_sqlite = lite.transcript_rows("c1").await.unwrap();
+    assert_eq!(on_sqlite, want);
+    assert_eq!(pg.transcript_rows("c1").await.unwrap(), on_sqlite);
+
+    let other = vec![row("visitor", None, "another chat")];
+    assert_eq!(lite.transcript_rows("c2").await.unwrap(), other);
+    assert_eq!(pg.transcript_rows("c2").await.unwrap(), other);
+    for store in [&lite, &pg] {
+        assert_eq!(store.transcript_rows("nope").await.unwrap(), vec![]);
+    }
 }

@@ -710,12 +710,7 @@ impl Engine {
                 message: "this address was sent its transcripts for today; try again later".into(),
             });
         }
-        let conv_id = conv.id.clone();
-        let rows = self
-            .inner
-            .readers
-            .read(move |c| crate::mail::transcript::rows(c, &conv_id))
-            .await?;
+        let rows = self.inner.store.transcript_rows(&conv.id).await?;
         let out = &self.inner.outbound;
         let mail = crate::mail::transcript::compose(out, &self.bundle(), &conv.bot, &email, rows)
             .map_err(EngineError::Template)?;

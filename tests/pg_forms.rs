@@ -1,6 +1,6 @@
-//! Offline forms outside a conversation and the rows of a mailed transcript on both stores
-//! (#17): the same calls through `store::Store`, once on SQLite and once on a real
-//! PostgreSQL, give the same answers and leave the same rows.
+//! Offline forms outside a conversation, the rows of a mailed transcript and agents'
+//! "Accept chats" toggles on both stores (#17): the same calls through `store::Store`, once
+//! on SQLite and once on a real PostgreSQL, give the same answers and leave the same rows.
 //! What SQLite answers is also checked against what the inputs say, so that two stores
 //! agreeing on nothing cannot pass.
 
@@ -592,4 +592,75 @@ async fn transcript_rows_answer_alike_on_both_stores() {
     for store in [&lite, &pg] {
         assert_eq!(store.transcript_rows("nope").await.unwrap(), vec![]);
     }
+}
+
+/// Toggles as agents flip them (emails in any case), with a password set beforehand for
+/// one of them; answers who accepts, the agents' rows and that password.
+async fn toggle(store: &Store) -> (Vec<String>, Vec<Vec<String>>, Option<String>) {
+    store
+        .set_password("ana@acme.example", "$argon2id$v=19$stand-in", time(40))
+        .await
+        .unwrap();
+    for (email, accepting, minute) in [
+        ("Ana@Acme.example", true, 41),
+        ("BO@acme.example", true, 42),
+        ("bo@acme.example", false, 43),
+        ("cy@acme.example", false, 44),
+        ("dee@acme.example", true, 45),
+        ("eve@acme.example", true, 46),
+        ("DEE@ACME.EXAMPLE", true, 47),
+    ] {
+        store
+            .set_accepting(email, accepting, time(minute))
+            .await
+            .unwrap();
+    }
+    let mut accepting = store.accepting_agents().await.unwrap();
+    accepting.sort();
+    let agents = rows(
+        store,
+        "SELECT email, accepting, updated_at FROM agents ORDER BY email",
+    )
+    .await;
+    let password = store.password_hash("ana@acme.example").await.unwrap();
+    (accepting, agents, password)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_chats_toggles_answer_alike_on_both_stores() {
+    let cluster = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (lite, pg) = both(&cluster, dir.path(), "toggles").await;
+    // On PostgreSQL an agent may have a row already, without a password or a toggle: the
+    // one `max_chats` locks while counting their chats.
+    execute(
+        &pg,
+        "INSERT INTO agents (email) VALUES ('eve@acme.example')",
+    )
+    .await;
+    for store in [&lite, &pg] {
+        assert_eq!(
+            store.accepting_agents().await.unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    let on_sqlite = toggle(&lite).await;
+    let at = |minute| time(minute).to_string();
+    assert_eq!(
+        on_sqlite.0,
+        ["ana@acme.example", "dee@acme.example", "eve@acme.example"]
+    );
+    assert_eq!(
+        on_sqlite.1,
+        [
+            ["ana@acme.example".to_string(), "1".into(), at(41)],
+            ["bo@acme.example".into(), "0".into(), at(43)],
+            ["cy@acme.example".into(), "0".into(), at(44)],
+            ["dee@acme.example".into(), "1".into(), at(47)],
+            ["eve@acme.example".into(), "1".into(), at(46)],
+        ]
+    );
+    assert_eq!(on_sqlite.2.as_deref(), Some("$argon2id$v=19$stand-in"));
+    assert_eq!(toggle(&pg).await, on_sqlite);
 }

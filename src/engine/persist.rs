@@ -562,6 +562,55 @@ pub fn set_accepting(
     Ok(())
 }
 
+/// The toggles above on either store (#17). On PostgreSQL the row may already exist without
+/// a password (made to lock the agent while counting their chats) or with one (`auth::pg`);
+/// the upsert changes only the toggle and its time, as on SQLite.
+impl Store {
+    /// [`accepting_agents`]: the emails (lowercased) whose "Accept chats" is on, in no order.
+    pub async fn accepting_agents(&self) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Sqlite(db) => db.read(accepting_agents).await,
+            Store::Postgres(pg) => Ok(client(pg)
+                .await?
+                .query("SELECT email FROM agents WHERE accepting", &[])
+                .await
+                .map_err(PgError::from)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()),
+        }
+    }
+
+    /// [`set_accepting`]: turns the agent's "Accept chats" on or off, at `now`.
+    pub async fn set_accepting(
+        &self,
+        email: &str,
+        accepting: bool,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(db) => {
+                let email = email.to_string();
+                db.write(move |c| set_accepting(c, &email, accepting, now))
+                    .await
+            }
+            Store::Postgres(pg) => {
+                client(pg)
+                    .await?
+                    .execute(
+                        "INSERT INTO agents (email, accepting, updated_at) VALUES ($1, $2, $3)
+                         ON CONFLICT (email) DO UPDATE
+                         SET accepting = excluded.accepting, updated_at = excluded.updated_at",
+                        &[&email.to_lowercase(), &accepting, &now.to_string()],
+                    )
+                    .await
+                    .map_err(PgError::from)?;
+                Ok(())
+            }
+        }
+    }
+}
+
 /// The visitor's last few messages in a conversation, oldest first (for notifications).
 pub fn last_visitor_lines(
     conn: &Connection,

@@ -7,10 +7,9 @@ impl Engine {
     /// The "Accept chats" toggle.
     pub async fn set_accepting(&self, email: &str, accepting: bool) -> Result<(), EngineError> {
         let email = email.to_lowercase();
-        let stored = email.clone();
         self.inner
-            .writer
-            .run(move |c| persist::set_accepting(c, &stored, accepting, Timestamp::now()))
+            .store
+            .set_accepting(&email, accepting, Timestamp::now())
             .await?;
         let changed = {
             let mut p = self.presence();

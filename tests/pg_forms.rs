@@ -246,8 +246,8 @@ async fn send_forms(store: &Store, bundle: &Bundle) -> (Vec<String>, String) {
         );
     }
     // A form whose mail the database refuses (a check on the outbox, added here) is not
-    // stored either: the form and its items are one write. Its webhook call comes after the
-    // mail, so the form's row was written before the refusal.
+    // stored either: the form and its items are one write, and its row is written before
+    // its items, so the refusal comes after it.
     match store {
         Store::Sqlite(_) => {
             execute(
@@ -299,8 +299,8 @@ async fn send_forms(store: &Store, bundle: &Bundle) -> (Vec<String>, String) {
     (ids, words.unwrap_or_else(|| refused.to_string()))
 }
 
-const FORMS: &str =
-    "SELECT id, bot, form, conversation_id, visitor_id, fields, page_url, ip, created_at
+const FORMS: &str = "SELECT id, bot, form, conversation_id, visitor_id, fields, page_url, ip,
+                            created_at
                      FROM form_submissions ORDER BY created_at";
 
 /// Sorted by the caller: the two databases' collations may order payloads differently.

@@ -259,9 +259,7 @@ impl Engine {
                     replicated.set_version(&conv.id, version);
                     open.push(conv);
                 }
-                // The toggles are not stored on PostgreSQL yet: nobody accepts until they
-                // say so again.
-                let accepting = Vec::new();
+                let accepting = store.accepting_agents().await?;
                 (open, accepting, Some(replicated))
             }
         };
@@ -908,16 +906,7 @@ impl Engine {
                 message: "this address was sent its transcripts for today; try again later".into(),
             });
         }
-        let conv_id = conv.id.clone();
-        let Some(readers) = self.readers() else {
-            return Err(EngineError::Conflict {
-                code: "not_supported",
-                message: "transcripts are not mailed on PostgreSQL yet".into(),
-            });
-        };
-        let rows = readers
-            .read(move |c| crate::mail::transcript::rows(c, &conv_id))
-            .await?;
+        let rows = self.inner.store.transcript_rows(&conv.id).await?;
         let out = &self.inner.outbound;
         let mail = crate::mail::transcript::compose(out, &self.bundle(), &conv.bot, &email, rows)
             .map_err(EngineError::Template)?;

@@ -572,6 +572,55 @@ pub fn set_accepting(
     Ok(())
 }
 
+/// The toggles above on either store (#17). On PostgreSQL the row may already exist without
+/// a password (made to lock the agent while counting their chats) or with one (`auth::pg`);
+/// the upsert changes only the toggle and its time, as on SQLite.
+impl Store {
+    /// [`accepting_agents`]: the emails (lowercased) whose "Accept chats" is on, in no order.
+    pub async fn accepting_agents(&self) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Sqlite(db) => db.read(accepting_agents).await,
+            Store::Postgres(pg) => Ok(client(pg)
+                .await?
+                .query("SELECT email FROM agents WHERE accepting", &[])
+                .await
+                .map_err(PgError::from)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()),
+        }
+    }
+
+    /// [`set_accepting`]: turns the agent's "Accept chats" on or off, at `now`.
+    pub async fn set_accepting(
+        &self,
+        email: &str,
+        accepting: bool,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(db) => {
+                let email = email.to_string();
+                db.write(move |c| set_accepting(c, &email, accepting, now))
+                    .await
+            }
+            Store::Postgres(pg) => {
+                client(pg)
+                    .await?
+                    .execute(
+                        "INSERT INTO agents (email, accepting, updated_at) VALUES ($1, $2, $3)
+                         ON CONFLICT (email) DO UPDATE
+                         SET accepting = excluded.accepting, updated_at = excluded.updated_at",
+                        &[&email.to_lowercase(), &accepting, &now.to_string()],
+                    )
+                    .await
+                    .map_err(PgError::from)?;
+                Ok(())
+            }
+        }
+    }
+}
+
 /// The visitor's last few messages in a conversation, oldest first (for notifications).
 pub fn last_visitor_lines(
     conn: &Connection,
@@ -744,13 +793,7 @@ impl Store {
 }
 
 /// An offline form sent outside any conversation (the no-JavaScript contact page).
-pub struct Submitted<'a> {
-    pub bot: &'a str,
-    pub form: &'a str,
-    pub values: &'a std::collections::BTreeMap<String, String>,
-    pub page_url: Option<&'a str>,
-    pub ip: Option<&'a str>,
-}
+pub use crate::store::forms::Submitted;
 
 pub fn write_submission(
     conn: &Connection,
@@ -783,6 +826,82 @@ pub fn write_submission(
         outbox::enqueue(conn, item, now)?;
     }
     Ok(id)
+}
+
+impl Store {
+    /// [`write_submission`]: stores an offline form sent outside any conversation and queues
+    /// `items` (its mail and webhook calls), all or nothing, then rings `doorbell` once they
+    /// are durable; answers the form's id. One writer job on SQLite, whose after-commit step
+    /// rings; one transaction on PostgreSQL (`effects::insert_form`, `outbox::enqueue`). A
+    /// PostgreSQL commit whose answer was lost is `CommitUnknown`, and the form may be
+    /// stored: the sender, told to try again, may send it twice.
+    pub async fn write_submission(
+        &self,
+        submitted: &Submitted<'_>,
+        items: &[Item],
+        now: Timestamp,
+        doorbell: &outbox::Doorbell,
+    ) -> Result<String, StoreError> {
+        match self {
+            Store::Sqlite(db) => {
+                let (bot, form) = (submitted.bot.to_string(), submitted.form.to_string());
+                let values = submitted.values.clone();
+                let page_url = submitted.page_url.map(str::to_string);
+                let ip = submitted.ip.map(str::to_string);
+                let items = items.to_vec();
+                let doorbell = doorbell.clone();
+                db.writer
+                    .write(
+                        move |c| {
+                            let submitted = Submitted {
+                                bot: &bot,
+                                form: &form,
+                                values: &values,
+                                page_url: page_url.as_deref(),
+                                ip: ip.as_deref(),
+                            };
+                            write_submission(c, &submitted, &items, now)
+                        },
+                        move |_| doorbell.ring(),
+                    )
+                    .await
+            }
+            Store::Postgres(pg) => {
+                let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+                let row = FormRow {
+                    id: wire::new_id("f"),
+                    bot: submitted.bot.to_string(),
+                    form: submitted.form.to_string(),
+                    conversation_id: None,
+                    visitor_id: None,
+                    fields: serde_json::to_string(submitted.values).map_err(corrupt)?,
+                    page_url: submitted.page_url.map(str::to_string),
+                    ip: submitted.ip.map(str::to_string),
+                    created_at: stamp(now),
+                };
+                let queued = items
+                    .iter()
+                    .map(|item| {
+                        Ok(NewItem {
+                            id: crate::ids::new_id("o"),
+                            kind: item.kind().to_string(),
+                            payload: serde_json::to_string(item).map_err(corrupt)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                let mut conn = client(pg).await?;
+                let tx = conn.transaction().await.map_err(PgError::from)?;
+                crate::store::postgres::effects::insert_form(&tx, &row).await?;
+                let queued: Vec<&NewItem> = queued.iter().collect();
+                crate::store::postgres::outbox::enqueue(&tx, &queued).await?;
+                tx.commit()
+                    .await
+                    .map_err(crate::store::postgres::at_commit)?;
+                doorbell.ring();
+                Ok(row.id)
+            }
+        }
+    }
 }
 
 /// Times as stored: RFC 3339 UTC with a fixed six fractional digits, so that text order is

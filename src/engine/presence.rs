@@ -7,12 +7,10 @@ impl Engine {
     /// The "Accept chats" toggle.
     pub async fn set_accepting(&self, email: &str, accepting: bool) -> Result<(), EngineError> {
         let email = email.to_lowercase();
-        let stored = email.clone();
-        if let Some(writer) = self.writer() {
-            writer
-                .run(move |c| persist::set_accepting(c, &stored, accepting, Timestamp::now()))
-                .await?;
-        }
+        self.inner
+            .store
+            .set_accepting(&email, accepting, Timestamp::now())
+            .await?;
         let changed = {
             let mut p = self.presence();
             if accepting {
@@ -443,8 +441,9 @@ impl Engine {
         });
     }
 
-    /// Takes what the database says of every agent: online somewhere, and the chats each
-    /// holds (replacing this replica's count, which misses what other replicas gave them).
+    /// Takes what the database says of every agent: online somewhere, accepting chats, and
+    /// the chats each holds (replacing this replica's count, which misses what other
+    /// replicas gave them).
     fn take_cluster(&self, cluster: super::replicated::Cluster) {
         let changed: BTreeSet<String> = {
             let p = self
@@ -453,6 +452,7 @@ impl Engine {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             let online = p.remote.symmetric_difference(&cluster.online).cloned();
+            let accepting = p.accepting.symmetric_difference(&cluster.accepting).cloned();
             let held = p
                 .load
                 .keys()
@@ -463,7 +463,7 @@ impl Engine {
                     count(&p.load) != count(&cluster.load)
                 })
                 .cloned();
-            online.chain(held).collect()
+            online.chain(accepting).chain(held).collect()
         };
         if changed.is_empty() {
             return;
@@ -472,6 +472,7 @@ impl Engine {
             let mut p = self.presence();
             p.remote = cluster.online;
             p.load = cluster.load;
+            p.accepting = cluster.accepting;
         }
         for agent in &changed {
             self.publish_presence(agent);

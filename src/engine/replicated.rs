@@ -77,6 +77,8 @@ pub(super) struct Cluster {
     pub online: HashSet<String>,
     /// The conversations each agent holds (assigned or chatting).
     pub load: HashMap<String, BTreeSet<String>>,
+    /// Agents whose "Accept chats" is on (toggled on any replica).
+    pub accepting: HashSet<String>,
 }
 
 impl Replicated {
@@ -210,9 +212,13 @@ impl Replicated {
                 .or_default()
                 .insert(r.get(1));
         }
+        let accepting = crate::store::Store::Postgres(self.pg.clone())
+            .accepting_agents()
+            .await?;
         Ok(Cluster {
             online: online.into_iter().map(|e| e.to_lowercase()).collect(),
             load,
+            accepting: accepting.into_iter().collect(),
         })
     }
 

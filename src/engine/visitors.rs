@@ -266,28 +266,18 @@ impl Engine {
             now,
         )
         .map_err(|e| EngineError::Store(StoreError::Corrupt(e)))?;
-        let (bot_id, form_id) = (bot_id.to_string(), form_id.clone());
-        let doorbell = self.inner.outbound.doorbell.clone();
+        let submitted = persist::Submitted {
+            bot: bot_id,
+            form: form_id,
+            values: &clean,
+            page_url: page_url.as_deref(),
+            ip: ip.as_deref(),
+        };
+        let doorbell = &self.inner.outbound.doorbell;
         let id = self
-            .sqlite()?
-            .writer
-            .write(
-                move |c| {
-                    persist::write_submission(
-                        c,
-                        &persist::Submitted {
-                            bot: &bot_id,
-                            form: &form_id,
-                            values: &clean,
-                            page_url: page_url.as_deref(),
-                            ip: ip.as_deref(),
-                        },
-                        &items,
-                        now,
-                    )
-                },
-                move |_| doorbell.ring(),
-            )
+            .inner
+            .store
+            .write_submission(&submitted, &items, now, doorbell)
             .await?;
         Ok(id)
     }

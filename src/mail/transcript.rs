@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use super::Outbound;
 use super::transport::Mail;
 use crate::config::Bundle;
-use crate::store::StoreError;
+use crate::store::handle::client;
+use crate::store::postgres::PgError;
+use crate::store::{Store, StoreError};
 
 /// A message of the transcript as stored: kind, author, text, time.
 pub type Row = (String, Option<String>, String, String);
@@ -25,16 +27,63 @@ pub fn rows(conn: &Connection, conversation_id: &str) -> Result<Vec<Row>, StoreE
          WHERE m.conversation_id = ?1 AND m.kind != 'note' ORDER BY m.seq",
     )?;
     let rows = stmt.query_map([conversation_id], |r| {
-        let text: String = r.get(2)?;
-        // Files are listed by name (the mail carries none of them).
-        let text = match r.get::<_, Option<String>>(4)? {
-            None => text,
-            Some(files) if text.is_empty() => format!("[Files: {files}]"),
-            Some(files) => format!("{text}\n[Files: {files}]"),
-        };
+        let text = with_files(r.get(2)?, r.get(4)?);
         Ok((r.get(0)?, r.get(1)?, text, r.get(3)?))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+impl Store {
+    /// [`rows`] from either store (#17). On PostgreSQL the messages come from the log by its
+    /// index on `(conversation_id, seq)` (`queries::PG_MESSAGES`, the view's twin), their
+    /// files through `message_attachments`, as on SQLite.
+    pub async fn transcript_rows(&self, conversation_id: &str) -> Result<Vec<Row>, StoreError> {
+        match self {
+            Store::Sqlite(db) => {
+                let id = conversation_id.to_string();
+                db.read(move |c| rows(c, &id)).await
+            }
+            Store::Postgres(pg) => {
+                let found = client(pg)
+                    .await?
+                    .query(
+                        &format!(
+                            "SELECT m.kind, m.author, m.text, m.at,
+                               (SELECT string_agg(a.name, ', ' ORDER BY ma.position)
+                                FROM message_attachments ma
+                                JOIN attachments a ON a.id = ma.attachment_id
+                                WHERE ma.message_id = m.id)
+                             FROM ({}) m
+                             WHERE m.kind <> 'note' ORDER BY m.seq",
+                            crate::engine::queries::PG_MESSAGES
+                        ),
+                        &[&conversation_id],
+                    )
+                    .await
+                    .map_err(PgError::from)?;
+                let mut out = Vec::with_capacity(found.len());
+                for r in found {
+                    let text: String = r.try_get(2).map_err(PgError::from)?;
+                    out.push((
+                        r.try_get(0).map_err(PgError::from)?,
+                        r.get(1),
+                        with_files(text, r.get(4)),
+                        r.get(3),
+                    ));
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// A message's text with its files named after it (the mail carries none of them).
+fn with_files(text: String, files: Option<String>) -> String {
+    match files {
+        None => text,
+        Some(files) if text.is_empty() => format!("[Files: {files}]"),
+        Some(files) => format!("{text}\n[Files: {files}]"),
+    }
 }
 
 /// The mail to `to` with the transcript of a conversation of bot `bot_id`. Agents are

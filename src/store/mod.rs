@@ -6,6 +6,7 @@ pub mod backup_files;
 pub mod checkpoint;
 pub mod contacts;
 pub mod event_index;
+pub mod forms;
 pub mod handle;
 pub mod health;
 pub mod lock;

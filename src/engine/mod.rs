@@ -14,6 +14,7 @@ pub mod notify;
 mod persist;
 mod presence;
 pub mod privacy;
+mod privacy_stored;
 pub mod queries;
 mod reads;
 mod signals;

@@ -90,7 +90,14 @@ impl AppState {
             public_url: settings.public_url.clone(),
             doorbell: Doorbell::default(),
         };
-        let engine = Engine::open(store, config.live.clone(), Hub::new(), outbound.clone()).await?;
+        let engine = Engine::open(
+            store,
+            settings.data_dir.clone(),
+            config.live.clone(),
+            Hub::new(),
+            outbound.clone(),
+        )
+        .await?;
         engine.start_expiry(settings.limits.bot_expiry);
         engine.start_live_visitors(
             settings.limits.visitors_online,

@@ -42,6 +42,12 @@ fn bundle(agents: usize, max_chats: u32, accept_timeout: &str) -> Arc<config::Bu
     Arc::new(bundle)
 }
 
+/// A directory for an engine's files, left for the system to clear (replicas on one
+/// database would share theirs; these tests upload none).
+fn files_dir() -> std::path::PathBuf {
+    tempfile::tempdir().unwrap().keep()
+}
+
 /// One engine on the database `url`, as a replica starts it, with every agent of the
 /// roster online (a console connected) and accepting chats.
 struct Replica {
@@ -61,7 +67,7 @@ async fn replica(url: &str, bundle: &Arc<config::Bundle>) -> Replica {
         public_url: "http://chat.example".into(),
         doorbell: Doorbell::default(),
     };
-    let engine = Engine::open(store, live, Hub::new(), outbound)
+    let engine = Engine::open(store, files_dir(), live, Hub::new(), outbound)
         .await
         .unwrap();
     let mut online = Vec::new();
@@ -411,7 +417,7 @@ async fn bare_replica(url: &str, bundle: &Arc<config::Bundle>) -> Engine {
         public_url: "http://chat.example".into(),
         doorbell: Doorbell::default(),
     };
-    Engine::open(store, live, Hub::new(), outbound)
+    Engine::open(store, files_dir(), live, Hub::new(), outbound)
         .await
         .unwrap()
 }

@@ -6,15 +6,20 @@
 //! holds the visitor's live conversations in memory and their sockets open, so a running
 //! server erases through `DELETE /api/v1/visitors/{id}`. Erasing takes the serve lock for
 //! its whole run, so no server starts halfway through.
+//!
+//! Both run on a `Store` (the store interface, #17) opened in one place, [`open_store`]:
+//! the SQLite database of the data directory today.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
 use crate::settings::ServerArgs;
 use crate::store::lock::{DataDirLock, LockError};
-use crate::store::privacy as rows;
-use crate::store::{self, DB_FILE};
+use crate::store::reader::Readers;
+use crate::store::writer::Writer;
+use crate::store::{self, DB_FILE, Store, StoreError};
 
 #[derive(Debug, Args)]
 pub struct VisitorArgs {
@@ -48,10 +53,64 @@ pub fn run(server: &ServerArgs, args: VisitorArgs) -> ExitCode {
             settings.data_dir.display()
         ));
     }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return super::fail(e),
+    };
+    let data_dir = &settings.data_dir;
     match args.command {
-        VisitorCommand::Export { id } => export(&settings.data_dir, &id),
-        VisitorCommand::Erase { id } => erase(&settings.data_dir, &id),
+        VisitorCommand::Export { id } => runtime.block_on(async {
+            match open_store(data_dir, Purpose::Read).await {
+                Ok(store) => export(&store, &id).await,
+                Err(e) => super::fail(e),
+            }
+        }),
+        VisitorCommand::Erase { id } => {
+            let _lock = match DataDirLock::try_acquire(data_dir) {
+                Ok(lock) => lock,
+                Err(e @ LockError::Busy { .. }) => {
+                    eprintln!(
+                        "error: {e}; erase through the running server instead: \
+                         DELETE /api/v1/visitors/{id} as an admin (or stop it first)"
+                    );
+                    return ExitCode::from(3);
+                }
+                Err(e) => return super::fail(e),
+            };
+            runtime.block_on(async {
+                match open_store(data_dir, Purpose::Erase).await {
+                    Ok(store) => erase(&store, data_dir, &id).await,
+                    Err(e) => super::fail(e),
+                }
+            })
+        }
     }
+}
+
+/// What the command opens its store for.
+enum Purpose {
+    /// Reading only, beside a server that may be running: the schema as it is.
+    Read,
+    /// Erasing, with no server running: the schema brought up to date first.
+    Erase,
+}
+
+/// The one place the command opens its store, from the data directory (SQLite: a writer
+/// and its readers, as `serve` has them, less the search index's group step and the
+/// checkpointer, which the command never had). When the `database_url` setting lands,
+/// opening PostgreSQL instead (`Store::postgres(PgStore::connect(url, n).await?)`) is the
+/// change here; everything after runs on the `Store` either way (the database file's
+/// check and the data directory's lock in [`run`] are SQLite's). Runs inside the runtime:
+/// the writer tells its callers on a task of it.
+async fn open_store(data_dir: &Path, purpose: Purpose) -> Result<Store, StoreError> {
+    let conn = match purpose {
+        Purpose::Read => store::connect(data_dir)?,
+        Purpose::Erase => store::open(data_dir)?,
+    };
+    Ok(Store::sqlite(Writer::start(conn), Readers::new(data_dir)))
 }
 
 fn no_visitor(id: &str) -> ExitCode {
@@ -59,9 +118,8 @@ fn no_visitor(id: &str) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn export(data_dir: &std::path::Path, id: &str) -> ExitCode {
-    let exported = store::connect(data_dir).and_then(|conn| rows::export(&conn, id));
-    match exported {
+async fn export(store: &Store, id: &str) -> ExitCode {
+    match store.export_visitor(id).await {
         Ok(Some(mut json)) => {
             json["exported_at"] = serde_json::json!(jiff::Timestamp::now().to_string());
             match serde_json::to_string_pretty(&json) {
@@ -77,43 +135,30 @@ fn export(data_dir: &std::path::Path, id: &str) -> ExitCode {
     }
 }
 
-fn erase(data_dir: &std::path::Path, id: &str) -> ExitCode {
-    let _lock = match DataDirLock::try_acquire(data_dir) {
-        Ok(lock) => lock,
-        Err(e @ LockError::Busy { .. }) => {
-            eprintln!(
-                "error: {e}; erase through the running server instead: \
-                 DELETE /api/v1/visitors/{id} as an admin (or stop it first)"
-            );
-            return ExitCode::from(3);
-        }
-        Err(e) => return super::fail(e),
-    };
-    let erased = store::open(data_dir).and_then(|conn| {
-        if !rows::visitor_exists(&conn, id)? {
+/// Erases the visitor's rows, then their files no other upload refers to (as the API's
+/// erase), their mail files, and on SQLite the WAL's old pages.
+async fn erase(store: &Store, data_dir: &Path, id: &str) -> ExitCode {
+    let erased = async {
+        if store.visitor_conversations(id).await?.is_none() {
             return Ok(None);
         }
-        let (erased, outbox) = store::atomically(&conn, |c| {
-            rows::securely(c, |c| {
-                let email = rows::email_of(c, id)?;
-                let ids = rows::conversations_of(c, id)?;
-                let outbox = crate::mail::outbox::forget(c, &ids, email.as_deref())?;
-                Ok((rows::erase_visitor(c, id)?, outbox))
-            })
-        })?;
-        // Their files (and previews) that no other upload refers to, as the API's erase.
-        let removed = store::attachments::remove_unreferenced(&conn, data_dir, &erased.files)?;
-        Ok(Some((erased, outbox, removed)))
-    });
-    let (erased, outbox, removed) = match erased {
+        let (erased, outbox) = store.erase_visitor_rows(id).await?;
+        let removed = store
+            .remove_unreferenced_files(data_dir, &erased.files)
+            .await?;
+        Ok::<_, StoreError>(Some((erased, outbox, removed)))
+    };
+    let (erased, outbox, removed) = match erased.await {
         Ok(Some(done)) => done,
         Ok(None) => return no_visitor(id),
         Err(e) => return super::fail(e),
     };
     let files = crate::mail::transport::remove_mail_files(&data_dir.join("mail"), &outbox);
-    match rows::truncate_wal(data_dir) {
-        Ok(true) => {}
-        Ok(false) => eprintln!("warning: the WAL could not be emptied; another process reads it"),
+    match store.cut_back_wal().await {
+        Ok(Some(true) | None) => {}
+        Ok(Some(false)) => {
+            eprintln!("warning: the WAL could not be emptied; another process reads it")
+        }
         Err(e) => return super::fail(e),
     }
     println!(

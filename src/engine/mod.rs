@@ -14,6 +14,7 @@ pub mod notify;
 mod persist;
 mod presence;
 pub mod privacy;
+mod privacy_stored;
 pub mod queries;
 mod reads;
 mod replicated;
@@ -174,6 +175,9 @@ pub struct Engine {
 struct Inner {
     /// The database: SQLite's one writer and its readers, or the shared PostgreSQL.
     store: Store,
+    /// Where uploaded files are kept (SQLite's database too): shared by the replicas on
+    /// PostgreSQL.
+    data_dir: std::path::PathBuf,
     /// On PostgreSQL: the log writer, the tailer and the versions of conversations.
     replicated: Option<replicated::Replicated>,
     hub: Hub,
@@ -239,6 +243,7 @@ impl Engine {
     /// (`replicated`).
     pub async fn open(
         store: Store,
+        data_dir: std::path::PathBuf,
         live: Arc<ArcSwap<Live>>,
         hub: Hub,
         outbound: Outbound,
@@ -266,6 +271,7 @@ impl Engine {
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
+                data_dir,
                 replicated,
                 hub,
                 live,
@@ -311,18 +317,6 @@ impl Engine {
 
     pub fn hub(&self) -> &Hub {
         &self.inner.hub
-    }
-
-    /// SQLite's writer and readers, for what runs only there so far (`not_supported` on
-    /// PostgreSQL: docs/postgres.md, "What remains").
-    fn sqlite(&self) -> Result<&crate::store::handle::Sqlite, EngineError> {
-        match &self.inner.store {
-            Store::Sqlite(db) => Ok(db),
-            Store::Postgres(_) => Err(EngineError::Conflict {
-                code: "not_supported",
-                message: "this is not done on PostgreSQL yet".into(),
-            }),
-        }
     }
 
     /// SQLite's readers (`None` on PostgreSQL).

@@ -452,7 +452,10 @@ impl Engine {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             let online = p.remote.symmetric_difference(&cluster.online).cloned();
-            let accepting = p.accepting.symmetric_difference(&cluster.accepting).cloned();
+            let accepting = p
+                .accepting
+                .symmetric_difference(&cluster.accepting)
+                .cloned();
             let held = p
                 .load
                 .keys()

@@ -1,16 +1,17 @@
 //! Personal data in the live engine: a visitor's export, erasing a visitor, and the
-//! retention sweep. The rows go in one writer job (see `store::privacy`); what the engine
-//! holds of them (conversations in memory, their timers, agents' load, the token cache)
-//! goes with them, the visitor's open sockets are ended, and the WAL is cut back so no old
-//! page image keeps the text.
+//! retention sweep. The rows go through the store interface (`engine::privacy_stored`: one
+//! writer job on SQLite, one transaction on PostgreSQL); what the engine holds of them
+//! (conversations in memory, their timers, agents' load, the token cache) goes with them,
+//! the visitor's open sockets are ended, and on SQLite the WAL is cut back so no old page
+//! image keeps the text.
 
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::store::privacy::{self as rows, Erased};
+use crate::store::privacy::Erased;
 
-/// Conversations one retention pass erases at most (in one writer job); the next pass, at
-/// once, takes the rest.
+/// Conversations one retention pass erases at most (in one writer job, or one transaction
+/// on PostgreSQL); the next pass, at once, takes the rest.
 const SWEEP_BATCH: usize = 200;
 
 /// A second look for mail files, after a mail that was being delivered during the erase
@@ -28,19 +29,17 @@ pub struct Removed {
     pub visitors: usize,
     pub outbox_items: usize,
     pub mail_files: usize,
-    /// Whether the WAL was emptied afterwards (false: readers held it; it empties at a
-    /// later checkpoint).
+    /// Whether SQLite's WAL was emptied afterwards (false: readers held it, and it empties
+    /// at a later checkpoint; always false on PostgreSQL, which has no such step).
     pub wal_truncated: bool,
 }
 
 impl Engine {
     /// Everything stored about a visitor (see `store::privacy::export`).
     pub async fn export_visitor(&self, visitor_id: &str) -> Result<Value, EngineError> {
-        let id = visitor_id.to_string();
         let exported = self
-            .sqlite()?
-            .readers
-            .read(move |c| rows::export(c, &id))
+            .store()
+            .export_visitor(visitor_id)
             .await?
             .ok_or(EngineError::NotFound)?;
         Ok(exported)
@@ -53,17 +52,9 @@ impl Engine {
         visitor_id: &str,
         mail_dir: &Path,
     ) -> Result<Removed, EngineError> {
-        let id = visitor_id.to_string();
         let ids = self
-            .sqlite()?
-            .readers
-            .read(move |c| {
-                if rows::visitor_exists(c, &id)? {
-                    Ok(Some(rows::conversations_of(c, &id)?))
-                } else {
-                    Ok(None)
-                }
-            })
+            .store()
+            .visitor_conversations(visitor_id)
             .await?
             .ok_or(EngineError::NotFound)?;
         self.forget_visitor(visitor_id);
@@ -76,19 +67,7 @@ impl Engine {
         for entry in &entries {
             held.push(entry.lock().await);
         }
-        let id = visitor_id.to_string();
-        let (erased, outbox) = self
-            .sqlite()?
-            .writer
-            .run(move |c| {
-                rows::securely(c, |c| {
-                    let email = rows::email_of(c, &id)?;
-                    let ids = rows::conversations_of(c, &id)?;
-                    let outbox = crate::mail::outbox::forget(c, &ids, email.as_deref())?;
-                    Ok((rows::erase_visitor(c, &id)?, outbox))
-                })
-            })
-            .await?;
+        let (erased, outbox) = self.store().erase_visitor_rows(visitor_id).await?;
         self.drop_live(&erased);
         drop(held);
         // A token looked up while the erase was in flight may have been cached again.
@@ -130,39 +109,22 @@ impl Engine {
         let cutoff_time =
             Timestamp::now() - jiff::SignedDuration::try_from(keep).unwrap_or_default();
         let cutoff = persist::stamp(cutoff_time);
-        let outbox_cutoff = cutoff_time.to_string();
         let mut total = Removed::default();
         loop {
-            let cutoff = cutoff.clone();
-            let outbox_cutoff = outbox_cutoff.clone();
             let (erased, outbox, more) = self
-                .sqlite()?
-                .writer
-                .run(move |c| {
-                    rows::securely(c, |c| {
-                        let ids = rows::expired_conversations(c, &cutoff, SWEEP_BATCH)?;
-                        let mut outbox = crate::mail::outbox::forget(c, &ids, None)?;
-                        let mut erased = rows::erase_conversations(c, &ids)?;
-                        let more = ids.len() == SWEEP_BATCH;
-                        if !more {
-                            let left = rows::erase_expired_leftovers(c, &cutoff)?;
-                            erased.forms += left.forms;
-                            erased.visitors += left.visitors;
-                            erased.visitor_ids.extend(left.visitor_ids);
-                            outbox.extend(crate::mail::outbox::forget_settled_before(
-                                c,
-                                &outbox_cutoff,
-                            )?);
-                        }
-                        Ok((erased, outbox, more))
-                    })
-                })
+                .store()
+                .erase_expired(&cutoff, cutoff_time, SWEEP_BATCH)
                 .await?;
             let nothing = erased.conversations.is_empty()
                 && erased.forms == 0
                 && erased.visitors == 0
                 && outbox.is_empty();
             if nothing {
+                // A full batch that another replica erased first (PostgreSQL): the rest
+                // may still be due.
+                if more {
+                    continue;
+                }
                 break;
             }
             self.drop_live(&erased);
@@ -244,17 +206,14 @@ impl Engine {
         mail_dir: &Path,
     ) -> Result<Removed, EngineError> {
         if !erased.files.is_empty() {
-            let shas = erased.files.clone();
-            let data_dir = self.sqlite()?.readers.data_dir();
-            self.sqlite()?
-                .writer
-                .run(move |c| crate::store::attachments::remove_unreferenced(c, &data_dir, &shas))
+            let data_dir = self.inner.data_dir.clone();
+            self.store()
+                .remove_unreferenced_files(&data_dir, &erased.files)
                 .await?;
         }
-        let db = self.sqlite()?.readers.data_dir();
-        let wal_truncated = tokio::task::spawn_blocking(move || rows::truncate_wal(&db))
-            .await
-            .map_err(|e| StoreError::Commit(format!("the WAL checkpoint failed: {e}")))??;
+        // SQLite's WAL cut back (`None` on PostgreSQL, which has no such step).
+        let wal = self.store().cut_back_wal().await?;
+        let wal_truncated = wal.unwrap_or(false);
         let dir: PathBuf = mail_dir.to_path_buf();
         let ids = outbox.clone();
         let mail_files = tokio::task::spawn_blocking(move || {
@@ -271,7 +230,7 @@ impl Engine {
             })
             .await;
         });
-        if !wal_truncated {
+        if wal == Some(false) {
             tracing::warn!("after an erase, the WAL could not be emptied yet (readers held it)");
         }
         Ok(Removed {

@@ -105,7 +105,7 @@ async fn run(
     let (pages, mut received) = mpsc::channel(256);
     let observer = replicas.last().expect("a replica");
     let tailer = Tailer::start(
-        observer.store.config().clone(),
+        observer.store.clone(),
         0,
         Duration::from_secs(1),
         pages,

@@ -18,6 +18,7 @@ use crate::mail::outbox::{self, Doorbell};
 use crate::mail::templates::Templates;
 use crate::mail::transport::Transport;
 use crate::settings::{Settings, Synchronous};
+use crate::store::postgres::PgStore;
 use crate::store::revisions::Revision;
 use crate::store::{self, Store};
 
@@ -33,6 +34,14 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error("mail: {0}")]
     Mail(String),
+    /// The PostgreSQL database of `database_url` cannot be used: not reached, the login
+    /// refused, the schema newer than this build. The URL is named with its password hidden.
+    #[error("cannot use the database {url}: {reason}")]
+    Database { url: String, reason: String },
+    /// The engine refused to start on the store (today: the engine does not run on
+    /// PostgreSQL yet), named with the database it was asked to run on.
+    #[error("cannot start on the database {url}: {reason}")]
+    Engine { url: String, reason: String },
 }
 
 impl AppState {
@@ -44,15 +53,8 @@ impl AppState {
                 settings.bots_dir.display().to_string(),
             ));
         }
-        store::set_synchronous(settings.synchronous);
-        if settings.synchronous == Synchronous::Full {
-            tracing::info!("SQLite synchronous=FULL: every commit is synced to the disk");
-        }
         // The bundle is recorded (and live) before the engine starts on the store.
-        let data_dir = settings.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open_sqlite(&data_dir))
-            .await
-            .map_err(|e| StartError::Io(std::io::Error::other(e)))??;
+        let store = open_store(&settings).await?;
         let config = ConfigState {
             settings: Arc::new(settings),
             live: Arc::new(ArcSwap::from_pointee(Live {
@@ -90,14 +92,26 @@ impl AppState {
             public_url: settings.public_url.clone(),
             doorbell: Doorbell::default(),
         };
-        let engine = Engine::open(
+        let engine = match Engine::open(
             store,
             settings.data_dir.clone(),
             config.live.clone(),
             Hub::new(),
             outbound.clone(),
         )
-        .await?;
+        .await
+        {
+            Ok(engine) => engine,
+            Err(e) => match &settings.database {
+                Some(db) => {
+                    return Err(StartError::Engine {
+                        url: db.url.redacted().to_string(),
+                        reason: e.to_string(),
+                    });
+                }
+                None => return Err(e.into()),
+            },
+        };
         engine.start_expiry(settings.limits.bot_expiry);
         engine.start_live_visitors(
             settings.limits.visitors_online,
@@ -194,6 +208,57 @@ impl AppState {
             _ => {}
         }
     }
+}
+
+/// The store of `settings`: PostgreSQL when `database_url` names one (connected, its schema
+/// brought up to date), else SQLite in the data directory (made if need be).
+async fn open_store(settings: &Settings) -> Result<Store, StartError> {
+    if let Some(db) = &settings.database {
+        let url = db.url.redacted().to_string();
+        tracing::info!(
+            "connecting to PostgreSQL at {url} (sslmode={}, pool of {})",
+            db.url.sslmode().as_str(),
+            db.pool
+        );
+        let pg = PgStore::connect_to(&db.url, db.pool)
+            .await
+            .map_err(|e| StartError::Database {
+                url,
+                reason: one_line(&with_causes(&e)),
+            })?;
+        return Ok(Store::postgres(pg));
+    }
+    store::set_synchronous(settings.synchronous);
+    if settings.synchronous == Synchronous::Full {
+        tracing::info!("SQLite synchronous=FULL: every commit is synced to the disk");
+    }
+    let data_dir = settings.data_dir.clone();
+    Ok(
+        tokio::task::spawn_blocking(move || Store::open_sqlite(&data_dir))
+            .await
+            .map_err(|e| StartError::Io(std::io::Error::other(e)))??,
+    )
+}
+
+/// `e`'s message followed by those of its causes not already in it ("error connecting to
+/// server: Connection refused").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let message = c.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// A driver's message on one line (a server's error may carry a detail or hint line).
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The config half of the state, which exists before the engine does.

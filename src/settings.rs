@@ -33,6 +33,10 @@ pub struct ServerArgs {
     /// by commas, like `127.0.0.1/32,::1/128` [default: none].
     #[arg(long, env = "LIVECHAT_TRUSTED_PROXIES", global = true)]
     pub trusted_proxies: Option<String>,
+    /// `serve --database-url`: not a flag of every command (the others run on the data
+    /// directory's SQLite), set by `serve` from its own flag before it resolves.
+    #[arg(skip)]
+    pub database_url: Option<String>,
 }
 
 /// The shape of log lines.
@@ -95,6 +99,12 @@ pub struct SettingsFile {
     /// `[store]`: how the database is written.
     #[serde(default)]
     pub store: StoreFile,
+    /// The PostgreSQL database that replicas share, `postgres://user:password@host/db`
+    /// (`${VAR}` resolved, so the password can stay out of the file). Unset: SQLite in the
+    /// data directory.
+    pub database_url: Option<EnvString>,
+    /// Connections of the PostgreSQL pool at most (default 16).
+    pub database_pool: Option<usize>,
 }
 
 /// `[store]` of livechat.toml.
@@ -327,7 +337,21 @@ pub struct Settings {
     pub attachment_reserve: SpaceThreshold,
     /// SQLite's `synchronous` for the server's connections.
     pub synchronous: Synchronous,
+    /// `None`: SQLite in `data_dir`.
+    pub database: Option<Database>,
 }
+
+/// The PostgreSQL database a replica runs on (`database_url`, #17).
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub url: crate::store::postgres::url::DbUrl,
+    /// Connections of the pool at most.
+    pub pool: usize,
+}
+
+/// The pool's size when `database_pool` is not set: a replica's committers keep a
+/// connection each, requests and the loops borrow the rest.
+pub const DEFAULT_DATABASE_POOL: usize = 16;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
@@ -346,6 +370,10 @@ pub enum SettingsError {
         "trusted_proxies: `{0}` is not an address or a network (write it like 10.0.0.0/8 or ::1/128)"
     )]
     Cidr(String),
+    /// An error at a place in the settings file, rendered as `file:line:col: message` with
+    /// the line and a caret.
+    #[error("{}", .0.render("").trim_end())]
+    At(Box<crate::config::Diagnostic>),
 }
 
 /// An IP network, `address/prefix-length` (`10.0.0.0/8`, `2001:db8::/32`); a bare address
@@ -434,7 +462,7 @@ fn token(
 impl ServerArgs {
     /// Reads the settings file, if any, then applies the flags over it.
     pub fn resolve(&self) -> Result<Settings, SettingsError> {
-        let (file, base) = match &self.config {
+        let (file, base, text) = match &self.config {
             Some(path) => {
                 let text = fs::read_to_string(path).map_err(|source| SettingsError::Read {
                     path: path.display().to_string(),
@@ -446,9 +474,9 @@ impl ServerArgs {
                         message: e.message().to_string(),
                     })?;
                 let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-                (file, base)
+                (file, base, Some((path.display().to_string(), text)))
             }
-            None => (SettingsFile::default(), PathBuf::new()),
+            None => (SettingsFile::default(), PathBuf::new(), None),
         };
         let from_file = |p: &Option<PathBuf>| p.as_ref().map(|p| base.join(p));
         let listen_text = self
@@ -520,8 +548,99 @@ impl ServerArgs {
             retention: retention(file.retention)?,
             webrtc: resolve_webrtc(&file.webrtc)?,
             synchronous: synchronous(file.store.synchronous)?,
+            database: database(self.database_url.as_deref(), &file, text.as_ref())?,
         })
     }
+}
+
+/// The database a server runs on: `--database-url`, else `LIVECHAT_DATABASE_URL`, else
+/// `database_url` of the file (the first that is set and not empty); none: SQLite. A URL
+/// that is not PostgreSQL's, cannot be read or asks for TLS that cannot be given is refused,
+/// at its place in the file when it comes from there, and never shown with its password.
+fn database(
+    flag: Option<&str>,
+    file: &SettingsFile,
+    source: Option<&(String, String)>,
+) -> Result<Option<Database>, SettingsError> {
+    let pool = env_or(
+        "LIVECHAT_DATABASE_POOL",
+        file.database_pool,
+        DEFAULT_DATABASE_POOL,
+    )?;
+    if pool == 0 {
+        return Err(SettingsError::Invalid {
+            path: "database_pool".into(),
+            message: "must be at least 1".into(),
+        });
+    }
+    let given = |text: Option<String>| text.filter(|t| !t.trim().is_empty());
+    let invalid = |path: &str, message: String| SettingsError::Invalid {
+        path: path.into(),
+        message,
+    };
+    if let Some(text) = given(flag.map(str::to_string)) {
+        let url = database_url(&text).map_err(|m| invalid("--database-url", m))?;
+        return Ok(Some(Database { url, pool }));
+    }
+    if let Some(text) = given(std::env::var("LIVECHAT_DATABASE_URL").ok()) {
+        let url = database_url(&text).map_err(|m| invalid("LIVECHAT_DATABASE_URL", m))?;
+        return Ok(Some(Database { url, pool }));
+    }
+    let Some(value) = &file.database_url else {
+        return Ok(None);
+    };
+    let parsed = value
+        .resolve(&crate::config::process_env)
+        .and_then(|text| database_url(&text));
+    match parsed {
+        Ok(url) => Ok(Some(Database { url, pool })),
+        Err(message) => Err(match source {
+            Some((path, text)) => SettingsError::At(Box::new(database_url_at(
+                path,
+                text,
+                value,
+                format!("database_url: {message}"),
+            ))),
+            None => invalid("database_url", message),
+        }),
+    }
+}
+
+/// A `database_url` read and checked: PostgreSQL's URL form only (`postgres://` or
+/// `postgresql://`), which the client can read, with TLS settings this build honours.
+pub fn database_url(text: &str) -> Result<crate::store::postgres::url::DbUrl, String> {
+    use crate::store::postgres::url;
+    let trimmed = text.trim();
+    if !(trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://")) {
+        return Err(format!(
+            "`{}` is not a PostgreSQL URL: write it like \
+             postgres://user:password@host:5432/database (SQLite, the default, needs none)",
+            url::redact(trimmed)
+        ));
+    }
+    url::DbUrl::parse(trimmed)
+}
+
+/// The diagnostic of `database_url` at its place in the file, its line shown with the URL
+/// redacted (the column and the caret stay right: the password comes after the start).
+fn database_url_at(
+    path: &str,
+    text: &str,
+    value: &EnvString,
+    message: String,
+) -> crate::config::Diagnostic {
+    let mut d = crate::config::Diagnostic::at(path, text, value.0.span(), message);
+    let raw = value.raw();
+    let shown = crate::store::postgres::url::redact(raw);
+    if !raw.is_empty() && d.source_line.contains(raw) {
+        d.source_line = d.source_line.replace(raw, &shown);
+        d.width = d.width.min(shown.chars().count() + 2);
+    } else {
+        // The value is not on one line as written (escapes, a multi-line string): show
+        // none of it rather than a password.
+        d.source_line.clear();
+    }
+    d
 }
 
 /// `LIVECHAT_RETENTION`, else `retention` of the file, else none (keep forever). Zero is

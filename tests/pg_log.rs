@@ -105,7 +105,7 @@ async fn two_replicas_appending_through_the_counter_row_leave_no_reader_behind()
     let mut tailers = Vec::new();
     for store in &replicas {
         let (tx, rx) = mpsc::channel(64);
-        let tailer = Tailer::start(store.config().clone(), 0, Duration::from_secs(1), tx, None);
+        let tailer = Tailer::start(store.clone(), 0, Duration::from_secs(1), tx, None);
         tailers.push((tailer, collect(rx)));
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -271,13 +271,7 @@ async fn the_tailer_wakes_on_notify_and_after_a_reconnect_reads_what_it_missed()
     let (tx, mut rx) = mpsc::channel(64);
     // A poll of an hour: whatever arrives within the test came by NOTIFY or by the re-read
     // after connecting again.
-    let tailer = Tailer::start(
-        store.config().clone(),
-        0,
-        Duration::from_secs(3600),
-        tx,
-        None,
-    );
+    let tailer = Tailer::start(store.clone(), 0, Duration::from_secs(3600), tx, None);
     let mut got: Vec<i64> = Vec::new();
     let mut take = async |until: i64, got: &mut Vec<i64>| {
         while got.last().copied().unwrap_or(0) < until {
@@ -426,7 +420,7 @@ async fn ephemeral_frames_reach_every_replica_and_an_oversized_one_is_refused() 
         let (events, _events_rx) = mpsc::channel(8);
         let (frames, frames_rx) = mpsc::channel(8);
         let tailer = Tailer::start(
-            store.config().clone(),
+            store.clone(),
             0,
             Duration::from_secs(3600),
             events,
@@ -676,13 +670,7 @@ async fn the_tailer_waits_for_a_gap_to_close_and_goes_on_after_a_while() {
     let store = PgStore::connect(&url, 2).await.unwrap();
     let log = LogWriter::start(&store, 1);
     let (tx, mut rx) = mpsc::channel(64);
-    let tailer = Tailer::start(
-        store.config().clone(),
-        0,
-        Duration::from_millis(100),
-        tx,
-        None,
-    );
+    let tailer = Tailer::start(store.clone(), 0, Duration::from_millis(100), tx, None);
     let mut got: Vec<i64> = Vec::new();
     assert_eq!(
         log.append((0..3).map(|n| event(0, n)).collect())
@@ -723,13 +711,7 @@ async fn caught_up_says_so_when_the_tailer_has_stopped() {
     let store = PgStore::connect(&url, 2).await.unwrap();
     let log = LogWriter::start(&store, 1);
     let (tx, mut rx) = mpsc::channel(64);
-    let tailer = Tailer::start(
-        store.config().clone(),
-        0,
-        Duration::from_millis(100),
-        tx,
-        None,
-    );
+    let tailer = Tailer::start(store.clone(), 0, Duration::from_millis(100), tx, None);
     log.append(vec![event(0, 0), event(0, 1)]).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), tailer.caught_up(2))
         .await

@@ -51,7 +51,7 @@ pub enum Format {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server on the live bundle, reloading it when it changes.
-    Serve,
+    Serve(serve::ServeArgs),
     /// Check a bundle and report every error as file:line:col.
     Validate {
         /// The bundle directory [default: the live bundle directory].
@@ -116,7 +116,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve => serve::run(&cli.server),
+        Command::Serve(args) => serve::run(&cli.server, &args),
         Command::Validate { dir, format } => validate::run(&cli.server, dir, format),
         Command::Apply(args) => apply::run(&cli.server, args),
         Command::Test(args) => test::run(args),

@@ -8,15 +8,27 @@ use serde::Serialize;
 
 use super::Format;
 use crate::config::{self, Bundle, Diagnostic};
-use crate::settings::ServerArgs;
+use crate::settings::{ServerArgs, SettingsError};
 
 pub fn run(server: &ServerArgs, dir: Option<PathBuf>, format: Format) -> ExitCode {
-    let dir = match dir {
-        Some(dir) => dir,
-        None => match server.resolve() {
-            Ok(settings) => settings.bots_dir,
-            Err(e) => return super::fail(e),
-        },
+    // The settings file is read when it is given (or names the bundle): an error at a place
+    // in it (a `database_url` that cannot be used) is reported like a bundle's.
+    let settings = (dir.is_none() || server.config.is_some()).then(|| server.resolve());
+    if let Some(Err(SettingsError::At(diag))) = &settings {
+        let file = diag.file.clone();
+        let result = Err(vec![diag.as_ref().clone()]);
+        let report = match format {
+            Format::Text => format!("{}1 error in {file}\n", diag.render("")),
+            Format::Json => json_report(&result) + "\n",
+        };
+        let _ = io::stdout().lock().write_all(report.as_bytes());
+        return ExitCode::from(1);
+    }
+    let dir = match (dir, settings) {
+        (Some(dir), _) => dir,
+        (None, Some(Ok(settings))) => settings.bots_dir,
+        (None, Some(Err(e))) => return super::fail(e),
+        (None, None) => unreachable!("the settings are resolved when no directory is given"),
     };
     let mut result = match config::load_dir(&dir, &config::process_env) {
         Ok(result) => result,

@@ -93,7 +93,7 @@ impl Replicated {
             .get(0);
         let writer = LogWriter::start(&pg, COMMITTERS);
         let (pages, incoming) = mpsc::channel(64);
-        let tailer = Tailer::start(pg.config().clone(), last, TAIL_POLL, pages, None);
+        let tailer = Tailer::start((*pg).clone(), last, TAIL_POLL, pages, None);
         tokio::spawn(publish(pg.clone(), incoming, hub));
         Ok(Replicated {
             pg,

@@ -16,6 +16,8 @@ pub struct Postgres {
     data: PathBuf,
     socket: PathBuf,
     as_nobody: bool,
+    /// The TCP port on 127.0.0.1 when the cluster also listens there (`start_tls`).
+    port: Option<u16>,
     /// The postmaster, a child of this process.
     server: Option<std::process::Child>,
     /// The thread that started the server and lives as long as this value (see
@@ -28,16 +30,26 @@ impl Postgres {
     /// Makes a cluster and starts its server; returns once it accepts connections. The
     /// cluster's own durability is off (no fsync): tests check behaviour, not the disk.
     pub fn start() -> Postgres {
-        Postgres::start_with(false)
+        Postgres::start_with(false, None)
     }
 
     /// As [`Postgres::start`], with PostgreSQL's defaults of durability (fsync, full page
     /// writes): for figures that should resemble a real deployment's (`benches/pglog.rs`).
     pub fn start_durable() -> Postgres {
-        Postgres::start_with(true)
+        Postgres::start_with(true, None)
     }
 
-    fn start_with(durable: bool) -> Postgres {
+    /// Opt-in, for the TLS tests: as [`Postgres::start`], and besides its socket the server
+    /// listens on 127.0.0.1 (a free port, [`Postgres::port`]) with `ssl = on`, presenting
+    /// the certificate `cert` (PEM, with its chain) and its key `key`. Both are copied into
+    /// the cluster's directory, owned by the server's user (PostgreSQL refuses a key that
+    /// others can read). Plain connections are still accepted; the default `start` is
+    /// unchanged.
+    pub fn start_tls(cert: &Path, key: &Path) -> Postgres {
+        Postgres::start_with(false, Some((cert, key)))
+    }
+
+    fn start_with(durable: bool, tls: Option<(&Path, &Path)>) -> Postgres {
         let bin = bindir();
         let dir = tempfile::Builder::new().prefix("pg").tempdir().unwrap();
         let as_nobody = is_root();
@@ -49,6 +61,7 @@ impl Postgres {
             socket: dir.path().to_path_buf(),
             bin,
             as_nobody,
+            port: None,
             server: None,
             keeper: None,
             _dir: dir,
@@ -69,12 +82,29 @@ impl Postgres {
         // Durability of the cluster itself is not under test: fsync off keeps the suite
         // fast on a shared machine. Connections: several pools and tailers per test.
         let mut server = pg.server_command();
-        server
-            .arg("-D")
-            .arg(&pg.data)
-            .args(["-c", "listen_addresses=", "-k"])
-            .arg(&pg.socket)
-            .args(["-c", "max_connections=300", "-c", "shared_buffers=64MB"]);
+        server.arg("-D").arg(&pg.data);
+        match tls {
+            None => {
+                server.args(["-c", "listen_addresses="]);
+            }
+            Some((cert, key)) => {
+                let port = free_port();
+                let (cert, key) = pg.own_copy(cert, "server.crt", key, "server.key");
+                server
+                    .args(["-c", "listen_addresses=127.0.0.1", "-p", &port.to_string()])
+                    .args(["-c", "ssl=on", "-c"])
+                    .arg(format!("ssl_cert_file={}", cert.display()))
+                    .arg("-c")
+                    .arg(format!("ssl_key_file={}", key.display()));
+                pg.port = Some(port);
+            }
+        }
+        server.arg("-k").arg(&pg.socket).args([
+            "-c",
+            "max_connections=300",
+            "-c",
+            "shared_buffers=64MB",
+        ]);
         if !durable {
             server.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
         }
@@ -128,6 +158,7 @@ impl Postgres {
             let ready = Command::new(self.bin.join("pg_isready"))
                 .arg("-h")
                 .arg(&self.socket)
+                .args(self.port_args())
                 .args(["-U", "livechat", "-d", "postgres", "-q"])
                 .stdin(Stdio::null())
                 .status()
@@ -153,23 +184,62 @@ impl Postgres {
 
     /// Makes a new, empty database and returns its connection string.
     pub fn database(&self, name: &str) -> String {
-        self.run(
-            "createdb",
-            &[
-                "-h".as_ref(),
-                self.socket.as_os_str(),
-                "-U".as_ref(),
-                "livechat".as_ref(),
-                name.as_ref(),
-            ],
-        );
+        let port = self.port_args();
+        let mut args: Vec<&std::ffi::OsStr> = vec!["-h".as_ref(), self.socket.as_os_str()];
+        args.extend(port.iter().map(std::ffi::OsStr::new));
+        args.extend(["livechat", name].map(std::ffi::OsStr::new));
+        args.insert(args.len() - 2, "-U".as_ref());
+        self.run("createdb", &args);
         self.url(name)
     }
 
     /// The connection string of database `name` (key=value form; the host is the socket's
     /// directory).
     pub fn url(&self, name: &str) -> String {
-        format!("host={} user=livechat dbname={name}", self.socket.display())
+        match self.port {
+            None => format!("host={} user=livechat dbname={name}", self.socket.display()),
+            // The socket's name carries the port (`.s.PGSQL.PORT`).
+            Some(port) => format!(
+                "host={} port={port} user=livechat dbname={name}",
+                self.socket.display()
+            ),
+        }
+    }
+
+    /// `-p PORT` for the programs when the cluster has a port of its own (`start_tls`),
+    /// none for the default (5432, a socket name only).
+    fn port_args(&self) -> Vec<String> {
+        self.port
+            .map(|port| vec!["-p".to_string(), port.to_string()])
+            .unwrap_or_default()
+    }
+
+    /// The TCP port on 127.0.0.1 of a cluster started with [`Postgres::start_tls`].
+    pub fn port(&self) -> u16 {
+        self.port.expect("a cluster started with start_tls")
+    }
+
+    /// Copies the certificate and key into the cluster's directory, readable by the
+    /// server's user alone.
+    fn own_copy(
+        &self,
+        cert: &Path,
+        cert_name: &str,
+        key: &Path,
+        key_name: &str,
+    ) -> (PathBuf, PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let mut copies = Vec::new();
+        for (from, name) in [(cert, cert_name), (key, key_name)] {
+            let to = self.socket.join(name);
+            std::fs::copy(from, &to).unwrap();
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if self.as_nobody {
+                std::os::unix::fs::chown(&to, Some(NOBODY), Some(NOBODY)).unwrap();
+            }
+            copies.push(to);
+        }
+        (copies[0].clone(), copies[1].clone())
     }
 
     /// The server's version, as `postgres --version` prints it.
@@ -301,6 +371,15 @@ fn bindir() -> PathBuf {
     newest.map(|(_, bin)| bin).expect(
         "no PostgreSQL under /usr/lib/postgresql: install Debian's `postgresql` (.ci/run does)",
     )
+}
+
+/// A port on 127.0.0.1 that nothing listens on now (the kernel's pick, given back at once).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn is_root() -> bool {

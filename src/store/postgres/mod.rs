@@ -27,13 +27,14 @@ pub mod reads;
 pub mod revisions;
 pub mod tailer;
 pub mod timers;
+pub mod url;
 pub mod visitors;
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How long a caller waits for a connection of the pool, and for a new one to be made,
 /// before the store answers that it is unavailable.
@@ -41,8 +42,10 @@ const POOL_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    #[error("the database URL cannot be read: {0}")]
-    Url(tokio_postgres::Error),
+    /// The URL cannot be read, or its TLS settings cannot be honoured (the message names the
+    /// URL with its password hidden).
+    #[error("the database URL {0}")]
+    Url(String),
     #[error("PostgreSQL: {0}")]
     Db(#[from] tokio_postgres::Error),
     #[error("no PostgreSQL connection: {0}")]
@@ -158,19 +161,28 @@ pub(crate) fn millis(d: Duration) -> i64 {
 }
 
 /// A replica's handle on the shared database: a pool of connections, and the connection
-/// settings the tailer opens its own listening connection with.
+/// settings and TLS connector that a connection outside the pool is opened with.
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    redacted: String,
 }
 
 impl PgStore {
     /// Connects to `url` (`postgres://user@host/db`, or the key=value form; a Unix socket is
-    /// a host that is a path), with at most `max_connections` in the pool, and brings the
-    /// schema up to date under the migration lock.
+    /// a host that is a path; `sslmode` and `sslrootcert` as libpq reads them, see
+    /// [`url`]), with at most `max_connections` in the pool, and brings the schema up to
+    /// date under the migration lock.
     pub async fn connect(url: &str, max_connections: usize) -> Result<PgStore, PgError> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(PgError::Url)?;
+        let url = url::DbUrl::parse(url).map_err(PgError::Url)?;
+        PgStore::connect_to(&url, max_connections).await
+    }
+
+    /// As [`PgStore::connect`], with the URL read already (the server's settings).
+    pub async fn connect_to(url: &url::DbUrl, max_connections: usize) -> Result<PgStore, PgError> {
+        let mut config = url.config().clone();
         // A connection whose peer vanished without a reset (a failover, a cut link) must
         // fail in seconds, not after the kernel's quarter of an hour: the committers and
         // the tailer keep theirs for good. Over a Unix socket these do nothing.
@@ -180,9 +192,12 @@ impl PgStore {
             .keepalives_interval(Duration::from_secs(5))
             .keepalives_retries(3)
             .tcp_user_timeout(Duration::from_secs(30));
+        // Every connection, the pool's and any of its own, is made through this connector:
+        // TLS as the URL's sslmode says (disable: the connector is never asked).
+        let tls = url.tls().map_err(PgError::Url)?;
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 // A connection given back after an error is checked before reuse.
                 recycling_method: RecyclingMethod::Fast,
@@ -194,7 +209,12 @@ impl PgStore {
             .wait_timeout(Some(POOL_WAIT))
             .create_timeout(Some(POOL_WAIT))
             .build()?;
-        let store = PgStore { pool, config };
+        let store = PgStore {
+            pool,
+            config,
+            tls,
+            redacted: url.redacted().to_string(),
+        };
         let mut client = store.pool.get().await?;
         migrations::run(&mut client).await?;
         Ok(store)
@@ -205,8 +225,36 @@ impl PgStore {
     }
 
     /// The connection settings, for a connection outside the pool (the tailer's, which
-    /// listens for notifications and so must be a session of its own).
+    /// listens for notifications and so must be a session of its own). Open it with
+    /// [`PgStore::session`], or with [`PgStore::tls`]: the settings alone do not carry
+    /// the TLS of the URL, and `sslmode=require` refuses a connection made without it.
     pub fn config(&self) -> &tokio_postgres::Config {
         &self.config
     }
+
+    /// The TLS connector of this database's connections (see [`url::DbUrl::tls`]).
+    pub fn tls(&self) -> &MakeRustlsConnect {
+        &self.tls
+    }
+
+    /// A session of its own outside the pool, made as the pool's are (TLS included), for
+    /// a listener: the caller drives the connection (its messages carry the
+    /// notifications).
+    pub async fn session(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> Result<(tokio_postgres::Client, Session), PgError> {
+        Ok(config.connect(self.tls.clone()).await?)
+    }
+
+    /// The database's URL with its password hidden, for messages and logs.
+    pub fn redacted_url(&self) -> &str {
+        &self.redacted
+    }
 }
+
+/// The connection half of a [`PgStore::session`].
+pub type Session = tokio_postgres::Connection<
+    tokio_postgres::Socket,
+    <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream,
+>;

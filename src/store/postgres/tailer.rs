@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
-use super::PgError;
 use super::frames::CHANNEL as FRAMES;
 use super::log::{CHANNEL, COLUMNS, StoredEvent, from_row};
+use super::{PgError, PgStore};
 
 /// Events read by one query.
 const PAGE: i64 = 1000;
@@ -41,27 +41,38 @@ pub struct Tailer {
 }
 
 impl Tailer {
-    /// Starts tailing the log of the database `config` names after `after`, handing each page
-    /// of events, in `seq` order, to `out`; it stops when `out` is closed. `poll` is the
-    /// fallback period when no notification comes.
+    /// Starts tailing the log of `store`'s database after `after` (on a connection of its
+    /// own, with the store's settings and TLS), handing each page of events, in `seq`
+    /// order, to `out`; it stops when `out` is closed. `poll` is the fallback period when
+    /// no notification comes.
     ///
     /// With `frames`, it also hands over the ephemeral frames other replicas publish
     /// (`frames::publish`), as they come, dropping one when `frames` is full (best effort).
     pub fn start(
-        config: tokio_postgres::Config,
+        store: PgStore,
         after: i64,
         poll: Duration,
         out: mpsc::Sender<Vec<StoredEvent>>,
         frames: Option<mpsc::Sender<String>>,
     ) -> Tailer {
-        let mut config = config;
+        let mut config = store.config().clone();
         // Named, so that an operator sees it in pg_stat_activity (and a test can end it).
         config.application_name("livechat tailer");
         let (position, watch) = watch::channel(after);
         let task = tokio::spawn(async move {
             let mut last = after;
             loop {
-                match tail(&config, &mut last, poll, &out, frames.as_ref(), &position).await {
+                match tail(
+                    &store,
+                    &config,
+                    &mut last,
+                    poll,
+                    &out,
+                    frames.as_ref(),
+                    &position,
+                )
+                .await
+                {
                     Ok(()) => return, // `out` closed: nobody listens any more
                     Err(e) => {
                         tracing::warn!(error = %e, after = last, "the log's tailer lost its connection; connecting again");
@@ -110,6 +121,7 @@ impl Tailer {
 /// One connection's life: listen, then read whatever is above `last` at every wake-up.
 /// `Ok` when `out` is closed, an error when the connection fails.
 async fn tail(
+    store: &PgStore,
     config: &tokio_postgres::Config,
     last: &mut i64,
     poll: Duration,
@@ -117,7 +129,8 @@ async fn tail(
     frames: Option<&mpsc::Sender<String>>,
     position: &watch::Sender<i64>,
 ) -> Result<(), PgError> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    // Through the store's TLS settings, as every connection of the pool.
+    let (client, mut connection) = store.session(config).await?;
     let wake = Arc::new(Notify::new());
     let woken = Arc::clone(&wake);
     let frames = frames.cloned();

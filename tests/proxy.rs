@@ -10,148 +10,16 @@
 mod common;
 
 use std::net::IpAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Bundle;
 use common::TestServer;
-use common::live::{Api, PASSWORD, agent_email, set_password};
+use common::live::{PASSWORD, agent_email, set_password};
+use common::nginx::Nginx;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-
-/// The address nginx connects to the server from.
-const NGINX_ADDR: &str = "127.0.0.2";
-
-struct Nginx {
-    child: Child,
-    url: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The text of `packaging/nginx.conf` between two lines that start with `from` and `to`.
-fn between<'a>(conf: &'a str, from: &str, to: &str) -> &'a str {
-    let start = conf.find(from).unwrap_or_else(|| panic!("no `{from}`"));
-    let end = start
-        + conf[start..]
-            .find(to)
-            .unwrap_or_else(|| panic!("no `{to}`"));
-    &conf[start..end]
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Nginx {
-    /// nginx in front of the server at `upstream` (`127.0.0.1:PORT`).
-    fn start(upstream: &str) -> Nginx {
-        let conf = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/nginx.conf"),
-        )
-        .unwrap();
-        // The upstream and the map as shipped, the server's address put in.
-        let head = between(&conf, "upstream livechat {", "server {");
-        assert!(head.contains("server 127.0.0.1:8080;"), "{head}");
-        let head = head.replace("server 127.0.0.1:8080;", &format!("server {upstream};"));
-        let locations = between(&conf, "# BEGIN livechat", "# END livechat");
-
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path();
-        std::fs::create_dir_all(p.join("tmp")).unwrap();
-        // Run as root, nginx's workers are `nobody`: they need to reach the temp files.
-        for d in [p, &p.join("tmp")] {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
-        }
-        let port = free_port();
-        let d = p.display();
-        let text = format!(
-            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{\n\
-             access_log {d}/access.log;\n\
-             client_body_temp_path {d}/tmp/body;\nproxy_temp_path {d}/tmp/proxy;\n\
-             fastcgi_temp_path {d}/tmp/fastcgi;\nuwsgi_temp_path {d}/tmp/uwsgi;\n\
-             scgi_temp_path {d}/tmp/scgi;\n\
-             {head}\n\
-             server {{\n\
-             listen 127.0.0.1:{port};\n\
-             proxy_bind {NGINX_ADDR};\n\
-             {locations}\n\
-             }}\n}}\n"
-        );
-        let conf_path = p.join("nginx.conf");
-        std::fs::write(&conf_path, text).unwrap();
-        // Debian's nginx is in /usr/sbin, which a user's PATH may lack.
-        let bin = ["/usr/sbin/nginx", "nginx"]
-            .into_iter()
-            .find(|b| Path::new(b).exists())
-            .unwrap_or("nginx");
-        let nginx = |extra: &[&str]| {
-            let mut cmd = Command::new(bin);
-            cmd.arg("-p")
-                .arg(p)
-                .arg("-c")
-                .arg(&conf_path)
-                .arg("-e")
-                .arg(p.join("error.log"))
-                .args(extra);
-            cmd
-        };
-        let check = nginx(&["-t", "-q"])
-            .output()
-            .expect("nginx is installed (Debian package `nginx`; .ci/run installs it)");
-        assert!(
-            check.status.success(),
-            "nginx -t: {}",
-            String::from_utf8_lossy(&check.stderr)
-        );
-        let child = nginx(&[])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let nginx = Nginx {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            dir,
-        };
-        nginx.wait_ready();
-        nginx
-    }
-
-    /// Until `/healthz` answers through nginx.
-    fn wait_ready(&self) {
-        let start = Instant::now();
-        let health = Api::blocking(&self.url);
-        while !health
-            .request("GET", "/healthz")
-            .try_wait()
-            .is_ok_and(|reply| reply.status == 200)
-        {
-            let log = std::fs::read_to_string(self.dir.path().join("error.log"));
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "nginx does not answer: {log:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
 
 /// The server (the `support` bot with a contact form, one agent with a password) with
 /// `env`, and nginx in front of it.
@@ -160,7 +28,7 @@ async fn proxied(env: &'static [(&'static str, &'static str)]) -> (TestServer, N
         let server = TestServer::start(|dir| Bundle::live(1).write(dir), env);
         set_password(&server.bots_dir, &server.data_dir, &agent_email(0));
         let upstream = server.url.trim_start_matches("http://").to_string();
-        let nginx = Nginx::start(&upstream);
+        let nginx = Nginx::start(&[&upstream]);
         (server, nginx)
     })
     .await

@@ -260,8 +260,9 @@ impl Engine {
             Store::Postgres(pg) => {
                 let replicated = replicated::Replicated::start(pg.clone(), hub.clone()).await?;
                 let mut open = Vec::new();
+                let as_of = replicated.position();
                 for (version, conv) in replicated.load_open().await? {
-                    replicated.set_version(&conv.id, version);
+                    replicated.set_read(&conv.id, version, as_of);
                     open.push(conv);
                 }
                 let accepting = store.accepting_agents().await?;
@@ -452,7 +453,13 @@ impl Engine {
     /// store without keeping it in memory.
     pub async fn peek(&self, id: &str) -> Result<Conversation, EngineError> {
         let entry = self.convs().get(id).cloned();
-        if let Some(entry) = entry {
+        // On PostgreSQL a copy another replica has written since is read again.
+        let stale = self
+            .inner
+            .replicated
+            .as_ref()
+            .is_some_and(|r| r.is_stale(id));
+        if let Some(entry) = entry.filter(|_| !stale) {
             return Ok(entry.lock().await.clone());
         }
         let key = id.to_string();
@@ -472,6 +479,7 @@ impl Engine {
             return Ok(entry.clone());
         }
         let key = id.to_string();
+        let as_of = self.inner.replicated.as_ref().map_or(0, |r| r.position());
         let (version, loaded) = match &self.inner.replicated {
             None => (None, self.inner.store.load_conversation(&key).await?),
             Some(r) => match r.load(&key).await? {
@@ -485,11 +493,16 @@ impl Engine {
             .entry(id.to_string())
             .or_insert_with(|| {
                 if let (Some(r), Some(version)) = (&self.inner.replicated, version) {
-                    r.set_version(id, version);
+                    r.set_read(id, version, as_of);
                 }
                 Arc::new(tokio::sync::Mutex::new(loaded))
             })
             .clone())
+    }
+
+    /// The version this replica knows a conversation at (PostgreSQL; 0 on SQLite).
+    fn replicated_version(&self, id: &str) -> i64 {
+        self.inner.replicated.as_ref().map_or(0, |r| r.version(id))
     }
 
     /// Reads a conversation held under its lock afresh from the shared database, after
@@ -499,8 +512,9 @@ impl Engine {
         let Some(r) = &self.inner.replicated else {
             return Ok(());
         };
+        let as_of = r.position();
         let (version, fresh) = r.load(&conv.id).await?.ok_or(EngineError::NotFound)?;
-        r.set_version(&conv.id, version);
+        r.set_read(&conv.id, version, as_of);
         if self.update_load(conv, &fresh) {
             self.agents_changed();
         }
@@ -544,6 +558,14 @@ impl Engine {
             return Err(EngineError::NotFound);
         }
         allow(&conv)?;
+        if self
+            .inner
+            .replicated
+            .as_ref()
+            .is_some_and(|r| r.is_stale(id))
+        {
+            self.reload(&mut conv).await?;
+        }
         let adds_load = matches!(
             cmd,
             Command::Accept { .. }
@@ -598,6 +620,18 @@ impl Engine {
             };
             let transition = match conv.apply(this, &ctx) {
                 Ok(t) => t,
+                // On PostgreSQL the copy may be older than the database (another replica's
+                // write not yet heard of): refused on it, the command runs again on the
+                // conversation as it is, if that is newer.
+                Err(_)
+                    if self.inner.replicated.is_some() && attempts < STALE_ATTEMPTS && {
+                        let before = self.replicated_version(id);
+                        self.reload(&mut conv).await?;
+                        self.replicated_version(id) != before
+                    } =>
+                {
+                    continue;
+                }
                 // A retry may come after the state moved on (the chat ended since): it still
                 // gets the first answer.
                 Err(rejected) => {
@@ -807,7 +841,7 @@ impl Engine {
         use crate::store::postgres::conversations::Refused;
         match appended {
             Ok(seqs) => {
-                r.set_version(&id, version + 1);
+                r.set_written(&id, version + 1, seqs.clone().last());
                 if ring {
                     self.inner.outbound.doorbell.ring();
                 }

@@ -480,6 +480,29 @@ impl Engine {
         for agent in &changed {
             self.publish_presence(agent);
         }
-        self.agents_changed();
+        // Every waiting request of the database, not only those this replica holds: the
+        // replica that held one may be the one that died.
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let Some(r) = &engine.inner.replicated else {
+                return;
+            };
+            let waiting = match r.waiting().await {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the waiting requests failed");
+                    return;
+                }
+            };
+            for id in waiting {
+                if let Err(e) = engine
+                    .run(&id, Command::AgentsChanged, None, |_| Ok(()))
+                    .await
+                    && !matches!(e, EngineError::Rejected(_) | EngineError::NotFound)
+                {
+                    tracing::warn!("re-ringing {id}: {e}");
+                }
+            }
+        });
     }
 }

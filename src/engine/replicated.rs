@@ -15,7 +15,7 @@
 //!   firing finds nothing due (`require_due`) and writes nothing.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
@@ -56,11 +56,12 @@ const VISITORS_MAX: usize = 100_000;
 
 /// A replica's part of the shared database.
 pub(super) struct Replicated {
-    pub pg: std::sync::Arc<PgStore>,
+    pub pg: Arc<PgStore>,
     pub writer: LogWriter,
     tailer: Tailer,
-    /// The version of each conversation as this replica last read or wrote it.
-    versions: Mutex<HashMap<String, i64>>,
+    /// Each conversation this replica holds: the version it last read or wrote it at, and
+    /// whether another replica may have written it since (shared with the publisher).
+    known: Arc<Mutex<HashMap<String, Known>>>,
     /// This replica's name in timer leases.
     pub replica: String,
     /// Woken when a local write sets a deadline sooner than the timer loop's next look.
@@ -68,6 +69,19 @@ pub(super) struct Replicated {
     /// Woken when an agent's sockets on this replica come or go (the presence loop writes
     /// the counts).
     pub presence_wake: Notify,
+}
+
+/// A conversation as this replica knows it.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    version: i64,
+    /// The newest `seq` this replica knows the copy includes: an event of the conversation
+    /// published after it comes from a write this copy lacks (or one it has whose answer
+    /// was not in yet; reading again is then only a read too many).
+    as_of: i64,
+    /// An event newer than `as_of` was published: read the conversation again before
+    /// using the copy.
+    stale: bool,
 }
 
 /// What the database says of every agent, across replicas (`Replicated::cluster`).
@@ -84,7 +98,7 @@ pub(super) struct Cluster {
 impl Replicated {
     /// Starts the log writer and the tailer (from the log's end: what came before is in
     /// the store, for replays), whose pages are published to `hub`.
-    pub async fn start(pg: std::sync::Arc<PgStore>, hub: Hub) -> Result<Replicated, StoreError> {
+    pub async fn start(pg: Arc<PgStore>, hub: Hub) -> Result<Replicated, StoreError> {
         let last: i64 = client(&pg)
             .await?
             .query_one("SELECT last FROM seq_counter", &[])
@@ -94,33 +108,67 @@ impl Replicated {
         let writer = LogWriter::start(&pg, COMMITTERS);
         let (pages, incoming) = mpsc::channel(64);
         let tailer = Tailer::start((*pg).clone(), last, TAIL_POLL, pages, None);
-        tokio::spawn(publish(pg.clone(), incoming, hub));
+        let known = Arc::new(Mutex::new(HashMap::new()));
+        tokio::spawn(publish(pg.clone(), incoming, hub, known.clone()));
         Ok(Replicated {
             pg,
             writer,
             tailer,
-            versions: Mutex::new(HashMap::new()),
+            known,
             replica: wire::new_id("r"),
             timers_wake: Notify::new(),
             presence_wake: Notify::new(),
         })
     }
 
-    fn versions(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
-        self.versions.lock().unwrap_or_else(|p| p.into_inner())
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, Known>> {
+        lock(&self.known)
     }
 
     /// The version this replica knows a conversation at (0: new, never written).
     pub fn version(&self, id: &str) -> i64 {
-        self.versions().get(id).copied().unwrap_or(0)
+        self.known().get(id).map_or(0, |k| k.version)
     }
 
-    pub fn set_version(&self, id: &str, version: i64) {
-        self.versions().insert(id.to_string(), version);
+    /// Whether another replica may have written the conversation since this one read or
+    /// wrote it.
+    pub fn is_stale(&self, id: &str) -> bool {
+        self.known().get(id).is_some_and(|k| k.stale)
+    }
+
+    /// The conversation was read at `version`, when the tailer had published up to
+    /// [`Replicated::position`] `as_of`.
+    pub fn set_read(&self, id: &str, version: i64, as_of: i64) {
+        let known = Known {
+            version,
+            as_of,
+            stale: false,
+        };
+        self.known().insert(id.to_string(), known);
+    }
+
+    /// This replica wrote the conversation at `version`, its events up to `seq` (none:
+    /// what it knew stays).
+    pub fn set_written(&self, id: &str, version: i64, seq: Option<i64>) {
+        let mut known = self.known();
+        let k = known.entry(id.to_string()).or_insert(Known {
+            version,
+            as_of: 0,
+            stale: false,
+        });
+        k.version = version;
+        if let Some(seq) = seq {
+            k.as_of = k.as_of.max(seq);
+        }
     }
 
     pub fn forget(&self, id: &str) {
-        self.versions().remove(id);
+        self.known().remove(id);
+    }
+
+    /// The newest `seq` the tailer has published.
+    pub fn position(&self) -> i64 {
+        self.tailer.position()
     }
 
     /// Waits (a while at most) until the tailer has published `seq`.
@@ -222,6 +270,16 @@ impl Replicated {
         })
     }
 
+    /// The requests waiting for an agent (status `new`), of every replica.
+    pub async fn waiting(&self) -> Result<Vec<String>, StoreError> {
+        let rows = client(&self.pg)
+            .await?
+            .query("SELECT id FROM conversations WHERE status = 'new'", &[])
+            .await
+            .map_err(PgError::from)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// How long the timer loop may sleep: until the next timer, at most [`TIMER_POLL`].
     pub async fn next_timer(&self) -> Duration {
         let next = match client(&self.pg).await {
@@ -238,6 +296,10 @@ impl Drop for Replicated {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn parse(state: &str) -> Result<Conversation, StoreError> {
     serde_json::from_str(state).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -247,9 +309,10 @@ fn parse(state: &str) -> Result<Conversation, StoreError> {
 /// from the stored row, and the visitor's part is the event's visitor view. A conversation's
 /// visitor is read once (its row is committed with its first events) and remembered.
 async fn publish(
-    pg: std::sync::Arc<PgStore>,
+    pg: Arc<PgStore>,
     mut pages: mpsc::Receiver<Vec<StoredEvent>>,
     hub: Hub,
+    known: Arc<Mutex<HashMap<String, Known>>>,
 ) {
     let mut visitors: HashMap<String, String> = HashMap::new();
     while let Some(page) = pages.recv().await {
@@ -266,6 +329,21 @@ async fn publish(
                 Ok(found) => visitors.extend(found),
                 Err(e) => {
                     tracing::warn!(error = %e, "the visitors of published events were not read; visitors get them at their next replay")
+                }
+            }
+        }
+        {
+            // Conversations held here that another replica wrote: read again before use.
+            let mut known = lock(&known);
+            for stored in &page {
+                if let Some(k) = stored
+                    .event
+                    .conversation_id
+                    .as_deref()
+                    .and_then(|id| known.get_mut(id))
+                    && stored.seq > k.as_of
+                {
+                    k.stale = true;
                 }
             }
         }

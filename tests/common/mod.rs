@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod bundle;
 pub mod live;
+pub mod nginx;
 pub mod postgres;
 pub mod smtp;
 

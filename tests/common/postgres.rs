@@ -206,6 +206,16 @@ impl Postgres {
         }
     }
 
+    /// The URL form of [`Postgres::url`], as `database_url` takes it: the socket's directory
+    /// as the `host` parameter.
+    pub fn uri(&self, name: &str) -> String {
+        let port = self.port.map(|p| format!("&port={p}")).unwrap_or_default();
+        format!(
+            "postgres://livechat@localhost/{name}?host={}{port}",
+            self.socket.display()
+        )
+    }
+
     /// `-p PORT` for the programs when the cluster has a port of its own (`start_tls`),
     /// none for the default (5432, a socket name only).
     fn port_args(&self) -> Vec<String> {

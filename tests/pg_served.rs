@@ -1,0 +1,376 @@
+//! Replicas as operators run them (#17): two `livechat serve` processes on one real
+//! PostgreSQL, a real nginx in front of both (`packaging/nginx.conf`'s upstream with two
+//! servers), clients over HTTP and WebSocket. A replica dies by `kill -9`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::live::{Api, Console, PASSWORD, agent_email};
+use common::nginx::Nginx;
+use common::postgres::{self, Postgres};
+use common::{Bundle, TestServer};
+use serde_json::{Value, json};
+
+use livechat::store::Store;
+use livechat::store::postgres::PgStore;
+
+/// A replica of `bundle` on the database `url`, with limits for one test client making
+/// many visitors.
+fn replica(bundle: &Bundle, url: &str) -> TestServer {
+    bundle.serve_with(
+        &[],
+        &[
+            ("LIVECHAT_DATABASE_URL", url),
+            ("LIVECHAT_SESSIONS_PER_ADDRESS", "100000"),
+        ],
+    )
+}
+
+/// Two replicas of `bundle` on a new database of `pg` and nginx in front of them; every
+/// agent of the bundle has the test password (set in the database through the library:
+/// the command line's `agent password` runs on SQLite only so far).
+async fn replicas(pg: &Postgres, name: &str, bundle: Bundle) -> (TestServer, TestServer, Nginx) {
+    pg.database(name);
+    let url = pg.uri(name);
+    let (a, b, nginx) = tokio::task::spawn_blocking(move || {
+        let a = replica(&bundle, &url);
+        let b = replica(&bundle, &url);
+        let upstreams = [
+            a.url.trim_start_matches("http://"),
+            b.url.trim_start_matches("http://"),
+        ];
+        let nginx = Nginx::start(&upstreams);
+        (a, b, nginx)
+    })
+    .await
+    .unwrap();
+    let store = Store::postgres(PgStore::connect(&pg.url(name), 2).await.unwrap());
+    let phc = livechat::auth::password::hash(PASSWORD).unwrap();
+    for i in 0..4 {
+        store
+            .set_password(&agent_email(i), &phc, jiff::Timestamp::now())
+            .await
+            .unwrap();
+    }
+    (a, b, nginx)
+}
+
+/// Agent `i` online (a console socket) and accepting chats on `server`.
+async fn console_on(server: &TestServer, i: usize) -> Console {
+    Api::new(&server.url).go_online(&agent_email(i)).await
+}
+
+/// Until `api` (any replica) sees agent `i` as `pred` says.
+async fn wait_agent(api: &Api, token: &str, i: usize, pred: impl Fn(&Value) -> bool) {
+    api.wait_agent(token, &agent_email(i), pred).await
+}
+
+/// The number of events of `kind` of each conversation.
+async fn events_by_conversation(pg: &Postgres, name: &str, kind: &str) -> BTreeMap<String, i64> {
+    let client = postgres::connect(&pg.url(name)).await;
+    client
+        .query(
+            "SELECT conversation_id, count(*) FROM events WHERE type = $1 GROUP BY 1",
+            &[&kind],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// A visitor through nginx whose request rings the team; answers their conversation.
+async fn waiting_request(front: &Api) -> String {
+    let session = front.session("support").await;
+    front.request_live_chat(&session.token).await;
+    session.conv
+}
+
+/// 1,000 accept races split across the replicas: each request is made through nginx and
+/// accepted at once by agent 0 through replica A and agent 1 through replica B. Exactly
+/// one accept wins each (200), the other is answered `409 already_taken`, and the log
+/// holds one `livechat.accepted` per conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn accept_races_across_replicas_behind_nginx_have_one_winner_each() {
+    const RACES: usize = 1000;
+    const AT_ONCE: usize = 25;
+    let pg = Postgres::start();
+    let (a, b, nginx) = replicas(&pg, "races", Bundle::live(2).max_chats(1000)).await;
+    let ana = console_on(&a, 0).await;
+    let ben = console_on(&b, 1).await;
+    let (api_a, api_b, front) = (Api::new(&a.url), Api::new(&b.url), Api::new(&nginx.url));
+    // Each replica sees the other's agent online and accepting.
+    wait_agent(&api_a, &ana.token, 1, |v| {
+        v["online"] == true && v["accepting"] == true
+    })
+    .await;
+    wait_agent(&api_b, &ben.token, 0, |v| {
+        v["online"] == true && v["accepting"] == true
+    })
+    .await;
+    let started = Instant::now();
+    let mut wins = [0usize; 2];
+    let mut winners: BTreeMap<String, String> = BTreeMap::new();
+    for round in 0..RACES / AT_ONCE {
+        let tasks: Vec<_> = (0..AT_ONCE)
+            .map(|_| {
+                let (api_a, api_b, front) = (api_a.clone(), api_b.clone(), front.clone());
+                let (ta, tb) = (ana.token.clone(), ben.token.clone());
+                tokio::spawn(async move {
+                    let id = waiting_request(&front).await;
+                    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+                    let (first, second) = tokio::join!(
+                        async {
+                            barrier.wait().await;
+                            api_a.act(&ta, &id, "accept", json!({})).await
+                        },
+                        async {
+                            barrier.wait().await;
+                            api_b.act(&tb, &id, "accept", json!({})).await
+                        }
+                    );
+                    (id, first, second)
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (id, (s1, b1), (s2, b2)) = task.await.unwrap();
+            let winner = match (s1, s2) {
+                (200, 409) if b2["error"]["code"] == "already_taken" => 0,
+                (409, 200) if b1["error"]["code"] == "already_taken" => 1,
+                _ => panic!("round {round}, {id}: not one winner: {s1} {b1} / {s2} {b2}"),
+            };
+            wins[winner] += 1;
+            winners.insert(id, agent_email(winner));
+        }
+    }
+    println!(
+        "{RACES} accept races through nginx and two replicas in {:?}: {} won through replica A, {} through replica B",
+        started.elapsed(),
+        wins[0],
+        wins[1]
+    );
+    let accepted = events_by_conversation(&pg, "races", "livechat.accepted").await;
+    assert_eq!(accepted.len(), RACES);
+    assert!(
+        accepted.values().all(|n| *n == 1),
+        "a conversation accepted twice"
+    );
+    let client = postgres::connect(&pg.url("races")).await;
+    for row in client
+        .query("SELECT id, assignee FROM conversations", &[])
+        .await
+        .unwrap()
+    {
+        let id: String = row.get(0);
+        assert_eq!(
+            row.get::<_, Option<String>>(1).as_ref(),
+            winners.get(&id),
+            "{id}"
+        );
+    }
+}
+
+/// `max_chats` across replicas: agent 0 (two chats at most) accepts 50 waiting requests at
+/// once, each accept sent through nginx to whichever replica it picks. Two are accepted,
+/// 48 refused `409 at_capacity`, and the database holds two chats of theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_chats_holds_across_replicas_behind_nginx() {
+    let pg = Postgres::start();
+    let (a, _b, nginx) = replicas(&pg, "capacity", Bundle::live(1).max_chats(2)).await;
+    let ana = console_on(&a, 0).await;
+    let front = Api::new(&nginx.url);
+    let mut ids = Vec::new();
+    for _ in 0..50 {
+        ids.push(waiting_request(&front).await);
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(ids.len()));
+    let tasks: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (front, token, id, barrier) = (
+                front.clone(),
+                ana.token.clone(),
+                id.clone(),
+                barrier.clone(),
+            );
+            tokio::spawn(async move {
+                barrier.wait().await;
+                front.act(&token, &id, "accept", json!({})).await
+            })
+        })
+        .collect();
+    let mut answers: BTreeMap<String, usize> = BTreeMap::new();
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        let key = match status {
+            200 => "accepted".to_string(),
+            _ => format!("{status} {}", body["error"]["code"].as_str().unwrap_or("?")),
+        };
+        *answers.entry(key).or_default() += 1;
+    }
+    println!("50 accepts at once by an agent of max_chats 2, through nginx: {answers:?}");
+    assert_eq!(answers.get("accepted"), Some(&2), "{answers:?}");
+    assert_eq!(answers.get("409 at_capacity"), Some(&48), "{answers:?}");
+    let client = postgres::connect(&pg.url("capacity")).await;
+    let held: i64 = client
+        .query_one(
+            "SELECT count(*) FROM conversations WHERE assignee = $1 AND status IN ('assigned', 'chatting')",
+            &[&agent_email(0)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(held, 2);
+}
+
+/// 1,000 requests nobody accepts, two-second accept timeouts, made through nginx; replica A
+/// is killed with `kill -9` a second later, holding what it holds (timers it may have
+/// claimed among them). Every request times out exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn accept_timeouts_fire_once_each_when_a_replica_is_killed_halfway() {
+    const REQUESTS: usize = 1000;
+    let pg = Postgres::start();
+    let bundle = Bundle::live(1).live_chat(|d| d.accept_timeout("2s"));
+    let (mut a, b, nginx) = replicas(&pg, "timers", bundle).await;
+    // Agent 0 online on B, so that requests ring (and wait) rather than being refused.
+    let _ana = console_on(&b, 0).await;
+    let front = Api::new(&nginx.url);
+    wait_agent(&Api::new(&a.url), &_ana.token, 0, |v| {
+        v["online"] == true && v["accepting"] == true
+    })
+    .await;
+    let mut ids = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..REQUESTS {
+        let front = front.clone();
+        tasks.push(tokio::spawn(async move { waiting_request(&front).await }));
+        if tasks.len() == 50 {
+            for t in tasks.drain(..) {
+                ids.push(t.await.unwrap());
+            }
+        }
+    }
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    let made = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let killed = made.elapsed();
+    // Requests still waiting when A died (the first ones made may have timed out already).
+    let pending = REQUESTS
+        - events_by_conversation(&pg, "timers", "livechat.timeout")
+            .await
+            .len();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (timed_out, took) = loop {
+        let timed_out = events_by_conversation(&pg, "timers", "livechat.timeout").await;
+        if timed_out.len() >= REQUESTS || Instant::now() > deadline {
+            break (timed_out, made.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    // A second firing would come within a lease (10 s) of the first claim.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let again = events_by_conversation(&pg, "timers", "livechat.timeout").await;
+    let spread = again.values().fold(BTreeMap::new(), |mut m, n| {
+        *m.entry(*n).or_insert(0usize) += 1;
+        m
+    });
+    println!(
+        "{REQUESTS} accept timeouts of 2 s, replica A killed {killed:?} after the last request with {pending} still waiting: {} timed out within {took:?} of it; timeouts per request: {spread:?}",
+        timed_out.len()
+    );
+    assert!(
+        pending > 0,
+        "every request had timed out before the kill: it proves nothing"
+    );
+    assert_eq!(again.len(), REQUESTS, "some requests never timed out");
+    assert!(again.values().all(|n| *n == 1), "{spread:?}");
+    for id in &ids {
+        assert!(again.contains_key(id), "{id}");
+    }
+    drop(b);
+}
+
+/// An agent whose replica dies: agent 0's console is on replica A, agent 1's on replica B,
+/// and ten requests made through nginx ring both. A is killed with `kill -9`; replica B
+/// reports agent 0 offline within 20 s, and the requests then ring agent 1 alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_whose_replica_dies_is_offline_within_20_s_and_requests_ring_others() {
+    let pg = Postgres::start();
+    let (mut a, b, nginx) = replicas(&pg, "presence", Bundle::live(2)).await;
+    let ana = console_on(&a, 0).await;
+    let ben = console_on(&b, 1).await;
+    let (api_a, api_b, front) = (Api::new(&a.url), Api::new(&b.url), Api::new(&nginx.url));
+    // Each replica sees the other's agent online and accepting.
+    wait_agent(&api_a, &ana.token, 1, |v| {
+        v["online"] == true && v["accepting"] == true
+    })
+    .await;
+    wait_agent(&api_b, &ben.token, 0, |v| {
+        v["online"] == true && v["accepting"] == true
+    })
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(waiting_request(&front).await);
+    }
+    let both = json!([agent_email(0), agent_email(1)]);
+    let rang = |v: &Value| v["agents"].clone();
+    for id in &ids {
+        let ringing = last_ringing(&pg, id).await;
+        assert_eq!(rang(&ringing), both, "{id}");
+    }
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let killed = Instant::now();
+    drop(ana);
+    let offline = loop {
+        let view = api_b.agent_view(&ben.token, &agent_email(0)).await;
+        if view["online"] == false {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(40),
+            "agent 0 still online: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The requests move on (B routes them again when presence changes).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for id in &ids {
+        loop {
+            let ringing = last_ringing(&pg, id).await;
+            if rang(&ringing) == json!([agent_email(1)]) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} still rings: {ringing}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    println!(
+        "replica A killed: agent 0 offline on replica B after {offline:?}, and 10 requests ring agent 1 alone"
+    );
+    assert!(offline <= Duration::from_secs(21), "{offline:?}");
+}
+
+/// The newest `livechat.ringing` data of a conversation.
+async fn last_ringing(pg: &Postgres, id: &str) -> Value {
+    let client = postgres::connect(&pg.url("presence")).await;
+    let data: String = client
+        .query_one(
+            "SELECT data FROM events WHERE conversation_id = $1 AND type = 'livechat.ringing' ORDER BY seq DESC LIMIT 1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    serde_json::from_str(&data).unwrap()
+}

@@ -10,6 +10,7 @@ pub mod bottest;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod dburl;
 pub mod deploy;
 pub mod engine;
 pub mod http;

@@ -344,7 +344,7 @@ pub struct Settings {
 /// The PostgreSQL database a replica runs on (`database_url`, #17).
 #[derive(Debug, Clone)]
 pub struct Database {
-    pub url: crate::store::postgres::url::DbUrl,
+    pub url: crate::dburl::DbUrl,
     /// Connections of the pool at most.
     pub pool: usize,
 }
@@ -608,8 +608,8 @@ fn database(
 
 /// A `database_url` read and checked: PostgreSQL's URL form only (`postgres://` or
 /// `postgresql://`), which the client can read, with TLS settings this build honours.
-pub fn database_url(text: &str) -> Result<crate::store::postgres::url::DbUrl, String> {
-    use crate::store::postgres::url;
+pub fn database_url(text: &str) -> Result<crate::dburl::DbUrl, String> {
+    use crate::dburl as url;
     let trimmed = text.trim();
     if !(trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://")) {
         return Err(format!(
@@ -631,7 +631,7 @@ fn database_url_at(
 ) -> crate::config::Diagnostic {
     let mut d = crate::config::Diagnostic::at(path, text, value.0.span(), message);
     let raw = value.raw();
-    let shown = crate::store::postgres::url::redact(raw);
+    let shown = crate::dburl::redact(raw);
     if !raw.is_empty() && d.source_line.contains(raw) {
         d.source_line = d.source_line.replace(raw, &shown);
         d.width = d.width.min(shown.chars().count() + 2);

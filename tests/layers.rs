@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 /// The middle layer: the domain's services, which may use each other and what is below.
 const MIDDLE: &[&str] = &[
-    "config", "chat", "ids", "settings", "store", "hub", "auth", "mail", "webhooks", "deploy",
+    "config", "dburl", "chat", "ids", "settings", "store", "hub", "auth", "mail", "webhooks",
+    "deploy",
 ];
 
 /// What a top-level module may import besides itself; None for `cli`, `lib.rs` and
@@ -13,10 +14,11 @@ const MIDDLE: &[&str] = &[
 fn allowed(from: &str) -> Option<Vec<&'static str>> {
     let above_middle = |extra: &[&'static str]| [MIDDLE, extra].concat();
     Some(match from {
-        "ids" | "config" => vec![],
-        "settings" | "chat" => vec!["config"],
+        "ids" | "config" | "dburl" => vec![],
+        "settings" => vec!["config", "dburl"],
+        "chat" => vec!["config"],
         "bottest" => vec!["config", "chat"],
-        "store" => vec!["config", "chat", "ids", "settings"],
+        "store" => vec!["config", "dburl", "chat", "ids", "settings"],
         "hub" | "auth" | "mail" | "webhooks" | "deploy" => MIDDLE.to_vec(),
         "engine" => MIDDLE.to_vec(),
         "http" => above_middle(&["engine"]),

@@ -659,13 +659,7 @@ fn detail_rows(c: &Connection, id: &str, visitor_id: &str) -> Result<DetailRows,
     })
 }
 
-/// A conversation's messages and notes on PostgreSQL, from the log by its index on
-/// `(conversation_id, seq)`: SQLite's view `conversation_messages`, columns and all.
-pub(crate) const PG_MESSAGES: &str = "SELECT e.data::json ->> 'message_id' AS id, e.seq,
-            CASE e.type WHEN 'note.created' THEN 'note' ELSE e.data::json ->> 'author' END AS kind,
-            e.data::json ->> 'agent' AS author, e.data::json ->> 'text' AS text, e.at
-     FROM events e
-     WHERE e.conversation_id = $1 AND e.type IN ('message.created', 'note.created')";
+use crate::store::postgres::log::MESSAGES as PG_MESSAGES;
 
 /// [`detail_rows`] on PostgreSQL. A visitor without a row (nothing ties conversations to
 /// visitors here) has no stored name or email. Text SQLite orders bytewise is ordered by

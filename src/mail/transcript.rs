@@ -55,7 +55,7 @@ impl Store {
                                 WHERE ma.message_id = m.id)
                              FROM ({}) m
                              WHERE m.kind <> 'note' ORDER BY m.seq",
-                            crate::engine::queries::PG_MESSAGES
+                            crate::store::postgres::log::MESSAGES
                         ),
                         &[&conversation_id],
                     )

@@ -51,6 +51,14 @@ pub struct StoredEvent {
 /// The columns of an event as [`from_row`] reads them.
 pub const COLUMNS: &str = "seq, conversation_id, bot, type, at, visitor_visible, data, client_id";
 
+/// A conversation's messages and notes on PostgreSQL, from the log by its index on
+/// `(conversation_id, seq)`: SQLite's view `conversation_messages`, columns and all.
+pub const MESSAGES: &str = "SELECT e.data::json ->> 'message_id' AS id, e.seq,
+            CASE e.type WHEN 'note.created' THEN 'note' ELSE e.data::json ->> 'author' END AS kind,
+            e.data::json ->> 'agent' AS author, e.data::json ->> 'text' AS text, e.at
+     FROM events e
+     WHERE e.conversation_id = $1 AND e.type IN ('message.created', 'note.created')";
+
 /// An event from a row selected with [`COLUMNS`].
 pub fn from_row(row: &tokio_postgres::Row) -> StoredEvent {
     StoredEvent {

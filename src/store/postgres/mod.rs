@@ -27,7 +27,7 @@ pub mod reads;
 pub mod revisions;
 pub mod tailer;
 pub mod timers;
-pub mod url;
+pub use crate::dburl as url;
 pub mod visitors;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! Putting a bundle live: the one path behind `livechat apply`, `livechat rollback` and the
 //! admin API. Plan against the live revision, install the files where the server watches
-//! them, record the new revision; and, for the server, record what it loaded by itself.
+//! them, record the new revision; and, for the server, record what it loaded by itself. On
+//! PostgreSQL the database is where a bundle is installed ([`apply_pg`]) and every new
+//! revision is announced to the replicas ([`announce_pg`]).
 
 pub mod stored;
 
@@ -202,7 +204,8 @@ impl Loaded {
 /// records it anew, not a replica's directory. Of replicas that load the same bundle at
 /// once, one records it and the others find it live. Two bundles that no revision has,
 /// loaded at once by two replicas, are both recorded and the last one is live: nothing tells
-/// which is newer (docs/postgres.md).
+/// which is newer (docs/postgres.md). A revision recorded here is announced after the commit
+/// ([`announce_pg`]).
 pub async fn record_loaded_pg(
     client: &mut deadpool_postgres::Object,
     bundle: &Bundle,
@@ -212,6 +215,7 @@ pub async fn record_loaded_pg(
     let tx = client.transaction().await.map_err(PgError::from)?;
     pg::lock(&tx).await?;
     let live = pg::latest(&tx).await?;
+    let mut recorded = None;
     let loaded = match to_record(live.clone(), bundle) {
         Ok(live) => Loaded::Live(live),
         Err(summary) => match (live, pg::numbered(&tx, &bundle.hash).await?) {
@@ -219,12 +223,84 @@ pub async fn record_loaded_pg(
             _ => {
                 let revision =
                     pg::insert(&tx, &bundle.hash, source, &summary, &bundle.sources).await?;
+                recorded = Some(revision.number);
                 Loaded::Live(revision)
             }
         },
     };
     tx.commit().await.map_err(at_commit)?;
+    if let Some(number) = recorded {
+        announce_pg(&*client, number).await;
+    }
     Ok(loaded)
+}
+
+/// Tells the other replicas that revision `number` is recorded
+/// (`store::postgres::revisions::announce`), after its commit. A failure is logged, not
+/// returned: the revision is recorded, and every replica's poll finds it within
+/// `server::revisions::POLL`. What `livechat apply`, `livechat rollback` and anything else
+/// that records a revision on PostgreSQL call once their transaction has committed.
+pub async fn announce_pg(client: &impl deadpool_postgres::GenericClient, number: i64) {
+    if let Err(e) = crate::store::postgres::revisions::announce(client, number).await {
+        tracing::warn!(
+            revision = number,
+            error = %e,
+            "cannot announce the new revision; the other replicas find it at their next poll"
+        );
+    }
+}
+
+/// [`apply_noted`] on the PostgreSQL of replicas (#17): the database is where a bundle is
+/// installed, no directory is written. Under the revisions' lock, plan `bundle` against the
+/// live revision, and unless it is that revision already record it as the next one; after
+/// the commit, announce it ([`announce_pg`]) so that every replica makes it live. A dry run
+/// takes no lock and records nothing. The admin API calls this; so can `livechat apply` and
+/// `livechat rollback` (`source` `apply` or `rollback`, `note` `rollback to N`).
+pub async fn apply_pg(
+    client: &mut deadpool_postgres::Object,
+    bundle: &Bundle,
+    source: &str,
+    note: Option<&str>,
+    dry_run: bool,
+) -> Result<ApplyOutcome, StoreError> {
+    use crate::store::postgres::{PgError, at_commit, revisions as pg};
+    let tx = client.transaction().await.map_err(PgError::from)?;
+    if !dry_run {
+        pg::lock(&tx).await?;
+    }
+    let live = pg::latest(&tx).await?;
+    let base_bundle = live.as_ref().map_or_else(Bundle::empty, stored_bundle);
+    let plan = Plan::between(&base_bundle, bundle);
+    let base = live.as_ref().map(Revision::to_summary);
+    if let Some(revision) = live.filter(|r| r.hash == bundle.hash) {
+        return Ok(ApplyOutcome {
+            plan,
+            base,
+            revision: Some(revision),
+            unchanged: true,
+        });
+    }
+    if dry_run {
+        return Ok(ApplyOutcome {
+            plan,
+            base,
+            revision: None,
+            unchanged: false,
+        });
+    }
+    let summary = match note {
+        Some(note) => format!("{note}: {}", plan.summary()),
+        None => plan.summary(),
+    };
+    let revision = pg::insert(&tx, &bundle.hash, source, &summary, &bundle.sources).await?;
+    tx.commit().await.map_err(at_commit)?;
+    announce_pg(&*client, revision.number).await;
+    Ok(ApplyOutcome {
+        plan,
+        base,
+        revision: Some(revision),
+        unchanged: false,
+    })
 }
 
 /// The live revision when it is `bundle` already (`Ok`), else the summary of the revision

@@ -2,6 +2,7 @@
 //! store and the HTTP routes together, and keeps the bundle live while admins edit it.
 
 pub mod listen;
+pub mod revisions;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -152,6 +153,7 @@ impl AppState {
             live: config.live,
             engine,
             limits: Arc::new(crate::http::limits::Limits::new(&settings.limits)),
+            config_changes: Arc::default(),
         };
         let inviter = state.clone();
         tokio::task::spawn_blocking(move || inviter.invite_new_agents());
@@ -186,13 +188,73 @@ impl AppState {
     /// Requests never wait for it: the files are read and validated here, and only the new
     /// revision's row goes through the writer.
     pub fn reload(&self, source: &str) {
+        let _changing = self.changing_config();
         let before = self.live.load().error.clone();
         let store = self.store().clone();
         let recorded_as = source.to_string();
         let runtime = tokio::runtime::Handle::current();
         let record =
             move |bundle: Arc<Bundle>| runtime.block_on(store.record_loaded(bundle, &recorded_as));
-        if let Some(revision) = self.config().reload(source, record) {
+        let revision = self.config().reload(source, record);
+        self.config_changed(revision, before);
+    }
+
+    /// Makes `revision`, the database's newest, live on this replica (blocking): what a
+    /// replica on PostgreSQL does when another replica, the admin API or the command line
+    /// recorded it (`server::revisions`). The bundle directory is neither read nor written.
+    /// Nothing changes when this replica serves that revision or a later one already, or
+    /// when the revision does not validate here (a `${VAR}` this replica lacks): the
+    /// current one stays, and the refusal is logged.
+    pub fn adopt(&self, revision: Revision) -> Adopted {
+        let _changing = self.changing_config();
+        let current = self.live.load_full();
+        if let Some(own) = current.revision.as_ref()
+            && own.number >= revision.number
+        {
+            return Adopted::Already;
+        }
+        let bundle = match Bundle::from_sources(revision.bundle.clone(), &config::process_env) {
+            Ok(bundle) => bundle,
+            Err(diags) => {
+                for d in &diags {
+                    tracing::error!(
+                        "revision {} does not validate on this replica, keeping revision {}: {}",
+                        revision.number,
+                        revision_label(&current.revision),
+                        d.render("").trim_end()
+                    );
+                }
+                return Adopted::Invalid;
+            }
+        };
+        let number = revision.number;
+        tracing::info!(
+            "config live: revision {number} ({} bots) from the database (recorded by {}); \
+             the bundle directory is not read for it",
+            bundle.bots.len(),
+            revision.source
+        );
+        self.live.store(Arc::new(Live {
+            bundle: Arc::new(bundle),
+            revision: Some(revision),
+            error: None,
+        }));
+        self.config_changed(Some(number), current.error.clone());
+        Adopted::Live
+    }
+
+    /// Held while the live config changes (see `AppState::config_changes`).
+    fn changing_config(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.config_changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// After the live config changed or an edit was refused: tells the engine and the
+    /// consoles, and invites the new roster's agents. `revision`: the one that became live
+    /// (None: the same stays); `before`: the refusal shown before the change.
+    fn config_changed(&self, revision: Option<i64>, before: Option<Vec<Diagnostic>>) {
+        if let Some(revision) = revision {
             self.engine.config_reloaded(revision);
             self.invite_new_agents();
         }
@@ -208,6 +270,17 @@ impl AppState {
             _ => {}
         }
     }
+}
+
+/// What [`AppState::adopt`] did with a revision from the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adopted {
+    /// It is live now.
+    Live,
+    /// This replica serves it, or a later one, already.
+    Already,
+    /// It does not validate here; the current revision stays.
+    Invalid,
 }
 
 /// The store of `settings`: PostgreSQL when `database_url` names one (connected, its schema
@@ -317,26 +390,59 @@ impl ConfigState {
                     return None;
                 }
                 let bundle = Arc::new(bundle);
-                match record(bundle.clone()) {
-                    Ok(revision) => {
-                        tracing::info!(
-                            "config live: revision {} ({} bots) from {source}",
-                            revision.number,
-                            bundle.bots.len()
-                        );
-                        let number = revision.number;
-                        self.live.store(Arc::new(Live {
-                            bundle,
-                            revision: Some(revision),
-                            error: None,
-                        }));
-                        Some(number)
-                    }
+                let revision = match record(bundle.clone()) {
+                    Ok(revision) => revision,
                     Err(e) => {
                         tracing::error!("cannot record the new revision: {e}");
-                        None
+                        return None;
                     }
+                };
+                // On PostgreSQL the answer may be the live revision of another bundle: this
+                // directory is an earlier revision's, and the database's live one is served.
+                let (bundle, whence) = if revision.hash == bundle.hash {
+                    (bundle, source.to_string())
+                } else {
+                    match Bundle::from_sources(revision.bundle.clone(), &config::process_env) {
+                        Ok(live) => (Arc::new(live), "the database".to_string()),
+                        Err(diags) => {
+                            for d in &diags {
+                                tracing::error!(
+                                    "the live revision {} does not validate on this replica, \
+                                     keeping revision {}: {}",
+                                    revision.number,
+                                    revision_label(&current.revision),
+                                    d.render("").trim_end()
+                                );
+                            }
+                            return None;
+                        }
+                    }
+                };
+                if current.revision.as_ref().map(|r| r.number) == Some(revision.number)
+                    && current.bundle.hash == bundle.hash
+                {
+                    // Served already (the directory is behind it): only a refusal to clear.
+                    if current.error.is_some() {
+                        self.live.store(Arc::new(Live {
+                            bundle: current.bundle.clone(),
+                            revision: current.revision.clone(),
+                            error: None,
+                        }));
+                    }
+                    return None;
                 }
+                tracing::info!(
+                    "config live: revision {} ({} bots) from {whence}",
+                    revision.number,
+                    bundle.bots.len()
+                );
+                let number = revision.number;
+                self.live.store(Arc::new(Live {
+                    bundle,
+                    revision: Some(revision),
+                    error: None,
+                }));
+                Some(number)
             }
         }
     }
@@ -392,6 +498,11 @@ pub async fn serve(
             }
         })
     };
+    // On PostgreSQL: every revision recorded elsewhere becomes live here too.
+    let follower = match state.store() {
+        Store::Postgres(pg) => Some(tokio::spawn(revisions::follow(state.clone(), pg.clone()))),
+        Store::Sqlite(_) => None,
+    };
     let limits = state.settings.limits.clone();
     let app = crate::http::router(state);
     let result = listen::serve(
@@ -405,6 +516,9 @@ pub async fn serve(
     )
     .await;
     reloader.abort();
+    if let Some(follower) = follower {
+        follower.abort();
+    }
     result.map_err(StartError::from)
 }
 

@@ -1,7 +1,8 @@
 //! Config revisions through the store interface (`store::Store`): the SQLite arm is
 //! `store::revisions` on a reader and `deploy::record_loaded` in the writer, the PostgreSQL
-//! arm `store::postgres::revisions` and `deploy::record_loaded_pg`. Installing a bundle into
-//! the bundle directory (`apply`) stays SQLite's until replicas install from the database.
+//! arm `store::postgres::revisions` and `deploy::record_loaded_pg`. Installing a bundle is
+//! SQLite's `deploy::apply_locked` (into the bundle directory) or, on PostgreSQL,
+//! `deploy::apply_pg` (into the database, announced to every replica).
 
 use std::sync::Arc;
 
@@ -14,8 +15,9 @@ use crate::store::{Store, StoreError};
 impl Store {
     /// The revision for a bundle the server loaded from its directory: the latest if it has
     /// this content, else a new one summarised against the latest. On PostgreSQL a bundle
-    /// that is an earlier revision is not recorded again (`deploy::record_loaded_pg`): that
-    /// revision is the answer.
+    /// that is an earlier revision is not recorded again (`deploy::record_loaded_pg`): the
+    /// answer is then the live revision, another bundle, which the replica serves instead of
+    /// its directory's (the caller tells them apart by `hash`).
     pub async fn record_loaded(
         &self,
         bundle: Arc<Bundle>,
@@ -31,21 +33,41 @@ impl Store {
                 let mut client = client(pg).await?;
                 match super::record_loaded_pg(&mut client, &bundle, source).await? {
                     super::Loaded::Live(revision) => Ok(revision),
-                    // This replica serves what it loaded, an earlier revision; taking the
-                    // live one from the database instead is not built yet (#17).
                     super::Loaded::Behind { loaded, live } => {
                         tracing::warn!(
                             loaded,
                             live = live.number,
-                            "this replica's bundle is an earlier revision than the live one"
+                            "this replica's bundle directory is revision {loaded}, earlier than \
+                             the live revision {}: serving revision {} from the database; the \
+                             directory is served again once an edit of it is recorded",
+                            live.number,
+                            live.number
                         );
-                        pg::get(&client, loaded).await?.ok_or_else(|| {
-                            StoreError::Corrupt(format!("revision {loaded} is gone"))
-                        })
+                        Ok(live)
                     }
                 }
             }
         }
+    }
+
+    /// Installs `bundle` on PostgreSQL: recorded as the next revision in the database and
+    /// announced to every replica (`deploy::apply_pg`), no bundle directory written. The
+    /// SQLite server installs into its directory instead (`deploy::apply_locked`, in the
+    /// writer), so there this answers `None`.
+    pub async fn apply_to_database(
+        &self,
+        bundle: &Bundle,
+        source: &str,
+        note: Option<&str>,
+        dry_run: bool,
+    ) -> Option<Result<super::ApplyOutcome, StoreError>> {
+        let Store::Postgres(pg) = self else {
+            return None;
+        };
+        Some(match client(pg).await {
+            Ok(mut client) => super::apply_pg(&mut client, bundle, source, note, dry_run).await,
+            Err(e) => Err(e),
+        })
     }
 
     /// The newest revision, if any.

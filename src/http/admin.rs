@@ -71,18 +71,36 @@ pub async fn apply_config(
         ));
     }
     let dry_run = request.dry_run;
+    // Parsing and validating up to 8 MiB of TOML is blocking work.
+    let bundle = blocking(move || {
+        Bundle::from_sources(request.files, &config::process_env).map_err(|diags| {
+            AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_bundle",
+                format!("the bundle has {} error(s)", diags.len()),
+            )
+            .with_details(json!({ "diagnostics": diags }))
+        })
+    })
+    .await?;
+    // On PostgreSQL the bundle is installed in the database, no directory is written: it
+    // is recorded as a revision and announced, and every replica makes it live; this one
+    // at once, before answering.
+    if let Some(applied) = state
+        .store()
+        .apply_to_database(&bundle, "api", None, dry_run)
+        .await
+    {
+        let outcome = applied?;
+        if let Some(revision) = outcome.revision.clone().filter(|_| !dry_run) {
+            let worker = state.clone();
+            // It validated here a moment ago; a later revision may have come meanwhile.
+            blocking(move || Ok::<_, AppError>(worker.adopt(revision))).await?;
+        }
+        return Ok(outcome_json(outcome));
+    }
     let worker = state.clone();
-    // Parsing and validating up to 8 MiB of TOML is blocking work too.
     let outcome = blocking(move || {
-        let bundle =
-            Bundle::from_sources(request.files, &config::process_env).map_err(|diags| {
-                AppError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_bundle",
-                    format!("the bundle has {} error(s)", diags.len()),
-                )
-                .with_details(json!({ "diagnostics": diags }))
-            })?;
         let dir = worker.settings.bots_dir.clone();
         // The lock is taken here, not in the writer: the writer must never wait for it.
         let lock = if dry_run {
@@ -91,11 +109,7 @@ pub async fn apply_config(
             Some(deploy::lock_exclusive(&dir).map_err(AppError::internal)?)
         };
         let Some(writer) = worker.engine.writer() else {
-            return Err(AppError::new(
-                StatusCode::CONFLICT,
-                "not_supported",
-                "installing a bundle through the API is not done on PostgreSQL yet",
-            ));
+            return Err(AppError::internal("the SQLite store has no writer"));
         };
         let result = writer
             .run_blocking(move |conn| {
@@ -115,7 +129,12 @@ pub async fn apply_config(
         result
     })
     .await?;
-    Ok(Json(json!({
+    Ok(outcome_json(outcome))
+}
+
+/// The answer of an apply: the plan, and the revision now live (or that would be).
+fn outcome_json(outcome: deploy::ApplyOutcome) -> Json<Value> {
+    Json(json!({
         "plan": outcome.plan.to_string().lines().collect::<Vec<_>>(),
         "summary": outcome.plan.summary(),
         "unchanged": outcome.unchanged,
@@ -126,9 +145,8 @@ pub async fn apply_config(
             "source": r.source,
             "summary": r.summary,
         })),
-    })))
+    }))
 }
-
 fn is_plain_bundle_name(name: &str) -> bool {
     config::is_bundle_file(name)
         && !name.contains(['/', '\\'])

@@ -16,6 +16,10 @@ pub struct AppState {
     pub live: LiveConfig,
     pub engine: Engine,
     pub limits: Arc<super::limits::Limits>,
+    /// Held while the live config changes (a reload of the bundle directory, a revision
+    /// taken from the database), so that two changes never interleave and the live revision
+    /// never goes back to a lower number.
+    pub config_changes: Arc<std::sync::Mutex<()>>,
 }
 
 impl AppState {

@@ -2,7 +2,9 @@
 //! replicas share, so that every replica serves the same revision. Numbers are given under
 //! the revisions' advisory lock, which the caller holds for the whole of its read, decide
 //! and insert (`deploy::record_loaded_pg`): replicas that load one bundle at the same moment
-//! record it once.
+//! record it once. A new revision is announced to every replica by `NOTIFY` on [`CHANNEL`]
+//! ([`announce`]), after the commit that recorded it; each replica listens
+//! (`server::revisions`) and makes the newest revision live.
 
 use deadpool_postgres::GenericClient;
 
@@ -19,6 +21,30 @@ pub async fn lock(tx: &impl GenericClient) -> Result<(), PgError> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
         .await?;
     Ok(())
+}
+
+/// The channel on which a new revision's number is announced.
+pub const CHANNEL: &str = "livechat_config";
+
+/// Tells every listening replica that revision `number` is recorded: `NOTIFY
+/// livechat_config, '<number>'` as a statement of its own. Call it after the commit that
+/// recorded the revision (a notification sent inside the transaction would be heard only at
+/// its commit anyway, but one sent after cannot name a revision that was rolled back).
+/// Best effort: a replica that misses it finds the revision at its next poll.
+pub async fn announce(client: &impl GenericClient, number: i64) -> Result<(), PgError> {
+    client
+        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &number.to_string()])
+        .await?;
+    Ok(())
+}
+
+/// The number of the newest revision, if any: what a listener compares with its own.
+pub async fn latest_number(client: &impl GenericClient) -> Result<Option<i64>, StoreError> {
+    let row = client
+        .query_one("SELECT max(number) FROM revisions", &[])
+        .await
+        .map_err(PgError::from)?;
+    Ok(row.get(0))
 }
 
 fn summary(r: &tokio_postgres::Row) -> RevisionSummary {

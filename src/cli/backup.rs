@@ -31,7 +31,7 @@ pub fn run(server: &ServerArgs, file: &Path, force: bool) -> ExitCode {
 /// directory's SQLite file, which is not where the data is; the database's own tools are.
 pub(crate) fn on_postgres(command: &str, db: &crate::settings::Database) -> String {
     format!(
-        "`livechat {command}` copies the SQLite database of the data directory, and this \
+        "`livechat {command}` works on the SQLite database of the data directory, and this \
          server's data is in PostgreSQL ({}): use pg_dump and pg_restore, or the backups of \
          your database's provider, and copy the files of the data directory (attachments) \
          separately",

@@ -33,9 +33,11 @@ pub struct ServerArgs {
     /// by commas, like `127.0.0.1/32,::1/128` [default: none].
     #[arg(long, env = "LIVECHAT_TRUSTED_PROXIES", global = true)]
     pub trusted_proxies: Option<String>,
-    /// `serve --database-url`: not a flag of every command (the others run on the data
-    /// directory's SQLite), set by `serve` from its own flag before it resolves.
-    #[arg(skip)]
+    /// The PostgreSQL database that replicas share, `postgres://user:password@host/db`
+    /// (`sslmode`, `sslrootcert` as libpq): `serve` runs on it, and `agent`, `history`,
+    /// `rollback`, `apply` and `visitor` work on it; over LIVECHAT_DATABASE_URL, over
+    /// `database_url` of the settings file [default: SQLite in the data directory].
+    #[arg(long, value_name = "URL", global = true)]
     pub database_url: Option<String>,
 }
 

@@ -1,5 +1,12 @@
 //! `livechat agent password EMAIL` and `livechat agent list`: agents' passwords. Who the
-//! agents are is the roster of the live bundle (agents.toml); only passwords live here.
+//! agents are is the roster of the live bundle (agents.toml); only passwords live here, in
+//! the store (`cli::db`: SQLite in the data directory, or PostgreSQL of `database_url`).
+//!
+//! Neither needs the data directory's "server running" guard, on either database: setting a
+//! password is one transaction (the hash stored, the agent's sessions ended, their open
+//! invitations used up) that a running server, or every replica on PostgreSQL, sees at its
+//! next request, since sessions are looked up in the database on each one. So a password is
+//! set while replicas run.
 
 use std::io::{self, BufRead, IsTerminal};
 use std::process::ExitCode;
@@ -9,11 +16,11 @@ use serde::Serialize;
 
 use super::Format;
 use super::apply::print;
-use crate::auth::{self, credentials, password};
+use super::db::{self, Missing};
+use crate::auth::{self, password};
 use crate::config::schema::Role;
 use crate::config::{self, Roster};
 use crate::settings::{ServerArgs, Settings};
-use crate::store::{self, DB_FILE};
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
@@ -99,12 +106,19 @@ fn set_password(settings: &Settings, roster: &Roster, email: &str) -> ExitCode {
         }
         Err(e) => return super::fail(e),
     };
-    let saved = store::open(&settings.data_dir)
-        .map_err(|e| e.to_string())
-        .and_then(|conn| {
-            credentials::set_password(&conn, &key, &phc, jiff::Timestamp::now())
-                .map_err(|e| format!("cannot store the password: {e}"))
-        });
+    let saved = db::runtime().and_then(|runtime| {
+        runtime
+            .block_on(async {
+                let store = db::open(settings, Missing::Create)
+                    .await?
+                    .ok_or("no database")?;
+                store
+                    .set_password(&key, &phc, jiff::Timestamp::now())
+                    .await
+                    .map_err(|e| format!("cannot store the password: {e}"))
+            })
+            .map_err(super::fail)
+    });
     match saved {
         Ok(ended) => {
             let mut out = format!("Password set for {email}.\n");
@@ -117,7 +131,7 @@ fn set_password(settings: &Settings, roster: &Roster, email: &str) -> ExitCode {
             print(&out);
             ExitCode::SUCCESS
         }
-        Err(e) => super::fail(e),
+        Err(code) => code,
     }
 }
 
@@ -149,16 +163,19 @@ struct Listed<'a> {
 
 fn list(settings: &Settings, roster: &Roster, format: Format) -> ExitCode {
     // Looking must not create a database where there is none.
-    let with_password = if settings.data_dir.join(DB_FILE).is_file() {
-        let read = store::open(&settings.data_dir)
-            .map_err(|e| e.to_string())
-            .and_then(|conn| credentials::with_password(&conn).map_err(|e| e.to_string()));
-        match read {
-            Ok(set) => set,
-            Err(e) => return super::fail(e),
-        }
-    } else {
-        Default::default()
+    let read = db::runtime().and_then(|runtime| {
+        runtime
+            .block_on(async {
+                match db::open(settings, Missing::Leave).await? {
+                    Some(store) => store.with_password().await.map_err(|e| e.to_string()),
+                    None => Ok(Default::default()),
+                }
+            })
+            .map_err(super::fail)
+    });
+    let with_password = match read {
+        Ok(set) => set,
+        Err(code) => return code,
     };
     let agents: Vec<Listed<'_>> = roster
         .agents

@@ -1,5 +1,6 @@
 //! `livechat apply`: validate, show the plan, install as a new revision — into the live
-//! bundle directory, or on a remote server through its admin API (`--server`).
+//! bundle directory and the store (`cli::db`: SQLite in the data directory, or PostgreSQL of
+//! `database_url`), or on a remote server through its admin API (`--server`).
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -10,9 +11,9 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::config::{self, Bundle, Diagnostic, Sources};
-use crate::deploy::{self, ApplyOutcome};
+use crate::deploy::ApplyOutcome;
 use crate::settings::ServerArgs;
-use crate::store::{self, revisions::short_hash};
+use crate::store::revisions::short_hash;
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -52,18 +53,31 @@ pub fn run(server: &ServerArgs, args: ApplyArgs) -> ExitCode {
         Ok(settings) => settings,
         Err(e) => return super::fail(e),
     };
-    let conn = match store::open(&settings.data_dir) {
-        Ok(conn) => conn,
-        Err(e) => return super::fail(e),
+    let runtime = match super::db::runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
     };
-    match deploy::apply(&conn, &settings.bots_dir, &bundle, "apply", args.dry_run) {
-        Ok(outcome) => {
-            print(&report(&shown, &settings.bots_dir, &outcome, args.dry_run));
-            print(&tests);
-            ExitCode::SUCCESS
+    runtime.block_on(async {
+        let store = match super::db::open(&settings, super::db::Missing::Create).await {
+            Ok(Some(store)) => store,
+            Ok(None) => return super::fail("no database"),
+            Err(e) => return super::fail(e),
+        };
+        let applied = store
+            .apply_bundle(&settings.bots_dir, bundle, "apply", None, args.dry_run)
+            .await;
+        match applied {
+            Ok(outcome) => {
+                print(&report(&shown, &settings.bots_dir, &outcome, args.dry_run));
+                print(&tests);
+                if settings.database.is_some() && !args.dry_run && !outcome.unchanged {
+                    print(super::db::REPLICAS_NOTE);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => super::fail(e),
         }
-        Err(e) => super::fail(e),
-    }
+    })
 }
 
 /// Runs the bundle's test cases before it is installed: the line the summary ends with, or

@@ -11,6 +11,9 @@ pub fn run(server: &ServerArgs, file: &Path, force: bool) -> ExitCode {
         Ok(settings) => settings,
         Err(e) => return super::fail(e),
     };
+    if let Some(db) = &settings.database {
+        return super::fail(on_postgres("backup", db));
+    }
     match backup::backup(&settings.data_dir, file, force) {
         Ok(summary) => {
             println!("wrote {}: {}", file.display(), describe(&summary));
@@ -22,6 +25,18 @@ pub fn run(server: &ServerArgs, file: &Path, force: bool) -> ExitCode {
         }
         Err(e) => super::fail(e),
     }
+}
+
+/// Why `backup` and `restore` refuse on PostgreSQL, in one line: they copy the data
+/// directory's SQLite file, which is not where the data is; the database's own tools are.
+pub(crate) fn on_postgres(command: &str, db: &crate::settings::Database) -> String {
+    format!(
+        "`livechat {command}` works on the SQLite database of the data directory, and this \
+         server's data is in PostgreSQL ({}): use pg_dump and pg_restore, or the backups of \
+         your database's provider, and copy the files of the data directory (attachments) \
+         separately",
+        db.url.redacted()
+    )
 }
 
 /// `1404928 bytes (1.3 MiB), last event seq 1234, config revision 3, schema version 9,

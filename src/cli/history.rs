@@ -1,4 +1,6 @@
 //! `livechat history`: the installed revisions, newest first; the newest is the live one.
+//! From the store (`cli::db`): SQLite in the data directory, or PostgreSQL of
+//! `database_url`, where every replica's recorded revisions are.
 
 use std::process::ExitCode;
 
@@ -6,9 +8,9 @@ use serde::Serialize;
 
 use super::Format;
 use super::apply::print;
+use super::db::{self, Missing};
 use crate::settings::ServerArgs;
-use crate::store::revisions::{self, RevisionSummary, short_hash};
-use crate::store::{self, DB_FILE};
+use crate::store::revisions::{RevisionSummary, short_hash};
 
 #[derive(Serialize)]
 struct Entry<'a> {
@@ -23,14 +25,19 @@ pub fn run(server: &ServerArgs, format: Format) -> ExitCode {
         Err(e) => return super::fail(e),
     };
     // Looking must not create a database where there is none.
-    let list = if settings.data_dir.join(DB_FILE).is_file() {
-        let listed = store::open(&settings.data_dir).and_then(|conn| revisions::list(&conn));
-        match listed {
-            Ok(list) => list,
-            Err(e) => return super::fail(e),
-        }
-    } else {
-        Vec::new()
+    let listed = db::runtime().and_then(|runtime| {
+        runtime
+            .block_on(async {
+                match db::open(&settings, Missing::Leave).await? {
+                    Some(store) => store.revisions().await.map_err(|e| e.to_string()),
+                    None => Ok(Vec::new()),
+                }
+            })
+            .map_err(super::fail)
+    });
+    let list = match listed {
+        Ok(list) => list,
+        Err(code) => return code,
     };
     let text = match format {
         Format::Json => json(&list),

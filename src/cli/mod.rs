@@ -9,6 +9,7 @@
 mod agent;
 mod apply;
 mod backup;
+mod db;
 mod graph;
 mod healthcheck;
 mod history;
@@ -51,7 +52,7 @@ pub enum Format {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server on the live bundle, reloading it when it changes.
-    Serve(serve::ServeArgs),
+    Serve,
     /// Check a bundle and report every error as file:line:col.
     Validate {
         /// The bundle directory [default: the live bundle directory].
@@ -116,7 +117,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve::run(&cli.server, &args),
+        Command::Serve => serve::run(&cli.server),
         Command::Validate { dir, format } => validate::run(&cli.server, dir, format),
         Command::Apply(args) => apply::run(&cli.server, args),
         Command::Test(args) => test::run(args),

@@ -14,6 +14,9 @@ pub fn run(server: &ServerArgs, file: &Path) -> ExitCode {
         Ok(settings) => settings,
         Err(e) => return super::fail(e),
     };
+    if let Some(db) = &settings.database {
+        return super::fail(super::backup::on_postgres("restore", db));
+    }
     let mut wal = file.as_os_str().to_owned();
     wal.push("-wal");
     if Path::new(&wal).exists() {

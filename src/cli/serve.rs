@@ -13,22 +13,10 @@ use crate::store::lock::DataDirLock;
 /// Threads for blocking work (the default is 512).
 const MAX_BLOCKING_THREADS: usize = 32;
 
-/// `serve`'s own flags.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct ServeArgs {
-    /// The PostgreSQL database that replicas share, `postgres://user:password@host/db`
-    /// (`sslmode`, `sslrootcert` as libpq); over LIVECHAT_DATABASE_URL, over `database_url`
-    /// of the settings file [default: SQLite in the data directory].
-    #[arg(long, value_name = "URL")]
-    pub database_url: Option<String>,
-}
-
-pub fn run(server: &ServerArgs, serve: &ServeArgs) -> ExitCode {
-    let args = ServerArgs {
-        database_url: serve.database_url.clone(),
-        ..server.clone()
-    };
-    let settings = match args.resolve() {
+pub fn run(server: &ServerArgs) -> ExitCode {
+    // `--database-url` is one of the shared flags (`ServerArgs`): every command that works
+    // on the database resolves it the same way.
+    let settings = match server.resolve() {
         Ok(s) => s,
         Err(e) => return super::fail(e),
     };

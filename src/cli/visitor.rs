@@ -8,14 +8,14 @@
 //! its whole run, so no server starts halfway through.
 //!
 //! Both run on a `Store` (the store interface, #17) opened in one place, [`open_store`]:
-//! the SQLite database of the data directory today.
+//! PostgreSQL of `database_url`, else the SQLite database of the data directory.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::settings::ServerArgs;
+use crate::settings::{ServerArgs, Settings};
 use crate::store::lock::{DataDirLock, LockError};
 use crate::store::reader::Readers;
 use crate::store::writer::Writer;
@@ -47,7 +47,7 @@ pub fn run(server: &ServerArgs, args: VisitorArgs) -> ExitCode {
         Ok(settings) => settings,
         Err(e) => return super::fail(e),
     };
-    if !settings.data_dir.join(DB_FILE).is_file() {
+    if settings.database.is_none() && !settings.data_dir.join(DB_FILE).is_file() {
         return super::fail(format!(
             "there is no database in {}",
             settings.data_dir.display()
@@ -63,7 +63,7 @@ pub fn run(server: &ServerArgs, args: VisitorArgs) -> ExitCode {
     let data_dir = &settings.data_dir;
     match args.command {
         VisitorCommand::Export { id } => runtime.block_on(async {
-            match open_store(data_dir, Purpose::Read).await {
+            match open_store(&settings, Purpose::Read).await {
                 Ok(store) => export(&store, &id).await,
                 Err(e) => super::fail(e),
             }
@@ -81,7 +81,7 @@ pub fn run(server: &ServerArgs, args: VisitorArgs) -> ExitCode {
                 Err(e) => return super::fail(e),
             };
             runtime.block_on(async {
-                match open_store(data_dir, Purpose::Erase).await {
+                match open_store(&settings, Purpose::Erase).await {
                     Ok(store) => erase(&store, data_dir, &id).await,
                     Err(e) => super::fail(e),
                 }
@@ -98,18 +98,24 @@ enum Purpose {
     Erase,
 }
 
-/// The one place the command opens its store, from the data directory (SQLite: a writer
-/// and its readers, as `serve` has them, less the search index's group step and the
-/// checkpointer, which the command never had). When the `database_url` setting lands,
-/// opening PostgreSQL instead (`Store::postgres(PgStore::connect(url, n).await?)`) is the
-/// change here; everything after runs on the `Store` either way (the database file's
-/// check and the data directory's lock in [`run`] are SQLite's). Runs inside the runtime:
-/// the writer tells its callers on a task of it.
-async fn open_store(data_dir: &Path, purpose: Purpose) -> Result<Store, StoreError> {
+/// The one place the command opens its store: PostgreSQL when `database_url` names one
+/// (`cli::db`, as every command on the database), else the data directory's SQLite (a
+/// writer and its readers, as `serve` has them, less the search index's group step and the
+/// checkpointer, which the command never had). Everything after runs on the `Store` either
+/// way (the database file's check in [`run`] is SQLite's; the data directory's lock sees
+/// only a server on this machine's data directory, so on PostgreSQL stop every replica
+/// first or erase through one's API). Runs inside the runtime: the writer tells its callers
+/// on a task of it.
+async fn open_store(settings: &Settings, purpose: Purpose) -> Result<Store, String> {
+    if let Some(db) = &settings.database {
+        return super::db::connect(db).await;
+    }
+    let data_dir = &settings.data_dir;
     let conn = match purpose {
-        Purpose::Read => store::connect(data_dir)?,
-        Purpose::Erase => store::open(data_dir)?,
-    };
+        Purpose::Read => store::connect(data_dir),
+        Purpose::Erase => store::open(data_dir),
+    }
+    .map_err(|e| e.to_string())?;
     Ok(Store::sqlite(Writer::start(conn), Readers::new(data_dir)))
 }
 

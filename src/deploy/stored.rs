@@ -2,11 +2,14 @@
 //! `store::revisions` on a reader and `deploy::record_loaded` in the writer, the PostgreSQL
 //! arm `store::postgres::revisions` and `deploy::record_loaded_pg`. Installing a bundle is
 //! SQLite's `deploy::apply_locked` (into the bundle directory) or, on PostgreSQL,
-//! `deploy::apply_pg` (into the database, announced to every replica).
+//! `deploy::apply_pg` (into the database, announced to every replica); `livechat apply` and
+//! `livechat rollback` also write the bundle directory they were given.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::Bundle;
+use super::{ApplyOutcome, DeployError};
+use crate::config::{Bundle, install};
 use crate::store::handle::client;
 use crate::store::postgres::revisions as pg;
 use crate::store::revisions::{self, Revision, RevisionSummary};
@@ -91,6 +94,55 @@ impl Store {
         match self {
             Store::Sqlite(db) => db.read(revisions::list).await,
             Store::Postgres(pg) => pg::list(&client(pg).await?).await,
+        }
+    }
+
+    /// `deploy::apply_noted` through the store: installs `bundle` into `live_dir` and records
+    /// it as a new revision unless it is the live one (SQLite: in the writer; PostgreSQL:
+    /// under the revisions' lock, committed once the files are in place).
+    pub async fn apply_bundle(
+        &self,
+        live_dir: &Path,
+        bundle: Bundle,
+        source: &str,
+        note: Option<&str>,
+        dry_run: bool,
+    ) -> Result<ApplyOutcome, DeployError> {
+        match self {
+            Store::Sqlite(db) => {
+                let dir = live_dir.to_path_buf();
+                let (source, note) = (source.to_string(), note.map(str::to_string));
+                db.write(move |c| {
+                    Ok::<_, StoreError>(super::apply_noted(
+                        c,
+                        &dir,
+                        &bundle,
+                        &source,
+                        note.as_deref(),
+                        dry_run,
+                    ))
+                })
+                .await?
+            }
+            Store::Postgres(pg) => {
+                // The same lock of the directory as on SQLite: a server loading from it
+                // sees the old bundle or the new one.
+                let _lock = if dry_run {
+                    None
+                } else {
+                    Some(super::lock_exclusive(live_dir)?)
+                };
+                let mut client = client(pg).await?;
+                // Recorded and announced: every replica serves it from the database. The
+                // directory given is brought to it too (files edited by hand put back).
+                let outcome = super::apply_pg(&mut client, &bundle, source, note, dry_run).await?;
+                if !dry_run && install::read_locked(live_dir).ok().as_ref() != Some(&bundle.sources)
+                {
+                    install::install_locked(live_dir, &bundle.sources)
+                        .map_err(super::install_error(live_dir))?;
+                }
+                Ok(outcome)
+            }
         }
     }
 }

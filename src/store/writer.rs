@@ -147,6 +147,13 @@ impl Writer {
         Writer::start_with(conn, (), None)
     }
 
+    /// [`Writer::start`], with the thread's handle: joined once every `Writer` clone is
+    /// dropped, it has closed the connection. A command that exits only then leaves no
+    /// `-wal` or `-shm` beside the database, as when it had one connection of its own.
+    pub fn start_joinable(conn: Connection) -> (Writer, thread::JoinHandle<()>) {
+        Writer::spawn(conn, (), None)
+    }
+
     /// The same, with `step` run once per group, and the checkpointer told after each
     /// commit (and let hold the writer between two groups).
     pub fn start_with(
@@ -154,6 +161,14 @@ impl Writer {
         step: impl GroupStep,
         checkpointer: Option<super::checkpoint::Link>,
     ) -> Writer {
+        Writer::spawn(conn, step, checkpointer).0
+    }
+
+    fn spawn(
+        conn: Connection,
+        step: impl GroupStep,
+        checkpointer: Option<super::checkpoint::Link>,
+    ) -> (Writer, thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel::<Job>();
         let counts = Arc::new(Counts::default());
         let counted = counts.clone();
@@ -171,15 +186,16 @@ impl Writer {
             });
             done
         });
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .name("livechat-writer".into())
             .spawn(move || run(conn, rx, step, checkpointer, done, &counted, &recorded))
             .expect("spawn the writer thread");
-        Writer {
+        let writer = Writer {
             jobs: Arc::new(tx),
             counts,
             health,
-        }
+        };
+        (writer, thread)
     }
 
     /// Whether the store can be written, as the last group found it, and the free space.

@@ -8,14 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::live::{Api, Console, PASSWORD, agent_email};
+use common::live::{Api, Console, agent_email, set_password_with};
 use common::nginx::Nginx;
 use common::postgres::{self, Postgres};
 use common::{Bundle, TestServer};
 use serde_json::{Value, json};
-
-use livechat::store::Store;
-use livechat::store::postgres::PgStore;
 
 /// A replica of `bundle` on the database `url`, with limits for one test client making
 /// many visitors.
@@ -29,9 +26,8 @@ fn replica(bundle: &Bundle, url: &str) -> TestServer {
     )
 }
 
-/// Two replicas of `bundle` on a new database of `pg` and nginx in front of them; every
-/// agent of the bundle has the test password (set in the database through the library:
-/// the command line's `agent password` runs on SQLite only so far).
+/// Two replicas of `bundle` on a new database of `pg` and nginx in front of them; each agent
+/// of the bundle gets the test password through the command line, on the same database.
 async fn replicas(pg: &Postgres, name: &str, bundle: Bundle) -> (TestServer, TestServer, Nginx) {
     pg.database(name);
     let url = pg.uri(name);
@@ -47,13 +43,10 @@ async fn replicas(pg: &Postgres, name: &str, bundle: Bundle) -> (TestServer, Tes
     })
     .await
     .unwrap();
-    let store = Store::postgres(PgStore::connect(&pg.url(name), 2).await.unwrap());
-    let phc = livechat::auth::password::hash(PASSWORD).unwrap();
-    for i in 0..4 {
-        store
-            .set_password(&agent_email(i), &phc, jiff::Timestamp::now())
-            .await
-            .unwrap();
+    let env = vec![("LIVECHAT_DATABASE_URL".to_string(), pg.uri(name))];
+    let roster = std::fs::read_to_string(a.bots_dir.join("agents.toml")).unwrap();
+    for i in (0..4).filter(|i| roster.contains(&agent_email(*i))) {
+        set_password_with(&a.bots_dir, &a.data_dir, &agent_email(i), &env);
     }
     (a, b, nginx)
 }

@@ -112,33 +112,24 @@ pub fn apply_locked(
         Some(revision) => stored_bundle(revision),
         None => dir_bundle(live_dir, !dry_run),
     };
-    let plan = Plan::between(&base_bundle, bundle);
-    let base = live.as_ref().map(Revision::to_summary);
-
-    if let Some(revision) = live.filter(|r| r.hash == bundle.hash) {
-        // Nothing to record. If the files were edited by hand since (and the server kept
-        // this revision because the edit was invalid), put the live revision's files back.
-        if !dry_run && install::read_locked(live_dir).ok().as_ref() != Some(&bundle.sources) {
-            install::install_locked(live_dir, &bundle.sources).map_err(install_err)?;
+    let (plan, base, summary) = match decide(live, &base_bundle, bundle, note, dry_run) {
+        Decided::Done(outcome) => {
+            // Nothing to record. If the files were edited by hand since (and the server
+            // kept this revision because the edit was invalid), put the live revision's
+            // files back.
+            if outcome.unchanged
+                && !dry_run
+                && install::read_locked(live_dir).ok().as_ref() != Some(&bundle.sources)
+            {
+                install::install_locked(live_dir, &bundle.sources).map_err(install_err)?;
+            }
+            return Ok(outcome);
         }
-        return Ok(ApplyOutcome {
+        Decided::Record {
             plan,
             base,
-            revision: Some(revision),
-            unchanged: true,
-        });
-    }
-    if dry_run {
-        return Ok(ApplyOutcome {
-            plan,
-            base,
-            revision: None,
-            unchanged: false,
-        });
-    }
-    let summary = match note {
-        Some(note) => format!("{note}: {}", plan.summary()),
-        None => plan.summary(),
+            summary,
+        } => (plan, base, summary),
     };
     // Committed only once the files are in place: a failed install records nothing.
     let revision = crate::store::atomically(conn, |conn| {
@@ -270,27 +261,13 @@ pub async fn apply_pg(
     }
     let live = pg::latest(&tx).await?;
     let base_bundle = live.as_ref().map_or_else(Bundle::empty, stored_bundle);
-    let plan = Plan::between(&base_bundle, bundle);
-    let base = live.as_ref().map(Revision::to_summary);
-    if let Some(revision) = live.filter(|r| r.hash == bundle.hash) {
-        return Ok(ApplyOutcome {
+    let (plan, base, summary) = match decide(live, &base_bundle, bundle, note, dry_run) {
+        Decided::Done(outcome) => return Ok(outcome),
+        Decided::Record {
             plan,
             base,
-            revision: Some(revision),
-            unchanged: true,
-        });
-    }
-    if dry_run {
-        return Ok(ApplyOutcome {
-            plan,
-            base,
-            revision: None,
-            unchanged: false,
-        });
-    }
-    let summary = match note {
-        Some(note) => format!("{note}: {}", plan.summary()),
-        None => plan.summary(),
+            summary,
+        } => (plan, base, summary),
     };
     let revision = pg::insert(&tx, &bundle.hash, source, &summary, &bundle.sources).await?;
     tx.commit().await.map_err(at_commit)?;
@@ -301,6 +278,54 @@ pub async fn apply_pg(
         revision: Some(revision),
         unchanged: false,
     })
+}
+
+/// What installing `bundle` over the `live` revision (whose bundle is `base_bundle`) comes
+/// to, on either store: nothing to record (it is live already, or a dry run's plan), or a
+/// revision to record with its summary.
+enum Decided {
+    Done(ApplyOutcome),
+    Record {
+        plan: Plan,
+        base: Option<RevisionSummary>,
+        summary: String,
+    },
+}
+
+fn decide(
+    live: Option<Revision>,
+    base_bundle: &Bundle,
+    bundle: &Bundle,
+    note: Option<&str>,
+    dry_run: bool,
+) -> Decided {
+    let plan = Plan::between(base_bundle, bundle);
+    let base = live.as_ref().map(Revision::to_summary);
+    if let Some(revision) = live.filter(|r| r.hash == bundle.hash) {
+        return Decided::Done(ApplyOutcome {
+            plan,
+            base,
+            revision: Some(revision),
+            unchanged: true,
+        });
+    }
+    if dry_run {
+        return Decided::Done(ApplyOutcome {
+            plan,
+            base,
+            revision: None,
+            unchanged: false,
+        });
+    }
+    let summary = match note {
+        Some(note) => format!("{note}: {}", plan.summary()),
+        None => plan.summary(),
+    };
+    Decided::Record {
+        plan,
+        base,
+        summary,
+    }
 }
 
 /// The live revision when it is `bundle` already (`Ok`), else the summary of the revision

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use common::postgres::Postgres;
+use common::postgres::{self, Postgres};
 
 use livechat::chat::conversation::{Command, Rejection};
 use livechat::config::{self, Live};
@@ -56,20 +56,7 @@ struct Replica {
 }
 
 async fn replica(url: &str, bundle: &Arc<config::Bundle>) -> Replica {
-    let store = Store::postgres(PgStore::connect(url, 8).await.unwrap());
-    let live = Arc::new(ArcSwap::from_pointee(Live {
-        bundle: bundle.clone(),
-        revision: None,
-        error: None,
-    }));
-    let outbound = Outbound {
-        templates: Templates::new(None),
-        public_url: "http://chat.example".into(),
-        doorbell: Doorbell::default(),
-    };
-    let engine = Engine::open(store, files_dir(), live, Hub::new(), outbound)
-        .await
-        .unwrap();
+    let engine = bare_replica(url, bundle).await;
     let mut online = Vec::new();
     for a in &bundle.roster.agents {
         let email = a.email.as_str().to_string();
@@ -121,21 +108,6 @@ async fn accept(engine: &Engine, email: &str, id: &str) -> Result<(), EngineErro
         )
         .await
         .map(|_| ())
-}
-
-/// The number of events of `kind` of each conversation.
-async fn events_by_conversation(url: &str, kind: &str) -> BTreeMap<String, i64> {
-    let client = common::postgres::connect(url).await;
-    client
-        .query(
-            "SELECT conversation_id, count(*) FROM events WHERE type = $1 GROUP BY 1",
-            &[&kind],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect()
 }
 
 /// Accept races split across two engines: the same request accepted at once by one agent
@@ -190,10 +162,10 @@ async fn accept_races_across_two_engines_have_one_winner_each() {
         "{RACES} accept races: {} won through engine A, {} through engine B",
         wins[0], wins[1]
     );
-    let accepted = events_by_conversation(&url, "livechat.accepted").await;
+    let accepted = postgres::events_by_conversation(&url, "livechat.accepted").await;
     assert_eq!(accepted.len(), RACES);
     assert!(accepted.values().all(|n| *n == 1), "{accepted:?}");
-    let client = common::postgres::connect(&url).await;
+    let client = postgres::connect(&url).await;
     for row in client
         .query("SELECT id, assignee, status FROM conversations", &[])
         .await
@@ -262,7 +234,7 @@ async fn max_chats_holds_across_two_engines() {
         "50 accepts at once by one agent (max_chats 2) through two engines: {accepted} accepted, {refused} at capacity"
     );
     assert_eq!((accepted, refused), (2, 48));
-    let client = common::postgres::connect(&url).await;
+    let client = postgres::connect(&url).await;
     let held: i64 = client
         .query_one(
             "SELECT count(*) FROM conversations WHERE assignee = $1 AND status IN ('assigned', 'chatting')",
@@ -273,7 +245,7 @@ async fn max_chats_holds_across_two_engines() {
         .get(0);
     assert_eq!(held, 2);
     assert_eq!(
-        events_by_conversation(&url, "livechat.accepted")
+        postgres::events_by_conversation(&url, "livechat.accepted")
             .await
             .values()
             .sum::<i64>(),
@@ -309,7 +281,7 @@ async fn accept_timeouts_fire_once_across_two_engines() {
     }
     let started = Instant::now();
     let (timed_out, took) = loop {
-        let timed_out = events_by_conversation(&url, "livechat.timeout").await;
+        let timed_out = postgres::events_by_conversation(&url, "livechat.timeout").await;
         if timed_out.len() == REQUESTS || started.elapsed() > Duration::from_secs(30) {
             break (timed_out, started.elapsed());
         }
@@ -317,7 +289,7 @@ async fn accept_timeouts_fire_once_across_two_engines() {
     };
     // A second firing would come within the timer lease; wait past a claim round.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let again = events_by_conversation(&url, "livechat.timeout").await;
+    let again = postgres::events_by_conversation(&url, "livechat.timeout").await;
     println!(
         "{REQUESTS} accept timeouts of 2 s across two engines: {} timed out within {:?}; events per request: {:?}",
         timed_out.len(),
@@ -362,7 +334,7 @@ async fn a_console_on_one_engine_sees_what_another_wrote_in_order() {
             .await
             .unwrap();
     }
-    let client = common::postgres::connect(&url).await;
+    let client = postgres::connect(&url).await;
     let stored: Vec<i64> = client
         .query(
             "SELECT seq FROM events WHERE conversation_id = $1 ORDER BY seq",
@@ -425,7 +397,7 @@ async fn bare_replica(url: &str, bundle: &Arc<config::Bundle>) -> Engine {
 /// The agents each `livechat.ringing` of a conversation rang, in order, and when each was
 /// read.
 async fn ringing(url: &str, id: &str) -> Vec<Vec<String>> {
-    let client = common::postgres::connect(url).await;
+    let client = postgres::connect(url).await;
     client
         .query(
             "SELECT data FROM events WHERE conversation_id = $1 AND type = 'livechat.ringing' ORDER BY seq",
@@ -460,7 +432,7 @@ async fn requests_ring_agents_on_other_engines_and_move_on_when_a_replica_falls_
     let _console = a.connect_agent(&agent(0));
     a.set_accepting(&agent(0), true).await.unwrap();
     // Agent 1's console is on a replica that will die: its rows, written as it would.
-    let client = common::postgres::connect(&url).await;
+    let client = postgres::connect(&url).await;
     client
         .batch_execute(&format!(
             "INSERT INTO replicas (id, started_at, heartbeat_at) VALUES ('r_doomed', now(), now());

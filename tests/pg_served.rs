@@ -61,19 +61,12 @@ async fn wait_agent(api: &Api, token: &str, i: usize, pred: impl Fn(&Value) -> b
     api.wait_agent(token, &agent_email(i), pred).await
 }
 
-/// The number of events of `kind` of each conversation.
-async fn events_by_conversation(pg: &Postgres, name: &str, kind: &str) -> BTreeMap<String, i64> {
-    let client = postgres::connect(&pg.url(name)).await;
-    client
-        .query(
-            "SELECT conversation_id, count(*) FROM events WHERE type = $1 GROUP BY 1",
-            &[&kind],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect()
+/// Until replica A sees agent 1 (whose console is on B) and B sees agent 0 (on A) online
+/// and accepting.
+async fn each_sees_the_other(a: &TestServer, ana: &Console, b: &TestServer, ben: &Console) {
+    let ready = |v: &Value| v["online"] == true && v["accepting"] == true;
+    wait_agent(&Api::new(&a.url), &ana.token, 1, ready).await;
+    wait_agent(&Api::new(&b.url), &ben.token, 0, ready).await;
 }
 
 /// A visitor through nginx whose request rings the team; answers their conversation.
@@ -96,15 +89,7 @@ async fn accept_races_across_replicas_behind_nginx_have_one_winner_each() {
     let ana = console_on(&a, 0).await;
     let ben = console_on(&b, 1).await;
     let (api_a, api_b, front) = (Api::new(&a.url), Api::new(&b.url), Api::new(&nginx.url));
-    // Each replica sees the other's agent online and accepting.
-    wait_agent(&api_a, &ana.token, 1, |v| {
-        v["online"] == true && v["accepting"] == true
-    })
-    .await;
-    wait_agent(&api_b, &ben.token, 0, |v| {
-        v["online"] == true && v["accepting"] == true
-    })
-    .await;
+    each_sees_the_other(&a, &ana, &b, &ben).await;
     let started = Instant::now();
     let mut wins = [0usize; 2];
     let mut winners: BTreeMap<String, String> = BTreeMap::new();
@@ -147,7 +132,7 @@ async fn accept_races_across_replicas_behind_nginx_have_one_winner_each() {
         wins[0],
         wins[1]
     );
-    let accepted = events_by_conversation(&pg, "races", "livechat.accepted").await;
+    let accepted = postgres::events_by_conversation(&pg.url("races"), "livechat.accepted").await;
     assert_eq!(accepted.len(), RACES);
     assert!(
         accepted.values().all(|n| *n == 1),
@@ -258,12 +243,13 @@ async fn accept_timeouts_fire_once_each_when_a_replica_is_killed_halfway() {
     let killed = made.elapsed();
     // Requests still waiting when A died (the first ones made may have timed out already).
     let pending = REQUESTS
-        - events_by_conversation(&pg, "timers", "livechat.timeout")
+        - postgres::events_by_conversation(&pg.url("timers"), "livechat.timeout")
             .await
             .len();
     let deadline = Instant::now() + Duration::from_secs(60);
     let (timed_out, took) = loop {
-        let timed_out = events_by_conversation(&pg, "timers", "livechat.timeout").await;
+        let timed_out =
+            postgres::events_by_conversation(&pg.url("timers"), "livechat.timeout").await;
         if timed_out.len() >= REQUESTS || Instant::now() > deadline {
             break (timed_out, made.elapsed());
         }
@@ -271,7 +257,7 @@ async fn accept_timeouts_fire_once_each_when_a_replica_is_killed_halfway() {
     };
     // A second firing would come within a lease (10 s) of the first claim.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let again = events_by_conversation(&pg, "timers", "livechat.timeout").await;
+    let again = postgres::events_by_conversation(&pg.url("timers"), "livechat.timeout").await;
     let spread = again.values().fold(BTreeMap::new(), |mut m, n| {
         *m.entry(*n).or_insert(0usize) += 1;
         m
@@ -301,16 +287,8 @@ async fn an_agent_whose_replica_dies_is_offline_within_20_s_and_requests_ring_ot
     let (mut a, b, nginx) = replicas(&pg, "presence", Bundle::live(2)).await;
     let ana = console_on(&a, 0).await;
     let ben = console_on(&b, 1).await;
-    let (api_a, api_b, front) = (Api::new(&a.url), Api::new(&b.url), Api::new(&nginx.url));
-    // Each replica sees the other's agent online and accepting.
-    wait_agent(&api_a, &ana.token, 1, |v| {
-        v["online"] == true && v["accepting"] == true
-    })
-    .await;
-    wait_agent(&api_b, &ben.token, 0, |v| {
-        v["online"] == true && v["accepting"] == true
-    })
-    .await;
+    let (api_b, front) = (Api::new(&b.url), Api::new(&nginx.url));
+    each_sees_the_other(&a, &ana, &b, &ben).await;
     let mut ids = Vec::new();
     for _ in 0..10 {
         ids.push(waiting_request(&front).await);

@@ -396,3 +396,21 @@ fn is_root() -> bool {
     let out = Command::new("id").arg("-u").output().expect("id -u");
     String::from_utf8_lossy(&out.stdout).trim() == "0"
 }
+
+/// The number of events of `kind` of each conversation in the database at `url`.
+pub async fn events_by_conversation(
+    url: &str,
+    kind: &str,
+) -> std::collections::BTreeMap<String, i64> {
+    connect(url)
+        .await
+        .query(
+            "SELECT conversation_id, count(*) FROM events WHERE type = $1 GROUP BY 1",
+            &[&kind],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}

@@ -500,6 +500,25 @@ impl Engine {
             .clone())
     }
 
+    /// On PostgreSQL, waits (5 s at most) until the tailer has handed this replica's sockets
+    /// the newest of `seqs`; on SQLite they were published at the commit.
+    async fn published(&self, seqs: &[i64]) {
+        if let (Some(r), Some(&last)) = (&self.inner.replicated, seqs.last()) {
+            r.published(last).await;
+        }
+    }
+
+    /// On PostgreSQL, takes the database's view of every agent now (who is online, accepts
+    /// chats, holds what), rather than at the presence loop's next look.
+    async fn refresh_cluster(&self) {
+        if let Some(r) = &self.inner.replicated {
+            match r.cluster().await {
+                Ok(cluster) => self.take_cluster(cluster),
+                Err(e) => tracing::warn!(error = %e, "reading presence across servers failed"),
+            }
+        }
+    }
+
     /// The version this replica knows a conversation at (PostgreSQL; 0 on SQLite).
     fn replicated_version(&self, id: &str) -> i64 {
         self.inner.replicated.as_ref().map_or(0, |r| r.version(id))
@@ -591,6 +610,15 @@ impl Engine {
             cmd,
             Command::VisitorMessage { .. } | Command::AgentMessage { .. } | Command::Note { .. }
         );
+        // Whether the command gives a chat to the agent it names: only then is a refusal for
+        // the agent's `max_chats` across replicas the answer (`Committed::Full`).
+        let claims = matches!(
+            cmd,
+            Command::Accept { .. }
+                | Command::Assign { .. }
+                | Command::Transfer { .. }
+                | Command::Takeover { .. }
+        );
         // On PostgreSQL a command may run again on the conversation as another replica left
         // it (a stale write): it is kept until then.
         let mut cmd = Some(cmd);
@@ -676,6 +704,13 @@ impl Engine {
                 Committed::Earlier(message_id, seq) => {
                     return Ok(Outcome::earlier(message_id, seq));
                 }
+                // Routing, a reopening or a timeout gave the chat to an agent this replica
+                // thought had room: with the database's count of everyone's chats, the
+                // command runs again and routes elsewhere.
+                Committed::Full if !claims && attempts < STALE_ATTEMPTS => {
+                    drop(pending);
+                    self.refresh_cluster().await;
+                }
                 Committed::Full => {
                     let agent = next.assignee.clone().unwrap_or_default();
                     return Err(Rejection::AtCapacity(agent).into());
@@ -707,6 +742,7 @@ impl Engine {
             Status::Resolved | Status::Ended | Status::Closed
         );
         drop(conv);
+        drop(_assignment);
         if settled {
             // Nothing is timed or waiting any more: keep memory for conversations in play.
             // A later command loads it again. Only when nobody else holds the entry, so two
@@ -726,6 +762,9 @@ impl Engine {
         if queue_moved {
             self.publish_queue(bot_id);
         }
+        // Answered once this replica's sockets have the events (on PostgreSQL they come
+        // through the tailer), with no lock held meanwhile.
+        self.published(&seqs).await;
         let written = first_message
             .as_ref()
             .filter(|_| writes)
@@ -844,9 +883,6 @@ impl Engine {
                 r.set_written(&id, version + 1, seqs.clone().last());
                 if ring {
                     self.inner.outbound.doorbell.ring();
-                }
-                if !seqs.is_empty() {
-                    r.published(seqs.end - 1).await;
                 }
                 Ok(Committed::Stored(seqs.collect()))
             }

@@ -176,9 +176,6 @@ impl Pending {
     /// its assignee stays within it; `due_at` is its earliest deadline after the transition
     /// (its timer row). Every write of a conversation raises its version, so the row is
     /// written whether or not SQLite's writer would have skipped it (`Engine::state_due`).
-    /// The engine does not run on PostgreSQL yet (docs/postgres.md, "What remains"): only
-    /// the test below, which writes the same transitions to both stores, calls it so far.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn pg_transition(
         &self,
         version: i64,

@@ -444,7 +444,7 @@ impl Engine {
     /// Takes what the database says of every agent: online somewhere, accepting chats, and
     /// the chats each holds (replacing this replica's count, which misses what other
     /// replicas gave them).
-    fn take_cluster(&self, cluster: super::replicated::Cluster) {
+    pub(super) fn take_cluster(&self, cluster: super::replicated::Cluster) {
         let changed: BTreeSet<String> = {
             let p = self
                 .inner

@@ -92,6 +92,7 @@ impl Engine {
                 ))));
             }
         };
+        self.published(&seqs).await;
         let mut events: Vec<Value> = pending
             .frames(&seqs)
             .filter_map(|f| f.visitor_json)

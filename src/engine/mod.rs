@@ -585,14 +585,17 @@ impl Engine {
         {
             self.reload(&mut conv).await?;
         }
-        let adds_load = matches!(
+        // Whether the command gives a chat to the agent it names: only then is a refusal for
+        // the agent's `max_chats` across replicas the answer (`Committed::Full`).
+        let claims = matches!(
             cmd,
             Command::Accept { .. }
                 | Command::Assign { .. }
                 | Command::Transfer { .. }
                 | Command::Takeover { .. }
-        ) || (matches!(cmd, Command::VisitorMessage { .. })
-            && conv.status == Status::Resolved);
+        );
+        let adds_load = claims
+            || (matches!(cmd, Command::VisitorMessage { .. }) && conv.status == Status::Resolved);
         let _assignment = if adds_load {
             Some(self.inner.assignment.lock().await)
         } else {
@@ -609,15 +612,6 @@ impl Engine {
         let writes = matches!(
             cmd,
             Command::VisitorMessage { .. } | Command::AgentMessage { .. } | Command::Note { .. }
-        );
-        // Whether the command gives a chat to the agent it names: only then is a refusal for
-        // the agent's `max_chats` across replicas the answer (`Committed::Full`).
-        let claims = matches!(
-            cmd,
-            Command::Accept { .. }
-                | Command::Assign { .. }
-                | Command::Transfer { .. }
-                | Command::Takeover { .. }
         );
         // On PostgreSQL a command may run again on the conversation as another replica left
         // it (a stale write): it is kept until then.

@@ -350,6 +350,19 @@ async fn console_edit(url: &str, conv: &str) {
         .await;
     browser.click(".contact-form button[type=submit]").await;
     browser.wait_for_text(".contact-status", "Saved.").await;
+    // A redraw of the pane (any event of the conversation causes one) keeps the agent's
+    // place: the input they are in stays focused, so their next keys land in it.
+    js(
+        &browser,
+        "document.getElementById('contact-seats').focus();
+         dispatchEvent(new Event('resize'));",
+    )
+    .await;
+    assert_eq!(
+        js(&browser, "return document.activeElement.id;").await,
+        json!("contact-seats"),
+        "a redraw took the focus away from the contact form"
+    );
     // A value that does not fit its type is refused with the server's reason.
     browser.type_into("#contact-seats", "twelve").await;
     browser.click(".contact-form button[type=submit]").await;

@@ -45,6 +45,12 @@ function dl(pairs) {
 export function renderDetails(d) {
   const aside = $('details');
   const t = now();
+  // A redraw takes the kept contact form out and puts it back; taking a focused input out
+  // of the page blurs it, and the agent's next keys would go nowhere. Its focus and caret
+  // come back with it.
+  const active = aside.contains(document.activeElement) ? document.activeElement : null;
+  const caret = active && typeof active.selectionStart === 'number'
+    ? [active.selectionStart, active.selectionEnd] : null;
   clear(aside);
   const url = safeUrl(d.page_url);
   let page = d.page_url || null;
@@ -91,4 +97,8 @@ export function renderDetails(d) {
   if (privacy) aside.appendChild(privacy);
   const narrow = window.matchMedia('(max-width: 1100px)').matches;
   aside.hidden = narrow && !expanded();
+  if (active && active !== document.activeElement && aside.contains(active)) {
+    active.focus({ preventScroll: true });
+    if (caret) active.setSelectionRange(caret[0], caret[1]);
+  }
 }

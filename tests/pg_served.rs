@@ -11,29 +11,39 @@ use std::time::{Duration, Instant};
 use common::live::{Api, Console, agent_email, set_password_with};
 use common::nginx::Nginx;
 use common::postgres::{self, Postgres};
+use common::smtp::{SmtpServer, header};
 use common::{Bundle, TestServer};
 use serde_json::{Value, json};
 
 /// A replica of `bundle` on the database `url`, with limits for one test client making
-/// many visitors.
-fn replica(bundle: &Bundle, url: &str) -> TestServer {
-    bundle.serve_with(
-        &[],
-        &[
-            ("LIVECHAT_DATABASE_URL", url),
-            ("LIVECHAT_SESSIONS_PER_ADDRESS", "100000"),
-        ],
-    )
+/// many visitors, and `env` besides.
+fn replica(bundle: &Bundle, url: &str, env: &[(String, String)]) -> TestServer {
+    let mut all = vec![
+        ("LIVECHAT_DATABASE_URL", url),
+        ("LIVECHAT_SESSIONS_PER_ADDRESS", "100000"),
+    ];
+    all.extend(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    bundle.serve_with(&[], &all)
 }
 
 /// Two replicas of `bundle` on a new database of `pg` and nginx in front of them; each agent
 /// of the bundle gets the test password through the command line, on the same database.
 async fn replicas(pg: &Postgres, name: &str, bundle: Bundle) -> (TestServer, TestServer, Nginx) {
+    replicas_with(pg, name, bundle, Vec::new()).await
+}
+
+/// As [`replicas`], with `env` for both replicas.
+async fn replicas_with(
+    pg: &Postgres,
+    name: &str,
+    bundle: Bundle,
+    env: Vec<(String, String)>,
+) -> (TestServer, TestServer, Nginx) {
     pg.database(name);
     let url = pg.uri(name);
     let (a, b, nginx) = tokio::task::spawn_blocking(move || {
-        let a = replica(&bundle, &url);
-        let b = replica(&bundle, &url);
+        let a = replica(&bundle, &url, &env);
+        let b = replica(&bundle, &url, &env);
         let upstreams = [
             a.url.trim_start_matches("http://"),
             b.url.trim_start_matches("http://"),
@@ -344,4 +354,151 @@ async fn last_ringing(pg: &Postgres, id: &str) -> Value {
         .unwrap()
         .get(0);
     serde_json::from_str(&data).unwrap()
+}
+
+/// 200 offline forms posted through nginx while nobody is online, their mails delivered by
+/// both replicas' outbox workers to a real SMTP server; replica A is killed with `kill -9`
+/// once 40 mails have arrived, with mails still waiting. Every form's mail arrives (what A
+/// held comes from B once A's claim runs out: at least once), and the outbox ends with
+/// every item sent, none dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn offline_forms_are_all_mailed_when_a_replica_dies_mid_delivery() {
+    const FORMS: usize = 200;
+    let pg = Postgres::start();
+    let smtp = SmtpServer::start();
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = smtp.settings(conf_dir.path(), "outbox_retry = \"200ms\"");
+    // Two hundred visitors from two hundred addresses (one may send five forms in ten
+    // minutes): the test client stands for a CDN in front of nginx, and both are trusted to
+    // name the client in `X-Forwarded-For`.
+    let env = vec![
+        (
+            "LIVECHAT_CONFIG".to_string(),
+            conf.to_str().unwrap().to_string(),
+        ),
+        (
+            "LIVECHAT_TRUSTED_PROXIES".to_string(),
+            format!("{}/32,127.0.0.1/32", common::nginx::NGINX_ADDR),
+        ),
+    ];
+    let (mut a, b, nginx) = replicas_with(&pg, "forms", Bundle::live(1), env).await;
+    let front = Api::new(&nginx.url);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..FORMS {
+        let front = front.clone();
+        tasks.push(tokio::spawn(async move {
+            let email = format!("visitor{i}@example.com");
+            let message = format!("Form {i}: please call me back.");
+            let reply = front
+                .request("POST", "/bots/support/contact")
+                .header("x-forwarded-for", &format!("10.0.{i}.1"))
+                .form(&[("email", email.as_str()), ("message", message.as_str())])
+                .send()
+                .await;
+            assert_eq!(reply.status, 200, "form {i}: {}", reply.text);
+        }));
+        // 50 at a time: nginx here has 256 connections, two for each request it proxies.
+        if tasks.len() == 50 {
+            for task in tasks.drain(..) {
+                task.await.unwrap();
+            }
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let posted = started.elapsed();
+    let count = |status: &'static str| {
+        let url = pg.url("forms");
+        async move {
+            let client = postgres::connect(&url).await;
+            client
+                .query_one(
+                    "SELECT count(*) FROM outbox WHERE status = $1 AND payload LIKE '%offline_form%'",
+                    &[&status],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    let arrived = tokio::task::spawn_blocking({
+        let maildir = smtp.maildir.clone();
+        move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let n = std::fs::read_dir(maildir.join("new")).map_or(0, |d| d.count());
+                if n >= 40 || Instant::now() > deadline {
+                    return n;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    })
+    .await
+    .unwrap();
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let killed = started.elapsed();
+    let waiting = count("pending").await;
+    assert!(arrived >= 40, "only {arrived} mails arrived in a minute");
+    assert!(
+        waiting > 0,
+        "every mail was out before the kill: it proves nothing"
+    );
+    // What A held waits out its claim (the outbox's lease, 60 s), then B sends it.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let mails = loop {
+        let mails = tokio::task::block_in_place(|| smtp.mails_of("offline_form"));
+        let distinct: std::collections::BTreeSet<String> =
+            mails.iter().filter_map(|m| header(m, "Reply-To")).collect();
+        if distinct.len() >= FORMS || Instant::now() > deadline {
+            break mails;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let all_sent = started.elapsed();
+    let mut per_form: BTreeMap<String, usize> = BTreeMap::new();
+    for mail in &mails {
+        *per_form
+            .entry(header(mail, "Reply-To").expect("a Reply-To"))
+            .or_default() += 1;
+    }
+    for i in 0..FORMS {
+        assert!(
+            per_form.contains_key(&format!("visitor{i}@example.com")),
+            "form {i} was never mailed"
+        );
+    }
+    assert_eq!(per_form.len(), FORMS, "{per_form:?}");
+    // The worker records a delivery right after the server accepts it: the items still
+    // pending may lag the mails by a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count("sent").await < FORMS as i64 {
+        assert!(Instant::now() < deadline, "not every item recorded sent");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let client = postgres::connect(&pg.url("forms")).await;
+    let statuses: Vec<(String, i64)> = client
+        .query(
+            "SELECT status, count(*) FROM outbox WHERE payload LIKE '%offline_form%' GROUP BY status",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        statuses,
+        [("sent".to_string(), FORMS as i64)],
+        "none dead, none pending"
+    );
+    let twice = per_form.values().filter(|n| **n > 1).count();
+    println!(
+        "{FORMS} offline forms through nginx in {posted:?}; replica A killed at {killed:?} with {arrived} mails arrived and {waiting} items pending; all {FORMS} mailed by {all_sent:?} ({} mails in all, {twice} forms mailed twice: at least once); outbox: {statuses:?}",
+        mails.len()
+    );
+    drop(b);
 }

@@ -408,7 +408,7 @@
     queued = on;
     place = 0;
     status();
-    if (on && !wsReady) checkQueue();
+    if (on) checkQueue(); // its frame may come before the hand-off
   };
   const checkQueue = () => call("GET", "queue").then((r) => queued && ((place = r.position), status()), () => 0);
 

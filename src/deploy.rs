@@ -186,13 +186,14 @@ impl Loaded {
 }
 
 /// [`record_loaded`] on the PostgreSQL of replicas (#17), under the revisions' lock. The
-/// rule: a replica's bundle is recorded only if it differs from the live revision and no
-/// earlier revision has it. Recorded, it is live ([`Loaded::Live`]); an earlier revision's
-/// bundle is never recorded again, and the replica is told it is behind
-/// ([`Loaded::Behind`]). So a replica that restarts on an older bundle while a newer one is
-/// live (two replicas with different bundles starting together, in either order) cannot make
-/// the older one newest; going back to an earlier bundle is `livechat rollback`, which
-/// records it anew, not a replica's directory. Of replicas that load the same bundle at
+/// rule: a replica's bundle is recorded only if it differs from the live revision and,
+/// unless the replica saw its directory `edited` (it read another bundle there before), no
+/// earlier revision has it. Recorded, it is live ([`Loaded::Live`]); else the replica is
+/// told it is behind ([`Loaded::Behind`]). So a replica that starts on an older bundle while
+/// a newer one is live (two replicas with different bundles starting together, in either
+/// order) cannot make the older one newest, while an admin who edits a running replica's
+/// directory back to an earlier bundle (a reverted commit) gets it live, as on SQLite; so
+/// does `livechat rollback`, which records it anew. Of replicas that load the same bundle at
 /// once, one records it and the others find it live. Two bundles that no revision has,
 /// loaded at once by two replicas, are both recorded and the last one is live: nothing tells
 /// which is newer (docs/postgres.md). A revision recorded here is announced after the commit
@@ -201,6 +202,7 @@ pub async fn record_loaded_pg(
     client: &mut deadpool_postgres::Object,
     bundle: &Bundle,
     source: &str,
+    edited: bool,
 ) -> Result<Loaded, StoreError> {
     use crate::store::postgres::{PgError, at_commit, revisions as pg};
     let tx = client.transaction().await.map_err(PgError::from)?;
@@ -210,7 +212,7 @@ pub async fn record_loaded_pg(
     let loaded = match to_record(live.clone(), bundle) {
         Ok(live) => Loaded::Live(live),
         Err(summary) => match (live, pg::numbered(&tx, &bundle.hash).await?) {
-            (Some(live), Some(loaded)) => Loaded::Behind { loaded, live },
+            (Some(live), Some(loaded)) if !edited => Loaded::Behind { loaded, live },
             _ => {
                 let revision =
                     pg::insert(&tx, &bundle.hash, source, &summary, &bundle.sources).await?;

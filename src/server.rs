@@ -63,13 +63,14 @@ impl AppState {
                 revision: None,
                 error: None,
             })),
+            read: Arc::default(),
         };
         let config = {
             let store = store.clone();
             tokio::task::spawn_blocking(move || {
                 let runtime = tokio::runtime::Handle::current();
-                config.reload("startup", |bundle| {
-                    runtime.block_on(store.record_loaded(bundle, "startup"))
+                config.reload("startup", |bundle, edited| {
+                    runtime.block_on(store.record_loaded(bundle, "startup", edited))
                 });
                 if config.live.load().revision.is_none() {
                     let last_good = runtime.block_on(store.latest_revision());
@@ -154,6 +155,7 @@ impl AppState {
             engine,
             limits: Arc::new(crate::http::limits::Limits::new(&settings.limits)),
             config_changes: Arc::default(),
+            bundle_read: config.read,
         };
         let inviter = state.clone();
         tokio::task::spawn_blocking(move || inviter.invite_new_agents());
@@ -181,6 +183,7 @@ impl AppState {
         ConfigState {
             settings: self.settings.clone(),
             live: self.live.clone(),
+            read: self.bundle_read.clone(),
         }
     }
 
@@ -193,8 +196,9 @@ impl AppState {
         let store = self.store().clone();
         let recorded_as = source.to_string();
         let runtime = tokio::runtime::Handle::current();
-        let record =
-            move |bundle: Arc<Bundle>| runtime.block_on(store.record_loaded(bundle, &recorded_as));
+        let record = move |bundle: Arc<Bundle>, edited: bool| {
+            runtime.block_on(store.record_loaded(bundle, &recorded_as, edited))
+        };
         let revision = self.config().reload(source, record);
         self.config_changed(revision, before);
     }
@@ -293,6 +297,13 @@ async fn open_store(settings: &Settings) -> Result<Store, StartError> {
             db.url.sslmode().as_str(),
             db.pool
         );
+        if settings.synchronous == Synchronous::Full {
+            tracing::warn!(
+                "synchronous = \"full\" is SQLite's setting and does nothing on PostgreSQL: \
+                 there a commit is as durable as the server's synchronous_commit and \
+                 replication make it"
+            );
+        }
         let pg = PgStore::connect_to(&db.url, db.pool)
             .await
             .map_err(|e| StartError::Database {
@@ -338,17 +349,20 @@ fn one_line(message: &str) -> String {
 struct ConfigState {
     settings: Arc<Settings>,
     live: LiveConfig,
+    /// The hash of the bundle last read from the directory (`AppState::bundle_read`).
+    read: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl ConfigState {
     /// Reads the bundle directory and, if it is valid and new, makes it live. Blocking: call
     /// from a blocking thread. An invalid bundle keeps the current one and records why.
     /// Answers the new revision's number when one became live. `record` stores a new
-    /// bundle as a revision (or finds it recorded already).
+    /// bundle as a revision (or finds it recorded already); it is told whether the
+    /// directory was edited since this server last read it (`Store::record_loaded`).
     fn reload(
         &self,
         source: &str,
-        record: impl FnOnce(Arc<Bundle>) -> Result<Revision, store::StoreError>,
+        record: impl FnOnce(Arc<Bundle>, bool) -> Result<Revision, store::StoreError>,
     ) -> Option<i64> {
         let dir = &self.settings.bots_dir;
         // The bundle lock is held across reading and recording, so an `apply` running at the
@@ -378,6 +392,12 @@ impl ConfigState {
                 None
             }
             Ok(bundle) => {
+                let edited = {
+                    let mut read = self.read.lock().unwrap_or_else(|p| p.into_inner());
+                    let edited = read.as_ref().is_some_and(|before| *before != bundle.hash);
+                    *read = Some(bundle.hash.clone());
+                    edited
+                };
                 if current.revision.is_some() && bundle.hash == current.bundle.hash {
                     if current.error.is_some() {
                         tracing::info!("config error cleared; the bundle is back to the live one");
@@ -390,7 +410,7 @@ impl ConfigState {
                     return None;
                 }
                 let bundle = Arc::new(bundle);
-                let revision = match record(bundle.clone()) {
+                let revision = match record(bundle.clone(), edited) {
                     Ok(revision) => revision,
                     Err(e) => {
                         tracing::error!("cannot record the new revision: {e}");

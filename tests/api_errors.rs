@@ -3,6 +3,7 @@
 //! After every refusal the test compares everything a user could see (each visitor's log,
 //! each conversation's details, the agents' list) with what it was before.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;

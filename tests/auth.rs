@@ -1,6 +1,7 @@
 //! Agent login as the console and scripts meet it: a password set with the real CLI, the
 //! real server over HTTP, the session cookie with its CSRF header or a bearer token.
 
+#[macro_use]
 mod common;
 
 use std::io::Write;
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use common::live::Reply;
-use common::{Bundle, TestServer, bot, livechat};
+use common::{Bundle, TestServer, bot};
 
 const ANA: &str = "ana@acme.example";
 const BO: &str = "bo@acme.example";
@@ -36,7 +37,8 @@ fn ana_and_bo(dir: &Path) {
 
 /// `livechat agent password EMAIL` with the password piped to standard input.
 fn set_password(server: &TestServer, email: &str, password: &str) -> Output {
-    let mut child = livechat()
+    let mut child = server
+        .livechat()
         .args(["agent", "password", email, "--bots-dir"])
         .arg(&server.bots_dir)
         .arg("--data-dir")
@@ -377,13 +379,10 @@ fn an_expired_session_is_refused_as_expired() {
     let server = TestServer::start(ana_and_bo, &[]);
     assert!(set_password(&server, ANA, ANA_PASSWORD).status.success());
     let ana = logged_in(&server, ANA, ANA_PASSWORD);
-    let conn = rusqlite::Connection::open(server.data_dir.join("livechat.db")).unwrap();
-    let changed = conn
-        .execute(
-            "UPDATE sessions SET expires_at = '2020-01-01T00:00:00Z' WHERE token_hash = ?1",
-            [hex::encode(Sha256::digest(ana.token.as_bytes()))],
-        )
-        .unwrap();
+    let changed = server.execute(&format!(
+        "UPDATE sessions SET expires_at = '2020-01-01T00:00:00Z' WHERE token_hash = '{}'",
+        hex::encode(Sha256::digest(ana.token.as_bytes()))
+    ));
     assert_eq!(changed, 1);
     let expired = me(&server, &[("authorization", &ana.bearer())]);
     assert_error!(expired, 401, "session_expired");
@@ -395,31 +394,29 @@ fn the_database_holds_no_plaintext_password_or_session_token() {
     assert!(set_password(&server, ANA, ANA_PASSWORD).status.success());
     let ana = logged_in(&server, ANA, ANA_PASSWORD);
 
-    let conn = rusqlite::Connection::open(server.data_dir.join("livechat.db")).unwrap();
-    let stored: String = conn
-        .query_row(
-            "SELECT password_hash FROM agents WHERE email = ?1",
-            [ANA],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let stored = server.rows(&format!(
+        "SELECT password_hash FROM agents WHERE email = '{ANA}'"
+    ));
+    let stored = &stored[0][0];
     assert!(stored.starts_with("$argon2id$v=19$"), "{stored}");
     assert!(!stored.contains(ANA_PASSWORD));
-    let sessions: Vec<(String, String)> = conn
-        .prepare("SELECT token_hash, agent_email FROM sessions")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let sessions = server.rows("SELECT token_hash, agent_email FROM sessions");
     assert_eq!(
         sessions,
-        [(
+        [[
             hex::encode(Sha256::digest(ana.token.as_bytes())),
             ANA.to_string()
-        )]
+        ]]
     );
-    drop(conn);
+    // Nor in any other value the store holds.
+    for value in server.everything_stored() {
+        for secret in [ANA_PASSWORD, ana.token.as_str()] {
+            assert!(
+                !value.contains(secret),
+                "the store holds `{secret}`: {value}"
+            );
+        }
+    }
 
     // Nor anywhere in the files: the database, its write-ahead log, queued mail, anything.
     let mut files = Vec::new();

@@ -277,18 +277,9 @@ async fn the_flow_fills_fields_agents_edit_them_exports_carry_them_and_erase_rem
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let db = rusqlite::Connection::open_with_flags(
-        server.data_dir.join("livechat.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let left: i64 = db
-        .query_row(
-            "SELECT count(*) FROM contact_values WHERE visitor_id = ?1",
-            [&vid],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let left = server.count(&format!(
+        "SELECT count(*) FROM contact_values WHERE visitor_id = '{vid}'"
+    ));
     assert_eq!(left, 0);
     let (status, _) = api
         .get(&format!("/api/v1/visitors/{vid}/export"), Some(&boss))

@@ -1,6 +1,7 @@
 //! Invitations and transcripts as people receive them: the mail (written to files, the
 //! default transport), the link in it, the page it opens, and signing in afterwards.
 
+#[macro_use]
 mod common;
 
 use std::path::Path;
@@ -263,52 +264,6 @@ async fn a_visitor_gets_the_transcript_at_the_address_they_gave() {
     agent.stream.ws.close(None).await.ok();
 }
 
-/// Every value of every table of the database, as text.
-fn everything_stored(data_dir: &Path) -> Vec<String> {
-    let conn = rusqlite::Connection::open_with_flags(
-        data_dir.join("livechat.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let mut out = Vec::new();
-    for table in tables {
-        let mut stmt = conn.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
-        let columns = stmt.column_count();
-        let mut rows = stmt.query([]).unwrap();
-        while let Some(row) = rows.next().unwrap() {
-            for i in 0..columns {
-                if let Ok(rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t)) =
-                    row.get_ref(i)
-                {
-                    out.push(String::from_utf8_lossy(t).into_owned());
-                }
-            }
-        }
-    }
-    out
-}
-
-fn sent_mails(data_dir: &Path) -> i64 {
-    let conn = rusqlite::Connection::open_with_flags(
-        data_dir.join("livechat.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    conn.query_row(
-        "SELECT count(*) FROM outbox WHERE kind = 'mail' AND status = 'sent'",
-        [],
-        |r| r.get(0),
-    )
-    .unwrap()
-}
-
 /// Issue #10: once an invitation is sent, the database keeps only the hash of its link's
 /// token, as docs/mail.md says; the outbox no longer holds the mail's body.
 #[test]
@@ -322,8 +277,9 @@ fn a_sent_invitation_leaves_no_link_in_the_database() {
     // The file is written before the outbox records the mail as sent: wait for that.
     let start = Instant::now();
     loop {
-        let stored = everything_stored(&server.data_dir);
-        let sent = sent_mails(&server.data_dir);
+        let stored = server.everything_stored();
+        let sent =
+            server.count("SELECT count(*) FROM outbox WHERE kind = 'mail' AND status = 'sent'");
         if sent >= 2 {
             for token in &tokens {
                 assert!(

@@ -3,6 +3,7 @@
 //! after a disconnect, idempotent writes, and the hand-overs (takeover, transfer, unassign,
 //! mute, reopen).
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;

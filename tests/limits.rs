@@ -221,14 +221,7 @@ async fn a_flood_of_sessions_from_one_address_is_refused_after_the_limit() {
     assert_eq!(created, 100);
     assert_eq!(refused, flood - 100);
     // The database holds those 100 conversations and no more.
-    let db = rusqlite::Connection::open_with_flags(
-        server.data_dir.join("livechat.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let stored: i64 = db
-        .query_row("SELECT count(*) FROM conversations", [], |r| r.get(0))
-        .unwrap();
+    let stored = server.count("SELECT count(*) FROM conversations");
     assert_eq!(stored, 100);
     // A visitor with their token is no stranger: they resume.
     let (status, reply) = api

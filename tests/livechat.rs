@@ -1,5 +1,6 @@
 //! The Live Chat lifecycle end to end: the real server, real HTTP, real WebSockets.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! Mail as the team receives it: a real SMTP server (aiosmtpd) on a loopback port, the real
 //! server, the real contact page and API.
 
+#[macro_use]
 mod common;
 
 use std::path::Path;

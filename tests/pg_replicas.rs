@@ -1219,7 +1219,9 @@ async fn replicas_loading_one_bundle_at_once_record_one_revision() {
             let (store, bundle) = (store.clone(), bundle.clone());
             tokio::spawn(async move {
                 let mut c = store.pool().get().await.unwrap();
-                record_loaded_pg(&mut c, &bundle, "startup").await.unwrap()
+                record_loaded_pg(&mut c, &bundle, "startup", false)
+                    .await
+                    .unwrap()
             })
         })
         .collect();
@@ -1238,7 +1240,9 @@ async fn replicas_loading_one_bundle_at_once_record_one_revision() {
     sources.insert(file, format!("# edited\n{text}"));
     let edited = Bundle::from_sources(sources, &|_| Some(String::new())).unwrap();
     let mut c = replicas[1].0.pool().get().await.unwrap();
-    let second = record_loaded_pg(&mut c, &edited, "watch").await.unwrap();
+    let second = record_loaded_pg(&mut c, &edited, "watch", true)
+        .await
+        .unwrap();
     assert!(
         matches!(&second, Loaded::Live(r) if r.number == 2),
         "{second:?}"
@@ -1259,7 +1263,9 @@ async fn replicas_loading_one_bundle_at_once_record_one_revision() {
     assert!(revisions::get(&c, 3).await.unwrap().is_none());
     // Loading the live bundle again records nothing.
     assert_eq!(
-        record_loaded_pg(&mut c, &edited, "watch").await.unwrap(),
+        record_loaded_pg(&mut c, &edited, "watch", true)
+            .await
+            .unwrap(),
         Loaded::Live(second.live().clone())
     );
 }
@@ -1286,7 +1292,7 @@ fn example_bundles(edits: usize) -> Vec<livechat::config::Bundle> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_on_an_earlier_bundle_does_not_record_it_over_the_live_one() {
+async fn a_replica_on_an_earlier_bundle_does_not_record_it_over_the_live_one_but_an_edit_does() {
     use livechat::deploy::{Loaded, record_loaded_pg};
     use livechat::store::postgres::revisions;
 
@@ -1297,19 +1303,26 @@ async fn a_replica_on_an_earlier_bundle_does_not_record_it_over_the_live_one() {
     let mut a = replicas[0].0.pool().get().await.unwrap();
     let mut b = replicas[1].0.pool().get().await.unwrap();
     // A started on v1, then B on v2 (a new deploy): revisions 1 and 2.
-    let first = record_loaded_pg(&mut a, v1, "startup").await.unwrap();
+    let first = record_loaded_pg(&mut a, v1, "startup", false)
+        .await
+        .unwrap();
     assert!(
         matches!(&first, Loaded::Live(r) if r.number == 1),
         "{first:?}"
     );
-    let second = record_loaded_pg(&mut b, v2, "startup").await.unwrap();
+    let second = record_loaded_pg(&mut b, v2, "startup", false)
+        .await
+        .unwrap();
     assert!(
         matches!(&second, Loaded::Live(r) if r.number == 2),
         "{second:?}"
     );
     // A restarts on v1, revision 1 (an old image during a rollout): v2 stays live, and A
     // learns it is behind.
-    match record_loaded_pg(&mut a, v1, "startup").await.unwrap() {
+    match record_loaded_pg(&mut a, v1, "startup", false)
+        .await
+        .unwrap()
+    {
         Loaded::Behind { loaded, live } => {
             assert_eq!((loaded, live.number, &live.hash), (1, 2, &v2.hash));
         }
@@ -1325,7 +1338,9 @@ async fn a_replica_on_an_earlier_bundle_does_not_record_it_over_the_live_one() {
             let store = replicas[r].0.clone();
             tokio::spawn(async move {
                 let mut c = store.pool().get().await.unwrap();
-                record_loaded_pg(&mut c, &bundle, "startup").await.unwrap()
+                record_loaded_pg(&mut c, &bundle, "startup", false)
+                    .await
+                    .unwrap()
             })
         });
         let [on_v1, on_v3] = starts;
@@ -1346,4 +1361,12 @@ async fn a_replica_on_an_earlier_bundle_does_not_record_it_over_the_live_one() {
         );
     }
     assert_eq!(revisions::list(&a).await.unwrap().len(), 3);
+
+    // An admin edits a running replica's directory back to v1 (a reverted commit): that is
+    // an edit, recorded anew and live, as on SQLite.
+    let reverted = record_loaded_pg(&mut a, v1, "watch", true).await.unwrap();
+    assert!(
+        matches!(&reverted, Loaded::Live(r) if r.number == 4 && r.hash == v1.hash),
+        "{reverted:?}"
+    );
 }

@@ -250,14 +250,17 @@ async fn revisions_scenario(store: &Store) -> Vec<String> {
     assert!(store.revisions().await.unwrap().is_empty());
     let bundle = example_bundle();
     let first = store
-        .record_loaded(bundle.clone(), "startup")
+        .record_loaded(bundle.clone(), "startup", false)
         .await
         .unwrap();
     // The same bundle again (a restart, a reload without change): no new revision.
-    let again = store.record_loaded(bundle.clone(), "watch").await.unwrap();
+    let again = store
+        .record_loaded(bundle.clone(), "watch", false)
+        .await
+        .unwrap();
     assert_eq!(again, first);
     let empty = store
-        .record_loaded(Arc::new(Bundle::empty()), "watch")
+        .record_loaded(Arc::new(Bundle::empty()), "watch", true)
         .await
         .unwrap();
     seen.push(format!(

@@ -4,6 +4,7 @@
 //! the filler is deleted writes succeed again without a restart, with nothing acknowledged
 //! lost (also after `kill -9`).
 
+#[macro_use]
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,7 @@
 //! filters on it, and `conversation.read` reaches the agent's other consoles only. Also: a
 //! transfer to a team that would ring nobody is refused (`409 nobody_to_ring`).
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;

@@ -4,6 +4,7 @@
 //! assigned to the inviting agent, the limits per address, the export and erase of page
 //! views, and their retention sweep.
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};

@@ -2,7 +2,8 @@
 //! answered on the data directory.
 //!
 //! Exporting only reads, so it works while a server runs (SQLite readers never block the
-//! server). Erasing refuses while a server runs on the data directory (exit 3): the server
+//! server). Erasing refuses while a server runs on the data directory, or on PostgreSQL
+//! while any replica was heard from within `presence::SILENT` (exit 3): the server
 //! holds the visitor's live conversations in memory and their sockets open, so a running
 //! server erases through `DELETE /api/v1/visitors/{id}`. Erasing takes the serve lock for
 //! its whole run, so no server starts halfway through.
@@ -82,12 +83,38 @@ pub fn run(server: &ServerArgs, args: VisitorArgs) -> ExitCode {
             };
             runtime.block_on(async {
                 match open_store(&settings, Purpose::Erase).await {
-                    Ok(store) => erase(&store, data_dir, &id).await,
+                    Ok(store) => match replicas_running(&store).await {
+                        Ok(0) => erase(&store, data_dir, &id).await,
+                        Ok(n) => {
+                            eprintln!(
+                                "error: {n} replica(s) on this database were heard from in the \
+                                 last {} s; erase through a running one instead: \
+                                 DELETE /api/v1/visitors/{id} as an admin (or stop them all \
+                                 first)",
+                                store::postgres::presence::SILENT.as_secs()
+                            );
+                            ExitCode::from(3)
+                        }
+                        Err(e) => super::fail(e),
+                    },
                     Err(e) => super::fail(e),
                 }
             })
         }
     }
+}
+
+/// The replicas running on the store's PostgreSQL (heard from within
+/// `presence::SILENT`): the running servers the data directory's lock cannot see. Always 0
+/// on SQLite, where that lock answers.
+async fn replicas_running(store: &Store) -> Result<i64, String> {
+    let Store::Postgres(pg) = store else {
+        return Ok(0);
+    };
+    let client = pg.pool().get().await.map_err(|e| e.to_string())?;
+    store::postgres::presence::running(&client, store::postgres::presence::SILENT)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// What the command opens its store for.
@@ -103,9 +130,9 @@ enum Purpose {
 /// writer and its readers, as `serve` has them, less the search index's group step and the
 /// checkpointer, which the command never had). Everything after runs on the `Store` either
 /// way (the database file's check in [`run`] is SQLite's; the data directory's lock sees
-/// only a server on this machine's data directory, so on PostgreSQL stop every replica
-/// first or erase through one's API). Runs inside the runtime: the writer tells its callers
-/// on a task of it.
+/// only a server on this machine's data directory, and on PostgreSQL [`replicas_running`]
+/// sees the replicas). Runs inside the runtime: the writer tells its callers on a task of
+/// it.
 async fn open_store(settings: &Settings, purpose: Purpose) -> Result<Store, String> {
     if let Some(db) = &settings.database {
         return super::db::connect(db).await;

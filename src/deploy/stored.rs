@@ -18,13 +18,15 @@ use crate::store::{Store, StoreError};
 impl Store {
     /// The revision for a bundle the server loaded from its directory: the latest if it has
     /// this content, else a new one summarised against the latest. On PostgreSQL a bundle
-    /// that is an earlier revision is not recorded again (`deploy::record_loaded_pg`): the
-    /// answer is then the live revision, another bundle, which the replica serves instead of
+    /// that is an earlier revision is recorded again only when `edited` (the directory
+    /// changed since this replica last read it: `deploy::record_loaded_pg`); else the
+    /// answer is the live revision, another bundle, which the replica serves instead of
     /// its directory's (the caller tells them apart by `hash`).
     pub async fn record_loaded(
         &self,
         bundle: Arc<Bundle>,
         source: &str,
+        edited: bool,
     ) -> Result<Revision, StoreError> {
         match self {
             Store::Sqlite(db) => {
@@ -34,15 +36,15 @@ impl Store {
             }
             Store::Postgres(pg) => {
                 let mut client = client(pg).await?;
-                match super::record_loaded_pg(&mut client, &bundle, source).await? {
+                match super::record_loaded_pg(&mut client, &bundle, source, edited).await? {
                     super::Loaded::Live(revision) => Ok(revision),
                     super::Loaded::Behind { loaded, live } => {
                         tracing::warn!(
                             loaded,
                             live = live.number,
                             "this replica's bundle directory is revision {loaded}, earlier than \
-                             the live revision {}: serving revision {} from the database; the \
-                             directory is served again once an edit of it is recorded",
+                             the live revision {}: serving revision {} from the database; an \
+                             edit of the directory is recorded and served",
                             live.number,
                             live.number
                         );

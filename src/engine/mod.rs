@@ -753,12 +753,14 @@ impl Engine {
         if load_changed {
             self.agents_changed();
         }
-        if queue_moved {
-            self.publish_queue(bot_id);
-        }
         // Answered once this replica's sockets have the events (on PostgreSQL they come
         // through the tailer), with no lock held meanwhile.
         self.published(&seqs).await;
+        // After the events: a visitor learns their place once they know they wait (on
+        // PostgreSQL the position would otherwise overtake the tailer's `livechat.requested`).
+        if queue_moved {
+            self.publish_queue(bot_id);
+        }
         let written = first_message
             .as_ref()
             .filter(|_| writes)

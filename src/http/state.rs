@@ -20,6 +20,10 @@ pub struct AppState {
     /// taken from the database), so that two changes never interleave and the live revision
     /// never goes back to a lower number.
     pub config_changes: Arc<std::sync::Mutex<()>>,
+    /// The hash of the bundle this server last read from its directory (which may not be
+    /// the one it serves: on PostgreSQL a replica behind the live revision serves the
+    /// database's). A read that differs from it is an edit of the directory.
+    pub bundle_read: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl AppState {

@@ -26,7 +26,14 @@ pub fn set_password(bots_dir: &Path, data_dir: &Path, email: &str) {
 
 /// The same, with the environment the bundle's `${VAR}`s need.
 pub fn set_password_with(bots_dir: &Path, data_dir: &Path, email: &str, env: &[(String, String)]) {
-    let mut child = livechat()
+    let mut cmd = livechat();
+    // The store of the server on `data_dir` when the suite runs on PostgreSQL.
+    if super::store_under_test() == "postgres"
+        && !env.iter().any(|(k, _)| k == "LIVECHAT_DATABASE_URL")
+    {
+        cmd.env("LIVECHAT_DATABASE_URL", super::test_database(data_dir));
+    }
+    let mut child = cmd
         .envs(env.iter().map(|(k, v)| (k, v)))
         .args(["agent", "password", email, "--bots-dir"])
         .arg(bots_dir)

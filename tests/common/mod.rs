@@ -58,6 +58,37 @@ pub struct TestServer {
     pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
+/// The store the servers of this test run use: PostgreSQL in `tests/engine_on_postgres.rs`
+/// (the engine's test files again) or with `LIVECHAT_TEST_STORE=postgres` (any test file),
+/// each server on a database of its own in a cluster the test process shares
+/// (`Postgres::of_process`); else SQLite, the embedded default.
+pub fn store_under_test() -> &'static str {
+    match std::env::var("LIVECHAT_TEST_STORE").as_deref() {
+        _ if env!("CARGO_CRATE_NAME") == "engine_on_postgres" => "postgres",
+        Ok("postgres") => "postgres",
+        Ok("sqlite") | Err(_) => "sqlite",
+        Ok(other) => panic!("LIVECHAT_TEST_STORE={other}: `sqlite` or `postgres`"),
+    }
+}
+
+/// The database of the server on `data_dir` (when the suite runs on PostgreSQL, in the
+/// process's cluster): made empty for a data directory first seen, the same one again for
+/// a server started later on that directory (a restart), as SQLite's file in it would be.
+pub(crate) fn test_database(data_dir: &Path) -> String {
+    static DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let cluster = postgres::Postgres::of_process();
+    let mut dirs = DIRS.lock().unwrap_or_else(|p| p.into_inner());
+    let index = match dirs.iter().position(|d| d == data_dir) {
+        Some(i) => i,
+        None => {
+            dirs.push(data_dir.to_path_buf());
+            cluster.database(&format!("server{}", dirs.len() - 1));
+            dirs.len() - 1
+        }
+    };
+    cluster.uri(&format!("server{index}"))
+}
+
 impl TestServer {
     /// Starts the server on the bundle that `setup` writes into its bots directory.
     pub fn start(setup: impl FnOnce(&Path), env: &[(&str, &str)]) -> TestServer {
@@ -75,6 +106,20 @@ impl TestServer {
         data_dir: PathBuf,
         env: &[(&str, &str)],
     ) -> TestServer {
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        // On PostgreSQL each data directory has a database of its own, unless the test
+        // chose one.
+        if store_under_test() == "postgres"
+            && !env.iter().any(|(k, _)| k == "LIVECHAT_DATABASE_URL")
+        {
+            env.push((
+                "LIVECHAT_DATABASE_URL".to_string(),
+                test_database(&data_dir),
+            ));
+        }
         let mut cmd = livechat();
         cmd.arg("serve")
             .arg("--listen")
@@ -86,7 +131,7 @@ impl TestServer {
             .env("LIVECHAT_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (k, v) in env {
+        for (k, v) in &env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("start livechat serve");
@@ -133,16 +178,18 @@ impl TestServer {
             dir,
             bots_dir,
             data_dir,
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env,
             stdout,
             stderr: logged,
         };
-        server.wait_for(Duration::from_secs(10), "healthz answers", |h| {
+        let (health, _) = server.wait_for(Duration::from_secs(10), "healthz answers", |h| {
             h["status"] == "ok"
         });
+        let expected = match server.env.iter().any(|(k, _)| k == "LIVECHAT_DATABASE_URL") {
+            true => "postgres",
+            false => "sqlite",
+        };
+        assert_eq!(health["store"]["kind"], expected, "the store: {health}");
         server
     }
 
@@ -235,9 +282,160 @@ impl TestServer {
         }
     }
 
+    /// A `livechat` command on its store (the environment it was started with).
+    pub fn livechat(&self) -> Command {
+        let mut cmd = livechat();
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    /// The PostgreSQL database it runs on (`None`: SQLite in its data directory).
+    pub fn database_url(&self) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "LIVECHAT_DATABASE_URL")
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The number a `SELECT count(*) …` answers, asked of its store (either: the SQL is
+    /// one both read alike).
+    pub fn count(&self, sql: &str) -> i64 {
+        match self.database_url() {
+            None => self
+                .sqlite()
+                .query_row(sql, [], |r| r.get(0))
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
+            Some(url) => on_postgres(url, |client| async move {
+                let row = client.query_one(sql, &[]).await;
+                row.unwrap_or_else(|e| panic!("{sql}: {e}"))
+                    .get::<_, i64>(0)
+            }),
+        }
+    }
+
+    /// The rows a query of text columns answers, asked of its store (SQL both read alike).
+    pub fn rows(&self, sql: &str) -> Vec<Vec<String>> {
+        match self.database_url() {
+            None => {
+                let conn = self.sqlite();
+                let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let columns = stmt.column_count();
+                stmt.query_map([], |r| (0..columns).map(|i| r.get(i)).collect())
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect()
+            }
+            Some(url) => on_postgres(url, |client| async move {
+                let rows = client.query(sql, &[]).await;
+                rows.unwrap_or_else(|e| panic!("{sql}: {e}"))
+                    .iter()
+                    .map(|r| (0..r.len()).map(|i| r.get(i)).collect())
+                    .collect()
+            }),
+        }
+    }
+
+    /// Runs a statement that changes rows (SQL both take alike) on its store, as an admin
+    /// with a database shell would; answers how many it changed.
+    pub fn execute(&self, sql: &str) -> u64 {
+        match self.database_url() {
+            None => {
+                let conn = rusqlite::Connection::open(self.data_dir.join("livechat.db")).unwrap();
+                conn.execute(sql, [])
+                    .unwrap_or_else(|e| panic!("{sql}: {e}")) as u64
+            }
+            Some(url) => on_postgres(url, |client| async move {
+                let changed = client.execute(sql, &[]).await;
+                changed.unwrap_or_else(|e| panic!("{sql}: {e}"))
+            }),
+        }
+    }
+
+    /// Every text value of every table of its store, read as it is now.
+    pub fn everything_stored(&self) -> Vec<String> {
+        match self.database_url() {
+            None => {
+                let conn = self.sqlite();
+                let tables: Vec<String> = conn
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .unwrap()
+                    .query_map([], |r| r.get(0))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                let mut out = Vec::new();
+                for table in tables {
+                    let mut stmt = conn.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+                    let columns = stmt.column_count();
+                    let mut rows = stmt.query([]).unwrap();
+                    while let Some(row) = rows.next().unwrap() {
+                        for i in 0..columns {
+                            if let Ok(
+                                rusqlite::types::ValueRef::Text(t)
+                                | rusqlite::types::ValueRef::Blob(t),
+                            ) = row.get_ref(i)
+                            {
+                                out.push(String::from_utf8_lossy(t).into_owned());
+                            }
+                        }
+                    }
+                }
+                out
+            }
+            // Each row as JSON text: a value is in it as written, but for JSON's escapes.
+            Some(url) => on_postgres(url, |client| async move {
+                let tables = client
+                    .query(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                let mut out = Vec::new();
+                for table in tables {
+                    let table: String = table.get(0);
+                    let sql = format!("SELECT row_to_json(t)::text FROM \"{table}\" t");
+                    for row in client.query(&sql, &[]).await.unwrap() {
+                        out.push(row.get(0));
+                    }
+                }
+                out
+            }),
+        }
+    }
+
+    /// Its SQLite database, read-only.
+    fn sqlite(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.data_dir.join("livechat.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap()
+    }
+
     pub fn revision(&self) -> i64 {
         self.health()["config_revision"].as_i64().unwrap_or(0)
     }
+}
+
+/// Runs `query` with a connection to the database `url`, on a thread of its own (callers
+/// may be inside a runtime or not).
+fn on_postgres<T: Send, F: std::future::Future<Output = T>>(
+    url: &str,
+    query: impl FnOnce(tokio_postgres::Client) -> F + Send,
+) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async { query(postgres::connect(url).await).await })
+            })
+            .join()
+            .unwrap()
+    })
 }
 
 impl Drop for TestServer {
@@ -246,16 +444,18 @@ impl Drop for TestServer {
         let _ = self.child.wait();
     }
 }
+
 /// Asserts that a reply is a refusal with `status` and the stable error `code`; the reply
 /// is `(status, body)`, `(status, &body)` or a `Reply`, and any further arguments say what
-/// was refused.
-#[macro_export]
+/// was refused. A test file has it with `#[macro_use] mod common;` (not exported from the
+/// crate: `tests/engine_on_postgres.rs` holds several test files, each with its `common`).
+#[allow(unused_macros)]
 macro_rules! assert_error {
     ($reply:expr, $status:expr, $code:expr $(,)?) => {
-        $crate::common::check_error(&$reply, $status, $code, "")
+        common::check_error(&$reply, $status, $code, "")
     };
     ($reply:expr, $status:expr, $code:expr, $($what:tt)+) => {
-        $crate::common::check_error(&$reply, $status, $code, &format!($($what)+))
+        common::check_error(&$reply, $status, $code, &format!($($what)+))
     };
 }
 

@@ -30,13 +30,39 @@ impl Postgres {
     /// Makes a cluster and starts its server; returns once it accepts connections. The
     /// cluster's own durability is off (no fsync): tests check behaviour, not the disk.
     pub fn start() -> Postgres {
-        Postgres::start_with(false, None)
+        Postgres::start_with(false, None, "pg")
+    }
+
+    /// The cluster of the whole test process, for the suite's run on PostgreSQL
+    /// (`common::store_under_test`): made on first use and never dropped, so that a server
+    /// started again on a data directory finds its database however many servers ran
+    /// between. The server dies with the process; its directory, named after the process,
+    /// is removed by the next process that makes one, once no process of that id runs.
+    pub fn of_process() -> &'static Postgres {
+        static CLUSTER: std::sync::OnceLock<Postgres> = std::sync::OnceLock::new();
+        CLUSTER.get_or_init(|| {
+            const PREFIX: &str = "livechat-test-pg-";
+            if let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) {
+                for entry in dir.filter_map(Result::ok) {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let pid = name
+                        .strip_prefix(PREFIX)
+                        .and_then(|rest| rest.split('-').next())
+                        .and_then(|pid| pid.parse::<u32>().ok());
+                    if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                        let _ = std::fs::remove_dir_all(entry.path());
+                    }
+                }
+            }
+            let prefix = format!("{PREFIX}{}-", std::process::id());
+            Postgres::start_with(false, None, &prefix)
+        })
     }
 
     /// As [`Postgres::start`], with PostgreSQL's defaults of durability (fsync, full page
     /// writes): for figures that should resemble a real deployment's (`benches/pglog.rs`).
     pub fn start_durable() -> Postgres {
-        Postgres::start_with(true, None)
+        Postgres::start_with(true, None, "pg")
     }
 
     /// Opt-in, for the TLS tests: as [`Postgres::start`], and besides its socket the server
@@ -46,12 +72,12 @@ impl Postgres {
     /// others can read). Plain connections are still accepted; the default `start` is
     /// unchanged.
     pub fn start_tls(cert: &Path, key: &Path) -> Postgres {
-        Postgres::start_with(false, Some((cert, key)))
+        Postgres::start_with(false, Some((cert, key)), "pg")
     }
 
-    fn start_with(durable: bool, tls: Option<(&Path, &Path)>) -> Postgres {
+    fn start_with(durable: bool, tls: Option<(&Path, &Path)>, prefix: &str) -> Postgres {
         let bin = bindir();
-        let dir = tempfile::Builder::new().prefix("pg").tempdir().unwrap();
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
         let as_nobody = is_root();
         if as_nobody {
             std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();

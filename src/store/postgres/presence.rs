@@ -77,6 +77,19 @@ pub async fn online(client: &impl GenericClient, silent: Duration) -> Result<Vec
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// How many replicas were heard from within `silent`: those running, and for a moment
+/// after one dies (a stopped replica leaves its row for the next sweep).
+pub async fn running(client: &impl GenericClient, silent: Duration) -> Result<i64, PgError> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM replicas
+             WHERE heartbeat_at > now() - $1::bigint * interval '1 millisecond'",
+            &[&millis(silent)],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// Removes the replicas silent for `silent` and their sockets, and returns the agents who
 /// are offline because of it (no socket left on any other replica), once: a sweep that runs
 /// while another replica's does returns nothing.

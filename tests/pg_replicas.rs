@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::postgres::{Postgres, connect};
+use common::postgres::{Postgres, connect, pairs};
 use livechat::store::postgres::PgStore;
 use livechat::store::postgres::conversations::{self, ConversationRow, Guard, Refused};
 use livechat::store::postgres::log::{LogWriter, NewEvent, Transition};
@@ -652,13 +652,11 @@ async fn two_hundred_offline_forms_are_all_delivered_when_a_replica_dies_mid_del
         "one mail twice: the one accepted but not recorded"
     );
     let client = connect(&url).await;
-    let statuses: Vec<(String, i64)> = client
-        .query("SELECT status, count(*) FROM outbox GROUP BY status", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let statuses = pairs(
+        &client,
+        "SELECT status, count(*) FROM outbox GROUP BY status",
+    )
+    .await;
     assert_eq!(
         statuses,
         [("sent".to_string(), 200)],
@@ -1180,16 +1178,11 @@ async fn a_message_retried_through_either_replica_is_written_once() {
         other => panic!("not once: {other:?}"),
     };
     let client = connect(&url).await;
-    let rows: Vec<(String, i64)> = client
-        .query(
-            "SELECT client_id, seq FROM events WHERE client_id IS NOT NULL ORDER BY seq",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let rows = pairs(
+        &client,
+        "SELECT client_id, seq FROM events WHERE client_id IS NOT NULL ORDER BY seq",
+    )
+    .await;
     assert_eq!(
         rows,
         [

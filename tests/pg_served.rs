@@ -480,16 +480,11 @@ async fn offline_forms_are_all_mailed_when_a_replica_dies_mid_delivery() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let client = postgres::connect(&pg.url("forms")).await;
-    let statuses: Vec<(String, i64)> = client
-        .query(
-            "SELECT status, count(*) FROM outbox WHERE payload LIKE '%offline_form%' GROUP BY status",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let statuses = postgres::pairs(
+        &client,
+        "SELECT status, count(*) FROM outbox WHERE payload LIKE '%offline_form%' GROUP BY status",
+    )
+    .await;
     assert_eq!(
         statuses,
         [("sent".to_string(), FORMS as i64)],

@@ -423,6 +423,17 @@ fn is_root() -> bool {
     String::from_utf8_lossy(&out.stdout).trim() == "0"
 }
 
+/// The rows of a query of a text and a number (`status, count(*)`, `client_id, seq`).
+pub async fn pairs(client: &tokio_postgres::Client, sql: &str) -> Vec<(String, i64)> {
+    client
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
 /// The number of events of `kind` of each conversation in the database at `url`.
 pub async fn events_by_conversation(
     url: &str,

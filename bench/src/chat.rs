@@ -45,6 +45,9 @@ pub struct ChatOpts {
     pub uploads: Option<UploadOpts>,
     /// How the messages go: frames on the open sockets, or HTTP `POST`.
     pub send: SendPath,
+    /// A replica behind the URL to `kill -9` halfway; sockets it closes come back through
+    /// the URL, and failed writes are sent again.
+    pub kill_replica: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +85,13 @@ pub(super) struct Ledger {
     /// Socket sends that went by HTTP instead, with the same `client_id`: the socket was
     /// away (a reconnect) or closed before the ack, as the widget and console fall back.
     pub(super) fell_back: usize,
+    /// HTTP sends tried again with the same `client_id` after a 502/503/504 or a failed
+    /// connection (a replica killed under them).
+    pub(super) retried: usize,
+    /// Deliveries (timed as `delivery`) whose sender's socket and receiver's socket were
+    /// on different replicas, and on the same one; empty unless a proxy names them.
+    pub(super) cross_replica: Samples,
+    pub(super) same_replica: Samples,
 }
 
 impl Ledger {
@@ -115,7 +125,25 @@ struct Shared {
     replayed: AtomicUsize,
     /// `config.reloaded` on agent 0's console: (revision, when, µs since t0).
     reloads_seen: Mutex<Vec<(i64, u64)>>,
+    /// Whether sockets the server closes come back (`--kill-replica`), and writes retry.
+    resume: bool,
+    /// Sockets that came back after the server closed them, and those that could not.
+    resumed: AtomicUsize,
+    resume_failed: AtomicUsize,
+    /// The replicas named by the proxy (`X-Livechat-Upstream`), and the one each visitor's
+    /// and agent's socket is on now (an index into `replicas`, or `NO_REPLICA`).
+    replicas: Mutex<Vec<String>>,
+    visitor_on: Vec<AtomicUsize>,
+    agent_on: Vec<AtomicUsize>,
+    /// Sockets the server closed, by the replica they were on (`--kill-replica`).
+    closed_on: Mutex<HashMap<String, usize>>,
 }
+
+const NO_REPLICA: usize = usize::MAX;
+
+/// How long a socket closed under the bench, or a write failed by a dead replica, keeps
+/// trying through the proxy.
+const RESUME_WITHIN: Duration = Duration::from_secs(30);
 
 /// Waits until every acknowledged message arrived (`undelivered` says none is left), at
 /// most `limit`.
@@ -133,6 +161,61 @@ impl Shared {
 
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
         self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes the replica `who`'s socket is on now.
+    fn placed(&self, who: Who, replica: Option<&str>) {
+        let index = replica.map_or(NO_REPLICA, |name| {
+            let mut list = self.replicas.lock().unwrap_or_else(|p| p.into_inner());
+            list.iter().position(|r| r == name).unwrap_or_else(|| {
+                list.push(name.to_string());
+                list.len() - 1
+            })
+        });
+        let slot = match who {
+            Who::Visitor(i) => self.visitor_on.get(i),
+            Who::Agent(a) => self.agent_on.get(a),
+        };
+        if let Some(slot) = slot {
+            slot.store(index, Ordering::Relaxed);
+        }
+    }
+
+    /// The replica `who`'s socket is on (None: unknown).
+    fn on(&self, who: Who) -> Option<usize> {
+        let slot = match who {
+            Who::Visitor(i) => self.visitor_on.get(i),
+            Who::Agent(a) => self.agent_on.get(a),
+        };
+        slot.map(|s| s.load(Ordering::Relaxed))
+            .filter(|r| *r != NO_REPLICA)
+    }
+
+    /// Whether the sockets of `a` and `b` are on different replicas (None: unknown).
+    fn across(&self, a: Who, b: Who) -> Option<bool> {
+        Some(self.on(a)? != self.on(b)?)
+    }
+
+    fn replica_name(&self, index: Option<usize>) -> String {
+        let list = self.replicas.lock().unwrap_or_else(|p| p.into_inner());
+        index
+            .and_then(|i| list.get(i).cloned())
+            .unwrap_or_else(|| "unknown".to_string())
+    }
+
+    /// How many sockets each replica holds now.
+    fn sockets_per_replica(&self) -> Vec<(String, usize)> {
+        let mut counts: HashMap<Option<usize>, usize> = HashMap::new();
+        for slot in self.visitor_on.iter().chain(&self.agent_on) {
+            let r = slot.load(Ordering::Relaxed);
+            *counts.entry((r != NO_REPLICA).then_some(r)).or_default() += 1;
+        }
+        let mut named: Vec<(String, usize)> = counts
+            .into_iter()
+            .map(|(r, n)| (self.replica_name(r), n))
+            .collect();
+        named.sort();
+        named
     }
 
     fn dropped(&self, why: String) {
@@ -233,11 +316,26 @@ impl Shared {
         if replayed {
             self.replayed.fetch_add(1, Ordering::Relaxed);
         }
+        let sender = match who {
+            Who::Visitor(_) => self
+                .assignee
+                .get(chat as usize)
+                .map(|a| a.load(Ordering::Relaxed))
+                .filter(|a| *a != NO_AGENT)
+                .map(Who::Agent),
+            Who::Agent(_) => Some(Who::Visitor(chat as usize)),
+        };
+        let across = sender.and_then(|from| self.across(from, who));
         let mut ledger = self.ledger();
         let count = ledger.received.entry((chat, dir, n)).or_insert(0);
         *count += 1;
         if *count == 1 && !replayed {
             ledger.delivery[dir as usize].push_us(now.saturating_sub(sent));
+            match across {
+                Some(true) => ledger.cross_replica.push_us(now.saturating_sub(sent)),
+                Some(false) => ledger.same_replica.push_us(now.saturating_sub(sent)),
+                None => {}
+            }
             ledger.timed.push((sent, now.saturating_sub(sent)));
         }
         None
@@ -270,6 +368,8 @@ type Writes = mpsc::UnboundedSender<Outgoing>;
 /// answering each at its ack. With a drop signal it closes the socket abruptly when the
 /// signal comes, waits the given gap and reconnects with `after=` the last `seq` it saw;
 /// writes meanwhile, and those not yet acknowledged when it dropped, are answered `Lost`.
+/// With `resume` (a replica killed under the bench), a socket the server closes comes back
+/// the same way, through the proxy, trying for up to `RESUME_WITHIN`.
 #[allow(clippy::too_many_arguments)]
 async fn read_socket(
     shared: Arc<Shared>,
@@ -309,20 +409,23 @@ async fn read_socket(
             Some(out) = outgoing.recv() => Next::Write(out),
             frame = ws.next() => Next::Frame(frame),
         };
-        match next {
+        let closed = match next {
             // The flag only ever turns true (or its sender is gone, which means the same).
             Next::Stop => {
                 let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
                 return;
             }
-            Next::Write(out) => match ws.send(Message::Text(out.frame.into())).await {
-                Ok(()) => {
-                    pending.insert(out.client_id, out.reply);
+            Next::Write(out) => {
+                match ws.send(Message::Text(out.frame.into())).await {
+                    Ok(()) => {
+                        pending.insert(out.client_id, out.reply);
+                    }
+                    Err(_) => {
+                        let _ = out.reply.send(Acked::Lost);
+                    }
                 }
-                Err(_) => {
-                    let _ = out.reply.send(Acked::Lost);
-                }
-            },
+                continue;
+            }
             Next::Drop(gap) => {
                 drop_signal = None;
                 drop(ws);
@@ -330,25 +433,11 @@ async fn read_socket(
                     let _ = reply.send(Acked::Lost);
                 }
                 let from = shared.now_us();
-                let back = tokio::time::sleep(gap);
-                tokio::pin!(back);
-                loop {
-                    tokio::select! {
-                        _ = &mut back => break,
-                        Some(out) = outgoing.recv() => {
-                            let _ = out.reply.send(Acked::Lost);
-                        }
-                    }
-                }
-                let to = shared.now_us();
-                let again = match who {
-                    Who::Visitor(_) => api.visitor_socket(&token, last_seq).await,
-                    Who::Agent(_) => api.agent_socket(&token, last_seq).await,
-                };
-                match again {
+                refuse_writes(&mut outgoing, gap).await;
+                match reopen(&shared, &api, who, &token, last_seq).await {
                     Ok(w) => {
                         ws = w;
-                        away = Some((from, to));
+                        away = Some((from, shared.now_us()));
                         shared.reconnected.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
@@ -357,6 +446,7 @@ async fn read_socket(
                         return;
                     }
                 }
+                continue;
             }
             Next::Frame(Some(Ok(Message::Text(t)))) => {
                 if let Some((client_id, outcome)) = shared.on_frame(&t, who, &mut last_seq, away)
@@ -367,22 +457,163 @@ async fn read_socket(
                         Err(e) => Acked::Refused(e),
                     });
                 }
+                continue;
             }
-            Next::Frame(Some(Ok(Message::Close(_))) | None) => {
-                if !*stop.borrow() {
-                    shared.dropped(format!("{who:?}: closed by the server"));
+            Next::Frame(Some(Ok(Message::Close(_))) | None) => "closed by the server".to_string(),
+            Next::Frame(Some(Err(e))) => e.to_string(),
+            Next::Frame(Some(Ok(_))) => continue,
+        };
+        if *stop.borrow() {
+            return;
+        }
+        if !shared.resume {
+            shared.dropped(format!("{who:?}: {closed}"));
+            return;
+        }
+        // The replica under this socket is gone: come back through the proxy, to another.
+        let was_on = shared.replica_name(shared.on(who));
+        *shared
+            .closed_on
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(was_on)
+            .or_default() += 1;
+        for (_, reply) in pending.drain() {
+            let _ = reply.send(Acked::Lost);
+        }
+        let from = shared.now_us();
+        let deadline = Instant::now() + RESUME_WITHIN;
+        loop {
+            refuse_writes(&mut outgoing, Duration::from_millis(250)).await;
+            match reopen(&shared, &api, who, &token, last_seq).await {
+                Ok(w) => {
+                    ws = w;
+                    away = Some((from, shared.now_us()));
+                    shared.resumed.fetch_add(1, Ordering::Relaxed);
+                    break;
                 }
-                return;
-            }
-            Next::Frame(Some(Err(e))) => {
-                if !*stop.borrow() {
-                    shared.dropped(format!("{who:?}: {e}"));
+                Err(_) if Instant::now() < deadline && !*stop.borrow() => {}
+                Err(e) => {
+                    shared.resume_failed.fetch_add(1, Ordering::Relaxed);
+                    shared.dropped(format!("{who:?}: {closed}; not back: {e}"));
+                    return;
                 }
-                return;
             }
-            Next::Frame(Some(Ok(_))) => {}
         }
     }
+}
+
+/// What `--kill-replica` showed: where the sockets were, which the kill closed and whether
+/// each came back, cross-replica delivery, and the checks.
+fn kill_figures(
+    s: &mut Section,
+    shared: &Shared,
+    ledger: &Ledger,
+    victim: u32,
+    killed: Option<&(bool, Vec<(String, usize)>)>,
+) {
+    let (done, on) = killed.map_or((false, &[][..]), |(k, on)| (*k, &on[..]));
+    let list = |pairs: &[(String, usize)]| {
+        pairs
+            .iter()
+            .map(|(r, n)| format!("{r}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    s.text(
+        "sockets_per_replica",
+        "sockets per replica when one was killed",
+        list(on),
+    );
+    let mut closed: Vec<(String, usize)> = shared
+        .closed_on
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(r, n)| (r.clone(), *n))
+        .collect();
+    closed.sort();
+    s.text(
+        "sockets_closed_by_kill",
+        "sockets the server closed, by the replica they were on",
+        list(&closed),
+    );
+    let resumed = shared.resumed.load(Ordering::Relaxed);
+    let failed = shared.resume_failed.load(Ordering::Relaxed);
+    s.int(
+        "resumed",
+        "closed sockets back through the proxy with after=N",
+        resumed as u64,
+        "",
+    );
+    s.int(
+        "http_retries",
+        "sends tried again with the same client_id (502 or no connection)",
+        ledger.retried as u64,
+        "",
+    );
+    s.latency(
+        "delivery_cross_replica",
+        "delivery, sender and receiver on different replicas",
+        ledger.cross_replica.summary(),
+    );
+    s.latency(
+        "delivery_same_replica",
+        "delivery, sender and receiver on one replica",
+        ledger.same_replica.summary(),
+    );
+    s.check(
+        "replica_killed",
+        "kill -9 of the replica halfway",
+        done,
+        format!("kill -9 {victim}"),
+    );
+    // Every socket the kill closed was on one replica, all of that replica's sockets closed,
+    // and each came back.
+    let whole_replica = match &closed[..] {
+        [(r, n)] => on.iter().any(|(x, m)| x == r && m == n),
+        _ => false,
+    };
+    s.check(
+        "every_socket_resumed",
+        "every socket of the killed replica resumed with after=N",
+        whole_replica && failed == 0 && resumed == closed.iter().map(|(_, n)| n).sum::<usize>(),
+        format!(
+            "closed: {}; held then: {}; {resumed} resumed, {failed} not",
+            list(&closed),
+            list(on)
+        ),
+    );
+}
+
+/// Answers every write handed to a socket that is away `Lost`, for `wait`.
+async fn refuse_writes(outgoing: &mut mpsc::UnboundedReceiver<Outgoing>, wait: Duration) {
+    let back = tokio::time::sleep(wait);
+    tokio::pin!(back);
+    loop {
+        tokio::select! {
+            _ = &mut back => return,
+            Some(out) = outgoing.recv() => {
+                let _ = out.reply.send(Acked::Lost);
+            }
+        }
+    }
+}
+
+/// Opens `who`'s socket again with `after=last_seq`, noting the replica that took it.
+async fn reopen(
+    shared: &Shared,
+    api: &Api,
+    who: Who,
+    token: &str,
+    last_seq: i64,
+) -> anyhow::Result<Ws> {
+    let (ws, replica) = match who {
+        Who::Visitor(_) => api.visitor_socket_via(token, last_seq).await?,
+        Who::Agent(_) => api.agent_socket_via(token, last_seq).await?,
+    };
+    shared.placed(who, replica.as_deref());
+    Ok(ws)
 }
 
 /// One visitor after setup: its number, the handoff, its socket's reader and the signal
@@ -483,13 +714,25 @@ pub(super) async fn set_up(
         reconnect_failed: AtomicUsize::new(0),
         replayed: AtomicUsize::new(0),
         reloads_seen: Mutex::new(Vec::new()),
+        resume: o.kill_replica.is_some(),
+        resumed: AtomicUsize::new(0),
+        resume_failed: AtomicUsize::new(0),
+        replicas: Mutex::new(Vec::new()),
+        visitor_on: (0..o.visitors)
+            .map(|_| AtomicUsize::new(NO_REPLICA))
+            .collect(),
+        agent_on: (0..o.agents)
+            .map(|_| AtomicUsize::new(NO_REPLICA))
+            .collect(),
+        closed_on: Mutex::new(HashMap::new()),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut readers: Vec<JoinHandle<()>> = Vec::new();
     let mut drops: Vec<oneshot::Sender<Duration>> = Vec::new();
     let mut agent_writes = Vec::new();
     for (a, token) in tokens.iter().enumerate() {
-        let ws = api.agent_socket(token, 0).await?;
+        let (ws, replica) = api.agent_socket_via(token, 0).await?;
+        shared.placed(Who::Agent(a), replica.as_deref());
         let signal = if a == 0 && o.reconnects > 0 {
             let (tx, rx) = oneshot::channel();
             drops.push(tx);
@@ -791,6 +1034,26 @@ pub async fn run(
         let r = r.clone();
         tokio::spawn(async move { reload_loop(api, dir, r, start).await })
     });
+    let killer = o.kill_replica.map(|victim| {
+        let shared = shared.clone();
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(start + duration / 2).await;
+            let on = shared.sockets_per_replica();
+            progress.say(&format!(
+                "kill -9 {victim}, sockets per replica: {}",
+                on.iter()
+                    .map(|(r, n)| format!("{r} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            let killed = std::process::Command::new("kill")
+                .args(["-9", &victim.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            (killed, on)
+        })
+    });
     if !drops.is_empty() {
         tokio::time::sleep_until(start + duration / 2).await;
         progress.say(&format!(
@@ -805,6 +1068,10 @@ pub async fn run(
     for s in senders {
         let _ = s.await;
     }
+    let killed = match killer {
+        Some(k) => Some(k.await.map_err(|e| anyhow!("the kill task failed: {e}"))?),
+        None => None,
+    };
     let uploaded = match uploader {
         Some(u) => Some(
             u.await
@@ -1032,6 +1299,9 @@ pub async fn run(
         machine::load_average(),
     );
 
+    if let Some(victim) = o.kill_replica {
+        kill_figures(&mut s, &shared, &ledger, victim, killed.as_ref());
+    }
     let mut errors = setup_errors.clone();
     errors.extend(ledger.first_errors.iter().cloned());
     errors.extend(other_answers.iter().take(3).cloned());
@@ -1175,11 +1445,16 @@ pub fn memory_figures(
 }
 
 /// Waits until the roster shows every agent online and accepting.
-async fn wait_for_agents(api: &Api, tokens: &[String], agents: usize) -> anyhow::Result<()> {
+pub(super) async fn wait_for_agents(
+    api: &Api,
+    tokens: &[String],
+    agents: usize,
+) -> anyhow::Result<()> {
     let Some(token) = tokens.first() else {
         return Ok(());
     };
     let deadline = Instant::now() + Duration::from_secs(15);
+    let mut agreeing = 0;
     loop {
         let (_, body) = api.get("/api/v1/agents", Some(token)).await?;
         let ready = body["agents"].as_array().map_or(0, |list| {
@@ -1187,7 +1462,8 @@ async fn wait_for_agents(api: &Api, tokens: &[String], agents: usize) -> anyhow:
                 .filter(|a| a["online"] == true && a["accepting"] == true)
                 .count()
         });
-        if ready >= agents {
+        agreeing = if ready >= agents { agreeing + 1 } else { 0 };
+        if agreeing == AGREEING_ANSWERS {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -1196,6 +1472,10 @@ async fn wait_for_agents(api: &Api, tokens: &[String], agents: usize) -> anyhow:
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Answers in a row that must see every agent ready: behind a proxy they come from each
+/// replica in turn, and a replica learns of the agents on the others within a second.
+const AGREEING_ANSWERS: usize = 8;
 
 #[allow(clippy::too_many_arguments)]
 async fn handoff(
@@ -1225,7 +1505,8 @@ async fn handoff(
         .as_str()
         .ok_or_else(|| anyhow!("no conversation_id in {session}"))?
         .to_string();
-    let ws = api.visitor_socket(&token, 0).await?;
+    let (ws, replica) = api.visitor_socket_via(&token, 0).await?;
+    shared.placed(Who::Visitor(i), replica.as_deref());
     let (writes, outgoing) = mpsc::unbounded_channel();
     *reader = Some(tokio::spawn(read_socket(
         shared.clone(),
@@ -1395,10 +1676,22 @@ impl Sender {
         } else {
             format!("/api/v1/conversations/{}/messages", self.conversation_id)
         };
-        match self.api.post(&path, Some(&self.token), &body).await {
-            Ok((200, _)) => Ok(()),
-            Ok((status, body)) => Err(format!("send: {status} {}", error_code(&body))),
-            Err(e) => Err(format!("send: {e}")),
+        // A replica killed under the bench fails the calls it held (the proxy answers 502)
+        // until the proxy sees it gone: the same `client_id` again is stored once.
+        let deadline = Instant::now() + RESUME_WITHIN;
+        loop {
+            let answer = self.api.post(&path, Some(&self.token), &body).await;
+            let failed_by_replica = matches!(answer, Ok((502..=504, _)) | Err(_));
+            if self.shared.resume && failed_by_replica && Instant::now() < deadline {
+                self.shared.ledger().retried += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+            return match answer {
+                Ok((200, _)) => Ok(()),
+                Ok((status, body)) => Err(format!("send: {status} {}", error_code(&body))),
+                Err(e) => Err(format!("send: {e}")),
+            };
         }
     }
 }

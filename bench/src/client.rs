@@ -161,6 +161,12 @@ impl Api {
         (status == 200).then(|| body["config_revision"].as_i64())?
     }
 
+    /// `GET /healthz`'s `store.kind`: `sqlite` or `postgres` (None while it does not answer).
+    pub async fn store_kind(&self) -> Option<String> {
+        let (status, body) = self.get("/healthz", None).await.ok()?;
+        (status == 200).then(|| body["store"]["kind"].as_str().map(str::to_string))?
+    }
+
     fn ws_url(&self, path: &str) -> String {
         format!("{}{path}", self.url.replacen("http://", "ws://", 1))
     }
@@ -168,9 +174,19 @@ impl Api {
     /// A visitor's event stream: connects, authenticates with the first frame and waits for
     /// `ready`.
     pub async fn visitor_socket(&self, token: &str, after: i64) -> anyhow::Result<Ws> {
+        Ok(self.visitor_socket_via(token, after).await?.0)
+    }
+
+    /// `visitor_socket`, with the replica that took the handshake when a proxy names it in
+    /// `X-Livechat-Upstream` (as `bench/replicas.sh`'s nginx does).
+    pub async fn visitor_socket_via(
+        &self,
+        token: &str,
+        after: i64,
+    ) -> anyhow::Result<(Ws, Option<String>)> {
         let url = self.ws_url(&format!("/api/v1/visitor/events?after={after}"));
         let handshake = async {
-            let (mut ws, _) =
+            let (mut ws, response) =
                 tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true).await?;
             ws.send(Message::Text(
                 json!({"type": "auth", "token": token}).to_string().into(),
@@ -181,7 +197,7 @@ impl Api {
                     Some(Ok(Message::Text(t))) => {
                         let v: Value = serde_json::from_str(&t)?;
                         if v["type"] == "ready" {
-                            return Ok(ws);
+                            return Ok((ws, upstream(&response)));
                         }
                         bail!("the visitor socket answered {v}");
                     }
@@ -198,19 +214,41 @@ impl Api {
 
     /// An agent's event stream (the console), authorised by the bearer token.
     pub async fn agent_socket(&self, token: &str, after: i64) -> anyhow::Result<Ws> {
+        Ok(self.agent_socket_via(token, after).await?.0)
+    }
+
+    /// `agent_socket`, with the replica that took it (see `visitor_socket_via`).
+    pub async fn agent_socket_via(
+        &self,
+        token: &str,
+        after: i64,
+    ) -> anyhow::Result<(Ws, Option<String>)> {
         let mut req = self
             .ws_url(&format!("/api/v1/agent/events?after={after}"))
             .into_client_request()?;
         req.headers_mut()
             .insert("authorization", format!("Bearer {token}").parse()?);
-        let (ws, _) = tokio::time::timeout(
+        let (ws, response) = tokio::time::timeout(
             CALL_TIMEOUT,
             tokio_tungstenite::connect_async_with_config(req, Some(ws_config()), true),
         )
         .await
         .map_err(|_| anyhow!("agent socket: no handshake within {CALL_TIMEOUT:?}"))??;
-        Ok(ws)
+        Ok((ws, upstream(&response)))
     }
+}
+
+/// The header a proxy in front of several replicas names the one that answered in.
+pub const UPSTREAM_HEADER: &str = "x-livechat-upstream";
+
+fn upstream(
+    response: &tokio_tungstenite::tungstenite::handshake::client::Response,
+) -> Option<String> {
+    response
+        .headers()
+        .get(UPSTREAM_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// Small buffers: the idle scenario holds thousands of sockets in this process too.

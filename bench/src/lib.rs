@@ -162,6 +162,11 @@ struct ChatArgs {
     /// `ack` frame (as the widget and console do), or `http`, a POST.
     #[arg(long, value_enum, default_value = "ws")]
     send: SendPath,
+    /// With --url in front of several replicas: `kill -9` this replica's process halfway
+    /// through the steady phase. Its sockets come back through --url with after=N, and
+    /// writes that fail meanwhile are sent again with the same client_id.
+    #[arg(long, value_name = "PID")]
+    kill_replica: Option<u32>,
 }
 
 impl ChatArgs {
@@ -173,9 +178,14 @@ impl ChatArgs {
             accepters: self.accepters.max(1),
             interval: self.interval,
             duration: self.duration,
+            // A killed replica's sockets reconnect already: no drops beside them by default.
             reconnects: self
                 .reconnects
-                .unwrap_or((self.visitors / 20).max(1))
+                .unwrap_or(if self.kill_replica.is_some() {
+                    0
+                } else {
+                    (self.visitors / 20).max(1)
+                })
                 .min(self.visitors),
             reconnect_gap: self.reconnect_gap.unwrap_or(self.interval),
             concurrency: self.concurrency,
@@ -186,6 +196,7 @@ impl ChatArgs {
                 each: self.uploads_each.max(1),
             }),
             send: self.send,
+            kill_replica: self.kill_replica,
         }
     }
 }
@@ -296,6 +307,7 @@ impl RampArgs {
             drain: self.steps.step_drain,
             uploads: None,
             send: self.send,
+            kill_replica: None,
         }
     }
 }
@@ -363,6 +375,7 @@ struct BundleArgs {
 }
 
 /// Progress lines on standard error, with the time since the run started.
+#[derive(Clone)]
 pub struct Progress {
     quiet: bool,
     t0: Instant,
@@ -487,6 +500,9 @@ async fn scenarios(
     match &cli.scenario {
         Scenario::Chat(c) => {
             let o = c.opts();
+            if o.kill_replica.is_some() && cli.target.url.is_none() {
+                bail!("--kill-replica kills one of several replicas behind --url: pass --url");
+            }
             let mut t = target(cli, bin, chat_spec(&o), progress).await?;
             sections.extend(chat::run(&mut t, &o, None, progress).await?);
             drop(t);
@@ -503,6 +519,9 @@ async fn scenarios(
         }
         Scenario::Reload(r) => {
             let o = r.chat.opts();
+            if o.kill_replica.is_some() {
+                bail!("only the chat scenario kills a replica (--kill-replica)");
+            }
             let mut t = target(cli, bin, chat_spec(&o), progress).await?;
             let reload = ReloadOpts {
                 reloads: r.reloads,
@@ -572,6 +591,9 @@ async fn scenarios(
             sections.push(startup::run(bin, &StartupOpts { repeats: s.repeats }, progress).await?);
         }
         Scenario::All(a) => {
+            if a.chat.kill_replica.is_some() {
+                bail!("only the chat scenario kills a replica (--kill-replica)");
+            }
             if let Some(bin) = bin.filter(|_| cli.target.url.is_none()) {
                 sections
                     .push(startup::run(bin, &StartupOpts { repeats: a.repeats }, progress).await?);

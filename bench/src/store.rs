@@ -117,6 +117,7 @@ pub async fn run(
         consoles.push(api.agent_socket(t, 0).await?);
         api.set_accepting(t, true).await?;
     }
+    super::chat::wait_for_agents(&api, &tokens, o.agents).await?;
     progress.say(&format!("store: {} chats", o.writers));
     let chats: Vec<(String, String, usize)> = stream::iter(0..o.writers)
         .map(|i| {
@@ -326,7 +327,14 @@ pub async fn run(
         bench_cores,
         "cores",
     );
-    s.text("fsync", "SQLite durability", o.synchronous.durability());
+    match api.store_kind().await.as_deref() {
+        Some("postgres") => s.text(
+            "fsync",
+            "store",
+            "PostgreSQL (durability as the database is set: fsync, synchronous_commit)",
+        ),
+        _ => s.text("fsync", "SQLite durability", o.synchronous.durability()),
+    }
     s.text(
         "load_end",
         "machine load (1/5/15 min) at end",

@@ -48,6 +48,19 @@ impl Nginx {
     /// nginx in front of the servers at `upstreams` (`127.0.0.1:PORT` each; several are
     /// replicas, taken in turn).
     pub fn start(upstreams: &[&str]) -> Nginx {
+        Self::start_with(upstreams, "")
+    }
+
+    /// The same, naming the replica that answered each request in `X-Livechat-Upstream`
+    /// (as `bench/replicas.sh` does, for the bench to tell cross-replica deliveries).
+    pub fn start_naming_upstreams(upstreams: &[&str]) -> Nginx {
+        Self::start_with(
+            upstreams,
+            "add_header X-Livechat-Upstream $upstream_addr always;",
+        )
+    }
+
+    fn start_with(upstreams: &[&str], extra: &str) -> Nginx {
         let conf = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/nginx.conf"),
         )
@@ -81,6 +94,7 @@ impl Nginx {
              server {{\n\
              listen 127.0.0.1:{port};\n\
              proxy_bind {NGINX_ADDR};\n\
+             {extra}\n\
              {locations}\n\
              }}\n}}\n"
         );

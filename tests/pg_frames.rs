@@ -17,6 +17,8 @@ use common::bundle::bot;
 use common::live::{Api, Console, Stream, agent_email, set_password_with};
 use common::postgres::{self, Postgres};
 use common::{Bundle, TestServer};
+use livechat::store::postgres::PgStore;
+use livechat::store::postgres::frames;
 
 /// Within this a frame made on one replica reaches a socket on the other.
 const CROSSES: Duration = Duration::from_secs(5);
@@ -329,6 +331,20 @@ async fn typing_and_call_signalling_cross_replicas_once_and_in_scope() {
         .unwrap()
         .get(0);
     assert_eq!(stored, 4, "two large signals each way");
+    // The replicas' sweep deletes the rows older than a minute: two made so here.
+    client
+        .execute(
+            "UPDATE ephemeral_frames SET at = at - interval '2 minutes'
+             WHERE id IN (SELECT id FROM ephemeral_frames ORDER BY id LIMIT 2)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let store = PgStore::connect(&pg.url("frames"), 1).await.unwrap();
+    let swept = frames::sweep(&store.pool().get().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(swept, 2);
     for server in [&a, &b] {
         let metrics = Api::new(&server.url)
             .request("GET", "/metrics")

@@ -19,7 +19,7 @@
 //! sides get (an agent's typing) is sent once.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -31,7 +31,7 @@ use crate::store::postgres::{PgError, PgStore};
 /// Frames waiting to be sent to the other replicas; more are dropped (and counted).
 pub const QUEUE: usize = 1024;
 
-/// How often the sender deletes the old rows of `ephemeral_frames`.
+/// How often each replica deletes the old rows of `ephemeral_frames`.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// The most kinds a receiver learns from payloads (each kept for the process's life).
@@ -173,7 +173,23 @@ pub fn start(pg: Arc<PgStore>, hub: &Hub, origin: String, heard: mpsc::Receiver<
     let (tx, outgoing) = mpsc::channel(QUEUE);
     hub.relay_to(tx);
     tokio::spawn(send(pg.clone(), origin.clone(), outgoing, hub.clone()));
+    tokio::spawn(sweep(pg.clone()));
     tokio::spawn(receive(pg, origin, heard, hub.clone()));
+}
+
+/// Every minute, the rows of `ephemeral_frames` older than a minute go (every replica does
+/// it: any of them may be the last one running).
+async fn sweep(pg: Arc<PgStore>) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let swept = match pg.pool().get().await {
+            Ok(client) => frames::sweep(&client).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = swept {
+            tracing::warn!(error = %e, "deleting old ephemeral frames failed");
+        }
+    }
 }
 
 /// The one sender: each frame in turn, on a pooled connection it keeps while frames wait
@@ -186,7 +202,6 @@ async fn send(
     hub: Hub,
 ) {
     let mut client: Option<deadpool_postgres::Object> = None;
-    let mut swept: Option<Instant> = None;
     while let Some(frame) = outgoing.recv().await {
         let payload = encode(&origin, &frame);
         if client.is_none() {
@@ -205,14 +220,10 @@ async fn send(
                 .await
                 .map_err(|e| e.to_string())
         } else {
-            let stored = frames::publish_stored(c, &origin, &payload).await;
-            if stored.is_ok() && swept.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
-                swept = Some(Instant::now());
-                if let Err(e) = frames::sweep(c).await {
-                    tracing::warn!(error = %e, "sweeping old ephemeral frames failed");
-                }
-            }
-            stored.map(|_| ()).map_err(|e| e.to_string())
+            frames::publish_stored(c, &origin, &payload)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         };
         if let Err(e) = sent {
             tracing::warn!(error = %e, kind = ?frame.kind, bytes = payload.len(), "an ephemeral frame was not sent to the other servers");

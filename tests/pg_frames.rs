@@ -2,8 +2,9 @@
 //! PostgreSQL (the harness of `tests/common/postgres.rs`), each talked to at its own URL. A
 //! visitor's socket on one replica and the console of the agent who has their chat on the
 //! other: typing and a video call's signalling cross both ways, a signal too large for a
-//! notification included; an agent of another bot hears none of it; and a socket on the
-//! replica that made a frame gets it once, not again when it comes back from the database.
+//! notification included, and an agent's read mark reaches their console on the other
+//! replica only; an agent of another bot hears none of it; and a socket on the replica
+//! that made a frame gets it once, not again when it comes back from the database.
 
 mod common;
 
@@ -130,14 +131,14 @@ fn sdp(bytes: usize) -> String {
 /// `onlooker` (another agent of the bot) has their console too; `agent`, on `there`,
 /// accepts the video request and has the call. Typing and signalling cross both ways, a
 /// signal of ~15 KB (over the 7,900 bytes a notification carries) among them; every frame
-/// reaches each socket allowed to see it once.
+/// reaches each socket allowed to see it once. Answers the visitor's conversation.
 async fn a_call_across(
     here: &TestServer,
     there: &TestServer,
     agent: &mut Console,
     onlooker: &mut Console,
     sam: &mut Console,
-) {
+) -> String {
     let (api_here, api_there) = (Api::new(&here.url), Api::new(&there.url));
     let visitor = api_here.session("support").await;
     let mut widget = api_here.visitor_stream(&visitor.token, 0).await;
@@ -303,6 +304,7 @@ async fn a_call_across(
         .collect();
     assert!(seen.is_empty(), "the onlooker got signals: {seen:?}");
     hears_nothing(sam, "a call of bot support").await;
+    visitor.conv
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -319,9 +321,37 @@ async fn typing_and_call_signalling_cross_replicas_once_and_in_scope() {
     api_b.wait_agent(&ana.token, &agent_email(1), ready).await;
 
     // A visitor on A, Ana's console on B; Ben watches on A.
-    a_call_across(&a, &b, &mut ana, &mut ben, &mut sam).await;
+    let first = a_call_across(&a, &b, &mut ana, &mut ben, &mut sam).await;
     // The reverse: a visitor on B, Ben's console on A; Ana watches on B.
     a_call_across(&b, &a, &mut ben, &mut ana, &mut sam).await;
+
+    // Ana marks her chat read through replica A (as another tab of hers would): her
+    // console on B hears it, once; Ben, who may see the chat too, does not.
+    let (status, mark) = api_a
+        .post(
+            &format!("/api/v1/conversations/{first}/read"),
+            Some(&ana.token),
+            json!({"seq": 1_000_000}),
+        )
+        .await;
+    assert_eq!(status, 200, "{mark}");
+    let read = once(
+        &mut ana.stream,
+        "Ana's read mark",
+        "conversation.read",
+        &first,
+        |_| true,
+    )
+    .await;
+    assert_eq!(read["data"]["seq"], mark["seq"], "{read}");
+    assert_eq!(read["data"]["agent"], agent_email(0), "{read}");
+    let marks = of("conversation.read", &ben.stream.quiet(QUIET).await);
+    assert!(marks.is_empty(), "Ben got Ana's read mark: {marks:?}");
+    let marks = of(
+        "conversation.read",
+        &sam.stream.quiet(Duration::from_millis(300)).await,
+    );
+    assert!(marks.is_empty(), "Sam got Ana's read mark: {marks:?}");
 
     // The large signals went through the table; its rows are kept for a minute only.
     let client = postgres::connect(&pg.url("frames")).await;

@@ -202,37 +202,50 @@ async fn send(
     hub: Hub,
 ) {
     let mut client: Option<deadpool_postgres::Object> = None;
+    // Said once when sending starts failing (the database away: every frame would fail)
+    // and once when it works again; `/metrics` counts each frame lost.
+    let mut failing = false;
     while let Some(frame) = outgoing.recv().await {
         let payload = encode(&origin, &frame);
-        if client.is_none() {
-            match pg.pool().get().await {
-                Ok(c) => client = Some(c),
-                Err(e) => {
-                    tracing::warn!(error = %e, kind = ?frame.kind, "an ephemeral frame was not sent to the other servers: no connection");
-                    hub.relay_failed();
-                    continue;
+        let sent = match client.take() {
+            Some(c) => Ok(c),
+            None => pg.pool().get().await.map_err(|e| e.to_string()),
+        };
+        let sent = match sent {
+            Ok(c) => {
+                let done = if payload.len() <= MAX_PAYLOAD {
+                    frames::publish(&c, &payload)
+                        .await
+                        .map_err(|e| e.to_string())
+                } else {
+                    frames::publish_stored(&c, &origin, &payload)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                };
+                // Kept while frames come one after another, given back to the pool when
+                // none waits (a small `database_pool` is not short of one for good), and
+                // dropped after a failure.
+                if done.is_ok() && !outgoing.is_empty() {
+                    client = Some(c);
+                }
+                done
+            }
+            Err(e) => Err(e),
+        };
+        match sent {
+            Err(e) => {
+                hub.relay_failed();
+                if !failing {
+                    failing = true;
+                    tracing::warn!(error = %e, kind = ?frame.kind, bytes = payload.len(), "ephemeral frames are not reaching the other servers (counted in livechat_ephemeral_frames_dropped_total)");
                 }
             }
-        }
-        let Some(c) = client.as_ref() else { continue };
-        let sent = if payload.len() <= MAX_PAYLOAD {
-            frames::publish(c, &payload)
-                .await
-                .map_err(|e| e.to_string())
-        } else {
-            frames::publish_stored(c, &origin, &payload)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        };
-        if let Err(e) = sent {
-            tracing::warn!(error = %e, kind = ?frame.kind, bytes = payload.len(), "an ephemeral frame was not sent to the other servers");
-            hub.relay_failed();
-            client = None;
-        } else if outgoing.is_empty() {
-            // Kept while frames come one after another, given back to the pool when none
-            // waits: a small pool (`database_pool`) is not short of one for good.
-            client = None;
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("ephemeral frames reach the other servers again");
+            }
+            Ok(()) => {}
         }
     }
 }

@@ -263,6 +263,18 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
              USING gin (to_tsvector('simple', data::json ->> 'text'))
              WHERE type IN ('message.created', 'note.created');",
     ),
+    (
+        12,
+        // Ephemeral frames too large for a notification's payload (a call's signalling with
+        // a long SDP): the row holds the frame, the notification only its id
+        // (`frames::publish_stored`). Rows are deleted a minute after they were written.
+        "CREATE TABLE ephemeral_frames (
+             id      bigserial PRIMARY KEY,
+             at      timestamptz NOT NULL DEFAULT now(),
+             payload text NOT NULL
+         );
+         CREATE INDEX ephemeral_frames_at ON ephemeral_frames (at);",
+    ),
 ];
 
 /// The newest version this build knows.

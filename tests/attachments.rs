@@ -1127,3 +1127,61 @@ async fn previews_are_small_and_carry_no_metadata(w: &mut World) {
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// On SQLite the key of signed links is kept in the data directory (`link.key`, the
+/// server's user's alone): a link made before a restart still opens after it, and a
+/// tampered one does not.
+#[tokio::test]
+async fn a_signed_link_outlives_a_restart() {
+    let server = Bundle::live(1).serve_with(&[], ROOMY);
+    let api = Api::new(&server.url);
+    let visitor = api.session("support").await;
+    let shot = png(8, 8);
+    let up = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/visitor/attachments?name=a.png",
+            server.url
+        ))
+        .bearer_auth(&visitor.token)
+        .body(shot.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 201);
+    let id = up.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let link = api
+        .get_ok(
+            &format!("/api/v1/visitor/attachments/{id}/link"),
+            Some(&visitor.token),
+        )
+        .await;
+    let path = link["url"].as_str().unwrap().to_string();
+    let key = server.data_dir.join("link.key");
+    assert_eq!(std::fs::read(&key).unwrap().len(), 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "readable by the server's user only: {mode:o}"
+        );
+    }
+    let server = tokio::task::spawn_blocking(move || server.kill_and_restart())
+        .await
+        .unwrap();
+    let get = |path: String| {
+        let url = format!("{}{path}", server.url);
+        async move { reqwest::get(url).await.unwrap() }
+    };
+    let opened = get(path.clone()).await;
+    assert_eq!(opened.status(), 200, "the link made before the restart");
+    assert_eq!(opened.bytes().await.unwrap().to_vec(), shot);
+    let last = if path.ends_with('0') { "1" } else { "0" };
+    let tampered = format!("{}{last}", &path[..path.len() - 1]);
+    assert_eq!(get(tampered).await.status(), 404);
+}

@@ -20,6 +20,9 @@ pub struct AppState {
     /// taken from the database), so that two changes never interleave and the live revision
     /// never goes back to a lower number.
     pub config_changes: Arc<std::sync::Mutex<()>>,
+    /// The key of signed attachment links (`Store::link_key`): the same on every replica of
+    /// one PostgreSQL database, and across restarts.
+    pub link_key: Arc<[u8; 32]>,
 }
 
 impl AppState {

@@ -175,6 +175,13 @@ async fn a_file_uploaded_through_one_replica_is_served_by_the_other() {
 
     // The agent's console is on B; the visitor chats through A.
     let mut agent = api_b.go_online(&agent_email(0)).await;
+    // A rings the agent once it sees them online (else the request goes to the offline
+    // form and the conversation stays with the bot).
+    api_a
+        .wait_agent(&agent.token, &agent_email(0), |v| {
+            v["online"] == true && v["accepting"] == true
+        })
+        .await;
     let visitor = api_a.session("support").await;
     api_a.request_live_chat(&visitor.token).await;
     api_b

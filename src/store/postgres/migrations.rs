@@ -275,6 +275,26 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
          );
          CREATE INDEX ephemeral_frames_at ON ephemeral_frames (at);",
     ),
+    (
+        13,
+        // Files on replicas (`postgres::contents`): the bytes of each content and of its
+        // preview, in pieces of `contents::PIECE` bytes, so that neither an upload nor a
+        // download holds a whole file in memory and a range reads only its pieces. Stored
+        // uncompressed out of line: pictures, audio and video are compressed already.
+        // `link_key`: the one key of signed links, made by whichever replica asks first.
+        "CREATE TABLE file_contents (
+             sha256  text NOT NULL,
+             preview boolean NOT NULL,
+             piece   integer NOT NULL,
+             data    bytea NOT NULL,
+             PRIMARY KEY (sha256, preview, piece)
+         );
+         ALTER TABLE file_contents ALTER COLUMN data SET STORAGE EXTERNAL;
+         CREATE TABLE link_key (
+             one boolean PRIMARY KEY DEFAULT true CHECK (one),
+             key bytea NOT NULL
+         );",
+    ),
 ];
 
 /// The newest version this build knows.

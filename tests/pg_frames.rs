@@ -353,6 +353,27 @@ async fn typing_and_call_signalling_cross_replicas_once_and_in_scope() {
     );
     assert!(marks.is_empty(), "Sam got Ana's read mark: {marks:?}");
 
+    // A waiting visitor's place in the queue is made by the replica whose command moved the
+    // queue (A, where they ask for a person, #17 publishes it after the request's events)
+    // and reaches each of their sockets once: the tab on A at once, and not again when the
+    // relay's notification comes back to A; the tab on B through the relay.
+    let visitor = api_a.session("support").await;
+    let mut tab_a = api_a.visitor_stream(&visitor.token, 0).await;
+    let mut tab_b = api_b.visitor_stream(&visitor.token, 0).await;
+    let (status, reply) = api_a
+        .post(
+            "/api/v1/visitor/actions",
+            Some(&visitor.token),
+            json!({"type": "request_live_chat"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    for (tab, what) in [(&mut tab_a, "on A"), (&mut tab_b, "on B")] {
+        let what = format!("the visitor's place in the queue, {what}");
+        let place = once(tab, &what, "queue.position", &visitor.conv, |_| true).await;
+        assert_eq!(place["data"]["position"], 1, "{what}: {place}");
+    }
+
     // The large signals went through the table; its rows are kept for a minute only.
     let client = postgres::connect(&pg.url("frames")).await;
     let stored: i64 = client

@@ -149,7 +149,13 @@ impl AppState {
                 settings.data_dir.join("mail"),
             ));
         }
+        let link_key = engine
+            .store()
+            .link_key(&settings.data_dir)
+            .await
+            .map_err(|e| StartError::Io(std::io::Error::other(e)))?;
         let state = AppState {
+            link_key: Arc::new(link_key),
             settings: config.settings,
             live: config.live,
             engine,

@@ -135,7 +135,8 @@ impl World {
         self.send(req).await
     }
 
-    /// The stored files (not counting uploads in progress).
+    /// The stored files (not counting uploads in progress): those under the data
+    /// directory and, on PostgreSQL, the contents and previews in `file_contents`.
     fn stored_files(&self) -> usize {
         fn walk(dir: &Path, n: &mut usize) {
             let Ok(entries) = std::fs::read_dir(dir) else {
@@ -152,6 +153,11 @@ impl World {
         }
         let mut n = 0;
         walk(&self.server.data_dir.join("files"), &mut n);
+        if self.server.database_url().is_some() {
+            let kept =
+                "SELECT count(*) FROM (SELECT DISTINCT sha256, preview FROM file_contents) f";
+            n += usize::try_from(self.server.count(kept)).unwrap();
+        }
         n
     }
 }
@@ -1126,4 +1132,68 @@ async fn previews_are_small_and_carry_no_metadata(w: &mut World) {
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// The key of signed links is kept (on SQLite in the data directory, `link.key`, the
+/// server's user's alone; on PostgreSQL as the one row of `link_key`): a link made before
+/// a restart still opens after it, and a tampered one does not.
+#[tokio::test]
+async fn a_signed_link_outlives_a_restart() {
+    let server = Bundle::live(1).serve_with(&[], ROOMY);
+    let api = Api::new(&server.url);
+    let visitor = api.session("support").await;
+    let shot = png(8, 8);
+    let up = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/visitor/attachments?name=a.png",
+            server.url
+        ))
+        .bearer_auth(&visitor.token)
+        .body(shot.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 201);
+    let id = up.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let link = api
+        .get_ok(
+            &format!("/api/v1/visitor/attachments/{id}/link"),
+            Some(&visitor.token),
+        )
+        .await;
+    let path = link["url"].as_str().unwrap().to_string();
+    let key = server.data_dir.join("link.key");
+    if server.database_url().is_some() {
+        let keys = "SELECT count(*) FROM link_key WHERE length(key) = 32";
+        assert_eq!(server.count(keys), 1, "one key, in the database");
+        assert!(!key.exists(), "no key in the data directory on PostgreSQL");
+    } else {
+        assert_eq!(std::fs::read(&key).unwrap().len(), 32);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "readable by the server's user only: {mode:o}"
+            );
+        }
+    }
+    let server = tokio::task::spawn_blocking(move || server.kill_and_restart())
+        .await
+        .unwrap();
+    let get = |path: String| {
+        let url = format!("{}{path}", server.url);
+        async move { reqwest::get(url).await.unwrap() }
+    };
+    let opened = get(path.clone()).await;
+    assert_eq!(opened.status(), 200, "the link made before the restart");
+    assert_eq!(opened.bytes().await.unwrap().to_vec(), shot);
+    let last = if path.ends_with('0') { "1" } else { "0" };
+    let tampered = format!("{}{last}", &path[..path.len() - 1]);
+    assert_eq!(get(tampered).await.status(), 404);
 }

@@ -17,8 +17,8 @@ use livechat::store;
 use livechat::store::attachments::{self as lite_files, Stored};
 use livechat::store::pageviews::NewPageView;
 use livechat::store::postgres::{
-    PgStore, attachments as pg_files, contacts as pg_contacts, pageviews as pg_views,
-    reads as pg_reads,
+    PgStore, attachments as pg_files, contacts as pg_contacts, contents as pg_contents,
+    pageviews as pg_views, reads as pg_reads,
 };
 use livechat::store::{contacts as lite_contacts, pageviews as lite_views, reads as lite_reads};
 use rusqlite::{Connection, params};
@@ -680,6 +680,60 @@ fn files(dir: &Path) -> Vec<String> {
     out
 }
 
+/// The contents PostgreSQL holds (`file_contents`), named as SQLite's files would be
+/// (`files/ab/abc…`, `….preview`), each with its bytes put together from its pieces.
+async fn in_database(client: &impl GenericClient) -> Vec<(String, Vec<u8>)> {
+    let rows = client
+        .query(
+            "SELECT sha256, preview, data FROM file_contents ORDER BY sha256, preview, piece",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    for r in rows {
+        let (sha, preview, data): (String, bool, Vec<u8>) = (r.get(0), r.get(1), r.get(2));
+        let path = lite_files::file_path(Path::new(""), &sha);
+        let name = format!(
+            "{}{}",
+            path.display(),
+            if preview { ".preview" } else { "" }
+        );
+        match out.last_mut() {
+            Some((last, bytes)) if *last == name => bytes.extend(data),
+            _ => out.push((name, data)),
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The files under `dir/files` with their bytes, as [`in_database`] names them.
+fn files_with_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    files(dir)
+        .into_iter()
+        .map(|f| {
+            let bytes = std::fs::read(dir.join(&f)).unwrap();
+            (f, bytes)
+        })
+        .collect()
+}
+
+/// SQLite's files under `lite_dir` are PostgreSQL's contents, byte for byte, and nothing
+/// is kept under PostgreSQL's `pg_dir`.
+async fn same_contents(lite_dir: &Path, pg_dir: &Path, client: &impl GenericClient, label: &str) {
+    assert_eq!(
+        files_with_bytes(lite_dir),
+        in_database(client).await,
+        "{label}: the same contents kept, byte for byte"
+    );
+    assert_eq!(
+        files(pg_dir),
+        Vec::<String>::new(),
+        "{label}: nothing on PostgreSQL's disk"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attachments_are_stored_linked_counted_and_swept_alike() {
     let both = both("attachments").await;
@@ -714,6 +768,10 @@ async fn attachments_are_stored_linked_counted_and_swept_alike() {
             !temp.exists(),
             "{id}: the upload is put in place or dropped"
         );
+        assert!(
+            preview.as_ref().is_none_or(|p| !p.exists()),
+            "{id}: the preview is stored or dropped"
+        );
         assert_eq!(
             lite_files::get(&both.lite, id).unwrap(),
             pg_files::get(&client, id).await.unwrap(),
@@ -721,8 +779,12 @@ async fn attachments_are_stored_linked_counted_and_swept_alike() {
         );
     }
     assert_eq!(pg_files::get(&client, "a_none").await.unwrap(), None);
-    assert_eq!(files(lite_dir), files(pg_dir), "the same files kept");
-    assert_eq!(files(pg_dir).len(), 7, "five contents, two previews");
+    same_contents(lite_dir, pg_dir, &client, "stored").await;
+    assert_eq!(
+        in_database(&client).await.len(),
+        7,
+        "five contents, two previews"
+    );
 
     // Messages refer to their files; a file used first in c1 belongs to c1.
     let links: [(&str, &str, &[&str]); 4] = [
@@ -787,7 +849,7 @@ async fn attachments_are_stored_linked_counted_and_swept_alike() {
     let lite = lite_files::sweep(&both.lite, lite_dir, now).unwrap();
     let pg = pg_files::sweep(&mut client, pg_dir, now).await.unwrap();
     assert_eq!((lite, pg), (1, 1));
-    assert_eq!(files(lite_dir), files(pg_dir), "after the hour");
+    same_contents(lite_dir, pg_dir, &client, "after the hour").await;
     compare(&client, "after the hour").await;
     // A conversation gone: its uploads go, a file shared with c2 stays, the rest goes.
     both.exec("DELETE FROM conversations WHERE id = $1", &["c1"])
@@ -796,9 +858,14 @@ async fn attachments_are_stored_linked_counted_and_swept_alike() {
     let pg = pg_files::sweep(&mut client, pg_dir, now).await.unwrap();
     assert_eq!(lite, pg, "rows swept with c1");
     assert_eq!(pg, 3, "a1, a2 and a5 were c1's");
-    assert_eq!(files(lite_dir), files(pg_dir), "after c1 went");
-    assert!(files(pg_dir).iter().any(|f| f.ends_with(&sha("jklmno"))));
-    assert!(!files(pg_dir).iter().any(|f| f.contains(&sha("abc"))));
+    same_contents(lite_dir, pg_dir, &client, "after c1 went").await;
+    let names: Vec<String> = in_database(&client)
+        .await
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(names.iter().any(|f| f.ends_with(&sha("jklmno"))));
+    assert!(!names.iter().any(|f| f.contains(&sha("abc"))));
     compare(&client, "after c1 went").await;
     let links: i64 = client
         .query_one("SELECT count(*) FROM message_attachments", &[])
@@ -820,7 +887,7 @@ async fn attachments_are_stored_linked_counted_and_swept_alike() {
             .await
             .unwrap(),
     );
-    assert_eq!(files(lite_dir), files(pg_dir), "after the erase");
+    same_contents(lite_dir, pg_dir, &client, "after the erase").await;
 }
 
 /// Stores `a` as a new upload of `content` through the PostgreSQL store, in `dir`.
@@ -847,16 +914,15 @@ async fn an_upload_of_a_content_being_swept_waits_and_keeps_its_file() {
         "xyz",
     )
     .await;
-    let file = lite_files::file_path(&dir, &sha("xyz"));
     // The sweep on one connection, stopped after it found the content unreferenced (its
-    // lock held) and before it removes the file.
+    // lock held) and before it removes the content.
     let mut sweeper = both.client().await;
     let tx = sweeper.transaction().await.unwrap();
     let gone = pg_files::sweep_rows(&tx, now).await.unwrap();
     let unused = pg_files::unreferenced(&tx, &gone).await.unwrap();
     assert_eq!(unused, [sha("xyz")]);
-    // Meanwhile an upload of the same content on another replica's connection: its file is
-    // still there, so without the lock it would drop its own copy and count on that one.
+    // Meanwhile an upload of the same content on another replica's connection: the content
+    // is still stored, so without the lock it would drop its own copy and count on that one.
     let task = tokio::spawn({
         let (store, dir) = (both.pg.clone(), dir.clone());
         async move {
@@ -870,16 +936,17 @@ async fn an_upload_of_a_content_being_swept_waits_and_keeps_its_file() {
         }
     });
     let waited = waits(&task).await;
-    lite_files::remove_files(&dir, &unused);
+    assert_eq!(pg_contents::remove(&tx, &unused).await.unwrap(), 1);
     tx.commit().await.unwrap();
     task.await.unwrap();
     let client = both.client().await;
     assert!(pg_files::get(&client, "a_old").await.unwrap().is_none());
     assert!(pg_files::get(&client, "a_new").await.unwrap().is_some());
+    let xyz = lite_files::file_path(Path::new(""), &sha("xyz"));
     assert_eq!(
-        std::fs::read_to_string(&file).ok().as_deref(),
-        Some("xyz"),
-        "the new upload's row has its file"
+        in_database(&client).await,
+        [(xyz.display().to_string(), b"xyz".to_vec())],
+        "the new upload's row has its content"
     );
     assert!(waited, "the upload waited for the sweep's lock");
 }
@@ -897,18 +964,26 @@ async fn a_sweep_beside_an_upload_of_the_same_content_keeps_the_file() {
         "xyz",
     )
     .await;
-    let file = lite_files::file_path(&dir, &sha("xyz"));
-    // An upload of the same content, stopped after it found the file in place and dropped
-    // its own copy, before its commit: what `attachments::insert` does, step by step.
+    // An upload of the same content, stopped after it found the content stored and so wrote
+    // none of its own, before its commit: what `attachments::insert` does, step by step.
     let mut uploader = both.client().await;
     let tx = uploader.transaction().await.unwrap();
     let mut a = upload("a_new", "xyz", now, "visitor", false);
     let (temp, _) = arriving(&dir, "a_new", "xyz", false);
     pg_files::lock_content(&tx, &a.sha256).await.unwrap();
-    lite_files::keep_preview(&mut a, &dir, None);
+    pg_files::keep_preview(&tx, &mut a, &dir, None)
+        .await
+        .unwrap();
     pg_files::insert_row(&tx, &a).await.unwrap();
-    lite_files::place_files(&a.sha256, &dir, &temp, None).unwrap();
-    assert!(!temp.exists(), "the stored file is counted on");
+    pg_files::store_contents(&tx, &a.sha256, &temp, None)
+        .await
+        .unwrap();
+    let pieces: i64 = tx
+        .query_one("SELECT count(*) FROM file_contents", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pieces, 1, "the stored content is counted on");
     // The sweep on another replica's connection removes the old row; the new one is not
     // committed yet, so without the lock it would find the content unreferenced.
     let task = tokio::spawn({
@@ -923,7 +998,10 @@ async fn a_sweep_beside_an_upload_of_the_same_content_keeps_the_file() {
     assert_eq!(task.await.unwrap(), 1, "the old upload's row went");
     let client = both.client().await;
     assert!(pg_files::get(&client, "a_new").await.unwrap().is_some());
-    assert!(file.exists(), "the new upload's row has its file");
+    assert!(
+        pg_contents::has(&client, &sha("xyz"), false).await.unwrap(),
+        "the new upload's row has its content"
+    );
     assert!(waited, "the sweep waited for the upload's lock");
 }
 
@@ -955,7 +1033,7 @@ async fn sweeps_through_two_replicas_at_once_remove_and_report_each_once() {
         );
         stored(&both.pg, &dir, old, &content).await;
     }
-    assert_eq!(files(&dir).len(), 100);
+    assert_eq!(in_database(&client).await.len(), 100);
     let url = both.cluster.url("sweeps_at_once");
     let other = PgStore::connect(&url, 6).await.unwrap();
     let mut tasks = Vec::new();
@@ -986,5 +1064,5 @@ async fn sweeps_through_two_replicas_at_once_remove_and_report_each_once() {
     all.extend(left);
     all.sort();
     assert_eq!(all, expected, "each visitor reported by at most one sweep");
-    assert!(files(&dir).is_empty(), "every file went");
+    assert!(in_database(&client).await.is_empty(), "every content went");
 }

@@ -399,7 +399,7 @@ fn upload(id: &str, content: &str, created_ms: i64, agent: bool, preview: bool) 
 }
 
 /// The files under `dir/files` (the upload area left out), relative to `dir`.
-fn stored_files(dir: &Path) -> Vec<String> {
+fn files_on_disk(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
     let mut todo = vec![dir.join(files::FILES_DIR)];
     while let Some(at) = todo.pop() {
@@ -417,6 +417,33 @@ fn stored_files(dir: &Path) -> Vec<String> {
     }
     found.sort();
     found
+}
+
+/// What a store keeps of its uploads' files, as paths relative to `dir`: SQLite's files
+/// under `dir/files`; PostgreSQL's contents in `file_contents`, named as SQLite's files (it
+/// keeps none on disk).
+async fn stored_files(store: &Store, dir: &Path) -> Vec<String> {
+    match store {
+        Store::Sqlite(_) => files_on_disk(dir),
+        Store::Postgres(pg) => {
+            assert_eq!(files_on_disk(dir), Vec::<String>::new(), "nothing on disk");
+            let client = pg.pool().get().await.unwrap();
+            let rows = client
+                .query("SELECT DISTINCT sha256, preview FROM file_contents", &[])
+                .await
+                .unwrap();
+            let mut found: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    let path = files::file_path(Path::new(""), r.get(0));
+                    let preview = if r.get(1) { ".preview" } else { "" };
+                    format!("{}{preview}", path.display())
+                })
+                .collect();
+            found.sort();
+            found
+        }
+    }
 }
 
 /// Uploads recorded with their files, counted against the conversation, read back and
@@ -475,7 +502,7 @@ async fn uploads_scenario(store: &Store, dir: &Path) -> Vec<String> {
         let bytes = store.attachment_bytes(conv, visitor, agent).await.unwrap();
         seen.push(format!("{conv:?} {visitor:?} {agent:?}: {bytes} bytes"));
     }
-    seen.extend(stored_files(dir));
+    seen.extend(stored_files(store, dir).await);
     // An hour on, the visitor's upload no message used goes, with its file.
     seen.push(format!(
         "swept {}",
@@ -489,7 +516,7 @@ async fn uploads_scenario(store: &Store, dir: &Path) -> Vec<String> {
         "swept {}",
         store.sweep_attachments(dir, now).await.unwrap()
     ));
-    seen.extend(stored_files(dir));
+    seen.extend(stored_files(store, dir).await);
     seen
 }
 

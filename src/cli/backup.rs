@@ -33,8 +33,9 @@ pub(crate) fn on_postgres(command: &str, db: &crate::settings::Database) -> Stri
     format!(
         "`livechat {command}` works on the SQLite database of the data directory, and this \
          server's data is in PostgreSQL ({}): use pg_dump and pg_restore, or the backups of \
-         your database's provider, and copy the files of the data directory (attachments) \
-         separately",
+         your database's provider (they hold the attachments too; copy separately only \
+         attachment files a replica kept in its data directory before version 13 of the \
+         schema)",
         db.url.redacted()
     )
 }

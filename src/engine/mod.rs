@@ -17,6 +17,7 @@ pub mod privacy;
 mod privacy_stored;
 pub mod queries;
 mod reads;
+mod relay;
 mod replicated;
 mod signals;
 pub mod stats;

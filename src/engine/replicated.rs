@@ -107,15 +107,20 @@ impl Replicated {
             .get(0);
         let writer = LogWriter::start(&pg, COMMITTERS);
         let (pages, incoming) = mpsc::channel(64);
-        let tailer = Tailer::start((*pg).clone(), last, TAIL_POLL, pages, None);
+        // The other replicas' ephemeral frames, as the tailer hears them (a full queue
+        // drops them: best effort).
+        let (heard, frames) = mpsc::channel(super::relay::QUEUE);
+        let tailer = Tailer::start((*pg).clone(), last, TAIL_POLL, pages, Some(heard));
         let known = Arc::new(Mutex::new(HashMap::new()));
+        let replica = wire::new_id("r");
+        super::relay::start(pg.clone(), &hub, replica.clone(), frames);
         tokio::spawn(publish(pg.clone(), incoming, hub, known.clone()));
         Ok(Replicated {
             pg,
             writer,
             tailer,
             known,
-            replica: wire::new_id("r"),
+            replica,
             timers_wake: Notify::new(),
             presence_wake: Notify::new(),
         })

@@ -7,8 +7,7 @@
 //! inline, everything else as a download of `application/octet-stream`, and every answer
 //! carries `nosniff` and `Content-Security-Policy: sandbox`.
 
-use std::path::{Path as FsPath, PathBuf};
-use std::sync::OnceLock;
+use std::path::PathBuf;
 
 use axum::Json;
 use axum::body::Body;
@@ -20,7 +19,7 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::AppState;
 use super::error::{ApiQuery, AppError, blocking};
@@ -30,6 +29,7 @@ use crate::chat::conversation::{Attachment, MAX_ATTACHMENTS};
 use crate::config::schema::AttachmentKind;
 use crate::engine::AgentRef;
 use crate::store::attachments::{self as files, Stored};
+use crate::store::stored::contents::Content;
 use crate::store::{media, previews};
 
 /// Longest file name kept, in characters.
@@ -239,17 +239,17 @@ async fn receive(
     let sha256 = hex::encode(hasher.finalize());
     // What the header tells (a picture's size, a recording's length), then the preview:
     // reused when this content has one already, else made within the decoder's bounds.
-    let (source, mime, dir, sha) = (path.clone(), sniffed.mime, data_dir.clone(), sha256.clone());
-    let (size_px, duration_ms, stored_preview) = blocking(move || {
+    let (source, mime) = (path.clone(), sniffed.mime);
+    let (size_px, duration_ms) = blocking(move || {
         Ok::<_, AppError>((
             media::dimensions(&source, &head, mime),
             (mime == "audio/wav")
                 .then(|| media::wav_duration_ms(&source))
                 .flatten(),
-            previews::existing(&dir, &sha),
         ))
     })
     .await?;
+    let stored_preview = state.store().stored_preview(&data_dir, &sha256).await?;
     let mut preview_temp = Temp(None);
     let preview = match stored_preview {
         Some(mime) => Some(mime),
@@ -372,19 +372,13 @@ fn not_found() -> AppError {
     AppError::new(StatusCode::NOT_FOUND, "not_found", "no such attachment")
 }
 
-/// The key signed links are signed with: new at each start (a link lasts minutes).
-fn link_key() -> &'static [u8; 32] {
-    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
-    KEY.get_or_init(rand::random)
-}
-
-fn link_mac(id: &str, expires: i64) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(link_key()).expect("any key length");
+fn link_mac(key: &[u8; 32], id: &str, expires: i64) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
     mac.update(format!("{id}.{expires}").as_bytes());
     mac
 }
 
-fn signed_ok(id: &str, q: &FetchQuery) -> bool {
+fn signed_ok(key: &[u8; 32], id: &str, q: &FetchQuery) -> bool {
     let (Some(expires), Some(sig)) = (q.expires, q.sig.as_deref()) else {
         return false;
     };
@@ -394,7 +388,7 @@ fn signed_ok(id: &str, q: &FetchQuery) -> bool {
     let Ok(sig) = hex::decode(sig) else {
         return false;
     };
-    link_mac(id, expires).verify_slice(&sig).is_ok()
+    link_mac(key, id, expires).verify_slice(&sig).is_ok()
 }
 
 /// Whether the request's visitor may see the file: theirs, or of their conversation.
@@ -435,13 +429,16 @@ pub async fn fetch(
     request: Request,
 ) -> Result<Response, AppError> {
     let (parts, a) = allowed(&state, id, &q, request).await?;
-    let path = files::file_path(&state.settings.data_dir, &a.sha256);
+    let content = state
+        .store()
+        .content(&state.settings.data_dir, &a.sha256, false)
+        .await?
+        .ok_or_else(not_found)?;
     let file = Served {
         mime: &a.mime,
         name: &a.name,
-        size: a.size,
     };
-    serve(&path, file, parts.headers.get(header::RANGE)).await
+    serve(content, file, parts.headers.get(header::RANGE)).await
 }
 
 /// `GET /api/v1/attachments/{id}/preview`: the picture's preview (made by the server, no
@@ -454,21 +451,16 @@ pub async fn fetch_preview(
 ) -> Result<Response, AppError> {
     let (parts, a) = allowed(&state, id, &q, request).await?;
     let mime = a.preview.as_deref().ok_or_else(not_found)?;
-    let path = previews::preview_path(&state.settings.data_dir, &a.sha256);
-    let size = match tokio::fs::metadata(&path).await {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
-        Err(e) => return Err(AppError::internal(e)),
-    };
+    let content = state
+        .store()
+        .content(&state.settings.data_dir, &a.sha256, true)
+        .await?
+        .ok_or_else(not_found)?;
     let ext = if mime == "image/png" { "png" } else { "jpg" };
     let stem = a.name.rsplit_once('.').map_or(a.name.as_str(), |(s, _)| s);
     let name = format!("{stem}-preview.{ext}");
-    let file = Served {
-        mime,
-        name: &name,
-        size,
-    };
-    serve(&path, file, parts.headers.get(header::RANGE)).await
+    let file = Served { mime, name: &name };
+    serve(content, file, parts.headers.get(header::RANGE)).await
 }
 
 /// The file of `id` and the request's parts, when the caller may see it; else 404.
@@ -480,7 +472,7 @@ async fn allowed(
 ) -> Result<(axum::http::request::Parts, Stored), AppError> {
     let (mut parts, _) = request.into_parts();
     let a = state.store().attachment(&id).await?.ok_or_else(not_found)?;
-    let mut allowed = signed_ok(&a.id, q);
+    let mut allowed = signed_ok(&state.link_key, &a.id, q);
     if !allowed && let Some(token) = crate::auth::bearer(&parts.headers) {
         allowed = visitor_may_see(state, token, &a).await;
     }
@@ -516,7 +508,11 @@ pub async fn visitor_link(
     }
     let ttl = q.ttl.unwrap_or(LINK_TTL).clamp(1, LINK_TTL);
     let expires = jiff::Timestamp::now().as_second() + ttl;
-    let sig = hex::encode(link_mac(&a.id, expires).finalize().into_bytes());
+    let sig = hex::encode(
+        link_mac(&state.link_key, &a.id, expires)
+            .finalize()
+            .into_bytes(),
+    );
     let mut answer = json!({
         "url": format!("/api/v1/attachments/{}?expires={expires}&sig={sig}", a.id),
         "expires": expires,
@@ -597,23 +593,17 @@ fn range(value: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u64)>, (
 struct Served<'a> {
     mime: &'a str,
     name: &'a str,
-    size: u64,
 }
 
 async fn serve(
-    path: &FsPath,
+    content: Content,
     a: Served<'_>,
     range_header: Option<&HeaderValue>,
 ) -> Result<Response, AppError> {
     let sniffed_inline = ["image/", "audio/", "video/"]
         .iter()
         .any(|p| a.mime.starts_with(p));
-    let mut file = match tokio::fs::File::open(path).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
-        Err(e) => return Err(AppError::internal(e)),
-    };
-    let size = a.size;
+    let size = content.size();
     let mut headers = HeaderMap::new();
     let content_type = if sniffed_inline {
         HeaderValue::from_str(a.mime)
@@ -658,13 +648,12 @@ async fn serve(
             return Ok((StatusCode::RANGE_NOT_SATISFIABLE, headers).into_response());
         }
     };
-    if first > 0 {
-        file.seek(std::io::SeekFrom::Start(first))
-            .await
-            .map_err(AppError::internal)?;
-    }
+    let stream = match content.read(first, len).await {
+        Ok(stream) => stream,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
+        Err(e) => return Err(AppError::internal(e)),
+    };
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    let stream = tokio_util::io::ReaderStream::new(file.take(len));
     Ok((status, headers, Body::from_stream(stream)).into_response())
 }
 

@@ -113,6 +113,15 @@ pub async fn metrics(
         "gauge",
         vec![(String::new(), engine.hub().subscribers() as f64)],
     );
+    if engine.readers().is_none() {
+        // PostgreSQL: ephemeral frames go to the other replicas, best effort.
+        metric(
+            "livechat_ephemeral_frames_dropped_total",
+            "Ephemeral frames (typing, call signalling) not sent to the other replicas.",
+            "counter",
+            vec![(String::new(), engine.hub().relay_dropped() as f64)],
+        );
+    }
     let (groups, jobs) = engine.writer().map_or((0, 0), |w| w.counts());
     metric(
         "livechat_group_commits_total",

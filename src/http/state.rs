@@ -24,6 +24,9 @@ pub struct AppState {
     /// the one it serves: on PostgreSQL a replica behind the live revision serves the
     /// database's). A read that differs from it is an edit of the directory.
     pub bundle_read: Arc<std::sync::Mutex<Option<String>>>,
+    /// The key of signed attachment links (`Store::link_key`): the same on every replica of
+    /// one PostgreSQL database, and across restarts.
+    pub link_key: Arc<[u8; 32]>,
 }
 
 impl AppState {

@@ -7,13 +7,20 @@
 //! visitor and the consoles of the agents who serve its bot, not every open console. A
 //! subscriber that falls behind is not waited for: it notices the gap and replays what it
 //! missed from the event log (see `http::stream`). The interface is narrow (publish,
-//! subscribe) so that a cross-replica fan-out can replace it later.
+//! subscribe).
+//!
+//! Across replicas (PostgreSQL), stored events come to each replica's hub through its own
+//! tailer; an ephemeral frame (`seq: None`) is delivered here at once and also handed to a
+//! relay ([`Hub::relay_to`]) that sends it to the other replicas, whose receivers
+//! [`Hub::deliver`] it to their own sockets. Kinds that each replica makes for itself
+//! ([`PER_REPLICA`]) are not relayed, so that no socket gets one twice.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 /// Text encoded once and shared: cloning it copies a pointer, not the bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,9 +109,19 @@ struct Registry {
     visitors: HashMap<String, broadcast::Sender<Arc<Frame>>>,
 }
 
+/// Ephemeral kinds every replica makes itself and that so never cross replicas:
+/// `agent.presence` comes from each replica's reading of the shared presence (every second,
+/// and at once for its own sockets), `config.reloaded` from each replica making the new
+/// revision live when the database announces it.
+pub const PER_REPLICA: &[&str] = &["agent.presence", "config.reloaded"];
+
 #[derive(Clone, Default)]
 pub struct Hub {
     registry: Arc<Mutex<Registry>>,
+    /// Where ephemeral frames go to reach the other replicas (PostgreSQL only).
+    relay: Arc<OnceLock<mpsc::Sender<Arc<Frame>>>>,
+    /// Ephemeral frames not relayed because the relay's queue was full or gone.
+    relay_dropped: Arc<AtomicU64>,
 }
 
 enum Key {
@@ -182,10 +199,45 @@ impl Hub {
         Hub::default()
     }
 
-    /// Puts a frame in the queue of every current subscriber that may see it; never
-    /// blocks.
+    /// Puts a frame in the queue of every current subscriber that may see it and, when it
+    /// is ephemeral and other replicas share the database, in the relay's queue; never
+    /// blocks (a full relay queue drops the frame for the other replicas, counted).
     pub fn publish(&self, frame: Frame) {
         let frame = Arc::new(frame);
+        self.fan_out(&frame);
+        if let Some(relay) = self.relay.get()
+            && frame.seq.is_none()
+            && !frame.kind.is_some_and(|k| PER_REPLICA.contains(&k))
+            && relay.try_send(frame).is_err()
+        {
+            self.relay_failed();
+        }
+    }
+
+    /// Puts a frame in the queues of this replica's subscribers only: a frame another
+    /// replica relayed.
+    pub fn deliver(&self, frame: Frame) {
+        self.fan_out(&Arc::new(frame));
+    }
+
+    /// From now on, every ephemeral frame published (but the [`PER_REPLICA`] kinds) is
+    /// also sent to `relay`. Set once; a second call changes nothing and answers false.
+    pub fn relay_to(&self, relay: mpsc::Sender<Arc<Frame>>) -> bool {
+        self.relay.set(relay).is_ok()
+    }
+
+    /// Ephemeral frames not sent to the other replicas: the relay's queue was full (or
+    /// closed), or sending failed (for `/metrics`).
+    pub fn relay_dropped(&self) -> u64 {
+        self.relay_dropped.load(Ordering::Relaxed)
+    }
+
+    /// The relay could not send a frame.
+    pub fn relay_failed(&self) {
+        self.relay_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn fan_out(&self, frame: &Arc<Frame>) {
         let registry = lock(&self.registry);
         if let (Some(visitor), Some(_)) = (&frame.visitor_id, &frame.visitor_json)
             && let Some(tx) = registry.visitors.get(visitor)
@@ -194,7 +246,7 @@ impl Hub {
         }
         if frame.agent_json.is_some() {
             for console in registry.consoles.values() {
-                if console.scope.sees(&frame) {
+                if console.scope.sees(frame) {
                     let _ = console.tx.send(frame.clone());
                 }
             }
@@ -344,5 +396,51 @@ mod tests {
         drop(bea);
         assert!(!lock(&hub.registry).visitors.contains_key("v_bea"));
         assert_eq!(hub.subscribers(), 2);
+    }
+
+    #[tokio::test]
+    async fn ephemeral_frames_are_relayed_but_stored_per_replica_and_delivered_ones_not() {
+        let hub = Hub::new();
+        let mut console = hub.subscribe(scope("a@x", None));
+        let ephemeral = |kind: &'static str| Frame {
+            agent_json: Some(kind.to_string().into()),
+            kind: Some(kind),
+            ..Frame::default()
+        };
+        // No relay (SQLite): published here, counted nowhere.
+        hub.publish(ephemeral("typing"));
+        assert_eq!(hub.relay_dropped(), 0);
+        let (tx, mut relayed) = mpsc::channel(2);
+        assert!(hub.relay_to(tx.clone()));
+        assert!(!hub.relay_to(tx), "set once");
+        hub.publish(for_agents(1, None, None)); // stored: the tailers carry it
+        hub.publish(ephemeral("agent.presence")); // each replica makes its own
+        hub.publish(ephemeral("config.reloaded"));
+        hub.deliver(ephemeral("signal")); // came from another replica
+        hub.publish(ephemeral("typing"));
+        hub.publish(ephemeral("queue.position"));
+        hub.publish(ephemeral("conversation.read")); // the queue (2) is full
+        let kinds: Vec<_> = std::iter::from_fn(|| relayed.try_recv().ok())
+            .map(|f| f.kind.unwrap())
+            .collect();
+        assert_eq!(kinds, ["typing", "queue.position"]);
+        assert_eq!(hub.relay_dropped(), 1);
+        // Every one of them reached this replica's console, once.
+        let here: Vec<_> = std::iter::from_fn(|| console.try_recv().ok())
+            .map(|f| f.agent_json.as_deref().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            here,
+            [
+                "typing",
+                "1",
+                "agent.presence",
+                "config.reloaded",
+                "signal",
+                "typing",
+                "queue.position",
+                "conversation.read"
+            ]
+        );
     }
 }

@@ -1,24 +1,26 @@
 //! Attachments on PostgreSQL (#17): the rows of `store::attachments` (the SQLite side), for
-//! replicas. The files themselves are handled by the same code as on SQLite
-//! (`attachments::keep_preview`, `place_files`, `remove_files`); what this module adds is
-//! the lock that SQLite's one writer gave for free.
+//! replicas, and their bytes in the database (`postgres::contents`), where every replica
+//! reads them: nothing of a file is kept under `DATA_DIR/files` on PostgreSQL (an upload's
+//! temporary file is removed once its content is stored). Files stored there before
+//! migration 13 are still served and removed by the rules of the disk.
 //!
-//! A file is stored once per content. On SQLite an upload that finds its content's file in
-//! place (and so drops its own copy) and a sweep or an erase that finds the content's last
-//! row gone (and so removes the file) run as writer jobs, one at a time: the upload never
-//! counts on a file that is about to go. Here each holds the content's advisory lock
-//! ([`lock_content`]) from before it looks at the disk until its transaction ends: the
-//! upload while it checks the preview, writes its row and puts its files in place; the
-//! sweep while it checks that no row is left and removes the files. Whichever comes second
-//! sees what the first committed. Not used by `serve` yet (docs/postgres.md).
+//! A content is stored once. On SQLite an upload that finds its content stored (and so
+//! drops its own copy) and a sweep or an erase that finds the content's last row gone (and
+//! so removes the file) run as writer jobs, one at a time: the upload never counts on a
+//! file that is about to go. Here each holds the content's advisory lock
+//! ([`lock_content`]) from before it looks at what is stored until its transaction ends:
+//! the upload while it checks the preview, writes its row and stores the bytes; the sweep
+//! while it checks that no row is left and removes them. Whichever comes second sees what
+//! the first committed.
 
 use std::path::Path;
 
 use deadpool_postgres::GenericClient;
 
-use super::PgError;
+use super::{PgError, contents};
 use crate::store::StoreError;
-use crate::store::attachments::{Stored, UNUSED_FOR_MS, keep_preview, place_files, remove_files};
+use crate::store::attachments::{Stored, UNUSED_FOR_MS, remove_files};
+use crate::store::previews::preview_path;
 
 /// The advisory lock class of a content (the first key of the two-key form, whose keys
 /// never meet the one-key locks of migrations, revisions, invitations or presence; the
@@ -37,12 +39,12 @@ pub async fn lock_content(tx: &impl GenericClient, sha256: &str) -> Result<(), P
     Ok(())
 }
 
-/// Records an upload and puts its file in place, as `attachments::insert`, in a
+/// Records an upload and stores its bytes, as `attachments::insert` does on disk, in a
 /// transaction of its own (a savepoint when `client` is a transaction already) that holds
-/// the content's lock: checked, written and put in place while no sweep or erase of the
-/// same content on any replica can remove its file. The files are in place before the
-/// commit; if the commit then fails, they stay without a row (as on SQLite when the
-/// writer's group commit fails).
+/// the content's lock: checked, written and stored while no sweep or erase of the same
+/// content on any replica can remove it. Row and bytes commit together; the temporary
+/// files (`temp`, `preview_temp`) are removed after the commit, and left to the caller when
+/// it fails.
 pub async fn insert(
     client: &mut impl GenericClient,
     a: &mut Stored,
@@ -52,10 +54,53 @@ pub async fn insert(
 ) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(PgError::from)?;
     lock_content(&tx, &a.sha256).await?;
-    keep_preview(a, data_dir, preview_temp);
+    keep_preview(&tx, a, data_dir, preview_temp).await?;
     insert_row(&tx, a).await?;
-    place_files(&a.sha256, data_dir, temp, preview_temp)?;
+    store_contents(&tx, &a.sha256, temp, preview_temp).await?;
     tx.commit().await.map_err(super::at_commit)?;
+    for path in std::iter::once(temp).chain(preview_temp) {
+        if let Err(e) = std::fs::remove_file(path) {
+            tracing::warn!(error = %e, path = %path.display(), "cannot remove an upload's temporary file");
+        }
+    }
+    Ok(())
+}
+
+/// Forgets `a.preview` when the upload counts on a preview stored already (no
+/// `preview_temp`) and there is none (it went with the last upload of the content), as
+/// `attachments::keep_preview`. The caller holds the content's lock in `tx`.
+pub async fn keep_preview(
+    tx: &impl GenericClient,
+    a: &mut Stored,
+    data_dir: &Path,
+    preview_temp: Option<&Path>,
+) -> Result<(), StoreError> {
+    if preview_temp.is_none()
+        && !contents::has(tx, &a.sha256, true).await?
+        && !preview_path(data_dir, &a.sha256).exists()
+    {
+        a.preview = None;
+    }
+    Ok(())
+}
+
+/// Stores the bytes of an upload whose row `tx` writes: the content `sha256` from `temp`,
+/// and its preview from `preview_temp`, each unless it is stored already. The caller holds
+/// the content's lock in `tx` and removes the temporary files once `tx` is committed.
+pub async fn store_contents(
+    tx: &impl GenericClient,
+    sha256: &str,
+    temp: &Path,
+    preview_temp: Option<&Path>,
+) -> Result<(), StoreError> {
+    if !contents::has(tx, sha256, false).await? {
+        contents::write(tx, sha256, false, temp).await?;
+    }
+    if let Some(preview) = preview_temp
+        && !contents::has(tx, sha256, true).await?
+    {
+        contents::write(tx, sha256, true, preview).await?;
+    }
     Ok(())
 }
 
@@ -219,6 +264,7 @@ pub async fn sweep(
     let gone = sweep_rows(&tx, now_ms).await?;
     if !gone.is_empty() {
         let unused = unreferenced(&tx, &gone).await?;
+        contents::remove(&tx, &unused).await?;
         remove_files(data_dir, &unused);
     }
     tx.commit().await.map_err(super::at_commit)?;
@@ -254,10 +300,12 @@ pub async fn sweep_rows(tx: &impl GenericClient, now_ms: i64) -> Result<Vec<Stri
     Ok(gone)
 }
 
-/// Removes from the disk each file of `shas` that no upload refers to any more (after an
-/// erase took their rows), with its preview, as `attachments::remove_unreferenced`, in a
+/// Removes from the database (and from this replica's disk, for files stored before
+/// migration 13) each content of `shas` that no upload refers to any more (after an erase
+/// took their rows), with its preview, as `attachments::remove_unreferenced`, in a
 /// transaction of its own (a savepoint in a caller's, which the erase's should be) holding
-/// each content's lock. Returns how many files went.
+/// each content's lock. Returns how many contents went: from the database, or (when there
+/// are more of them) from the disk.
 pub async fn remove_unreferenced(
     client: &mut impl GenericClient,
     data_dir: &Path,
@@ -265,14 +313,16 @@ pub async fn remove_unreferenced(
 ) -> Result<usize, StoreError> {
     let tx = client.transaction().await.map_err(PgError::from)?;
     let unused = unreferenced(&tx, shas).await?;
-    let removed = remove_files(data_dir, &unused);
+    let removed = contents::remove(&tx, &unused).await?;
+    // Files a replica kept on disk before migration 13, whichever holds them.
+    let on_disk = remove_files(data_dir, &unused);
     tx.commit().await.map_err(super::at_commit)?;
-    Ok(removed)
+    Ok(removed.max(on_disk))
 }
 
 /// Of `shas`, those no upload refers to any more: sorted, each once, each under its
 /// content's lock, taken in that order (so two sweeps never wait for each other in a
-/// circle) and held until the end of `tx`. The caller removes their files before it ends.
+/// circle) and held until the end of `tx`. The caller removes their contents before it ends.
 pub async fn unreferenced(
     tx: &impl GenericClient,
     shas: &[String],

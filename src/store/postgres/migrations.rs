@@ -263,6 +263,38 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
              USING gin (to_tsvector('simple', data::json ->> 'text'))
              WHERE type IN ('message.created', 'note.created');",
     ),
+    (
+        12,
+        // Ephemeral frames too large for a notification's payload (a call's signalling with
+        // a long SDP): the row holds the frame, the notification only its id
+        // (`frames::publish_stored`). Rows are deleted a minute after they were written.
+        "CREATE TABLE ephemeral_frames (
+             id      bigserial PRIMARY KEY,
+             at      timestamptz NOT NULL DEFAULT now(),
+             payload text NOT NULL
+         );
+         CREATE INDEX ephemeral_frames_at ON ephemeral_frames (at);",
+    ),
+    (
+        13,
+        // Files on replicas (`postgres::contents`): the bytes of each content and of its
+        // preview, in pieces of `contents::PIECE` bytes, so that neither an upload nor a
+        // download holds a whole file in memory and a range reads only its pieces. Stored
+        // uncompressed out of line: pictures, audio and video are compressed already.
+        // `link_key`: the one key of signed links, made by whichever replica asks first.
+        "CREATE TABLE file_contents (
+             sha256  text NOT NULL,
+             preview boolean NOT NULL,
+             piece   integer NOT NULL,
+             data    bytea NOT NULL,
+             PRIMARY KEY (sha256, preview, piece)
+         );
+         ALTER TABLE file_contents ALTER COLUMN data SET STORAGE EXTERNAL;
+         CREATE TABLE link_key (
+             one boolean PRIMARY KEY DEFAULT true CHECK (one),
+             key bytea NOT NULL
+         );",
+    ),
 ];
 
 /// The newest version this build knows.

@@ -14,6 +14,7 @@
 
 pub mod attachments;
 pub mod contacts;
+pub mod contents;
 pub mod conversations;
 pub mod effects;
 pub mod frames;

@@ -46,8 +46,9 @@ impl Tailer {
     /// order, to `out`; it stops when `out` is closed. `poll` is the fallback period when
     /// no notification comes.
     ///
-    /// With `frames`, it also hands over the ephemeral frames other replicas publish
-    /// (`frames::publish`), as they come, dropping one when `frames` is full (best effort).
+    /// With `frames`, it also hands over the payloads of the ephemeral frames every
+    /// replica publishes (`frames::publish`, its own included: the receiver tells them
+    /// apart), as they come, dropping one when `frames` is full (best effort).
     pub fn start(
         store: PgStore,
         after: i64,

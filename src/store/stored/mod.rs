@@ -6,5 +6,6 @@
 
 pub mod attachments;
 pub mod contacts;
+pub mod contents;
 pub mod pageviews;
 pub mod reads;

@@ -13,7 +13,8 @@
 # packaging/nginx.conf's locations and both replicas as its upstream. nginx names the replica
 # that took each request in `X-Livechat-Upstream`, which is how the bench tells cross-replica
 # deliveries from the others. VISITORS and AGENTS (chat: 1000 and 100) or WRITERS and AGENTS
-# (store: 64 and 2) set the load.
+# (store: 64 and 2) set the load. PG_STATEMENTS=1 prints the statements that took
+# PostgreSQL's time (pg_stat_statements) after the run.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -67,13 +68,17 @@ fi
 "${as_pg[@]}" "$pgbin/initdb" -D "$work/pg/data" -U livechat --auth=trust --encoding=UTF8 \
     --locale=C >"$work/initdb.log" 2>&1
 "${as_pg[@]}" "$pgbin/postgres" -D "$work/pg/data" -k "$work/pg" -c listen_addresses= \
-    -c max_connections=300 -c shared_buffers=256MB >"$work/postgres.log" 2>&1 &
+    -c max_connections=300 -c shared_buffers=256MB \
+    ${PG_STATEMENTS:+-c shared_preload_libraries=pg_stat_statements} >"$work/postgres.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
     "$pgbin/pg_isready" -q -h "$work/pg" -U livechat -d postgres && break
     sleep 0.1
 done
 "$pgbin/psql" -q -h "$work/pg" -U livechat -d postgres -c 'CREATE DATABASE livechat'
+if [ -n "${PG_STATEMENTS:-}" ]; then
+    "$pgbin/psql" -q -h "$work/pg" -U livechat -d livechat -c 'CREATE EXTENSION pg_stat_statements'
+fi
 url="postgres://livechat@localhost/livechat?host=$work/pg"
 export LIVECHAT_DATABASE_URL=$url
 
@@ -166,6 +171,12 @@ store)
         "$@" || status=$?
     ;;
 esac
+if [ -n "${PG_STATEMENTS:-}" ]; then
+    "$pgbin/psql" -h "$work/pg" -U livechat -d livechat -c "SELECT calls,
+        round(total_exec_time::numeric, 1) AS total_ms, round(mean_exec_time::numeric, 3) AS mean_ms,
+        rows, left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query
+        FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15"
+fi
 if [ "$status" != 0 ]; then
     echo "--- replica b's log (last lines)" >&2
     tail -n 30 "$work/b.log" >&2

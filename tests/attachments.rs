@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::live::{Api, Console, Session, agent_email};
+use common::live::{Api, Console, RawReply, Session, agent_email};
 use common::{Bundle, TestServer, bot};
 use serde_json::{Value, json};
 
@@ -50,25 +50,6 @@ fn wav() -> Vec<u8> {
     b
 }
 
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    bytes: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
-    }
-}
-
 struct World {
     server: TestServer,
     api: Api,
@@ -78,24 +59,16 @@ struct World {
 }
 
 impl World {
-    async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+    async fn send(&self, req: reqwest::RequestBuilder) -> RawReply {
         self.try_send(req).await.expect("the server answers")
     }
 
-    async fn try_send(&self, req: reqwest::RequestBuilder) -> Result<Reply, reqwest::Error> {
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await?.to_vec();
-        Ok(Reply {
-            status,
-            headers,
-            bytes,
-        })
+    async fn try_send(&self, req: reqwest::RequestBuilder) -> Result<RawReply, reqwest::Error> {
+        RawReply::of(req).await
     }
 
     /// Uploads `bytes` as the visitor with this token.
-    async fn visitor_upload(&self, token: &str, name: &str, mime: &str, bytes: &[u8]) -> Reply {
+    async fn visitor_upload(&self, token: &str, name: &str, mime: &str, bytes: &[u8]) -> RawReply {
         let req = self
             .http
             .post(format!(
@@ -109,7 +82,7 @@ impl World {
         self.send(req).await
     }
 
-    async fn agent_upload(&self, conv: &str, name: &str, mime: &str, bytes: &[u8]) -> Reply {
+    async fn agent_upload(&self, conv: &str, name: &str, mime: &str, bytes: &[u8]) -> RawReply {
         let req = self
             .http
             .post(format!(
@@ -124,7 +97,7 @@ impl World {
     }
 
     /// `GET` of a path of the server, with a bearer token when given.
-    async fn get(&self, path: &str, token: Option<&str>, range: Option<&str>) -> Reply {
+    async fn get(&self, path: &str, token: Option<&str>, range: Option<&str>) -> RawReply {
         let mut req = self.http.get(format!("{}{path}", self.server.url));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -163,12 +136,12 @@ impl World {
 }
 
 /// Every attachment response is inert in a browser, whatever the file.
-fn assert_inert(r: &Reply, what: &str) {
+fn assert_inert(r: &RawReply, what: &str) {
     assert_eq!(r.header("x-content-type-options"), "nosniff", "{what}");
     assert_eq!(r.header("content-security-policy"), "sandbox", "{what}");
 }
 
-fn assert_download(r: &Reply, what: &str) {
+fn assert_download(r: &RawReply, what: &str) {
     assert_eq!(r.status, 200, "{what}");
     assert_inert(r, what);
     assert_eq!(
@@ -408,7 +381,7 @@ async fn only_those_who_may_see_get_them(w: &World) {
     let id = up.json()["id"].as_str().unwrap().to_string();
     let url = format!("/api/v1/attachments/{id}");
     let other = w.api.session("support").await;
-    let not_found = |r: &Reply, what: &str| {
+    let not_found = |r: &RawReply, what: &str| {
         assert_eq!(r.status, 404, "{what}");
         assert_eq!(r.json()["error"]["code"], "not_found", "{what}");
     };

@@ -62,8 +62,8 @@ fn a_short_bench_run_prints_every_figure_and_passes_its_checks() {
     let out = &outcome.output;
     println!("{out}");
     let line = |label: &str| -> &str {
-        out.lines()
-            .find(|l| l.trim_start().starts_with(label))
+        outcome
+            .line(label)
             .unwrap_or_else(|| panic!("no `{label}` in the output:\n{out}"))
     };
     for figure in [
@@ -149,8 +149,8 @@ fn uploads_during_the_chat_load_print_their_figures() {
     let out = &outcome.output;
     println!("{out}");
     let line = |label: &str| -> &str {
-        out.lines()
-            .find(|l| l.trim_start().starts_with(label))
+        outcome
+            .line(label)
             .unwrap_or_else(|| panic!("no `{label}` in the output:\n{out}"))
     };
     assert!(line("uploads stored (201)").ends_with(" 8"), "{out}");

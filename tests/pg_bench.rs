@@ -93,8 +93,8 @@ fn the_chat_bench_through_nginx_survives_a_replica_killed_halfway() {
     let out = &outcome.output;
     println!("{out}");
     let line = |label: &str| -> &str {
-        out.lines()
-            .find(|l| l.trim_start().starts_with(label))
+        outcome
+            .line(label)
             .unwrap_or_else(|| panic!("no `{label}` in the output:\n{out}"))
     };
     // Both replicas held sockets, and the kill closed all of one replica's.

@@ -10,10 +10,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::live::{Api, agent_email};
+use common::live::{Api, RawReply, agent_email};
 use common::postgres::{self, Postgres};
 use common::{Bundle, TestServer};
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 /// A disk reserve this machine's free space is sure to clear (the reserve has a test of
@@ -23,51 +23,29 @@ const BOSS: &str = "boss@acme.example";
 /// The largest file a bot takes unless it says otherwise (`attachments.max_size`).
 const LARGEST: usize = 10_000_000;
 
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    bytes: Vec<u8>,
+/// What a download's answer says of the file, beside its bytes.
+fn described(reply: &RawReply) -> [(&'static str, String); 5] {
+    [
+        "content-type",
+        "content-disposition",
+        "x-content-type-options",
+        "content-security-policy",
+        "content-length",
+    ]
+    .map(|h| (h, reply.header(h).to_string()))
 }
 
-impl Reply {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
-    }
-
-    /// What a download's answer says of the file, beside its bytes.
-    fn described(&self) -> [(&'static str, String); 5] {
-        [
-            "content-type",
-            "content-disposition",
-            "x-content-type-options",
-            "content-security-policy",
-            "content-length",
-        ]
-        .map(|h| (h, self.header(h).to_string()))
-    }
-}
-
-async fn send(req: reqwest::RequestBuilder) -> Reply {
-    let resp = req.send().await.expect("the server answers");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.bytes().await.expect("the whole body").to_vec();
-    Reply {
-        status,
-        headers,
-        bytes,
-    }
+async fn send(req: reqwest::RequestBuilder) -> RawReply {
+    RawReply::of(req).await.expect("the server answers")
 }
 
 /// `GET` of `path` on `server`, with a bearer token and a range when given.
-async fn get(server: &TestServer, path: &str, token: Option<&str>, range: Option<&str>) -> Reply {
+async fn get(
+    server: &TestServer,
+    path: &str,
+    token: Option<&str>,
+    range: Option<&str>,
+) -> RawReply {
     let mut req = reqwest::Client::new().get(format!("{}{path}", server.url));
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -79,7 +57,7 @@ async fn get(server: &TestServer, path: &str, token: Option<&str>, range: Option
 }
 
 /// The visitor with `token` uploads `bytes` named `name` through `server`.
-async fn upload(server: &TestServer, token: &str, name: &str, bytes: Vec<u8>) -> Reply {
+async fn upload(server: &TestServer, token: &str, name: &str, bytes: Vec<u8>) -> RawReply {
     let req = reqwest::Client::new()
         .post(format!(
             "{}/api/v1/visitor/attachments?name={name}",
@@ -265,8 +243,8 @@ async fn a_file_uploaded_through_one_replica_is_served_by_the_other() {
             assert_eq!(on_b.status, 200, "{what} through B");
             assert!(on_b.bytes == *bytes, "{what}: the same bytes through B");
             assert_eq!(
-                on_b.described(),
-                on_a.described(),
+                described(&on_b),
+                described(&on_a),
                 "{what}: the same answer"
             );
         }
@@ -319,7 +297,7 @@ async fn a_file_uploaded_through_one_replica_is_served_by_the_other() {
     );
     assert_eq!((pa.status, pb.status), (200, 200));
     assert!(pa.bytes == pb.bytes, "the same preview");
-    assert_eq!(pa.described(), pb.described());
+    assert_eq!(described(&pa), described(&pb));
     assert!(pb.bytes.len() < shot.len(), "a preview is smaller");
 
     // A link signed by A opens on B, and one signed by B on A; tampered, on neither.

@@ -395,6 +395,15 @@ pub struct Outcome {
     pub ok: bool,
 }
 
+impl Outcome {
+    /// The printed line whose label (after its indent) starts with `label`.
+    pub fn line(&self, label: &str) -> Option<&str> {
+        self.output
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+    }
+}
+
 /// The program: parses the command line, runs, prints; exit 2 when a check failed.
 pub fn main_exit() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -621,3 +621,38 @@ impl Stream {
             .unwrap_or(0)
     }
 }
+
+/// An HTTP answer read whole, its body as bytes (a file): its status, headers and body.
+pub struct RawReply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub bytes: Vec<u8>,
+}
+
+impl RawReply {
+    /// Sends `req` and reads the whole answer.
+    pub async fn of(req: reqwest::RequestBuilder) -> Result<RawReply, reqwest::Error> {
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await?.to_vec();
+        Ok(RawReply {
+            status,
+            headers,
+            bytes,
+        })
+    }
+
+    /// A header's value ("" when it is missing or not text).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The body as JSON (`null` when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.bytes).unwrap_or(serde_json::Value::Null)
+    }
+}

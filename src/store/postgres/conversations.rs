@@ -106,7 +106,8 @@ pub async fn load(
 }
 
 /// Decides and writes the guards of one group, in the open transaction `tx`: `None` for each
-/// one written, or why it was refused. Takes the conversations' and the agents' locks.
+/// one written, or why it was refused. Takes the conversations' locks, then those of the
+/// agents it gives a chat.
 pub async fn write(
     tx: &impl GenericClient,
     guards: &[&Guard],
@@ -121,8 +122,11 @@ pub async fn write(
     let mut now: BTreeMap<String, (i64, Option<String>)> = BTreeMap::new();
     for r in tx
         .query(
-            "SELECT id, version, assignee, status FROM conversations
+            &tx.prepare_cached(
+                "SELECT id, version, assignee, status FROM conversations
              WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            )
+            .await?,
             &[&ids],
         )
         .await?
@@ -144,10 +148,13 @@ pub async fn write(
         let (convs, ids): (Vec<&str>, Vec<&str>) = retried.into_iter().unzip();
         for r in tx
             .query(
-                "SELECT e.conversation_id, e.client_id, min(e.seq) FROM events e
+                &tx.prepare_cached(
+                    "SELECT e.conversation_id, e.client_id, min(e.seq) FROM events e
                  JOIN unnest($1::text[], $2::text[]) AS k (conversation_id, client_id)
                    ON e.conversation_id = k.conversation_id AND e.client_id = k.client_id
                  GROUP BY e.conversation_id, e.client_id",
+                )
+                .await?,
                 &[&convs, &ids],
             )
             .await?
@@ -155,11 +162,23 @@ pub async fn write(
             written_before.insert((r.get(0), r.get(1)), r.get(2));
         }
     }
-    // Lock the agents the group gives a chat, by email (a row is made the first time).
+    // Lock the agents the group gives a chat, by email (a row is made the first time). A
+    // chat that already counts for its agent adds nothing to their load: a message in an
+    // assigned chat takes no lock (it would queue every write of the agent's chats, on
+    // every replica, behind one row). A conversation written twice in the group may lose
+    // and regain its agent within it, so its agent is locked anyway.
+    let mut writes: BTreeMap<&str, usize> = BTreeMap::new();
+    for g in guards {
+        *writes.entry(g.row.id.as_str()).or_default() += 1;
+    }
     let agents: BTreeSet<&str> = guards
         .iter()
         .filter(|g| g.max_chats.is_some())
-        .filter_map(|g| g.row.load_of())
+        .filter_map(|g| {
+            let agent = g.row.load_of()?;
+            let had = now.get(&g.row.id).and_then(|(_, a)| a.as_deref());
+            (had != Some(agent) || writes[g.row.id.as_str()] > 1).then_some(agent)
+        })
         .collect();
     let agents: Vec<&str> = agents.into_iter().collect();
     let mut loads: BTreeMap<String, i64> = BTreeMap::new();
@@ -244,9 +263,12 @@ pub async fn write(
             .await?
         } else {
             tx.execute(
-                "UPDATE conversations SET version = version + 1, status = $2, assignee = $3,
+                &tx.prepare_cached(
+                    "UPDATE conversations SET version = version + 1, status = $2, assignee = $3,
                      team = $4, updated_at = $5, requested_at = $6, state = $7
                  WHERE id = $1",
+                )
+                .await?,
                 &[
                     &row.id,
                     &row.status,
@@ -268,17 +290,20 @@ pub async fn write(
         // gone when nothing is due any more.
         match &guard.due_at {
             Some(due) => {
-                tx.execute(
-                    "INSERT INTO timers (conversation_id, due_at) VALUES ($1, $2::text::timestamptz)
+                tx.execute(&tx.prepare_cached("INSERT INTO timers (conversation_id, due_at) VALUES ($1, $2::text::timestamptz)
                      ON CONFLICT (conversation_id) DO UPDATE
-                     SET due_at = excluded.due_at, leased_by = NULL, lease_until = NULL",
+                     SET due_at = excluded.due_at, leased_by = NULL, lease_until = NULL").await?,
                     &[&row.id, due],
                 )
                 .await?;
             }
             None => {
-                tx.execute("DELETE FROM timers WHERE conversation_id = $1", &[&row.id])
-                    .await?;
+                tx.execute(
+                    &tx.prepare_cached("DELETE FROM timers WHERE conversation_id = $1")
+                        .await?,
+                    &[&row.id],
+                )
+                .await?;
             }
         }
         now.insert(

@@ -92,8 +92,7 @@ pub async fn append(tx: &impl GenericClient, events: &[&NewEvent]) -> Result<Ran
     let client_id = column(|e| e.client_id.as_deref());
     let visible: Vec<bool> = events.iter().map(|e| e.visitor_visible).collect();
     let last: i64 = tx
-        .query_one(
-            "WITH counter AS (
+        .query_one(&tx.prepare_cached("WITH counter AS (
                  UPDATE seq_counter SET last = last + $1 RETURNING last
              ), appended AS (
                  INSERT INTO events (seq, conversation_id, bot, type, at, visitor_visible, data, client_id)
@@ -104,7 +103,7 @@ pub async fn append(tx: &impl GenericClient, events: &[&NewEvent]) -> Result<Ran
                       WITH ORDINALITY AS e (conversation_id, bot, type, at, visitor_visible,
                                             data, client_id, n)
              )
-             SELECT last FROM counter",
+             SELECT last FROM counter").await?,
             &[
                 &count,
                 &conversation,

@@ -176,17 +176,10 @@ async fn call() {
     js(&visitor, &widget("r.querySelector('.lc-decline').click();")).await;
     until(&visitor, "the offer gone, the chat on", &widget("return !r.querySelector('.lc-offer') && !r.querySelector('.lc-call') && !r.querySelector('.lc-input').disabled;")).await;
 
-    let db = rusqlite::Connection::open_with_flags(
-        server.data_dir.join("livechat.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let ends: Vec<Value> = db
-        .prepare("SELECT data FROM events WHERE type = 'video.ended' ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(|d| serde_json::from_str(&d.unwrap()).unwrap())
+    let ends: Vec<Value> = server
+        .rows("SELECT data FROM events WHERE type = 'video.ended' ORDER BY seq")
+        .iter()
+        .map(|row| serde_json::from_str(&row[0]).unwrap())
         .collect();
     assert_eq!(ends.len(), 2, "{ends:?}");
     assert_eq!(ends[0]["reason"], "hangup", "{ends:?}");

@@ -5,9 +5,12 @@
 //! password` and the other commands a test runs reach the same database). `cargo test`
 //! runs them on SQLite as their own files and here on PostgreSQL: one command, both stores.
 //!
+//! The browser files (`browser_smoke`, `console`, `console_alerts`, `first_five_minutes`,
+//! `video_call`) are among them: the widget and the console in Chromium against a server on
+//! PostgreSQL.
+//!
 //! Left out, as SQLite's alone: `stored_events` (databases written by earlier releases),
-//! `backup` (the database file), `storage_full` (the data directory's disk), `video_call`
-//! (reads the database file inside a network namespace), `first_run` and
+//! `backup` (the database file), `storage_full` (the data directory's disk), `first_run` and
 //! `init_and_examples` (the default data directory), the `pg_*` files (PostgreSQL already)
 //! and the files that start no server. Any test file runs on PostgreSQL by hand with
 //! `LIVECHAT_TEST_STORE=postgres cargo test --test NAME`.
@@ -23,10 +26,18 @@ mod apply;
 mod attachments;
 #[path = "auth.rs"]
 mod auth;
+#[path = "browser_smoke.rs"]
+mod browser_smoke;
+#[path = "console.rs"]
+mod console;
+#[path = "console_alerts.rs"]
+mod console_alerts;
 #[path = "contact_fields.rs"]
 mod contact_fields;
 #[path = "delivery.rs"]
 mod delivery;
+#[path = "first_five_minutes.rs"]
+mod first_five_minutes;
 #[path = "invite.rs"]
 mod invite;
 #[path = "lifecycle.rs"]
@@ -57,6 +68,8 @@ mod socket_writes;
 mod unread;
 #[path = "video.rs"]
 mod video;
+#[path = "video_call.rs"]
+mod video_call;
 #[path = "visitors_online.rs"]
 mod visitors_online;
 #[path = "webhooks.rs"]

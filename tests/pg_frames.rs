@@ -31,6 +31,9 @@ const QUIET: Duration = Duration::from_millis(1500);
 /// The agent of the other bot: team `shop` serves bot `sales` only.
 const SAM: &str = "sam@acme.example";
 
+/// The bundle's admin.
+const BOSS: &str = "boss@acme.example";
+
 /// Bot `support` (team `desk`: agents 0 and 1) with video calls, and bot `sales` (team
 /// `shop`: Sam).
 fn bundle() -> Bundle {
@@ -57,7 +60,12 @@ async fn replicas(pg: &Postgres, name: &str) -> (TestServer, TestServer) {
     .await
     .unwrap();
     let env = vec![("LIVECHAT_DATABASE_URL".to_string(), pg.uri(name))];
-    for email in [agent_email(0), agent_email(1), SAM.to_string()] {
+    for email in [
+        agent_email(0),
+        agent_email(1),
+        SAM.to_string(),
+        BOSS.to_string(),
+    ] {
         set_password_with(&a.bots_dir, &a.data_dir, &email, &env);
     }
     (a, b)
@@ -374,6 +382,31 @@ async fn typing_and_call_signalling_cross_replicas_once_and_in_scope() {
         assert_eq!(place["data"]["position"], 1, "{what}: {place}");
     }
 
+    // Ana switches "Take video calls" off through A: B, which holds her console, lists her
+    // so and tells her console; on again, both say so again.
+    for video in [false, true] {
+        let (status, body) = api_a
+            .call(
+                "PUT",
+                "/api/v1/me/availability",
+                Some(&ana.token),
+                Some(&json!({ "video": video }).to_string()),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        ana.stream
+            .wait_for(CROSSES, "Ana's video toggle on B", |f| {
+                f["type"] == "agent.presence"
+                    && f["data"]["agent"] == agent_email(0)
+                    && f["data"]["video"] == video
+            })
+            .await;
+        for api in [&api_a, &api_b] {
+            let view = api.agent_view(&ben.token, &agent_email(0)).await;
+            assert_eq!(view["video"], video, "{view}");
+        }
+    }
+
     // The large signals went through the table; its rows are kept for a minute only.
     let client = postgres::connect(&pg.url("frames")).await;
     let stored: i64 = client
@@ -409,5 +442,145 @@ async fn typing_and_call_signalling_cross_replicas_once_and_in_scope() {
             "{}",
             metrics.text
         );
+    }
+}
+
+/// An admin's erase through replica A reaches what replica B holds of the visitor, who
+/// chatted through B only: B ends their socket and refuses their token from then on (a
+/// replica keeps tokens it looked up), has dropped their chat (Ana's load there, the
+/// conversation), Ana's console on B is told, and nothing of the visitor is written again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_erase_through_one_replica_leaves_nothing_of_the_visitor_on_the_other() {
+    let pg = Postgres::start();
+    let (a, b) = replicas(&pg, "erase").await;
+    let (api_a, api_b) = (Api::new(&a.url), Api::new(&b.url));
+    let mut ana = api_b.go_online(&agent_email(0)).await;
+    let started = api_b.visitor("support").await;
+    let token = started["token"].as_str().unwrap().to_string();
+    let conv = started["conversation_id"].as_str().unwrap().to_string();
+    let visitor_id = started["visitor_id"].as_str().unwrap().to_string();
+    let mut tab = api_b.visitor_stream(&token, 0).await;
+    let say = |text: &str| json!({ "text": text });
+    api_b
+        .post_ok(
+            "/api/v1/visitor/messages",
+            Some(&token),
+            say("my order 8812"),
+        )
+        .await;
+    api_b.request_live_chat(&token).await;
+    api_b.act_ok(&ana.token, &conv, "accept", json!({})).await;
+    api_b
+        .post_ok("/api/v1/visitor/messages", Some(&token), say("thanks"))
+        .await;
+    api_b
+        .wait_agent(&ana.token, &agent_email(0), |v| v["active_chats"] == 1)
+        .await;
+
+    let boss = api_a.login(BOSS).await;
+    let (status, body) = api_a
+        .call(
+            "DELETE",
+            &format!("/api/v1/visitors/{visitor_id}"),
+            Some(&boss),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["erased"]["conversations"], 1, "{body}");
+
+    let told = tab
+        .wait_for(CROSSES, "the erase, on the visitor's socket on B", |f| {
+            f["type"] == "error"
+        })
+        .await;
+    assert_eq!(told["error"]["code"], "visitor_erased", "{told}");
+    ana.stream
+        .wait_for(CROSSES, "conversation.erased on Ana's console on B", |f| {
+            f["type"] == "conversation.erased" && f["conversation_id"] == conv
+        })
+        .await;
+    // B looked the token up before the erase; it is refused there now, as on A.
+    for (api, at) in [(&api_b, "B"), (&api_a, "A")] {
+        let (status, body) = api
+            .post(
+                "/api/v1/visitor/messages",
+                Some(&token),
+                say("still there?"),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("invalid_token")),
+            "a message through {at}: {body}"
+        );
+        let (status, body) = api
+            .get("/api/v1/visitor/history?after=0", Some(&token))
+            .await;
+        assert_eq!(status, 401, "the history through {at}: {body}");
+        let (status, body) = api
+            .get(&format!("/api/v1/conversations/{conv}"), Some(&ana.token))
+            .await;
+        assert_eq!(status, 404, "the conversation through {at}: {body}");
+    }
+    // B no longer counts the chat as Ana's.
+    api_b
+        .wait_agent(&ana.token, &agent_email(0), |v| v["active_chats"] == 0)
+        .await;
+
+    // A notice lost: a second visitor chats through B, then the replicas' listening
+    // sessions are ended and the visitor erased through A at once, before they listen again
+    // (a second later). Listening again, B reads its copies again and looks tokens up
+    // afresh: the token is refused there too.
+    let second = api_b.visitor("support").await;
+    let token = second["token"].as_str().unwrap().to_string();
+    let visitor_id = second["visitor_id"].as_str().unwrap().to_string();
+    api_b
+        .post_ok("/api/v1/visitor/messages", Some(&token), say("hello again"))
+        .await;
+    let client = postgres::connect(&pg.url("erase")).await;
+    let ended: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE application_name = 'livechat tailer'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ended, 2, "one listening session a replica");
+    let (status, body) = api_a
+        .call(
+            "DELETE",
+            &format!("/api/v1/visitors/{visitor_id}"),
+            Some(&boss),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let again = "listening to the other servers again";
+    assert!(
+        b.logged(again, Duration::from_secs(10)).is_some(),
+        "B never listened again"
+    );
+    let (status, body) = api_b
+        .post(
+            "/api/v1/visitor/messages",
+            Some(&token),
+            say("still there?"),
+        )
+        .await;
+    assert_eq!(
+        status, 401,
+        "a message through B after a lost notice: {body}"
+    );
+
+    for table in ["conversations", "visitors"] {
+        let left: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(left, 0, "{table} after the erase and the refused calls");
     }
 }

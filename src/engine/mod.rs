@@ -310,7 +310,13 @@ impl Engine {
             );
             engine.schedule(&conv);
         }
-        if engine.inner.replicated.is_some() {
+        if let Some(r) = &engine.inner.replicated {
+            let inner = Arc::downgrade(&engine.inner);
+            let _ = r.heed.set(Box::new(move |frame| {
+                if let Some(inner) = inner.upgrade() {
+                    Engine { inner }.heed(frame);
+                }
+            }));
             engine.start_shared_timers();
             engine.start_shared_presence();
         }

@@ -26,8 +26,26 @@ impl Engine {
         Ok(())
     }
 
-    /// The "Take video calls" toggle: off, video requests do not ring this agent.
+    /// The "Take video calls" toggle: off, video requests do not ring this agent. On
+    /// PostgreSQL the other replicas take it up too (`relay::AGENT_VIDEO_ON`).
     pub fn set_video(&self, email: &str, video: bool) {
+        self.take_video_toggle(email, video);
+        if self.inner.replicated.is_some() {
+            self.inner.hub.publish(Frame {
+                to_agent: Some(email.to_lowercase()),
+                kind: Some(if video {
+                    super::relay::AGENT_VIDEO_ON
+                } else {
+                    super::relay::AGENT_VIDEO_OFF
+                }),
+                ..Frame::default()
+            });
+        }
+    }
+
+    /// The toggle made here or heard from another replica: this replica's routing follows
+    /// it, and its consoles are told.
+    pub(super) fn take_video_toggle(&self, email: &str, video: bool) {
         let email = email.to_lowercase();
         let changed = {
             let mut p = self.presence();

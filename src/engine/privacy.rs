@@ -130,6 +130,15 @@ impl Engine {
             self.drop_live(&erased);
             for visitor in &erased.visitor_ids {
                 self.forget_visitor(visitor);
+                if self.inner.replicated.is_some() {
+                    // No socket's business (the visitor has nothing left to see); the
+                    // other replicas forget the visitor's token too.
+                    self.inner.hub.publish(Frame {
+                        visitor_id: Some(visitor.clone()),
+                        kind: Some(VISITOR_FORGOTTEN),
+                        ..Frame::default()
+                    });
+                }
             }
             let removed = self.finish(erased, outbox, mail_dir).await?;
             total.add(&removed);
@@ -152,23 +161,7 @@ impl Engine {
         let mut load_changed = false;
         let mut queues = BTreeSet::new();
         for conv in &erased.conversations {
-            self.convs().remove(&conv.id);
-            self.state_written().remove(&conv.id);
-            if let Some((timer, _)) = self
-                .inner
-                .timers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&conv.id)
-            {
-                timer.abort();
-            }
-            if let Some(agent) = &conv.assignee {
-                let mut presence = self.presence();
-                if let Some(held) = presence.load.get_mut(agent) {
-                    load_changed |= held.remove(&conv.id);
-                }
-            }
+            load_changed |= self.drop_cached(&conv.id, conv.assignee.as_deref());
             if conv.status == Status::New.as_str() {
                 queues.insert(conv.bot.clone());
             }
@@ -195,6 +188,44 @@ impl Engine {
         for bot in queues {
             self.publish_queue(bot);
         }
+    }
+
+    /// Forgets what this engine holds of conversation `id` (its copy, its timer, its place
+    /// in `assignee`'s load; any agent's when `None`); answers whether a load changed.
+    fn drop_cached(&self, id: &str, assignee: Option<&str>) -> bool {
+        self.convs().remove(id);
+        self.state_written().remove(id);
+        if let Some((timer, _)) = self
+            .inner
+            .timers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+        {
+            timer.abort();
+        }
+        if let Some(r) = &self.inner.replicated {
+            r.forget(id);
+        }
+        let mut presence = self.presence();
+        match assignee {
+            Some(agent) => presence
+                .load
+                .get_mut(agent)
+                .is_some_and(|held| held.remove(id)),
+            // A conversation counts for one agent at most.
+            None => presence.load.values_mut().any(|held| held.remove(id)),
+        }
+    }
+
+    /// Another replica erased conversation `id` (its `conversation.erased` frame, heard
+    /// before this replica's consoles get it): what this one holds of it goes, and a
+    /// visitor whose current conversation it was is looked up again.
+    pub(super) fn erased_elsewhere(&self, id: &str) {
+        if self.drop_cached(id, None) {
+            self.agents_changed();
+        }
+        self.known().current.retain(|_, current| current != id);
     }
 
     /// After the rows are gone: the WAL cut back, the mail files removed (and looked for
@@ -265,6 +296,9 @@ impl Removed {
 pub const VISITOR_ERASED: &str = "visitor.erased";
 /// The console frame (not stored) saying a conversation was erased.
 pub const CONVERSATION_ERASED: &str = "conversation.erased";
+/// A frame of no socket telling the other replicas that retention erased a visitor's
+/// profile: they forget the visitor's token.
+pub const VISITOR_FORGOTTEN: &str = "visitor.forgotten";
 
 /// Runs the retention sweep every `every` (and once at start) while the engine lives.
 pub async fn retention_loop(engine: Engine, keep: Duration, every: Duration, mail_dir: PathBuf) {

@@ -17,16 +17,24 @@
 //! the conversation, bot, visitor, the agent it is for, and the lengths of the agents' and
 //! the visitor's texts; then a newline and the texts, one after the other. A text both
 //! sides get (an agent's typing) is sent once.
+//!
+//! Some frames change what the receiving engine holds, not only what its sockets see: an
+//! erase (the erased conversations, the visitor's cached token), an agent's "Take video
+//! calls". The receiver hands each frame to the engine ([`Heed`], [`Engine::heed`]) before
+//! its sockets get it, so that a visitor told of their erase on this replica finds their
+//! token refused here too.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::Engine;
+use super::privacy::{CONVERSATION_ERASED, VISITOR_ERASED, VISITOR_FORGOTTEN};
 use crate::hub::{Frame, Hub, Text};
 use crate::store::postgres::frames::{self, MAX_PAYLOAD};
-use crate::store::postgres::{PgError, PgStore};
+use crate::store::postgres::{PgError, PgStore, tailer};
 
 /// Frames waiting to be sent to the other replicas; more are dropped (and counted).
 pub const QUEUE: usize = 1024;
@@ -36,6 +44,57 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// The most kinds a receiver learns from payloads (each kept for the process's life).
 const KINDS_MAX: usize = 64;
+
+/// Frames of no socket (no texts) that tell the other replicas an agent switched "Take
+/// video calls" on or off (`to_agent`); on its own replica the toggle is already made.
+pub const AGENT_VIDEO_ON: &str = "agent.video.on";
+pub const AGENT_VIDEO_OFF: &str = "agent.video.off";
+
+/// Heeded (never delivered) when the tailer listens again after its connection failed:
+/// the notices sent meanwhile are lost.
+const RELISTENED: &str = "relay.relistened";
+
+/// What the engine does with each frame another replica sent, before this replica's
+/// sockets get it; set once the engine exists (frames heard before are only delivered).
+pub type Heed = Arc<OnceLock<Box<dyn Fn(&Frame) + Send + Sync>>>;
+
+impl Engine {
+    /// A frame from another replica, before this replica's sockets get it: what it changes
+    /// in this engine.
+    pub(super) fn heed(&self, frame: &Frame) {
+        match (frame.kind, &frame.conversation_id, &frame.visitor_id) {
+            (Some(CONVERSATION_ERASED), Some(id), _) => self.erased_elsewhere(id),
+            (Some(VISITOR_ERASED | VISITOR_FORGOTTEN), _, Some(visitor)) => {
+                self.forget_visitor(visitor);
+                self.leave_live(visitor);
+            }
+            (Some(RELISTENED), _, _) => self.notices_lost(),
+            (Some(kind @ (AGENT_VIDEO_ON | AGENT_VIDEO_OFF)), _, _) => {
+                if let Some(agent) = &frame.to_agent {
+                    self.take_video_toggle(agent, kind == AGENT_VIDEO_ON);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Notices from the other replicas may have been lost (an erase's among them): the
+    /// visitors' tokens and current conversations are looked up again, and every copy of a
+    /// conversation is read again before its next command (an erased one is then gone).
+    fn notices_lost(&self) {
+        {
+            let mut known = self.known();
+            known.tokens.clear();
+            known.current.clear();
+        }
+        if let Some(r) = &self.inner.replicated {
+            r.all_stale();
+        }
+        tracing::info!(
+            "listening to the other servers again: cached visitors and conversations are read again"
+        );
+    }
+}
 
 /// What a receiver needs to put a frame back together, before its texts.
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -169,12 +228,18 @@ fn intern(kind: &str) -> Option<&'static str> {
 
 /// Starts relaying `hub`'s ephemeral frames to the other replicas as replica `origin`, and
 /// delivering theirs, which the tailer hands to `heard`, to `hub`.
-pub fn start(pg: Arc<PgStore>, hub: &Hub, origin: String, heard: mpsc::Receiver<String>) {
+pub fn start(
+    pg: Arc<PgStore>,
+    hub: &Hub,
+    origin: String,
+    heard: mpsc::Receiver<String>,
+    heed: Heed,
+) {
     let (tx, outgoing) = mpsc::channel(QUEUE);
     hub.relay_to(tx);
     tokio::spawn(send(pg.clone(), origin.clone(), outgoing, hub.clone()));
     tokio::spawn(sweep(pg.clone()));
-    tokio::spawn(receive(pg, origin, heard, hub.clone()));
+    tokio::spawn(receive(pg, origin, heard, hub.clone(), heed));
 }
 
 /// Every minute, the rows of `ephemeral_frames` older than a minute go (every replica does
@@ -251,9 +316,29 @@ async fn send(
 }
 
 /// The receiver: every payload the tailer heard, in order; what this replica sent itself
-/// is skipped (the hub delivered it when it was published).
-async fn receive(pg: Arc<PgStore>, origin: String, mut heard: mpsc::Receiver<String>, hub: Hub) {
+/// is skipped (the hub delivered it when it was published). The engine heeds each frame
+/// before the sockets get it.
+async fn receive(
+    pg: Arc<PgStore>,
+    origin: String,
+    mut heard: mpsc::Receiver<String>,
+    hub: Hub,
+    heed: Heed,
+) {
+    let mut listened = false;
     while let Some(payload) = heard.recv().await {
+        if payload == tailer::LISTENING {
+            // Listening again after its connection failed: frames sent meanwhile are lost,
+            // an erase's notice among them.
+            if listened && let Some(heed) = heed.get() {
+                heed(&Frame {
+                    kind: Some(RELISTENED),
+                    ..Frame::default()
+                });
+            }
+            listened = true;
+            continue;
+        }
         let frame = match decode(&payload) {
             Some(Decoded::Frame { origin: from, .. } | Decoded::Stored { origin: from, .. })
                 if from == origin =>
@@ -280,6 +365,9 @@ async fn receive(pg: Arc<PgStore>, origin: String, mut heard: mpsc::Receiver<Str
                 continue;
             }
         };
+        if let Some(heed) = heed.get() {
+            heed(&frame);
+        }
         hub.deliver(frame);
     }
 }

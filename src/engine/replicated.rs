@@ -64,6 +64,8 @@ pub(super) struct Replicated {
     known: Arc<Mutex<HashMap<String, Known>>>,
     /// This replica's name in timer leases.
     pub replica: String,
+    /// What the engine does with the other replicas' frames (`relay::Heed`).
+    pub heed: super::relay::Heed,
     /// Woken when a local write sets a deadline sooner than the timer loop's next look.
     pub timers_wake: Notify,
     /// Woken when an agent's sockets on this replica come or go (the presence loop writes
@@ -113,7 +115,8 @@ impl Replicated {
         let tailer = Tailer::start((*pg).clone(), last, TAIL_POLL, pages, Some(heard));
         let known = Arc::new(Mutex::new(HashMap::new()));
         let replica = wire::new_id("r");
-        super::relay::start(pg.clone(), &hub, replica.clone(), frames);
+        let heed = super::relay::Heed::default();
+        super::relay::start(pg.clone(), &hub, replica.clone(), frames, heed.clone());
         tokio::spawn(publish(pg.clone(), incoming, hub, known.clone()));
         Ok(Replicated {
             pg,
@@ -121,6 +124,7 @@ impl Replicated {
             tailer,
             known,
             replica,
+            heed,
             timers_wake: Notify::new(),
             presence_wake: Notify::new(),
         })
@@ -164,6 +168,14 @@ impl Replicated {
         k.version = version;
         if let Some(seq) = seq {
             k.as_of = k.as_of.max(seq);
+        }
+    }
+
+    /// Every copy may be older than the database (notices were lost): each is read again
+    /// before it is used.
+    pub fn all_stale(&self) {
+        for k in self.known().values_mut() {
+            k.stale = true;
         }
     }
 

@@ -29,6 +29,12 @@ const RECONNECT: Duration = Duration::from_secs(1);
 /// after the gap and says so loudly.
 pub const GAP_WAIT: Duration = Duration::from_secs(5);
 
+/// Handed over with the ephemeral frames each time the tailer has started listening, on its
+/// first connection and after each reconnect: notifications sent while it was not
+/// listening are lost (the events it reads again; the frames are gone). No frame's payload
+/// is this (theirs start with a JSON header).
+pub const LISTENING: &str = "listening";
+
 /// The first pause before reading again past a gap; each pause doubles, up to a quarter of a
 /// second.
 const GAP_PAUSE: Duration = Duration::from_millis(10);
@@ -134,6 +140,7 @@ async fn tail(
     let (client, mut connection) = store.session(config).await?;
     let wake = Arc::new(Notify::new());
     let woken = Arc::clone(&wake);
+    let listening = frames.cloned();
     let frames = frames.cloned();
     // The connection's messages: a notification wakes the reader; the end of the stream
     // (the connection closed or failed) makes the client's next query fail.
@@ -161,6 +168,9 @@ async fn tail(
         client
             .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {FRAMES}"))
             .await?;
+        if let Some(listening) = &listening {
+            let _ = listening.try_send(LISTENING.to_owned());
+        }
         let statement = client
             .prepare(&format!(
                 "SELECT {COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT {PAGE}"

@@ -445,6 +445,20 @@ async fn typing_and_call_signalling_cross_replicas_once_and_in_scope() {
     }
 }
 
+/// The admin `boss` erases the visitor through `api`; answers the reply.
+async fn erase(api: &Api, boss: &str, visitor_id: &str) -> Value {
+    let (status, body) = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/visitors/{visitor_id}"),
+            Some(boss),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 /// An admin's erase through replica A reaches what replica B holds of the visitor, who
 /// chatted through B only: B ends their socket and refuses their token from then on (a
 /// replica keeps tokens it looked up), has dropped their chat (Ana's load there, the
@@ -478,15 +492,7 @@ async fn an_erase_through_one_replica_leaves_nothing_of_the_visitor_on_the_other
         .await;
 
     let boss = api_a.login(BOSS).await;
-    let (status, body) = api_a
-        .call(
-            "DELETE",
-            &format!("/api/v1/visitors/{visitor_id}"),
-            Some(&boss),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let body = erase(&api_a, &boss, &visitor_id).await;
     assert_eq!(body["erased"]["conversations"], 1, "{body}");
 
     let told = tab
@@ -539,25 +545,12 @@ async fn an_erase_through_one_replica_leaves_nothing_of_the_visitor_on_the_other
         .post_ok("/api/v1/visitor/messages", Some(&token), say("hello again"))
         .await;
     let client = postgres::connect(&pg.url("erase")).await;
-    let ended: i64 = client
-        .query_one(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-             WHERE application_name = 'livechat tailer'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(ended, 2, "one listening session a replica");
-    let (status, body) = api_a
-        .call(
-            "DELETE",
-            &format!("/api/v1/visitors/{visitor_id}"),
-            Some(&boss),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        postgres::end_tailers(&client).await,
+        2,
+        "one listening session a replica"
+    );
+    erase(&api_a, &boss, &visitor_id).await;
     let again = "listening to the other servers again";
     assert!(
         b.logged(again, Duration::from_secs(10)).is_some(),

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::postgres::{Postgres, connect};
+use common::postgres::{Postgres, connect, end_tailers};
 use livechat::store::postgres::log::{LogWriter, NewEvent, StoredEvent, append};
-use livechat::store::postgres::tailer::Tailer;
+use livechat::store::postgres::tailer::{self, Tailer};
 use livechat::store::postgres::{PgError, PgStore, migrations};
 use tokio::sync::mpsc;
 
@@ -300,16 +300,7 @@ async fn the_tailer_wakes_on_notify_and_after_a_reconnect_reads_what_it_missed()
     take(7, &mut got).await;
 
     let client = connect(&url).await;
-    let killed = client
-        .query_one(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-             WHERE application_name = 'livechat tailer'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get::<_, i64>(0);
-    assert_eq!(killed, 1);
+    assert_eq!(end_tailers(&client).await, 1);
     // Appended while the tailer is away (it waits a second before connecting again).
     assert_eq!(
         log.append((7..10).map(|n| event(0, n)).collect())
@@ -429,23 +420,27 @@ async fn ephemeral_frames_reach_every_replica_and_an_oversized_one_is_refused() 
         listening.push((tailer, frames_rx, _events_rx));
     }
     // Listening starts a moment after the tailer does; a frame sent before is lost (best
-    // effort, as designed), so send until both have one.
+    // effort, as designed), so send until both have one. Each tailer also says that it
+    // listens (`LISTENING`).
     let c = a.pool().get().await.unwrap();
     let frame = r#"{"type":"typing","conversation_id":"c1","by":"visitor"}"#;
     for (_, frames_rx, _) in &mut listening {
-        let got = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                frames::publish(&c, frame).await.unwrap();
-                if let Ok(Some(got)) =
-                    tokio::time::timeout(Duration::from_millis(200), frames_rx.recv()).await
-                {
-                    return got;
+        let (mut listened, mut got) = (false, None);
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !listened || got.is_none() {
+                if got.is_none() {
+                    frames::publish(&c, frame).await.unwrap();
+                }
+                match tokio::time::timeout(Duration::from_millis(200), frames_rx.recv()).await {
+                    Ok(Some(p)) if p == tailer::LISTENING => listened = true,
+                    Ok(Some(p)) if got.is_none() => got = Some(p),
+                    _ => {}
                 }
             }
         })
         .await
-        .expect("the frame reached the replica");
-        assert_eq!(got, frame);
+        .expect("the frame reached the replica, which said it listens");
+        assert_eq!(got.as_deref(), Some(frame));
     }
     let big = format!(r#"{{"text":"{}"}}"#, "x".repeat(MAX_PAYLOAD));
     assert!(matches!(

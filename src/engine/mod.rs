@@ -539,7 +539,14 @@ impl Engine {
             return Ok(());
         };
         let as_of = r.position();
-        let (version, fresh) = r.load(&conv.id).await?.ok_or(EngineError::NotFound)?;
+        let Some((version, fresh)) = r.load(&conv.id).await? else {
+            // Erased through another replica, its notice lost or not yet heeded: the copy
+            // goes too.
+            if self.drop_cached(&conv.id, None) {
+                self.agents_changed();
+            }
+            return Err(EngineError::NotFound);
+        };
         r.set_read(&conv.id, version, as_of);
         if self.update_load(conv, &fresh) {
             self.agents_changed();

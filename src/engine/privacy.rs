@@ -192,7 +192,7 @@ impl Engine {
 
     /// Forgets what this engine holds of conversation `id` (its copy, its timer, its place
     /// in `assignee`'s load; any agent's when `None`); answers whether a load changed.
-    fn drop_cached(&self, id: &str, assignee: Option<&str>) -> bool {
+    pub(super) fn drop_cached(&self, id: &str, assignee: Option<&str>) -> bool {
         self.convs().remove(id);
         self.state_written().remove(id);
         if let Some((timer, _)) = self
@@ -219,13 +219,13 @@ impl Engine {
     }
 
     /// Another replica erased conversation `id` (its `conversation.erased` frame, heard
-    /// before this replica's consoles get it): what this one holds of it goes, and a
-    /// visitor whose current conversation it was is looked up again.
+    /// before this replica's consoles get it): what this one holds of it goes. A visitor
+    /// whose latest conversation it was is erased with it, and forgotten when their own
+    /// frame comes (`visitor.erased`, or retention's `visitor.forgotten`).
     pub(super) fn erased_elsewhere(&self, id: &str) {
         if self.drop_cached(id, None) {
             self.agents_changed();
         }
-        self.known().current.retain(|_, current| current != id);
     }
 
     /// After the rows are gone: the WAL cut back, the mail files removed (and looked for

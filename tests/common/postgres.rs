@@ -383,6 +383,20 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// Ends every replica's listening session (`application_name` `livechat tailer`) on the
+/// database `client` is connected to; answers how many were ended.
+pub async fn end_tailers(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE application_name = 'livechat tailer' AND datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// The newest PostgreSQL under Debian's `/usr/lib/postgresql/<version>/bin` (its programs
 /// are not on the PATH), or `PG_BINDIR` when set.
 fn bindir() -> PathBuf {

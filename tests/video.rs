@@ -267,3 +267,36 @@ async fn an_agent_offers_a_call_in_a_text_chat_and_a_decline_keeps_the_chat() {
     })
     .await;
 }
+
+/// "Take video calls" is stored beside "Accept chats": an agent who switched it off is
+/// still off after a crash and restart (and on PostgreSQL, on every replica).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_video_toggle_outlives_a_restart() {
+    let server = Bundle::live(1)
+        .live_chat(|d| d.set("modes", r#"["text", "video"]"#))
+        .serve(&[&agent_email(0)]);
+    let api = Api::new(&server.url);
+    let token = api.login(&agent_email(0)).await;
+    let before = api.agent_view(&token, &agent_email(0)).await;
+    assert_eq!(before["video"], true, "{before}");
+    let (status, reply) = api
+        .call(
+            "PUT",
+            "/api/v1/me/availability",
+            Some(&token),
+            Some(&json!({"video": false}).to_string()),
+        )
+        .await;
+    assert_eq!((status, &reply["video"]), (200, &json!(false)), "{reply}");
+
+    let server = tokio::task::spawn_blocking(move || server.kill_and_restart())
+        .await
+        .unwrap();
+    let api = Api::new(&server.url);
+    let view = api.agent_view(&token, &agent_email(0)).await;
+    assert_eq!(view["video"], false, "after the restart: {view}");
+    assert_eq!(
+        view["accepting"], before["accepting"],
+        "the other toggle: {view}"
+    );
+}

@@ -289,9 +289,11 @@ impl Engine {
                 state_written: Mutex::new(HashMap::new()),
             }),
         };
+        let no_video = engine.inner.store.no_video_agents().await?;
         {
             let mut presence = engine.presence();
             presence.accepting = accepting.into_iter().collect();
+            presence.no_video = no_video.into_iter().collect();
             for conv in &open {
                 if let (Some(agent), true) = (&conv.assignee, conv.status.holds_agent()) {
                     presence

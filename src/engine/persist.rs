@@ -569,6 +569,27 @@ pub fn set_accepting(
     Ok(())
 }
 
+/// Agents whose "Take video calls" is off.
+pub fn no_video_agents(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT email FROM agents WHERE video = 0")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn set_video(
+    conn: &Connection,
+    email: &str,
+    video: bool,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO agents (email, video, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (email) DO UPDATE SET video = excluded.video, updated_at = excluded.updated_at",
+        params![email.to_lowercase(), video, now.to_string()],
+    )?;
+    Ok(())
+}
+
 /// The toggles above on either store (#17). On PostgreSQL the row may already exist without
 /// a password (made to lock the agent while counting their chats) or with one (`auth::pg`);
 /// the upsert changes only the toggle and its time, as on SQLite.
@@ -585,6 +606,49 @@ impl Store {
                 .iter()
                 .map(|r| r.get(0))
                 .collect()),
+        }
+    }
+
+    /// [`no_video_agents`]: the emails (lowercased) whose "Take video calls" is off.
+    pub async fn no_video_agents(&self) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Sqlite(db) => db.read(no_video_agents).await,
+            Store::Postgres(pg) => Ok(client(pg)
+                .await?
+                .query("SELECT email FROM agents WHERE NOT video", &[])
+                .await
+                .map_err(PgError::from)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()),
+        }
+    }
+
+    /// [`set_video`]: turns the agent's "Take video calls" on or off, at `now`.
+    pub async fn set_video(
+        &self,
+        email: &str,
+        video: bool,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(db) => {
+                let email = email.to_string();
+                db.write(move |c| set_video(c, &email, video, now)).await
+            }
+            Store::Postgres(pg) => {
+                client(pg)
+                    .await?
+                    .execute(
+                        "INSERT INTO agents (email, video, updated_at) VALUES ($1, $2, $3)
+                         ON CONFLICT (email) DO UPDATE
+                         SET video = excluded.video, updated_at = excluded.updated_at",
+                        &[&email.to_lowercase(), &video, &now.to_string()],
+                    )
+                    .await
+                    .map_err(PgError::from)?;
+                Ok(())
+            }
         }
     }
 

@@ -26,27 +26,14 @@ impl Engine {
         Ok(())
     }
 
-    /// The "Take video calls" toggle: off, video requests do not ring this agent. On
-    /// PostgreSQL the other replicas take it up too (`relay::AGENT_VIDEO_ON`).
-    pub fn set_video(&self, email: &str, video: bool) {
-        self.take_video_toggle(email, video);
-        if self.inner.replicated.is_some() {
-            self.inner.hub.publish(Frame {
-                to_agent: Some(email.to_lowercase()),
-                kind: Some(if video {
-                    super::relay::AGENT_VIDEO_ON
-                } else {
-                    super::relay::AGENT_VIDEO_OFF
-                }),
-                ..Frame::default()
-            });
-        }
-    }
-
-    /// The toggle made here or heard from another replica: this replica's routing follows
-    /// it, and its consoles are told.
-    pub(super) fn take_video_toggle(&self, email: &str, video: bool) {
+    /// The "Take video calls" toggle: off, video requests do not ring this agent. Stored
+    /// beside "Accept chats" (on PostgreSQL every replica reads it with the shared presence).
+    pub async fn set_video(&self, email: &str, video: bool) -> Result<(), EngineError> {
         let email = email.to_lowercase();
+        self.inner
+            .store
+            .set_video(&email, video, Timestamp::now())
+            .await?;
         let changed = {
             let mut p = self.presence();
             if video {
@@ -59,6 +46,7 @@ impl Engine {
             self.publish_presence(&email);
             self.agents_changed();
         }
+        Ok(())
     }
 
     /// Marks the agent online while the returned guard lives (one per open event socket).
@@ -347,7 +335,8 @@ pub(super) struct Presence {
     pub(super) accepting: HashSet<String>,
     /// Conversations each agent holds (assigned or chatting).
     pub(super) load: HashMap<String, BTreeSet<String>>,
-    /// Agents who switched "Take video calls" off (kept while the server runs).
+    /// Agents who switched "Take video calls" off (stored; on PostgreSQL read with the
+    /// shared presence).
     pub(super) no_video: HashSet<String>,
     /// On PostgreSQL: agents with a socket on any live replica, as last read.
     pub(super) remote: HashSet<String>,
@@ -474,6 +463,7 @@ impl Engine {
                 .accepting
                 .symmetric_difference(&cluster.accepting)
                 .cloned();
+            let video = p.no_video.symmetric_difference(&cluster.no_video).cloned();
             let held = p
                 .load
                 .keys()
@@ -484,7 +474,7 @@ impl Engine {
                     count(&p.load) != count(&cluster.load)
                 })
                 .cloned();
-            online.chain(accepting).chain(held).collect()
+            online.chain(accepting).chain(video).chain(held).collect()
         };
         if changed.is_empty() {
             return;
@@ -494,6 +484,7 @@ impl Engine {
             p.remote = cluster.online;
             p.load = cluster.load;
             p.accepting = cluster.accepting;
+            p.no_video = cluster.no_video;
         }
         for agent in &changed {
             self.publish_presence(agent);

@@ -19,8 +19,7 @@
 //! sides get (an agent's typing) is sent once.
 //!
 //! Some frames change what the receiving engine holds, not only what its sockets see: an
-//! erase (the erased conversations, the visitor's cached token), an agent's "Take video
-//! calls". The receiver hands each frame to the engine ([`Heed`], [`Engine::heed`]) before
+//! erase (the erased conversations, the visitor's cached token). The receiver hands each frame to the engine ([`Heed`], [`Engine::heed`]) before
 //! its sockets get it, so that a visitor told of their erase on this replica finds their
 //! token refused here too.
 
@@ -45,11 +44,6 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// The most kinds a receiver learns from payloads (each kept for the process's life).
 const KINDS_MAX: usize = 64;
 
-/// Frames of no socket (no texts) that tell the other replicas an agent switched "Take
-/// video calls" on or off (`to_agent`); on its own replica the toggle is already made.
-pub const AGENT_VIDEO_ON: &str = "agent.video.on";
-pub const AGENT_VIDEO_OFF: &str = "agent.video.off";
-
 /// Heeded (never delivered) when the tailer listens again after its connection failed:
 /// the notices sent meanwhile are lost.
 const RELISTENED: &str = "relay.relistened";
@@ -69,11 +63,6 @@ impl Engine {
                 self.leave_live(visitor);
             }
             (Some(RELISTENED), _, _) => self.notices_lost(),
-            (Some(kind @ (AGENT_VIDEO_ON | AGENT_VIDEO_OFF)), _, _) => {
-                if let Some(agent) = &frame.to_agent {
-                    self.take_video_toggle(agent, kind == AGENT_VIDEO_ON);
-                }
-            }
             _ => {}
         }
     }

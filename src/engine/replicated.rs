@@ -95,6 +95,8 @@ pub(super) struct Cluster {
     pub load: HashMap<String, BTreeSet<String>>,
     /// Agents whose "Accept chats" is on (toggled on any replica).
     pub accepting: HashSet<String>,
+    /// Agents whose "Take video calls" is off (toggled on any replica).
+    pub no_video: HashSet<String>,
 }
 
 impl Replicated {
@@ -277,13 +279,14 @@ impl Replicated {
                 .or_default()
                 .insert(r.get(1));
         }
-        let accepting = crate::store::Store::Postgres(self.pg.clone())
-            .accepting_agents()
-            .await?;
+        let store = crate::store::Store::Postgres(self.pg.clone());
+        let accepting = store.accepting_agents().await?;
+        let no_video = store.no_video_agents().await?;
         Ok(Cluster {
             online: online.into_iter().map(|e| e.to_lowercase()).collect(),
             load,
             accepting: accepting.into_iter().collect(),
+            no_video: no_video.into_iter().collect(),
         })
     }
 

@@ -50,7 +50,7 @@ pub async fn set_availability(
         state.engine.set_accepting(&agent.email, accepting).await?;
     }
     if let Some(video) = req.video {
-        state.engine.set_video(&agent.email, video);
+        state.engine.set_video(&agent.email, video).await?;
     }
     let me = state
         .engine

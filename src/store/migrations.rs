@@ -275,6 +275,9 @@ const STEPS: &[M<'static>] = &[
                  json_extract(data, '$.agent'), json_extract(data, '$.text'), client_id, at
           FROM conversation_events WHERE type IN ('message.created', 'note.created');",
     ),
+    // 13: an agent's "Take video calls" is kept beside "Accept chats" (it was memory only,
+    // and on replicas a replica started later did not know it).
+    M::up("ALTER TABLE agents ADD COLUMN video INTEGER NOT NULL DEFAULT 1;"),
 ];
 
 #[cfg(test)]

@@ -295,6 +295,12 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
              key bytea NOT NULL
          );",
     ),
+    (
+        14,
+        // An agent's "Take video calls", kept beside "Accept chats" (SQLite's migration 13):
+        // every replica reads it with the rest of the shared presence.
+        "ALTER TABLE agents ADD COLUMN video boolean NOT NULL DEFAULT true;",
+    ),
 ];
 
 /// The newest version this build knows.

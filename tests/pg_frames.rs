@@ -402,8 +402,8 @@ async fn typing_and_call_signalling_cross_replicas_once_and_in_scope() {
             })
             .await;
         for api in [&api_a, &api_b] {
-            let view = api.agent_view(&ben.token, &agent_email(0)).await;
-            assert_eq!(view["video"], video, "{view}");
+            api.wait_agent(&ben.token, &agent_email(0), |v| v["video"] == video)
+                .await;
         }
     }
 
@@ -575,5 +575,56 @@ async fn an_erase_through_one_replica_leaves_nothing_of_the_visitor_on_the_other
             .unwrap()
             .get(0);
         assert_eq!(left, 0, "{table} after the erase and the refused calls");
+    }
+}
+
+/// A returning visitor's new conversation, started through replica A, is their current one
+/// on replica B too, which had remembered the old one: a message through B goes to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_conversation_through_one_replica_is_the_visitors_on_the_other() {
+    let pg = Postgres::start();
+    let (a, b) = replicas(&pg, "again").await;
+    let (api_a, api_b) = (Api::new(&a.url), Api::new(&b.url));
+    let first = api_b.session("support").await;
+    let say = |text: &str| json!({ "text": text });
+    let reply = api_b
+        .post_ok("/api/v1/visitor/messages", Some(&first.token), say("hello"))
+        .await;
+    assert_eq!(reply["conversation_id"], first.conv, "{reply}");
+    api_b
+        .post_ok(
+            "/api/v1/visitor/actions",
+            Some(&first.token),
+            json!({"type": "end"}),
+        )
+        .await;
+    let (status, again) = api_a
+        .post(
+            "/api/v1/visitor/sessions",
+            None,
+            json!({"bot": "support", "token": first.token}),
+        )
+        .await;
+    assert_eq!((status, &again["resumed"]), (201, &json!(false)), "{again}");
+    let second = again["conversation_id"].as_str().unwrap().to_string();
+    assert_ne!(second, first.conv);
+    // B hears of the start through its tailer, a moment after A answered.
+    let deadline = tokio::time::Instant::now() + CROSSES;
+    loop {
+        let (status, reply) = api_b
+            .post(
+                "/api/v1/visitor/messages",
+                Some(&first.token),
+                say("me again"),
+            )
+            .await;
+        if status == 200 && reply["conversation_id"] == second {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B still sends the visitor's messages elsewhere: {status} {reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }

@@ -50,15 +50,10 @@ fn in_namespace<F: std::future::Future<Output = ()> + Send>(name: &str, inside: 
         return common::live::block_on(inside());
     }
     let exe = std::env::current_exe().unwrap();
-    // The test's full name: within `engine_on_postgres` this file is a module.
-    let name = match module_path!().split_once("::") {
-        Some((_, module)) => format!("{module}::{name}"),
-        None => name.to_string(),
-    };
     let out = std::process::Command::new("unshare")
         .args(["-n", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
         .arg(&exe)
-        .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(INSIDE, "1")
         .output()
         .expect("unshare (util-linux) runs");

@@ -180,7 +180,7 @@ impl Engine {
         let cutoff = persist::stamp(cutoff);
         let swept = self.inner.store.sweep_pageviews(&cutoff).await?;
         for id in &swept.visitor_ids {
-            self.forget_visitor(id);
+            self.forget_everywhere(id);
             self.leave_live(id);
         }
         Ok((swept.pageviews, swept.visitor_ids.len()))

@@ -188,6 +188,9 @@ struct Inner {
     presence: Mutex<Presence>,
     /// Moves on after each change of `presence` (see `presence()`).
     presence_changes: AtomicU64,
+    /// Moved on by each "Accept chats" or "Take video calls" made here: a reading of the
+    /// database's toggles begun before one is older than this replica's (`take_cluster`).
+    toggles: AtomicU64,
     /// The last `agent_views()`: the `presence_changes` and the bundle it was made from.
     #[allow(clippy::type_complexity)]
     agent_views: Mutex<Option<(u64, Arc<Bundle>, Arc<Vec<AgentView>>)>>,
@@ -281,6 +284,7 @@ impl Engine {
                 convs: Mutex::new(HashMap::new()),
                 presence: Mutex::new(Presence::default()),
                 presence_changes: AtomicU64::new(0),
+                toggles: AtomicU64::new(0),
                 agent_views: Mutex::new(None),
                 assignment: tokio::sync::Mutex::new(()),
                 timers: Mutex::new(HashMap::new()),
@@ -319,6 +323,10 @@ impl Engine {
                     Engine { inner }.heed(frame);
                 }
             }));
+            // A notice heard before the engine could heed it (an erase while the open
+            // conversations were loading) was only delivered: every copy is read again
+            // before its first use.
+            r.all_stale();
             engine.start_shared_timers();
             engine.start_shared_presence();
         }
@@ -521,8 +529,9 @@ impl Engine {
     /// chats, holds what), rather than at the presence loop's next look.
     async fn refresh_cluster(&self) {
         if let Some(r) = &self.inner.replicated {
+            let toggles = self.inner.toggles.load(Ordering::Acquire);
             match r.cluster().await {
-                Ok(cluster) => self.take_cluster(cluster),
+                Ok(cluster) => self.take_cluster(cluster, toggles),
                 Err(e) => tracing::warn!(error = %e, "reading presence across servers failed"),
             }
         }

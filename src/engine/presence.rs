@@ -11,6 +11,7 @@ impl Engine {
             .store
             .set_accepting(&email, accepting, Timestamp::now())
             .await?;
+        self.inner.toggles.fetch_add(1, Ordering::AcqRel);
         let changed = {
             let mut p = self.presence();
             if accepting {
@@ -34,6 +35,7 @@ impl Engine {
             .store
             .set_video(&email, video, Timestamp::now())
             .await?;
+        self.inner.toggles.fetch_add(1, Ordering::AcqRel);
         let changed = {
             let mut p = self.presence();
             if video {
@@ -436,8 +438,9 @@ impl Engine {
                         }
                     }
                 }
+                let toggles = engine.inner.toggles.load(Ordering::Acquire);
                 match r.cluster().await {
-                    Ok(cluster) => engine.take_cluster(cluster),
+                    Ok(cluster) => engine.take_cluster(cluster, toggles),
                     Err(e) => tracing::warn!(error = %e, "reading presence across servers failed"),
                 }
                 tokio::select! {
@@ -450,14 +453,20 @@ impl Engine {
 
     /// Takes what the database says of every agent: online somewhere, accepting chats, and
     /// the chats each holds (replacing this replica's count, which misses what other
-    /// replicas gave them).
-    pub(super) fn take_cluster(&self, cluster: super::replicated::Cluster) {
+    /// replicas gave them). `toggles` is `Inner::toggles` from before the reading began: a
+    /// toggle made here since is newer than the reading's, which is then not taken for the
+    /// toggles (the next reading has it).
+    pub(super) fn take_cluster(&self, mut cluster: super::replicated::Cluster, toggles: u64) {
         let changed: BTreeSet<String> = {
             let p = self
                 .inner
                 .presence
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
+            if self.inner.toggles.load(Ordering::Acquire) != toggles {
+                cluster.accepting = p.accepting.clone();
+                cluster.no_video = p.no_video.clone();
+            }
             let online = p.remote.symmetric_difference(&cluster.online).cloned();
             let accepting = p
                 .accepting

@@ -129,16 +129,7 @@ impl Engine {
             }
             self.drop_live(&erased);
             for visitor in &erased.visitor_ids {
-                self.forget_visitor(visitor);
-                if self.inner.replicated.is_some() {
-                    // No socket's business (the visitor has nothing left to see); the
-                    // other replicas forget the visitor's token too.
-                    self.inner.hub.publish(Frame {
-                        visitor_id: Some(visitor.clone()),
-                        kind: Some(VISITOR_FORGOTTEN),
-                        ..Frame::default()
-                    });
-                }
+                self.forget_everywhere(visitor);
             }
             let removed = self.finish(erased, outbox, mail_dir).await?;
             total.add(&removed);
@@ -149,9 +140,24 @@ impl Engine {
         Ok(total)
     }
 
+    /// Forgets a visitor whose profile a sweep removed, here and, on PostgreSQL, on the
+    /// other replicas (`visitor.forgotten`: no socket's business, the visitor has nothing
+    /// left to see).
+    pub(super) fn forget_everywhere(&self, visitor_id: &str) {
+        self.forget_visitor(visitor_id);
+        if self.inner.replicated.is_some() {
+            self.inner.hub.publish(Frame {
+                visitor_id: Some(visitor_id.to_string()),
+                kind: Some(VISITOR_FORGOTTEN),
+                ..Frame::default()
+            });
+        }
+    }
+
     /// Forgets a visitor's tokens and current conversation in the cache.
     pub(super) fn forget_visitor(&self, visitor_id: &str) {
         let mut known = self.known();
+        known.forgets += 1;
         known.tokens.retain(|_, v| v.id != visitor_id);
         known.current.remove(visitor_id);
     }
@@ -296,8 +302,8 @@ impl Removed {
 pub const VISITOR_ERASED: &str = "visitor.erased";
 /// The console frame (not stored) saying a conversation was erased.
 pub const CONVERSATION_ERASED: &str = "conversation.erased";
-/// A frame of no socket telling the other replicas that retention erased a visitor's
-/// profile: they forget the visitor's token.
+/// A frame of no socket telling the other replicas that a sweep (retention, page views)
+/// removed a visitor's profile: they forget the visitor's token.
 pub const VISITOR_FORGOTTEN: &str = "visitor.forgotten";
 
 /// Runs the retention sweep every `every` (and once at start) while the engine lives.

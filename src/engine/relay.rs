@@ -44,9 +44,13 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// The most kinds a receiver learns from payloads (each kept for the process's life).
 const KINDS_MAX: usize = 64;
 
-/// Heeded (never delivered) when the tailer listens again after its connection failed:
-/// the notices sent meanwhile are lost.
-const RELISTENED: &str = "relay.relistened";
+/// Heeded (never delivered) for each stored `conversation.started` event, from any replica:
+/// the visitor's current conversation is the new one.
+pub const CONVERSATION_STARTED: &str = "conversation.started";
+
+/// Heeded (never delivered) when notices from the other replicas may have been lost: the
+/// tailer listens again after its connection failed, or dropped frames (its queue full).
+const NOTICES_LOST: &str = "relay.notices_lost";
 
 /// What the engine does with each frame another replica sent, before this replica's
 /// sockets get it; set once the engine exists (frames heard before are only delivered).
@@ -62,7 +66,13 @@ impl Engine {
                 self.forget_visitor(visitor);
                 self.leave_live(visitor);
             }
-            (Some(RELISTENED), _, _) => self.notices_lost(),
+            (Some(NOTICES_LOST), _, _) => self.notices_lost(),
+            (Some(CONVERSATION_STARTED), Some(id), Some(visitor)) => {
+                // Only a visitor this replica remembers: the cache does not grow here.
+                if let Some(current) = self.known().current.get_mut(visitor) {
+                    current.clone_from(id);
+                }
+            }
             _ => {}
         }
     }
@@ -73,6 +83,7 @@ impl Engine {
     fn notices_lost(&self) {
         {
             let mut known = self.known();
+            known.forgets += 1;
             known.tokens.clear();
             known.current.clear();
         }
@@ -316,16 +327,16 @@ async fn receive(
 ) {
     let mut listened = false;
     while let Some(payload) = heard.recv().await {
-        if payload == tailer::LISTENING {
-            // Listening again after its connection failed: frames sent meanwhile are lost,
-            // an erase's notice among them.
-            if listened && let Some(heed) = heed.get() {
+        if payload == tailer::LISTENING || payload == tailer::FRAMES_LOST {
+            // Listening again after its connection failed, or frames dropped: notices sent
+            // meanwhile are lost, an erase's among them.
+            let lost = payload == tailer::FRAMES_LOST || std::mem::replace(&mut listened, true);
+            if lost && let Some(heed) = heed.get() {
                 heed(&Frame {
-                    kind: Some(RELISTENED),
+                    kind: Some(NOTICES_LOST),
                     ..Frame::default()
                 });
             }
-            listened = true;
             continue;
         }
         let frame = match decode(&payload) {

@@ -119,7 +119,13 @@ impl Replicated {
         let replica = wire::new_id("r");
         let heed = super::relay::Heed::default();
         super::relay::start(pg.clone(), &hub, replica.clone(), frames, heed.clone());
-        tokio::spawn(publish(pg.clone(), incoming, hub, known.clone()));
+        tokio::spawn(publish(
+            pg.clone(),
+            incoming,
+            hub,
+            known.clone(),
+            heed.clone(),
+        ));
         Ok(Replicated {
             pg,
             writer,
@@ -327,12 +333,15 @@ fn parse(state: &str) -> Result<Conversation, StoreError> {
 /// The tailer's pages, published to this replica's sockets in `seq` order. The frames are
 /// the ones a local commit made (`persist::Pending::frames`): the envelopes are put together
 /// from the stored row, and the visitor's part is the event's visitor view. A conversation's
-/// visitor is read once (its row is committed with its first events) and remembered.
+/// visitor is read once (its row is committed with its first events) and remembered. A
+/// conversation's start, from any replica, is heeded by the engine (the visitor's current
+/// conversation is the new one).
 async fn publish(
     pg: Arc<PgStore>,
     mut pages: mpsc::Receiver<Vec<StoredEvent>>,
     hub: Hub,
     known: Arc<Mutex<HashMap<String, Known>>>,
+    heed: super::relay::Heed,
 ) {
     let mut visitors: HashMap<String, String> = HashMap::new();
     while let Some(page) = pages.recv().await {
@@ -368,7 +377,19 @@ async fn publish(
             }
         }
         for stored in page {
-            hub.publish(frame(&stored, &visitors));
+            let frame = frame(&stored, &visitors);
+            if stored.event.kind == super::relay::CONVERSATION_STARTED
+                && let Some(heed) = heed.get()
+            {
+                heed(&Frame {
+                    seq: frame.seq,
+                    conversation_id: frame.conversation_id.clone(),
+                    visitor_id: frame.visitor_id.clone(),
+                    kind: Some(super::relay::CONVERSATION_STARTED),
+                    ..Frame::default()
+                });
+            }
+            hub.publish(frame);
         }
     }
 }

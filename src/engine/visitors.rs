@@ -165,9 +165,13 @@ impl Engine {
     /// The visitor a bearer token belongs to.
     pub async fn visitor(&self, token: &str) -> Result<VisitorRef, EngineError> {
         let hash = crate::auth::session::token_hash(token);
-        if let Some(known) = self.known().tokens.get(&hash) {
-            return Ok(known.clone());
-        }
+        let forgets = {
+            let known = self.known();
+            if let Some(known) = known.tokens.get(&hash) {
+                return Ok(known.clone());
+            }
+            known.forgets
+        };
         let key = hash.clone();
         let visitor = self
             .inner
@@ -176,7 +180,10 @@ impl Engine {
             .await?
             .map(|(id, bot)| VisitorRef { id, bot })
             .ok_or(EngineError::BadToken)?;
-        self.known().remember_token(hash, visitor.clone());
+        let mut known = self.known();
+        if known.forgets == forgets {
+            known.remember_token(hash, visitor.clone());
+        }
         Ok(visitor)
     }
 
@@ -186,9 +193,13 @@ impl Engine {
 
     /// The visitor's current conversation (the most recent one).
     pub async fn visitor_conversation(&self, visitor: &VisitorRef) -> Result<String, EngineError> {
-        if let Some(current) = self.known().current.get(&visitor.id) {
-            return Ok(current.clone());
-        }
+        let forgets = {
+            let known = self.known();
+            if let Some(current) = known.current.get(&visitor.id) {
+                return Ok(current.clone());
+            }
+            known.forgets
+        };
         let id = visitor.id.clone();
         let current = self
             .inner
@@ -196,8 +207,10 @@ impl Engine {
             .latest_conversation_of(&id)
             .await?
             .ok_or(EngineError::NotFound)?;
-        self.known()
-            .remember_current(visitor.id.clone(), current.clone());
+        let mut known = self.known();
+        if known.forgets == forgets {
+            known.remember_current(visitor.id.clone(), current.clone());
+        }
         Ok(current)
     }
 
@@ -289,6 +302,10 @@ impl Engine {
 pub(super) struct Known {
     pub(super) tokens: HashMap<String, VisitorRef>,
     pub(super) current: HashMap<String, String>,
+    /// Moved on by every forgetting (an erase, a sweep, notices lost): a lookup in the
+    /// store that began before one is not remembered, since it may have read a visitor the
+    /// forgetting was about.
+    pub(super) forgets: u64,
 }
 
 impl Known {

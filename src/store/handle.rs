@@ -7,8 +7,9 @@
 //! (`auth::stored`, …): the SQLite arm runs today's function on a reader or in the writer,
 //! unchanged; the PostgreSQL arm calls the same operation's async twin. An enum rather than a
 //! trait, so that the engine, the HTTP state and the extractors carry no type parameter.
-//! Areas not moved yet still reach the writer and the readers directly (docs/postgres.md,
-//! "What remains").
+//! What stays SQLite's alone (the writer thread, the checkpointer, the backup of the file)
+//! reaches the writer and the readers directly (docs/postgres.md, "The move, area by
+//! area").
 
 use std::sync::Arc;
 

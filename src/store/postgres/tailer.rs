@@ -35,6 +35,10 @@ pub const GAP_WAIT: Duration = Duration::from_secs(5);
 /// is this (theirs start with a JSON header).
 pub const LISTENING: &str = "listening";
 
+/// Handed over before the next frame after frames were dropped because the receiver's queue
+/// was full.
+pub const FRAMES_LOST: &str = "frames lost";
+
 /// The first pause before reading again past a gap; each pause doubles, up to a quarter of a
 /// second.
 const GAP_PAUSE: Duration = Duration::from_millis(10);
@@ -146,11 +150,16 @@ async fn tail(
     // (the connection closed or failed) makes the client's next query fail.
     let messages = tokio::spawn(async move {
         let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        // Frames were dropped (the queue full): the receiver is told before the next one.
+        let mut lost = false;
         while let Some(message) = stream.next().await {
             match message {
                 Ok(AsyncMessage::Notification(n)) if n.channel() == FRAMES => {
                     if let Some(frames) = &frames {
-                        let _ = frames.try_send(n.payload().to_owned());
+                        if lost && frames.try_send(FRAMES_LOST.to_owned()).is_ok() {
+                            lost = false;
+                        }
+                        lost |= frames.try_send(n.payload().to_owned()).is_err();
                     }
                 }
                 Ok(AsyncMessage::Notification(_)) => woken.notify_one(),
@@ -169,7 +178,7 @@ async fn tail(
             .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {FRAMES}"))
             .await?;
         if let Some(listening) = &listening {
-            let _ = listening.try_send(LISTENING.to_owned());
+            let _ = listening.send(LISTENING.to_owned()).await;
         }
         let statement = client
             .prepare(&format!(

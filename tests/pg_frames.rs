@@ -459,6 +459,22 @@ async fn erase(api: &Api, boss: &str, visitor_id: &str) -> Value {
     body
 }
 
+/// A visitor message with `token` through `api` is refused: `401 invalid_token`.
+async fn refused(api: &Api, token: &str, what: &str) {
+    let (status, body) = api
+        .post(
+            "/api/v1/visitor/messages",
+            Some(token),
+            json!({ "text": "still there?" }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("invalid_token")),
+        "{what}: {body}"
+    );
+}
+
 /// An admin's erase through replica A reaches what replica B holds of the visitor, who
 /// chatted through B only: B ends their socket and refuses their token from then on (a
 /// replica keeps tokens it looked up), has dropped their chat (Ana's load there, the
@@ -508,18 +524,7 @@ async fn an_erase_through_one_replica_leaves_nothing_of_the_visitor_on_the_other
         .await;
     // B looked the token up before the erase; it is refused there now, as on A.
     for (api, at) in [(&api_b, "B"), (&api_a, "A")] {
-        let (status, body) = api
-            .post(
-                "/api/v1/visitor/messages",
-                Some(&token),
-                say("still there?"),
-            )
-            .await;
-        assert_eq!(
-            (status, body["error"]["code"].as_str()),
-            (401, Some("invalid_token")),
-            "a message through {at}: {body}"
-        );
+        refused(api, &token, &format!("a message through {at}")).await;
         let (status, body) = api
             .get("/api/v1/visitor/history?after=0", Some(&token))
             .await;
@@ -556,17 +561,7 @@ async fn an_erase_through_one_replica_leaves_nothing_of_the_visitor_on_the_other
         b.logged(again, Duration::from_secs(10)).is_some(),
         "B never listened again"
     );
-    let (status, body) = api_b
-        .post(
-            "/api/v1/visitor/messages",
-            Some(&token),
-            say("still there?"),
-        )
-        .await;
-    assert_eq!(
-        status, 401,
-        "a message through B after a lost notice: {body}"
-    );
+    refused(&api_b, &token, "a message through B after a lost notice").await;
 
     for table in ["conversations", "visitors"] {
         let left: i64 = client
